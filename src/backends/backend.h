@@ -1,0 +1,71 @@
+// Kernels and backends. A backend maps op types to kernel factories through one explicit table
+// (backends/<name>/<name>_kernels.cc); a kernel is created once per node and run many times.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "core/thread_pool.h"
+#include "graph/ir.h"
+
+namespace tandem {
+
+struct KernelContext {
+  const Node& node;
+  ThreadPool& pool;  // intra-op threads of this session
+};
+
+class Kernel {
+ public:
+  virtual ~Kernel() = default;
+  // inputs[i] is nullptr for an omitted optional input. outputs are already allocated by the
+  // executor with the shapes and dtypes the op's schema inferred (nullptr for omitted outputs).
+  // Kernels throw tandem::Error (naming ctx.node) on anything they cannot compute.
+  virtual void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+                       std::span<Tensor* const> outputs) = 0;
+};
+
+using ComputeFn = void (*)(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+                           std::span<Tensor* const> outputs);
+using KernelFactory = std::function<std::unique_ptr<Kernel>(const Node& node)>;
+
+class KernelRegistry {
+ public:
+  void add(const std::string& op_type, KernelFactory factory, const std::string& domain = "");
+  // Stateless kernels: a plain function.
+  void add(const std::string& op_type, ComputeFn fn, const std::string& domain = "");
+  const KernelFactory* find(const std::string& domain, const std::string& op_type) const;
+  std::vector<std::string> op_types() const;
+
+ private:
+  std::map<std::pair<std::string, std::string>, KernelFactory> factories_;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  virtual const KernelRegistry& kernels() const = 0;
+};
+
+// The reference backend: plain loops, the oracle every other backend is tested against.
+const Backend& reference_backend();
+
+// ---- Reference kernel families (one per backends/ref/<family>.cc), called by ref_kernels.cc.
+void register_elementwise_ref_kernels(KernelRegistry& r);
+void register_activation_ref_kernels(KernelRegistry& r);
+void register_cast_ref_kernels(KernelRegistry& r);
+void register_conv_ref_kernels(KernelRegistry& r);
+void register_pool_ref_kernels(KernelRegistry& r);
+void register_normalization_ref_kernels(KernelRegistry& r);
+void register_resize_ref_kernels(KernelRegistry& r);
+void register_matmul_ref_kernels(KernelRegistry& r);
+void register_softmax_ref_kernels(KernelRegistry& r);
+void register_reduce_ref_kernels(KernelRegistry& r);
+void register_shape_ref_kernels(KernelRegistry& r);
+void register_tensor_ref_kernels(KernelRegistry& r);
+
+}  // namespace tandem

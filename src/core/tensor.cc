@@ -1,0 +1,78 @@
+#include <cstring>
+
+#include "core/error.h"
+#include "tandem/tensor.h"
+
+namespace tandem {
+
+int64_t shape_numel(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    TANDEM_CHECK(d >= 0, ErrorCode::kInternal, "shape {} has a negative dimension",
+                 shape_str(shape));
+    n *= d;
+  }
+  return n;
+}
+
+std::string shape_str(const Shape& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ",";
+    s += shape[i] < 0 ? std::string("?") : std::to_string(shape[i]);
+  }
+  return s + "]";
+}
+
+namespace {
+std::shared_ptr<uint8_t> allocate_zeroed(size_t bytes) {
+  // 64-byte alignment keeps every kernel's vector loads aligned; +1 so empty tensors still
+  // get a valid (non-null) pointer.
+  size_t padded = (bytes + 64) / 64 * 64;
+  void* p = std::aligned_alloc(64, padded);
+  if (!p) throw std::bad_alloc();
+  std::memset(p, 0, padded);
+  return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(p), [](uint8_t* q) { std::free(q); });
+}
+}  // namespace
+
+Tensor::Tensor(DataType dtype, Shape shape, std::string name)
+    : name_(std::move(name)), dtype_(dtype), shape_(std::move(shape)) {
+  numel_ = shape_numel(shape_);
+  TANDEM_CHECK(dtype_size(dtype) > 0, ErrorCode::kUnsupported,
+               "tensor '{}': dtype {} has no fixed element size", name_, dtype_name(dtype));
+  data_ = allocate_zeroed(nbytes());
+  owned_ = true;
+}
+
+Tensor Tensor::borrow(DataType dtype, Shape shape, void* data, std::string name) {
+  Tensor t;
+  t.name_ = std::move(name);
+  t.dtype_ = dtype;
+  t.shape_ = std::move(shape);
+  t.numel_ = shape_numel(t.shape_);
+  t.data_ = std::shared_ptr<uint8_t>(static_cast<uint8_t*>(data), [](uint8_t*) {});
+  t.owned_ = false;
+  return t;
+}
+
+Tensor Tensor::copy_of(DataType dtype, Shape shape, const void* data, std::string name) {
+  Tensor t(dtype, std::move(shape), std::move(name));
+  if (t.nbytes()) std::memcpy(t.raw(), data, t.nbytes());
+  return t;
+}
+
+Tensor Tensor::reshaped(Shape shape) const {
+  Tensor t = *this;
+  int64_t n = shape_numel(shape);
+  TANDEM_CHECK(n == numel_, ErrorCode::kInternal, "cannot reshape {} to {}", shape_str(shape_),
+               shape_str(shape));
+  t.shape_ = std::move(shape);
+  return t;
+}
+
+Tensor Tensor::clone() const {
+  return copy_of(dtype_, shape_, raw(), name_);
+}
+
+}  // namespace tandem

@@ -1,0 +1,30 @@
+// Shape arithmetic shared by schemas and kernels.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "graph/ir.h"
+
+namespace tandem {
+
+// numpy-style broadcast of two or more shapes; throws an error naming `node` when incompatible.
+Shape broadcast_shapes(const Shape& a, const Shape& b, const Node& node);
+Shape broadcast_shapes(const std::vector<Shape>& shapes, const Node& node);
+
+// Maps a possibly negative axis into [0, rank); throws naming `node` when out of range.
+int64_t normalize_axis(int64_t axis, int64_t rank, const Node& node);
+
+// Row-major strides of `shape` (in elements).
+std::vector<int64_t> contiguous_strides(const Shape& shape);
+
+// Strides to read a tensor of shape `in` as if broadcast to `out` (0 where broadcast).
+std::vector<int64_t> broadcast_strides(const Shape& in, const Shape& out);
+
+// Reads an integer tensor (int32 or int64) as int64 values.
+std::vector<int64_t> tensor_to_int64s(const Tensor& t, const Node& node);
+
+// Reads a numeric scalar-or-1-element tensor as double.
+double tensor_scalar_as_double(const Tensor& t, const Node& node);
+
+}  // namespace tandem

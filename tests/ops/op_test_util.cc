@@ -1,0 +1,111 @@
+#include "op_test_util.h"
+
+#include <cmath>
+#include <stdexcept>
+
+#include "backends/backend.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "ops/schema.h"
+
+namespace tandem::testing {
+
+Attribute attr_int(int64_t v) {
+  Attribute a;
+  a.kind = Attribute::Kind::kInt;
+  a.i = v;
+  return a;
+}
+Attribute attr_float(float v) {
+  Attribute a;
+  a.kind = Attribute::Kind::kFloat;
+  a.f = v;
+  return a;
+}
+Attribute attr_string(std::string v) {
+  Attribute a;
+  a.kind = Attribute::Kind::kString;
+  a.s = std::move(v);
+  return a;
+}
+Attribute attr_ints(std::vector<int64_t> v) {
+  Attribute a;
+  a.kind = Attribute::Kind::kInts;
+  a.ints = std::move(v);
+  return a;
+}
+Attribute attr_floats(std::vector<float> v) {
+  Attribute a;
+  a.kind = Attribute::Kind::kFloats;
+  a.floats = std::move(v);
+  return a;
+}
+
+std::vector<Tensor> run_ref_op(const std::string& op_type, const std::vector<Tensor>& inputs,
+                               const std::map<std::string, Attribute>& attrs, int num_outputs,
+                               int opset) {
+  Graph g;
+  std::vector<Value*> ins, outs;
+  std::vector<TensorType> types(inputs.size());
+  std::vector<const TensorType*> type_ptrs;
+  std::vector<const Tensor*> values;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!inputs[i].defined()) {
+      ins.push_back(nullptr);
+      type_ptrs.push_back(nullptr);
+      values.push_back(nullptr);
+      continue;
+    }
+    ins.push_back(g.add_value("in" + std::to_string(i)));
+    types[i] = {inputs[i].dtype(), inputs[i].shape()};
+    type_ptrs.push_back(&types[i]);
+    values.push_back(&inputs[i]);
+  }
+  for (int i = 0; i < num_outputs; ++i) outs.push_back(g.add_value("out" + std::to_string(i)));
+  Node* node = g.add_node(op_type, "test_" + op_type, ins, outs);
+  node->attrs = attrs;
+  node->opset = opset;
+
+  std::vector<TensorType> out_types = infer_node(*node, type_ptrs, values);
+  std::vector<Tensor> results;
+  for (auto& t : out_types) results.emplace_back(t.dtype, t.shape);
+  std::vector<Tensor*> out_ptrs;
+  for (auto& t : results) out_ptrs.push_back(&t);
+
+  const KernelFactory* factory = reference_backend().kernels().find("", op_type);
+  TANDEM_CHECK(factory, ErrorCode::kUnsupported, "no reference kernel for {}", op_type);
+  auto kernel = (*factory)(*node);
+  ThreadPool pool(2);
+  KernelContext ctx{*node, pool};
+  kernel->compute(ctx, values, out_ptrs);
+  return results;
+}
+
+static double element_as_double(const Tensor& t, int64_t i) {
+  switch (t.dtype()) {
+    case DataType::kFloat32: return t.data<float>()[i];
+    case DataType::kFloat64: return t.data<double>()[i];
+    case DataType::kInt64: return static_cast<double>(t.data<int64_t>()[i]);
+    case DataType::kInt32: return t.data<int32_t>()[i];
+    case DataType::kInt8: return t.data<int8_t>()[i];
+    case DataType::kUInt8: return t.data<uint8_t>()[i];
+    case DataType::kBool: return t.data<bool>()[i] ? 1 : 0;
+    default: throw std::runtime_error("max_abs_diff: unsupported dtype");
+  }
+}
+
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  if (a.dtype() != b.dtype() || a.shape() != b.shape())
+    throw std::runtime_error("max_abs_diff: " + shape_str(a.shape()) + " " +
+                             dtype_name(a.dtype()) + " vs " + shape_str(b.shape()) + " " +
+                             dtype_name(b.dtype()));
+  double worst = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    double x = element_as_double(a, i), y = element_as_double(b, i);
+    if (std::isnan(x) != std::isnan(y)) return INFINITY;
+    if (!std::isnan(x)) worst = std::max(worst, std::abs(x - y));
+  }
+  return worst;
+}
+
+}  // namespace tandem::testing

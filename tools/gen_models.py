@@ -1,0 +1,844 @@
+#!/usr/bin/python3
+"""Generate Tandem's small ONNX test models with reference input/output data.
+
+Each model is written in the ONNX backend test-data layout::
+
+    <out>/<name>/model.onnx
+    <out>/<name>/test_data_set_0/input_0.pb ... input_K.pb, output_0.pb ...
+    <out>/<name>/test_data_set_1/...            (different batch / sequence size)
+
+All weights are random (fixed seeds, no pretrained weights); the reference
+outputs are PyTorch's float32 outputs for the same inputs.
+
+Must be run with Debian's interpreter, which has torch 1.13 and onnx 1.12:
+
+    /usr/bin/python3 tools/gen_models.py --out models
+    /usr/bin/python3 tools/gen_models.py --out /tmp/big --size large
+    /usr/bin/python3 tools/gen_models.py --verify models
+"""
+
+import argparse
+import collections
+import glob
+import math
+import os
+import shutil
+import sys
+
+try:
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+except ImportError as exc:  # pragma: no cover
+    sys.exit(
+        "gen_models.py needs torch, onnx and numpy; run it with /usr/bin/python3 "
+        "(Debian's python, torch 1.13 / onnx 1.12). Import error: %s" % exc
+    )
+
+
+# ----------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------
+
+
+def gn_groups(channels):
+    """GroupNorm group count: 32 like SD for wide layers, fewer for narrow ones."""
+    return max(1, min(32, channels // 4))
+
+
+def silu(x):
+    return x * torch.sigmoid(x)
+
+
+# ----------------------------------------------------------------------------
+# 1. Stable-Diffusion-style UNet
+# ----------------------------------------------------------------------------
+
+
+def timestep_embedding(timesteps, dim, max_period=10000.0):
+    """Sinusoidal embedding (diffusers Timesteps, flip_sin_to_cos=True, shift 0)."""
+    half = dim // 2
+    exponent = -math.log(max_period) * torch.arange(half, dtype=torch.float32) / half
+    freqs = torch.exp(exponent)
+    args = timesteps[:, None].float() * freqs[None, :]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, cin, cout, temb_ch):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(gn_groups(cin), cin, eps=1e-5)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.time_emb_proj = nn.Linear(temb_ch, cout)
+        self.norm2 = nn.GroupNorm(gn_groups(cout), cout, eps=1e-5)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.conv_shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else None
+
+    def forward(self, x, temb):
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.time_emb_proj(F.silu(temb))[:, :, None, None]
+        h = self.conv2(F.silu(self.norm2(h)))
+        if self.conv_shortcut is not None:
+            x = self.conv_shortcut(x)
+        return x + h
+
+
+class Attention(nn.Module):
+    """Multi-head attention written with plain MatMul/Softmax math."""
+
+    def __init__(self, dim, heads, context_dim=None):
+        super().__init__()
+        context_dim = context_dim or dim
+        self.heads = heads
+        self.scale = (dim // heads) ** -0.5
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_k = nn.Linear(context_dim, dim, bias=False)
+        self.to_v = nn.Linear(context_dim, dim, bias=False)
+        self.to_out = nn.Linear(dim, dim)
+
+    def split_heads(self, t):
+        b, n, c = t.shape
+        return t.reshape(b, n, self.heads, c // self.heads).permute(0, 2, 1, 3)
+
+    def forward(self, x, context=None):
+        context = x if context is None else context
+        q = self.split_heads(self.to_q(x))
+        k = self.split_heads(self.to_k(context))
+        v = self.split_heads(self.to_v(context))
+        attn = torch.matmul(q, k.transpose(-1, -2)) * self.scale
+        attn = attn.softmax(dim=-1)
+        out = torch.matmul(attn, v)  # [b, heads, n, d]
+        b, hd, n, d = out.shape
+        out = out.permute(0, 2, 1, 3).reshape(b, n, hd * d)
+        return self.to_out(out)
+
+
+class GEGLU(nn.Module):
+    def __init__(self, dim_in, dim_out):
+        super().__init__()
+        self.proj = nn.Linear(dim_in, dim_out * 2)
+
+    def forward(self, x):
+        h, gate = self.proj(x).chunk(2, dim=-1)
+        return h * F.gelu(gate)  # exact (erf) GELU
+
+
+class BasicTransformerBlock(nn.Module):
+    def __init__(self, dim, heads, context_dim, ff_mult):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn1 = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.attn2 = Attention(dim, heads, context_dim)
+        self.norm3 = nn.LayerNorm(dim)
+        self.ff = nn.Sequential(GEGLU(dim, dim * ff_mult), nn.Linear(dim * ff_mult, dim))
+
+    def forward(self, x, context):
+        x = self.attn1(self.norm1(x)) + x
+        x = self.attn2(self.norm2(x), context) + x
+        x = self.ff(self.norm3(x)) + x
+        return x
+
+
+class Transformer2D(nn.Module):
+    def __init__(self, ch, heads, context_dim, ff_mult):
+        super().__init__()
+        self.norm = nn.GroupNorm(gn_groups(ch), ch, eps=1e-6)
+        self.proj_in = nn.Conv2d(ch, ch, 1)
+        self.block = BasicTransformerBlock(ch, heads, context_dim, ff_mult)
+        self.proj_out = nn.Conv2d(ch, ch, 1)
+
+    def forward(self, x, context):
+        b, c, h, w = x.shape
+        res = x
+        x = self.proj_in(self.norm(x))
+        x = x.permute(0, 2, 3, 1).reshape(b, h * w, c)
+        x = self.block(x, context)
+        x = x.reshape(b, h, w, c).permute(0, 3, 1, 2)
+        return self.proj_out(x) + res
+
+
+class Downsample(nn.Module):
+    def __init__(self, ch):
+        super().__init__()
+        self.conv = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    def __init__(self, ch):
+        super().__init__()
+        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class TinyUNet(nn.Module):
+    """diffusers-UNet2DConditionModel-shaped UNet at reduced width.
+
+    Down levels: `layers` ResBlocks (+ Transformer2D where attn), downsample
+    between levels; skips pushed after conv_in, after every block and after
+    every downsample; mid = Res, Transformer, Res; up levels: layers+1 blocks,
+    each consuming one skip by channel concat, nearest upsample + conv.
+    """
+
+    def __init__(self, channels=(32, 64, 64), attn=(False, True, True), layers=1,
+                 heads=4, context_dim=1024, ff_mult=4, in_ch=4, out_ch=4):
+        super().__init__()
+        c0 = channels[0]
+        temb_ch = 4 * c0
+        self.c0 = c0
+        self.time_linear_1 = nn.Linear(c0, temb_ch)
+        self.time_linear_2 = nn.Linear(temb_ch, temb_ch)
+        self.conv_in = nn.Conv2d(in_ch, c0, 3, padding=1)
+
+        nlev = len(channels)
+        self.down = nn.ModuleList()
+        skip_ch = [c0]
+        ch = c0
+        for i, cout in enumerate(channels):
+            lev = nn.Module()
+            lev.res = nn.ModuleList()
+            lev.attn = nn.ModuleList()
+            for _ in range(layers):
+                lev.res.append(ResBlock(ch, cout, temb_ch))
+                lev.attn.append(Transformer2D(cout, heads, context_dim, ff_mult) if attn[i] else nn.Identity())
+                ch = cout
+                skip_ch.append(ch)
+            lev.downsample = Downsample(ch) if i < nlev - 1 else None
+            if lev.downsample is not None:
+                skip_ch.append(ch)
+            self.down.append(lev)
+
+        self.mid_res1 = ResBlock(ch, ch, temb_ch)
+        self.mid_attn = Transformer2D(ch, heads, context_dim, ff_mult)
+        self.mid_res2 = ResBlock(ch, ch, temb_ch)
+
+        self.up = nn.ModuleList()
+        for i in reversed(range(nlev)):
+            cout = channels[i]
+            lev = nn.Module()
+            lev.res = nn.ModuleList()
+            lev.attn = nn.ModuleList()
+            for _ in range(layers + 1):
+                lev.res.append(ResBlock(ch + skip_ch.pop(), cout, temb_ch))
+                lev.attn.append(Transformer2D(cout, heads, context_dim, ff_mult) if attn[i] else nn.Identity())
+                ch = cout
+            lev.upsample = Upsample(ch) if i > 0 else None
+            self.up.append(lev)
+        assert not skip_ch
+
+        self.norm_out = nn.GroupNorm(gn_groups(ch), ch, eps=1e-5)
+        self.conv_out = nn.Conv2d(ch, out_ch, 3, padding=1)
+
+    @staticmethod
+    def _apply(block, x, ctx):
+        return x if isinstance(block, nn.Identity) else block(x, ctx)
+
+    def forward(self, sample, timestep, encoder_hidden_states):
+        # one timestep shared by the batch (like diffusers: expand to batch)
+        t = timestep.expand(sample.shape[0])
+        temb = timestep_embedding(t, self.c0)
+        temb = self.time_linear_2(F.silu(self.time_linear_1(temb)))
+        ctx = encoder_hidden_states
+
+        x = self.conv_in(sample)
+        skips = [x]
+        for lev in self.down:
+            for res, at in zip(lev.res, lev.attn):
+                x = self._apply(at, res(x, temb), ctx)
+                skips.append(x)
+            if lev.downsample is not None:
+                x = lev.downsample(x)
+                skips.append(x)
+
+        x = self.mid_res1(x, temb)
+        x = self.mid_attn(x, ctx)
+        x = self.mid_res2(x, temb)
+
+        for lev in self.up:
+            for res, at in zip(lev.res, lev.attn):
+                x = torch.cat([x, skips.pop()], dim=1)
+                x = self._apply(at, res(x, temb), ctx)
+            if lev.upsample is not None:
+                x = lev.upsample(x)
+
+        return self.conv_out(F.silu(self.norm_out(x)))
+
+
+def init_unet(model):
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            # Kaiming-like gain keeps activations O(1) through SiLU stacks.
+            nn.init.kaiming_normal_(m.weight, nonlinearity="linear")
+            if m.bias is not None:
+                nn.init.normal_(m.bias, std=0.05)
+        elif isinstance(m, (nn.GroupNorm, nn.LayerNorm)):
+            nn.init.uniform_(m.weight, 0.75, 1.25)
+            nn.init.normal_(m.bias, std=0.1)
+    for m in model.modules():
+        if isinstance(m, Attention):
+            # sharper-than-uniform attention so Softmax is actually exercised
+            m.to_q.weight.data.mul_(1.5)
+            m.to_k.weight.data.mul_(1.5)
+        if isinstance(m, (Transformer2D, ResBlock)):
+            # damp residual branches so the residual stream does not blow up
+            last = m.proj_out if isinstance(m, Transformer2D) else m.conv2
+            last.weight.data.mul_(0.5)
+
+
+def make_unet(size):
+    if size == "large":
+        model = TinyUNet(channels=(64, 128, 128), attn=(False, True, True), heads=8)
+    else:
+        model = TinyUNet(channels=(32, 64, 64), attn=(False, True, True), heads=4)
+    init_unet(model)
+    return model
+
+
+def unet_spec(size):
+    def build():
+        torch.manual_seed(1234 if size == "small" else 4321)
+        return make_unet(size)
+
+    def inputs(set_idx, rng):
+        b = (1, 2)[set_idx]
+        t = (500.0, 981.0)[set_idx]
+        return [
+            rng.standard_normal((b, 4, 64, 64)).astype(np.float32),
+            np.array([t], dtype=np.float32),
+            rng.standard_normal((b, 77, 1024)).astype(np.float32),
+        ]
+
+    return dict(
+        build=build,
+        inputs=inputs,
+        input_names=["sample", "timestep", "encoder_hidden_states"],
+        output_names=["out_sample"],
+        dynamic_axes={
+            "sample": {0: "batch"},
+            "encoder_hidden_states": {0: "batch"},
+            "out_sample": {0: "batch"},
+        },
+        training=torch.onnx.TrainingMode.EVAL,
+    )
+
+
+# ----------------------------------------------------------------------------
+# BatchNorm helpers (CNNs)
+# ----------------------------------------------------------------------------
+
+
+def randomize_and_calibrate_bn(model, input_shape, seed):
+    """Random affine BN params, then running stats from random data.
+
+    Running stats are estimated with a cumulative average over a few random
+    batches, so eval-mode BN keeps activations O(1) while mean/var are far from
+    the default 0/1.
+    """
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.weight.data.uniform_(0.6, 1.4, generator=g)
+            m.bias.data.normal_(0.0, 0.2, generator=g)
+            m.momentum = None  # cumulative moving average
+            m.reset_running_stats()
+    model.train()
+    with torch.no_grad():
+        for _ in range(8):
+            model(torch.randn(8, *input_shape[1:], generator=g))
+    model.eval()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = 0.1
+
+
+# ----------------------------------------------------------------------------
+# 2. ResNet-style CNN
+# ----------------------------------------------------------------------------
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        idt = x if self.downsample is None else self.downsample(x)
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + idt)
+
+
+class ResNetTiny(nn.Module):
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.layer1 = nn.Sequential(BasicBlock(16, 16), BasicBlock(16, 16))
+        self.layer2 = nn.Sequential(BasicBlock(16, 32, 2), BasicBlock(32, 32))
+        self.layer3 = nn.Sequential(BasicBlock(32, 64, 2))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x):
+        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        x = torch.flatten(self.avgpool(x), 1)
+        return self.fc(x)
+
+
+def resnet_spec():
+    def build():
+        torch.manual_seed(2001)
+        m = ResNetTiny()
+        for mod in m.modules():
+            if isinstance(mod, nn.Conv2d):
+                nn.init.kaiming_normal_(mod.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.normal_(m.fc.weight, std=1.0 / math.sqrt(64) * 2.0)
+        nn.init.normal_(m.fc.bias, std=0.1)
+        randomize_and_calibrate_bn(m, (1, 3, 64, 64), 2002)
+        return m
+
+    def inputs(set_idx, rng):
+        b = (1, 2)[set_idx]
+        return [rng.standard_normal((b, 3, 64, 64)).astype(np.float32)]
+
+    return dict(
+        build=build,
+        inputs=inputs,
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        # PRESERVE on an eval-mode model skips torch's Conv+BN fusion, so this
+        # model keeps explicit BatchNormalization nodes (mobilenet_tiny fuses).
+        training=torch.onnx.TrainingMode.PRESERVE,
+    )
+
+
+# ----------------------------------------------------------------------------
+# 3. MobileNetV2-style CNN
+# ----------------------------------------------------------------------------
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, ch, reduced):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(ch, reduced, 1)
+        self.fc2 = nn.Conv2d(reduced, ch, 1)
+
+    def forward(self, x):
+        s = self.pool(x)
+        s = F.hardsigmoid(self.fc2(F.relu(self.fc1(s))))
+        return x * s
+
+
+def conv_bn_act(cin, cout, k, stride, groups, act):
+    layers = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+    if act is not None:
+        layers.append(act())
+    return nn.Sequential(*layers)
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, cin, cout, stride, expand, se=False, hswish=False):
+        super().__init__()
+        hidden = cin * expand
+        act = nn.Hardswish if hswish else nn.ReLU6
+        layers = []
+        if expand != 1:
+            layers.append(conv_bn_act(cin, hidden, 1, 1, 1, act))
+        layers.append(conv_bn_act(hidden, hidden, 3, stride, hidden, act))  # depthwise
+        if se:
+            layers.append(SqueezeExcite(hidden, max(8, hidden // 4)))
+        layers.append(conv_bn_act(hidden, cout, 1, 1, 1, None))
+        self.block = nn.Sequential(*layers)
+        self.use_res = stride == 1 and cin == cout
+
+    def forward(self, x):
+        y = self.block(x)
+        return x + y if self.use_res else y
+
+
+class MobileNetTiny(nn.Module):
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.features = nn.Sequential(
+            conv_bn_act(3, 16, 3, 2, 1, nn.ReLU6),            # 32x32
+            InvertedResidual(16, 16, 1, 1),
+            InvertedResidual(16, 24, 2, 4),                   # 16x16
+            InvertedResidual(24, 24, 1, 4),
+            InvertedResidual(24, 32, 2, 4, se=True, hswish=True),  # 8x8
+            InvertedResidual(32, 32, 1, 4, se=True, hswish=True),
+            conv_bn_act(32, 128, 1, 1, 1, nn.Hardswish),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(128, num_classes)
+
+    def forward(self, x):
+        x = self.pool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
+def mobilenet_spec():
+    def build():
+        torch.manual_seed(3001)
+        m = MobileNetTiny()
+        for mod in m.modules():
+            if isinstance(mod, nn.Conv2d):
+                nn.init.kaiming_normal_(mod.weight, mode="fan_out", nonlinearity="relu")
+                if mod.bias is not None:
+                    nn.init.normal_(mod.bias, std=0.1)
+        nn.init.normal_(m.classifier.weight, std=2.0 / math.sqrt(128))
+        nn.init.normal_(m.classifier.bias, std=0.1)
+        randomize_and_calibrate_bn(m, (1, 3, 64, 64), 3002)
+        return m
+
+    def inputs(set_idx, rng):
+        b = (1, 2)[set_idx]
+        return [rng.standard_normal((b, 3, 64, 64)).astype(np.float32)]
+
+    return dict(
+        build=build,
+        inputs=inputs,
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        training=torch.onnx.TrainingMode.EVAL,  # Conv+BN folded by the exporter
+    )
+
+
+# ----------------------------------------------------------------------------
+# 4. BERT-style encoder
+# ----------------------------------------------------------------------------
+
+
+class BertLayer(nn.Module):
+    def __init__(self, hidden, heads, ffn):
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(hidden, hidden)
+        self.k = nn.Linear(hidden, hidden)
+        self.v = nn.Linear(hidden, hidden)
+        self.attn_out = nn.Linear(hidden, hidden)
+        self.ln1 = nn.LayerNorm(hidden, eps=1e-12)
+        self.ffn_in = nn.Linear(hidden, ffn)
+        self.ffn_out = nn.Linear(ffn, hidden)
+        self.ln2 = nn.LayerNorm(hidden, eps=1e-12)
+
+    def split(self, t):
+        b, s, h = t.shape
+        return t.reshape(b, s, self.heads, h // self.heads).permute(0, 2, 1, 3)
+
+    def forward(self, x, ext_mask):
+        b, s, h = x.shape
+        q, k, v = self.split(self.q(x)), self.split(self.k(x)), self.split(self.v(x))
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(h // self.heads)
+        scores = scores + ext_mask
+        probs = scores.softmax(dim=-1)
+        ctx = torch.matmul(probs, v).permute(0, 2, 1, 3).reshape(b, s, h)
+        x = self.ln1(self.attn_out(ctx) + x)
+        y = self.ffn_out(F.gelu(self.ffn_in(x)))  # exact erf GELU
+        return self.ln2(y + x)
+
+
+class BertTiny(nn.Module):
+    def __init__(self, vocab=1000, hidden=64, heads=4, ffn=256, layers=2, max_pos=64, type_vocab=2):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(vocab, hidden)
+        self.position_embeddings = nn.Embedding(max_pos, hidden)
+        self.token_type_embeddings = nn.Embedding(type_vocab, hidden)
+        self.emb_ln = nn.LayerNorm(hidden, eps=1e-12)
+        self.register_buffer("position_ids", torch.arange(max_pos).unsqueeze(0))
+        self.layers = nn.ModuleList([BertLayer(hidden, heads, ffn) for _ in range(layers)])
+        self.pooler = nn.Linear(hidden, hidden)
+
+    def forward(self, input_ids, attention_mask):
+        seq_len = input_ids.shape[1]
+        pos_ids = self.position_ids[:, :seq_len]
+        token_type_ids = torch.zeros_like(input_ids)
+        x = (self.word_embeddings(input_ids) + self.position_embeddings(pos_ids)
+             + self.token_type_embeddings(token_type_ids))
+        x = self.emb_ln(x)
+        ext = attention_mask[:, None, None, :].to(torch.float32)
+        ext = (1.0 - ext) * -10000.0
+        for layer in self.layers:
+            x = layer(x, ext)
+        pooled = torch.tanh(self.pooler(x[:, 0]))
+        return x, pooled
+
+
+def bert_spec():
+    def build():
+        torch.manual_seed(4001)
+        m = BertTiny()
+        for mod in m.modules():
+            if isinstance(mod, nn.Linear):
+                nn.init.normal_(mod.weight, std=1.0 / math.sqrt(mod.in_features))
+                nn.init.normal_(mod.bias, std=0.05)
+            elif isinstance(mod, nn.Embedding):
+                nn.init.normal_(mod.weight, std=0.5)
+            elif isinstance(mod, nn.LayerNorm):
+                nn.init.uniform_(mod.weight, 0.75, 1.25)
+                nn.init.normal_(mod.bias, std=0.1)
+        for layer in m.layers:  # sharper attention
+            layer.q.weight.data.mul_(1.5)
+            layer.k.weight.data.mul_(1.5)
+        m.pooler.weight.data.mul_(0.5)  # keep tanh out of saturation
+        return m
+
+    def inputs(set_idx, rng):
+        b, s = ((1, 16), (2, 24))[set_idx]
+        valid = ((12,), (24, 18))[set_idx]  # trailing zeros in the mask
+        ids = rng.integers(1, 1000, size=(b, s), dtype=np.int64)
+        mask = np.zeros((b, s), dtype=np.int64)
+        for r, n in enumerate(valid):
+            mask[r, :n] = 1
+            ids[r, n:] = 0  # [PAD]
+        return [ids, mask]
+
+    return dict(
+        build=build,
+        inputs=inputs,
+        input_names=["input_ids", "attention_mask"],
+        output_names=["last_hidden_state", "pooled"],
+        dynamic_axes={
+            "input_ids": {0: "batch", 1: "sequence"},
+            "attention_mask": {0: "batch", 1: "sequence"},
+            "last_hidden_state": {0: "batch", 1: "sequence"},
+            "pooled": {0: "batch"},
+        },
+        training=torch.onnx.TrainingMode.EVAL,
+    )
+
+
+# ----------------------------------------------------------------------------
+# registry / driver
+# ----------------------------------------------------------------------------
+
+SMALL_MODELS = ["sd_unet_tiny", "resnet_tiny", "mobilenet_tiny", "bert_tiny"]
+LARGE_MODELS = ["sd_unet_small"]
+
+
+def get_spec(name):
+    return {
+        "sd_unet_tiny": lambda: unet_spec("small"),
+        "sd_unet_small": lambda: unet_spec("large"),
+        "resnet_tiny": resnet_spec,
+        "mobilenet_tiny": mobilenet_spec,
+        "bert_tiny": bert_spec,
+    }[name]()
+
+
+def tensor_stats(name, arr):
+    a = arr.astype(np.float64)
+    near0 = float(np.mean(np.abs(a) < 1e-3))
+    std = float(a.std())
+    ok = 0.1 <= std <= 100.0 and near0 < 0.01 and np.all(np.isfinite(a))
+    print("    %-20s shape=%-18s mean=%+.4f std=%.4f min=%+.3f max=%+.3f |x|<1e-3: %.4f%s"
+          % (name, list(arr.shape), a.mean(), std, a.min(), a.max(), near0, "" if ok else "   <-- WARN"))
+    return ok
+
+
+def op_histogram(model):
+    hist = collections.Counter()
+
+    def walk(graph):
+        for n in graph.node:
+            hist[(n.domain + "::" if n.domain else "") + n.op_type] += 1
+            for attr in n.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    walk(attr.g)
+                for g in attr.graphs:
+                    walk(g)
+
+    walk(model.graph)
+    return hist
+
+
+def save_pb(arr, name, path):
+    with open(path, "wb") as f:
+        f.write(numpy_helper.from_array(arr, name).SerializeToString())
+
+
+def generate(name, out_dir, opset):
+    print("=== %s" % name)
+    spec = get_spec(name)
+    model = spec["build"]().eval()
+    nparams = sum(p.numel() for p in model.parameters())
+    print("  parameters: %d (%.2f MB fp32)" % (nparams, nparams * 4 / 1e6))
+
+    mdir = os.path.join(out_dir, name)
+    if os.path.isdir(mdir):
+        shutil.rmtree(mdir)
+    os.makedirs(mdir)
+
+    rng = np.random.default_rng(sum(map(ord, name)))  # deterministic per model
+    sets = [spec["inputs"](i, rng) for i in range(2)]
+
+    # reference outputs from torch (float32)
+    all_ok = True
+    ref = []
+    with torch.no_grad():
+        for i, ins in enumerate(sets):
+            outs = model(*[torch.from_numpy(a) for a in ins])
+            if isinstance(outs, torch.Tensor):
+                outs = (outs,)
+            outs = [o.detach().numpy().astype(np.float32) for o in outs]
+            ref.append(outs)
+            print("  test_data_set_%d:" % i)
+            for oname, o in zip(spec["output_names"], outs):
+                all_ok &= tensor_stats(oname, o)
+
+    path = os.path.join(mdir, "model.onnx")
+    example = tuple(torch.from_numpy(a) for a in sets[0])
+    with torch.no_grad():
+        torch.onnx.export(
+            model, example, path,
+            input_names=spec["input_names"],
+            output_names=spec["output_names"],
+            dynamic_axes=spec["dynamic_axes"],
+            opset_version=opset,
+            do_constant_folding=True,
+            training=spec["training"],
+        )
+
+    m = onnx.load(path)
+    onnx.checker.check_model(m, full_check=True)
+    graph_inputs = [i.name for i in m.graph.input]
+    graph_outputs = [o.name for o in m.graph.output]
+    assert graph_inputs == spec["input_names"], graph_inputs
+    assert graph_outputs == spec["output_names"], graph_outputs
+
+    for i, (ins, outs) in enumerate(zip(sets, ref)):
+        sdir = os.path.join(mdir, "test_data_set_%d" % i)
+        os.makedirs(sdir)
+        for k, (n, a) in enumerate(zip(spec["input_names"], ins)):
+            save_pb(a, n, os.path.join(sdir, "input_%d.pb" % k))
+        for k, (n, a) in enumerate(zip(spec["output_names"], outs)):
+            save_pb(a, n, os.path.join(sdir, "output_%d.pb" % k))
+
+    hist = op_histogram(m)
+    print("  model.onnx: %.2f MB, opset %d, %d nodes, %d initializers"
+          % (os.path.getsize(path) / 1e6, opset, sum(hist.values()), len(m.graph.initializer)))
+    print("  ops: " + ", ".join("%s=%d" % kv for kv in sorted(hist.items())))
+    if not all_ok:
+        print("  WARNING: output statistics outside the intended range")
+    return all_ok
+
+
+# ----------------------------------------------------------------------------
+# --verify
+# ----------------------------------------------------------------------------
+
+
+def _value_info_sig(vi):
+    t = vi.type.tensor_type
+    dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
+    return t.elem_type, dims
+
+
+def verify_dir(root):
+    model_dirs = sorted(d for d in glob.glob(os.path.join(root, "*")) if os.path.isfile(os.path.join(d, "model.onnx")))
+    if not model_dirs:
+        print("no <model>/model.onnx under %s" % root)
+        return False
+    ok = True
+    for mdir in model_dirs:
+        errors = []
+        m = onnx.load(os.path.join(mdir, "model.onnx"))
+        try:
+            onnx.checker.check_model(m)
+        except Exception as exc:  # noqa: BLE001
+            errors.append("check_model: %s" % exc)
+        inits = {i.name for i in m.graph.initializer}
+        ins = [vi for vi in m.graph.input if vi.name not in inits]
+        outs = list(m.graph.output)
+        sets = sorted(glob.glob(os.path.join(mdir, "test_data_set_*")))
+        if not sets:
+            errors.append("no test_data_set_*")
+        for sdir in sets:
+            sym = {}
+            for kind, vis in (("input", ins), ("output", outs)):
+                files = sorted(glob.glob(os.path.join(sdir, "%s_*.pb" % kind)),
+                               key=lambda p: int(p.rsplit("_", 1)[1][:-3]))
+                if len(files) != len(vis):
+                    errors.append("%s: %d %s files, model has %d" % (sdir, len(files), kind, len(vis)))
+                for f, vi in zip(files, vis):
+                    tp = onnx.TensorProto()
+                    with open(f, "rb") as fh:
+                        tp.ParseFromString(fh.read())
+                    arr = numpy_helper.to_array(tp)
+                    elem, dims = _value_info_sig(vi)
+                    where = "%s/%s" % (os.path.basename(sdir), os.path.basename(f))
+                    if tp.name != vi.name:
+                        errors.append("%s: name %r != %r" % (where, tp.name, vi.name))
+                    if tp.data_type != elem:
+                        errors.append("%s: dtype %d != %d" % (where, tp.data_type, elem))
+                    if len(arr.shape) != len(dims):
+                        errors.append("%s: rank %d != %d" % (where, len(arr.shape), len(dims)))
+                        continue
+                    for ax, (got, want) in enumerate(zip(arr.shape, dims)):
+                        if isinstance(want, int) and want > 0 and got != want:
+                            errors.append("%s: dim %d is %d, expected %d" % (where, ax, got, want))
+                        elif isinstance(want, str):
+                            if sym.setdefault(want, got) != got:
+                                errors.append("%s: dim %d (%s) is %d, other tensors say %d"
+                                              % (where, ax, want, got, sym[want]))
+                    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+                        errors.append("%s: non-finite values" % where)
+        status = "OK" if not errors else "FAIL"
+        print("%-16s %s  (%d data sets)" % (os.path.basename(mdir), status, len(sets)))
+        for e in errors:
+            print("    " + e)
+        ok &= not errors
+    return ok
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(
+        description="Generate Tandem's ONNX test models (random weights) with reference test data "
+                    "in ONNX backend test-data layout, or verify an existing folder.",
+        epilog="Run with /usr/bin/python3 (needs torch 1.13 + onnx 1.12). "
+               "Small models: %s. Large (--size large): %s." % (", ".join(SMALL_MODELS), ", ".join(LARGE_MODELS)))
+    p.add_argument("--out", default="models", help="output folder (default: models)")
+    p.add_argument("--only", nargs="+", metavar="NAME", choices=SMALL_MODELS + LARGE_MODELS,
+                   help="generate only these models (any name, regardless of --size)")
+    p.add_argument("--size", choices=["small", "large"], default="small",
+                   help="small: the committed tiny models; large: %s only (not committed)" % LARGE_MODELS[0])
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--verify", metavar="DIR",
+                   help="do not generate; re-load DIR/*/test_data_set_* and check names/dtypes/shapes "
+                        "against each model.onnx")
+    args = p.parse_args(argv)
+
+    if args.verify:
+        return 0 if verify_dir(args.verify) else 1
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    names = args.only or (SMALL_MODELS if args.size == "small" else LARGE_MODELS)
+    os.makedirs(args.out, exist_ok=True)
+    ok = True
+    for n in names:
+        ok &= generate(n, args.out, args.opset)
+    print()
+    ok_v = verify_dir(args.out)
+    return 0 if (ok and ok_v) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
