@@ -1,0 +1,139 @@
+#include "cli/cli_common.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "onnx/tensor_proto.h"
+
+namespace tandem::cli {
+
+namespace fs = std::filesystem;
+
+ShapeMap parse_shape_map(const std::string& text) {
+  ShapeMap shapes;
+  std::stringstream entries(text);
+  std::string entry;
+  while (std::getline(entries, entry, ';')) {
+    if (entry.find_first_not_of(" \t") == std::string::npos) continue;
+    auto colon = entry.rfind(':');
+    TANDEM_CHECK(colon != std::string::npos && colon > 0, ErrorCode::kInvalidArgument,
+                 "--input-shape entry '{}' should look like name:d0,d1,...", entry);
+    std::string name = entry.substr(0, colon);
+    name.erase(0, name.find_first_not_of(" \t"));
+    Shape shape;
+    std::stringstream dims(entry.substr(colon + 1));
+    std::string dim;
+    while (std::getline(dims, dim, ',')) {
+      char* end = nullptr;
+      long long d = std::strtoll(dim.c_str(), &end, 10);
+      TANDEM_CHECK(!dim.empty() && end && *end == '\0' && d > 0, ErrorCode::kInvalidArgument,
+                   "--input-shape entry '{}': '{}' is not a positive dimension", entry, dim);
+      shape.push_back(d);
+    }
+    TANDEM_CHECK(!shape.empty(), ErrorCode::kInvalidArgument,
+                 "--input-shape entry '{}' has no dimensions", entry);
+    shapes[name] = shape;
+  }
+  return shapes;
+}
+
+std::string default_model_path() {
+  const std::string rel = "models/sd_unet_tiny/model.onnx";
+  if (fs::exists(rel)) return rel;
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    // build/bin/tandem -> <source>/models/...
+    for (fs::path dir = exe.parent_path(); !dir.empty() && dir != dir.root_path();
+         dir = dir.parent_path()) {
+      if (fs::exists(dir / rel)) return (dir / rel).string();
+    }
+  }
+  return rel;
+}
+
+std::vector<Tensor> random_inputs(const Model& model, int64_t batch, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> real(-1.f, 1.f);
+  std::uniform_int_distribution<int> integer(0, 9);
+  std::vector<Tensor> inputs;
+  for (const TensorInfo& info : model.inputs()) {
+    Shape shape = info.shape;
+    for (int64_t& d : shape)
+      if (d < 0) d = batch;
+    Tensor t(info.dtype, shape, info.name);
+    const int64_t n = t.numel();
+    switch (info.dtype) {
+      case DataType::kFloat32:
+        for (int64_t i = 0; i < n; ++i) t.data<float>()[i] = real(rng);
+        break;
+      case DataType::kFloat64:
+        for (int64_t i = 0; i < n; ++i) t.data<double>()[i] = real(rng);
+        break;
+      case DataType::kFloat16:
+        for (int64_t i = 0; i < n; ++i) t.data<uint16_t>()[i] = float_to_half(real(rng));
+        break;
+      case DataType::kInt64:
+        for (int64_t i = 0; i < n; ++i) t.data<int64_t>()[i] = integer(rng);
+        break;
+      case DataType::kInt32:
+        for (int64_t i = 0; i < n; ++i) t.data<int32_t>()[i] = integer(rng);
+        break;
+      case DataType::kBool:
+        for (int64_t i = 0; i < n; ++i) t.data<bool>()[i] = integer(rng) % 2;
+        break;
+      default:
+        raise(ErrorCode::kUnsupported, "cannot make random data for input '{}' of dtype {}",
+              info.name, dtype_name(info.dtype));
+    }
+    inputs.push_back(std::move(t));
+  }
+  return inputs;
+}
+
+void ModelOptions::add_to(CLI::App* app, bool model_required) {
+  auto* opt = app->add_option("-m,--model", model, "ONNX model file");
+  if (model_required) opt->required();
+  else opt->description("ONNX model file (default: the flagship models/sd_unet_tiny/model.onnx)");
+  app->add_option("--input-shape", input_shape,
+                  "fix input shapes, e.g. \"sample:1,4,64,64;timestep:1\"");
+  app->add_option("-t,--threads", threads, "intra-op threads (0 = one per core)")
+      ->check(CLI::NonNegativeNumber);
+  app->add_option("--backend", backend, "kernels: auto or ref")->check(CLI::IsMember({"auto", "ref"}));
+  app->add_option("--device", device, "device: cpu or cpu:N");
+}
+
+Model ModelOptions::build() const {
+  Context ctx;
+  ctx.thread_num = threads;
+  ctx.backend = backend;
+  ctx.device = device;
+  return Model::build_from_file(model.empty() ? default_model_path() : model, ctx,
+                                parse_shape_map(input_shape));
+}
+
+std::string human_bytes(size_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  return fmt::format("{:.1f} {}", v, units[u]);
+}
+
+std::vector<Tensor> read_input_files(const std::string& comma_list) {
+  std::vector<Tensor> tensors;
+  std::stringstream ss(comma_list);
+  std::string path;
+  while (std::getline(ss, path, ','))
+    if (!path.empty()) tensors.push_back(read_tensor_file(path));
+  return tensors;
+}
+
+}  // namespace tandem::cli

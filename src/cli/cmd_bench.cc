@@ -1,0 +1,100 @@
+// tandem bench: latency distribution and throughput of predict on one device.
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+
+#include "cli/cli_common.h"
+#include "core/error.h"
+
+namespace tandem::cli {
+
+namespace {
+
+struct BenchOptions {
+  ModelOptions model;
+  int64_t batch = 1;
+  int warmup = 2;
+  int loops = 10;
+  std::string json;
+};
+
+double percentile(std::vector<double> sorted, double p) {
+  if (sorted.empty()) return 0;
+  double rank = p / 100.0 * (sorted.size() - 1);
+  size_t lo = static_cast<size_t>(rank);
+  size_t hi = std::min(lo + 1, sorted.size() - 1);
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo);
+}
+
+int run_bench(const BenchOptions& opt) {
+  Model model = opt.model.build();
+  std::vector<Tensor> inputs = random_inputs(model, opt.batch);
+  int64_t items = inputs.empty() || inputs[0].rank() == 0 ? 1 : inputs[0].dim(0);
+  std::string path = opt.model.model.empty() ? default_model_path() : opt.model.model;
+  fmt::print("model: {}\n", path);
+  for (const Tensor& t : inputs) fmt::print("input  {:<24} {}\n", t.name(), shape_str(t.shape()));
+  for (int i = 0; i < opt.warmup; ++i) model.predict(inputs);
+  std::vector<double> ms;
+  for (int i = 0; i < opt.loops; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    model.predict(inputs);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                     .count());
+  }
+  std::vector<double> sorted = ms;
+  std::sort(sorted.begin(), sorted.end());
+  double sum = 0;
+  for (double v : ms) sum += v;
+  double mean = sum / ms.size();
+  const RunStats& s = model.last_stats();
+  int threads = opt.model.threads;
+  fmt::print("threads {}  warmup {}  loops {}  batch {}\n",
+             threads ? std::to_string(threads) : std::string("all cores"), opt.warmup, opt.loops,
+             items);
+  fmt::print("latency ms: min {:.2f}  p50 {:.2f}  p90 {:.2f}  p99 {:.2f}  max {:.2f}  mean {:.2f}\n",
+             sorted.front(), percentile(sorted, 50), percentile(sorted, 90),
+             percentile(sorted, 99), sorted.back(), mean);
+  double throughput = items * 1000.0 / mean;
+  fmt::print("throughput: {:.2f} items/s ({:.2f} predicts/s)\n", throughput, 1000.0 / mean);
+  fmt::print("peak memory: {} (arena {}, {} without reuse)\n", human_bytes(s.peak_bytes),
+             human_bytes(s.arena_bytes), human_bytes(s.unplanned_bytes));
+  if (!opt.json.empty()) {
+    nlohmann::json j;
+    j["model"] = path;
+    j["threads"] = threads;
+    j["batch"] = items;
+    j["warmup"] = opt.warmup;
+    j["loops"] = opt.loops;
+    j["latency_ms"] = {{"min", sorted.front()},          {"p50", percentile(sorted, 50)},
+                       {"p90", percentile(sorted, 90)},  {"p99", percentile(sorted, 99)},
+                       {"max", sorted.back()},           {"mean", mean}};
+    j["samples_ms"] = ms;
+    j["throughput_items_per_s"] = throughput;
+    j["peak_bytes"] = s.peak_bytes;
+    j["arena_bytes"] = s.arena_bytes;
+    std::ofstream out(opt.json);
+    TANDEM_CHECK(out.good(), ErrorCode::kRuntime, "cannot write '{}'", opt.json);
+    out << j.dump(2) << "\n";
+    fmt::print("wrote {}\n", opt.json);
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app, int& exit_code) {
+  auto opt = std::make_shared<BenchOptions>();
+  CLI::App* cmd = app.add_subcommand("bench", "Measure predict latency and throughput.");
+  opt->model.add_to(cmd, false);
+  cmd->add_option("--batch", opt->batch, "size of symbolic dimensions (default 1)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--warmup", opt->warmup, "untimed runs first (default 2)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--loops", opt->loops, "timed runs (default 10)")->check(CLI::PositiveNumber);
+  cmd->add_option("--json", opt->json, "also write the figures as JSON (latency_ms.p50, ...)");
+  cmd->callback([opt, &exit_code] { exit_code = run_bench(*opt); });
+}
+
+}  // namespace tandem::cli

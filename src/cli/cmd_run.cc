@@ -1,0 +1,93 @@
+// tandem run: one predict on one model, with given or random inputs.
+#include <filesystem>
+
+#include "cli/cli_common.h"
+#include "core/error.h"
+#include "onnx/tensor_proto.h"
+
+namespace tandem::cli {
+
+namespace {
+
+struct RunOptions {
+  ModelOptions model;
+  std::string inputs;
+  std::string output_dir;
+  int64_t batch = 1;
+  int loops = 1;
+};
+
+int run_model(const RunOptions& opt) {
+  Model model = opt.model.build();
+  std::string path = opt.model.model.empty() ? default_model_path() : opt.model.model;
+  fmt::print("model: {}\n", path);
+  std::vector<Tensor> inputs =
+      opt.inputs.empty() ? random_inputs(model, opt.batch) : read_input_files(opt.inputs);
+  if (!opt.inputs.empty()) {
+    // Files whose stored name is not one of the model's inputs are matched by position.
+    bool names_ok = true;
+    for (const Tensor& t : inputs) {
+      bool found = false;
+      for (const TensorInfo& i : model.inputs()) found = found || i.name == t.name();
+      names_ok = names_ok && found;
+    }
+    if (!names_ok)
+      for (Tensor& t : inputs) t.set_name("");
+  }
+  for (const Tensor& t : inputs)
+    fmt::print("input  {:<24} {:<8} {}{}\n", t.name().empty() ? "(by position)" : t.name(),
+               dtype_name(t.dtype()), shape_str(t.shape()), opt.inputs.empty() ? " (random)" : "");
+  std::vector<Tensor> outputs;
+  double total_ms = 0;
+  for (int i = 0; i < opt.loops; ++i) {
+    outputs = model.predict(inputs);
+    total_ms += model.last_stats().predict_ms;
+  }
+  for (const Tensor& t : outputs) {
+    std::string summary;
+    if (t.dtype() == DataType::kFloat32 && t.numel() > 0) {
+      double sum = 0, sq = 0;
+      for (int64_t i = 0; i < t.numel(); ++i) {
+        sum += t.data<float>()[i];
+        sq += double(t.data<float>()[i]) * t.data<float>()[i];
+      }
+      double mean = sum / t.numel();
+      summary = fmt::format("  mean {:.4g}  std {:.4g}", mean,
+                            std::sqrt(std::max(0.0, sq / t.numel() - mean * mean)));
+    }
+    fmt::print("output {:<24} {:<8} {}{}\n", t.name(), dtype_name(t.dtype()),
+               shape_str(t.shape()), summary);
+  }
+  const RunStats& s = model.last_stats();
+  fmt::print("predict time: {:.2f} ms{}\n", total_ms / opt.loops,
+             opt.loops > 1 ? fmt::format(" (mean of {})", opt.loops) : "");
+  fmt::print("peak memory: {} (arena {}, {} without reuse)\n", human_bytes(s.peak_bytes),
+             human_bytes(s.arena_bytes), human_bytes(s.unplanned_bytes));
+  if (!opt.output_dir.empty()) {
+    std::filesystem::create_directories(opt.output_dir);
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      std::string p = (std::filesystem::path(opt.output_dir) / fmt::format("output_{}.pb", i));
+      write_tensor_file(outputs[i], p);
+      fmt::print("wrote {}\n", p);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_run_command(CLI::App& app, int& exit_code) {
+  auto opt = std::make_shared<RunOptions>();
+  CLI::App* cmd = app.add_subcommand("run", "Run a model once and print its outputs' shapes.");
+  opt->model.add_to(cmd, false);
+  cmd->add_option("--inputs", opt->inputs,
+                  "comma-separated TensorProto .pb files, one per input (default: random)");
+  cmd->add_option("--output-dir", opt->output_dir, "write output_N.pb files here");
+  cmd->add_option("--batch", opt->batch, "size of symbolic dimensions for random inputs")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--loops", opt->loops, "predict this many times (time is the mean)")
+      ->check(CLI::PositiveNumber);
+  cmd->callback([opt, &exit_code] { exit_code = run_model(*opt); });
+}
+
+}  // namespace tandem::cli

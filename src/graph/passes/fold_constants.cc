@@ -1,0 +1,50 @@
+#include <vector>
+
+#include "graph/passes/passes.h"
+#include "runtime/evaluate.h"
+
+namespace tandem {
+
+namespace {
+// Ops whose value must not be computed ahead of time.
+bool is_foldable(const Node& n) {
+  return n.domain.empty() && n.op_type.rfind("Random", 0) != 0 && n.op_type != "Multinomial";
+}
+}  // namespace
+
+int fold_constants(Graph& graph) {
+  std::vector<Node*> folded;
+  for (auto& n : graph.nodes()) {
+    if (!is_foldable(*n)) continue;
+    bool all_constant = true;
+    for (Value* v : n->inputs)
+      if (v && !v->is_constant()) all_constant = false;
+    if (!all_constant) continue;
+    std::vector<const Tensor*> inputs;
+    for (Value* v : n->inputs) inputs.push_back(v ? &*v->constant : nullptr);
+    // Nodes are in topological order, so a folded value is visible to the nodes after it.
+    std::vector<Tensor> values = evaluate_on_reference(*n, inputs);
+    for (size_t i = 0; i < n->outputs.size(); ++i) {
+      Value* out = n->outputs[i];
+      if (!out) continue;
+      values[i].set_name(out->name);
+      out->dtype = values[i].dtype();
+      out->shape = values[i].shape();
+      out->shape_known = true;
+      out->constant = std::move(values[i]);
+    }
+    folded.push_back(n.get());
+  }
+  for (Node* n : folded) graph.remove_node(n);
+  if (!folded.empty()) graph.remove_unused_values();
+  return static_cast<int>(folded.size());
+}
+
+void run_default_passes(Graph& graph) {
+  for (;;) {
+    int changed = remove_identity_nodes(graph) + fold_constants(graph) + remove_dead_nodes(graph);
+    if (!changed) break;
+  }
+}
+
+}  // namespace tandem

@@ -1,0 +1,22 @@
+// Graph passes that do not depend on input shapes; each lives in its own file. Passes that need
+// concrete shapes (folding Shape -> Gather -> ... -> Reshape chains) run in the planner
+// (runtime/plan.cc) once the input shapes are known.
+#pragma once
+
+#include "graph/ir.h"
+
+namespace tandem {
+
+// Rewires the consumers of every Identity (and Dropout in inference) to its input.
+// Returns the number of nodes removed.
+int remove_identity_nodes(Graph& graph);
+// Removes nodes none of whose outputs is used.
+int remove_dead_nodes(Graph& graph);
+// Evaluates nodes whose inputs are all constants (reference kernels) and replaces them by their
+// values.
+int fold_constants(Graph& graph);
+
+// All of the above, to a fixed point.
+void run_default_passes(Graph& graph);
+
+}  // namespace tandem

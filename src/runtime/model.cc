@@ -1,0 +1,205 @@
+// tandem::Model: load -> passes -> session, plus the checks that turn a caller's mistakes into
+// clear errors before any kernel runs.
+#include "tandem/model.h"
+
+#include <thread>
+
+#include "core/error.h"
+#include "graph/passes/passes.h"
+#include "onnx/loader.h"
+#include "runtime/session.h"
+
+namespace tandem {
+
+namespace {
+
+std::vector<std::string> input_names(const Graph& g) {
+  std::vector<std::string> names;
+  for (const Value* v : g.inputs) names.push_back(v->name);
+  return names;
+}
+
+TensorInfo info_of(const Value* v) {
+  TensorInfo info;
+  info.name = v->name;
+  info.dtype = v->dtype;
+  info.shape = v->shape_known ? v->shape : Shape{};
+  info.dim_names = v->dim_names;
+  info.dim_names.resize(info.shape.size());
+  return info;
+}
+
+// "[?,4,64,64]" with symbol names where the model gives them: "[batch,4,64,64]".
+std::string declared_shape_str(const TensorInfo& info) {
+  std::string s = "[";
+  for (size_t i = 0; i < info.shape.size(); ++i) {
+    if (i) s += ",";
+    if (info.shape[i] >= 0) s += std::to_string(info.shape[i]);
+    else s += info.dim_names[i].empty() ? "?" : info.dim_names[i];
+  }
+  return s + "]";
+}
+
+bool shape_matches(const Shape& declared, bool rank_known, const Shape& actual) {
+  if (!rank_known) return true;
+  if (declared.size() != actual.size()) return false;
+  for (size_t i = 0; i < declared.size(); ++i)
+    if (declared[i] >= 0 && declared[i] != actual[i]) return false;
+  return true;
+}
+
+int threads_for(const Context& ctx) {
+  if (ctx.thread_num > 0) return ctx.thread_num;
+  if (!ctx.core_list.empty()) return static_cast<int>(ctx.core_list.size());
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+const Backend& backend_for(const Context& ctx) {
+  const std::string& d = ctx.device;
+  bool cpu = d == "cpu" || (d.rfind("cpu:", 0) == 0 && d.size() > 4 &&
+                            d.find_first_not_of("0123456789", 4) == std::string::npos);
+  if (d.rfind("cuda", 0) == 0)
+    raise(ErrorCode::kUnsupported, "device '{}': CUDA backend not available in this build", d);
+  TANDEM_CHECK(cpu, ErrorCode::kInvalidArgument,
+               "unknown device '{}': use 'cpu' or 'cpu:N'", d);
+  TANDEM_CHECK(ctx.backend == "auto" || ctx.backend == "ref", ErrorCode::kInvalidArgument,
+               "unknown backend '{}': use 'auto' or 'ref'", ctx.backend);
+  TANDEM_CHECK(ctx.thread_num >= 0, ErrorCode::kInvalidArgument,
+               "thread_num must be >= 0 (0 = one per core), got {}", ctx.thread_num);
+  unsigned ncpu = std::max(1u, std::thread::hardware_concurrency());
+  for (int c : ctx.core_list)
+    TANDEM_CHECK(c >= 0 && static_cast<unsigned>(c) < ncpu, ErrorCode::kInvalidArgument,
+                 "core {} in the core list does not exist (this host has cores 0 to {})", c,
+                 ncpu - 1);
+  return reference_backend();
+}
+
+}  // namespace
+
+struct Model::Impl {
+  std::unique_ptr<Graph> graph;
+  std::unique_ptr<Session> session;
+  std::vector<TensorInfo> inputs, outputs;
+  std::map<std::string, int> histogram;
+  int64_t parameters = 0;
+  RunStats stats;
+
+  // Plans for the inputs' shapes now when they are all fixed.
+  void prepare_if_static() {
+    std::vector<TensorType> types;
+    for (const TensorInfo& in : inputs) {
+      for (int64_t d : in.shape)
+        if (d < 0) return;
+      types.push_back({in.dtype, in.shape});
+    }
+    session->prepare(types);
+  }
+
+  void fix_shapes(const ShapeMap& shapes) {
+    for (const auto& [name, shape] : shapes) {
+      auto it = std::find_if(inputs.begin(), inputs.end(),
+                             [&](const TensorInfo& i) { return i.name == name; });
+      TANDEM_CHECK(it != inputs.end(), ErrorCode::kInvalidArgument,
+                   "input shape given for '{}', but the model has no such input (its inputs: {})",
+                   name, fmt::join(input_names(*graph), ", "));
+      for (int64_t d : shape)
+        TANDEM_CHECK(d > 0, ErrorCode::kInvalidArgument,
+                     "input shape {} for '{}' has a dimension < 1", shape_str(shape), name);
+      const Value* v = graph->inputs[it - inputs.begin()];
+      TANDEM_CHECK(shape_matches(v->shape, v->shape_known, shape), ErrorCode::kInvalidArgument,
+                   "input shape {} for '{}' does not fit the model's declared shape {}",
+                   shape_str(shape), name, declared_shape_str(info_of(v)));
+      it->shape = shape;
+    }
+  }
+};
+
+Model::Model() : impl_(std::make_unique<Impl>()) {}
+Model::~Model() = default;
+Model::Model(Model&&) noexcept = default;
+Model& Model::operator=(Model&&) noexcept = default;
+
+Model Model::build_from_file(const std::string& path, const Context& context,
+                             const ShapeMap& input_shapes) {
+  const Backend& backend = backend_for(context);
+  Model m;
+  Impl& impl = *m.impl_;
+  impl.graph = load_onnx_model(path);
+  for (auto& n : impl.graph->nodes()) impl.histogram[n->op_type]++;
+  for (auto& v : impl.graph->values())
+    if (v->is_constant()) impl.parameters += v->constant->numel();
+  for (const Value* v : impl.graph->inputs) impl.inputs.push_back(info_of(v));
+  for (const Value* v : impl.graph->outputs) impl.outputs.push_back(info_of(v));
+  impl.fix_shapes(input_shapes);
+  run_default_passes(*impl.graph);
+  impl.session = std::make_unique<Session>(*impl.graph, backend, threads_for(context),
+                                           context.core_list);
+  impl.prepare_if_static();
+  return m;
+}
+
+std::vector<TensorInfo> Model::inputs() const { return impl_->inputs; }
+std::vector<TensorInfo> Model::outputs() const { return impl_->outputs; }
+const RunStats& Model::last_stats() const { return impl_->stats; }
+std::map<std::string, int64_t> Model::opset_imports() const { return impl_->graph->opset_imports; }
+std::map<std::string, int> Model::op_histogram() const { return impl_->histogram; }
+int64_t Model::parameter_count() const { return impl_->parameters; }
+
+void Model::resize(const ShapeMap& input_shapes) {
+  TANDEM_CHECK(impl_->session, ErrorCode::kInvalidArgument, "resize() before build_from_file()");
+  impl_->fix_shapes(input_shapes);
+  impl_->prepare_if_static();
+}
+
+std::vector<Tensor> Model::predict(const std::vector<Tensor>& inputs) {
+  TANDEM_CHECK(impl_->session, ErrorCode::kInvalidArgument, "predict() before build_from_file()");
+  const auto& declared = impl_->inputs;
+  const Graph& g = *impl_->graph;
+  std::vector<const Tensor*> ordered(declared.size(), nullptr);
+
+  bool by_name = !inputs.empty();
+  for (const Tensor& t : inputs) by_name = by_name && !t.name().empty();
+  if (by_name) {
+    for (const Tensor& t : inputs) {
+      auto it = std::find_if(declared.begin(), declared.end(),
+                             [&](const TensorInfo& i) { return i.name == t.name(); });
+      TANDEM_CHECK(it != declared.end(), ErrorCode::kInvalidArgument,
+                   "unknown input name '{}'; the model's inputs are: {}", t.name(),
+                   fmt::join(input_names(g), ", "));
+      size_t idx = it - declared.begin();
+      TANDEM_CHECK(!ordered[idx], ErrorCode::kInvalidArgument, "input '{}' is given twice",
+                   t.name());
+      ordered[idx] = &t;
+    }
+  } else {
+    TANDEM_CHECK(inputs.size() <= declared.size(), ErrorCode::kInvalidArgument,
+                 "{} inputs given, but the model has {} ({})", inputs.size(), declared.size(),
+                 fmt::join(input_names(g), ", "));
+    for (size_t i = 0; i < inputs.size(); ++i) ordered[i] = &inputs[i];
+  }
+  for (size_t i = 0; i < declared.size(); ++i) {
+    const TensorInfo& d = declared[i];
+    TANDEM_CHECK(ordered[i], ErrorCode::kInvalidArgument,
+                 "missing input '{}' ({} {}); the model's inputs are: {}", d.name,
+                 dtype_name(d.dtype), declared_shape_str(d), fmt::join(input_names(g), ", "));
+    const Tensor& t = *ordered[i];
+    TANDEM_CHECK(t.dtype() == d.dtype, ErrorCode::kInvalidArgument,
+                 "input '{}' has dtype {}, but the model expects {}", d.name,
+                 dtype_name(t.dtype()), dtype_name(d.dtype));
+    bool rank_known = g.inputs[i]->shape_known;
+    TANDEM_CHECK(shape_matches(d.shape, rank_known, t.shape()), ErrorCode::kInvalidArgument,
+                 "input '{}' has shape {}, but the model expects {}", d.name,
+                 shape_str(t.shape()), declared_shape_str(d));
+    // An empty input is almost always a caller's bug (an empty batch); it is accepted only
+    // where the model itself declares that dimension as 0.
+    for (size_t k = 0; k < t.rank(); ++k)
+      TANDEM_CHECK(t.dim(k) > 0 || (rank_known && d.shape[k] == 0), ErrorCode::kInvalidArgument,
+                   "input '{}' has shape {} with a zero-sized dimension; the model declares {}",
+                   d.name, shape_str(t.shape()), declared_shape_str(d));
+    TANDEM_CHECK(t.raw() != nullptr, ErrorCode::kInvalidArgument, "input '{}' has no data",
+                 d.name);
+  }
+  return impl_->session->run(ordered, impl_->stats);
+}
+
+}  // namespace tandem

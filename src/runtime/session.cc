@@ -1,0 +1,314 @@
+#include "runtime/session.h"
+
+#include <chrono>
+#include <cstring>
+#include <unordered_map>
+
+#include "core/error.h"
+#include "runtime/evaluate.h"
+#include "runtime/memory_plan.h"
+
+namespace tandem {
+
+namespace {
+constexpr size_t kMaxCachedPlans = 8;
+
+// Nodes evaluated at plan time when all their inputs are constant. Shape and Size only look at
+// their input's shape, so they fold as soon as that shape is known.
+bool reads_only_shape(const Node& n) {
+  return n.domain.empty() && (n.op_type == "Shape" || n.op_type == "Size");
+}
+bool foldable(const Node& n) {
+  return n.domain.empty() && n.op_type.rfind("Random", 0) != 0 && n.op_type != "Multinomial";
+}
+}  // namespace
+
+struct Session::Plan {
+  struct Slot {
+    TensorType type;
+    bool static_shape = false;  // type known at plan time
+    bool is_input = false;
+    int input_index = -1;
+    std::optional<Tensor> constant;
+    bool in_arena = false;
+    size_t offset = 0;
+    int last_use = -1;  // last step reading it (-1: none)
+  };
+  struct Step {
+    const Node* node = nullptr;
+    Kernel* kernel = nullptr;
+    std::vector<int> in;   // slot per input, -1 when omitted
+    std::vector<int> out;  // slot per output, -1 when omitted
+    bool dynamic = false;  // infer + allocate at run time
+  };
+  std::vector<Slot> slots;
+  std::vector<Step> steps;
+  std::vector<int> output_slots;  // per graph output
+  std::vector<bool> is_graph_output;  // per slot
+  size_t arena_bytes = 0;
+  size_t unplanned_bytes = 0;
+  std::shared_ptr<uint8_t> arena;
+};
+
+Session::Session(Graph& graph, const Backend& backend, int threads, std::vector<int> cores)
+    : graph_(graph), backend_(backend), pool_(threads, std::move(cores)) {
+  for (auto& n : graph_.nodes()) {
+    const OpSchema* schema = schemas().find(n->domain, n->op_type);
+    const KernelFactory* factory = backend_.kernels().find(n->domain, n->op_type);
+    TANDEM_CHECK(schema && factory, ErrorCode::kUnsupported,
+                 "unsupported op type '{}'{} (node '{}'): the {} backend has no kernel for it",
+                 n->op_type, n->domain.empty() ? "" : " in domain '" + n->domain + "'", n->name,
+                 backend_.name());
+    kernels_[n.get()] = (*factory)(*n);
+  }
+}
+
+Session::~Session() = default;
+
+void Session::prepare(const std::vector<TensorType>& input_types) { plan_for(input_types); }
+
+std::shared_ptr<Session::Plan> Session::plan_for(const std::vector<TensorType>& input_types) {
+  std::vector<Shape> key;
+  for (auto& t : input_types) key.push_back(t.shape);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = plans_.find(key);
+  if (it != plans_.end()) return it->second;
+  auto plan = make_plan(input_types);
+  if (plans_.size() >= kMaxCachedPlans) plans_.erase(plans_.begin());
+  plans_[key] = plan;
+  return plan;
+}
+
+std::shared_ptr<Session::Plan> Session::make_plan(const std::vector<TensorType>& input_types) {
+  auto plan = std::make_shared<Plan>();
+  std::unordered_map<const Value*, int> slot_of;
+  auto slot_for = [&](const Value* v) -> int {
+    auto it = slot_of.find(v);
+    if (it != slot_of.end()) return it->second;
+    int idx = static_cast<int>(plan->slots.size());
+    plan->slots.emplace_back();
+    slot_of[v] = idx;
+    if (v->is_constant()) {
+      plan->slots[idx].constant = *v->constant;
+      plan->slots[idx].type = {v->dtype, v->constant->shape()};
+      plan->slots[idx].static_shape = true;
+    }
+    return idx;
+  };
+  for (size_t i = 0; i < graph_.inputs.size(); ++i) {
+    int s = slot_for(graph_.inputs[i]);
+    plan->slots[s].is_input = true;
+    plan->slots[s].input_index = static_cast<int>(i);
+    plan->slots[s].type = input_types[i];
+    plan->slots[s].static_shape = true;
+  }
+
+  static uint8_t dummy_byte;
+  for (auto& node_ptr : graph_.nodes()) {
+    const Node& node = *node_ptr;
+    Plan::Step step;
+    step.node = &node;
+    step.kernel = kernels_.at(&node).get();
+    // Output slots first: slot_for may grow plan->slots, which would invalidate the pointers
+    // into it collected below.
+    for (Value* v : node.outputs) step.out.push_back(v ? slot_for(v) : -1);
+    for (Value* v : node.inputs)
+      if (v) slot_for(v);
+    bool inputs_static = true, inputs_constant = true;
+    std::vector<const TensorType*> types;
+    std::vector<const Tensor*> values;
+    std::vector<Tensor> shape_only;  // placeholders for Shape/Size folding
+    shape_only.reserve(node.inputs.size());
+    for (Value* v : node.inputs) {
+      if (!v) {
+        step.in.push_back(-1);
+        types.push_back(nullptr);
+        values.push_back(nullptr);
+        continue;
+      }
+      int s = slot_for(v);
+      step.in.push_back(s);
+      Plan::Slot& slot = plan->slots[s];
+      if (!slot.static_shape) inputs_static = false;
+      if (!slot.constant) inputs_constant = false;
+      types.push_back(&slot.type);
+      values.push_back(slot.constant ? &*slot.constant : nullptr);
+    }
+
+    std::vector<TensorType> out_types;
+    if (inputs_static) {
+      try {
+        out_types = infer_node(node, types, values);
+      } catch (const ValueNotKnown&) {
+        inputs_static = false;
+      }
+    }
+    if (!inputs_static) {
+      step.dynamic = true;
+      plan->steps.push_back(std::move(step));
+      continue;
+    }
+    for (size_t i = 0; i < step.out.size(); ++i) {
+      if (step.out[i] < 0) continue;
+      plan->slots[step.out[i]].type = out_types[i];
+      plan->slots[step.out[i]].static_shape = true;
+    }
+    // Fold what can be computed now; this is where shape sub-graphs disappear.
+    bool fold = foldable(node) && (inputs_constant || reads_only_shape(node));
+    if (fold) {
+      std::vector<const Tensor*> fold_inputs = values;
+      if (reads_only_shape(node) && !inputs_constant) {
+        const TensorType& t = *types[0];
+        shape_only.push_back(Tensor::borrow(t.dtype, t.shape, &dummy_byte));
+        fold_inputs[0] = &shape_only.back();
+      }
+      std::vector<Tensor> results = evaluate_on_reference(node, fold_inputs);
+      for (size_t i = 0; i < step.out.size(); ++i)
+        if (step.out[i] >= 0) plan->slots[step.out[i]].constant = std::move(results[i]);
+      continue;  // no step: the values are constants now
+    }
+    plan->steps.push_back(std::move(step));
+  }
+
+  plan->is_graph_output.assign(plan->slots.size(), false);
+  for (Value* v : graph_.outputs) {
+    int s = slot_for(v);
+    plan->output_slots.push_back(s);
+    if (s >= static_cast<int>(plan->is_graph_output.size())) plan->is_graph_output.resize(s + 1);
+    plan->is_graph_output[s] = true;
+  }
+  plan->is_graph_output.resize(plan->slots.size(), false);
+
+  // Lifetimes of intermediates written by static steps -> arena offsets.
+  std::vector<int> def_step(plan->slots.size(), -1);
+  for (int si = 0; si < static_cast<int>(plan->steps.size()); ++si) {
+    for (int s : plan->steps[si].in)
+      if (s >= 0) plan->slots[s].last_use = si;
+    for (int s : plan->steps[si].out)
+      if (s >= 0) def_step[s] = si;
+  }
+  std::vector<BufferRequest> requests;
+  std::vector<int> request_slot;
+  for (int s = 0; s < static_cast<int>(plan->slots.size()); ++s) {
+    Plan::Slot& slot = plan->slots[s];
+    if (def_step[s] < 0 || plan->is_graph_output[s] || slot.constant || !slot.static_shape)
+      continue;
+    const Plan::Step& producer = plan->steps[def_step[s]];
+    if (producer.dynamic) continue;
+    size_t bytes = static_cast<size_t>(shape_numel(slot.type.shape)) * dtype_size(slot.type.dtype);
+    requests.push_back({bytes, def_step[s], std::max(slot.last_use, def_step[s])});
+    request_slot.push_back(s);
+    slot.in_arena = true;
+  }
+  MemoryPlan mp = plan_memory(requests);
+  for (size_t r = 0; r < requests.size(); ++r) plan->slots[request_slot[r]].offset = mp.offsets[r];
+  plan->arena_bytes = mp.arena_bytes;
+  plan->unplanned_bytes = mp.unplanned_bytes;
+  void* arena = std::aligned_alloc(64, std::max<size_t>(64, (mp.arena_bytes + 63) / 64 * 64));
+  if (!arena) throw std::bad_alloc();
+  plan->arena = std::shared_ptr<uint8_t>(static_cast<uint8_t*>(arena), [](uint8_t* p) { std::free(p); });
+  return plan;
+}
+
+std::vector<Tensor> Session::run(const std::vector<const Tensor*>& inputs, RunStats& stats) {
+  auto start = std::chrono::steady_clock::now();
+  std::vector<TensorType> input_types;
+  for (const Tensor* t : inputs) input_types.push_back({t->dtype(), t->shape()});
+  std::shared_ptr<Plan> plan = plan_for(input_types);
+  // One run at a time per plan: the arena is shared.
+  std::lock_guard<std::mutex> run_lock(mu_);
+
+  std::vector<Tensor> vals(plan->slots.size());
+  for (size_t s = 0; s < plan->slots.size(); ++s) {
+    const Plan::Slot& slot = plan->slots[s];
+    if (slot.is_input) vals[s] = *inputs[slot.input_index];
+    else if (slot.constant) vals[s] = *slot.constant;
+  }
+  size_t live_extra = 0, peak_extra = 0;
+  std::vector<size_t> extra_bytes(plan->slots.size(), 0);
+
+  for (int si = 0; si < static_cast<int>(plan->steps.size()); ++si) {
+    const Plan::Step& step = plan->steps[si];
+    const Node& node = *step.node;
+    std::vector<const Tensor*> in_ptrs;
+    for (int s : step.in) {
+      if (s < 0) {
+        in_ptrs.push_back(nullptr);
+        continue;
+      }
+      TANDEM_CHECK(vals[s].defined(), ErrorCode::kInternal, "{}: input slot {} was never computed",
+                   node.describe(), s);
+      in_ptrs.push_back(&vals[s]);
+    }
+    std::vector<TensorType> out_types;
+    if (step.dynamic) {
+      std::vector<TensorType> types;
+      std::vector<const TensorType*> type_ptrs;
+      types.reserve(in_ptrs.size());
+      for (const Tensor* t : in_ptrs) {
+        types.push_back(t ? TensorType{t->dtype(), t->shape()} : TensorType{});
+        type_ptrs.push_back(t ? &types.back() : nullptr);
+      }
+      out_types = infer_node(node, type_ptrs, in_ptrs);
+    }
+    std::vector<Tensor*> out_ptrs;
+    for (size_t i = 0; i < step.out.size(); ++i) {
+      int s = step.out[i];
+      if (s < 0) {
+        out_ptrs.push_back(nullptr);
+        continue;
+      }
+      const Plan::Slot& slot = plan->slots[s];
+      const TensorType& type = step.dynamic ? out_types[i] : slot.type;
+      if (slot.in_arena) {
+        vals[s] = Tensor::borrow(type.dtype, type.shape, plan->arena.get() + slot.offset);
+        std::memset(vals[s].raw(), 0, vals[s].nbytes());
+      } else {
+        vals[s] = Tensor(type.dtype, type.shape);
+        extra_bytes[s] = vals[s].nbytes();
+        live_extra += extra_bytes[s];
+      }
+      out_ptrs.push_back(&vals[s]);
+    }
+    peak_extra = std::max(peak_extra, live_extra);
+    KernelContext ctx{node, pool_};
+    try {
+      step.kernel->compute(ctx, in_ptrs, out_ptrs);
+    } catch (const Error& e) {
+      std::string msg = e.what();
+      if (msg.find(node.name) == std::string::npos) msg = node.describe() + ": " + msg;
+      throw Error(e.code(), msg);
+    } catch (const std::bad_alloc&) {
+      raise(ErrorCode::kRuntime, "{}: out of memory", node.describe());
+    }
+    // Release run-time allocations nobody reads any more.
+    for (int s : step.in) {
+      if (s < 0 || plan->slots[s].last_use != si || plan->is_graph_output[s]) continue;
+      if (plan->slots[s].is_input || plan->slots[s].constant) continue;
+      live_extra -= extra_bytes[s];
+      extra_bytes[s] = 0;
+      vals[s] = Tensor();
+    }
+  }
+
+  std::vector<Tensor> outputs;
+  for (size_t i = 0; i < plan->output_slots.size(); ++i) {
+    int s = plan->output_slots[i];
+    Tensor t = vals[s];
+    TANDEM_CHECK(t.defined(), ErrorCode::kInternal, "output '{}' was never computed",
+                 graph_.outputs[i]->name);
+    // Outputs the caller owns: inputs and constants passed straight through are copied.
+    if (!t.owns_data() || plan->slots[s].is_input || plan->slots[s].constant) t = t.clone();
+    t.set_name(graph_.outputs[i]->name);
+    outputs.push_back(std::move(t));
+  }
+  stats.predict_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  stats.arena_bytes = plan->arena_bytes;
+  stats.peak_bytes = plan->arena_bytes + peak_extra;
+  stats.unplanned_bytes = plan->unplanned_bytes;
+  stats.num_steps = static_cast<int>(plan->steps.size());
+  return outputs;
+}
+
+}  // namespace tandem

@@ -1,0 +1,46 @@
+// Session: executes a Graph on one backend. For each distinct set of input shapes it makes a
+// plan once — concrete shapes for every value, constants folded (including the Shape -> Gather
+// -> Concat -> Reshape chains torch exports), arena offsets from value lifetimes — and then runs
+// the plan's steps. Nodes whose output shape depends on data only known at run time are inferred
+// and allocated at run time instead.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "backends/backend.h"
+#include "core/thread_pool.h"
+#include "graph/ir.h"
+#include "ops/schema.h"
+#include "tandem/model.h"
+
+namespace tandem {
+
+class Session {
+ public:
+  Session(Graph& graph, const Backend& backend, int threads, std::vector<int> cores);
+  ~Session();
+
+  // Builds (or finds) the plan for these input types, in graph input order.
+  void prepare(const std::vector<TensorType>& input_types);
+  // Runs with inputs in graph input order (already validated against the model's declaration).
+  std::vector<Tensor> run(const std::vector<const Tensor*>& inputs, RunStats& stats);
+
+  int threads() const { return pool_.size(); }
+
+ private:
+  struct Plan;
+  std::shared_ptr<Plan> plan_for(const std::vector<TensorType>& input_types);
+  std::shared_ptr<Plan> make_plan(const std::vector<TensorType>& input_types);
+
+  Graph& graph_;
+  const Backend& backend_;
+  ThreadPool pool_;
+  std::map<const Node*, std::unique_ptr<Kernel>> kernels_;
+  std::mutex mu_;
+  std::map<std::vector<Shape>, std::shared_ptr<Plan>> plans_;
+};
+
+}  // namespace tandem
