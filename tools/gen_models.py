@@ -294,10 +294,14 @@ def init_unet(model):
 
 
 def make_unet(size):
+    # Like SD 2.x the attention head *dim* is fixed (16 here) and the head count
+    # follows the width.  Tiny: 48-wide attention levels -> 3 heads (a 64-wide
+    # [32,64,64] variant would be ~10 MB; the 1024->C cross-attention K/V
+    # projections dominate).  Large: 128 wide -> 8 heads.
     if size == "large":
         model = TinyUNet(channels=(64, 128, 128), attn=(False, True, True), heads=8)
     else:
-        model = TinyUNet(channels=(32, 64, 64), attn=(False, True, True), heads=4)
+        model = TinyUNet(channels=(32, 48, 48), attn=(False, True, True), heads=3)
     init_unet(model)
     return model
 
@@ -531,6 +535,7 @@ class BertLayer(nn.Module):
     def __init__(self, hidden, heads, ffn):
         super().__init__()
         self.heads = heads
+        self.sqrt_head_dim = math.sqrt(hidden // heads)
         self.q = nn.Linear(hidden, hidden)
         self.k = nn.Linear(hidden, hidden)
         self.v = nn.Linear(hidden, hidden)
@@ -547,7 +552,7 @@ class BertLayer(nn.Module):
     def forward(self, x, ext_mask):
         b, s, h = x.shape
         q, k, v = self.split(self.q(x)), self.split(self.k(x)), self.split(self.v(x))
-        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(h // self.heads)
+        scores = torch.matmul(q, k.transpose(-1, -2)) / self.sqrt_head_dim
         scores = scores + ext_mask
         probs = scores.softmax(dim=-1)
         ctx = torch.matmul(probs, v).permute(0, 2, 1, 3).reshape(b, s, h)
@@ -675,7 +680,7 @@ def save_pb(arr, name, path):
         f.write(numpy_helper.from_array(arr, name).SerializeToString())
 
 
-def generate(name, out_dir, opset):
+def generate(name, out_dir, opset, check_onnx=True):
     print("=== %s" % name)
     spec = get_spec(name)
     model = spec["build"]().eval()
@@ -732,6 +737,20 @@ def generate(name, out_dir, opset):
         for k, (n, a) in enumerate(zip(spec["output_names"], outs)):
             save_pb(a, n, os.path.join(sdir, "output_%d.pb" % k))
 
+    if check_onnx:
+        for i, (ins, outs) in enumerate(zip(sets, ref)):
+            got = run_onnx_reference(m, dict(zip(spec["input_names"], ins)))
+            for n, g, r in zip(spec["output_names"], got, outs):
+                if g.shape != r.shape:
+                    print("  ONNX CHECK FAIL set %d %s: shape %s vs torch %s" % (i, n, g.shape, r.shape))
+                    all_ok = False
+                    continue
+                err = float(np.max(np.abs(g.astype(np.float64) - r)))
+                tol = 1e-4 * max(1.0, float(np.max(np.abs(r))))
+                good = err <= tol
+                all_ok &= good
+                print("  onnx-vs-torch set %d %-18s max|diff|=%.2e %s" % (i, n, err, "ok" if good else "FAIL"))
+
     hist = op_histogram(m)
     print("  model.onnx: %.2f MB, opset %d, %d nodes, %d initializers"
           % (os.path.getsize(path) / 1e6, opset, sum(hist.values()), len(m.graph.initializer)))
@@ -739,6 +758,232 @@ def generate(name, out_dir, opset):
     if not all_ok:
         print("  WARNING: output statistics outside the intended range")
     return all_ok
+
+
+# ----------------------------------------------------------------------------
+# Minimal reference interpreter for the exported graphs
+# ----------------------------------------------------------------------------
+# onnxruntime is not available here, so after export every model.onnx is run
+# node by node by this small interpreter (torch kernels, but driven only by the
+# ONNX graph: op types, attributes, initializers) and compared against the
+# PyTorch module's outputs.  This catches export problems such as a batch size
+# baked into a Reshape.  It supports exactly the ops these models use.
+
+
+def _attrs(node):
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+_ONNX2TORCH = {
+    onnx.TensorProto.FLOAT: torch.float32,
+    onnx.TensorProto.DOUBLE: torch.float64,
+    onnx.TensorProto.INT64: torch.int64,
+    onnx.TensorProto.INT32: torch.int32,
+    onnx.TensorProto.BOOL: torch.bool,
+}
+
+
+def _t(arr):
+    return torch.from_numpy(np.array(arr, copy=True))
+
+
+def _ints(t):
+    return [int(v) for v in t.reshape(-1).tolist()]
+
+
+def _conv_pads(x, pads, value=0.0):
+    n = len(pads) // 2
+    begin, end = pads[:n], pads[n:]
+    if all(b == e for b, e in zip(begin, end)):
+        return x, list(begin)
+    torch_pad = []
+    for b, e in zip(reversed(begin), reversed(end)):
+        torch_pad += [b, e]
+    return F.pad(x, torch_pad, value=value), [0] * n
+
+
+def _run_node(op, a, ins):
+    x = ins[0] if ins else None
+    if op == "Constant":
+        if "value" in a:
+            return [_t(numpy_helper.to_array(a["value"]))]
+        for k, dt in (("value_int", torch.int64), ("value_ints", torch.int64),
+                      ("value_float", torch.float32), ("value_floats", torch.float32)):
+            if k in a:
+                return [torch.tensor(a[k], dtype=dt)]
+        raise NotImplementedError("Constant attr %s" % list(a))
+    if op in ("Add", "Sub", "Mul", "Pow", "Equal"):
+        f = {"Add": torch.add, "Sub": torch.sub, "Mul": torch.mul, "Pow": torch.pow, "Equal": torch.eq}[op]
+        return [f(ins[0], ins[1])]
+    if op == "Div":
+        if ins[0].is_floating_point():
+            return [ins[0] / ins[1]]
+        return [torch.div(ins[0], ins[1], rounding_mode="trunc")]
+    unary = {"Sigmoid": torch.sigmoid, "Tanh": torch.tanh, "Erf": torch.erf, "Relu": torch.relu,
+             "Sin": torch.sin, "Cos": torch.cos, "Sqrt": torch.sqrt, "Exp": torch.exp,
+             "Neg": torch.neg, "Identity": lambda v: v}
+    if op in unary:
+        return [unary[op](x)]
+    if op == "HardSigmoid":
+        return [torch.clamp(a.get("alpha", 0.2) * x + a.get("beta", 0.5), 0.0, 1.0)]
+    if op == "HardSwish":
+        return [x * torch.clamp(x / 6.0 + 0.5, 0.0, 1.0)]
+    if op == "Clip":
+        lo = ins[1] if len(ins) > 1 and ins[1] is not None else None
+        hi = ins[2] if len(ins) > 2 and ins[2] is not None else None
+        return [torch.clamp(x, min=None if lo is None else lo.item(), max=None if hi is None else hi.item())]
+    if op == "Where":
+        return [torch.where(ins[0], ins[1], ins[2])]
+    if op == "Cast":
+        return [x.to(_ONNX2TORCH[a["to"]])]
+    if op == "Shape":
+        s = list(x.shape)[a.get("start", 0):a.get("end", None)]
+        return [torch.tensor(s, dtype=torch.int64)]
+    if op == "ConstantOfShape":
+        val = _t(numpy_helper.to_array(a["value"])) if "value" in a else torch.zeros(1)
+        return [val.reshape(1).expand(*_ints(x)).clone()]
+    if op == "Gather":
+        axis = a.get("axis", 0) % x.dim()
+        idx = ins[1].long()
+        idx = torch.where(idx < 0, idx + x.shape[axis], idx)
+        out = torch.index_select(x, axis, idx.reshape(-1))
+        return [out.reshape(list(x.shape[:axis]) + list(idx.shape) + list(x.shape[axis + 1:]))]
+    if op == "Unsqueeze":
+        axes = _ints(ins[1]) if len(ins) > 1 else a["axes"]
+        rank = x.dim() + len(axes)
+        out = x
+        for ax in sorted(ax % rank for ax in axes):
+            out = out.unsqueeze(ax)
+        return [out]
+    if op == "Squeeze":
+        axes = _ints(ins[1]) if len(ins) > 1 else a.get("axes")
+        if axes is None:
+            return [x.squeeze()]
+        out = x
+        for ax in sorted((ax % x.dim() for ax in axes), reverse=True):
+            out = out.squeeze(ax)
+        return [out]
+    if op == "Concat":
+        return [torch.cat(ins, dim=a["axis"])]
+    if op == "Reshape":
+        shape = _ints(ins[1])
+        if not a.get("allowzero", 0):
+            shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+        return [x.reshape(shape)]
+    if op == "Flatten":
+        axis = a.get("axis", 1) % max(1, x.dim())
+        return [x.reshape(int(np.prod(x.shape[:axis])), -1)]
+    if op == "Transpose":
+        return [x.permute(*a.get("perm", list(reversed(range(x.dim())))))]
+    if op == "Expand":
+        shape = torch.broadcast_shapes(tuple(x.shape), tuple(_ints(ins[1])))
+        return [x.expand(shape)]
+    if op == "Slice":
+        starts, ends = _ints(ins[1]), _ints(ins[2])
+        axes = _ints(ins[3]) if len(ins) > 3 and ins[3] is not None else list(range(len(starts)))
+        steps = _ints(ins[4]) if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
+        idx = [slice(None)] * x.dim()
+        for st, en, ax, sp in zip(starts, ends, axes, steps):
+            if sp <= 0:
+                raise NotImplementedError("Slice with step %d" % sp)
+            dim = x.shape[ax]
+            st = max(0, min(dim, st + dim if st < 0 else st))
+            en = max(0, min(dim, en + dim if en < 0 else en))
+            idx[ax] = slice(st, en, sp)
+        return [x[tuple(idx)]]
+    if op == "Split":
+        axis = a.get("axis", 0)
+        if len(ins) > 1 and ins[1] is not None:
+            sizes = _ints(ins[1])
+        else:
+            n = a.get("num_outputs")
+            sizes = [x.shape[axis] // n] * n if n else None
+        return list(torch.split(x, sizes, dim=axis))
+    if op == "MatMul":
+        return [torch.matmul(ins[0], ins[1])]
+    if op == "Gemm":
+        A = ins[0].t() if a.get("transA", 0) else ins[0]
+        B = ins[1].t() if a.get("transB", 0) else ins[1]
+        y = a.get("alpha", 1.0) * (A @ B)
+        if len(ins) > 2 and ins[2] is not None:
+            y = y + a.get("beta", 1.0) * ins[2]
+        return [y]
+    if op == "Softmax":
+        return [torch.softmax(x, dim=a.get("axis", -1))]
+    if op == "Conv":
+        w = ins[1]
+        b = ins[2] if len(ins) > 2 else None
+        nsp = w.dim() - 2
+        if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+            raise NotImplementedError("Conv auto_pad")
+        x, pad = _conv_pads(x, a.get("pads", [0] * 2 * nsp))
+        return [F.conv2d(x, w, b, stride=a.get("strides", [1] * nsp), padding=pad,
+                         dilation=a.get("dilations", [1] * nsp), groups=a.get("group", 1))]
+    if op == "MaxPool":
+        k = a["kernel_shape"]
+        x, pad = _conv_pads(x, a.get("pads", [0] * 2 * len(k)), value=-float("inf"))
+        return [F.max_pool2d(x, k, stride=a.get("strides", [1] * len(k)), padding=pad,
+                             dilation=a.get("dilations", [1] * len(k)), ceil_mode=bool(a.get("ceil_mode", 0)))]
+    if op == "GlobalAveragePool":
+        return [x.mean(dim=tuple(range(2, x.dim())), keepdim=True)]
+    if op == "BatchNormalization":
+        sc, bi, mean, var = ins[1:5]
+        shp = [1, -1] + [1] * (x.dim() - 2)
+        eps = a.get("epsilon", 1e-5)
+        return [(x - mean.reshape(shp)) / torch.sqrt(var.reshape(shp) + eps) * sc.reshape(shp) + bi.reshape(shp)]
+    if op == "InstanceNormalization":
+        dims = tuple(range(2, x.dim()))
+        mean = x.mean(dim=dims, keepdim=True)
+        var = x.var(dim=dims, keepdim=True, unbiased=False)
+        shp = [1, -1] + [1] * (x.dim() - 2)
+        y = (x - mean) / torch.sqrt(var + a.get("epsilon", 1e-5))
+        return [y * ins[1].reshape(shp) + ins[2].reshape(shp)]
+    if op == "LayerNormalization":
+        axis = a.get("axis", -1) % x.dim()
+        dims = tuple(range(axis, x.dim()))
+        mean = x.mean(dim=dims, keepdim=True)
+        var = x.var(dim=dims, keepdim=True, unbiased=False)
+        y = (x - mean) / torch.sqrt(var + a.get("epsilon", 1e-5)) * ins[1]
+        if len(ins) > 2 and ins[2] is not None:
+            y = y + ins[2]
+        return [y]
+    if op == "Resize":
+        mode = a.get("mode", b"nearest")
+        ctm = a.get("coordinate_transformation_mode", b"half_pixel")
+        nm = a.get("nearest_mode", b"round_prefer_floor")
+        if (mode, ctm, nm) != (b"nearest", b"asymmetric", b"floor"):
+            raise NotImplementedError("Resize %s/%s/%s" % (mode, ctm, nm))
+        scales = ins[2] if len(ins) > 2 and ins[2] is not None and ins[2].numel() else None
+        if scales is not None:
+            sc = [float(v) for v in scales.tolist()]
+            out_shape = [int(math.floor(d * s)) for d, s in zip(x.shape, sc)]
+        else:
+            out_shape = _ints(ins[3])
+            sc = [o / d for o, d in zip(out_shape, x.shape)]
+        y = x
+        for ax, (o, s) in enumerate(zip(out_shape, sc)):
+            if o == x.shape[ax] and s == 1.0:
+                continue
+            idx = torch.clamp(torch.floor(torch.arange(o, dtype=torch.float64) / s).long(), max=x.shape[ax] - 1)
+            y = torch.index_select(y, ax, idx)
+        return [y]
+    raise NotImplementedError("reference interpreter: op %s" % op)
+
+
+def run_onnx_reference(model, feeds):
+    """Evaluate `model` (onnx.ModelProto) on numpy `feeds`; returns list of numpy outputs."""
+    env = {i.name: _t(numpy_helper.to_array(i)) for i in model.graph.initializer}
+    env[""] = None
+    for k, v in feeds.items():
+        env[k] = _t(v)
+    with torch.no_grad():
+        for node in model.graph.node:
+            if node.domain not in ("", "ai.onnx"):
+                raise NotImplementedError("domain %s" % node.domain)
+            outs = _run_node(node.op_type, _attrs(node), [env[n] for n in node.input])
+            for name, val in zip(node.output, outs):
+                env[name] = val
+    return [env[o.name].numpy() for o in model.graph.output]
 
 
 # ----------------------------------------------------------------------------
@@ -821,6 +1066,9 @@ def main(argv=None):
     p.add_argument("--size", choices=["small", "large"], default="small",
                    help="small: the committed tiny models; large: %s only (not committed)" % LARGE_MODELS[0])
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--no-onnx-check", action="store_true",
+                   help="skip running each exported graph through the built-in reference "
+                        "interpreter and comparing with the torch outputs")
     p.add_argument("--verify", metavar="DIR",
                    help="do not generate; re-load DIR/*/test_data_set_* and check names/dtypes/shapes "
                         "against each model.onnx")
@@ -834,7 +1082,7 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     ok = True
     for n in names:
-        ok &= generate(n, args.out, args.opset)
+        ok &= generate(n, args.out, args.opset, check_onnx=not args.no_onnx_check)
     print()
     ok_v = verify_dir(args.out)
     return 0 if (ok and ok_v) else 1
