@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package Tandem's build and tests need. Idempotent, non-interactive.
+#   bash tools/setup.sh              build + test dependencies
+#   bash tools/setup.sh --generators also python3-torch, to regenerate the test models
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build g++ git
+  libprotobuf-dev protobuf-compiler libonnx-dev libonnx-testdata
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libcli11-dev nlohmann-json3-dev libfmt-dev
+  python3 python3-numpy python3-onnx
+)
+if [[ "${1:-}" == "--generators" ]]; then
+  packages+=(python3-torch)
+fi
+
+sudo_cmd=()
+if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+echo "setup: installed ${#packages[@]} packages"

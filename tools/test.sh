@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Builds and runs every test: unit and op tests, the committed models, the ONNX backend node
+# tests against the expected-failure list, the command-line bad-input suite — and then the
+# bad-input suites again under AddressSanitizer + UndefinedBehaviorSanitizer.
+#   bash tools/test.sh            everything
+#   bash tools/test.sh --no-asan  skip the sanitizer build
+set -euo pipefail
+cd "$(dirname "$0")/.."
+werror=()
+if [[ "${CI:-}" == "true" ]]; then werror=(-DTANDEM_WERROR=ON); fi
+
+bash tools/build.sh "${werror[@]}"
+ctest --test-dir build --output-on-failure -j2
+
+if [[ "${1:-}" != "--no-asan" ]]; then
+  echo "== bad-input suites under ASan + UBSan =="
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTANDEM_SANITIZE=ON \
+    "${werror[@]}" >/dev/null
+  cmake --build build-asan --target tandem tandem_unit_tests
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --test-dir build-asan --output-on-failure -j2 -R 'BadInput|cli_bad_input|Model\.'
+fi
