@@ -16,6 +16,8 @@ struct Context {
   // Kernel provider: "ref" (plain reference kernels, the oracle) or "auto" (the fastest
   // available for the device; today that is "ref").
   std::string backend = "auto";
+  // Time every kernel and report the totals per op type in RunStats::op_time_ms.
+  bool profile = false;
 };
 
 }  // namespace tandem

@@ -21,6 +21,8 @@ struct RunStats {
   size_t peak_bytes = 0;      // arena + dynamic intermediates + outputs at their high point
   size_t unplanned_bytes = 0; // sum of intermediate sizes had nothing been reused
   int num_steps = 0;          // nodes executed
+  // With Context::profile: milliseconds spent in each op type's kernels (op type -> ms).
+  std::map<std::string, double> op_time_ms;
 };
 
 class Model {

@@ -105,6 +105,7 @@ void ModelOptions::add_to(CLI::App* app, bool model_required) {
       ->check(CLI::NonNegativeNumber);
   app->add_option("--backend", backend, "kernels: auto or ref")->check(CLI::IsMember({"auto", "ref"}));
   app->add_option("--device", device, "device: cpu or cpu:N");
+  app->add_flag("--profile", profile, "time each op type and print the breakdown");
 }
 
 Model ModelOptions::build() const {
@@ -112,6 +113,7 @@ Model ModelOptions::build() const {
   ctx.thread_num = threads;
   ctx.backend = backend;
   ctx.device = device;
+  ctx.profile = profile;
   return Model::build_from_file(model.empty() ? default_model_path() : model, ctx,
                                 parse_shape_map(input_shape));
 }
@@ -125,6 +127,20 @@ std::string human_bytes(size_t bytes) {
     ++u;
   }
   return fmt::format("{:.1f} {}", v, units[u]);
+}
+
+void print_op_profile(const RunStats& stats) {
+  if (stats.op_time_ms.empty()) return;
+  double total = 0;
+  std::vector<std::pair<double, std::string>> rows;
+  for (const auto& [op, ms] : stats.op_time_ms) {
+    rows.emplace_back(ms, op);
+    total += ms;
+  }
+  std::sort(rows.rbegin(), rows.rend());
+  fmt::print("time per op type (last predict):\n");
+  for (const auto& [ms, op] : rows)
+    fmt::print("  {:<24} {:9.2f} ms  {:5.1f}%\n", op, ms, total > 0 ? 100 * ms / total : 0);
 }
 
 std::vector<Tensor> read_input_files(const std::string& comma_list) {

@@ -29,11 +29,15 @@ struct ModelOptions {
   int threads = 0;
   std::string backend = "auto";
   std::string device = "cpu";
+  bool profile = false;
   void add_to(CLI::App* app, bool model_required);
   Model build() const;
 };
 
 std::string human_bytes(size_t bytes);
+
+// With --profile: the per-op-type kernel times of the latest predict, largest first.
+void print_op_profile(const RunStats& stats);
 
 // Reads a comma-separated list of .pb tensor files.
 std::vector<Tensor> read_input_files(const std::string& comma_list);

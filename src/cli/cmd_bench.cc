@@ -60,6 +60,7 @@ int run_bench(const BenchOptions& opt) {
   fmt::print("throughput: {:.2f} items/s ({:.2f} predicts/s)\n", throughput, 1000.0 / mean);
   fmt::print("peak memory: {} (arena {}, {} without reuse)\n", human_bytes(s.peak_bytes),
              human_bytes(s.arena_bytes), human_bytes(s.unplanned_bytes));
+  print_op_profile(s);
   if (!opt.json.empty()) {
     nlohmann::json j;
     j["model"] = path;

@@ -63,6 +63,7 @@ int run_model(const RunOptions& opt) {
              opt.loops > 1 ? fmt::format(" (mean of {})", opt.loops) : "");
   fmt::print("peak memory: {} (arena {}, {} without reuse)\n", human_bytes(s.peak_bytes),
              human_bytes(s.arena_bytes), human_bytes(s.unplanned_bytes));
+  print_op_profile(s);
   if (!opt.output_dir.empty()) {
     std::filesystem::create_directories(opt.output_dir);
     for (size_t i = 0; i < outputs.size(); ++i) {

@@ -133,7 +133,7 @@ Model Model::build_from_file(const std::string& path, const Context& context,
   impl.fix_shapes(input_shapes);
   run_default_passes(*impl.graph);
   impl.session = std::make_unique<Session>(*impl.graph, backend, threads_for(context),
-                                           context.core_list);
+                                           context.core_list, context.profile);
   impl.prepare_if_static();
   return m;
 }

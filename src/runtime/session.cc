@@ -50,8 +50,9 @@ struct Session::Plan {
   std::shared_ptr<uint8_t> arena;
 };
 
-Session::Session(Graph& graph, const Backend& backend, int threads, std::vector<int> cores)
-    : graph_(graph), backend_(backend), pool_(threads, std::move(cores)) {
+Session::Session(Graph& graph, const Backend& backend, int threads, std::vector<int> cores,
+                 bool profile)
+    : graph_(graph), backend_(backend), pool_(threads, std::move(cores)), profile_(profile) {
   for (auto& n : graph_.nodes()) {
     const OpSchema* schema = schemas().find(n->domain, n->op_type);
     const KernelFactory* factory = backend_.kernels().find(n->domain, n->op_type);
@@ -226,6 +227,7 @@ std::vector<Tensor> Session::run(const std::vector<const Tensor*>& inputs, RunSt
   }
   size_t live_extra = 0, peak_extra = 0;
   std::vector<size_t> extra_bytes(plan->slots.size(), 0);
+  std::map<std::string, double> op_time;
 
   for (int si = 0; si < static_cast<int>(plan->steps.size()); ++si) {
     const Plan::Step& step = plan->steps[si];
@@ -272,6 +274,7 @@ std::vector<Tensor> Session::run(const std::vector<const Tensor*>& inputs, RunSt
     }
     peak_extra = std::max(peak_extra, live_extra);
     KernelContext ctx{node, pool_};
+    auto kernel_start = std::chrono::steady_clock::now();
     try {
       step.kernel->compute(ctx, in_ptrs, out_ptrs);
     } catch (const Error& e) {
@@ -281,6 +284,10 @@ std::vector<Tensor> Session::run(const std::vector<const Tensor*>& inputs, RunSt
     } catch (const std::bad_alloc&) {
       raise(ErrorCode::kRuntime, "{}: out of memory", node.describe());
     }
+    if (profile_)
+      op_time[node.op_type] += std::chrono::duration<double, std::milli>(
+                                   std::chrono::steady_clock::now() - kernel_start)
+                                   .count();
     // Release run-time allocations nobody reads any more.
     for (int s : step.in) {
       if (s < 0 || plan->slots[s].last_use != si || plan->is_graph_output[s]) continue;
@@ -308,6 +315,7 @@ std::vector<Tensor> Session::run(const std::vector<const Tensor*>& inputs, RunSt
   stats.peak_bytes = plan->arena_bytes + peak_extra;
   stats.unplanned_bytes = plan->unplanned_bytes;
   stats.num_steps = static_cast<int>(plan->steps.size());
+  stats.op_time_ms = std::move(op_time);
   return outputs;
 }
 

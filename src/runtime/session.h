@@ -20,7 +20,8 @@ namespace tandem {
 
 class Session {
  public:
-  Session(Graph& graph, const Backend& backend, int threads, std::vector<int> cores);
+  Session(Graph& graph, const Backend& backend, int threads, std::vector<int> cores,
+          bool profile = false);
   ~Session();
 
   // Builds (or finds) the plan for these input types, in graph input order.
@@ -38,6 +39,7 @@ class Session {
   Graph& graph_;
   const Backend& backend_;
   ThreadPool pool_;
+  bool profile_;
   std::map<const Node*, std::unique_ptr<Kernel>> kernels_;
   std::mutex mu_;
   std::map<std::vector<Shape>, std::shared_ptr<Plan>> plans_;

@@ -1,5 +1,9 @@
 // Model + session: symbolic batch, shape sub-graph folding, resize, memory reuse, stats.
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
 
 #include "onnx_builder.h"
 #include "tandem/model.h"
@@ -112,6 +116,74 @@ TEST(Model, OutputThatIsAnInputOrConstantIsCopied) {
   EXPECT_TRUE(out[0].owns_data());
   EXPECT_NE(out[0].raw(), x.raw());
   EXPECT_FLOAT_EQ(out[1].data<float>()[0], 7.f);
+}
+
+}  // namespace
+}  // namespace tandem
+
+namespace tandem {
+namespace {
+
+// Reshape whose target shape arrives as a model input: its output shape is only known at run
+// time, so the planner leaves that step (and what follows) to run-time inference.
+TEST(Model, ValueDependentShapesAreInferredAtRunTime) {
+  OnnxBuilder b;
+  b.input("x", DataType::kFloat32, {2, 6});
+  b.input("shape", DataType::kInt64, {2});
+  b.output("y", DataType::kFloat32, {-1, -1});
+  b.node("Reshape", {"x", "shape"}, {"r"});
+  b.node("Relu", {"r"}, {"y"});
+  Model m = Model::build_from_file(b.save(testing::temp_dir("dynamic_reshape")));
+  Tensor x(DataType::kFloat32, {2, 6}, "x");
+  for (int64_t i = 0; i < 12; ++i) x.data<float>()[i] = static_cast<float>(i) - 6;
+  for (auto target : {std::vector<int64_t>{3, 4}, std::vector<int64_t>{12, 1}}) {
+    auto out = m.predict({x, Tensor::from_vector(DataType::kInt64, {2}, target, "shape")});
+    EXPECT_EQ(out[0].shape(), (Shape{target[0], target[1]}));
+    for (int64_t i = 0; i < 12; ++i)
+      ASSERT_FLOAT_EQ(out[0].data<float>()[i], std::max(0.f, x.data<float>()[i]));
+  }
+  // A target that does not fit is an error naming the node, and the model keeps serving.
+  EXPECT_THROW(m.predict({x, Tensor::from_vector(DataType::kInt64, {2}, std::vector<int64_t>{5, 5},
+                                                 "shape")}),
+               Error);
+  EXPECT_NO_THROW(m.predict({x, Tensor::from_vector(DataType::kInt64, {2},
+                                                    std::vector<int64_t>{6, 2}, "shape")}));
+}
+
+// Weights over 2 GB live in external data files; the loader must read them whole.
+TEST(LargeModel, ExternalDataOver2GB) {
+  std::string dir = testing::temp_dir("over2gb");
+  const int64_t n = (int64_t{1} << 29) + 16;  // floats: 2 GiB + 64 bytes
+  {
+    std::FILE* f = std::fopen((dir + "/weights.bin").c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    // Sparse file: zeros everywhere but the last element.
+    ASSERT_EQ(::ftruncate(::fileno(f), (n - 1) * 4), 0);
+    std::fseek(f, (n - 1) * 4, SEEK_SET);
+    float last = 42.5f;
+    std::fwrite(&last, 4, 1, f);
+    std::fclose(f);
+  }
+  OnnxBuilder b;
+  b.input("idx", DataType::kInt64, {1});
+  b.output("y", DataType::kFloat32, {1});
+  auto* init = b.proto().mutable_graph()->add_initializer();
+  init->set_name("w");
+  init->set_data_type(onnx::TensorProto::FLOAT);
+  init->add_dims(n);
+  init->set_data_location(onnx::TensorProto::EXTERNAL);
+  auto* kv = init->add_external_data();
+  kv->set_key("location");
+  kv->set_value("weights.bin");
+  auto& gather = b.node("Gather", {"w", "idx"}, {"y"});
+  testing::add_int_attr(gather, "axis", 0);
+  Model m = Model::build_from_file(b.save(dir));
+  EXPECT_EQ(m.parameter_count(), n);
+  auto out = m.predict({Tensor::from_vector(DataType::kInt64, {1}, std::vector<int64_t>{n - 1}, "idx")});
+  EXPECT_FLOAT_EQ(out[0].data<float>()[0], 42.5f);
+  out = m.predict({Tensor::from_vector(DataType::kInt64, {1}, std::vector<int64_t>{7}, "idx")});
+  EXPECT_FLOAT_EQ(out[0].data<float>()[0], 0.f);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
