@@ -55,6 +55,10 @@ class Tensor {
   Tensor(DataType dtype, Shape shape, std::string name = {});
   // Borrowed storage: the caller keeps `data` alive and sized as long as the Tensor is used.
   static Tensor borrow(DataType dtype, Shape shape, void* data, std::string name = {});
+  // Shared ownership of memory someone else allocated: `keeper` keeps `data` alive for as long
+  // as any copy of the Tensor exists (e.g. a slice of a shared-memory buffer).
+  static Tensor adopt(DataType dtype, Shape shape, void* data, std::shared_ptr<void> keeper,
+                      std::string name = {});
   // Owned copy of `data`.
   static Tensor copy_of(DataType dtype, Shape shape, const void* data, std::string name = {});
   template <typename T>

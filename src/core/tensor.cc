@@ -56,6 +56,18 @@ Tensor Tensor::borrow(DataType dtype, Shape shape, void* data, std::string name)
   return t;
 }
 
+Tensor Tensor::adopt(DataType dtype, Shape shape, void* data, std::shared_ptr<void> keeper,
+                     std::string name) {
+  Tensor t;
+  t.name_ = std::move(name);
+  t.dtype_ = dtype;
+  t.shape_ = std::move(shape);
+  t.numel_ = shape_numel(t.shape_);
+  t.data_ = std::shared_ptr<uint8_t>(std::move(keeper), static_cast<uint8_t*>(data));
+  t.owned_ = true;
+  return t;
+}
+
 Tensor Tensor::copy_of(DataType dtype, Shape shape, const void* data, std::string name) {
   Tensor t(dtype, std::move(shape), std::move(name));
   if (t.nbytes()) std::memcpy(t.raw(), data, t.nbytes());

@@ -1,6 +1,85 @@
-// Schemas of the activation family. (placeholder until the family lands)
+// Schemas of the activation family: every output has input 0's dtype and shape.
+#include <vector>
+
+#include "core/error.h"
 #include "ops/schema.h"
+#include "ops/shape_utils.h"
 
 namespace tandem {
-void register_activation_schemas(SchemaRegistry& r) { (void)r; }
+namespace {
+
+bool is_floating(DataType d) {
+  return d == DataType::kFloat32 || d == DataType::kFloat64 || d == DataType::kFloat16 ||
+         d == DataType::kBFloat16;
+}
+
+bool is_integer(DataType d) {
+  switch (d) {
+    case DataType::kInt8:
+    case DataType::kInt16:
+    case DataType::kInt32:
+    case DataType::kInt64:
+    case DataType::kUInt8:
+    case DataType::kUInt16:
+    case DataType::kUInt32:
+    case DataType::kUInt64:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// X's type, after checking it is floating point (or any numeric type when `integers`).
+TensorType checked_x(const InferContext& ctx, bool integers) {
+  const TensorType& x = ctx.input(0);
+  TANDEM_CHECK(is_floating(x.dtype) || (integers && is_integer(x.dtype)), ErrorCode::kUnsupported,
+               "{}: input has dtype {}, expected {}", ctx.node.describe(), dtype_name(x.dtype),
+               integers ? "a numeric type" : "a floating-point type");
+  return x;
+}
+
+void add_activation(SchemaRegistry& r, const char* op, bool integers) {
+  r.add({op, 1, 1, [integers](const InferContext& ctx) {
+           return std::vector<TensorType>{checked_x(ctx, integers)};
+         }});
+}
+
+}  // namespace
+
+void register_activation_schemas(SchemaRegistry& r) {
+  for (const char* op : {"LeakyRelu", "ThresholdedRelu", "Sigmoid", "HardSigmoid", "HardSwish",
+                         "Tanh", "Elu", "Selu", "Celu", "Softplus", "Softsign", "Mish", "Gelu"})
+    add_activation(r, op, false);
+  for (const char* op : {"Relu", "Shrink"}) add_activation(r, op, true);
+
+  // PRelu: slope must broadcast to X without changing X's shape.
+  r.add({"PRelu", 2, 2, [](const InferContext& ctx) {
+           TensorType x = checked_x(ctx, true);
+           const TensorType& slope = ctx.input(1);
+           TANDEM_CHECK(slope.dtype == x.dtype, ErrorCode::kInvalidModel,
+                        "{}: slope has dtype {} but X has {}", ctx.node.describe(),
+                        dtype_name(slope.dtype), dtype_name(x.dtype));
+           TANDEM_CHECK(slope.shape.size() <= x.shape.size() &&
+                            broadcast_shapes(x.shape, slope.shape, ctx.node) == x.shape,
+                        ErrorCode::kInvalidModel,
+                        "{}: slope of shape {} does not broadcast to X's shape {}",
+                        ctx.node.describe(), shape_str(slope.shape), shape_str(x.shape));
+           return std::vector<TensorType>{x};
+         }});
+
+  // Clip: min/max attributes before opset 11, optional scalar inputs 1 and 2 from opset 11.
+  r.add({"Clip", 1, 3, [](const InferContext& ctx) {
+           TensorType x = checked_x(ctx, ctx.node.opset >= 11);
+           for (size_t i = 1; i < 3; ++i) {
+             if (!ctx.has_input(i)) continue;
+             const TensorType& bound = ctx.input(i);
+             TANDEM_CHECK(bound.dtype == x.dtype && shape_numel(bound.shape) == 1,
+                          ErrorCode::kInvalidModel, "{}: {} must be a single {} value, got {} {}",
+                          ctx.node.describe(), i == 1 ? "min" : "max", dtype_name(x.dtype),
+                          dtype_name(bound.dtype), shape_str(bound.shape));
+           }
+           return std::vector<TensorType>{x};
+         }});
+}
+
 }  // namespace tandem
