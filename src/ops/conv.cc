@@ -1,6 +1,173 @@
-// Schemas of the conv family. (placeholder until the family lands)
+// Schemas of the conv family: Conv and ConvTranspose (1-D, 2-D and 3-D).
+//
+// Both take X [N, C, D1..Dn] and a weight W; the output spatial sizes follow from the kernel
+// size, strides, dilations and padding (explicit `pads` or `auto_pad`).
+#include <string>
+#include <vector>
+
+#include "core/error.h"
 #include "ops/schema.h"
 
 namespace tandem {
-void register_conv_schemas(SchemaRegistry& r) { (void)r; }
+
+namespace {
+
+// The attributes shared by Conv and ConvTranspose, checked against the input ranks.
+struct ConvAttrs {
+  int64_t group = 1;
+  std::vector<int64_t> kernel, strides, dilations, pads;  // pads: begins then ends
+  std::string auto_pad;
+};
+
+ConvAttrs read_conv_attrs(const Node& node, const Shape& x, const Shape& w) {
+  TANDEM_CHECK(x.size() >= 3 && x.size() <= 5, ErrorCode::kUnsupported,
+               "{}: input X must have rank 3 to 5 (1-D to 3-D), got shape {}", node.describe(),
+               shape_str(x));
+  TANDEM_CHECK(w.size() == x.size(), ErrorCode::kInvalidModel,
+               "{}: weight W shape {} must have the same rank as X shape {}", node.describe(),
+               shape_str(w), shape_str(x));
+  const size_t n = x.size() - 2;
+  ConvAttrs a;
+  a.group = node.attr_int_or("group", 1);
+  TANDEM_CHECK(a.group >= 1, ErrorCode::kInvalidModel, "{}: group must be >= 1, got {}",
+               node.describe(), a.group);
+  a.kernel.assign(w.begin() + 2, w.end());
+  if (node.has_attr("kernel_shape")) {
+    std::vector<int64_t> k = node.attr_ints("kernel_shape");
+    TANDEM_CHECK(k == a.kernel, ErrorCode::kInvalidModel,
+                 "{}: kernel_shape {} does not match the weight's spatial shape {}",
+                 node.describe(), shape_str(k), shape_str(a.kernel));
+  }
+  a.strides = node.attr_ints_or("strides", std::vector<int64_t>(n, 1));
+  a.dilations = node.attr_ints_or("dilations", std::vector<int64_t>(n, 1));
+  a.pads = node.attr_ints_or("pads", std::vector<int64_t>(2 * n, 0));
+  a.auto_pad = node.attr_string_or("auto_pad", "NOTSET");
+  TANDEM_CHECK(a.strides.size() == n && a.dilations.size() == n && a.pads.size() == 2 * n,
+               ErrorCode::kInvalidModel,
+               "{}: strides {}, dilations {} and pads {} must have {}, {} and {} values",
+               node.describe(), shape_str(a.strides), shape_str(a.dilations), shape_str(a.pads), n,
+               n, 2 * n);
+  for (size_t i = 0; i < n; ++i) {
+    TANDEM_CHECK(a.strides[i] >= 1 && a.dilations[i] >= 1 && a.pads[i] >= 0 && a.pads[i + n] >= 0 &&
+                     a.kernel[i] >= 1,
+                 ErrorCode::kInvalidModel,
+                 "{}: strides {} and dilations {} must be >= 1, pads {} >= 0, kernel {} >= 1",
+                 node.describe(), shape_str(a.strides), shape_str(a.dilations), shape_str(a.pads),
+                 shape_str(a.kernel));
+  }
+  TANDEM_CHECK(a.auto_pad == "NOTSET" || a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER" ||
+                   a.auto_pad == "VALID",
+               ErrorCode::kUnsupported, "{}: auto_pad '{}' is not supported", node.describe(),
+               a.auto_pad);
+  return a;
+}
+
+void check_bias(const InferContext& ctx, int64_t channels) {
+  if (!ctx.has_input(2)) return;
+  const TensorType& b = ctx.input(2);
+  TANDEM_CHECK(b.shape == Shape{channels}, ErrorCode::kInvalidModel,
+               "{}: bias B has shape {}, expected [{}]", ctx.node.describe(), shape_str(b.shape),
+               channels);
+  TANDEM_CHECK(b.dtype == ctx.input(0).dtype, ErrorCode::kInvalidModel,
+               "{}: bias B is {} but X is {}", ctx.node.describe(), dtype_name(b.dtype),
+               dtype_name(ctx.input(0).dtype));
+}
+
+void check_float(const InferContext& ctx) {
+  DataType xt = ctx.input(0).dtype, wt = ctx.input(1).dtype;
+  TANDEM_CHECK(xt == DataType::kFloat32 || xt == DataType::kFloat64, ErrorCode::kUnsupported,
+               "{}: dtype {} is not supported (float32/float64 only)", ctx.node.describe(),
+               dtype_name(xt));
+  TANDEM_CHECK(wt == xt, ErrorCode::kInvalidModel, "{}: weight W is {} but X is {}",
+               ctx.node.describe(), dtype_name(wt), dtype_name(xt));
+}
+
+std::vector<TensorType> infer_conv(const InferContext& ctx) {
+  const Node& node = ctx.node;
+  check_float(ctx);
+  const Shape& x = ctx.input(0).shape;
+  const Shape& w = ctx.input(1).shape;
+  ConvAttrs a = read_conv_attrs(node, x, w);
+  const size_t n = x.size() - 2;
+  TANDEM_CHECK(x[1] == w[1] * a.group && w[0] % a.group == 0, ErrorCode::kInvalidModel,
+               "{}: X has {} channels and W shape {} with group {}: need C == W[1] * group and "
+               "W[0] divisible by group",
+               node.describe(), x[1], shape_str(w), a.group);
+  check_bias(ctx, w[0]);
+  Shape out{x[0], w[0]};
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t in = x[i + 2], s = a.strides[i];
+    const int64_t k_eff = (a.kernel[i] - 1) * a.dilations[i] + 1;
+    int64_t o;
+    if (a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER") {
+      o = (in + s - 1) / s;  // ceil(in / s); the padding adapts
+    } else {
+      const int64_t padded = a.auto_pad == "VALID" ? in : in + a.pads[i] + a.pads[i + n];
+      TANDEM_CHECK(padded >= k_eff, ErrorCode::kInvalidArgument,
+                   "{}: spatial axis {} of size {} (padded {}) is smaller than the dilated "
+                   "kernel {}",
+                   node.describe(), i, in, padded, k_eff);
+      o = (padded - k_eff) / s + 1;
+    }
+    out.push_back(o);
+  }
+  return {TensorType{ctx.input(0).dtype, out}};
+}
+
+std::vector<TensorType> infer_conv_transpose(const InferContext& ctx) {
+  const Node& node = ctx.node;
+  check_float(ctx);
+  const Shape& x = ctx.input(0).shape;
+  const Shape& w = ctx.input(1).shape;
+  ConvAttrs a = read_conv_attrs(node, x, w);
+  const size_t n = x.size() - 2;
+  TANDEM_CHECK(x[1] == w[0] && w[0] % a.group == 0, ErrorCode::kInvalidModel,
+               "{}: X has {} channels and W shape {} with group {}: need C == W[0], divisible "
+               "by group",
+               node.describe(), x[1], shape_str(w), a.group);
+  const int64_t m = w[1] * a.group;
+  check_bias(ctx, m);
+  std::vector<int64_t> out_pad = node.attr_ints_or("output_padding", std::vector<int64_t>(n, 0));
+  TANDEM_CHECK(out_pad.size() == n, ErrorCode::kInvalidModel,
+               "{}: output_padding {} must have {} values", node.describe(), shape_str(out_pad), n);
+  Shape out{x[0], m};
+  if (node.has_attr("output_shape")) {
+    // Either the spatial sizes or the full output shape; the pads follow from it.
+    std::vector<int64_t> os = node.attr_ints("output_shape");
+    TANDEM_CHECK(os.size() == n || os.size() == n + 2, ErrorCode::kInvalidModel,
+                 "{}: output_shape {} must have {} (or {}) values", node.describe(), shape_str(os),
+                 n, n + 2);
+    for (size_t i = 0; i < n; ++i) {
+      int64_t o = os[os.size() - n + i];
+      TANDEM_CHECK(o >= 0, ErrorCode::kInvalidModel, "{}: negative output_shape {}",
+                   node.describe(), shape_str(os));
+      out.push_back(o);
+    }
+    return {TensorType{ctx.input(0).dtype, out}};
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t in = x[i + 2], s = a.strides[i];
+    const int64_t k_eff = (a.kernel[i] - 1) * a.dilations[i] + 1;
+    int64_t o;
+    if (a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER") {
+      o = in * s;
+    } else {
+      const int64_t pads = a.auto_pad == "VALID" ? 0 : a.pads[i] + a.pads[i + n];
+      o = s * (in - 1) + out_pad[i] + k_eff - pads;
+    }
+    TANDEM_CHECK(o >= 0, ErrorCode::kInvalidModel,
+                 "{}: the pads {} leave a negative output size on spatial axis {}", node.describe(),
+                 shape_str(a.pads), i);
+    out.push_back(o);
+  }
+  return {TensorType{ctx.input(0).dtype, out}};
+}
+
+}  // namespace
+
+void register_conv_schemas(SchemaRegistry& r) {
+  r.add({"Conv", 2, 3, infer_conv});
+  r.add({"ConvTranspose", 2, 3, infer_conv_transpose});
+}
+
 }  // namespace tandem

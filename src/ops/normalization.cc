@@ -1,6 +1,161 @@
-// Schemas of the normalization family. (placeholder until the family lands)
+// Schemas of the normalization family: BatchNormalization (inference), InstanceNormalization,
+// LayerNormalization, GroupNormalization, LpNormalization, LRN, MeanVarianceNormalization.
+#include <string>
+#include <vector>
+
+#include "core/error.h"
 #include "ops/schema.h"
+#include "ops/shape_utils.h"
 
 namespace tandem {
-void register_normalization_schemas(SchemaRegistry& r) { (void)r; }
+
+namespace {
+
+bool is_float(DataType t) {
+  return t == DataType::kFloat32 || t == DataType::kFloat64;
+}
+
+void check_float_input(const InferContext& ctx, size_t i) {
+  if (!ctx.has_input(i)) return;
+  DataType t = ctx.input(i).dtype;
+  TANDEM_CHECK(is_float(t), ErrorCode::kUnsupported,
+               "{}: input {} has dtype {}, which is not supported (float32/float64 only)",
+               ctx.node.describe(), i, dtype_name(t));
+}
+
+// Checks that input i holds `count` elements (any shape with that many, e.g. [C] or [C,1,1]).
+void check_numel(const InferContext& ctx, size_t i, int64_t count, const char* what) {
+  if (!ctx.has_input(i)) return;
+  const Shape& s = ctx.input(i).shape;
+  TANDEM_CHECK(shape_numel(s) == count, ErrorCode::kInvalidModel,
+               "{}: {} has shape {}, expected {} elements", ctx.node.describe(), what, shape_str(s),
+               count);
+}
+
+void check_rank_at_least(const InferContext& ctx, size_t rank) {
+  TANDEM_CHECK(ctx.input(0).shape.size() >= rank, ErrorCode::kInvalidModel,
+               "{}: input X has shape {}, expected rank >= {}", ctx.node.describe(),
+               shape_str(ctx.input(0).shape), rank);
+}
+
+std::vector<TensorType> infer_batch_norm(const InferContext& ctx) {
+  const Node& node = ctx.node;
+  for (size_t i = 0; i < 5; ++i) check_float_input(ctx, i);
+  check_rank_at_least(ctx, 2);
+  // Training mode (batch statistics, running-stat updates) is not implemented: opset >= 14 asks
+  // for it with training_mode=1; earlier opsets by requesting the extra outputs.
+  const bool training = node.opset >= 14 ? node.attr_int_or("training_mode", 0) != 0
+                                         : node.outputs.size() > 1 && node.outputs[1] != nullptr;
+  TANDEM_CHECK(!training, ErrorCode::kUnsupported,
+               "{}: training mode is not supported (inference only)", node.describe());
+  const Shape& x = ctx.input(0).shape;
+  const int64_t c = x[1];
+  // Opset < 9 with spatial=0 has per-element statistics of shape [C, D1, ...].
+  int64_t count = c;
+  if (node.opset < 9 && node.attr_int_or("spatial", 1) == 0) count = shape_numel(x) / x[0];
+  const char* names[] = {"", "scale", "B", "mean", "var"};
+  for (size_t i = 1; i < 5; ++i) check_numel(ctx, i, count, names[i]);
+  std::vector<TensorType> out{{ctx.input(0).dtype, x}};
+  // Placeholders for the (training-only) statistics outputs, never computed.
+  for (size_t i = 1; i < node.outputs.size(); ++i) out.push_back({ctx.input(3).dtype, {c}});
+  return out;
+}
+
+std::vector<TensorType> infer_instance_norm(const InferContext& ctx) {
+  for (size_t i = 0; i < 3; ++i) check_float_input(ctx, i);
+  check_rank_at_least(ctx, 3);
+  const int64_t c = ctx.input(0).shape[1];
+  check_numel(ctx, 1, c, "scale");
+  check_numel(ctx, 2, c, "B");
+  return {{ctx.input(0).dtype, ctx.input(0).shape}};
+}
+
+std::vector<TensorType> infer_layer_norm(const InferContext& ctx) {
+  const Node& node = ctx.node;
+  for (size_t i = 0; i < 3; ++i) check_float_input(ctx, i);
+  check_rank_at_least(ctx, 1);
+  const Shape& x = ctx.input(0).shape;
+  const int64_t rank = static_cast<int64_t>(x.size());
+  const int64_t axis = normalize_axis(node.attr_int_or("axis", -1), rank, node);
+  const Shape normalized(x.begin() + axis, x.end());
+  // Scale and B broadcast (one way) to the normalized shape.
+  for (size_t i = 1; i < 3; ++i) {
+    if (!ctx.has_input(i)) continue;
+    const Shape& s = ctx.input(i).shape;
+    TANDEM_CHECK(broadcast_shapes(s, normalized, node) == normalized, ErrorCode::kInvalidModel,
+                 "{}: {} of shape {} does not broadcast to the normalized shape {}",
+                 node.describe(), i == 1 ? "Scale" : "B", shape_str(s), shape_str(normalized));
+  }
+  const int64_t stash = node.attr_int_or("stash_type", 1);
+  TANDEM_CHECK(stash == 1 || stash == 11, ErrorCode::kUnsupported,
+               "{}: stash_type {} is not supported (1 = float32, 11 = float64)", node.describe(),
+               stash);
+  Shape stat(x.begin(), x.begin() + axis);
+  stat.resize(x.size(), 1);
+  const DataType stat_type = static_cast<DataType>(stash);
+  return {{ctx.input(0).dtype, x}, {stat_type, stat}, {stat_type, stat}};
+}
+
+std::vector<TensorType> infer_group_norm(const InferContext& ctx) {
+  const Node& node = ctx.node;
+  for (size_t i = 0; i < 3; ++i) check_float_input(ctx, i);
+  check_rank_at_least(ctx, 3);
+  const int64_t c = ctx.input(0).shape[1];
+  const int64_t groups = node.attr_int("num_groups");
+  TANDEM_CHECK(groups >= 1 && c % groups == 0, ErrorCode::kInvalidModel,
+               "{}: num_groups {} must be >= 1 and divide the {} channels", node.describe(), groups,
+               c);
+  // Opset 18 has per-group scale/bias, opset 21 per-channel: accept either.
+  for (size_t i = 1; i < 3; ++i) {
+    const int64_t n = shape_numel(ctx.input(i).shape);
+    TANDEM_CHECK(n == groups || n == c, ErrorCode::kInvalidModel,
+                 "{}: {} has shape {}, expected [{}] (num_groups) or [{}] (channels)",
+                 node.describe(), i == 1 ? "scale" : "bias", shape_str(ctx.input(i).shape), groups,
+                 c);
+  }
+  return {{ctx.input(0).dtype, ctx.input(0).shape}};
+}
+
+std::vector<TensorType> infer_lp_norm(const InferContext& ctx) {
+  const Node& node = ctx.node;
+  check_float_input(ctx, 0);
+  const int64_t rank = static_cast<int64_t>(ctx.input(0).shape.size());
+  TANDEM_CHECK(rank >= 1, ErrorCode::kInvalidModel, "{}: input must have rank >= 1",
+               node.describe());
+  normalize_axis(node.attr_int_or("axis", -1), rank, node);
+  const int64_t p = node.attr_int_or("p", 2);
+  TANDEM_CHECK(p == 1 || p == 2, ErrorCode::kInvalidModel, "{}: p must be 1 or 2, got {}",
+               node.describe(), p);
+  return {{ctx.input(0).dtype, ctx.input(0).shape}};
+}
+
+std::vector<TensorType> infer_lrn(const InferContext& ctx) {
+  check_float_input(ctx, 0);
+  check_rank_at_least(ctx, 3);
+  const int64_t size = ctx.node.attr_int("size");
+  TANDEM_CHECK(size >= 1, ErrorCode::kInvalidModel, "{}: size must be >= 1, got {}",
+               ctx.node.describe(), size);
+  return {{ctx.input(0).dtype, ctx.input(0).shape}};
+}
+
+std::vector<TensorType> infer_mvn(const InferContext& ctx) {
+  const Node& node = ctx.node;
+  check_float_input(ctx, 0);
+  const int64_t rank = static_cast<int64_t>(ctx.input(0).shape.size());
+  for (int64_t a : node.attr_ints_or("axes", {0, 2, 3})) normalize_axis(a, rank, node);
+  return {{ctx.input(0).dtype, ctx.input(0).shape}};
+}
+
+}  // namespace
+
+void register_normalization_schemas(SchemaRegistry& r) {
+  r.add({"BatchNormalization", 5, 5, infer_batch_norm});
+  r.add({"InstanceNormalization", 3, 3, infer_instance_norm});
+  r.add({"LayerNormalization", 1, 3, infer_layer_norm});
+  r.add({"GroupNormalization", 3, 3, infer_group_norm});
+  r.add({"LpNormalization", 1, 1, infer_lp_norm});
+  r.add({"LRN", 1, 1, infer_lrn});
+  r.add({"MeanVarianceNormalization", 1, 1, infer_mvn});
+}
+
 }  // namespace tandem

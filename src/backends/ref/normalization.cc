@@ -1,6 +1,357 @@
-// Reference kernels of the normalization family. (placeholder until the family lands)
+// Reference kernels of the normalization family. Statistics (means, variances, norms) are
+// accumulated in double so these kernels are accurate references; outputs are rounded once.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
 #include "backends/backend.h"
+#include "backends/ref/dispatch.h"
+#include "core/error.h"
+#include "ops/shape_utils.h"
 
 namespace tandem {
-void register_normalization_ref_kernels(KernelRegistry& r) { (void)r; }
+
+namespace {
+
+// A float32/float64 parameter tensor (scale, bias, mean, ...) read as doubles.
+std::vector<double> as_doubles(const Tensor& t, const Node& node) {
+  std::vector<double> v(static_cast<size_t>(t.numel()));
+  dispatch_float(t.dtype(), node, [&](auto tag) {
+    using T = decltype(tag);
+    const T* d = t.data<T>();
+    for (int64_t i = 0; i < t.numel(); ++i) v[i] = d[i];
+  });
+  return v;
+}
+
+// Mean and biased variance of `count` values at p[0], p[stride], ...; two passes for accuracy.
+template <typename T>
+void mean_var(const T* p, int64_t count, int64_t stride, double& mean, double& var) {
+  double sum = 0;
+  for (int64_t i = 0; i < count; ++i) sum += p[i * stride];
+  mean = count > 0 ? sum / double(count) : 0.0;
+  double sq = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    const double d = p[i * stride] - mean;
+    sq += d * d;
+  }
+  var = count > 0 ? sq / double(count) : 0.0;
+}
+
+void batch_norm(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+                std::span<Tensor* const> outputs) {
+  const Node& node = ctx.node;
+  const Tensor& x = *inputs[0];
+  Tensor& y = *outputs[0];
+  const bool training = node.opset >= 14 && node.attr_int_or("training_mode", 0) != 0;
+  TANDEM_CHECK(!training, ErrorCode::kUnsupported,
+               "{}: training mode is not supported (inference only)", node.describe());
+  const double eps = node.attr_float_or("epsilon", 1e-5f);
+  const std::vector<double> scale = as_doubles(*inputs[1], node);
+  const std::vector<double> bias = as_doubles(*inputs[2], node);
+  const std::vector<double> mean = as_doubles(*inputs[3], node);
+  const std::vector<double> var = as_doubles(*inputs[4], node);
+  const int64_t batch = x.dim(0), channels = x.dim(1);
+  const int64_t inner = batch * channels > 0 ? x.numel() / (batch * channels) : 0;
+  // Per-channel parameters, or (opset < 9, spatial=0) one per element of a sample.
+  const bool per_element = static_cast<int64_t>(scale.size()) != channels;
+  const size_t want = per_element ? size_t(channels * inner) : size_t(channels);
+  TANDEM_CHECK(
+      scale.size() == want && bias.size() == want && mean.size() == want && var.size() == want,
+      ErrorCode::kInvalidModel, "{}: scale/B/mean/var must have {} elements", node.describe(),
+      want);
+  dispatch_float(x.dtype(), node, [&](auto tag) {
+    using T = decltype(tag);
+    const T* xd = x.data<T>();
+    T* yd = y.data<T>();
+    ctx.pool.parallel_for(batch * channels, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        const int64_t c = p % channels;
+        for (int64_t i = 0; i < inner; ++i) {
+          const size_t k = per_element ? size_t(c * inner + i) : size_t(c);
+          const double inv = 1.0 / std::sqrt(var[k] + eps);
+          yd[p * inner + i] =
+              static_cast<T>((xd[p * inner + i] - mean[k]) * inv * scale[k] + bias[k]);
+        }
+      }
+    });
+  });
+}
+
+void instance_norm(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+                   std::span<Tensor* const> outputs) {
+  const Node& node = ctx.node;
+  const Tensor& x = *inputs[0];
+  Tensor& y = *outputs[0];
+  const double eps = node.attr_float_or("epsilon", 1e-5f);
+  const std::vector<double> scale = as_doubles(*inputs[1], node);
+  const std::vector<double> bias = as_doubles(*inputs[2], node);
+  const int64_t batch = x.dim(0), channels = x.dim(1);
+  TANDEM_CHECK(int64_t(scale.size()) == channels && int64_t(bias.size()) == channels,
+               ErrorCode::kInvalidModel, "{}: scale and B must have {} elements", node.describe(),
+               channels);
+  const int64_t inner = batch * channels > 0 ? x.numel() / (batch * channels) : 0;
+  dispatch_float(x.dtype(), node, [&](auto tag) {
+    using T = decltype(tag);
+    const T* xd = x.data<T>();
+    T* yd = y.data<T>();
+    ctx.pool.parallel_for(batch * channels, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        const int64_t c = p % channels;
+        double mean, var;
+        mean_var(xd + p * inner, inner, 1, mean, var);
+        const double inv = 1.0 / std::sqrt(var + eps);
+        for (int64_t i = 0; i < inner; ++i)
+          yd[p * inner + i] = static_cast<T>((xd[p * inner + i] - mean) * inv * scale[c] + bias[c]);
+      }
+    });
+  });
+}
+
+void layer_norm(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+                std::span<Tensor* const> outputs) {
+  const Node& node = ctx.node;
+  const Tensor& x = *inputs[0];
+  Tensor& y = *outputs[0];
+  Tensor* mean_out = outputs.size() > 1 ? outputs[1] : nullptr;
+  Tensor* inv_out = outputs.size() > 2 ? outputs[2] : nullptr;
+  const int64_t rank = static_cast<int64_t>(x.rank());
+  const int64_t axis = normalize_axis(node.attr_int_or("axis", -1), rank, node);
+  const double eps = node.attr_float_or("epsilon", 1e-5f);
+  const Shape normalized(x.shape().begin() + axis, x.shape().end());
+  const int64_t inner = shape_numel(normalized);
+  const int64_t outer = inner > 0 ? x.numel() / inner : 0;
+  // Scale and B are broadcast to the normalized shape once, up front.
+  auto expand = [&](const Tensor* t, double dflt) {
+    std::vector<double> full(static_cast<size_t>(inner), dflt);
+    if (!t) return full;
+    const std::vector<double> v = as_doubles(*t, node);
+    TANDEM_CHECK(broadcast_shapes(t->shape(), normalized, node) == normalized,
+                 ErrorCode::kInvalidModel, "{}: shape {} does not broadcast to {}", node.describe(),
+                 shape_str(t->shape()), shape_str(normalized));
+    const std::vector<int64_t> strides = broadcast_strides(t->shape(), normalized);
+    for (int64_t i = 0; i < inner; ++i) {
+      int64_t rem = i, at = 0;
+      for (size_t d = normalized.size(); d-- > 0;) {
+        at += (rem % normalized[d]) * strides[d];
+        rem /= normalized[d];
+      }
+      full[i] = v[at];
+    }
+    return full;
+  };
+  const std::vector<double> scale = expand(inputs.size() > 1 ? inputs[1] : nullptr, 1.0);
+  const std::vector<double> bias = expand(inputs.size() > 2 ? inputs[2] : nullptr, 0.0);
+  std::vector<double> means(static_cast<size_t>(outer)), inv_stds(static_cast<size_t>(outer));
+  dispatch_float(x.dtype(), node, [&](auto tag) {
+    using T = decltype(tag);
+    const T* xd = x.data<T>();
+    T* yd = y.data<T>();
+    ctx.pool.parallel_for(outer, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        double mean, var;
+        mean_var(xd + r * inner, inner, 1, mean, var);
+        const double inv = 1.0 / std::sqrt(var + eps);
+        for (int64_t i = 0; i < inner; ++i)
+          yd[r * inner + i] = static_cast<T>((xd[r * inner + i] - mean) * inv * scale[i] + bias[i]);
+        means[r] = mean;
+        inv_stds[r] = inv;
+      }
+    });
+  });
+  // The statistics outputs have the stash type (float32 or float64).
+  for (auto [out, v] : {std::pair{mean_out, &means}, std::pair{inv_out, &inv_stds}}) {
+    if (!out) continue;
+    TANDEM_CHECK(out->numel() == outer, ErrorCode::kInternal, "{}: statistics output size {}",
+                 node.describe(), out->numel());
+    for (int64_t r = 0; r < outer; ++r) {
+      if (out->dtype() == DataType::kFloat64) {
+        out->data<double>()[r] = (*v)[r];
+      } else {
+        out->data<float>()[r] = static_cast<float>((*v)[r]);
+      }
+    }
+  }
+}
+
+void group_norm(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+                std::span<Tensor* const> outputs) {
+  const Node& node = ctx.node;
+  const Tensor& x = *inputs[0];
+  Tensor& y = *outputs[0];
+  const double eps = node.attr_float_or("epsilon", 1e-5f);
+  const int64_t groups = node.attr_int("num_groups");
+  const std::vector<double> scale = as_doubles(*inputs[1], node);
+  const std::vector<double> bias = as_doubles(*inputs[2], node);
+  const int64_t batch = x.dim(0), channels = x.dim(1);
+  TANDEM_CHECK(groups >= 1 && channels % groups == 0, ErrorCode::kInvalidModel,
+               "{}: num_groups {} must divide the {} channels", node.describe(), groups, channels);
+  const bool per_channel = int64_t(scale.size()) == channels;
+  TANDEM_CHECK((per_channel || int64_t(scale.size()) == groups) && bias.size() == scale.size(),
+               ErrorCode::kInvalidModel, "{}: scale and bias must have {} or {} elements",
+               node.describe(), groups, channels);
+  const int64_t ch_per_group = channels / groups;
+  const int64_t spatial = batch * channels > 0 ? x.numel() / (batch * channels) : 0;
+  const int64_t group_size = ch_per_group * spatial;  // contiguous in memory
+  dispatch_float(x.dtype(), node, [&](auto tag) {
+    using T = decltype(tag);
+    const T* xd = x.data<T>();
+    T* yd = y.data<T>();
+    ctx.pool.parallel_for(batch * groups, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        const int64_t g = p % groups;
+        const T* in = xd + p * group_size;
+        T* out = yd + p * group_size;
+        double mean, var;
+        mean_var(in, group_size, 1, mean, var);
+        const double inv = 1.0 / std::sqrt(var + eps);
+        for (int64_t cg = 0; cg < ch_per_group; ++cg) {
+          const size_t k = per_channel ? size_t(g * ch_per_group + cg) : size_t(g);
+          for (int64_t i = 0; i < spatial; ++i) {
+            const int64_t at = cg * spatial + i;
+            out[at] = static_cast<T>((in[at] - mean) * inv * scale[k] + bias[k]);
+          }
+        }
+      }
+    });
+  });
+}
+
+// Views a tensor as [outer, axis_len, inner] around `axis`.
+struct AxisSplit {
+  int64_t outer = 1, len = 1, inner = 1;
+};
+AxisSplit split_at(const Shape& shape, int64_t axis) {
+  AxisSplit s;
+  for (int64_t i = 0; i < static_cast<int64_t>(shape.size()); ++i) {
+    if (i < axis) s.outer *= shape[i];
+    if (i == axis) s.len = shape[i];
+    if (i > axis) s.inner *= shape[i];
+  }
+  return s;
+}
+
+void lp_norm(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+             std::span<Tensor* const> outputs) {
+  const Node& node = ctx.node;
+  const Tensor& x = *inputs[0];
+  Tensor& y = *outputs[0];
+  const int64_t axis = normalize_axis(node.attr_int_or("axis", -1), int64_t(x.rank()), node);
+  const int64_t p = node.attr_int_or("p", 2);
+  TANDEM_CHECK(p == 1 || p == 2, ErrorCode::kInvalidModel, "{}: p must be 1 or 2, got {}",
+               node.describe(), p);
+  const AxisSplit s = split_at(x.shape(), axis);
+  dispatch_float(x.dtype(), node, [&](auto tag) {
+    using T = decltype(tag);
+    const T* xd = x.data<T>();
+    T* yd = y.data<T>();
+    for (int64_t o = 0; o < s.outer; ++o) {
+      for (int64_t i = 0; i < s.inner; ++i) {
+        const int64_t base = o * s.len * s.inner + i;
+        double norm = 0;
+        for (int64_t k = 0; k < s.len; ++k) {
+          const double v = xd[base + k * s.inner];
+          norm += p == 1 ? std::abs(v) : v * v;
+        }
+        if (p == 2) norm = std::sqrt(norm);
+        // A zero vector stays zero rather than becoming NaN.
+        for (int64_t k = 0; k < s.len; ++k)
+          yd[base + k * s.inner] = norm == 0 ? T(0) : static_cast<T>(xd[base + k * s.inner] / norm);
+      }
+    }
+  });
+}
+
+void lrn(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+         std::span<Tensor* const> outputs) {
+  const Node& node = ctx.node;
+  const Tensor& x = *inputs[0];
+  Tensor& y = *outputs[0];
+  const int64_t size = node.attr_int("size");
+  TANDEM_CHECK(size >= 1, ErrorCode::kInvalidModel, "{}: size must be >= 1, got {}",
+               node.describe(), size);
+  const double alpha = node.attr_float_or("alpha", 1e-4f);
+  const double beta = node.attr_float_or("beta", 0.75f);
+  const double bias = node.attr_float_or("bias", 1.0f);
+  const int64_t batch = x.dim(0), channels = x.dim(1);
+  const int64_t inner = batch * channels > 0 ? x.numel() / (batch * channels) : 0;
+  // The window over channels: [c - floor((size-1)/2), c + ceil((size-1)/2)].
+  const int64_t before = (size - 1) / 2, after = size - 1 - before;
+  dispatch_float(x.dtype(), node, [&](auto tag) {
+    using T = decltype(tag);
+    const T* xd = x.data<T>();
+    T* yd = y.data<T>();
+    ctx.pool.parallel_for(batch * channels, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        const int64_t n = p / channels, c = p % channels;
+        const int64_t lo = std::max<int64_t>(0, c - before);
+        const int64_t hi = std::min<int64_t>(channels - 1, c + after);
+        for (int64_t i = 0; i < inner; ++i) {
+          double sq = 0;
+          for (int64_t cc = lo; cc <= hi; ++cc) {
+            const double v = xd[(n * channels + cc) * inner + i];
+            sq += v * v;
+          }
+          yd[p * inner + i] =
+              static_cast<T>(xd[p * inner + i] / std::pow(bias + alpha / double(size) * sq, beta));
+        }
+      }
+    });
+  });
+}
+
+void mean_variance_norm(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+                        std::span<Tensor* const> outputs) {
+  const Node& node = ctx.node;
+  const Tensor& x = *inputs[0];
+  Tensor& y = *outputs[0];
+  const int64_t rank = static_cast<int64_t>(x.rank());
+  // Statistics have the input's shape with the reduced axes set to 1.
+  Shape stat_shape = x.shape();
+  for (int64_t a : node.attr_ints_or("axes", {0, 2, 3}))
+    stat_shape[normalize_axis(a, rank, node)] = 1;
+  const int64_t stats = shape_numel(stat_shape);
+  const int64_t count = stats > 0 ? x.numel() / stats : 0;
+  const std::vector<int64_t> strides = broadcast_strides(stat_shape, x.shape());
+  // Index of element i's statistic.
+  auto stat_index = [&](int64_t i) {
+    int64_t at = 0;
+    for (int64_t d = rank; d-- > 0;) {
+      at += (i % x.dim(d)) * strides[d];
+      i /= x.dim(d);
+    }
+    return at;
+  };
+  dispatch_float(x.dtype(), node, [&](auto tag) {
+    using T = decltype(tag);
+    const T* xd = x.data<T>();
+    T* yd = y.data<T>();
+    std::vector<double> mean(stats, 0.0), var(stats, 0.0);
+    for (int64_t i = 0; i < x.numel(); ++i) mean[stat_index(i)] += xd[i];
+    for (double& m : mean) m /= double(count);
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      const double d = xd[i] - mean[stat_index(i)];
+      var[stat_index(i)] += d * d;
+    }
+    for (double& v : var) v /= double(count);
+    // ONNX's function body: (X - mean) / (sqrt(var) + 1e-9).
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      const int64_t k = stat_index(i);
+      yd[i] = static_cast<T>((xd[i] - mean[k]) / (std::sqrt(var[k]) + 1e-9));
+    }
+  });
+}
+
+}  // namespace
+
+void register_normalization_ref_kernels(KernelRegistry& r) {
+  r.add("BatchNormalization", batch_norm);
+  r.add("InstanceNormalization", instance_norm);
+  r.add("LayerNormalization", layer_norm);
+  r.add("GroupNormalization", group_norm);
+  r.add("LpNormalization", lp_norm);
+  r.add("LRN", lrn);
+  r.add("MeanVarianceNormalization", mean_variance_norm);
+}
+
 }  // namespace tandem

@@ -1,6 +1,265 @@
-// Reference kernels of the pool family. (placeholder until the family lands)
+// Reference kernels of the pool family: MaxPool (with optional Indices), AveragePool, LpPool and
+// the Global* pools.
+//
+// 1-D and 2-D pools run as 3-D ones with leading spatial axes of size 1. For every spatial axis
+// the in-bounds input positions of each output position's window are listed up front; a window
+// is then the cartesian product of three such lists, so padding never needs a branch in the
+// inner loops. Work is split over (batch, channel) planes.
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
 #include "backends/backend.h"
+#include "backends/ref/dispatch.h"
+#include "core/error.h"
 
 namespace tandem {
-void register_pool_ref_kernels(KernelRegistry& r) { (void)r; }
+
+namespace {
+
+// For one spatial axis: per output position, the valid input positions of its window and how
+// many taps fall inside input + padding (the AveragePool count_include_pad divisor).
+struct AxisWindows {
+  std::vector<std::vector<int64_t>> taps;
+  std::vector<int64_t> padded_count;
+};
+
+struct PoolGeometry {
+  int64_t planes = 0;  // batch * channels
+  std::array<int64_t, 3> in{1, 1, 1}, out{1, 1, 1};
+  std::array<AxisWindows, 3> axes;
+};
+
+PoolGeometry pool_geometry(const Node& node, const Shape& x, const Shape& y) {
+  const size_t n = x.size() - 2, off = 3 - n;
+  std::vector<int64_t> kernel = node.attr_ints("kernel_shape");
+  std::vector<int64_t> strides = node.attr_ints_or("strides", std::vector<int64_t>(n, 1));
+  std::vector<int64_t> dilations = node.attr_ints_or("dilations", std::vector<int64_t>(n, 1));
+  std::vector<int64_t> pads = node.attr_ints_or("pads", std::vector<int64_t>(2 * n, 0));
+  const std::string auto_pad = node.attr_string_or("auto_pad", "NOTSET");
+  TANDEM_CHECK(kernel.size() == n && strides.size() == n && dilations.size() == n &&
+                   pads.size() == 2 * n && y.size() == x.size(),
+               ErrorCode::kInvalidModel, "{}: pooling attributes do not fit input shape {}",
+               node.describe(), shape_str(x));
+  PoolGeometry g;
+  g.planes = x[0] * x[1];
+  for (size_t a = 0; a < 3; ++a) {
+    AxisWindows& w = g.axes[a];
+    if (a < off) {  // a dummy axis: one position, one tap
+      w.taps = {{0}};
+      w.padded_count = {1};
+      continue;
+    }
+    const size_t i = a - off;
+    const int64_t in = x[2 + i], out = y[2 + i], s = strides[i], d = dilations[i];
+    const int64_t k_eff = (kernel[i] - 1) * d + 1;
+    int64_t pad_begin = 0, pad_end = 0;
+    if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+      const int64_t total = std::max<int64_t>(0, (out - 1) * s + k_eff - in);
+      pad_begin = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+      pad_end = total - pad_begin;
+    } else if (auto_pad == "NOTSET") {
+      pad_begin = pads[i];
+      pad_end = pads[i + n];
+    }
+    g.in[a] = in;
+    g.out[a] = out;
+    w.taps.resize(out);
+    w.padded_count.resize(out);
+    for (int64_t o = 0; o < out; ++o) {
+      int64_t counted = 0;
+      for (int64_t k = 0; k < kernel[i]; ++k) {
+        const int64_t pos = o * s - pad_begin + k * d;
+        if (pos >= 0 && pos < in) w.taps[o].push_back(pos);
+        if (pos < in + pad_end) ++counted;  // pos >= -pad_begin always holds
+      }
+      w.padded_count[o] = counted;
+    }
+  }
+  return g;
+}
+
+// Runs fn(plane, out_index, window) for every output element; `window` holds the flat in-plane
+// offsets of the window's valid input elements, in row-major order.
+template <typename Fn>
+void for_each_window(const KernelContext& ctx, const PoolGeometry& g, Fn&& fn) {
+  ctx.pool.parallel_for(g.planes, [&](int64_t begin, int64_t end) {
+    std::vector<int64_t> window;
+    for (int64_t p = begin; p < end; ++p) {
+      int64_t o = 0;
+      for (int64_t od = 0; od < g.out[0]; ++od) {
+        for (int64_t oh = 0; oh < g.out[1]; ++oh) {
+          for (int64_t ow = 0; ow < g.out[2]; ++ow, ++o) {
+            window.clear();
+            for (int64_t id : g.axes[0].taps[od])
+              for (int64_t ih : g.axes[1].taps[oh])
+                for (int64_t iw : g.axes[2].taps[ow])
+                  window.push_back((id * g.in[1] + ih) * g.in[2] + iw);
+            const int64_t padded_count = g.axes[0].padded_count[od] * g.axes[1].padded_count[oh] *
+                                         g.axes[2].padded_count[ow];
+            fn(p, o, window, padded_count);
+          }
+        }
+      }
+    }
+  });
+}
+
+void max_pool(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+              std::span<Tensor* const> outputs) {
+  const Node& node = ctx.node;
+  const Tensor& x = *inputs[0];
+  Tensor& y = *outputs[0];
+  Tensor* indices = outputs.size() > 1 ? outputs[1] : nullptr;
+  PoolGeometry g = pool_geometry(node, x.shape(), y.shape());
+  const bool col_major = node.attr_int_or("storage_order", 0) == 1;
+  const int64_t in_plane = g.in[0] * g.in[1] * g.in[2];
+  const int64_t out_plane = g.out[0] * g.out[1] * g.out[2];
+  dispatch_numeric(x.dtype(), node, [&](auto tag) {
+    using T = decltype(tag);
+    const T* xd = x.data<T>();
+    T* yd = y.data<T>();
+    int64_t* id = indices ? indices->data<int64_t>() : nullptr;
+    for_each_window(ctx, g, [&](int64_t p, int64_t o, const std::vector<int64_t>& window, int64_t) {
+      const T* plane = xd + p * in_plane;
+      T best = std::numeric_limits<T>::lowest();
+      int64_t best_at = window.empty() ? 0 : window[0];
+      for (int64_t at : window) {
+        if (plane[at] > best) {  // strict: the first maximum wins
+          best = plane[at];
+          best_at = at;
+        }
+      }
+      yd[p * out_plane + o] = best;
+      if (id) {
+        int64_t spatial = best_at;
+        if (col_major) {  // the same position, numbered with the first spatial axis fastest
+          const int64_t iw = best_at % g.in[2], ih = best_at / g.in[2] % g.in[1],
+                        idd = best_at / (g.in[1] * g.in[2]);
+          // Real axes only: a dummy leading axis has size 1 and contributes nothing.
+          const size_t n = x.rank() - 2;
+          if (n == 3) {
+            spatial = idd + ih * g.in[0] + iw * g.in[0] * g.in[1];
+          } else if (n == 2) {
+            spatial = ih + iw * g.in[1];
+          }
+        }
+        id[p * out_plane + o] = p * in_plane + spatial;
+      }
+    });
+  });
+}
+
+// AveragePool and LpPool (Lp when p > 0).
+void average_or_lp_pool(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+                        std::span<Tensor* const> outputs, int64_t p_norm) {
+  const Node& node = ctx.node;
+  const Tensor& x = *inputs[0];
+  Tensor& y = *outputs[0];
+  PoolGeometry g = pool_geometry(node, x.shape(), y.shape());
+  const bool include_pad = node.attr_int_or("count_include_pad", 0) != 0;
+  const int64_t in_plane = g.in[0] * g.in[1] * g.in[2];
+  const int64_t out_plane = g.out[0] * g.out[1] * g.out[2];
+  dispatch_float(x.dtype(), node, [&](auto tag) {
+    using T = decltype(tag);
+    const T* xd = x.data<T>();
+    T* yd = y.data<T>();
+    for_each_window(
+        ctx, g,
+        [&](int64_t p, int64_t o, const std::vector<int64_t>& window, int64_t padded_count) {
+          const T* plane = xd + p * in_plane;
+          double acc = 0;
+          if (p_norm > 0) {
+            for (int64_t at : window) acc += std::pow(std::abs(double(plane[at])), double(p_norm));
+            yd[p * out_plane + o] = static_cast<T>(std::pow(acc, 1.0 / double(p_norm)));
+          } else {
+            for (int64_t at : window) acc += plane[at];
+            const int64_t count = include_pad ? padded_count : int64_t(window.size());
+            yd[p * out_plane + o] = count > 0 ? static_cast<T>(acc / double(count)) : T(0);
+          }
+        });
+  });
+}
+
+void average_pool(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+                  std::span<Tensor* const> outputs) {
+  average_or_lp_pool(ctx, inputs, outputs, 0);
+}
+
+void lp_pool(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+             std::span<Tensor* const> outputs) {
+  const int64_t p = ctx.node.attr_int_or("p", 2);
+  TANDEM_CHECK(p >= 1, ErrorCode::kInvalidModel, "{}: p must be >= 1, got {}", ctx.node.describe(),
+               p);
+  average_or_lp_pool(ctx, inputs, outputs, p);
+}
+
+// Global pools: one value per (batch, channel) plane.
+enum class GlobalKind { kAverage, kMax, kLp };
+
+void global_pool(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+                 std::span<Tensor* const> outputs, GlobalKind kind) {
+  const Node& node = ctx.node;
+  const Tensor& x = *inputs[0];
+  Tensor& y = *outputs[0];
+  const int64_t planes = x.dim(0) * x.dim(1);
+  const int64_t size = planes > 0 ? x.numel() / planes : 0;
+  const double p = double(node.attr_int_or("p", 2));
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    const T* xd = x.data<T>();
+    T* yd = y.data<T>();
+    ctx.pool.parallel_for(planes, [&](int64_t begin, int64_t end) {
+      for (int64_t pl = begin; pl < end; ++pl) {
+        const T* plane = xd + pl * size;
+        if (kind == GlobalKind::kMax) {
+          T best = std::numeric_limits<T>::lowest();
+          for (int64_t i = 0; i < size; ++i) best = std::max(best, plane[i]);
+          yd[pl] = best;
+        } else if (kind == GlobalKind::kAverage) {
+          double acc = 0;
+          for (int64_t i = 0; i < size; ++i) acc += plane[i];
+          yd[pl] = static_cast<T>(size > 0 ? acc / double(size) : 0.0);
+        } else {
+          double acc = 0;
+          for (int64_t i = 0; i < size; ++i) acc += std::pow(std::abs(double(plane[i])), p);
+          yd[pl] = static_cast<T>(std::pow(acc, 1.0 / p));
+        }
+      }
+    });
+  };
+  if (kind == GlobalKind::kMax) {
+    dispatch_numeric(x.dtype(), node, run);
+  } else {
+    dispatch_float(x.dtype(), node, run);
+  }
+}
+
+void global_average_pool(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+                         std::span<Tensor* const> outputs) {
+  global_pool(ctx, inputs, outputs, GlobalKind::kAverage);
+}
+void global_max_pool(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+                     std::span<Tensor* const> outputs) {
+  global_pool(ctx, inputs, outputs, GlobalKind::kMax);
+}
+void global_lp_pool(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+                    std::span<Tensor* const> outputs) {
+  global_pool(ctx, inputs, outputs, GlobalKind::kLp);
+}
+
+}  // namespace
+
+void register_pool_ref_kernels(KernelRegistry& r) {
+  r.add("MaxPool", max_pool);
+  r.add("AveragePool", average_pool);
+  r.add("LpPool", lp_pool);
+  r.add("GlobalAveragePool", global_average_pool);
+  r.add("GlobalMaxPool", global_max_pool);
+  r.add("GlobalLpPool", global_lp_pool);
+}
+
 }  // namespace tandem

@@ -1,0 +1,184 @@
+// Normalization family: expected values come from the formulas, evaluated here in double.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "op_test_util.h"
+#include "tandem/status.h"
+#include "tandem/tensor.h"
+
+namespace tandem {
+namespace {
+
+using testing::attr_float;
+using testing::attr_int;
+using testing::attr_ints;
+using testing::max_abs_diff;
+using testing::run_ref_op;
+
+Tensor f32(Shape s, std::vector<float> v) {
+  return Tensor::from_vector(DataType::kFloat32, s, v);
+}
+
+std::vector<float> random_values(int64_t n, uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = dist(gen);
+  return v;
+}
+
+// Normalises each of `groups` contiguous runs of v (biased variance).
+std::vector<double> normalize_runs(const std::vector<float>& v, int64_t groups, double eps) {
+  const int64_t len = static_cast<int64_t>(v.size()) / groups;
+  std::vector<double> out(v.size());
+  for (int64_t g = 0; g < groups; ++g) {
+    double mean = 0, var = 0;
+    for (int64_t i = 0; i < len; ++i) mean += v[g * len + i];
+    mean /= double(len);
+    for (int64_t i = 0; i < len; ++i) var += (v[g * len + i] - mean) * (v[g * len + i] - mean);
+    var /= double(len);
+    for (int64_t i = 0; i < len; ++i)
+      out[g * len + i] = (v[g * len + i] - mean) / std::sqrt(var + eps);
+  }
+  return out;
+}
+
+TEST(BatchNormalization, Inference) {
+  // y = scale * (x - mean) / sqrt(var + eps) + B per channel.
+  Tensor x = f32({1, 2, 2}, {1, 3, 10, 20});
+  Tensor scale = f32({2}, {2, 0.5f}), b = f32({2}, {1, -1}), mean = f32({2}, {2, 15}),
+         var = f32({2}, {4, 25});
+  for (int opset : {9, 14, 15}) {
+    auto y = run_ref_op("BatchNormalization", {x, scale, b, mean, var},
+                        {{"epsilon", attr_float(0)}}, 1, opset);
+    EXPECT_LT(max_abs_diff(y[0], f32({1, 2, 2}, {0, 2, -1.5f, -0.5f})), 1e-6) << opset;
+  }
+}
+
+TEST(BatchNormalization, TrainingModeUnsupported) {
+  Tensor x = f32({1, 1, 1}, {1}), one = f32({1}, {1});
+  try {
+    run_ref_op("BatchNormalization", {x, one, one, one, one}, {{"training_mode", attr_int(1)}}, 1,
+               15);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+  }
+}
+
+TEST(InstanceNormalization, PerChannel) {
+  const auto v = random_values(2 * 3 * 5, 1);
+  Tensor x = f32({2, 3, 5}, v);
+  Tensor scale = f32({3}, {1, 2, -1}), b = f32({3}, {0, 1, 0.5f});
+  auto y = run_ref_op("InstanceNormalization", {x, scale, b}, {{"epsilon", attr_float(1e-3f)}});
+  auto norm = normalize_runs(v, 6, 1e-3);
+  std::vector<float> want(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    const int64_t c = (i / 5) % 3;
+    want[i] = float(norm[i] * scale.data<float>()[c] + b.data<float>()[c]);
+  }
+  EXPECT_LT(max_abs_diff(y[0], f32({2, 3, 5}, want)), 1e-5);
+}
+
+TEST(LayerNormalization, AxisWithBroadcastScaleAndStats) {
+  const auto v = random_values(2 * 3 * 4, 2);
+  Tensor x = f32({2, 3, 4}, v);
+  Tensor scale = f32({4}, {1, 2, 3, 4}), b = f32({1, 4}, {0, 0, 1, 1});
+  auto y = run_ref_op("LayerNormalization", {x, scale, b}, {{"axis", attr_int(-2)}}, 3);
+  // axis -2: normalise over the last 12 values of each batch item; scale broadcasts over [3, 4].
+  auto norm = normalize_runs(v, 2, 1e-5);
+  std::vector<float> want(v.size());
+  for (size_t i = 0; i < v.size(); ++i)
+    want[i] = float(norm[i] * scale.data<float>()[i % 4] + b.data<float>()[i % 4]);
+  EXPECT_LT(max_abs_diff(y[0], f32({2, 3, 4}, want)), 1e-5);
+  ASSERT_EQ(y[1].shape(), (Shape{2, 1, 1}));
+  ASSERT_EQ(y[2].shape(), (Shape{2, 1, 1}));
+  double mean0 = 0;
+  for (int i = 0; i < 12; ++i) mean0 += v[i];
+  EXPECT_NEAR(y[1].data<float>()[0], mean0 / 12, 1e-6);
+  // InvStdDev * (x - mean) reproduces the normalised value.
+  EXPECT_NEAR((v[0] - y[1].data<float>()[0]) * y[2].data<float>()[0], norm[0], 1e-5);
+}
+
+TEST(GroupNormalization, PerGroupAndPerChannelScale) {
+  const auto v = random_values(1 * 4 * 3, 3);
+  Tensor x = f32({1, 4, 3}, v);
+  auto norm = normalize_runs(v, 2, 1e-5);  // 2 groups of 2 channels x 3 = 6 contiguous values
+  // Opset 18: scale/bias per group.
+  auto y = run_ref_op("GroupNormalization", {x, f32({2}, {2, 3}), f32({2}, {1, -1})},
+                      {{"num_groups", attr_int(2)}}, 1, 18);
+  std::vector<float> want(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    const int g = int(i / 6);
+    want[i] = float(norm[i] * (g ? 3 : 2) + (g ? -1 : 1));
+  }
+  EXPECT_LT(max_abs_diff(y[0], f32({1, 4, 3}, want)), 1e-5);
+  // Per-channel scale/bias (opset 21 layout).
+  y = run_ref_op("GroupNormalization", {x, f32({4}, {1, 2, 3, 4}), f32({4}, {0, 0, 0, 1})},
+                 {{"num_groups", attr_int(2)}}, 1, 18);
+  for (size_t i = 0; i < v.size(); ++i) {
+    const int c = int(i / 3);
+    want[i] = float(norm[i] * (c + 1) + (c == 3 ? 1 : 0));
+  }
+  EXPECT_LT(max_abs_diff(y[0], f32({1, 4, 3}, want)), 1e-5);
+}
+
+TEST(LpNormalization, P1AndP2) {
+  Tensor x = f32({2, 2}, {3, 4, 0, -2});
+  auto y = run_ref_op("LpNormalization", {x}, {{"axis", attr_int(1)}});
+  EXPECT_LT(max_abs_diff(y[0], f32({2, 2}, {0.6f, 0.8f, 0, -1})), 1e-6);
+  y = run_ref_op("LpNormalization", {x}, {{"axis", attr_int(0)}, {"p", attr_int(1)}});
+  EXPECT_LT(max_abs_diff(y[0], f32({2, 2}, {1, 4.f / 6, 0, -2.f / 6})), 1e-6);
+}
+
+TEST(LRN, ChannelWindow) {
+  // size 3: channel c sums squares of c-1..c+1.
+  Tensor x = f32({1, 3, 1, 1}, {1, 2, 3});
+  auto y = run_ref_op("LRN", {x},
+                      {{"size", attr_int(3)},
+                       {"alpha", attr_float(0.3f)},
+                       {"beta", attr_float(0.5f)},
+                       {"bias", attr_float(2)}});
+  const double sums[] = {1 + 4, 1 + 4 + 9, 4 + 9};
+  std::vector<float> want(3);
+  for (int c = 0; c < 3; ++c) want[c] = float((c + 1) / std::pow(2 + 0.3f / 3 * sums[c], 0.5f));
+  EXPECT_LT(max_abs_diff(y[0], f32({1, 3, 1, 1}, want)), 1e-6);
+}
+
+TEST(MeanVarianceNormalization, DefaultAxes) {
+  const auto v = random_values(2 * 2 * 2 * 2, 4);
+  Tensor x = f32({2, 2, 2, 2}, v);
+  auto y = run_ref_op("MeanVarianceNormalization", {x});
+  // Default axes {0, 2, 3}: statistics per channel over batch and spatial.
+  for (int c = 0; c < 2; ++c) {
+    std::vector<int> idx;
+    for (int n = 0; n < 2; ++n)
+      for (int s = 0; s < 4; ++s) idx.push_back((n * 2 + c) * 4 + s);
+    double mean = 0, var = 0;
+    for (int i : idx) mean += v[i];
+    mean /= 8;
+    for (int i : idx) var += (v[i] - mean) * (v[i] - mean);
+    var /= 8;
+    for (int i : idx) EXPECT_NEAR(y[0].data<float>()[i], (v[i] - mean) / std::sqrt(var), 1e-5);
+  }
+}
+
+TEST(Normalization, Errors) {
+  Tensor x = f32({1, 4, 2}, std::vector<float>(8, 1.0f));
+  // GroupNormalization: 3 groups do not divide 4 channels.
+  EXPECT_THROW(run_ref_op("GroupNormalization", {x, f32({3}, {1, 1, 1}), f32({3}, {0, 0, 0})},
+                          {{"num_groups", attr_int(3)}}, 1, 18),
+               Error);
+  // InstanceNormalization: scale of the wrong size.
+  EXPECT_THROW(
+      run_ref_op("InstanceNormalization", {x, f32({3}, {1, 1, 1}), f32({4}, {0, 0, 0, 0})}), Error);
+  // LayerNormalization: axis out of range.
+  EXPECT_THROW(run_ref_op("LayerNormalization", {x}, {{"axis", attr_int(3)}}), Error);
+  // LRN without size.
+  EXPECT_THROW(run_ref_op("LRN", {x}), Error);
+}
+
+}  // namespace
+}  // namespace tandem
