@@ -1,6 +1,526 @@
-// Schemas of the tensor family. (placeholder until the family lands)
+// Schemas of the tensor family: data movement and indexing ops (Transpose, Concat, Split, Slice,
+// Gather*, Scatter*, Tile, Pad, DepthToSpace, SpaceToDepth, OneHot, NonZero, Trilu, CumSum,
+// TopK, Einsum).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "core/error.h"
 #include "ops/schema.h"
+#include "ops/shape_utils.h"
 
 namespace tandem {
-void register_tensor_schemas(SchemaRegistry& r) { (void)r; }
+
+namespace {
+
+std::vector<int64_t> int64s_of(const InferContext& ctx, size_t i) {
+  return tensor_to_int64s(ctx.require_value(i), ctx.node);
+}
+
+int64_t rank_of(const TensorType& t) {
+  return static_cast<int64_t>(t.shape.size());
+}
+
+std::vector<TensorType> infer_transpose(const InferContext& ctx) {
+  const Node& node = ctx.node;
+  const TensorType& x = ctx.input(0);
+  int64_t rank = rank_of(x);
+  std::vector<int64_t> perm = node.attr_ints_or("perm", {});
+  if (perm.empty())
+    for (int64_t d = rank - 1; d >= 0; --d) perm.push_back(d);
+  TANDEM_CHECK(static_cast<int64_t>(perm.size()) == rank, ErrorCode::kInvalidModel,
+               "{}: perm {} does not match the input rank {}", node.describe(),
+               fmt::format("{}", perm), rank);
+  std::vector<bool> seen(static_cast<size_t>(rank), false);
+  Shape out;
+  for (int64_t p : perm) {
+    TANDEM_CHECK(p >= 0 && p < rank && !seen[static_cast<size_t>(p)], ErrorCode::kInvalidModel,
+                 "{}: perm {} is not a permutation of 0..{}", node.describe(),
+                 fmt::format("{}", perm), rank - 1);
+    seen[static_cast<size_t>(p)] = true;
+    out.push_back(x.shape[static_cast<size_t>(p)]);
+  }
+  return {{x.dtype, out}};
+}
+
+std::vector<TensorType> infer_concat(const InferContext& ctx) {
+  const Node& node = ctx.node;
+  const TensorType& first = ctx.input(0);
+  int64_t rank = rank_of(first);
+  int64_t axis = normalize_axis(node.attr_int("axis"), rank, node);
+  Shape out = first.shape;
+  out[axis] = 0;
+  for (size_t i = 0; i < ctx.num_inputs(); ++i) {
+    const TensorType& t = ctx.input(i);
+    TANDEM_CHECK(t.dtype == first.dtype, ErrorCode::kInvalidModel,
+                 "{}: input {} has dtype {}, input 0 has {}", node.describe(), i,
+                 dtype_name(t.dtype), dtype_name(first.dtype));
+    bool ok = rank_of(t) == rank;
+    for (int64_t d = 0; ok && d < rank; ++d) ok = d == axis || t.shape[d] == first.shape[d];
+    TANDEM_CHECK(ok, ErrorCode::kInvalidArgument,
+                 "{}: input {} has shape {}, incompatible with input 0 {} along axis {}",
+                 node.describe(), i, shape_str(t.shape), shape_str(first.shape), axis);
+    out[axis] += t.shape[axis];
+  }
+  return {{first.dtype, out}};
+}
+
+std::vector<TensorType> infer_split(const InferContext& ctx) {
+  const Node& node = ctx.node;
+  const TensorType& x = ctx.input(0);
+  int64_t axis = normalize_axis(node.attr_int_or("axis", 0), rank_of(x), node);
+  int64_t dim = x.shape[axis];
+  int64_t n = static_cast<int64_t>(node.outputs.size());
+  std::vector<int64_t> split;
+  if (node.opset >= 13) {
+    if (ctx.has_input(1)) split = int64s_of(ctx, 1);
+  } else {
+    split = node.attr_ints_or("split", {});
+  }
+  if (split.empty()) {
+    if (node.opset >= 18 && node.has_attr("num_outputs")) {
+      // num_outputs: equal chunks of ceil(dim / n), the last one smaller.
+      n = node.attr_int("num_outputs");
+      TANDEM_CHECK(n > 0, ErrorCode::kInvalidModel, "{}: num_outputs must be positive",
+                   node.describe());
+      int64_t chunk = (dim + n - 1) / n;
+      for (int64_t i = 0; i < n; ++i)
+        split.push_back(std::max<int64_t>(std::min(chunk, dim - i * chunk), 0));
+    } else {
+      TANDEM_CHECK(n > 0 && dim % n == 0, ErrorCode::kInvalidArgument,
+                   "{}: axis {} of size {} cannot be split into {} equal parts", node.describe(),
+                   axis, dim, n);
+      split.assign(static_cast<size_t>(n), dim / n);
+    }
+  }
+  int64_t total = 0;
+  for (int64_t s : split) {
+    TANDEM_CHECK(s >= 0, ErrorCode::kInvalidModel, "{}: negative split {}", node.describe(),
+                 fmt::format("{}", split));
+    total += s;
+  }
+  TANDEM_CHECK(total == dim, ErrorCode::kInvalidArgument,
+               "{}: split {} does not add up to the size {} of axis {} (input {})", node.describe(),
+               fmt::format("{}", split), dim, axis, shape_str(x.shape));
+  TANDEM_CHECK(split.size() >= node.outputs.size(), ErrorCode::kInvalidModel,
+               "{}: {} outputs but only {} split sizes", node.describe(), node.outputs.size(),
+               split.size());
+  std::vector<TensorType> outs;
+  for (int64_t s : split) {
+    Shape o = x.shape;
+    o[axis] = s;
+    outs.push_back({x.dtype, o});
+  }
+  return outs;
+}
+
+// Per input axis: first index, step and count of the slice (the spec's clamping rules).
+struct SliceDim {
+  int64_t start = 0, step = 1, count = 0;
+};
+
+std::vector<SliceDim> slice_dims(const InferContext& ctx) {
+  const Node& node = ctx.node;
+  const Shape& shape = ctx.input(0).shape;
+  int64_t rank = static_cast<int64_t>(shape.size());
+  std::vector<int64_t> starts, ends, axes, steps;
+  if (node.opset < 10) {
+    starts = node.attr_ints("starts");
+    ends = node.attr_ints("ends");
+    axes = node.attr_ints_or("axes", {});
+  } else {
+    starts = int64s_of(ctx, 1);
+    ends = int64s_of(ctx, 2);
+    if (ctx.has_input(3)) axes = int64s_of(ctx, 3);
+    if (ctx.has_input(4)) steps = int64s_of(ctx, 4);
+  }
+  if (axes.empty())
+    for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
+  if (steps.empty()) steps.assign(starts.size(), 1);
+  TANDEM_CHECK(
+      ends.size() == starts.size() && axes.size() == starts.size() && steps.size() == starts.size(),
+      ErrorCode::kInvalidModel, "{}: starts, ends, axes and steps differ in length",
+      node.describe());
+  std::vector<SliceDim> dims(static_cast<size_t>(rank));
+  for (int64_t d = 0; d < rank; ++d) dims[d].count = shape[d];
+  std::set<int64_t> seen;
+  for (size_t i = 0; i < starts.size(); ++i) {
+    int64_t a = normalize_axis(axes[i], rank, node);
+    TANDEM_CHECK(seen.insert(a).second, ErrorCode::kInvalidModel, "{}: axis {} repeats",
+                 node.describe(), axes[i]);
+    int64_t dim = shape[a], step = steps[i], start = starts[i], end = ends[i];
+    TANDEM_CHECK(step != 0, ErrorCode::kInvalidModel, "{}: step is 0", node.describe());
+    if (start < 0) start += dim;
+    if (end < 0) end += dim;
+    int64_t count;
+    if (dim == 0) {
+      start = 0;
+      count = 0;
+    } else if (step > 0) {
+      start = std::clamp<int64_t>(start, 0, dim);
+      end = std::clamp<int64_t>(end, 0, dim);
+      count = end > start ? (end - start + step - 1) / step : 0;
+    } else {
+      start = std::clamp<int64_t>(start, 0, dim - 1);
+      end = std::clamp<int64_t>(end, -1, dim - 1);
+      count = start > end ? (start - end + (-step) - 1) / (-step) : 0;
+    }
+    dims[a] = {start, step, count};
+  }
+  return dims;
+}
+
+std::vector<TensorType> infer_slice(const InferContext& ctx) {
+  std::vector<SliceDim> dims = slice_dims(ctx);
+  Shape out;
+  for (const SliceDim& d : dims) out.push_back(d.count);
+  return {{ctx.input(0).dtype, out}};
+}
+
+void check_index_dtype(const Node& node, DataType dt, const char* what) {
+  TANDEM_CHECK(dt == DataType::kInt32 || dt == DataType::kInt64, ErrorCode::kInvalidModel,
+               "{}: {} must be int32 or int64, got {}", node.describe(), what, dtype_name(dt));
+}
+
+std::vector<TensorType> infer_gather(const InferContext& ctx) {
+  const Node& node = ctx.node;
+  const TensorType& x = ctx.input(0);
+  const TensorType& idx = ctx.input(1);
+  check_index_dtype(node, idx.dtype, "indices");
+  int64_t axis = normalize_axis(node.attr_int_or("axis", 0), rank_of(x), node);
+  Shape out(x.shape.begin(), x.shape.begin() + axis);
+  out.insert(out.end(), idx.shape.begin(), idx.shape.end());
+  out.insert(out.end(), x.shape.begin() + axis + 1, x.shape.end());
+  return {{x.dtype, out}};
+}
+
+std::vector<TensorType> infer_gather_elements(const InferContext& ctx) {
+  const Node& node = ctx.node;
+  const TensorType& x = ctx.input(0);
+  const TensorType& idx = ctx.input(1);
+  check_index_dtype(node, idx.dtype, "indices");
+  normalize_axis(node.attr_int_or("axis", 0), rank_of(x), node);
+  TANDEM_CHECK(idx.shape.size() == x.shape.size(), ErrorCode::kInvalidModel,
+               "{}: indices {} and data {} must have the same rank", node.describe(),
+               shape_str(idx.shape), shape_str(x.shape));
+  return {{x.dtype, idx.shape}};
+}
+
+std::vector<TensorType> infer_gather_nd(const InferContext& ctx) {
+  const Node& node = ctx.node;
+  const TensorType& x = ctx.input(0);
+  const TensorType& idx = ctx.input(1);
+  check_index_dtype(node, idx.dtype, "indices");
+  int64_t b = node.attr_int_or("batch_dims", 0);
+  int64_t r = rank_of(x), q = rank_of(idx);
+  TANDEM_CHECK(q >= 1 && b >= 0 && b < q && b < r, ErrorCode::kInvalidModel,
+               "{}: batch_dims {} is invalid for data {} and indices {}", node.describe(), b,
+               shape_str(x.shape), shape_str(idx.shape));
+  int64_t last = idx.shape.back();
+  TANDEM_CHECK(last >= 1 && last <= r - b, ErrorCode::kInvalidModel,
+               "{}: indices {} index {} dims, data {} has only {} after batch_dims {}",
+               node.describe(), shape_str(idx.shape), last, shape_str(x.shape), r - b, b);
+  for (int64_t d = 0; d < b; ++d)
+    TANDEM_CHECK(x.shape[d] == idx.shape[d], ErrorCode::kInvalidArgument,
+                 "{}: batch dims of data {} and indices {} differ", node.describe(),
+                 shape_str(x.shape), shape_str(idx.shape));
+  Shape out(idx.shape.begin(), idx.shape.end() - 1);
+  out.insert(out.end(), x.shape.begin() + b + last, x.shape.end());
+  return {{x.dtype, out}};
+}
+
+std::vector<TensorType> infer_scatter_elements(const InferContext& ctx) {
+  const Node& node = ctx.node;
+  const TensorType& x = ctx.input(0);
+  const TensorType& idx = ctx.input(1);
+  const TensorType& upd = ctx.input(2);
+  check_index_dtype(node, idx.dtype, "indices");
+  normalize_axis(node.attr_int_or("axis", 0), rank_of(x), node);
+  TANDEM_CHECK(idx.shape == upd.shape && idx.shape.size() == x.shape.size(),
+               ErrorCode::kInvalidModel,
+               "{}: indices {} and updates {} must have the same shape and the rank of data {}",
+               node.describe(), shape_str(idx.shape), shape_str(upd.shape), shape_str(x.shape));
+  TANDEM_CHECK(upd.dtype == x.dtype, ErrorCode::kInvalidModel, "{}: updates dtype {} != data {}",
+               node.describe(), dtype_name(upd.dtype), dtype_name(x.dtype));
+  return {{x.dtype, x.shape}};
+}
+
+std::vector<TensorType> infer_scatter_nd(const InferContext& ctx) {
+  const Node& node = ctx.node;
+  const TensorType& x = ctx.input(0);
+  const TensorType& idx = ctx.input(1);
+  const TensorType& upd = ctx.input(2);
+  check_index_dtype(node, idx.dtype, "indices");
+  TANDEM_CHECK(!idx.shape.empty() && idx.shape.back() <= rank_of(x), ErrorCode::kInvalidModel,
+               "{}: indices {} do not fit data {}", node.describe(), shape_str(idx.shape),
+               shape_str(x.shape));
+  Shape expect(idx.shape.begin(), idx.shape.end() - 1);
+  expect.insert(expect.end(), x.shape.begin() + idx.shape.back(), x.shape.end());
+  TANDEM_CHECK(upd.shape == expect, ErrorCode::kInvalidModel,
+               "{}: updates have shape {}, expected {}", node.describe(), shape_str(upd.shape),
+               shape_str(expect));
+  return {{x.dtype, x.shape}};
+}
+
+std::vector<TensorType> infer_tile(const InferContext& ctx) {
+  const Node& node = ctx.node;
+  const TensorType& x = ctx.input(0);
+  std::vector<int64_t> reps = int64s_of(ctx, 1);
+  TANDEM_CHECK(reps.size() == x.shape.size(), ErrorCode::kInvalidModel,
+               "{}: repeats {} must have one entry per dim of {}", node.describe(),
+               fmt::format("{}", reps), shape_str(x.shape));
+  Shape out = x.shape;
+  for (size_t d = 0; d < out.size(); ++d) {
+    TANDEM_CHECK(reps[d] >= 0, ErrorCode::kInvalidModel, "{}: negative repeat in {}",
+                 node.describe(), fmt::format("{}", reps));
+    out[d] *= reps[d];
+  }
+  return {{x.dtype, out}};
+}
+
+std::vector<TensorType> infer_pad(const InferContext& ctx) {
+  const Node& node = ctx.node;
+  const TensorType& x = ctx.input(0);
+  int64_t rank = rank_of(x);
+  std::vector<int64_t> pads;
+  std::vector<int64_t> axes;
+  if (node.opset < 11) {
+    pads = node.attr_ints("pads");
+  } else {
+    pads = int64s_of(ctx, 1);
+    if (ctx.has_input(3)) axes = int64s_of(ctx, 3);
+  }
+  if (axes.empty())
+    for (int64_t d = 0; d < rank; ++d) axes.push_back(d);
+  int64_t na = static_cast<int64_t>(axes.size());
+  TANDEM_CHECK(static_cast<int64_t>(pads.size()) == 2 * na, ErrorCode::kInvalidModel,
+               "{}: pads {} must have 2 x {} entries", node.describe(), fmt::format("{}", pads),
+               na);
+  std::string mode = node.attr_string_or("mode", "constant");
+  TANDEM_CHECK(mode == "constant" || mode == "reflect" || mode == "edge", ErrorCode::kUnsupported,
+               "{}: mode '{}' is not supported", node.describe(), mode);
+  Shape out = x.shape;
+  for (int64_t i = 0; i < na; ++i) {
+    int64_t a = normalize_axis(axes[i], rank, node);
+    out[a] += pads[i] + pads[i + na];
+    TANDEM_CHECK(out[a] >= 0, ErrorCode::kInvalidArgument,
+                 "{}: pads {} make axis {} of {} negative", node.describe(),
+                 fmt::format("{}", pads), a, shape_str(x.shape));
+    TANDEM_CHECK(mode == "constant" || x.shape[a] > 0 || out[a] == 0, ErrorCode::kInvalidArgument,
+                 "{}: cannot {}-pad the empty axis {} of {}", node.describe(), mode, a,
+                 shape_str(x.shape));
+  }
+  return {{x.dtype, out}};
+}
+
+std::vector<TensorType> infer_depth_to_space(const InferContext& ctx) {
+  const Node& node = ctx.node;
+  const TensorType& x = ctx.input(0);
+  int64_t b = node.attr_int("blocksize");
+  TANDEM_CHECK(x.shape.size() == 4 && b > 0 && x.shape[1] % (b * b) == 0,
+               ErrorCode::kInvalidArgument,
+               "{}: input {} must be 4-D with channels divisible by blocksize^2 ({})",
+               node.describe(), shape_str(x.shape), b * b);
+  std::string mode = node.attr_string_or("mode", "DCR");
+  TANDEM_CHECK(mode == "DCR" || mode == "CRD", ErrorCode::kUnsupported,
+               "{}: mode '{}' is not supported", node.describe(), mode);
+  return {{x.dtype, {x.shape[0], x.shape[1] / (b * b), x.shape[2] * b, x.shape[3] * b}}};
+}
+
+std::vector<TensorType> infer_space_to_depth(const InferContext& ctx) {
+  const Node& node = ctx.node;
+  const TensorType& x = ctx.input(0);
+  int64_t b = node.attr_int("blocksize");
+  TANDEM_CHECK(x.shape.size() == 4 && b > 0 && x.shape[2] % b == 0 && x.shape[3] % b == 0,
+               ErrorCode::kInvalidArgument,
+               "{}: input {} must be 4-D with H and W divisible by blocksize {}", node.describe(),
+               shape_str(x.shape), b);
+  return {{x.dtype, {x.shape[0], x.shape[1] * b * b, x.shape[2] / b, x.shape[3] / b}}};
+}
+
+std::vector<TensorType> infer_one_hot(const InferContext& ctx) {
+  const Node& node = ctx.node;
+  const TensorType& idx = ctx.input(0);
+  const TensorType& values = ctx.input(2);
+  TANDEM_CHECK(shape_numel(values.shape) == 2, ErrorCode::kInvalidModel,
+               "{}: values must hold 2 elements [off, on], has shape {}", node.describe(),
+               shape_str(values.shape));
+  double depth_d = tensor_scalar_as_double(ctx.require_value(1), node);
+  int64_t depth = static_cast<int64_t>(depth_d);
+  TANDEM_CHECK(depth > 0, ErrorCode::kInvalidArgument, "{}: depth {} must be positive",
+               node.describe(), depth_d);
+  int64_t axis = normalize_axis(node.attr_int_or("axis", -1), rank_of(idx) + 1, node);
+  Shape out = idx.shape;
+  out.insert(out.begin() + axis, depth);
+  return {{values.dtype, out}};
+}
+
+// Whether element i of t is non-zero (-0.0 counts as zero).
+bool element_nonzero(const Tensor& t, int64_t i) {
+  switch (t.dtype()) {
+    case DataType::kFloat32:
+      return t.data<float>()[i] != 0;
+    case DataType::kFloat64:
+      return t.data<double>()[i] != 0;
+    case DataType::kFloat16:
+    case DataType::kBFloat16:
+      return (t.data<uint16_t>()[i] & 0x7fff) != 0;
+    default: {
+      size_t es = dtype_size(t.dtype());
+      const uint8_t* p = static_cast<const uint8_t*>(t.raw()) + i * static_cast<int64_t>(es);
+      for (size_t b = 0; b < es; ++b)
+        if (p[b]) return true;
+      return false;
+    }
+  }
+}
+
+std::vector<TensorType> infer_non_zero(const InferContext& ctx) {
+  // The output size depends on the data: known only once the input's value is.
+  const Tensor& x = ctx.require_value(0);
+  int64_t count = 0;
+  for (int64_t i = 0; i < x.numel(); ++i) count += element_nonzero(x, i) ? 1 : 0;
+  return {{DataType::kInt64, {static_cast<int64_t>(x.rank()), count}}};
+}
+
+std::vector<TensorType> infer_trilu(const InferContext& ctx) {
+  const TensorType& x = ctx.input(0);
+  TANDEM_CHECK(x.shape.size() >= 2, ErrorCode::kInvalidModel, "{}: input {} must have rank >= 2",
+               ctx.node.describe(), shape_str(x.shape));
+  return {x};
+}
+
+std::vector<TensorType> infer_cum_sum(const InferContext& ctx) {
+  const TensorType& x = ctx.input(0);
+  check_index_dtype(ctx.node, ctx.input(1).dtype, "axis");
+  return {x};
+}
+
+std::vector<TensorType> infer_top_k(const InferContext& ctx) {
+  const Node& node = ctx.node;
+  const TensorType& x = ctx.input(0);
+  int64_t axis = normalize_axis(node.attr_int_or("axis", -1), rank_of(x), node);
+  int64_t k;
+  if (node.opset < 10) {
+    k = node.attr_int("k");
+  } else {
+    std::vector<int64_t> kv = int64s_of(ctx, 1);
+    TANDEM_CHECK(kv.size() == 1, ErrorCode::kInvalidModel, "{}: K must hold one value",
+                 node.describe());
+    k = kv[0];
+  }
+  TANDEM_CHECK(k >= 0 && k <= x.shape[axis], ErrorCode::kInvalidArgument,
+               "{}: k {} is out of range for axis {} of {}", node.describe(), k, axis,
+               shape_str(x.shape));
+  Shape out = x.shape;
+  out[axis] = k;
+  return {{x.dtype, out}, {DataType::kInt64, out}};
+}
+
+// Einsum: labels are letters; the dims an ellipsis stands for get labels 52, 53, ... counted
+// from the left of the (right-aligned, broadcast) ellipsis dims.
+int einsum_letter(char c) {
+  if (c >= 'a' && c <= 'z') return c - 'a';
+  if (c >= 'A' && c <= 'Z') return c - 'A' + 26;
+  return -1;
+}
+
+std::vector<TensorType> infer_einsum(const InferContext& ctx) {
+  const Node& node = ctx.node;
+  std::string eq;
+  for (char c : node.attr_string("equation"))
+    if (c != ' ') eq += c;
+  size_t arrow = eq.find("->");
+  std::string lhs = eq.substr(0, arrow);
+  std::vector<std::string> terms;
+  for (size_t p = 0;;) {
+    size_t c = lhs.find(',', p);
+    terms.push_back(lhs.substr(p, c == std::string::npos ? std::string::npos : c - p));
+    if (c == std::string::npos) break;
+    p = c + 1;
+  }
+  TANDEM_CHECK(terms.size() == ctx.num_inputs(), ErrorCode::kInvalidModel,
+               "{}: equation '{}' has {} operands, the node {} inputs", node.describe(), eq,
+               terms.size(), ctx.num_inputs());
+  std::map<int, int64_t> size;
+  std::map<int, int> uses;
+  Shape ell;  // broadcast ellipsis dims
+  for (size_t i = 0; i < terms.size(); ++i) {
+    const Shape& s = ctx.input(i).shape;
+    const std::string& t = terms[i];
+    size_t e = t.find("...");
+    int64_t letters = static_cast<int64_t>(t.size()) - (e == std::string::npos ? 0 : 3);
+    int64_t ne = static_cast<int64_t>(s.size()) - letters;
+    TANDEM_CHECK(ne >= 0 && (ne == 0 || e != std::string::npos), ErrorCode::kInvalidArgument,
+                 "{}: operand {} '{}' does not match its shape {}", node.describe(), i, t,
+                 shape_str(s));
+    size_t d = 0;
+    for (size_t p = 0; p < t.size(); ++p) {
+      if (p == e) {
+        ell = broadcast_shapes(ell, Shape(s.begin() + d, s.begin() + d + ne), node);
+        d += ne;
+        p += 2;
+        continue;
+      }
+      int l = einsum_letter(t[p]);
+      TANDEM_CHECK(l >= 0, ErrorCode::kInvalidModel, "{}: bad character '{}' in '{}'",
+                   node.describe(), t[p], eq);
+      auto it = size.find(l);
+      TANDEM_CHECK(it == size.end() || it->second == s[d], ErrorCode::kInvalidArgument,
+                   "{}: label '{}' has sizes {} and {}", node.describe(), t[p],
+                   it == size.end() ? 0 : it->second, s[d]);
+      size[l] = s[d++];
+      uses[l]++;
+    }
+  }
+  Shape out;
+  if (arrow != std::string::npos) {
+    std::string rhs = eq.substr(arrow + 2);
+    for (size_t p = 0; p < rhs.size(); ++p) {
+      if (rhs.compare(p, 3, "...") == 0) {
+        out.insert(out.end(), ell.begin(), ell.end());
+        p += 2;
+        continue;
+      }
+      int l = einsum_letter(rhs[p]);
+      TANDEM_CHECK(size.count(l), ErrorCode::kInvalidModel,
+                   "{}: output label '{}' is not in any operand", node.describe(), rhs[p]);
+      out.push_back(size[l]);
+    }
+  } else {
+    // Implicit output: the ellipsis dims, then the labels used once, in alphabetical order.
+    out = ell;
+    for (auto& [l, n] : uses)
+      if (n == 1) out.push_back(size[l]);
+  }
+  return {{ctx.input(0).dtype, out}};
+}
+
+}  // namespace
+
+void register_tensor_schemas(SchemaRegistry& r) {
+  r.add({"Transpose", 1, 1, infer_transpose, ""});
+  r.add({"Concat", 1, -1, infer_concat, ""});
+  r.add({"Split", 1, 2, infer_split, ""});
+  r.add({"Slice", 1, 5, infer_slice, ""});
+  r.add({"Gather", 2, 2, infer_gather, ""});
+  r.add({"GatherElements", 2, 2, infer_gather_elements, ""});
+  r.add({"GatherND", 2, 2, infer_gather_nd, ""});
+  r.add({"ScatterElements", 3, 3, infer_scatter_elements, ""});
+  r.add({"Scatter", 3, 3, infer_scatter_elements, ""});
+  r.add({"ScatterND", 3, 3, infer_scatter_nd, ""});
+  r.add({"Tile", 2, 2, infer_tile, ""});
+  r.add({"Pad", 1, 4, infer_pad, ""});
+  r.add({"DepthToSpace", 1, 1, infer_depth_to_space, ""});
+  r.add({"SpaceToDepth", 1, 1, infer_space_to_depth, ""});
+  r.add({"OneHot", 3, 3, infer_one_hot, ""});
+  r.add({"NonZero", 1, 1, infer_non_zero, ""});
+  r.add({"Trilu", 1, 2, infer_trilu, ""});
+  r.add({"CumSum", 2, 2, infer_cum_sum, ""});
+  r.add({"TopK", 1, 2, infer_top_k, ""});
+  r.add({"Einsum", 1, -1, infer_einsum, ""});
+}
+
 }  // namespace tandem

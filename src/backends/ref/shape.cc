@@ -1,6 +1,226 @@
-// Reference kernels of the shape family. (placeholder until the family lands)
+// Reference kernels of the shape family. Reshape, Flatten, Squeeze, Unsqueeze and Identity copy
+// the bytes (the output shape was already computed by the schema); the others fill in values.
+#include <cstring>
+#include <vector>
+
 #include "backends/backend.h"
+#include "backends/ref/dispatch.h"
+#include "core/error.h"
+#include "core/half.h"
+#include "ops/shape_utils.h"
 
 namespace tandem {
-void register_shape_ref_kernels(KernelRegistry& r) { (void)r; }
+
+namespace {
+
+void copy_bytes(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+                std::span<Tensor* const> outputs) {
+  const Tensor& x = *inputs[0];
+  Tensor& y = *outputs[0];
+  TANDEM_CHECK(x.nbytes() == y.nbytes() && x.dtype() == y.dtype(), ErrorCode::kInternal,
+               "{}: output {} {} does not match input {} {}", ctx.node.describe(),
+               dtype_name(y.dtype()), shape_str(y.shape()), dtype_name(x.dtype()),
+               shape_str(x.shape()));
+  if (x.nbytes()) std::memcpy(y.raw(), x.raw(), x.nbytes());
+}
+
+void shape_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+                  std::span<Tensor* const> outputs) {
+  const Node& node = ctx.node;
+  const Shape& s = inputs[0]->shape();
+  int64_t rank = static_cast<int64_t>(s.size());
+  int64_t start = node.opset >= 15 ? node.attr_int_or("start", 0) : 0;
+  if (start < 0) start += rank;
+  start = std::clamp<int64_t>(start, 0, rank);
+  int64_t* out = outputs[0]->data<int64_t>();
+  for (int64_t i = 0; i < outputs[0]->numel(); ++i) out[i] = s[static_cast<size_t>(start + i)];
+}
+
+void size_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+                 std::span<Tensor* const> outputs) {
+  *outputs[0]->data<int64_t>() = inputs[0]->numel();
+}
+
+// Repeats the `esize` bytes at `value` over the whole output.
+void fill_with(Tensor& y, const void* value) {
+  size_t esize = dtype_size(y.dtype());
+  uint8_t* p = static_cast<uint8_t*>(y.raw());
+  for (int64_t i = 0; i < y.numel(); ++i) std::memcpy(p + i * esize, value, esize);
+}
+
+void constant_of_shape_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+                              std::span<Tensor* const> outputs) {
+  const Node& node = ctx.node;
+  Tensor& y = *outputs[0];
+  if (!node.has_attr("value")) return;  // default: float 0, and outputs arrive zero-filled
+  const Tensor& v = node.attr_tensor("value");
+  TANDEM_CHECK(v.dtype() == y.dtype() && v.numel() == 1, ErrorCode::kInternal,
+               "{}: value does not match the output", node.describe());
+  fill_with(y, v.raw());
+}
+
+void range_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+                  std::span<Tensor* const> outputs) {
+  const Node& node = ctx.node;
+  Tensor& y = *outputs[0];
+  dispatch_numeric(y.dtype(), node, [&](auto tag) {
+    using T = decltype(tag);
+    T start = *inputs[0]->data<T>(), delta = *inputs[2]->data<T>();
+    T* out = y.data<T>();
+    for (int64_t i = 0; i < y.numel(); ++i)
+      out[i] = static_cast<T>(start + static_cast<T>(i) * delta);
+  });
+}
+
+// Copies a strided view of `src` (strides in elements, 0 to repeat, per output axis) into the
+// contiguous `dst` of `shape`, copying whole rows with memcpy when they are contiguous.
+void strided_copy(const KernelContext& ctx, uint8_t* dst, const uint8_t* src, const Shape& shape,
+                  const std::vector<int64_t>& strides, size_t esize) {
+  Shape s;
+  std::vector<int64_t> st;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == 0) return;
+    if (shape[i] == 1) continue;
+    if (!s.empty() && st.back() == strides[i] * shape[i]) {  // merge with the previous axis
+      s.back() *= shape[i];
+      st.back() = strides[i];
+    } else {
+      s.push_back(shape[i]);
+      st.push_back(strides[i]);
+    }
+  }
+  if (s.empty()) {
+    std::memcpy(dst, src, esize);
+    return;
+  }
+  const int64_t inner = s.back(), inner_stride = st.back();
+  const int64_t rows = shape_numel(s) / inner;
+  ctx.pool.parallel_for(rows, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      int64_t off = 0;
+      for (int64_t rem = row, d = static_cast<int64_t>(s.size()) - 2; d >= 0; --d) {
+        off += (rem % s[d]) * st[d];
+        rem /= s[d];
+      }
+      const uint8_t* from = src + off * static_cast<int64_t>(esize);
+      uint8_t* to = dst + row * inner * static_cast<int64_t>(esize);
+      if (inner_stride == 1) {
+        std::memcpy(to, from, static_cast<size_t>(inner) * esize);
+        continue;
+      }
+      auto copy_as = [&](auto tag) {
+        using E = decltype(tag);
+        const E* f = reinterpret_cast<const E*>(from);
+        E* t = reinterpret_cast<E*>(to);
+        for (int64_t i = 0; i < inner; ++i) t[i] = f[i * inner_stride];
+      };
+      switch (esize) {
+        case 1:
+          copy_as(uint8_t{});
+          break;
+        case 2:
+          copy_as(uint16_t{});
+          break;
+        case 4:
+          copy_as(uint32_t{});
+          break;
+        case 8:
+          copy_as(uint64_t{});
+          break;
+        default:
+          for (int64_t i = 0; i < inner; ++i)
+            std::memcpy(to + i * static_cast<int64_t>(esize),
+                        from + i * inner_stride * static_cast<int64_t>(esize), esize);
+      }
+    }
+  });
+}
+
+void expand_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+                   std::span<Tensor* const> outputs) {
+  const Tensor& x = *inputs[0];
+  Tensor& y = *outputs[0];
+  TANDEM_CHECK(broadcast_shapes(x.shape(), y.shape(), ctx.node) == y.shape(), ErrorCode::kInternal,
+               "{}: cannot expand {} to {}", ctx.node.describe(), shape_str(x.shape()),
+               shape_str(y.shape()));
+  strided_copy(ctx, static_cast<uint8_t*>(y.raw()), static_cast<const uint8_t*>(x.raw()), y.shape(),
+               broadcast_strides(x.shape(), y.shape()), dtype_size(x.dtype()));
+}
+
+void eye_like_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+                     std::span<Tensor* const> outputs) {
+  const Node& node = ctx.node;
+  Tensor& y = *outputs[0];
+  int64_t rows = y.dim(0), cols = y.dim(1), k = node.attr_int_or("k", 0);
+  // The bytes of a 1 of the output dtype.
+  uint8_t one[8] = {};
+  switch (y.dtype()) {
+    case DataType::kBool:
+      one[0] = 1;
+      break;
+    case DataType::kFloat16: {
+      uint16_t h = float_to_half(1.0f);
+      std::memcpy(one, &h, 2);
+      break;
+    }
+    case DataType::kBFloat16: {
+      uint16_t h = float_to_bfloat16(1.0f);
+      std::memcpy(one, &h, 2);
+      break;
+    }
+    default:
+      dispatch_numeric(y.dtype(), node, [&](auto tag) {
+        using T = decltype(tag);
+        T v = T(1);
+        std::memcpy(one, &v, sizeof(T));
+      });
+  }
+  size_t esize = dtype_size(y.dtype());
+  uint8_t* p = static_cast<uint8_t*>(y.raw());
+  for (int64_t i = 0; i < rows; ++i) {
+    int64_t j = i + k;
+    if (j >= 0 && j < cols)
+      std::memcpy(p + (i * cols + j) * static_cast<int64_t>(esize), one, esize);
+  }
+}
+
+void constant_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+                     std::span<Tensor* const> outputs) {
+  const Node& node = ctx.node;
+  Tensor& y = *outputs[0];
+  if (node.has_attr("value")) {
+    const Tensor& t = node.attr_tensor("value");
+    TANDEM_CHECK(t.nbytes() == y.nbytes(), ErrorCode::kInternal, "{}: output size mismatch",
+                 node.describe());
+    if (t.nbytes()) std::memcpy(y.raw(), t.raw(), t.nbytes());
+  } else if (node.has_attr("value_float")) {
+    *y.data<float>() = node.attr_float("value_float");
+  } else if (node.has_attr("value_int")) {
+    *y.data<int64_t>() = node.attr_int("value_int");
+  } else if (node.has_attr("value_floats")) {
+    std::vector<float> v = node.attr_floats_or("value_floats", {});
+    std::copy(v.begin(), v.end(), y.data<float>());
+  } else if (node.has_attr("value_ints")) {
+    std::vector<int64_t> v = node.attr_ints("value_ints");
+    std::copy(v.begin(), v.end(), y.data<int64_t>());
+  }
+}
+
+}  // namespace
+
+void register_shape_ref_kernels(KernelRegistry& r) {
+  r.add("Reshape", copy_bytes);
+  r.add("Flatten", copy_bytes);
+  r.add("Squeeze", copy_bytes);
+  r.add("Unsqueeze", copy_bytes);
+  r.add("Identity", copy_bytes);
+  r.add("Shape", shape_kernel);
+  r.add("Size", size_kernel);
+  r.add("ConstantOfShape", constant_of_shape_kernel);
+  r.add("Range", range_kernel);
+  r.add("Expand", expand_kernel);
+  r.add("EyeLike", eye_like_kernel);
+  r.add("Constant", constant_kernel);
+}
+
 }  // namespace tandem
