@@ -67,5 +67,12 @@ void register_softmax_ref_kernels(KernelRegistry& r);
 void register_reduce_ref_kernels(KernelRegistry& r);
 void register_shape_ref_kernels(KernelRegistry& r);
 void register_tensor_ref_kernels(KernelRegistry& r);
+void register_signal_ref_kernels(KernelRegistry& r);
+void register_detection_ref_kernels(KernelRegistry& r);
+void register_selection_ref_kernels(KernelRegistry& r);
+void register_recurrent_ref_kernels(KernelRegistry& r);
+void register_quantize_ref_kernels(KernelRegistry& r);
+void register_dropout_ref_kernels(KernelRegistry& r);
+void register_loss_ref_kernels(KernelRegistry& r);
 
 }  // namespace tandem

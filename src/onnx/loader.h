@@ -10,7 +10,7 @@
 namespace tandem {
 
 // Default-domain opsets Tandem accepts.
-constexpr int64_t kMinOpset = 7;
+constexpr int64_t kMinOpset = 1;
 constexpr int64_t kMaxOpset = 18;
 
 // Throws tandem::Error: kNotFound (no file), kInvalidModel (malformed, truncated, dangling

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "ops/schema.h"
+#include "ops/shape_utils.h"
 
 namespace tandem {
 
@@ -104,6 +105,37 @@ std::vector<TensorType> infer_global_pool(const InferContext& ctx) {
   return {TensorType{ctx.input(0).dtype, out}};
 }
 
+// MaxUnpool: the output shape is the output_shape input when given, else per spatial axis
+// (in - 1) * stride + kernel - pad_begin - pad_end.
+std::vector<TensorType> infer_max_unpool(const InferContext& ctx) {
+  const Node& node = ctx.node;
+  const TensorType& x = ctx.input(0);
+  TANDEM_CHECK(ctx.input(1).dtype == DataType::kInt64 && ctx.input(1).shape == x.shape,
+               ErrorCode::kInvalidArgument,
+               "{}: indices I must be int64 of X's shape {}, got {} {}", node.describe(),
+               shape_str(x.shape), dtype_name(ctx.input(1).dtype), shape_str(ctx.input(1).shape));
+  if (ctx.has_input(2)) {
+    Shape out = tensor_to_int64s(ctx.require_value(2), node);
+    TANDEM_CHECK(out.size() == x.shape.size(), ErrorCode::kInvalidArgument,
+                 "{}: output_shape {} must have X's rank {}", node.describe(), shape_str(out),
+                 x.shape.size());
+    return {{x.dtype, out}};
+  }
+  TANDEM_CHECK(x.shape.size() >= 3, ErrorCode::kInvalidArgument,
+               "{}: X must be [N, C, spatial...], got {}", node.describe(), shape_str(x.shape));
+  const size_t n = x.shape.size() - 2;
+  std::vector<int64_t> kernel = node.attr_ints("kernel_shape");
+  std::vector<int64_t> strides = node.attr_ints_or("strides", std::vector<int64_t>(n, 1));
+  std::vector<int64_t> pads = node.attr_ints_or("pads", std::vector<int64_t>(2 * n, 0));
+  TANDEM_CHECK(kernel.size() == n && strides.size() == n && pads.size() == 2 * n,
+               ErrorCode::kInvalidModel,
+               "{}: kernel_shape/strides/pads do not match {} spatial axes", node.describe(), n);
+  Shape out = x.shape;
+  for (size_t i = 0; i < n; ++i)
+    out[i + 2] = (x.shape[i + 2] - 1) * strides[i] + kernel[i] - pads[i] - pads[i + n];
+  return {{x.dtype, out}};
+}
+
 }  // namespace
 
 void register_pool_schemas(SchemaRegistry& r) {
@@ -113,6 +145,7 @@ void register_pool_schemas(SchemaRegistry& r) {
   r.add({"GlobalAveragePool", 1, 1, infer_global_pool});
   r.add({"GlobalMaxPool", 1, 1, infer_global_pool});
   r.add({"GlobalLpPool", 1, 1, infer_global_pool});
+  r.add({"MaxUnpool", 2, 3, infer_max_unpool});
 }
 
 }  // namespace tandem

@@ -49,6 +49,14 @@ const SchemaRegistry& schemas() {
     register_reduce_schemas(r);
     register_shape_schemas(r);
     register_tensor_schemas(r);
+    register_signal_schemas(r);
+    register_detection_schemas(r);
+    register_selection_schemas(r);
+    register_recurrent_schemas(r);
+    register_quantize_schemas(r);
+    register_dropout_schemas(r);
+    register_loss_schemas(r);
+    register_legacy_schemas(r);  // last: wraps the schemas above
     return r;
   }();
   return registry;

@@ -86,4 +86,13 @@ void register_shape_schemas(SchemaRegistry& r);  // Reshape, Flatten, Squeeze, U
                                                  // Size, Identity, ConstantOfShape, Range, Expand
 void register_tensor_schemas(SchemaRegistry& r);  // Transpose, Concat, Split, Slice, Gather,
                                                   // Tile, Pad, ...
+void register_signal_schemas(SchemaRegistry& r);
+void register_detection_schemas(SchemaRegistry& r);
+void register_selection_schemas(SchemaRegistry& r);
+// Guards ops whose opset < 7 forms differ; called last.
+void register_legacy_schemas(SchemaRegistry& r);
+void register_recurrent_schemas(SchemaRegistry& r);
+void register_quantize_schemas(SchemaRegistry& r);
+void register_dropout_schemas(SchemaRegistry& r);
+void register_loss_schemas(SchemaRegistry& r);
 }  // namespace tandem

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "backends/backend.h"
 #include "backends/ref/dispatch.h"
 #include "core/error.h"
+#include "ops/shape_utils.h"
 
 namespace tandem {
 
@@ -251,6 +253,44 @@ void global_lp_pool(const KernelContext& ctx, std::span<const Tensor* const> inp
   global_pool(ctx, inputs, outputs, GlobalKind::kLp);
 }
 
+// MaxUnpool: Y starts zero; X[i] goes to the flat position I[i] (MaxPool's Indices) of the
+// default output shape (in - 1) * stride + kernel - pads. An explicit, larger output_shape keeps
+// those coordinates (the extra rows/columns stay zero).
+void max_unpool(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+                std::span<Tensor* const> outputs) {
+  const Node& node = ctx.node;
+  const Tensor& x = *inputs[0];
+  const int64_t* idx = inputs[1]->data<int64_t>();
+  Tensor& y = *outputs[0];
+  const size_t n = x.rank() - 2;
+  std::vector<int64_t> kernel = node.attr_ints("kernel_shape");
+  std::vector<int64_t> strides = node.attr_ints_or("strides", std::vector<int64_t>(n, 1));
+  std::vector<int64_t> pads = node.attr_ints_or("pads", std::vector<int64_t>(2 * n, 0));
+  Shape def = x.shape();
+  for (size_t i = 0; i < n; ++i)
+    def[i + 2] = (x.dim(i + 2) - 1) * strides[i] + kernel[i] - pads[i] - pads[i + n];
+  const int64_t def_numel = shape_numel(def);
+  const std::vector<int64_t> def_strides = contiguous_strides(def);
+  const std::vector<int64_t> y_strides = contiguous_strides(y.shape());
+  const size_t es = dtype_size(x.dtype());
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    TANDEM_CHECK(idx[i] >= 0 && idx[i] < def_numel, ErrorCode::kInvalidArgument,
+                 "{}: index {} at position {} is outside the unpooled shape {}", node.describe(),
+                 idx[i], i, shape_str(def));
+    int64_t rest = idx[i], pos = 0;
+    for (size_t d = 0; d < def.size(); ++d) {
+      const int64_t coord = rest / def_strides[d];
+      rest %= def_strides[d];
+      TANDEM_CHECK(coord < y.dim(d), ErrorCode::kInvalidArgument,
+                   "{}: output_shape {} is smaller than the unpooled shape {}", node.describe(),
+                   shape_str(y.shape()), shape_str(def));
+      pos += coord * y_strides[d];
+    }
+    std::memcpy(static_cast<char*>(y.raw()) + static_cast<size_t>(pos) * es,
+                static_cast<const char*>(x.raw()) + static_cast<size_t>(i) * es, es);
+  }
+}
+
 }  // namespace
 
 void register_pool_ref_kernels(KernelRegistry& r) {
@@ -260,6 +300,7 @@ void register_pool_ref_kernels(KernelRegistry& r) {
   r.add("GlobalAveragePool", global_average_pool);
   r.add("GlobalMaxPool", global_max_pool);
   r.add("GlobalLpPool", global_lp_pool);
+  r.add("MaxUnpool", max_unpool);
 }
 
 }  // namespace tandem

@@ -19,6 +19,13 @@ class ReferenceBackend : public Backend {
     register_reduce_ref_kernels(kernels_);
     register_shape_ref_kernels(kernels_);
     register_tensor_ref_kernels(kernels_);
+    register_signal_ref_kernels(kernels_);
+    register_detection_ref_kernels(kernels_);
+    register_selection_ref_kernels(kernels_);
+    register_recurrent_ref_kernels(kernels_);
+    register_quantize_ref_kernels(kernels_);
+    register_dropout_ref_kernels(kernels_);
+    register_loss_ref_kernels(kernels_);
   }
   const char* name() const override { return "ref"; }
   const KernelRegistry& kernels() const override { return kernels_; }

@@ -9,8 +9,9 @@ int remove_identity_nodes(Graph& graph) {
   for (auto& n : graph.nodes()) {
     bool identity = n->op_type == "Identity" ||
                     // Dropout is the identity at inference; its optional mask output must be
-                    // unused for the rewrite to hold.
-                    (n->op_type == "Dropout" &&
+                    // unused for the rewrite to hold, and before opset 7 `is_test` = 0 (the
+                    // default) meant training: that one stays for its kernel to refuse.
+                    (n->op_type == "Dropout" && (n->opset >= 7 || n->attr_int_or("is_test", 0)) &&
                      (n->outputs.size() < 2 || !n->outputs[1] ||
                       (n->outputs[1]->consumers.empty() && !n->outputs[1]->is_graph_output)));
     if (!identity || !n->domain.empty() || n->inputs.empty() || !n->inputs[0]) continue;

@@ -1,0 +1,77 @@
+// Schemas of the recurrent family: RNN, GRU, LSTM (opset 7+; layout attribute from 14).
+// Layout 0: X [seq, batch, input], Y [seq, dirs, batch, hidden], Y_h/Y_c [dirs, batch, hidden].
+// Layout 1: X [batch, seq, input], Y [batch, seq, dirs, hidden], Y_h/Y_c [batch, dirs, hidden].
+#include "core/error.h"
+#include "ops/schema.h"
+#include "ops/shape_utils.h"
+
+namespace tandem {
+
+namespace {
+
+int64_t gates_of(const std::string& op) {
+  return op == "LSTM" ? 4 : op == "GRU" ? 3 : 1;
+}
+
+void check_shape(const InferContext& ctx, size_t i, const char* what, const Shape& want) {
+  if (!ctx.has_input(i)) return;
+  const TensorType& t = ctx.input(i);
+  TANDEM_CHECK(t.shape == want, ErrorCode::kInvalidArgument, "{}: {} has shape {}, expected {}",
+               ctx.node.describe(), what, shape_str(t.shape), shape_str(want));
+  if (i != 4) {  // sequence_lens is int32; everything else has X's dtype
+    TANDEM_CHECK(t.dtype == ctx.input(0).dtype, ErrorCode::kInvalidModel,
+                 "{}: {} is {} but X is {}", ctx.node.describe(), what, dtype_name(t.dtype),
+                 dtype_name(ctx.input(0).dtype));
+  }
+}
+
+std::vector<TensorType> infer_recurrent(const InferContext& ctx) {
+  const Node& node = ctx.node;
+  TANDEM_CHECK(node.opset >= 7, ErrorCode::kUnsupported,
+               "{}: {} before opset 7 is not supported (opset {})", node.describe(), node.op_type,
+               node.opset);
+  const TensorType& x = ctx.input(0);
+  TANDEM_CHECK(x.dtype == DataType::kFloat32 || x.dtype == DataType::kFloat64 ||
+                   x.dtype == DataType::kFloat16,
+               ErrorCode::kUnsupported, "{}: dtype {} is not supported (float types only)",
+               node.describe(), dtype_name(x.dtype));
+  TANDEM_CHECK(x.shape.size() == 3, ErrorCode::kInvalidArgument,
+               "{}: X must have rank 3, got shape {}", node.describe(), shape_str(x.shape));
+  const int64_t layout = node.attr_int_or("layout", 0);
+  TANDEM_CHECK(layout == 0 || layout == 1, ErrorCode::kInvalidModel, "{}: layout {} must be 0 or 1",
+               node.describe(), layout);
+  const std::string dir = node.attr_string_or("direction", "forward");
+  TANDEM_CHECK(dir == "forward" || dir == "reverse" || dir == "bidirectional",
+               ErrorCode::kInvalidModel, "{}: unknown direction '{}'", node.describe(), dir);
+  const int64_t dirs = dir == "bidirectional" ? 2 : 1;
+  const int64_t seq = x.shape[layout == 0 ? 0 : 1], batch = x.shape[layout == 0 ? 1 : 0];
+  const int64_t in = x.shape[2], g = gates_of(node.op_type);
+  const Shape& r = ctx.input(2).shape;
+  const int64_t hidden = node.attr_int_or("hidden_size", r.size() == 3 ? r[2] : -1);
+  TANDEM_CHECK(hidden > 0, ErrorCode::kInvalidModel, "{}: hidden_size {} must be positive",
+               node.describe(), hidden);
+  check_shape(ctx, 1, "W", {dirs, g * hidden, in});
+  check_shape(ctx, 2, "R", {dirs, g * hidden, hidden});
+  check_shape(ctx, 3, "B", {dirs, 2 * g * hidden});
+  check_shape(ctx, 4, "sequence_lens", {batch});
+  const Shape state = layout == 0 ? Shape{dirs, batch, hidden} : Shape{batch, dirs, hidden};
+  check_shape(ctx, 5, "initial_h", state);
+  if (node.op_type == "LSTM") {
+    check_shape(ctx, 6, "initial_c", state);
+    check_shape(ctx, 7, "P", {dirs, 3 * hidden});
+  }
+  const Shape y = layout == 0 ? Shape{seq, dirs, batch, hidden} : Shape{batch, seq, dirs, hidden};
+  std::vector<TensorType> out = {{x.dtype, y}, {x.dtype, state}};
+  if (node.op_type == "LSTM") out.push_back({x.dtype, state});
+  return out;
+}
+
+}  // namespace
+
+void register_recurrent_schemas(SchemaRegistry& r) {
+  r.add({"RNN", 3, 6, infer_recurrent, ""});
+  r.add({"GRU", 3, 6, infer_recurrent, ""});
+  r.add({"LSTM", 3, 8, infer_recurrent, ""});
+}
+
+}  // namespace tandem

@@ -1,0 +1,74 @@
+// NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss: expected values written out from the
+// definitions (loss = -input[n, target] * weight[target], mean divides by the summed weights).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "op_test_util.h"
+#include "tandem/status.h"
+#include "tandem/tensor.h"
+
+namespace tandem {
+namespace {
+
+using testing::attr_int;
+using testing::attr_string;
+using testing::max_abs_diff;
+using testing::run_ref_op;
+
+Tensor f32(Shape s, std::vector<float> v) {
+  return Tensor::from_vector(DataType::kFloat32, s, v);
+}
+Tensor i64(Shape s, std::vector<int64_t> v) {
+  return Tensor::from_vector(DataType::kInt64, s, v);
+}
+
+// input [2, 3] (N=2, C=3), targets 2 and 0.
+const std::vector<float> kIn = {0.1f, -0.5f, 1.5f, 2.0f, 0.3f, -1.0f};
+
+TEST(NegativeLogLikelihoodLoss, Reductions) {
+  auto none = run_ref_op("NegativeLogLikelihoodLoss", {f32({2, 3}, kIn), i64({2}, {2, 0})},
+                         {{"reduction", attr_string("none")}});
+  EXPECT_LT(max_abs_diff(none[0], f32({2}, {-1.5f, -2.0f})), 1e-6);
+  auto sum = run_ref_op("NegativeLogLikelihoodLoss", {f32({2, 3}, kIn), i64({2}, {2, 0})},
+                        {{"reduction", attr_string("sum")}});
+  EXPECT_LT(max_abs_diff(sum[0], f32({}, {-3.5f})), 1e-6);
+  // Weighted mean: (-1.5 * 0.5 + -2.0 * 2) / (0.5 + 2).
+  auto mean = run_ref_op("NegativeLogLikelihoodLoss",
+                         {f32({2, 3}, kIn), i64({2}, {2, 0}), f32({3}, {2.0f, 1.0f, 0.5f})});
+  EXPECT_LT(max_abs_diff(mean[0], f32({}, {(-0.75f - 4.0f) / 2.5f})), 1e-6);
+}
+
+TEST(NegativeLogLikelihoodLoss, SpatialWithIgnoreIndex) {
+  // input [1, 2, 2] (N=1, C=2, d1=2); the second position is ignored.
+  auto out = run_ref_op("NegativeLogLikelihoodLoss",
+                        {f32({1, 2, 2}, {1.0f, 2.0f, 3.0f, 4.0f}), i64({1, 2}, {1, -1})},
+                        {{"ignore_index", attr_int(-1)}});
+  EXPECT_LT(max_abs_diff(out[0], f32({}, {-3.0f})), 1e-6);
+}
+
+TEST(SoftmaxCrossEntropyLoss, MatchesLogSoftmaxThenNll) {
+  auto out = run_ref_op("SoftmaxCrossEntropyLoss", {f32({2, 3}, kIn), i64({2}, {2, 0})},
+                        {{"reduction", attr_string("none")}}, 2);
+  std::vector<float> logp(6), loss(2);
+  for (int n = 0; n < 2; ++n) {
+    double s = 0;
+    for (int c = 0; c < 3; ++c) s += std::exp(double(kIn[n * 3 + c]));
+    for (int c = 0; c < 3; ++c) logp[n * 3 + c] = float(kIn[n * 3 + c] - std::log(s));
+  }
+  loss[0] = -logp[2];
+  loss[1] = -logp[3];
+  EXPECT_LT(max_abs_diff(out[0], f32({2}, loss)), 1e-6);
+  EXPECT_LT(max_abs_diff(out[1], f32({2, 3}, logp)), 1e-6);
+}
+
+TEST(LossErrors, TargetOutOfRangeAndShapeMismatch) {
+  EXPECT_THROW(run_ref_op("NegativeLogLikelihoodLoss", {f32({2, 3}, kIn), i64({2}, {3, 0})}),
+               Error);
+  EXPECT_THROW(run_ref_op("NegativeLogLikelihoodLoss", {f32({2, 3}, kIn), i64({3}, {0, 0, 0})}),
+               Error);
+}
+
+}  // namespace
+}  // namespace tandem
