@@ -49,6 +49,10 @@ class Model {
   // Fixes input shapes from now on (later predicts must use them); plans memory for them now.
   void resize(const ShapeMap& input_shapes);
 
+  // The outputs' dtypes and shapes for these input shapes (in input order), without running.
+  // Throws when an output's shape depends on input values.
+  std::vector<TensorInfo> output_info_for(const std::vector<Shape>& input_shapes);
+
   const RunStats& last_stats() const;
   // Opset imports ("" is the default domain), op histogram and parameter count, for `info`.
   std::map<std::string, int64_t> opset_imports() const;

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "onnx/tensor_proto.h"
+#include "parallel/device.h"
 
 namespace tandem::cli {
 
@@ -116,6 +117,37 @@ Model ModelOptions::build() const {
   ctx.profile = profile;
   return Model::build_from_file(model.empty() ? default_model_path() : model, ctx,
                                 parse_shape_map(input_shape));
+}
+
+void DeviceOptions::add_to(CLI::App* app) {
+  app->add_option("--devices", devices,
+                  "run on several devices at once: \"cpu:0,cpu:1\" or a count (one worker "
+                  "process per device; the batch is split across them)");
+  app->add_option("--cores", cores, "explicit cores per device, e.g. \"0-3;4-7\"");
+  app->add_option("--mode", mode, "processes (default) or threads")
+      ->check(CLI::IsMember({"processes", "threads"}));
+  app->add_option("--workers-per-device", workers_per_device, "workers on each device")
+      ->check(CLI::PositiveNumber);
+  app->add_option("--deadline", deadline_s,
+                  "seconds a shard may take before its worker counts as hung (default 120)")
+      ->check(CLI::PositiveNumber);
+}
+
+ParallelOptions DeviceOptions::to_options(const std::string& model,
+                                          const std::string& input_shape) const {
+  ParallelOptions o;
+  o.model_path = model.empty() ? default_model_path() : model;
+  o.devices = parse_device_list(devices);
+  if (!cores.empty()) {
+    std::stringstream ss(cores);
+    std::string part;
+    while (std::getline(ss, part, ';')) o.core_lists.push_back(parallel::parse_core_list(part));
+  }
+  o.mode = mode;
+  o.workers_per_device = workers_per_device;
+  o.input_shapes = parse_shape_map(input_shape);
+  o.deadline = std::chrono::milliseconds(static_cast<int64_t>(deadline_s * 1000));
+  return o;
 }
 
 std::string human_bytes(size_t bytes) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "tandem/model.h"
+#include "tandem/parallel.h"
 
 namespace tandem::cli {
 
@@ -48,5 +49,26 @@ void add_run_command(CLI::App& app, int& exit_code);
 void add_check_command(CLI::App& app, int& exit_code);
 void add_info_command(CLI::App& app, int& exit_code);
 void add_bench_command(CLI::App& app, int& exit_code);
+void add_worker_command(CLI::App& app, int& exit_code);
+
+// Options of the multi-device paths of `run` and `bench`.
+struct DeviceOptions {
+  std::string devices;  // "cpu:0,cpu:1" or a count; empty = single-device mode
+  std::string cores;    // "0-3;4-7": one core list per device
+  std::string mode = "processes";
+  int workers_per_device = 1;
+  double deadline_s = 120;
+  void add_to(CLI::App* app);
+  ParallelOptions to_options(const std::string& model, const std::string& input_shape) const;
+};
+
+// The seed's run: build on every device, split the batch, print the seed's lines, and check the
+// gathered outputs against one device running the whole batch.
+int run_on_devices(const ModelOptions& model, const DeviceOptions& devices, int64_t batch,
+                   int loops, bool verify);
+// Throughput and latency over several devices, with scaling efficiency against one device.
+int bench_on_devices(const ModelOptions& model, const DeviceOptions& devices, int64_t batch,
+                     int warmup, int loops, double duration_s, int concurrency,
+                     const std::string& json_path);
 
 }  // namespace tandem::cli

@@ -14,7 +14,10 @@ namespace {
 
 struct BenchOptions {
   ModelOptions model;
-  int64_t batch = 1;
+  DeviceOptions devices;
+  double duration_s = 0;
+  int concurrency = 1;
+  int64_t batch = 0;  // 0: 1 on one device, 2 on several
   int warmup = 2;
   int loops = 10;
   std::string json;
@@ -29,8 +32,11 @@ double percentile(std::vector<double> sorted, double p) {
 }
 
 int run_bench(const BenchOptions& opt) {
+  if (!opt.devices.devices.empty())
+    return bench_on_devices(opt.model, opt.devices, opt.batch > 0 ? opt.batch : 2, opt.warmup,
+                            opt.loops, opt.duration_s, opt.concurrency, opt.json);
   Model model = opt.model.build();
-  std::vector<Tensor> inputs = random_inputs(model, opt.batch);
+  std::vector<Tensor> inputs = random_inputs(model, opt.batch > 0 ? opt.batch : 1);
   int64_t items = inputs.empty() || inputs[0].rank() == 0 ? 1 : inputs[0].dim(0);
   std::string path = opt.model.model.empty() ? default_model_path() : opt.model.model;
   fmt::print("model: {}\n", path);
@@ -89,7 +95,15 @@ void add_bench_command(CLI::App& app, int& exit_code) {
   auto opt = std::make_shared<BenchOptions>();
   CLI::App* cmd = app.add_subcommand("bench", "Measure predict latency and throughput.");
   opt->model.add_to(cmd, false);
-  cmd->add_option("--batch", opt->batch, "size of symbolic dimensions (default 1)")
+  cmd->add_option("--batch", opt->batch,
+                  "size of symbolic dimensions (default 1; 2 with --devices)")
+      ->check(CLI::PositiveNumber);
+  opt->devices.add_to(cmd);
+  cmd->add_option("--duration", opt->duration_s,
+                  "with --devices: run for this many seconds instead of --loops requests")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--concurrency", opt->concurrency,
+                  "with --devices: requests kept in flight (default 1)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--warmup", opt->warmup, "untimed runs first (default 2)")
       ->check(CLI::NonNegativeNumber);

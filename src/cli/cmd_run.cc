@@ -11,18 +11,27 @@ namespace {
 
 struct RunOptions {
   ModelOptions model;
+  DeviceOptions devices;
+  bool verify = true;
   std::string inputs;
   std::string output_dir;
-  int64_t batch = 1;
+  int64_t batch = 0;  // 0: 1 on one device, 2 on several (the seed's example)
   int loops = 1;
 };
 
 int run_model(const RunOptions& opt) {
+  if (!opt.devices.devices.empty()) {
+    TANDEM_CHECK(opt.inputs.empty() && opt.output_dir.empty(), ErrorCode::kInvalidArgument,
+                 "--inputs and --output-dir are for single-device runs; with --devices the "
+                 "inputs are random and checked against one device");
+    return run_on_devices(opt.model, opt.devices, opt.batch > 0 ? opt.batch : 2, opt.loops,
+                          opt.verify);
+  }
   Model model = opt.model.build();
   std::string path = opt.model.model.empty() ? default_model_path() : opt.model.model;
   fmt::print("model: {}\n", path);
   std::vector<Tensor> inputs =
-      opt.inputs.empty() ? random_inputs(model, opt.batch) : read_input_files(opt.inputs);
+      opt.inputs.empty() ? random_inputs(model, opt.batch > 0 ? opt.batch : 1) : read_input_files(opt.inputs);
   if (!opt.inputs.empty()) {
     // Files whose stored name is not one of the model's inputs are matched by position.
     bool names_ok = true;
@@ -84,8 +93,13 @@ void add_run_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--inputs", opt->inputs,
                   "comma-separated TensorProto .pb files, one per input (default: random)");
   cmd->add_option("--output-dir", opt->output_dir, "write output_N.pb files here");
-  cmd->add_option("--batch", opt->batch, "size of symbolic dimensions for random inputs")
+  cmd->add_option("--batch", opt->batch,
+                  "size of symbolic dimensions for random inputs (default 1; 2 with --devices)")
       ->check(CLI::PositiveNumber);
+  opt->devices.add_to(cmd);
+  cmd->add_flag("--verify,!--no-verify", opt->verify,
+                "with --devices: check the gathered outputs against one device running the "
+                "whole batch (default on)");
   cmd->add_option("--loops", opt->loops, "predict this many times (time is the mean)")
       ->check(CLI::PositiveNumber);
   cmd->callback([opt, &exit_code] { exit_code = run_model(*opt); });

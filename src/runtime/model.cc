@@ -151,6 +151,24 @@ void Model::resize(const ShapeMap& input_shapes) {
   impl_->prepare_if_static();
 }
 
+std::vector<TensorInfo> Model::output_info_for(const std::vector<Shape>& input_shapes) {
+  TANDEM_CHECK(impl_->session, ErrorCode::kInvalidArgument, "output_info_for() before build");
+  TANDEM_CHECK(input_shapes.size() == impl_->inputs.size(), ErrorCode::kInvalidArgument,
+               "{} input shapes given, the model has {} inputs", input_shapes.size(),
+               impl_->inputs.size());
+  std::vector<TensorType> types;
+  for (size_t i = 0; i < input_shapes.size(); ++i)
+    types.push_back({impl_->inputs[i].dtype, input_shapes[i]});
+  std::vector<TensorType> out = impl_->session->output_types(types);
+  std::vector<TensorInfo> infos = impl_->outputs;
+  for (size_t i = 0; i < infos.size(); ++i) {
+    infos[i].dtype = out[i].dtype;
+    infos[i].shape = out[i].shape;
+    infos[i].dim_names.assign(out[i].shape.size(), "");
+  }
+  return infos;
+}
+
 std::vector<Tensor> Model::predict(const std::vector<Tensor>& inputs) {
   TANDEM_CHECK(impl_->session, ErrorCode::kInvalidArgument, "predict() before build_from_file()");
   const auto& declared = impl_->inputs;

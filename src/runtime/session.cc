@@ -68,6 +68,19 @@ Session::~Session() = default;
 
 void Session::prepare(const std::vector<TensorType>& input_types) { plan_for(input_types); }
 
+std::vector<TensorType> Session::output_types(const std::vector<TensorType>& input_types) {
+  std::shared_ptr<Plan> plan = plan_for(input_types);
+  std::vector<TensorType> types;
+  for (size_t i = 0; i < plan->output_slots.size(); ++i) {
+    const Plan::Slot& slot = plan->slots[plan->output_slots[i]];
+    TANDEM_CHECK(slot.static_shape, ErrorCode::kUnsupported,
+                 "output '{}' has a shape that depends on input values, known only after running",
+                 graph_.outputs[i]->name);
+    types.push_back(slot.type);
+  }
+  return types;
+}
+
 std::shared_ptr<Session::Plan> Session::plan_for(const std::vector<TensorType>& input_types) {
   std::vector<Shape> key;
   for (auto& t : input_types) key.push_back(t.shape);

@@ -26,6 +26,9 @@ class Session {
 
   // Builds (or finds) the plan for these input types, in graph input order.
   void prepare(const std::vector<TensorType>& input_types);
+  // The outputs' types for these input types, from the plan (no kernel runs). Throws
+  // kUnsupported naming the output when its shape depends on data known only at run time.
+  std::vector<TensorType> output_types(const std::vector<TensorType>& input_types);
   // Runs with inputs in graph input order (already validated against the model's declaration).
   std::vector<Tensor> run(const std::vector<const Tensor*>& inputs, RunStats& stats);
 

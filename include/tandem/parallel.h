@@ -1,0 +1,100 @@
+// ParallelPredictor: one model on several devices at once. Each device runs its own copy of the
+// model — in a worker process (`tandem worker`, the default) or a thread — and every batch is
+// split across them along axis 0; the gathered outputs equal a single-device run of the batch.
+#pragma once
+
+#include <chrono>
+#include <future>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tandem/model.h"
+
+namespace tandem {
+
+struct ParallelOptions {
+  std::string model_path;
+  // "cpu:0,cpu:1" style strings, one per device. Empty: one cpu device per core.
+  std::vector<std::string> devices;
+  // Optional explicit cores per device (same order as devices). Empty: the host's cores split
+  // evenly over the cpu devices.
+  std::vector<std::vector<int>> core_lists;
+  int workers_per_device = 1;
+  // Fixes input shapes in every worker, as the converter's --inputShape does. A fixed batch b
+  // makes shards of exactly b items (the last one padded, its padding trimmed from the outputs).
+  ShapeMap input_shapes;
+  // A shard not answered within this time marks its worker hung: it is killed and restarted and
+  // the shard runs elsewhere.
+  std::chrono::milliseconds deadline{std::chrono::seconds(120)};
+  // How long build() waits for every worker's BUILD_FINISH.
+  std::chrono::milliseconds build_timeout{std::chrono::seconds(300)};
+  // Restarts allowed per worker before its device is marked down.
+  int max_restarts = 3;
+  // Requests admitted but not finished; submit() beyond it fails at once (back-pressure).
+  size_t queue_capacity = 64;
+  // "processes" (one `tandem worker` process per worker) or "threads" (one Model per worker in
+  // this process).
+  std::string mode = "processes";
+  // The `tandem` binary that runs workers. Empty: $TANDEM_WORKER_BINARY, then `tandem` beside
+  // this executable, then the one this library was built with.
+  std::string worker_binary;
+  // Print the seed's progress lines ("Success to build model i", "Receive exit message").
+  bool verbose = false;
+};
+
+// Parses "cpu:0,cpu:1", or a count "2" (meaning cpu:0,cpu:1). Throws on anything else.
+std::vector<std::string> parse_device_list(const std::string& text);
+
+struct DeviceStats {
+  std::string device;
+  int worker = 0;
+  int pid = -1;               // worker process id (processes mode), -1 when not running
+  bool up = true;
+  int restarts = 0;
+  int64_t items = 0;          // batch items computed
+  double busy_ms = 0;         // time spent computing shards (as the worker measured it)
+  double items_per_s = 0;     // moving average the splitter uses
+  std::string last_error;
+};
+
+struct ParallelStats {
+  int64_t requests = 0;
+  int64_t failed_requests = 0;
+  int64_t shards_rerun = 0;     // shards re-sent after a worker died or hung
+  double overhead_ms_last = 0;  // last request: wall time minus its slowest shard's compute
+  std::vector<DeviceStats> devices;
+};
+
+class ParallelPredictor {
+ public:
+  explicit ParallelPredictor(ParallelOptions options);
+  ~ParallelPredictor();  // finalize()
+  ParallelPredictor(const ParallelPredictor&) = delete;
+  ParallelPredictor& operator=(const ParallelPredictor&) = delete;
+
+  // Starts and builds every worker in parallel; returns when all answered BUILD_FINISH. On any
+  // failure throws an Error carrying each failing device's own message and leaves no process.
+  void build();
+  // Model inputs/outputs as the workers report them (after build()).
+  std::vector<TensorInfo> inputs() const;
+  std::vector<TensorInfo> outputs() const;
+
+  // Blocking predict. Inputs by name (all named) or by position.
+  std::vector<Tensor> predict(const std::vector<Tensor>& inputs);
+  // Non-blocking: the inputs are copied before it returns; the future carries the outputs or a
+  // tandem::Error naming device, request and cause. Fails at once when the queue is full.
+  std::future<std::vector<Tensor>> submit(const std::vector<Tensor>& inputs);
+  // Waits for requests in flight, sends EXIT, reaps every worker. Idempotent.
+  void finalize();
+
+  ParallelStats stats() const;
+
+  class Engine;  // processes or threads
+
+ private:
+  std::unique_ptr<Engine> engine_;
+};
+
+}  // namespace tandem

@@ -1,0 +1,61 @@
+// The parent <-> worker protocol: the seed's five messages (plus a shape query) over a
+// Unix-domain SOCK_SEQPACKET socket, one message per packet. Every message carries the request id
+// and shard index it answers, so a late or stale reply can never be taken for the current one.
+// Tensor data never travels in messages: it lives in shared-memory buffers (memfd) whose file
+// descriptors ride along with SCM_RIGHTS the first time a worker needs them.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tandem/tensor.h"
+
+namespace tandem::parallel {
+
+enum class MsgType : uint32_t {
+  kError = 0,        // worker -> parent: build or predict failed; text holds the message
+  kPredict = 1,      // parent -> worker: run one shard
+  kReply = 2,        // worker -> parent: shard done, outputs written in place
+  kBuildFinish = 3,  // worker -> parent: model built; text holds its inputs/outputs as JSON
+  kExit = 4,         // parent -> worker: leave the loop (worker answers kExit before exiting)
+  kShapes = 5,       // parent -> worker: which output shapes do these input shapes give? The
+                     // worker answers kReply with the output descriptors filled in.
+};
+const char* msg_type_name(MsgType t);
+
+// The text of a kShapes reply whose outputs cannot be known before running (they depend on input
+// values). The parent then sends kPredict with out_buffer 0, and the worker answers with its
+// outputs in a buffer of its own whose fd rides along with the kReply.
+inline constexpr const char* kDynamicOutputs = "dynamic-outputs";
+
+// A tensor inside a shared buffer.
+struct TensorDesc {
+  DataType dtype = DataType::kUndefined;
+  Shape shape;
+  uint64_t offset = 0;  // bytes from the start of the buffer
+};
+
+struct Message {
+  MsgType type = MsgType::kError;
+  uint64_t request_id = 0;
+  uint32_t shard = 0;
+  uint64_t in_buffer = 0;   // buffer ids (0 = none); the fds are attached when `fds` says so
+  uint64_t out_buffer = 0;
+  std::vector<TensorDesc> inputs;
+  std::vector<TensorDesc> outputs;
+  double compute_ms = 0;    // kReply: the worker's own time for the shard
+  std::string text;         // kError message, kBuildFinish JSON
+  // Attached descriptors: (buffer id, fd). Sent with SCM_RIGHTS; received fds are owned by the
+  // receiver.
+  std::vector<std::pair<uint64_t, int>> fds;
+};
+
+// Sends one message; returns false if the peer is gone (EPIPE/ECONNRESET). Other failures throw.
+bool send_message(int socket_fd, const Message& m);
+// Receives one message; std::nullopt when the peer closed the socket. Throws on a malformed
+// packet.
+std::optional<Message> recv_message(int socket_fd);
+
+}  // namespace tandem::parallel

@@ -1,0 +1,205 @@
+#include "parallel/worker.h"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+#include "parallel/protocol.h"
+#include "parallel/shm_buffer.h"
+#include "tandem/model.h"
+
+namespace tandem::parallel {
+
+namespace {
+
+ShapeMap parse_shapes(const std::string& text) {
+  ShapeMap shapes;
+  std::stringstream entries(text);
+  std::string entry;
+  while (std::getline(entries, entry, ';')) {
+    auto colon = entry.rfind(':');
+    if (colon == std::string::npos) continue;
+    Shape shape;
+    std::stringstream dims(entry.substr(colon + 1));
+    std::string dim;
+    while (std::getline(dims, dim, ',')) shape.push_back(std::stoll(dim));
+    shapes[entry.substr(0, colon)] = shape;
+  }
+  return shapes;
+}
+
+nlohmann::json info_json(const std::vector<TensorInfo>& infos) {
+  nlohmann::json a = nlohmann::json::array();
+  for (const auto& i : infos)
+    a.push_back({{"name", i.name},
+                 {"dtype", static_cast<int>(i.dtype)},
+                 {"shape", i.shape},
+                 {"dim_names", i.dim_names}});
+  return a;
+}
+
+Message error_message(const Message& about, const std::string& text) {
+  Message m;
+  m.type = MsgType::kError;
+  m.request_id = about.request_id;
+  m.shard = about.shard;
+  m.text = text;
+  return m;
+}
+
+uint8_t* checked_region(ShmBuffer* buf, const TensorDesc& d, const char* what) {
+  TANDEM_CHECK(buf, ErrorCode::kRuntime, "{} buffer is unknown to this worker", what);
+  size_t bytes = static_cast<size_t>(shape_numel(d.shape)) * dtype_size(d.dtype);
+  TANDEM_CHECK(d.offset <= buf->size() && bytes <= buf->size() - d.offset, ErrorCode::kRuntime,
+               "{} tensor at offset {} ({} bytes) overruns its {}-byte buffer", what, d.offset,
+               bytes, buf->size());
+  return buf->data() + d.offset;
+}
+
+}  // namespace
+
+int run_worker(const WorkerArgs& args) {
+  // Die with the parent, whatever way it goes.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (args.parent_pid > 0 && ::getppid() != args.parent_pid) return 1;
+  const int fd = args.socket_fd;
+
+  Model model;
+  try {
+    Context ctx;
+    ctx.device = args.device;
+    ctx.thread_num = args.threads;
+    ctx.core_list = args.cores;
+    model = Model::build_from_file(args.model, ctx, parse_shapes(args.input_shape));
+  } catch (const std::exception& e) {
+    Message m;
+    m.type = MsgType::kError;
+    m.text = e.what();
+    send_message(fd, m);
+    return 1;
+  }
+  std::vector<TensorInfo> inputs = model.inputs();
+  {
+    Message m;
+    m.type = MsgType::kBuildFinish;
+    m.text = nlohmann::json{{"inputs", info_json(inputs)}, {"outputs", info_json(model.outputs())},
+                            {"pid", ::getpid()}}
+                 .dump();
+    if (!send_message(fd, m)) return 1;
+  }
+
+  ShmCache buffers;
+  for (;;) {
+    std::optional<Message> in;
+    try {
+      in = recv_message(fd);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "tandem worker %d: %s\n", args.index, e.what());
+      return 1;
+    }
+    if (!in) return 0;  // the parent closed the socket
+    Message& req = *in;
+    for (auto& [id, bfd] : req.fds) {
+      if (buffers.find(id)) ::close(bfd);
+      else buffers.add(id, bfd);
+    }
+    Message reply;
+    std::unique_ptr<ShmBuffer> spill;  // lives until the reply (and its fd) has been sent
+    try {
+      switch (req.type) {
+        case MsgType::kExit: {
+          if (args.verbose)
+            std::printf("Receive exit message, worker %d (%s) start to exit\n", args.index,
+                        args.device.c_str());
+          std::fflush(stdout);
+          Message bye;
+          bye.type = MsgType::kExit;
+          send_message(fd, bye);
+          return 0;
+        }
+        case MsgType::kShapes: {
+          std::vector<Shape> shapes;
+          for (const auto& d : req.inputs) shapes.push_back(d.shape);
+          reply.type = MsgType::kReply;
+          try {
+            for (const TensorInfo& o : model.output_info_for(shapes))
+              reply.outputs.push_back({o.dtype, o.shape, 0});
+          } catch (const Error& e) {
+            if (e.code() != ErrorCode::kUnsupported) throw;
+            // Output shapes that depend on input values: the parent will let each shard
+            // return its outputs in a buffer of the worker's own.
+            reply.outputs.clear();
+            reply.text = kDynamicOutputs;
+          }
+          break;
+        }
+        case MsgType::kPredict: {
+          auto start = std::chrono::steady_clock::now();
+          ShmBuffer* in_buf = buffers.find(req.in_buffer);
+          ShmBuffer* out_buf = buffers.find(req.out_buffer);
+          TANDEM_CHECK(req.inputs.size() == inputs.size(), ErrorCode::kRuntime,
+                       "PREDICT carries {} inputs, the model has {}", req.inputs.size(),
+                       inputs.size());
+          std::vector<Tensor> tensors;
+          for (size_t i = 0; i < req.inputs.size(); ++i) {
+            const TensorDesc& d = req.inputs[i];
+            tensors.push_back(Tensor::borrow(d.dtype, d.shape, checked_region(in_buf, d, "input"),
+                                             inputs[i].name));
+          }
+          std::vector<Tensor> outs = model.predict(tensors);
+          if (req.out_buffer == 0) {
+            // Outputs of unknown size: hand them back in a fresh buffer of our own.
+            size_t bytes = 0;
+            for (const Tensor& t : outs) bytes += (t.nbytes() + 63) / 64 * 64;
+            spill = std::make_unique<ShmBuffer>(0, std::max<size_t>(bytes, 64));
+            size_t off = 0;
+            for (const Tensor& t : outs) {
+              std::memcpy(spill->data() + off, t.raw(), t.nbytes());
+              reply.outputs.push_back({t.dtype(), t.shape(), off});
+              off += (t.nbytes() + 63) / 64 * 64;
+            }
+            reply.fds = {{0, spill->fd()}};
+            reply.type = MsgType::kReply;
+            reply.compute_ms = std::chrono::duration<double, std::milli>(
+                                   std::chrono::steady_clock::now() - start)
+                                   .count();
+            break;
+          }
+          TANDEM_CHECK(outs.size() == req.outputs.size(), ErrorCode::kRuntime,
+                       "model gave {} outputs, the parent expects {}", outs.size(),
+                       req.outputs.size());
+          for (size_t o = 0; o < outs.size(); ++o) {
+            const TensorDesc& d = req.outputs[o];
+            TANDEM_CHECK(outs[o].shape() == d.shape && outs[o].dtype() == d.dtype,
+                         ErrorCode::kRuntime,
+                         "output '{}' came out {} {}, but {} {} was planned", outs[o].name(),
+                         dtype_name(outs[o].dtype()), shape_str(outs[o].shape()),
+                         dtype_name(d.dtype), shape_str(d.shape));
+            // The one copy of the output: straight into the caller's buffer.
+            std::memcpy(checked_region(out_buf, d, "output"), outs[o].raw(), outs[o].nbytes());
+          }
+          reply.type = MsgType::kReply;
+          reply.compute_ms = std::chrono::duration<double, std::milli>(
+                                 std::chrono::steady_clock::now() - start)
+                                 .count();
+          break;
+        }
+        default:
+          reply = error_message(req, fmt::format("unexpected message {}", msg_type_name(req.type)));
+      }
+    } catch (const std::exception& e) {
+      reply = error_message(req, e.what());
+    }
+    reply.request_id = req.request_id;
+    reply.shard = req.shard;
+    if (!send_message(fd, reply)) return 0;
+  }
+}
+
+}  // namespace tandem::parallel

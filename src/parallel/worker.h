@@ -1,0 +1,26 @@
+// The worker side of the parallel runner: `tandem worker` builds the model for its device,
+// answers BUILD_FINISH (or ERROR), then serves PREDICT / SHAPES until EXIT or until the parent
+// goes away.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace tandem::parallel {
+
+struct WorkerArgs {
+  int socket_fd = 3;
+  std::string model;
+  std::string device = "cpu";
+  std::vector<int> cores;
+  int threads = 1;
+  std::string input_shape;  // "name:d0,d1;..." as on the command line
+  int index = 0;
+  int parent_pid = 0;
+  bool verbose = false;
+};
+
+// Returns the process exit status.
+int run_worker(const WorkerArgs& args);
+
+}  // namespace tandem::parallel
