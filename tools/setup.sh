@@ -10,6 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev
   python3 python3-numpy python3-onnx
+  python3-pybind11 pybind11-dev python3-pytest python3-setuptools python3-pip python3-venv
 )
 if [[ "${1:-}" == "--generators" ]]; then
   packages+=(python3-torch)

@@ -14,7 +14,7 @@ ctest --test-dir build --output-on-failure -j2
 
 if [[ "${1:-}" != "--no-asan" ]]; then
   echo "== bad-input suites under ASan + UBSan =="
-  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTANDEM_SANITIZE=ON \
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTANDEM_SANITIZE=ON -DTANDEM_BUILD_PYTHON=OFF \
     "${werror[@]}" >/dev/null
   cmake --build build-asan --target tandem tandem_unit_tests
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \

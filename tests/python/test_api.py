@@ -1,0 +1,238 @@
+"""The MindSpore Lite-style API surface: Context, Model, Tensor, dtypes, errors, GIL release."""
+import glob
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+from onnx import numpy_helper
+import onnx
+
+import tandem
+from conftest import MODELS, model
+
+RESNET = model("resnet_tiny")
+
+
+def load_pb(path):
+    t = onnx.TensorProto()
+    with open(path, "rb") as f:
+        t.ParseFromString(f.read())
+    return numpy_helper.to_array(t)
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    ctx = tandem.Context()
+    ctx.target = ["cpu"]
+    ctx.cpu.thread_num = 2
+    m = tandem.Model()
+    m.build_from_file(RESNET, tandem.ModelType.ONNX, ctx)
+    return m
+
+
+def test_context_fields():
+    ctx = tandem.Context()
+    assert ctx.target == ["cpu"]
+    ctx.cpu.thread_num = 2
+    ctx.cpu.core_list = [0, 1]
+    assert ctx.cpu.thread_num == 2 and ctx.cpu.core_list == [0, 1]
+    assert ctx.cpu.thread_affinity_core_list == [0, 1]
+    ctx.target = ["cuda"]
+    ctx.cuda.device_id = 1
+    assert ctx.target == ["cuda"] and ctx.gpu.device_id == 1
+    with pytest.raises(ValueError, match="ascend"):
+        ctx.target = ["ascend"]
+    with pytest.raises(ValueError):
+        ctx.cpu.thread_num = -1
+
+
+def test_cuda_target_is_a_clear_error():
+    ctx = tandem.Context()
+    ctx.target = ["cuda"]
+    with pytest.raises(tandem.UnsupportedError, match="CUDA"):
+        tandem.Model().build_from_file(RESNET, tandem.ModelType.ONNX, ctx)
+
+
+def test_seed_flow_matches_reference_data(resnet):
+    for case in sorted(glob.glob(os.path.join(MODELS, "resnet_tiny", "test_data_set_*"))):
+        x = load_pb(os.path.join(case, "input_0.pb"))
+        expected = load_pb(os.path.join(case, "output_0.pb"))
+        inputs = resnet.get_inputs()
+        assert [t.name for t in inputs] == ["input"]
+        inputs[0].set_data_from_numpy(x)
+        outputs = resnet.predict(inputs)
+        assert isinstance(outputs[0], tandem.Tensor)
+        got = outputs[0].get_data_to_numpy()
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, atol=1e-4)
+        assert resnet.get_outputs()[0].shape == list(expected.shape)
+
+
+def test_tensor_properties(resnet):
+    t = resnet.get_inputs()[0]
+    assert t.name == "input" and t.dtype == tandem.DataType.FLOAT32
+    assert t.shape == [-1, 3, 64, 64] and t.element_num == -1 and not t.has_data
+    with pytest.raises(ValueError, match="no data"):
+        t.get_data_to_numpy()
+    t.set_data_from_numpy(np.zeros((2, 3, 64, 64), np.float32))
+    assert t.shape == [2, 3, 64, 64]
+    assert t.element_num == 2 * 3 * 64 * 64 and t.data_size == 4 * t.element_num
+    assert t.dtype.numpy == np.float32
+
+
+def test_predict_accepts_arrays_and_dicts(resnet):
+    x = np.random.default_rng(0).standard_normal((3, 3, 64, 64), dtype=np.float32)
+    a = resnet.predict([x])[0].get_data_to_numpy()
+    b = resnet.predict({"input": x})[0].get_data_to_numpy()
+    c = resnet.predict([tandem.Tensor(x)])[0].get_data_to_numpy()
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, c)
+
+
+def test_non_contiguous_inputs(resnet):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, 64, 64), dtype=np.float32)
+    expected = resnet.predict([x])[0].get_data_to_numpy()
+    transposed = np.ascontiguousarray(x.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)
+    strided = np.repeat(x, 2, axis=3)[..., ::2]
+    big_endian = x.astype(">f4")
+    for arr in (transposed, strided, big_endian):
+        assert not (arr.flags.c_contiguous and arr.dtype.isnative)
+        np.testing.assert_array_equal(resnet.predict([arr])[0].get_data_to_numpy(), expected)
+        t = resnet.get_inputs()[0]
+        t.set_data_from_numpy(arr)
+        np.testing.assert_array_equal(t.get_data_to_numpy(), x)
+        np.testing.assert_array_equal(resnet.predict([t])[0].get_data_to_numpy(), expected)
+
+
+def test_outputs_are_zero_copy_views(resnet):
+    out = resnet.predict([np.zeros((1, 3, 64, 64), np.float32)])[0]
+    a, b = out.get_data_to_numpy(), out.get_data_to_numpy()
+    assert np.shares_memory(a, b)
+    assert type(a.base).__name__ == "PyCapsule"
+    del out  # the view keeps the buffer alive
+    assert np.isfinite(a).all()
+
+
+def test_set_data_copies(resnet):
+    x = np.ones((1, 3, 64, 64), np.float32)
+    t = resnet.get_inputs()[0]
+    t.set_data_from_numpy(x)
+    x[:] = 7
+    assert (t.get_data_to_numpy() == 1).all()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "int8", "int16", "int32",
+                                   "int64", "uint8", "uint16", "uint32", "uint64", "bool"])
+def test_dtype_round_trip(dtype):
+    x = (np.arange(24).reshape(2, 3, 4) % 5).astype(dtype)
+    t = tandem.Tensor(x, name="x")
+    assert t.dtype.numpy == np.dtype(dtype)
+    assert tandem.DataType.from_numpy(dtype) == t.dtype
+    y = t.get_data_to_numpy()
+    assert y.dtype == np.dtype(dtype) and y.shape == x.shape
+    np.testing.assert_array_equal(y, x)
+
+
+def test_resize_fixes_shapes(resnet):
+    m = tandem.Model()
+    m.build_from_file(RESNET, tandem.ModelType.ONNX, tandem.Context())
+    inputs = m.get_inputs()
+    m.resize(inputs, [[2, 3, 64, 64]])
+    t = m.get_inputs()[0]
+    assert t.shape == [2, 3, 64, 64]
+    with pytest.raises(ValueError, match="shape differs"):
+        t.set_data_from_numpy(np.zeros((1, 3, 64, 64), np.float32))
+    with pytest.raises(ValueError):
+        m.resize(inputs, [[2, 3, 64, 64], [1]])
+
+
+def test_bad_dtype_and_shape_say_what_differs(resnet):
+    t = resnet.get_inputs()[0]
+    with pytest.raises(ValueError, match=r"dtype differs: the tensor is float32, the array is float64"):
+        t.set_data_from_numpy(np.zeros((1, 3, 64, 64), np.float64))
+    with pytest.raises(tandem.InvalidArgumentError, match=r"shape differs.*\[3,64,64\]"):
+        t.set_data_from_numpy(np.zeros((3, 64, 64), np.float32))
+    with pytest.raises(ValueError, match=r"dim 2 is 64 in the tensor, 32 in the array"):
+        t.set_data_from_numpy(np.zeros((1, 3, 32, 64), np.float32))
+    with pytest.raises(ValueError, match="float64"):
+        resnet.predict([np.zeros((1, 3, 64, 64), np.float64)])
+    with pytest.raises(ValueError):
+        resnet.predict([np.zeros((1, 3, 32, 64), np.float32)])
+    with pytest.raises(ValueError, match="no data"):
+        resnet.predict(resnet.get_inputs())
+    with pytest.raises(TypeError, match="list"):
+        resnet.predict(np.zeros((1, 3, 64, 64), np.float32))  # not a list
+    with pytest.raises(ValueError, match="not supported"):
+        tandem.Tensor(np.zeros(3, np.complex64))
+    with pytest.raises(TypeError):
+        t.set_data_from_numpy([1.0, 2.0])  # a list is no ndarray
+
+
+def test_errors_have_codes_and_builtin_bases(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        tandem.Model().build_from_file(str(tmp_path / "missing.onnx"), tandem.ModelType.ONNX)
+    assert isinstance(info.value, tandem.TandemError) and isinstance(info.value, RuntimeError)
+    assert info.value.code == "NOT_FOUND" and "missing.onnx" in str(info.value)
+    bad = tmp_path / "garbage.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(tandem.TandemError) as info:
+        tandem.Model().build_from_file(str(bad), tandem.ModelType.ONNX)
+    assert info.value.code == "INVALID_MODEL"
+    with pytest.raises(NotImplementedError, match="MINDIR"):
+        tandem.Model().build_from_file(RESNET, tandem.ModelType.MINDIR)
+
+
+def test_predict_before_build():
+    m = tandem.Model()
+    with pytest.raises(ValueError, match="not built"):
+        m.predict([np.zeros((1, 3, 64, 64), np.float32)])
+    with pytest.raises(ValueError, match="not built"):
+        m.get_inputs()
+
+
+def test_runtime_error_in_kernel():
+    m = tandem.Model()
+    m.build_from_file(model("bert_tiny"), tandem.ModelType.ONNX)
+    ids = np.full((1, 8), 5000, np.int64)  # vocabulary is 1000
+    with pytest.raises(tandem.TandemError, match="out of range"):
+        m.predict([ids, np.ones((1, 8), np.int64)])
+    out = m.predict([np.ones((1, 8), np.int64), np.ones((1, 8), np.int64)])  # still usable
+    assert out[0].shape == [1, 8, 64]
+
+
+def test_predict_releases_the_gil(resnet):
+    x = np.zeros((16, 3, 64, 64), np.float32)
+    resnet.predict([x])
+    done = {}
+
+    def work():
+        resnet.predict([x])
+        done["predict"] = time.perf_counter()
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    time.sleep(0.005)
+    n = 0
+    for n in range(2000):  # pure Python work while the other thread predicts
+        pass
+    done["python"] = time.perf_counter()
+    worker.join()
+    assert done["python"] < done["predict"], "the main thread could not run during predict"
+
+
+def test_model_shared_by_threads(resnet):
+    x = np.random.default_rng(2).standard_normal((2, 3, 64, 64), dtype=np.float32)
+    expected = resnet.predict([x])[0].get_data_to_numpy().copy()
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(
+        resnet.predict([x])[0].get_data_to_numpy())) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4
+    for r in results:
+        np.testing.assert_array_equal(r, expected)

@@ -1,0 +1,128 @@
+"""tandem.ParallelPredictor: equivalence with one device, futures, context manager, bad use."""
+import numpy as np
+import pytest
+
+import tandem
+from conftest import model
+
+RESNET = model("resnet_tiny")
+BERT = model("bert_tiny")
+
+
+def single(path, inputs):
+    m = tandem.Model()
+    m.build_from_file(path, tandem.ModelType.ONNX, tandem.Context())
+    return [t.get_data_to_numpy() for t in m.predict(inputs)]
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    with tandem.ParallelPredictor(RESNET, devices="cpu:0,cpu:1") as p:
+        yield p
+
+
+@pytest.mark.parametrize("devices,expected", [
+    ("cpu:0,cpu:1", ["cpu:0", "cpu:1"]), (["cpu:0", "cpu:1"], ["cpu:0", "cpu:1"]),
+    (2, ["cpu:0", "cpu:1"]), ("1", ["cpu:0"]),
+])
+def test_device_forms(devices, expected):
+    assert tandem.ParallelPredictor(RESNET, devices).devices == expected
+
+
+def test_predict_equals_one_device(predictor):
+    x = np.random.default_rng(0).standard_normal((5, 3, 64, 64), dtype=np.float32)  # remainder
+    out = predictor.predict([x])
+    assert isinstance(out[0], np.ndarray) and out[0].shape == (5, 10)
+    np.testing.assert_allclose(out[0], single(RESNET, [x])[0], atol=1e-5)
+    assert [t.name for t in predictor.get_inputs()] == ["input"]
+    assert [t.name for t in predictor.get_outputs()] == ["logits"]
+    s = predictor.stats()
+    assert s["requests"] >= 1 and len(s["devices"]) == 2
+
+
+def test_submit_futures(predictor):
+    rng = np.random.default_rng(1)
+    xs = [rng.standard_normal((2, 3, 64, 64), dtype=np.float32) for _ in range(4)]
+    futures = [predictor.submit([x]) for x in xs]
+    for f, x in zip(futures, xs):
+        out = f.result(timeout=60)
+        assert f.done() and f.exception() is None
+        np.testing.assert_allclose(out[0], single(RESNET, [x])[0], atol=1e-5)
+
+
+def test_submit_copies_inputs(predictor):
+    x = np.ones((2, 3, 64, 64), np.float32)
+    expected = predictor.predict([x])[0]
+    f = predictor.submit([x])
+    x[:] = 0
+    np.testing.assert_array_equal(f.result(60)[0], expected)
+
+
+def test_threads_mode():
+    x = np.random.default_rng(2).standard_normal((3, 3, 64, 64), dtype=np.float32)
+    with tandem.ParallelPredictor(RESNET, 2, mode="threads") as p:
+        np.testing.assert_allclose(p.predict({"input": x})[0], single(RESNET, [x])[0], atol=1e-5)
+
+
+def test_bad_options_and_files(tmp_path):
+    with pytest.raises(ValueError):
+        tandem.ParallelPredictor(RESNET, "")
+    with pytest.raises(ValueError, match="strings"):
+        tandem.ParallelPredictor(RESNET, [0, 1])
+    with pytest.raises(tandem.TandemError, match="gpu0"):  # names are checked by build()
+        tandem.ParallelPredictor(RESNET, "gpu0,cpu:1").build()
+    with pytest.raises(ValueError):
+        tandem.ParallelPredictor(RESNET, 0)
+    with pytest.raises(ValueError, match="mode"):
+        tandem.ParallelPredictor(RESNET, 1, mode="fibers")
+    p = tandem.ParallelPredictor(str(tmp_path / "missing.onnx"), 1)
+    with pytest.raises(FileNotFoundError):
+        p.build()
+    # a worker that dies while building: the failure names each device, no hang
+    p = tandem.ParallelPredictor(RESNET, 2, worker_binary="/bin/false", build_timeout=30)
+    with pytest.raises(tandem.TandemError, match="cpu:1.*exited"):
+        p.build()
+
+
+def test_predict_before_build_and_after_finalize():
+    x = np.zeros((2, 3, 64, 64), np.float32)
+    p = tandem.ParallelPredictor(RESNET, 2)
+    with pytest.raises(ValueError, match="build"):
+        p.predict([x])
+    with pytest.raises(ValueError, match="build"):
+        p.submit([x])
+    p.build()
+    assert p.predict([x])[0].shape == (2, 10)
+    p.finalize()
+    p.finalize()  # idempotent
+    with pytest.raises(ValueError, match="finalized"):
+        p.predict([x])
+    with pytest.raises(ValueError, match="finalized"):
+        p.submit([x])
+
+
+def test_wrong_inputs(predictor):
+    with pytest.raises(ValueError, match="float64"):
+        predictor.predict([np.zeros((2, 3, 64, 64), np.float64)])
+    with pytest.raises(ValueError):
+        predictor.predict([np.zeros((2, 3, 32, 64), np.float32)])
+    with pytest.raises(TypeError):
+        predictor.predict("input")
+    # the predictor still works after refusing bad requests
+    assert predictor.predict([np.zeros((1, 3, 64, 64), np.float32)])[0].shape == (1, 10)
+
+
+def test_exception_raised_in_a_worker():
+    ids = np.ones((4, 8), np.int64)
+    bad = ids.copy()
+    bad[3, 0] = 5000  # out of the 1000-word vocabulary: the worker's Gather fails
+    mask = np.ones((4, 8), np.int64)
+    with tandem.ParallelPredictor(BERT, 2, deadline=60) as p:
+        with pytest.raises(tandem.TandemError, match="out of range"):
+            p.predict([bad, mask])
+        f = p.submit([bad, mask])
+        assert isinstance(f.exception(timeout=60), tandem.TandemError)
+        with pytest.raises(tandem.TandemError):
+            f.result()
+        out = p.predict([ids, mask])  # no stale replies: the next request is answered right
+        np.testing.assert_allclose(out[0], single(BERT, [ids, mask])[0], atol=1e-5)
