@@ -630,22 +630,304 @@ def bert_spec():
         training=torch.onnx.TrainingMode.EVAL,
     )
 
+# ----------------------------------------------------------------------------
+# 5. GPT-style decoder
+# ----------------------------------------------------------------------------
+
+
+class GPTBlock(nn.Module):
+    """Pre-LN GPT-2 block: fused QKV projection, causal self-attention, tanh-GELU MLP."""
+
+    def __init__(self, hidden, heads, ffn):
+        super().__init__()
+        self.heads = heads
+        self.scale = (hidden // heads) ** -0.5
+        self.ln_1 = nn.LayerNorm(hidden, eps=1e-5)
+        self.c_attn = nn.Linear(hidden, 3 * hidden)
+        self.c_proj = nn.Linear(hidden, hidden)
+        self.ln_2 = nn.LayerNorm(hidden, eps=1e-5)
+        self.c_fc = nn.Linear(hidden, ffn)
+        self.act = nn.GELU(approximate="tanh")
+        self.mlp_proj = nn.Linear(ffn, hidden)
+
+    def split(self, t):
+        b, s, h = t.shape
+        return t.reshape(b, s, self.heads, h // self.heads).permute(0, 2, 1, 3)
+
+    def forward(self, x, causal):
+        b, s, h = x.shape
+        q, k, v = self.c_attn(self.ln_1(x)).split(h, dim=-1)
+        q, k, v = self.split(q), self.split(k), self.split(v)
+        scores = torch.matmul(q, k.transpose(-1, -2)) * self.scale
+        # like HF GPT-2: masked scores are set to the float32 minimum
+        scores = torch.where(causal, scores, torch.tensor(torch.finfo(torch.float32).min))
+        probs = scores.softmax(dim=-1)
+        ctx = torch.matmul(probs, v).permute(0, 2, 1, 3).reshape(b, s, h)
+        x = x + self.c_proj(ctx)
+        return x + self.mlp_proj(self.act(self.c_fc(self.ln_2(x))))
+
+
+class GPTTiny(nn.Module):
+    def __init__(self, vocab=1000, hidden=64, heads=4, ffn=256, layers=2, max_pos=64):
+        super().__init__()
+        self.wte = nn.Embedding(vocab, hidden)
+        self.wpe = nn.Embedding(max_pos, hidden)
+        self.blocks = nn.ModuleList([GPTBlock(hidden, heads, ffn) for _ in range(layers)])
+        self.ln_f = nn.LayerNorm(hidden, eps=1e-5)
+        self.lm_head = nn.Linear(hidden, vocab, bias=False)
+
+    def forward(self, input_ids):
+        seq_len = input_ids.shape[1]
+        pos = torch.arange(seq_len, dtype=torch.int64)           # Range
+        x = self.wte(input_ids) + self.wpe(pos)[None]
+        causal = pos[None, :] <= pos[:, None]                      # [S, S] bool, key <= query
+        for blk in self.blocks:
+            x = blk(x, causal)
+        return self.lm_head(self.ln_f(x))
+
+
+def gpt_spec(size):
+    cfg = dict(tiny=dict(vocab=512, hidden=32, heads=4, ffn=128, layers=2, max_pos=64),
+               small=dict(vocab=1000, hidden=256, heads=8, ffn=1024, layers=4, max_pos=256))[size]
+
+    def build():
+        torch.manual_seed(5001 if size == "tiny" else 5101)
+        m = GPTTiny(**cfg)
+        for mod in m.modules():
+            if isinstance(mod, nn.Linear):
+                nn.init.normal_(mod.weight, std=1.0 / math.sqrt(mod.in_features))
+                if mod.bias is not None:
+                    nn.init.normal_(mod.bias, std=0.05)
+            elif isinstance(mod, nn.Embedding):
+                nn.init.normal_(mod.weight, std=0.5)
+            elif isinstance(mod, nn.LayerNorm):
+                nn.init.uniform_(mod.weight, 0.75, 1.25)
+                nn.init.normal_(mod.bias, std=0.1)
+        for blk in m.blocks:
+            h = blk.c_attn.in_features
+            blk.c_attn.weight.data[: 2 * h].mul_(1.5)  # sharper attention (q and k rows)
+            blk.c_proj.weight.data.mul_(0.5)            # damp residual branches
+            blk.mlp_proj.weight.data.mul_(0.5)
+        return m
+
+    def inputs(set_idx, rng):
+        b, s = (((1, 8), (2, 12)) if size == "tiny" else ((1, 32), (2, 48)))[set_idx]
+        return [rng.integers(0, cfg["vocab"], size=(b, s), dtype=np.int64)]
+
+    return dict(
+        build=build,
+        inputs=inputs,
+        input_names=["input_ids"],
+        output_names=["logits"],
+        dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch", 1: "sequence"}},
+        training=torch.onnx.TrainingMode.EVAL,
+    )
+
+
+# ----------------------------------------------------------------------------
+# 6. Recurrent text models (LSTM / GRU)
+# ----------------------------------------------------------------------------
+
+
+class RNNText(nn.Module):
+    """Embedding -> multi-layer LSTM/GRU (batch_first) -> Linear per token."""
+
+    def __init__(self, cell, vocab, emb, hidden, layers, bidirectional, classes):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, emb)
+        rnn = nn.LSTM if cell == "lstm" else nn.GRU
+        self.rnn = rnn(emb, hidden, num_layers=layers, batch_first=True, bidirectional=bidirectional)
+        self.head = nn.Linear(hidden * (2 if bidirectional else 1), classes)
+
+    def forward(self, input_ids):
+        y, _ = self.rnn(self.embedding(input_ids))
+        return self.head(y)
+
+
+def rnn_spec(cell, size):
+    # The LSTM is unidirectional (forward), the GRU bidirectional, so both
+    # ONNX `direction` values are covered.
+    bidir = cell == "gru"
+    cfg = dict(tiny=dict(vocab=1000, emb=32, hidden=32, layers=2, classes=16),
+               small=dict(vocab=1000, emb=128, hidden=256, layers=2, classes=1000))[size]
+
+    def build():
+        torch.manual_seed({"lstm": 6001, "gru": 7001}[cell] + (0 if size == "tiny" else 100))
+        m = RNNText(cell, bidirectional=bidir, **cfg)
+        nn.init.normal_(m.embedding.weight, std=1.0)
+        for name, p in m.rnn.named_parameters():
+            if name.startswith("weight"):
+                nn.init.normal_(p, std=1.5 / math.sqrt(p.shape[1]))
+            else:
+                nn.init.normal_(p, std=0.2)
+        nn.init.normal_(m.head.weight, std=2.0 / math.sqrt(m.head.in_features))
+        nn.init.normal_(m.head.bias, std=0.1)
+        return m
+
+    def inputs(set_idx, rng):
+        b, s = (((1, 10), (2, 14)) if size == "tiny" else ((1, 32), (2, 48)))[set_idx]
+        return [rng.integers(0, cfg["vocab"], size=(b, s), dtype=np.int64)]
+
+    return dict(
+        build=build,
+        inputs=inputs,
+        input_names=["input_ids"],
+        output_names=["logits"],
+        dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch", 1: "sequence"}},
+        training=torch.onnx.TrainingMode.EVAL,
+    )
+
+
+# ----------------------------------------------------------------------------
+# 7. torchvision model families (random weights)
+# ----------------------------------------------------------------------------
+
+# name -> (torchvision constructor, constructor kwargs, input resolution, seed).
+# The full-size ones are on-demand only (`--only torchvision`); tv_mobilenet_v3_tiny
+# is the committed CI-sized member of the family.
+TORCHVISION_MODELS = collections.OrderedDict([
+    ("resnet18", ("resnet18", {}, 224, 8001)),
+    ("mobilenet_v3_small", ("mobilenet_v3_small", {}, 224, 8002)),
+    ("efficientnet_b0", ("efficientnet_b0", {}, 224, 8003)),
+    ("squeezenet1_1", ("squeezenet1_1", {}, 224, 8004)),
+    ("shufflenet_v2_x0_5", ("shufflenet_v2_x0_5", {}, 224, 8005)),
+    ("densenet121", ("densenet121", {}, 224, 8006)),
+    ("regnet_y_400mf", ("regnet_y_400mf", {}, 224, 8007)),
+    ("vit_b_16", ("vit_b_16", {}, 224, 8008)),
+])
+TV_TINY = {"tv_mobilenet_v3_tiny": ("mobilenet_v3_small", dict(width_mult=0.25, num_classes=10), 64, 8101)}
+
+
+def _import_torchvision():
+    try:
+        import torchvision  # noqa: F401
+        import torchvision.models
+    except ImportError as exc:
+        sys.exit("torchvision is missing (apt-get install python3-torchvision): %s" % exc)
+    return torchvision.models
+
+
+def _last_layer(model):
+    last = None
+    for mod in model.modules():
+        if isinstance(mod, (nn.Linear, nn.Conv2d)):
+            last = mod
+    return last
+
+
+def tv_spec(name):
+    ctor, kwargs, res, seed = TORCHVISION_MODELS[name] if name in TORCHVISION_MODELS else TV_TINY[name]
+
+    def build():
+        tvm = _import_torchvision()
+        torch.manual_seed(seed)
+        m = getattr(tvm, ctor)(weights=None, **kwargs)
+        g = torch.Generator().manual_seed(seed + 1)
+        # torchvision's own init (kaiming convs) is kept; zero-initialised
+        # classifier heads (ViT) and tiny ones (SqueezeNet, Linear N(0, 0.01))
+        # are redrawn, then rescaled below.
+        last = _last_layer(m)
+        fan_in = last.weight[0].numel()
+        last.weight.data.normal_(0.0, 1.0 / math.sqrt(fan_in), generator=g)
+        if last.bias is not None:
+            last.bias.data.normal_(0.0, 0.1, generator=g)
+        bns = [mod for mod in m.modules() if isinstance(mod, nn.BatchNorm2d)]
+        calib = torch.randn(8, 3, res, res, generator=g)
+        if bns:
+            # random affine BN params, running stats from random data (cumulative average)
+            for mod in bns:
+                mod.weight.data.uniform_(0.6, 1.4, generator=g)
+                mod.bias.data.normal_(0.0, 0.2, generator=g)
+                mod.momentum = None
+                mod.reset_running_stats()
+            m.train()
+            with torch.no_grad():
+                for i in range(2):
+                    m(calib[4 * i: 4 * i + 4])
+        m.eval()
+        if ctor.startswith("squeezenet"):
+            # The final conv is followed by ReLU and average pooling: shift its
+            # bias by 2 std of its output so few logits are exactly zero.
+            seen = []
+            hook = last.register_forward_hook(lambda mod, i, o: seen.append(float(o.std())))
+            with torch.no_grad():
+                m(calib[:4])
+            hook.remove()
+            last.bias.data.add_(2.0 * seen[0])
+        # rescale the classifier so the logits have std ~1
+        with torch.no_grad():
+            std = float(m(calib[:4]).std())
+        last.weight.data.div_(std)
+        if last.bias is not None:
+            last.bias.data.div_(std)
+        return m
+
+    def inputs(set_idx, rng):
+        b = (1, 2)[set_idx]
+        return [rng.standard_normal((b, 3, res, res)).astype(np.float32)]
+
+    return dict(
+        build=build,
+        inputs=inputs,
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        training=torch.onnx.TrainingMode.EVAL,  # Conv+BN folded by the exporter
+        grad_enabled=ctor.startswith("vit"),
+    )
+
+
 
 # ----------------------------------------------------------------------------
 # registry / driver
 # ----------------------------------------------------------------------------
 
-SMALL_MODELS = ["sd_unet_tiny", "resnet_tiny", "mobilenet_tiny", "bert_tiny"]
-LARGE_MODELS = ["sd_unet_small"]
+# Committed CI models (models/<name>/), opset 17.
+SMALL_MODELS = ["sd_unet_tiny", "resnet_tiny", "mobilenet_tiny", "bert_tiny",
+                "gpt_tiny", "lstm_tiny", "gru_tiny", "tv_mobilenet_v3_tiny"]
+# Committed old-opset variants (models/old_opsets/<name>_opset<N>/).
+OLD_OPSETS = (9, 11, 13)
+OLD_OPSET_BASES = ["mobilenet_tiny", "gpt_tiny"]
+OLD_OPSET_MODELS = ["%s_opset%d" % (b, o) for b in OLD_OPSET_BASES for o in OLD_OPSETS]
+OLD_OPSET_DIR = "old_opsets"
+# On-demand (not committed): the full-size families.
+TORCHVISION = list(TORCHVISION_MODELS)
+TEXT_LARGE = ["gpt_small", "lstm_small", "gru_small"]
+LARGE_MODELS = ["sd_unet_small"] + TORCHVISION + TEXT_LARGE
+# Group names accepted by --only.
+GROUPS = collections.OrderedDict([
+    ("small", SMALL_MODELS),
+    ("old_opsets", OLD_OPSET_MODELS),
+    ("ci", SMALL_MODELS + OLD_OPSET_MODELS),
+    ("torchvision", TORCHVISION),
+    ("text", TEXT_LARGE),
+    ("large", LARGE_MODELS),
+])
+
+
+def split_opset_name(name):
+    """'resnet_tiny_opset9' -> ('resnet_tiny', 9); other names -> (name, None)."""
+    base, sep, tail = name.rpartition("_opset")
+    if sep and tail.isdigit():
+        return base, int(tail)
+    return name, None
 
 
 def get_spec(name):
+    if name in TORCHVISION_MODELS or name in TV_TINY:
+        return tv_spec(name)
     return {
         "sd_unet_tiny": lambda: unet_spec("small"),
         "sd_unet_small": lambda: unet_spec("large"),
         "resnet_tiny": resnet_spec,
         "mobilenet_tiny": mobilenet_spec,
         "bert_tiny": bert_spec,
+        "gpt_tiny": lambda: gpt_spec("tiny"),
+        "gpt_small": lambda: gpt_spec("small"),
+        "lstm_tiny": lambda: rnn_spec("lstm", "tiny"),
+        "lstm_small": lambda: rnn_spec("lstm", "small"),
+        "gru_tiny": lambda: rnn_spec("gru", "tiny"),
+        "gru_small": lambda: rnn_spec("gru", "small"),
     }[name]()
 
 
@@ -680,9 +962,18 @@ def save_pb(arr, name, path):
         f.write(numpy_helper.from_array(arr, name).SerializeToString())
 
 
-def generate(name, out_dir, opset, check_onnx=True):
-    print("=== %s" % name)
-    spec = get_spec(name)
+def generate(name, out_dir, opset=None, check_onnx=True):
+    """Generate one model.  `<base>_opset<N>` names export <base> at opset N
+    into `<out_dir>/old_opsets/`; `opset` (--opset) overrides the default 17
+    for the other names."""
+    base, name_opset = split_opset_name(name)
+    if name_opset is not None:
+        opset = name_opset
+        out_dir = os.path.join(out_dir, OLD_OPSET_DIR)
+    elif opset is None:
+        opset = 17
+    print("=== %s (opset %d)" % (name, opset))
+    spec = get_spec(base)
     model = spec["build"]().eval()
     nparams = sum(p.numel() for p in model.parameters())
     print("  parameters: %d (%.2f MB fp32)" % (nparams, nparams * 4 / 1e6))
@@ -692,13 +983,16 @@ def generate(name, out_dir, opset, check_onnx=True):
         shutil.rmtree(mdir)
     os.makedirs(mdir)
 
-    rng = np.random.default_rng(sum(map(ord, name)))  # deterministic per model
+    rng = np.random.default_rng(sum(map(ord, base)))  # deterministic per model (same data for all opsets)
     sets = [spec["inputs"](i, rng) for i in range(2)]
 
     # reference outputs from torch (float32)
     all_ok = True
     ref = []
-    with torch.no_grad():
+    # nn.MultiheadAttention (ViT) takes a fused fast path under no_grad that
+    # the ONNX exporter cannot export, so such models run with grad enabled.
+    grad_ctx = torch.enable_grad if spec.get("grad_enabled") else torch.no_grad
+    with grad_ctx():
         for i, ins in enumerate(sets):
             outs = model(*[torch.from_numpy(a) for a in ins])
             if isinstance(outs, torch.Tensor):
@@ -711,7 +1005,7 @@ def generate(name, out_dir, opset, check_onnx=True):
 
     path = os.path.join(mdir, "model.onnx")
     example = tuple(torch.from_numpy(a) for a in sets[0])
-    with torch.no_grad():
+    with grad_ctx():
         torch.onnx.export(
             model, example, path,
             input_names=spec["input_names"],
@@ -831,6 +1125,10 @@ def _run_node(op, a, ins):
     if op == "Clip":
         lo = ins[1] if len(ins) > 1 and ins[1] is not None else None
         hi = ins[2] if len(ins) > 2 and ins[2] is not None else None
+        if "min" in a:  # opset < 11: attributes
+            lo = torch.tensor(a["min"])
+        if "max" in a:
+            hi = torch.tensor(a["max"])
         return [torch.clamp(x, min=None if lo is None else lo.item(), max=None if hi is None else hi.item())]
     if op == "Where":
         return [torch.where(ins[0], ins[1], ins[2])]
@@ -879,9 +1177,15 @@ def _run_node(op, a, ins):
         shape = torch.broadcast_shapes(tuple(x.shape), tuple(_ints(ins[1])))
         return [x.expand(shape)]
     if op == "Slice":
-        starts, ends = _ints(ins[1]), _ints(ins[2])
-        axes = _ints(ins[3]) if len(ins) > 3 and ins[3] is not None else list(range(len(starts)))
-        steps = _ints(ins[4]) if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
+        if len(ins) == 1:  # opset < 10: attributes
+            starts, ends = list(a["starts"]), list(a["ends"])
+            axes = list(a.get("axes", range(len(starts))))
+            steps = [1] * len(starts)
+        else:
+            starts, ends = _ints(ins[1]), _ints(ins[2])
+            axes = _ints(ins[3]) if len(ins) > 3 and ins[3] is not None else list(range(len(starts)))
+            steps = _ints(ins[4]) if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
+        axes = [ax % x.dim() for ax in axes]
         idx = [slice(None)] * x.dim()
         for st, en, ax, sp in zip(starts, ends, axes, steps):
             if sp <= 0:
@@ -895,6 +1199,8 @@ def _run_node(op, a, ins):
         axis = a.get("axis", 0)
         if len(ins) > 1 and ins[1] is not None:
             sizes = _ints(ins[1])
+        elif "split" in a:  # opset < 13
+            sizes = list(a["split"])
         else:
             n = a.get("num_outputs")
             sizes = [x.shape[axis] // n] * n if n else None
@@ -909,7 +1215,11 @@ def _run_node(op, a, ins):
             y = y + a.get("beta", 1.0) * ins[2]
         return [y]
     if op == "Softmax":
-        return [torch.softmax(x, dim=a.get("axis", -1))]
+        if _INTERP_OPSET[0] >= 13:
+            return [torch.softmax(x, dim=a.get("axis", -1))]
+        axis = a.get("axis", 1) % x.dim()  # opset < 13: coerced to 2-D at `axis`
+        flat = x.reshape(int(np.prod(x.shape[:axis])), -1)
+        return [torch.softmax(flat, dim=1).reshape(x.shape)]
     if op == "Conv":
         w = ins[1]
         b = ins[2] if len(ins) > 2 else None
@@ -967,11 +1277,123 @@ def _run_node(op, a, ins):
             idx = torch.clamp(torch.floor(torch.arange(o, dtype=torch.float64) / s).long(), max=x.shape[ax] - 1)
             y = torch.index_select(y, ax, idx)
         return [y]
+    if op in ("Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or"):
+        f = {"Less": torch.lt, "LessOrEqual": torch.le, "Greater": torch.gt, "GreaterOrEqual": torch.ge,
+             "And": torch.logical_and, "Or": torch.logical_or}[op]
+        return [f(ins[0], ins[1])]
+    if op == "Not":
+        return [torch.logical_not(x)]
+    if op in ("Max", "Min"):
+        out = ins[0]
+        for v in ins[1:]:
+            out = torch.maximum(out, v) if op == "Max" else torch.minimum(out, v)
+        return [out]
+    if op == "Range":
+        return [torch.arange(ins[0].item(), ins[1].item(), ins[2].item(), dtype=ins[0].dtype)]
+    if op == "NonZero":
+        return [torch.stack(torch.nonzero(x, as_tuple=True)).to(torch.int64)]
+    if op == "CumSum":
+        out = torch.cumsum(x, dim=int(ins[1].item()))
+        if a.get("exclusive", 0) or a.get("reverse", 0):
+            raise NotImplementedError("CumSum exclusive/reverse")
+        return [out.to(x.dtype)]
+    if op == "ReduceMean":
+        axes = a.get("axes")
+        if axes is None and len(ins) > 1 and ins[1] is not None:
+            axes = _ints(ins[1])
+        axes = list(range(x.dim())) if not axes else [ax % x.dim() for ax in axes]
+        return [x.mean(dim=tuple(axes), keepdim=bool(a.get("keepdims", 1)))]
+    if op == "AveragePool":
+        k = a["kernel_shape"]
+        pads = a.get("pads", [0] * 2 * len(k))
+        if any(pads):
+            if not a.get("count_include_pad", 0) or pads[:len(k)] != pads[len(k):]:
+                raise NotImplementedError("AveragePool pads %s" % pads)
+        return [F.avg_pool2d(x, k, stride=a.get("strides", [1] * len(k)), padding=pads[:len(k)],
+                             ceil_mode=bool(a.get("ceil_mode", 0)),
+                             count_include_pad=bool(a.get("count_include_pad", 0)))]
+    if op == "Pad":
+        mode = a.get("mode", b"constant")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        pads = _ints(ins[1]) if len(ins) > 1 else list(a["pads"])  # attribute before opset 11
+        if len(ins) > 3 and ins[3] is not None:
+            raise NotImplementedError("Pad axes")
+        value = float(ins[2].item()) if len(ins) > 2 and ins[2] is not None else a.get("value", 0.0)
+        n = x.dim()
+        torch_pad = []
+        for ax in reversed(range(n)):
+            torch_pad += [pads[ax], pads[ax + n]]
+        if mode == "constant":
+            return [F.pad(x, torch_pad, value=value)]
+        return [F.pad(x, torch_pad[:2 * (n - 2)], mode={"reflect": "reflect", "edge": "replicate"}[mode])]
+    if op == "LSTM":
+        return _run_rnn("LSTM", a, ins)
+    if op == "GRU":
+        return _run_rnn("GRU", a, ins)
     raise NotImplementedError("reference interpreter: op %s" % op)
+
+
+def _run_rnn(op, a, ins):
+    """ONNX LSTM (gates i,o,f,c) / GRU (gates z,r,h), layout 0, default activations."""
+    x, W, R = ins[0], ins[1], ins[2]
+    B = ins[3] if len(ins) > 3 and ins[3] is not None else None
+    if len(ins) > 4 and ins[4] is not None:
+        raise NotImplementedError("%s sequence_lens" % op)
+    if a.get("layout", 0) != 0 or "activations" in a or a.get("clip") is not None or a.get("input_forget", 0):
+        raise NotImplementedError("%s attributes %s" % (op, sorted(a)))
+    hs = a["hidden_size"]
+    direction = a.get("direction", b"forward")
+    direction = direction.decode() if isinstance(direction, bytes) else direction
+    dirs = 2 if direction == "bidirectional" else 1
+    seq, batch = x.shape[0], x.shape[1]
+    h0 = ins[5] if len(ins) > 5 and ins[5] is not None else torch.zeros(dirs, batch, hs)
+    c0 = ins[6] if op == "LSTM" and len(ins) > 6 and ins[6] is not None else torch.zeros(dirs, batch, hs)
+    ngates = 4 if op == "LSTM" else 3
+    ys, yh, yc = [], [], []
+    for d in range(dirs):
+        reverse = direction == "reverse" or d == 1
+        w, r = W[d], R[d]
+        wb = B[d, :ngates * hs] if B is not None else torch.zeros(ngates * hs)
+        rb = B[d, ngates * hs:] if B is not None else torch.zeros(ngates * hs)
+        h, c = h0[d], c0[d]
+        out = [None] * seq
+        steps = range(seq - 1, -1, -1) if reverse else range(seq)
+        for t in steps:
+            xt = x[t] @ w.t() + wb
+            if op == "LSTM":
+                g = xt + h @ r.t() + rb
+                i, o, f, cc = g.split(hs, dim=-1)
+                i, o, f, cc = torch.sigmoid(i), torch.sigmoid(o), torch.sigmoid(f), torch.tanh(cc)
+                c = f * c + i * cc
+                h = o * torch.tanh(c)
+            else:
+                xz, xr, xh = xt.split(hs, dim=-1)
+                rz, rr, rh = r.split(hs, dim=0)
+                bz, br, bh = rb.split(hs)
+                z = torch.sigmoid(xz + h @ rz.t() + bz)
+                rg = torch.sigmoid(xr + h @ rr.t() + br)
+                if a.get("linear_before_reset", 0):
+                    ht = torch.tanh(xh + rg * (h @ rh.t() + bh))
+                else:
+                    ht = torch.tanh(xh + (rg * h) @ rh.t() + bh)
+                h = (1 - z) * ht + z * h
+            out[t] = h
+        ys.append(torch.stack(out))
+        yh.append(h)
+        yc.append(c)
+    Y = torch.stack(ys, dim=1)  # [seq, dirs, batch, hidden]
+    res = [Y, torch.stack(yh)]
+    if op == "LSTM":
+        res.append(torch.stack(yc))
+    return res
+
+
+_INTERP_OPSET = [17]  # default-domain opset of the graph being interpreted
 
 
 def run_onnx_reference(model, feeds):
     """Evaluate `model` (onnx.ModelProto) on numpy `feeds`; returns list of numpy outputs."""
+    _INTERP_OPSET[0] = max([o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] or [17])
     env = {i.name: _t(numpy_helper.to_array(i)) for i in model.graph.initializer}
     env[""] = None
     for k, v in feeds.items():
@@ -999,6 +1421,10 @@ def _value_info_sig(vi):
 
 def verify_dir(root):
     model_dirs = sorted(d for d in glob.glob(os.path.join(root, "*")) if os.path.isfile(os.path.join(d, "model.onnx")))
+    # one level of grouping folders too, e.g. models/old_opsets/<name>/
+    model_dirs += sorted(d for d in glob.glob(os.path.join(root, "*", "*"))
+                         if os.path.isfile(os.path.join(d, "model.onnx"))
+                         and not os.path.isfile(os.path.join(os.path.dirname(d), "model.onnx")))
     if not model_dirs:
         print("no <model>/model.onnx under %s" % root)
         return False
@@ -1047,44 +1473,81 @@ def verify_dir(root):
                     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
                         errors.append("%s: non-finite values" % where)
         status = "OK" if not errors else "FAIL"
-        print("%-16s %s  (%d data sets)" % (os.path.basename(mdir), status, len(sets)))
+        print("%-28s %s  (%d data sets)" % (os.path.relpath(mdir, root), status, len(sets)))
         for e in errors:
             print("    " + e)
         ok &= not errors
     return ok
 
 
+def expand_names(names):
+    """Expand group names; check model names (`<model>_opset<N>` is accepted for any model)."""
+    known = set(SMALL_MODELS + LARGE_MODELS)
+    out = []
+    for n in names:
+        if n in GROUPS:
+            out += GROUPS[n]
+            continue
+        base, opset = split_opset_name(n)
+        if base not in known or (opset is not None and not 7 <= opset <= 17):
+            raise SystemExit("unknown model %r; models: %s; groups: %s; or <model>_opset<N> (N in 7..17)"
+                             % (n, " ".join(SMALL_MODELS + LARGE_MODELS), " ".join(GROUPS)))
+        out.append(n)
+    return list(collections.OrderedDict.fromkeys(out))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(
         description="Generate Tandem's ONNX test models (random weights) with reference test data "
                     "in ONNX backend test-data layout, or verify an existing folder.",
-        epilog="Run with /usr/bin/python3 (needs torch 1.13 + onnx 1.12). "
-               "Small models: %s. Large (--size large): %s." % (", ".join(SMALL_MODELS), ", ".join(LARGE_MODELS)))
+        epilog="Run with /usr/bin/python3 (needs torch 1.13 + onnx 1.12; torchvision for the "
+               "torchvision families). Small (committed) models: %s, plus %s/: %s. "
+               "Large (--size large, on demand): %s. Groups for --only: %s."
+               % (", ".join(SMALL_MODELS), OLD_OPSET_DIR, ", ".join(OLD_OPSET_MODELS),
+                  ", ".join(LARGE_MODELS), ", ".join(GROUPS)))
     p.add_argument("--out", default="models", help="output folder (default: models)")
-    p.add_argument("--only", nargs="+", metavar="NAME", choices=SMALL_MODELS + LARGE_MODELS,
-                   help="generate only these models (any name, regardless of --size)")
+    p.add_argument("--only", nargs="+", metavar="NAME",
+                   help="generate only these models or groups (any name, regardless of --size); "
+                        "<model>_opset<N> exports <model> at opset N into OUT/%s/" % OLD_OPSET_DIR)
     p.add_argument("--size", choices=["small", "large"], default="small",
-                   help="small: the committed tiny models; large: %s only (not committed)" % LARGE_MODELS[0])
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+                   help="small: the committed models (incl. %s/); large: the on-demand set "
+                        "(not committed)" % OLD_OPSET_DIR)
+    p.add_argument("--opset", type=int, default=None,
+                   help="ONNX opset for names without an _opset<N> suffix (default 17)")
     p.add_argument("--no-onnx-check", action="store_true",
                    help="skip running each exported graph through the built-in reference "
                         "interpreter and comparing with the torch outputs")
     p.add_argument("--verify", metavar="DIR",
-                   help="do not generate; re-load DIR/*/test_data_set_* and check names/dtypes/shapes "
-                        "against each model.onnx")
+                   help="do not generate; re-load DIR/*/test_data_set_* (and DIR/%s/*/) and check "
+                        "names/dtypes/shapes against each model.onnx" % OLD_OPSET_DIR)
+    p.add_argument("--list", metavar="GROUP_OR_NAME", nargs="+",
+                   help="print the model names a group (or name list) expands to, one per line, and exit")
     args = p.parse_args(argv)
 
+    if args.list:
+        print("\n".join(expand_names(args.list)))
+        return 0
     if args.verify:
         return 0 if verify_dir(args.verify) else 1
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    names = args.only or (SMALL_MODELS if args.size == "small" else LARGE_MODELS)
+    names = expand_names(args.only or [args.size if args.size == "large" else "ci"])
     os.makedirs(args.out, exist_ok=True)
     ok = True
+    failed = []
     for n in names:
-        ok &= generate(n, args.out, args.opset, check_onnx=not args.no_onnx_check)
+        try:
+            good = generate(n, args.out, args.opset, check_onnx=not args.no_onnx_check)
+        except Exception as exc:  # noqa: BLE001  (export failures: report, go on with the rest)
+            print("  ERROR: %s: %s: %s" % (n, type(exc).__name__, exc))
+            good = False
+        ok &= good
+        if not good:
+            failed.append(n)
     print()
     ok_v = verify_dir(args.out)
+    if failed:
+        print("generation checks failed for: %s" % " ".join(failed))
     return 0 if (ok and ok_v) else 1
 
 
