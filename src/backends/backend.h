@@ -74,5 +74,6 @@ void register_recurrent_ref_kernels(KernelRegistry& r);
 void register_quantize_ref_kernels(KernelRegistry& r);
 void register_dropout_ref_kernels(KernelRegistry& r);
 void register_loss_ref_kernels(KernelRegistry& r);
+void register_text_ref_kernels(KernelRegistry& r);
 
 }  // namespace tandem

@@ -2,6 +2,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "ops/legacy.h"
 #include "ops/schema.h"
 #include "ops/shape_utils.h"
 
@@ -52,10 +53,12 @@ void register_activation_schemas(SchemaRegistry& r) {
     add_activation(r, op, false);
   for (const char* op : {"Relu", "Shrink"}) add_activation(r, op, true);
 
-  // PRelu: slope must broadcast to X without changing X's shape.
+  // PRelu: slope must broadcast to X without changing X's shape (before opset 7, a 1-D slope of
+  // X.shape[1] values is per channel: legacy_prelu_slope_shape views it as [C, 1, ..., 1]).
   r.add({"PRelu", 2, 2, [](const InferContext& ctx) {
            TensorType x = checked_x(ctx, true);
-           const TensorType& slope = ctx.input(1);
+           TensorType slope = ctx.input(1);
+           slope.shape = legacy_prelu_slope_shape(ctx.node, x.shape, slope.shape);
            TANDEM_CHECK(slope.dtype == x.dtype, ErrorCode::kInvalidModel,
                         "{}: slope has dtype {} but X has {}", ctx.node.describe(),
                         dtype_name(slope.dtype), dtype_name(x.dtype));

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "ops/legacy.h"
 #include "ops/schema.h"
 #include "ops/shape_utils.h"
 
@@ -80,6 +81,8 @@ TensorType same_dtype_broadcast(const InferContext& ctx, Accepts a) {
                  dtype_name(t.dtype), dtype_name(first.dtype));
     shapes.push_back(t.shape);
   }
+  // Opset < 7 binary ops may align B with A at an `axis` (a no-op for every other node).
+  if (shapes.size() == 2) shapes[1] = legacy_broadcast_shape(ctx.node, shapes[0], shapes[1]);
   return {first.dtype, broadcast_shapes(shapes, ctx.node)};
 }
 
@@ -126,8 +129,10 @@ void register_elementwise_schemas(SchemaRegistry& r) {
   r.add({"Pow", 2, 2, [](const InferContext& ctx) {
            const TensorType& base = checked_input(ctx, 0, Accepts::kNumeric);
            const TensorType& exponent = checked_input(ctx, 1, Accepts::kNumeric);
+           const Shape exponent_shape =
+               legacy_broadcast_shape(ctx.node, base.shape, exponent.shape);
            return std::vector<TensorType>{
-               {base.dtype, broadcast_shapes(base.shape, exponent.shape, ctx.node)}};
+               {base.dtype, broadcast_shapes(base.shape, exponent_shape, ctx.node)}};
          }});
 
   r.add({"Where", 3, 3, [](const InferContext& ctx) {

@@ -56,6 +56,7 @@ const SchemaRegistry& schemas() {
     register_quantize_schemas(r);
     register_dropout_schemas(r);
     register_loss_schemas(r);
+    register_text_schemas(r);
     register_legacy_schemas(r);  // last: wraps the schemas above
     return r;
   }();

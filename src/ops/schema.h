@@ -95,4 +95,5 @@ void register_recurrent_schemas(SchemaRegistry& r);
 void register_quantize_schemas(SchemaRegistry& r);
 void register_dropout_schemas(SchemaRegistry& r);
 void register_loss_schemas(SchemaRegistry& r);
+void register_text_schemas(SchemaRegistry& r);  // TfIdfVectorizer
 }  // namespace tandem

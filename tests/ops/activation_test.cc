@@ -135,5 +135,29 @@ TEST(Activation, Errors) {
   EXPECT_THROW(run_ref_op("Clip", {f32({1}, {1}), i}, {}, 1, 13), Error);
 }
 
+// PRelu before opset 7: a 1-D slope of C = X.shape[1] values is per channel (axis 1).
+TEST(Activation, PReluLegacyPerChannelSlope) {
+  // X [2,3,2]: x = -(i + 1); slope[c] = 0.1 * (c + 1). y[n][c][l] = slope[c] * x.
+  std::vector<float> xv(12), expect(12);
+  for (int n = 0; n < 2; ++n)
+    for (int c = 0; c < 3; ++c)
+      for (int l = 0; l < 2; ++l) {
+        const int i = (n * 3 + c) * 2 + l;
+        xv[i] = -static_cast<float>(i + 1);
+        expect[i] = 0.1f * static_cast<float>(c + 1) * xv[i];
+      }
+  const Tensor slope = f32({3}, {0.1f, 0.2f, 0.3f});
+  Tensor out = run_ref_op("PRelu", {f32({2, 3, 2}, xv), slope}, {}, 1, 6)[0];
+  ASSERT_EQ(out.shape(), (Shape{2, 3, 2}));
+  EXPECT_LT(max_abs_diff(out, f32({2, 3, 2}, expect)), 1e-6);
+  // Rank 4, positives pass through.
+  out = run_ref_op("PRelu", {f32({1, 3, 1, 2}, {-1, 1, -1, 1, -1, 1}), slope}, {}, 1, 6)[0];
+  EXPECT_LT(max_abs_diff(out, f32({1, 3, 1, 2}, {-0.1f, 1, -0.2f, 1, -0.3f, 1})), 1e-7);
+  // From opset 7 the slope broadcasts numpy-style: [3] against X [2,3,2] is an error.
+  EXPECT_THROW(run_ref_op("PRelu", {f32({2, 3, 2}, xv), slope}, {}, 1, 7), Error);
+  // Opset 6 with a slope that is neither per channel nor broadcastable.
+  EXPECT_THROW(run_ref_op("PRelu", {f32({2, 3, 2}, xv), f32({4}, {1, 2, 3, 4})}, {}, 1, 6), Error);
+}
+
 }  // namespace
 }  // namespace tandem

@@ -12,6 +12,7 @@
 #include "backends/backend.h"
 #include "core/error.h"
 #include "core/half.h"
+#include "ops/legacy.h"
 #include "ops/shape_utils.h"
 
 namespace tandem {
@@ -374,8 +375,10 @@ void prelu_kernel(const KernelContext& ctx, std::span<const Tensor* const> input
   TANDEM_CHECK(slope.dtype() == x.dtype(), ErrorCode::kInvalidModel,
                "{}: slope has dtype {} but X has {}", ctx.node.describe(),
                dtype_name(slope.dtype()), dtype_name(x.dtype()));
-  // Index into slope for every element of x: its broadcast strides applied to x's index.
-  const std::vector<int64_t> slope_strides = broadcast_strides(slope.shape(), x.shape());
+  // Index into slope for every element of x: its broadcast strides applied to x's index. Before
+  // opset 7 a 1-D slope of X.shape[1] values is per channel: viewed as [C, 1, ..., 1].
+  const Shape slope_shape = legacy_prelu_slope_shape(ctx.node, x.shape(), slope.shape());
+  const std::vector<int64_t> slope_strides = broadcast_strides(slope_shape, x.shape());
   const Shape& dims = x.shape();
   dispatch_activation<true>(x.dtype(), ctx.node, [&](auto tag) {
     using S = decltype(tag);

@@ -15,6 +15,7 @@
 #include "backends/ref/dispatch.h"
 #include "core/error.h"
 #include "core/half.h"
+#include "ops/legacy.h"
 #include "ops/shape_utils.h"
 
 namespace tandem {
@@ -130,6 +131,13 @@ void where_map(const KernelContext& ctx, const Tensor& cond, const Tensor& x, co
                                 po[o + j] = pc[off[0] + j * step[0]] ? px[off[1] + j * step[1]]
                                                                      : py[off[2] + j * step[2]];
                             });
+}
+
+// Input B as the binary op broadcasts it: itself, except for opset < 7 nodes with broadcast = 1
+// and an `axis`, where B is viewed with ones padded on both sides so that it lines up with A at
+// `axis` (the schema inferred the output shape from the same view).
+Tensor broadcast_operand_b(const Node& node, const Tensor& a, const Tensor& b) {
+  return b.reshaped(legacy_broadcast_shape(node, a.shape(), b.shape()));
 }
 
 // ---- float16 / bfloat16: computed in float32
@@ -574,9 +582,10 @@ void binary_kernel(const KernelContext& ctx, std::span<const Tensor* const> inpu
                    std::span<Tensor* const> outputs) {
   HalfAsFloat io(inputs, outputs);
   const Op op = make_op<Op>(ctx.node);
+  const Tensor b = broadcast_operand_b(ctx.node, io.in(0), io.in(1));
   dispatch_domain<D>(io.in(0).dtype(), ctx.node, [&](auto tag) {
     using T = decltype(tag);
-    binary_map<T, T, decltype(op(T{}, T{}))>(ctx, io.in(0), io.in(1), io.out(0), op);
+    binary_map<T, T, decltype(op(T{}, T{}))>(ctx, io.in(0), b, io.out(0), op);
   });
   io.finish();
 }
@@ -629,7 +638,7 @@ T power(T base, double exponent) {
 void pow_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                 std::span<Tensor* const> outputs) {
   HalfAsFloat io(inputs, outputs);
-  const Tensor& exp_in = io.in(1);
+  const Tensor exp_in = broadcast_operand_b(ctx.node, io.in(0), io.in(1));
   Tensor exponent(DataType::kFloat64, exp_in.shape());
   dispatch_numeric(exp_in.dtype(), ctx.node, [&](auto tag) {
     using E = decltype(tag);
