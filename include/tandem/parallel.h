@@ -64,6 +64,7 @@ struct ParallelStats {
   int64_t failed_requests = 0;
   int64_t shards_rerun = 0;     // shards re-sent after a worker died or hung
   double overhead_ms_last = 0;  // last request: wall time minus its slowest shard's compute
+  double overhead_ms_total = 0; // the same, summed over all completed requests
   std::vector<DeviceStats> devices;
 };
 

@@ -48,6 +48,10 @@ struct TensorInfo {
   std::vector<std::string> dim_names;
 };
 
+// A declared shape with symbol names where the model gives them: "[batch,4,64,64]" ("?" for an
+// unnamed symbolic dimension).
+std::string declared_shape_str(const TensorInfo& info);
+
 class Tensor {
  public:
   Tensor() = default;

@@ -143,6 +143,8 @@ BenchResult bench_one(ParallelOptions popt, const std::vector<Tensor>& inputs, i
   r.wall_s = seconds_since(start);
   r.items = static_cast<int64_t>(r.latency_ms.size()) * batch;
   r.stats = predictor.stats();
+  r.stats.overhead_ms_total -= before.overhead_ms_total;
+  r.stats.requests -= before.requests;
   for (size_t i = 0; i < r.stats.devices.size() && i < before.devices.size(); ++i) {
     r.stats.devices[i].busy_ms -= before.devices[i].busy_ms;
     r.stats.devices[i].items -= before.devices[i].items;
@@ -198,8 +200,11 @@ int bench_on_devices(const ModelOptions& mopt, const DeviceOptions& dopt, int64_
   fmt::print("throughput: {:.3f} items/s on {} devices; {:.3f} items/s on {} alone\n", t_n, n,
              t_1, popt.devices[0]);
   fmt::print("scaling efficiency E({}) = T({}) / ({}·T(1)) = {:.3f}\n", n, n, n, efficiency);
-  fmt::print("orchestration overhead (last request, wall minus slowest shard): {:.2f} ms\n",
-             all.stats.overhead_ms_last);
+  double overhead_mean =
+      all.stats.requests > 0 ? all.stats.overhead_ms_total / all.stats.requests : 0.0;
+  fmt::print("orchestration overhead per request (wall minus slowest shard's compute): {:.3f} ms "
+             "mean\n",
+             overhead_mean);
   for (const DeviceStats& d : all.stats.devices)
     fmt::print("  {:<8} worker {}  items {:>6}  busy {:5.1f}%  restarts {}\n", d.device, d.worker,
                d.items, 100.0 * d.busy_ms / (all.wall_s * 1000), d.restarts);
@@ -217,7 +222,7 @@ int bench_on_devices(const ModelOptions& mopt, const DeviceOptions& dopt, int64_
     j["throughput_items_per_s"] = t_n;
     j["throughput_one_device_items_per_s"] = t_1;
     j["scaling_efficiency"] = efficiency;
-    j["overhead_ms_last"] = all.stats.overhead_ms_last;
+    j["overhead_ms_mean"] = overhead_mean;
     nlohmann::json devs = nlohmann::json::array();
     for (const DeviceStats& d : all.stats.devices)
       devs.push_back({{"device", d.device},

@@ -24,6 +24,16 @@ std::string shape_str(const Shape& shape) {
   return s + "]";
 }
 
+std::string declared_shape_str(const TensorInfo& info) {
+  std::string s = "[";
+  for (size_t i = 0; i < info.shape.size(); ++i) {
+    if (i) s += ",";
+    if (info.shape[i] >= 0) s += std::to_string(info.shape[i]);
+    else s += i < info.dim_names.size() && !info.dim_names[i].empty() ? info.dim_names[i] : "?";
+  }
+  return s + "]";
+}
+
 namespace {
 std::shared_ptr<uint8_t> allocate_zeroed(size_t bytes) {
   // 64-byte alignment keeps every kernel's vector loads aligned; +1 so empty tensors still

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "runtime/input_check.h"
 
 namespace tandem::parallel {
 
@@ -13,66 +14,20 @@ size_t row_bytes(DataType dtype, const Shape& shape) {
   Shape rest(shape.begin() + 1, shape.end());
   return static_cast<size_t>(shape_numel(rest)) * dtype_size(dtype);
 }
-std::string declared_str(const TensorInfo& info) {
-  std::string s = "[";
-  for (size_t i = 0; i < info.shape.size(); ++i) {
-    if (i) s += ",";
-    if (info.shape[i] >= 0) s += std::to_string(info.shape[i]);
-    else s += i < info.dim_names.size() && !info.dim_names[i].empty() ? info.dim_names[i] : "?";
-  }
-  return s + "]";
-}
 }  // namespace
 
 BatchedInputs analyse_inputs(const std::vector<TensorInfo>& declared,
                              const std::vector<Tensor>& inputs) {
   BatchedInputs out;
-  out.ordered.assign(declared.size(), nullptr);
+  out.ordered = match_inputs(declared, inputs);
   out.batched.assign(declared.size(), false);
-  std::string names;
-  for (const auto& d : declared) names += (names.empty() ? "" : ", ") + d.name;
-
-  bool by_name = !inputs.empty();
-  for (const Tensor& t : inputs) by_name = by_name && !t.name().empty();
-  if (by_name) {
-    for (const Tensor& t : inputs) {
-      auto it = std::find_if(declared.begin(), declared.end(),
-                             [&](const TensorInfo& d) { return d.name == t.name(); });
-      TANDEM_CHECK(it != declared.end(), ErrorCode::kInvalidArgument,
-                   "unknown input name '{}'; the model's inputs are: {}", t.name(), names);
-      size_t i = static_cast<size_t>(it - declared.begin());
-      TANDEM_CHECK(!out.ordered[i], ErrorCode::kInvalidArgument, "input '{}' is given twice",
-                   t.name());
-      out.ordered[i] = &t;
-    }
-  } else {
-    TANDEM_CHECK(inputs.size() <= declared.size(), ErrorCode::kInvalidArgument,
-                 "{} inputs given, but the model has {} ({})", inputs.size(), declared.size(),
-                 names);
-    for (size_t i = 0; i < inputs.size(); ++i) out.ordered[i] = &inputs[i];
-  }
-
   int64_t batch = -1;
   std::string batch_from;
   for (size_t i = 0; i < declared.size(); ++i) {
     const TensorInfo& d = declared[i];
-    TANDEM_CHECK(out.ordered[i], ErrorCode::kInvalidArgument,
-                 "missing input '{}' ({} {}); the model's inputs are: {}", d.name,
-                 dtype_name(d.dtype), declared_str(d), names);
     const Tensor& t = *out.ordered[i];
-    TANDEM_CHECK(t.dtype() == d.dtype, ErrorCode::kInvalidArgument,
-                 "input '{}' has dtype {}, but the model expects {}", d.name,
-                 dtype_name(t.dtype()), dtype_name(d.dtype));
-    bool rank_ok = d.shape.empty() ? true : t.rank() == d.shape.size();
-    for (size_t k = 1; rank_ok && k < d.shape.size(); ++k)
-      rank_ok = d.shape[k] < 0 || d.shape[k] == t.dim(k);
-    TANDEM_CHECK(rank_ok, ErrorCode::kInvalidArgument,
-                 "input '{}' has shape {}, but the model expects {}", d.name,
-                 shape_str(t.shape()), declared_str(d));
-    for (size_t k = 0; k < t.rank(); ++k)
-      TANDEM_CHECK(t.dim(k) > 0, ErrorCode::kInvalidArgument,
-                   "input '{}' has shape {} with a zero-sized dimension; the model declares {}",
-                   d.name, shape_str(t.shape()), declared_str(d));
+    // Axis 0 may differ from a fixed declaration: that is how a fixed-batch model is split.
+    check_input(d, !d.shape.empty(), t, /*first_dim=*/1);
     if (d.shape.empty() || t.rank() == 0) continue;
     bool symbolic = d.shape[0] < 0;
     if (!symbolic && t.dim(0) == d.shape[0]) continue;  // whole, as declared

@@ -1,6 +1,7 @@
 #include "parallel/device.h"
 
 #include <sstream>
+#include <thread>
 
 #include "core/error.h"
 #include "tandem/parallel.h"
@@ -107,6 +108,29 @@ std::vector<DeviceSpec> resolve_devices(const std::vector<std::string>& devices,
     if (s.kind == "cpu") ++k;
   }
   return specs;
+}
+
+std::vector<WorkerSlot> plan_workers(const std::vector<std::string>& devices,
+                                     const std::vector<std::vector<int>>& core_lists,
+                                     int workers_per_device) {
+  TANDEM_CHECK(workers_per_device >= 1, ErrorCode::kInvalidArgument,
+               "workers_per_device must be >= 1, got {}", workers_per_device);
+  int host = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<std::string> names =
+      devices.empty() ? parse_device_list(std::to_string(host)) : devices;
+  std::vector<WorkerSlot> slots;
+  for (const DeviceSpec& d : resolve_devices(names, core_lists, host)) {
+    TANDEM_CHECK(d.kind == "cpu", ErrorCode::kUnsupported,
+                 "device '{}': CUDA backend not available in this build", d.name);
+    for (int k = 0; k < workers_per_device; ++k) {
+      WorkerSlot w;
+      w.index = static_cast<int>(slots.size());
+      w.device = d;
+      w.threads = std::max<int>(1, static_cast<int>(d.cores.size()) / workers_per_device);
+      slots.push_back(w);
+    }
+  }
+  return slots;
 }
 
 }  // namespace parallel

@@ -20,6 +20,20 @@ std::vector<DeviceSpec> resolve_devices(const std::vector<std::string>& devices,
                                         const std::vector<std::vector<int>>& core_lists,
                                         int host_cores);
 
+// One worker of the parallel runner: which device, which slot on it, how many threads.
+struct WorkerSlot {
+  int index = 0;
+  DeviceSpec device;
+  int threads = 1;
+};
+
+// Resolves the options' devices (default: one cpu device per host core) and places
+// workers_per_device workers on each, splitting each device's cores between its workers.
+// Refuses devices whose backend this build lacks.
+std::vector<WorkerSlot> plan_workers(const std::vector<std::string>& devices,
+                                     const std::vector<std::vector<int>>& core_lists,
+                                     int workers_per_device);
+
 // "0-3,6" -> {0,1,2,3,6}
 std::vector<int> parse_core_list(const std::string& text);
 

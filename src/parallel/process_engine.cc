@@ -279,23 +279,14 @@ void ProcessEngine::build() {
   TANDEM_CHECK(!options_.model_path.empty(), ErrorCode::kInvalidArgument, "no model path given");
   TANDEM_CHECK(std::filesystem::is_regular_file(options_.model_path), ErrorCode::kNotFound,
                "model file '{}' does not exist or is not a file", options_.model_path);
-  TANDEM_CHECK(options_.workers_per_device >= 1, ErrorCode::kInvalidArgument,
-               "workers_per_device must be >= 1");
   binary_ = find_worker_binary(options_.worker_binary);
-  int host_cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  std::vector<std::string> devices = options_.devices;
-  if (devices.empty()) devices = parse_device_list(std::to_string(host_cores));
-  std::vector<DeviceSpec> specs = resolve_devices(devices, options_.core_lists, host_cores);
-  for (const DeviceSpec& d : specs) {
-    TANDEM_CHECK(d.kind == "cpu", ErrorCode::kUnsupported,
-                 "device '{}': CUDA backend not available in this build", d.name);
-    for (int k = 0; k < options_.workers_per_device; ++k) {
-      auto w = std::make_unique<Worker>();
-      w->index = static_cast<int>(workers_.size());
-      w->device = d;
-      w->threads = std::max<int>(1, static_cast<int>(d.cores.size()) / options_.workers_per_device);
-      workers_.push_back(std::move(w));
-    }
+  for (const WorkerSlot& slot :
+       plan_workers(options_.devices, options_.core_lists, options_.workers_per_device)) {
+    auto w = std::make_unique<Worker>();
+    w->index = slot.index;
+    w->device = slot.device;
+    w->threads = slot.threads;
+    workers_.push_back(std::move(w));
   }
   event_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   TANDEM_CHECK(event_fd_ >= 0, ErrorCode::kRuntime, "eventfd failed: {}", std::strerror(errno));
@@ -604,6 +595,7 @@ void ProcessEngine::complete(const std::shared_ptr<Request>& r) {
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.requests;
     stats_.overhead_ms_last = std::max(0.0, wall - r->max_compute_ms);
+    stats_.overhead_ms_total += stats_.overhead_ms_last;
     --admitted_;
   }
   active_.erase(r->id);

@@ -58,19 +58,13 @@ class ThreadEngine : public ParallelPredictor::Engine {
 
   void build() override {
     TANDEM_CHECK(!built_, ErrorCode::kInvalidArgument, "build() may be called once");
-    int host = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    auto devices = options_.devices.empty() ? parse_device_list(std::to_string(host))
-                                            : options_.devices;
-    for (const DeviceSpec& d : resolve_devices(devices, options_.core_lists, host)) {
-      TANDEM_CHECK(d.kind == "cpu", ErrorCode::kUnsupported,
-                   "device '{}': CUDA backend not available in this build", d.name);
-      for (int k = 0; k < options_.workers_per_device; ++k) {
-        auto w = std::make_unique<ThreadWorker>();
-        w->index = static_cast<int>(workers_.size());
-        w->device = d;
-        w->threads = std::max<int>(1, static_cast<int>(d.cores.size()) / options_.workers_per_device);
-        workers_.push_back(std::move(w));
-      }
+    for (const WorkerSlot& slot :
+         plan_workers(options_.devices, options_.core_lists, options_.workers_per_device)) {
+      auto w = std::make_unique<ThreadWorker>();
+      w->index = slot.index;
+      w->device = slot.device;
+      w->threads = slot.threads;
+      workers_.push_back(std::move(w));
     }
     // Build every model at once.
     std::vector<std::string> errors(workers_.size());
@@ -312,9 +306,10 @@ class ThreadEngine : public ParallelPredictor::Engine {
       ++stats_.failed_requests;
     } else {
       ++stats_.requests;
-      stats_.overhead_ms_last =
-          std::chrono::duration<double, std::milli>(Clock::now() - r.start).count() -
-          r.max_compute_ms;
+      stats_.overhead_ms_last = std::max(
+          0.0, std::chrono::duration<double, std::milli>(Clock::now() - r.start).count() -
+                   r.max_compute_ms);
+      stats_.overhead_ms_total += stats_.overhead_ms_last;
     }
     done_cv_.notify_all();
     cv_.notify_all();

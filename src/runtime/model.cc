@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "graph/passes/passes.h"
 #include "onnx/loader.h"
+#include "runtime/input_check.h"
 #include "runtime/session.h"
 
 namespace tandem {
@@ -27,17 +28,6 @@ TensorInfo info_of(const Value* v) {
   info.dim_names = v->dim_names;
   info.dim_names.resize(info.shape.size());
   return info;
-}
-
-// "[?,4,64,64]" with symbol names where the model gives them: "[batch,4,64,64]".
-std::string declared_shape_str(const TensorInfo& info) {
-  std::string s = "[";
-  for (size_t i = 0; i < info.shape.size(); ++i) {
-    if (i) s += ",";
-    if (info.shape[i] >= 0) s += std::to_string(info.shape[i]);
-    else s += info.dim_names[i].empty() ? "?" : info.dim_names[i];
-  }
-  return s + "]";
 }
 
 bool shape_matches(const Shape& declared, bool rank_known, const Shape& actual) {
@@ -171,52 +161,10 @@ std::vector<TensorInfo> Model::output_info_for(const std::vector<Shape>& input_s
 
 std::vector<Tensor> Model::predict(const std::vector<Tensor>& inputs) {
   TANDEM_CHECK(impl_->session, ErrorCode::kInvalidArgument, "predict() before build_from_file()");
-  const auto& declared = impl_->inputs;
   const Graph& g = *impl_->graph;
-  std::vector<const Tensor*> ordered(declared.size(), nullptr);
-
-  bool by_name = !inputs.empty();
-  for (const Tensor& t : inputs) by_name = by_name && !t.name().empty();
-  if (by_name) {
-    for (const Tensor& t : inputs) {
-      auto it = std::find_if(declared.begin(), declared.end(),
-                             [&](const TensorInfo& i) { return i.name == t.name(); });
-      TANDEM_CHECK(it != declared.end(), ErrorCode::kInvalidArgument,
-                   "unknown input name '{}'; the model's inputs are: {}", t.name(),
-                   fmt::join(input_names(g), ", "));
-      size_t idx = it - declared.begin();
-      TANDEM_CHECK(!ordered[idx], ErrorCode::kInvalidArgument, "input '{}' is given twice",
-                   t.name());
-      ordered[idx] = &t;
-    }
-  } else {
-    TANDEM_CHECK(inputs.size() <= declared.size(), ErrorCode::kInvalidArgument,
-                 "{} inputs given, but the model has {} ({})", inputs.size(), declared.size(),
-                 fmt::join(input_names(g), ", "));
-    for (size_t i = 0; i < inputs.size(); ++i) ordered[i] = &inputs[i];
-  }
-  for (size_t i = 0; i < declared.size(); ++i) {
-    const TensorInfo& d = declared[i];
-    TANDEM_CHECK(ordered[i], ErrorCode::kInvalidArgument,
-                 "missing input '{}' ({} {}); the model's inputs are: {}", d.name,
-                 dtype_name(d.dtype), declared_shape_str(d), fmt::join(input_names(g), ", "));
-    const Tensor& t = *ordered[i];
-    TANDEM_CHECK(t.dtype() == d.dtype, ErrorCode::kInvalidArgument,
-                 "input '{}' has dtype {}, but the model expects {}", d.name,
-                 dtype_name(t.dtype()), dtype_name(d.dtype));
-    bool rank_known = g.inputs[i]->shape_known;
-    TANDEM_CHECK(shape_matches(d.shape, rank_known, t.shape()), ErrorCode::kInvalidArgument,
-                 "input '{}' has shape {}, but the model expects {}", d.name,
-                 shape_str(t.shape()), declared_shape_str(d));
-    // An empty input is almost always a caller's bug (an empty batch); it is accepted only
-    // where the model itself declares that dimension as 0.
-    for (size_t k = 0; k < t.rank(); ++k)
-      TANDEM_CHECK(t.dim(k) > 0 || (rank_known && d.shape[k] == 0), ErrorCode::kInvalidArgument,
-                   "input '{}' has shape {} with a zero-sized dimension; the model declares {}",
-                   d.name, shape_str(t.shape()), declared_shape_str(d));
-    TANDEM_CHECK(t.raw() != nullptr, ErrorCode::kInvalidArgument, "input '{}' has no data",
-                 d.name);
-  }
+  std::vector<const Tensor*> ordered = match_inputs(impl_->inputs, inputs);
+  for (size_t i = 0; i < ordered.size(); ++i)
+    check_input(impl_->inputs[i], g.inputs[i]->shape_known, *ordered[i]);
   return impl_->session->run(ordered, impl_->stats);
 }
 
