@@ -53,6 +53,14 @@ class Backend {
 
 // The reference backend: plain loops, the oracle every other backend is tested against.
 const Backend& reference_backend();
+// The fast CPU backend (oneDNN + hand-written loops); nodes it has no kernel for run on the
+// reference backend. A factory may return nullptr to decline a node (an attribute or rank it does
+// not handle), which also sends the node to the next backend.
+const Backend& cpu_backend();
+
+// The backends a Context's `backend` setting asks for, in order of preference: "ref" gives the
+// reference backend alone; "auto" and "cpu" give the CPU backend, then the reference backend.
+std::vector<const Backend*> backends_for(const std::string& setting);
 
 // ---- Reference kernel families (one per backends/ref/<family>.cc), called by ref_kernels.cc.
 void register_elementwise_ref_kernels(KernelRegistry& r);

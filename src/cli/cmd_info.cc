@@ -45,11 +45,8 @@ int show_info(const ModelOptions& opt) {
   return 0;
 }
 
-// Every backend whose kernels `info --ops` reports, in column order. A new backend (cpu, cuda)
-// only needs adding here to show up.
-std::vector<const Backend*> known_backends() {
-  return {&reference_backend()};
-}
+// Every backend whose kernels `info --ops` reports, in column order: the ones "auto" uses.
+std::vector<const Backend*> known_backends() { return backends_for("auto"); }
 
 struct OpRow {
   std::string op_type;

@@ -44,7 +44,7 @@ int threads_for(const Context& ctx) {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
-const Backend& backend_for(const Context& ctx) {
+std::vector<const Backend*> backends_for_context(const Context& ctx) {
   const std::string& d = ctx.device;
   bool cpu = d == "cpu" || (d.rfind("cpu:", 0) == 0 && d.size() > 4 &&
                             d.find_first_not_of("0123456789", 4) == std::string::npos);
@@ -52,8 +52,9 @@ const Backend& backend_for(const Context& ctx) {
     raise(ErrorCode::kUnsupported, "device '{}': CUDA backend not available in this build", d);
   TANDEM_CHECK(cpu, ErrorCode::kInvalidArgument,
                "unknown device '{}': use 'cpu' or 'cpu:N'", d);
-  TANDEM_CHECK(ctx.backend == "auto" || ctx.backend == "ref", ErrorCode::kInvalidArgument,
-               "unknown backend '{}': use 'auto' or 'ref'", ctx.backend);
+  TANDEM_CHECK(ctx.backend == "auto" || ctx.backend == "cpu" || ctx.backend == "ref",
+               ErrorCode::kInvalidArgument, "unknown backend '{}': use 'auto', 'cpu' or 'ref'",
+               ctx.backend);
   TANDEM_CHECK(ctx.thread_num >= 0, ErrorCode::kInvalidArgument,
                "thread_num must be >= 0 (0 = one per core), got {}", ctx.thread_num);
   unsigned ncpu = std::max(1u, std::thread::hardware_concurrency());
@@ -61,7 +62,7 @@ const Backend& backend_for(const Context& ctx) {
     TANDEM_CHECK(c >= 0 && static_cast<unsigned>(c) < ncpu, ErrorCode::kInvalidArgument,
                  "core {} in the core list does not exist (this host has cores 0 to {})", c,
                  ncpu - 1);
-  return reference_backend();
+  return backends_for(ctx.backend);
 }
 
 }  // namespace
@@ -111,7 +112,7 @@ Model& Model::operator=(Model&&) noexcept = default;
 
 Model Model::build_from_file(const std::string& path, const Context& context,
                              const ShapeMap& input_shapes) {
-  const Backend& backend = backend_for(context);
+  std::vector<const Backend*> backends = backends_for_context(context);
   Model m;
   Impl& impl = *m.impl_;
   impl.graph = load_onnx_model(path);
@@ -122,7 +123,7 @@ Model Model::build_from_file(const std::string& path, const Context& context,
   for (const Value* v : impl.graph->outputs) impl.outputs.push_back(info_of(v));
   impl.fix_shapes(input_shapes);
   run_default_passes(*impl.graph);
-  impl.session = std::make_unique<Session>(*impl.graph, backend, threads_for(context),
+  impl.session = std::make_unique<Session>(*impl.graph, backends, threads_for(context),
                                            context.core_list, context.profile);
   impl.prepare_if_static();
   return m;

@@ -50,17 +50,22 @@ struct Session::Plan {
   std::shared_ptr<uint8_t> arena;
 };
 
-Session::Session(Graph& graph, const Backend& backend, int threads, std::vector<int> cores,
-                 bool profile)
-    : graph_(graph), backend_(backend), pool_(threads, std::move(cores)), profile_(profile) {
+Session::Session(Graph& graph, std::vector<const Backend*> backends, int threads,
+                 std::vector<int> cores, bool profile)
+    : graph_(graph), backends_(std::move(backends)), pool_(threads, std::move(cores)),
+      profile_(profile) {
   for (auto& n : graph_.nodes()) {
     const OpSchema* schema = schemas().find(n->domain, n->op_type);
-    const KernelFactory* factory = backend_.kernels().find(n->domain, n->op_type);
-    TANDEM_CHECK(schema && factory, ErrorCode::kUnsupported,
-                 "unsupported op type '{}'{} (node '{}'): the {} backend has no kernel for it",
-                 n->op_type, n->domain.empty() ? "" : " in domain '" + n->domain + "'", n->name,
-                 backend_.name());
-    kernels_[n.get()] = (*factory)(*n);
+    std::unique_ptr<Kernel> kernel;
+    for (const Backend* b : backends_) {
+      const KernelFactory* factory = b->kernels().find(n->domain, n->op_type);
+      if (factory && schema) kernel = (*factory)(*n);
+      if (kernel) break;
+    }
+    TANDEM_CHECK(kernel, ErrorCode::kUnsupported,
+                 "unsupported op type '{}'{} (node '{}'): no backend has a kernel for it",
+                 n->op_type, n->domain.empty() ? "" : " in domain '" + n->domain + "'", n->name);
+    kernels_[n.get()] = std::move(kernel);
   }
 }
 

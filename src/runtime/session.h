@@ -20,8 +20,9 @@ namespace tandem {
 
 class Session {
  public:
-  Session(Graph& graph, const Backend& backend, int threads, std::vector<int> cores,
-          bool profile = false);
+  // Each node runs on the first backend in `backends` that has a kernel for it.
+  Session(Graph& graph, std::vector<const Backend*> backends, int threads,
+          std::vector<int> cores, bool profile = false);
   ~Session();
 
   // Builds (or finds) the plan for these input types, in graph input order.
@@ -40,7 +41,7 @@ class Session {
   std::shared_ptr<Plan> make_plan(const std::vector<TensorType>& input_types);
 
   Graph& graph_;
-  const Backend& backend_;
+  std::vector<const Backend*> backends_;
   ThreadPool pool_;
   bool profile_;
   std::map<const Node*, std::unique_ptr<Kernel>> kernels_;

@@ -1,0 +1,24 @@
+// The CPU backend's kernel table: every fast CPU kernel, listed explicitly. Ops not listed here
+// (or declined by their factory) run on the reference backend.
+#include "backends/backend.h"
+
+namespace tandem {
+
+namespace {
+class CpuBackend : public Backend {
+ public:
+  CpuBackend() {}
+  const char* name() const override { return "cpu"; }
+  const KernelRegistry& kernels() const override { return kernels_; }
+
+ private:
+  KernelRegistry kernels_;
+};
+}  // namespace
+
+const Backend& cpu_backend() {
+  static const CpuBackend backend;
+  return backend;
+}
+
+}  // namespace tandem
