@@ -11,6 +11,9 @@ if [[ "${CI:-}" == "true" ]]; then werror=(-DTANDEM_WERROR=ON); fi
 
 bash tools/build.sh "${werror[@]}"
 ctest --test-dir build --output-on-failure -j2
+echo "== ONNX backend node tests (default backends) =="
+build/bin/tandem check -q --expected-failures tests/onnx_node/expected_failures.txt \
+  /usr/share/libonnx-testdata/data/node | tail -n 1
 
 if [[ "${1:-}" != "--no-asan" ]]; then
   echo "== bad-input suites under ASan + UBSan =="

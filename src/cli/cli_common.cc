@@ -104,7 +104,8 @@ void ModelOptions::add_to(CLI::App* app, bool model_required) {
                   "fix input shapes, e.g. \"sample:1,4,64,64;timestep:1\"");
   app->add_option("-t,--threads", threads, "intra-op threads (0 = one per core)")
       ->check(CLI::NonNegativeNumber);
-  app->add_option("--backend", backend, "kernels: auto or ref")->check(CLI::IsMember({"auto", "ref"}));
+  app->add_option("--backend", backend, "kernels: auto (fast where available), cpu or ref")
+      ->check(CLI::IsMember({"auto", "cpu", "ref"}));
   app->add_option("--device", device, "device: cpu or cpu:N");
   app->add_flag("--profile", profile, "time each op type and print the breakdown");
 }

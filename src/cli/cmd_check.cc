@@ -251,7 +251,8 @@ void add_check_command(CLI::App& app, int& exit_code) {
                   "file listing cases known to fail (one per line, '# reason' allowed): they "
                   "are reported as skipped; a listed case that passes is an error");
   cmd->add_option("-t,--threads", opt->threads, "intra-op threads per model (default 1)");
-  cmd->add_option("--backend", opt->backend, "kernels: auto or ref");
+  cmd->add_option("--backend", opt->backend, "kernels: auto (fast where available), cpu or ref")
+      ->check(CLI::IsMember({"auto", "cpu", "ref"}));
   cmd->add_flag("-q,--quiet", opt->quiet, "print only failures and the summary");
   cmd->callback([opt, &exit_code] { exit_code = run_check(*opt); });
 }
