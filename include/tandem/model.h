@@ -45,6 +45,9 @@ class Model {
   // agree with the model's (symbolic dims take any positive size). Returns owned outputs in the
   // model's output order.
   std::vector<Tensor> predict(const std::vector<Tensor>& inputs);
+  // The same, computing the outputs straight into `outputs` (one per model output, each of the
+  // exact dtype and shape it will have, e.g. borrowed slices of a shared buffer): no copy.
+  void predict_into(const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs);
 
   // Fixes input shapes from now on (later predicts must use them); plans memory for them now.
   void resize(const ShapeMap& input_shapes);

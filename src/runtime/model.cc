@@ -75,6 +75,15 @@ struct Model::Impl {
   int64_t parameters = 0;
   RunStats stats;
 
+  // The caller's tensors in graph input order, after every check (name, dtype, shape).
+  std::vector<const Tensor*> checked_inputs(const std::vector<Tensor>& inputs) const {
+    TANDEM_CHECK(session, ErrorCode::kInvalidArgument, "predict() before build_from_file()");
+    std::vector<const Tensor*> ordered = match_inputs(this->inputs, inputs);
+    for (size_t i = 0; i < ordered.size(); ++i)
+      check_input(this->inputs[i], graph->inputs[i]->shape_known, *ordered[i]);
+    return ordered;
+  }
+
   // Plans for the inputs' shapes now when they are all fixed.
   void prepare_if_static() {
     std::vector<TensorType> types;
@@ -161,12 +170,13 @@ std::vector<TensorInfo> Model::output_info_for(const std::vector<Shape>& input_s
 }
 
 std::vector<Tensor> Model::predict(const std::vector<Tensor>& inputs) {
-  TANDEM_CHECK(impl_->session, ErrorCode::kInvalidArgument, "predict() before build_from_file()");
-  const Graph& g = *impl_->graph;
-  std::vector<const Tensor*> ordered = match_inputs(impl_->inputs, inputs);
-  for (size_t i = 0; i < ordered.size(); ++i)
-    check_input(impl_->inputs[i], g.inputs[i]->shape_known, *ordered[i]);
+  std::vector<const Tensor*> ordered = impl_->checked_inputs(inputs);  // first: it checks build
   return impl_->session->run(ordered, impl_->stats);
+}
+
+void Model::predict_into(const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs) {
+  std::vector<const Tensor*> ordered = impl_->checked_inputs(inputs);
+  impl_->session->run(ordered, impl_->stats, &outputs);
 }
 
 }  // namespace tandem

@@ -229,7 +229,8 @@ std::shared_ptr<Session::Plan> Session::make_plan(const std::vector<TensorType>&
   return plan;
 }
 
-std::vector<Tensor> Session::run(const std::vector<const Tensor*>& inputs, RunStats& stats) {
+std::vector<Tensor> Session::run(const std::vector<const Tensor*>& inputs, RunStats& stats,
+                                 const std::vector<Tensor>* into) {
   auto start = std::chrono::steady_clock::now();
   std::vector<TensorType> input_types;
   for (const Tensor* t : inputs) input_types.push_back({t->dtype(), t->shape()});
@@ -238,6 +239,16 @@ std::vector<Tensor> Session::run(const std::vector<const Tensor*>& inputs, RunSt
   std::lock_guard<std::mutex> run_lock(mu_);
 
   std::vector<Tensor> vals(plan->slots.size());
+  // With `into`, graph outputs are computed straight into the caller's buffers.
+  std::vector<int> into_index(plan->slots.size(), -1);
+  if (into) {
+    TANDEM_CHECK(into->size() == plan->output_slots.size(), ErrorCode::kInvalidArgument,
+                 "{} output buffers given, the model has {} outputs", into->size(),
+                 plan->output_slots.size());
+    for (size_t i = 0; i < plan->output_slots.size(); ++i)
+      if (into_index[plan->output_slots[i]] < 0)
+        into_index[plan->output_slots[i]] = static_cast<int>(i);
+  }
   for (size_t s = 0; s < plan->slots.size(); ++s) {
     const Plan::Slot& slot = plan->slots[s];
     if (slot.is_input) vals[s] = *inputs[slot.input_index];
@@ -280,7 +291,16 @@ std::vector<Tensor> Session::run(const std::vector<const Tensor*>& inputs, RunSt
       }
       const Plan::Slot& slot = plan->slots[s];
       const TensorType& type = step.dynamic ? out_types[i] : slot.type;
-      if (slot.in_arena) {
+      if (into_index[s] >= 0) {
+        const Tensor& dst = (*into)[into_index[s]];
+        TANDEM_CHECK(dst.dtype() == type.dtype && dst.shape() == type.shape,
+                     ErrorCode::kInvalidArgument,
+                     "output '{}' is {} {}, but its buffer is {} {}", graph_.outputs[into_index[s]]->name,
+                     dtype_name(type.dtype), shape_str(type.shape), dtype_name(dst.dtype()),
+                     shape_str(dst.shape()));
+        vals[s] = dst;
+        std::memset(vals[s].raw(), 0, vals[s].nbytes());
+      } else if (slot.in_arena) {
         vals[s] = Tensor::borrow(type.dtype, type.shape, plan->arena.get() + slot.offset);
         std::memset(vals[s].raw(), 0, vals[s].nbytes());
       } else {
@@ -322,8 +342,22 @@ std::vector<Tensor> Session::run(const std::vector<const Tensor*>& inputs, RunSt
     Tensor t = vals[s];
     TANDEM_CHECK(t.defined(), ErrorCode::kInternal, "output '{}' was never computed",
                  graph_.outputs[i]->name);
-    // Outputs the caller owns: inputs and constants passed straight through are copied.
-    if (!t.owns_data() || plan->slots[s].is_input || plan->slots[s].constant) t = t.clone();
+    if (into) {
+      // Outputs not written in place (inputs or constants passed through, a slot shared by two
+      // outputs) are copied into the caller's buffer.
+      const Tensor& dst = (*into)[i];
+      if (t.raw() != dst.raw()) {
+        TANDEM_CHECK(dst.dtype() == t.dtype() && dst.shape() == t.shape(),
+                     ErrorCode::kInvalidArgument, "output '{}' is {} {}, but its buffer is {} {}",
+                     graph_.outputs[i]->name, dtype_name(t.dtype()), shape_str(t.shape()),
+                     dtype_name(dst.dtype()), shape_str(dst.shape()));
+        std::memcpy(const_cast<void*>(dst.raw()), t.raw(), t.nbytes());
+      }
+      t = dst;
+    } else if (!t.owns_data() || plan->slots[s].is_input || plan->slots[s].constant) {
+      // Outputs the caller owns: inputs and constants passed straight through are copied.
+      t = t.clone();
+    }
     t.set_name(graph_.outputs[i]->name);
     outputs.push_back(std::move(t));
   }

@@ -31,7 +31,10 @@ class Session {
   // kUnsupported naming the output when its shape depends on data known only at run time.
   std::vector<TensorType> output_types(const std::vector<TensorType>& input_types);
   // Runs with inputs in graph input order (already validated against the model's declaration).
-  std::vector<Tensor> run(const std::vector<const Tensor*>& inputs, RunStats& stats);
+  // With `into` (one tensor per graph output, of the exact dtype and shape), outputs are written
+  // into those buffers and returned as views of them.
+  std::vector<Tensor> run(const std::vector<const Tensor*>& inputs, RunStats& stats,
+                          const std::vector<Tensor>* into = nullptr);
 
   int threads() const { return pool_.size(); }
 

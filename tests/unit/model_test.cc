@@ -188,3 +188,33 @@ TEST(LargeModel, ExternalDataOver2GB) {
 
 }  // namespace
 }  // namespace tandem
+
+namespace tandem {
+namespace {
+
+TEST(Model, PredictIntoWritesTheCallersBuffers) {
+  OnnxBuilder b;
+  b.input("x", DataType::kFloat32, {2, 3});
+  b.output("y", DataType::kFloat32, {2, 3});
+  b.output("x_again", DataType::kFloat32, {2, 3});
+  b.node("Relu", {"x"}, {"y"});
+  b.node("Identity", {"x"}, {"x_again"});
+  Model m = Model::build_from_file(b.save(testing::temp_dir("predict_into")));
+  Tensor x(DataType::kFloat32, {2, 3}, "x");
+  for (int i = 0; i < 6; ++i) x.data<float>()[i] = static_cast<float>(i) - 3;
+  std::vector<float> y(6, 99.f), x_again(6, 99.f);
+  std::vector<Tensor> outs = {Tensor::borrow(DataType::kFloat32, {2, 3}, y.data()),
+                              Tensor::borrow(DataType::kFloat32, {2, 3}, x_again.data())};
+  m.predict_into({x}, outs);
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_FLOAT_EQ(y[i], std::max(0.f, i - 3.f));
+    EXPECT_FLOAT_EQ(x_again[i], i - 3.f);
+  }
+  std::vector<float> small(3);
+  EXPECT_THROW(m.predict_into({x}, {Tensor::borrow(DataType::kFloat32, {3}, small.data()), outs[1]}),
+               Error);
+  EXPECT_THROW(m.predict_into({x}, {outs[0]}), Error);
+}
+
+}  // namespace
+}  // namespace tandem
