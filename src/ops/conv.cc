@@ -2,6 +2,9 @@
 //
 // Both take X [N, C, D1..Dn] and a weight W; the output spatial sizes follow from the kernel
 // size, strides, dilations and padding (explicit `pads` or `auto_pad`).
+#include "ops/conv.h"
+
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -9,15 +12,6 @@
 #include "ops/schema.h"
 
 namespace tandem {
-
-namespace {
-
-// The attributes shared by Conv and ConvTranspose, checked against the input ranks.
-struct ConvAttrs {
-  int64_t group = 1;
-  std::vector<int64_t> kernel, strides, dilations, pads;  // pads: begins then ends
-  std::string auto_pad;
-};
 
 ConvAttrs read_conv_attrs(const Node& node, const Shape& x, const Shape& w) {
   TANDEM_CHECK(x.size() >= 3 && x.size() <= 5, ErrorCode::kUnsupported,
@@ -61,6 +55,26 @@ ConvAttrs read_conv_attrs(const Node& node, const Shape& x, const Shape& w) {
                a.auto_pad);
   return a;
 }
+
+void conv_pads(const ConvAttrs& a, const Shape& x, const Shape& y, std::vector<int64_t>& begin,
+               std::vector<int64_t>& end) {
+  const size_t n = x.size() - 2;
+  begin.assign(n, 0);
+  end.assign(n, 0);
+  for (size_t i = 0; i < n; ++i) {
+    if (a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER") {
+      const int64_t k_eff = (a.kernel[i] - 1) * a.dilations[i] + 1;
+      const int64_t total = std::max<int64_t>(0, (y[i + 2] - 1) * a.strides[i] + k_eff - x[i + 2]);
+      begin[i] = a.auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+      end[i] = total - begin[i];
+    } else if (a.auto_pad == "NOTSET") {
+      begin[i] = a.pads[i];
+      end[i] = a.pads[i + n];
+    }
+  }
+}
+
+namespace {
 
 void check_bias(const InferContext& ctx, int64_t channels) {
   if (!ctx.has_input(2)) return;

@@ -1,5 +1,6 @@
 #include "op_test_util.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -79,6 +80,66 @@ std::vector<Tensor> run_ref_op(const std::string& op_type, const std::vector<Ten
   KernelContext ctx{*node, pool};
   kernel->compute(ctx, values, out_ptrs);
   return results;
+}
+
+OpRun run_op(const Backend& backend, const std::string& op_type, const std::vector<Tensor>& inputs,
+             const std::map<std::string, Attribute>& attrs, int num_outputs, int opset,
+             const std::vector<bool>& constant, int threads, int repeats) {
+  Graph g;
+  std::vector<Value*> ins, outs;
+  std::vector<TensorType> types(inputs.size());
+  std::vector<const TensorType*> type_ptrs;
+  std::vector<const Tensor*> values;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!inputs[i].defined()) {
+      ins.push_back(nullptr);
+      type_ptrs.push_back(nullptr);
+      values.push_back(nullptr);
+      continue;
+    }
+    Value* v = g.add_value("in" + std::to_string(i));
+    v->dtype = inputs[i].dtype();
+    v->shape = inputs[i].shape();
+    v->shape_known = true;
+    if (i < constant.size() && constant[i]) v->constant = inputs[i];
+    ins.push_back(v);
+    types[i] = {inputs[i].dtype(), inputs[i].shape()};
+    type_ptrs.push_back(&types[i]);
+    values.push_back(&inputs[i]);
+  }
+  for (int i = 0; i < num_outputs; ++i) outs.push_back(g.add_value("out" + std::to_string(i)));
+  Node* node = g.add_node(op_type, "test_" + op_type, ins, outs);
+  node->attrs = attrs;
+  node->opset = opset;
+
+  std::vector<TensorType> out_types = infer_node(*node, type_ptrs, values);
+  for (size_t i = 0; i < out_types.size() && i < outs.size(); ++i) {
+    outs[i]->dtype = out_types[i].dtype;
+    outs[i]->shape = out_types[i].shape;
+    outs[i]->shape_known = true;
+  }
+
+  OpRun run;
+  std::unique_ptr<Kernel> kernel;
+  for (const Backend* b : {&backend, &reference_backend()}) {
+    const KernelFactory* factory = b->kernels().find("", op_type);
+    if (factory) kernel = (*factory)(*node);
+    if (kernel) {
+      run.backend = b->name();
+      break;
+    }
+  }
+  TANDEM_CHECK(kernel, ErrorCode::kUnsupported, "no kernel for {}", op_type);
+  ThreadPool pool(threads);
+  KernelContext ctx{*node, pool};
+  for (int r = 0; r < std::max(repeats, 1); ++r) {
+    run.outputs.clear();
+    for (auto& t : out_types) run.outputs.emplace_back(t.dtype, t.shape);
+    std::vector<Tensor*> out_ptrs;
+    for (auto& t : run.outputs) out_ptrs.push_back(&t);
+    kernel->compute(ctx, values, out_ptrs);
+  }
+  return run;
 }
 
 static double element_as_double(const Tensor& t, int64_t i) {

@@ -8,6 +8,10 @@
 
 #include "graph/ir.h"
 
+namespace tandem {
+class Backend;
+}
+
 namespace tandem::testing {
 
 Attribute attr_int(int64_t v);
@@ -20,6 +24,23 @@ Attribute attr_floats(std::vector<float> v);
 std::vector<Tensor> run_ref_op(const std::string& op_type, const std::vector<Tensor>& inputs,
                                const std::map<std::string, Attribute>& attrs = {},
                                int num_outputs = 1, int opset = 17);
+
+// What run_op gives back: the outputs and the name of the backend whose kernel computed them.
+struct OpRun {
+  std::vector<Tensor> outputs;
+  std::string backend;
+};
+
+// Runs one op on `backend` as a session would: the node's values carry their dtypes and shapes,
+// and when `backend` has no kernel for the op or its factory declines the node, the reference
+// backend runs it (OpRun::backend says which ran). constant[i] marks input i as a constant of
+// the model (an initializer), which lets kernels prepack it. The kernel's compute is called
+// `repeats` times on the same inputs (to exercise per-shape caches); the last outputs are
+// returned, after zero-filling them before each call.
+OpRun run_op(const Backend& backend, const std::string& op_type, const std::vector<Tensor>& inputs,
+             const std::map<std::string, Attribute>& attrs = {}, int num_outputs = 1,
+             int opset = 17, const std::vector<bool>& constant = {}, int threads = 2,
+             int repeats = 1);
 
 // Largest |a - b| over all elements (both converted to double); throws on shape/dtype mismatch.
 double max_abs_diff(const Tensor& a, const Tensor& b);

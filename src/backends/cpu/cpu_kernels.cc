@@ -1,5 +1,7 @@
 // The CPU backend's kernel table: every fast CPU kernel, listed explicitly. Ops not listed here
 // (or declined by their factory) run on the reference backend.
+#include "backends/cpu/cpu_kernels.h"
+
 #include "backends/backend.h"
 
 namespace tandem {
@@ -7,7 +9,10 @@ namespace tandem {
 namespace {
 class CpuBackend : public Backend {
  public:
-  CpuBackend() {}
+  CpuBackend() {
+    cpu::register_conv_kernels(kernels_);
+    cpu::register_matmul_kernels(kernels_);
+  }
   const char* name() const override { return "cpu"; }
   const KernelRegistry& kernels() const override { return kernels_; }
 

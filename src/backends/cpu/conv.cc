@@ -1,0 +1,210 @@
+// The CPU backend's Conv: oneDNN's convolution_forward for 2-D float32 convolutions (groups,
+// depthwise, strides, dilations, explicit pads and auto_pad, optional bias).
+//
+// The kernel is created once per node and keeps, per (X shape, W shape, bias) seen, a prepared
+// primitive: the primitive descriptor with oneDNN free to choose its internal layouts
+// (format_tag::any), the primitive itself, the reorders between plain NCHW tensors and those
+// layouts, and the intermediate buffers. When W is a constant of the model, it is reordered into
+// the primitive's preferred layout once (prepacked) and kept. X and Y stay plain NCHW in the
+// graph; layout propagation across nodes is a later step.
+//
+// Anything else (1-D/3-D convs, other dtypes, empty tensors, a primitive oneDNN cannot build)
+// runs on the reference kernel, which the node holds: a node declined in the factory goes to the
+// reference backend; one accepted but fed unsupported tensors at run time delegates per call.
+#include "ops/conv.h"
+
+#include <map>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/dnnl_util.h"
+#include "core/error.h"
+
+namespace tandem::cpu {
+
+namespace {
+
+using dnnl::memory;
+using Tag = memory::format_tag;
+using Dt = memory::data_type;
+
+// One prepared convolution for one set of input shapes.
+struct ConvPlan {
+  bool use_reference = false;  // oneDNN could not build a primitive for it
+  dnnl::convolution_forward::primitive_desc pd;
+  dnnl::convolution_forward conv;
+  memory::desc x_md, w_md, b_md, y_md;  // the plain layouts of the node's tensors
+  // Set when the primitive's layout differs from the plain one.
+  std::optional<dnnl::reorder> x_reorder, y_reorder, w_reorder;
+  memory x_mem, y_mem, w_mem;  // buffers in the primitive's layouts, when they differ
+  bool w_prepacked = false;    // w_mem holds the constant W, reordered once
+};
+
+class ConvKernel : public Kernel {
+ public:
+  explicit ConvKernel(const Node& node)
+      : ref_(make_reference_kernel(node)),
+        constant_w_(node.has_input(1) && node.inputs[1]->is_constant()) {}
+
+  void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+               std::span<Tensor* const> outputs) override {
+    const Tensor* x = inputs.size() > 0 ? inputs[0] : nullptr;
+    const Tensor* w = inputs.size() > 1 ? inputs[1] : nullptr;
+    const Tensor* b = inputs.size() > 2 ? inputs[2] : nullptr;
+    Tensor* y = outputs.empty() ? nullptr : outputs[0];
+    if (!applies(x, w, b, y)) {
+      note_reference_fallback();
+      ref_->compute(ctx, inputs, outputs);
+      return;
+    }
+    // A session runs one graph at a time, but the lock keeps the cached buffers safe should a
+    // kernel ever be shared.
+    std::lock_guard<std::mutex> lock(mu_);
+    ConvPlan& p = plan_for(ctx.node, *x, *w, b != nullptr, y->shape());
+    if (p.use_reference) {
+      note_reference_fallback();
+      ref_->compute(ctx, inputs, outputs);
+      return;
+    }
+    set_threads(ctx.pool.size());
+    dnnl::stream& s = stream();
+    try {
+      memory x_user(p.x_md, engine(), const_cast<float*>(x->data<float>()));
+      memory y_user(p.y_md, engine(), y->data<float>());
+      memory src = x_user;
+      if (p.x_reorder) {
+        p.x_reorder->execute(s, x_user, p.x_mem);
+        src = p.x_mem;
+      }
+      memory weights;
+      if (p.w_prepacked) {
+        weights = p.w_mem;
+      } else {
+        memory w_user(p.w_md, engine(), const_cast<float*>(w->data<float>()));
+        if (p.w_mem) {
+          p.w_reorder->execute(s, w_user, p.w_mem);
+          weights = p.w_mem;
+          p.w_prepacked = constant_w_;  // a constant W stays packed from now on
+        } else {
+          weights = w_user;
+        }
+      }
+      std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src},
+                                           {DNNL_ARG_WEIGHTS, weights},
+                                           {DNNL_ARG_DST, p.y_reorder ? p.y_mem : y_user}};
+      if (b) args[DNNL_ARG_BIAS] = memory(p.b_md, engine(), const_cast<float*>(b->data<float>()));
+      p.conv.execute(s, args);
+      if (p.y_reorder) p.y_reorder->execute(s, p.y_mem, y_user);
+      s.wait();
+    } catch (const dnnl::error& e) {
+      raise(ErrorCode::kInternal, "{}: oneDNN convolution failed: {}", ctx.node.describe(),
+            e.what());
+    }
+  }
+
+ private:
+  // Whether the oneDNN path handles these tensors: 2-D float32 with data to compute.
+  static bool applies(const Tensor* x, const Tensor* w, const Tensor* b, const Tensor* y) {
+    if (!x || !w || !y) return false;
+    if (x->dtype() != DataType::kFloat32 || w->dtype() != DataType::kFloat32) return false;
+    if (b && b->dtype() != DataType::kFloat32) return false;
+    if (x->rank() != 4 || w->rank() != 4 || y->rank() != 4) return false;
+    return x->numel() > 0 && w->numel() > 0 && y->numel() > 0;
+  }
+
+  ConvPlan& plan_for(const Node& node, const Tensor& x, const Tensor& w, bool has_bias,
+                     const Shape& y_shape) {
+    std::vector<int64_t> key = x.shape();
+    key.insert(key.end(), w.shape().begin(), w.shape().end());
+    key.push_back(has_bias);
+    auto it = plans_.find(key);
+    if (it != plans_.end()) return it->second;
+    if (plans_.size() >= kMaxPlans) plans_.clear();  // shapes keep changing: start over
+    return plans_[key] = make_plan(node, x.shape(), w.shape(), has_bias, y_shape);
+  }
+
+  static ConvPlan make_plan(const Node& node, const Shape& xs, const Shape& ws, bool has_bias,
+                            const Shape& ys) {
+    // The schema's parsing and checks, and its pad rule; the shapes come from its inference.
+    const ConvAttrs a = read_conv_attrs(node, xs, ws);
+    TANDEM_CHECK(
+        xs[1] == ws[1] * a.group && ws[0] % a.group == 0 && ys[0] == xs[0] && ys[1] == ws[0],
+        ErrorCode::kInvalidModel, "{}: X {}, W {} and Y {} do not fit group {}", node.describe(),
+        shape_str(xs), shape_str(ws), shape_str(ys), a.group);
+    std::vector<int64_t> pad_begin, pad_end;
+    conv_pads(a, xs, ys, pad_begin, pad_end);
+    memory::dims strides(a.strides.begin(), a.strides.end());
+    memory::dims dilations, pad_l(pad_begin.begin(), pad_begin.end()),
+        pad_r(pad_end.begin(), pad_end.end());
+    for (int64_t d : a.dilations) dilations.push_back(d - 1);  // oneDNN counts the gaps
+
+    ConvPlan p;
+    p.x_md = memory::desc(to_dims(xs), Dt::f32, Tag::nchw);
+    p.y_md = memory::desc(to_dims(ys), Dt::f32, Tag::nchw);
+    if (a.group == 1) {
+      p.w_md = memory::desc(to_dims(ws), Dt::f32, Tag::oihw);
+    } else {
+      p.w_md = memory::desc({a.group, ws[0] / a.group, ws[1], ws[2], ws[3]}, Dt::f32, Tag::goihw);
+    }
+    if (has_bias) p.b_md = memory::desc({ws[0]}, Dt::f32, Tag::x);
+    try {
+      memory::desc x_any(to_dims(xs), Dt::f32, Tag::any);
+      memory::desc y_any(to_dims(ys), Dt::f32, Tag::any);
+      memory::desc w_any(p.w_md.dims(), Dt::f32, Tag::any);
+      const auto prop = dnnl::prop_kind::forward_inference;
+      const auto alg = dnnl::algorithm::convolution_direct;
+      // With a bias the descriptor takes it; without, the overload with no bias.
+      auto desc = has_bias ? dnnl::convolution_forward::desc(prop, alg, x_any, w_any, p.b_md, y_any,
+                                                             strides, dilations, pad_l, pad_r)
+                           : dnnl::convolution_forward::desc(prop, alg, x_any, w_any, y_any,
+                                                             strides, dilations, pad_l, pad_r);
+      p.pd = dnnl::convolution_forward::primitive_desc(desc, engine());
+      p.conv = dnnl::convolution_forward(p.pd);
+      if (p.pd.src_desc() != p.x_md) {
+        p.x_mem = memory(p.pd.src_desc(), engine());
+        p.x_reorder = make_reorder(p.x_md, p.pd.src_desc());
+      }
+      if (p.pd.dst_desc() != p.y_md) {
+        p.y_mem = memory(p.pd.dst_desc(), engine());
+        p.y_reorder = make_reorder(p.pd.dst_desc(), p.y_md);
+      }
+      if (p.pd.weights_desc() != p.w_md) {
+        p.w_mem = memory(p.pd.weights_desc(), engine());
+        p.w_reorder = make_reorder(p.w_md, p.pd.weights_desc());
+      }
+    } catch (const dnnl::error&) {
+      // No oneDNN implementation for this geometry: the reference kernel computes it.
+      p = ConvPlan{};
+      p.use_reference = true;
+    }
+    return p;
+  }
+
+  static constexpr size_t kMaxPlans = 16;
+  std::unique_ptr<Kernel> ref_;
+  bool constant_w_;
+  std::mutex mu_;
+  std::map<std::vector<int64_t>, ConvPlan> plans_;
+};
+
+// Declines (nullptr → the reference backend) what the graph already shows the fast path does
+// not handle: another dtype or rank than 2-D float32. Unknown types are accepted and checked per
+// call.
+std::unique_ptr<Kernel> make_conv(const Node& node) {
+  if (!node.has_input(0) || !node.has_input(1)) return nullptr;
+  const Value* x = node.inputs[0];
+  if (x->dtype != DataType::kUndefined && x->dtype != DataType::kFloat32) return nullptr;
+  if (x->shape_known && x->shape.size() != 4) return nullptr;
+  return std::make_unique<ConvKernel>(node);
+}
+
+}  // namespace
+
+void register_conv_kernels(KernelRegistry& r) {
+  r.add("Conv", make_conv);
+}
+
+}  // namespace tandem::cpu

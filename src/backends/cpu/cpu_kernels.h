@@ -1,0 +1,19 @@
+// The CPU backend's kernel families (one per backends/cpu/<family>.cc), called by the kernel
+// table in cpu_kernels.cc.
+#pragma once
+
+#include <cstdint>
+
+#include "backends/backend.h"
+
+namespace tandem::cpu {
+
+void register_conv_kernels(KernelRegistry& r);    // Conv (oneDNN)
+void register_matmul_kernels(KernelRegistry& r);  // MatMul, Gemm (oneDNN)
+
+// How many compute calls CPU kernels have handed to their reference kernel so far (tensors the
+// fast path does not handle, seen only at run time), over the whole process. For tests and
+// diagnostics.
+int64_t reference_fallbacks();
+
+}  // namespace tandem::cpu

@@ -1,0 +1,41 @@
+// What the CPU backend's oneDNN kernels share: the engine, a stream, the thread count, dims and
+// memory descriptors for plain tensors, and the reference kernel a node falls back to.
+#pragma once
+
+#include <memory>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <string>
+
+#include "backends/backend.h"
+
+namespace tandem::cpu {
+
+// The one CPU engine of the process (oneDNN engines are thread-safe and cheap to share).
+dnnl::engine& engine();
+
+// A stream on engine() for the calling thread (streams are not meant to be shared across
+// threads; one per thread is the simplest safe choice).
+dnnl::stream& stream();
+
+// Makes the oneDNN primitives this thread runs next use `threads` threads. Debian's oneDNN 2.6
+// is built with the OpenMP CPU runtime (DNNL_CPU_RUNTIME == OMP), so its parallel regions take
+// their size from the calling thread's OpenMP ICV; the threadpool interop API does not exist in
+// that build, so the session's ThreadPool cannot lend its threads. We set the ICV through
+// omp_set_num_threads (per calling thread, so sessions on different threads with different
+// thread counts do not disturb each other). The pool's own threads stay idle meanwhile.
+void set_threads(int threads);
+
+// Creates the reference backend's kernel for `node` (the fallback when the fast path does not
+// apply to the tensors a compute call gets); throws if the reference backend has none.
+std::unique_ptr<Kernel> make_reference_kernel(const Node& node);
+
+// Counts one compute call handed to the reference kernel (see reference_fallbacks()).
+void note_reference_fallback();
+
+// dnnl dims from a tensor shape.
+dnnl::memory::dims to_dims(const Shape& s);
+
+// A reorder primitive from layout `from` to layout `to` on engine().
+dnnl::reorder make_reorder(const dnnl::memory::desc& from, const dnnl::memory::desc& to);
+
+}  // namespace tandem::cpu

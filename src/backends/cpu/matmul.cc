@@ -1,0 +1,288 @@
+// The CPU backend's MatMul and Gemm: oneDNN's matmul primitive, float32.
+//
+// MatMul: both operands of rank >= 2, batch dims broadcast numpy-style (the ranks are padded
+// with leading 1s, which oneDNN broadcasts). Gemm: op(A) and op(B) are described to oneDNN by
+// strides (a transposed operand is a [M, K] view with column-major strides), alpha is the
+// primitive's output scale, and beta * C is added by a binary post-op: C itself when beta is 1
+// and C is a row [N] / [1, N] or a scalar, else beta * C expanded to [M, N] per call.
+//
+// Per (A, B, C) shapes the kernel keeps a prepared primitive; a constant B (a weight of the
+// model) is reordered once into the layout the primitive prefers (prepacked). 1-D operands,
+// other dtypes and empty tensors run on the reference kernel the node holds.
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/dnnl_util.h"
+#include "core/error.h"
+#include "ops/shape_utils.h"
+
+namespace tandem::cpu {
+
+namespace {
+
+using dnnl::memory;
+using Dt = memory::data_type;
+
+// Row-major strides of `dims`.
+memory::dims row_major(const memory::dims& dims) {
+  memory::dims s(dims.size(), 1);
+  for (size_t i = dims.size(); i-- > 1;) s[i - 1] = s[i] * dims[i];
+  return s;
+}
+
+// The problem as oneDNN sees it: the plain descriptors of A, B, Y (and C), all the same rank.
+struct Problem {
+  memory::desc a_md, b_md, y_md;
+  float alpha = 1.0f, beta = 1.0f;
+  bool has_c = false;
+  bool c_expand = false;  // add beta * C expanded to [M, N] rather than C itself
+  memory::desc c_md;      // C as the post-op's second source
+  int64_t m = 0, n = 0;
+};
+
+struct MatmulPlan {
+  bool use_reference = false;  // oneDNN could not build a primitive for it
+  Problem pr;
+  dnnl::matmul::primitive_desc pd;
+  dnnl::matmul prim;
+  std::optional<dnnl::reorder> b_reorder;  // set when the primitive wants another B layout
+  memory b_mem;                            // B in that layout
+  bool b_prepacked = false;                // b_mem holds the constant B, reordered once
+  std::vector<float> c_buf;                // beta * C expanded, when c_expand
+};
+
+class MatmulKernel : public Kernel {
+ public:
+  MatmulKernel(const Node& node, bool gemm)
+      : ref_(make_reference_kernel(node)),
+        gemm_(gemm),
+        constant_b_(node.has_input(1) && node.inputs[1]->is_constant()) {}
+
+  void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+               std::span<Tensor* const> outputs) override {
+    const Tensor* a = inputs.size() > 0 ? inputs[0] : nullptr;
+    const Tensor* b = inputs.size() > 1 ? inputs[1] : nullptr;
+    const Tensor* c = gemm_ && inputs.size() > 2 ? inputs[2] : nullptr;
+    Tensor* y = outputs.empty() ? nullptr : outputs[0];
+    if (!applies(a, b, c, y)) {
+      note_reference_fallback();
+      ref_->compute(ctx, inputs, outputs);
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    MatmulPlan& p = plan_for(ctx.node, *a, *b, c, *y);
+    if (p.use_reference) {
+      note_reference_fallback();
+      ref_->compute(ctx, inputs, outputs);
+      return;
+    }
+    set_threads(ctx.pool.size());
+    dnnl::stream& s = stream();
+    try {
+      memory a_mem(p.pr.a_md, engine(), const_cast<float*>(a->data<float>()));
+      memory y_mem(p.pr.y_md, engine(), y->data<float>());
+      memory weights;
+      if (p.b_prepacked) {
+        weights = p.b_mem;
+      } else {
+        memory b_user(p.pr.b_md, engine(), const_cast<float*>(b->data<float>()));
+        if (p.b_reorder) {
+          p.b_reorder->execute(s, b_user, p.b_mem);
+          weights = p.b_mem;
+          p.b_prepacked = constant_b_;  // a constant B stays packed from now on
+        } else {
+          weights = b_user;
+        }
+      }
+      std::unordered_map<int, memory> args{
+          {DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, y_mem}};
+      if (p.pr.has_c) {
+        const float* c_data = c->data<float>();
+        if (p.pr.c_expand) {
+          expand_c(p, *c);
+          c_data = p.c_buf.data();
+        }
+        args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] =
+            memory(p.pr.c_md, engine(), const_cast<float*>(c_data));
+      }
+      p.prim.execute(s, args);
+      s.wait();
+    } catch (const dnnl::error& e) {
+      raise(ErrorCode::kInternal, "{}: oneDNN matmul failed: {}", ctx.node.describe(), e.what());
+    }
+  }
+
+ private:
+  // Whether the oneDNN path handles these tensors: float32, rank >= 2, data to compute.
+  static bool applies(const Tensor* a, const Tensor* b, const Tensor* c, const Tensor* y) {
+    if (!a || !b || !y) return false;
+    if (a->dtype() != DataType::kFloat32 || b->dtype() != DataType::kFloat32) return false;
+    if (c && c->dtype() != DataType::kFloat32) return false;
+    if (a->rank() < 2 || b->rank() < 2 || a->rank() > 8 || b->rank() > 8) return false;
+    return a->numel() > 0 && b->numel() > 0 && y->numel() > 0 && (!c || c->numel() > 0);
+  }
+
+  // beta * C broadcast to [M, N], into p.c_buf.
+  static void expand_c(MatmulPlan& p, const Tensor& c) {
+    const int64_t m = p.pr.m, n = p.pr.n;
+    std::vector<int64_t> cs = broadcast_strides(c.shape(), {m, n});
+    const float* cd = c.data<float>();
+    p.c_buf.resize(static_cast<size_t>(m * n));
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) p.c_buf[i * n + j] = p.pr.beta * cd[i * cs[0] + j * cs[1]];
+  }
+
+  MatmulPlan& plan_for(const Node& node, const Tensor& a, const Tensor& b, const Tensor* c,
+                       const Tensor& y) {
+    std::vector<int64_t> key = a.shape();
+    key.push_back(-1);
+    key.insert(key.end(), b.shape().begin(), b.shape().end());
+    key.push_back(-1);
+    if (c) key.insert(key.end(), c->shape().begin(), c->shape().end());
+    auto it = plans_.find(key);
+    if (it != plans_.end()) return it->second;
+    if (plans_.size() >= kMaxPlans) plans_.clear();  // shapes keep changing: start over
+    Problem pr = gemm_ ? gemm_problem(node, a.shape(), b.shape(), c, y.shape())
+                       : matmul_problem(node, a.shape(), b.shape(), y.shape());
+    return plans_[key] = make_plan(std::move(pr));
+  }
+
+  static Problem matmul_problem(const Node& node, const Shape& as, const Shape& bs,
+                                const Shape& ys) {
+    const size_t rank = std::max(as.size(), bs.size());
+    Shape a = as, b = bs;
+    a.insert(a.begin(), rank - a.size(), 1);
+    b.insert(b.begin(), rank - b.size(), 1);
+    const int64_t m = a[rank - 2], k = a[rank - 1], n = b[rank - 1];
+    TANDEM_CHECK(b[rank - 2] == k, ErrorCode::kInvalidArgument,
+                 "{}: inner dimensions do not match: A is {}, B is {}", node.describe(),
+                 shape_str(as), shape_str(bs));
+    Shape batch =
+        broadcast_shapes(Shape(a.begin(), a.end() - 2), Shape(b.begin(), b.end() - 2), node);
+    Shape y = batch;
+    y.push_back(m);
+    y.push_back(n);
+    TANDEM_CHECK(shape_numel(y) == shape_numel(ys), ErrorCode::kInternal,
+                 "{}: output shape {} does not match the operands {} x {}", node.describe(),
+                 shape_str(ys), shape_str(as), shape_str(bs));
+    Problem pr;
+    memory::dims ad = to_dims(a), bd = to_dims(b), yd = to_dims(y);
+    pr.a_md = memory::desc(ad, Dt::f32, row_major(ad));
+    pr.b_md = memory::desc(bd, Dt::f32, row_major(bd));
+    pr.y_md = memory::desc(yd, Dt::f32, row_major(yd));
+    pr.m = m;
+    pr.n = n;
+    return pr;
+  }
+
+  static Problem gemm_problem(const Node& node, const Shape& as, const Shape& bs, const Tensor* c,
+                              const Shape& ys) {
+    TANDEM_CHECK(as.size() == 2 && bs.size() == 2, ErrorCode::kInvalidModel,
+                 "{}: A and B must be 2-D, got {} and {}", node.describe(), shape_str(as),
+                 shape_str(bs));
+    const bool ta = node.attr_int_or("transA", 0) != 0;
+    const bool tb = node.attr_int_or("transB", 0) != 0;
+    const int64_t m = ta ? as[1] : as[0], k = ta ? as[0] : as[1];
+    const int64_t n = tb ? bs[0] : bs[1];
+    TANDEM_CHECK((tb ? bs[1] : bs[0]) == k && ys == Shape({m, n}), ErrorCode::kInvalidArgument,
+                 "{}: shapes do not match: A {}, B {}, Y {}", node.describe(), shape_str(as),
+                 shape_str(bs), shape_str(ys));
+    Problem pr;
+    pr.m = m;
+    pr.n = n;
+    // A transposed operand is the same buffer read with swapped strides.
+    pr.a_md = memory::desc({m, k}, Dt::f32, ta ? memory::dims{1, m} : memory::dims{k, 1});
+    pr.b_md = memory::desc({k, n}, Dt::f32, tb ? memory::dims{1, k} : memory::dims{n, 1});
+    pr.y_md = memory::desc({m, n}, Dt::f32, memory::dims{n, 1});
+    pr.alpha = node.attr_float_or("alpha", 1.0f);
+    pr.beta = node.attr_float_or("beta", 1.0f);
+    if (c) {
+      const Shape& cs = c->shape();
+      TANDEM_CHECK(cs.size() <= 2 && broadcast_shapes(cs, {m, n}, node) == Shape({m, n}),
+                   ErrorCode::kInvalidArgument, "{}: C of shape {} cannot be broadcast to [{}, {}]",
+                   node.describe(), shape_str(cs), m, n);
+      pr.has_c = true;
+      Shape c2 = cs;  // C as [rows, cols]
+      c2.insert(c2.begin(), 2 - c2.size(), 1);
+      // A row of N values (or one value) is what oneDNN broadcasts best; anything else, or a
+      // beta that must scale C, is expanded per call.
+      const bool row = c2[0] == 1;
+      pr.c_expand = pr.beta != 1.0f || !row;
+      memory::dims cd = pr.c_expand ? memory::dims{m, n} : memory::dims{1, c2[1]};
+      pr.c_md = memory::desc(cd, Dt::f32, row_major(cd));
+    }
+    return pr;
+  }
+
+  MatmulPlan make_plan(Problem pr) const {
+    MatmulPlan p;
+    p.pr = std::move(pr);
+    try {
+      dnnl::primitive_attr attr;
+      if (p.pr.alpha != 1.0f) attr.set_output_scales(0, {p.pr.alpha});
+      if (p.pr.has_c) {
+        dnnl::post_ops ops;
+        ops.append_binary(dnnl::algorithm::binary_add, p.pr.c_md);
+        attr.set_post_ops(ops);
+      }
+      // A constant B may take whatever layout the primitive likes best (prepacked once); a B
+      // computed at run time is used as it is.
+      memory::desc b_want = constant_b_
+                                ? memory::desc(p.pr.b_md.dims(), Dt::f32, memory::format_tag::any)
+                                : p.pr.b_md;
+      dnnl::matmul::desc desc(p.pr.a_md, b_want, p.pr.y_md);
+      p.pd = dnnl::matmul::primitive_desc(desc, attr, engine());
+      p.prim = dnnl::matmul(p.pd);
+      if (p.pd.weights_desc() != p.pr.b_md) {
+        p.b_mem = memory(p.pd.weights_desc(), engine());
+        p.b_reorder = make_reorder(p.pr.b_md, p.pd.weights_desc());
+      }
+    } catch (const dnnl::error&) {
+      // No oneDNN implementation for this problem: the reference kernel computes it.
+      MatmulPlan fallback;
+      fallback.use_reference = true;
+      return fallback;
+    }
+    return p;
+  }
+
+  static constexpr size_t kMaxPlans = 16;
+  std::unique_ptr<Kernel> ref_;
+  bool gemm_;
+  bool constant_b_;
+  std::mutex mu_;
+  std::map<std::vector<int64_t>, MatmulPlan> plans_;
+};
+
+// Declines (nullptr → the reference backend) what the graph already shows the fast path does
+// not handle: another dtype than float32, or a 1-D operand. Unknown types are checked per call.
+std::unique_ptr<Kernel> make_matmul_like(const Node& node, bool gemm) {
+  if (!node.has_input(0) || !node.has_input(1)) return nullptr;
+  for (size_t i = 0; i < 2; ++i) {
+    const Value* v = node.inputs[i];
+    if (v->dtype != DataType::kUndefined && v->dtype != DataType::kFloat32) return nullptr;
+    if (v->shape_known && v->shape.size() < 2) return nullptr;
+  }
+  return std::make_unique<MatmulKernel>(node, gemm);
+}
+
+std::unique_ptr<Kernel> make_matmul(const Node& node) {
+  return make_matmul_like(node, false);
+}
+std::unique_ptr<Kernel> make_gemm(const Node& node) {
+  return make_matmul_like(node, true);
+}
+
+}  // namespace
+
+void register_matmul_kernels(KernelRegistry& r) {
+  r.add("MatMul", make_matmul);
+  r.add("Gemm", make_gemm);
+}
+
+}  // namespace tandem::cpu
