@@ -11,7 +11,14 @@ the parent closes its copies of the children's pipe ends (a dead child gives EOF
 has a timeout, and a failed build stops the children already started.
 """
 import logging
-from multiprocessing import Pipe, Process
+import multiprocessing
+
+# The seed forks its children (Linux's default start method). Forking a process whose OpenMP
+# runtime is already running (oneDNN's, once the parent has run a model) leaves the child's
+# OpenMP pool dead and the child hangs at its first parallel region; "spawn" starts clean
+# children and keeps everything else of the seed's design.
+_mp = multiprocessing.get_context("spawn")
+Pipe, Process = _mp.Pipe, _mp.Process
 
 from tandem_engine import TandemPredict
 

@@ -232,11 +232,25 @@ void ProcessEngine::spawn(Worker& w) {
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
 
+  // Workers share the host: oneDNN's OpenMP threads must sleep when idle instead of spinning on
+  // cores that sibling workers (and the worker's own pool) need. libgomp reads this only at
+  // start-up, so it goes into the environment here; a value the user set wins.
+  std::vector<std::string> env_strings;
+  bool has_wait_policy = false;
+  for (char** e = environ; *e; ++e) {
+    env_strings.emplace_back(*e);
+    has_wait_policy = has_wait_policy || env_strings.back().rfind("OMP_WAIT_POLICY=", 0) == 0;
+  }
+  if (!has_wait_policy) env_strings.emplace_back("OMP_WAIT_POLICY=PASSIVE");
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, child_fd, 3);
   pid_t pid = -1;
-  int rc = ::posix_spawn(&pid, binary_.c_str(), &fa, nullptr, argv.data(), environ);
+  int rc = ::posix_spawn(&pid, binary_.c_str(), &fa, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&fa);
   ::close(child_fd);
   if (rc != 0) {
