@@ -1,44 +1,33 @@
-// A fixed set of worker threads for intra-op parallelism. parallel_for splits [0, n) into
-// contiguous chunks, one per thread, and runs them with the calling thread taking part.
+// Intra-op parallelism. parallel_for splits [0, n) into contiguous chunks, one per thread, with
+// the calling thread taking part. The threads are OpenMP's: oneDNN (the CPU backend) runs on the
+// same OpenMP runtime, so Tandem's own loops and oneDNN's share one team of threads instead of
+// two sets competing for the same cores (an idle OpenMP team spins for a while).
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <mutex>
-#include <thread>
 #include <vector>
 
 namespace tandem {
 
 class ThreadPool {
  public:
-  // threads: total threads including the caller (1 = run inline). cores: pin thread i to
-  // cores[i % cores.size()] when not empty.
+  // threads: total threads including the caller (1 = run inline). cores: pin thread i of the
+  // team to cores[i % cores.size()] when not empty (the caller to cores[0] at once).
   explicit ThreadPool(int threads, std::vector<int> cores = {});
-  ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int size() const { return num_threads_; }
+  const std::vector<int>& cores() const { return cores_; }
 
   // fn(begin, end) over disjoint chunks covering [0, n). Blocks until all are done. An exception
   // thrown by a chunk is rethrown here (the first one).
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
 
  private:
-  void worker_loop(int index);
-
   int num_threads_;
-  std::vector<std::thread> workers_;
-  std::mutex mu_;
-  std::condition_variable cv_work_, cv_done_;
-  const std::function<void(int64_t, int64_t)>* job_ = nullptr;
-  int64_t job_n_ = 0;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
-  std::exception_ptr error_;
+  std::vector<int> cores_;
 };
 
 // Pins the calling thread to one core; returns false (and leaves it unpinned) on failure.

@@ -1,6 +1,6 @@
 #include "backends/cpu/dnnl_util.h"
 
-#include <dlfcn.h>
+#include <omp.h>
 
 #include <atomic>
 
@@ -20,13 +20,7 @@ dnnl::stream& stream() {
 }
 
 void set_threads(int threads) {
-  // omp_set_num_threads lives in libgomp, which libdnnl loads; the build links libdnnl only, and
-  // a direct call would need libgomp on the link line (OpenMP::OpenMP_CXX in CMake). Until the
-  // build links it, look the function up in the process once. If it is missing, oneDNN simply
-  // uses OpenMP's default (all cores).
-  using SetFn = void (*)(int);
-  static const SetFn set = reinterpret_cast<SetFn>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"));
-  if (set && threads > 0) set(threads);  // sets the calling thread's ICV only; cheap
+  if (threads > 0) omp_set_num_threads(threads);  // the calling thread's ICV only; cheap
 }
 
 std::unique_ptr<Kernel> make_reference_kernel(const Node& node) {

@@ -20,9 +20,9 @@ dnnl::stream& stream();
 // Makes the oneDNN primitives this thread runs next use `threads` threads. Debian's oneDNN 2.6
 // is built with the OpenMP CPU runtime (DNNL_CPU_RUNTIME == OMP), so its parallel regions take
 // their size from the calling thread's OpenMP ICV; the threadpool interop API does not exist in
-// that build, so the session's ThreadPool cannot lend its threads. We set the ICV through
-// omp_set_num_threads (per calling thread, so sessions on different threads with different
-// thread counts do not disturb each other). The pool's own threads stay idle meanwhile.
+// that build. Tandem's ThreadPool runs its loops on OpenMP as well, so oneDNN's regions and ours
+// use the same team of threads. We set the ICV through omp_set_num_threads (per calling thread,
+// so sessions on different threads with different thread counts do not disturb each other).
 void set_threads(int threads);
 
 // Creates the reference backend's kernel for `node` (the fallback when the fast path does not
