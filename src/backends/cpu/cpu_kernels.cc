@@ -12,6 +12,9 @@ class CpuBackend : public Backend {
   CpuBackend() {
     cpu::register_conv_kernels(kernels_);
     cpu::register_matmul_kernels(kernels_);
+    cpu::register_softmax_kernels(kernels_);
+    cpu::register_eltwise_kernels(kernels_);
+    cpu::register_binary_kernels(kernels_);
   }
   const char* name() const override { return "cpu"; }
   const KernelRegistry& kernels() const override { return kernels_; }

@@ -1,0 +1,165 @@
+// The CPU backend's elementwise activations: oneDNN's eltwise_forward, float32.
+//
+// Only ops whose oneDNN 2.6 definition is the ONNX one are listed: Sigmoid (logistic), Tanh,
+// Relu, LeakyRelu (relu with a negative slope), Elu, Exp, Sqrt, Abs, HardSwish
+// (x * min(max(x + 3, 0), 6) / 6 = ONNX's x * max(0, min(1, x / 6 + 1 / 2))), Softplus
+// (soft_relu, log(1 + exp(x)) in 2.6) and Clip with constant bounds (clip: max(lo, min(hi, x))).
+// Erf has no oneDNN eltwise; it stays on the reference backend. So does Log: oneDNN's
+// eltwise_log is a polynomial approximation that is not exact where it matters (log(1) comes
+// out ~1e-7 from 0, which fails ONNX's test_log_example at atol 1e-7).
+//
+// The op does not care about the shape, so the tensor is described to oneDNN as one flat
+// [numel] row and the kernel keeps one primitive per element count. Other dtypes are declined at
+// factory time when the graph shows them and run on the reference kernel when seen at run time.
+#include <cmath>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+
+#include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/dnnl_util.h"
+#include "core/error.h"
+#include "ops/shape_utils.h"
+
+namespace tandem::cpu {
+
+namespace {
+
+using dnnl::memory;
+using Dt = memory::data_type;
+using Alg = dnnl::algorithm;
+
+struct EltwisePlan {
+  bool use_reference = false;  // oneDNN could not build a primitive for it
+  memory::desc md;
+  dnnl::eltwise_forward prim;
+};
+
+class EltwiseKernel : public Kernel {
+ public:
+  EltwiseKernel(const Node& node, Alg alg, float alpha, float beta)
+      : ref_(make_reference_kernel(node)), alg_(alg), alpha_(alpha), beta_(beta) {}
+
+  void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+               std::span<Tensor* const> outputs) override {
+    const Tensor* x = inputs.empty() ? nullptr : inputs[0];
+    Tensor* y = outputs.empty() ? nullptr : outputs[0];
+    if (!x || !y || x->dtype() != DataType::kFloat32 || y->dtype() != DataType::kFloat32 ||
+        x->numel() == 0 || x->numel() != y->numel()) {
+      note_reference_fallback();
+      ref_->compute(ctx, inputs, outputs);
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    EltwisePlan& p = plan_for(x->numel());
+    if (p.use_reference) {
+      note_reference_fallback();
+      ref_->compute(ctx, inputs, outputs);
+      return;
+    }
+    set_threads(ctx.pool.size());
+    dnnl::stream& s = stream();
+    try {
+      memory src(p.md, engine(), const_cast<float*>(x->data<float>()));
+      memory dst(p.md, engine(), y->data<float>());
+      p.prim.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
+      s.wait();
+    } catch (const dnnl::error& e) {
+      raise(ErrorCode::kInternal, "{}: oneDNN eltwise failed: {}", ctx.node.describe(), e.what());
+    }
+  }
+
+ private:
+  EltwisePlan& plan_for(int64_t n) {
+    auto it = plans_.find(n);
+    if (it != plans_.end()) return it->second;
+    if (plans_.size() >= kMaxPlans) plans_.clear();  // shapes keep changing: start over
+    EltwisePlan p;
+    try {
+      p.md = memory::desc({n}, Dt::f32, memory::format_tag::a);
+      dnnl::eltwise_forward::desc d(dnnl::prop_kind::forward_inference, alg_, p.md, alpha_, beta_);
+      p.prim = dnnl::eltwise_forward(dnnl::eltwise_forward::primitive_desc(d, engine()));
+    } catch (const dnnl::error&) {
+      p = EltwisePlan{};
+      p.use_reference = true;
+    }
+    return plans_[n] = std::move(p);
+  }
+
+  static constexpr size_t kMaxPlans = 16;
+  std::unique_ptr<Kernel> ref_;
+  Alg alg_;
+  float alpha_, beta_;
+  std::mutex mu_;
+  std::map<int64_t, EltwisePlan> plans_;
+};
+
+// Whether the graph already shows a dtype other than float32 for input 0.
+bool not_float32(const Node& node) {
+  if (!node.has_input(0)) return true;
+  const DataType dt = node.inputs[0]->dtype;
+  return dt != DataType::kUndefined && dt != DataType::kFloat32;
+}
+
+KernelFactory simple(Alg alg, float alpha = 0.0f, float beta = 0.0f) {
+  return [alg, alpha, beta](const Node& node) -> std::unique_ptr<Kernel> {
+    if (not_float32(node)) return nullptr;
+    return std::make_unique<EltwiseKernel>(node, alg, alpha, beta);
+  };
+}
+
+std::unique_ptr<Kernel> make_leaky_relu(const Node& node) {
+  if (not_float32(node)) return nullptr;
+  return std::make_unique<EltwiseKernel>(node, Alg::eltwise_relu,
+                                         node.attr_float_or("alpha", 0.01f), 0.0f);
+}
+
+std::unique_ptr<Kernel> make_elu(const Node& node) {
+  if (not_float32(node)) return nullptr;
+  return std::make_unique<EltwiseKernel>(node, Alg::eltwise_elu, node.attr_float_or("alpha", 1.0f),
+                                         0.0f);
+}
+
+// Clip: bounds from attributes (opset < 11) or from constant inputs (opset >= 11). A bound
+// computed at run time, or lo > hi (where oneDNN's max(lo, min(hi, x)) and ONNX's
+// min(hi, max(lo, x)) differ), goes to the reference backend.
+std::unique_ptr<Kernel> make_clip(const Node& node) {
+  if (not_float32(node)) return nullptr;
+  // Unbounded: +-inf, so infinities pass through (as in the reference kernel).
+  float lo = -std::numeric_limits<float>::infinity();
+  float hi = std::numeric_limits<float>::infinity();
+  if (node.opset < 11) {
+    lo = node.attr_float_or("min", lo);
+    hi = node.attr_float_or("max", hi);
+  } else {
+    for (size_t i = 1; i <= 2; ++i) {
+      if (!node.has_input(i)) continue;
+      const Value* v = node.inputs[i];
+      if (!v->is_constant()) return nullptr;
+      const Tensor& t = *v->constant;
+      if (t.dtype() != DataType::kFloat32 || t.numel() != 1) return nullptr;
+      (i == 1 ? lo : hi) = t.data<float>()[0];
+    }
+  }
+  if (std::isnan(lo) || std::isnan(hi) || lo > hi) return nullptr;
+  return std::make_unique<EltwiseKernel>(node, Alg::eltwise_clip, lo, hi);
+}
+
+}  // namespace
+
+void register_eltwise_kernels(KernelRegistry& r) {
+  r.add("Sigmoid", simple(Alg::eltwise_logistic));
+  r.add("Tanh", simple(Alg::eltwise_tanh));
+  r.add("Relu", simple(Alg::eltwise_relu));
+  r.add("Exp", simple(Alg::eltwise_exp));
+  r.add("Sqrt", simple(Alg::eltwise_sqrt));
+  r.add("Abs", simple(Alg::eltwise_abs));
+  r.add("HardSwish", simple(Alg::eltwise_hardswish));
+  r.add("Softplus", simple(Alg::eltwise_soft_relu));
+  r.add("LeakyRelu", make_leaky_relu);
+  r.add("Elu", make_elu);
+  r.add("Clip", make_clip);
+}
+
+}  // namespace tandem::cpu
