@@ -26,12 +26,6 @@ using dnnl::memory;
 using Dt = memory::data_type;
 using Alg = dnnl::algorithm;
 
-memory::dims row_major(const memory::dims& dims) {
-  memory::dims s(dims.size(), 1);
-  for (size_t i = dims.size(); i-- > 1;) s[i - 1] = s[i] * dims[i];
-  return s;
-}
-
 struct BinaryPlan {
   bool use_reference = false;  // not expressible, or oneDNN could not build a primitive
   bool swap = false;           // src0 is B, src1 is A
@@ -139,10 +133,7 @@ class BinaryKernel : public Kernel {
 KernelFactory binary_factory(Alg alg, bool commutes) {
   return [alg, commutes](const Node& node) -> std::unique_ptr<Kernel> {
     if (!node.has_input(0) || !node.has_input(1)) return nullptr;
-    for (size_t i = 0; i < 2; ++i) {
-      const DataType dt = node.inputs[i]->dtype;
-      if (dt != DataType::kUndefined && dt != DataType::kFloat32) return nullptr;
-    }
+    if (known_not_float32(node.inputs[0]) || known_not_float32(node.inputs[1])) return nullptr;
     return std::make_unique<BinaryKernel>(node, alg, commutes);
   };
 }

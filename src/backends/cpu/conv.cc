@@ -196,7 +196,7 @@ class ConvKernel : public Kernel {
 std::unique_ptr<Kernel> make_conv(const Node& node) {
   if (!node.has_input(0) || !node.has_input(1)) return nullptr;
   const Value* x = node.inputs[0];
-  if (x->dtype != DataType::kUndefined && x->dtype != DataType::kFloat32) return nullptr;
+  if (known_not_float32(x)) return nullptr;
   if (x->shape_known && x->shape.size() != 4) return nullptr;
   return std::make_unique<ConvKernel>(node);
 }

@@ -19,6 +19,31 @@ dnnl::stream& stream() {
   return s;
 }
 
+dnnl::memory::dims row_major(const dnnl::memory::dims& dims) {
+  dnnl::memory::dims s(dims.size(), 1);
+  for (size_t i = dims.size(); i-- > 1;) s[i - 1] = s[i] * dims[i];
+  return s;
+}
+
+bool known_not_float32(const Value* v) {
+  return v && v->dtype != DataType::kUndefined && v->dtype != DataType::kFloat32;
+}
+
+void execute_src_dst(const KernelContext& ctx, const dnnl::primitive& prim,
+                     const dnnl::memory::desc& md, const float* src, float* dst,
+                     const char* what) {
+  set_threads(ctx.pool.size());
+  dnnl::stream& s = stream();
+  try {
+    dnnl::memory src_mem(md, engine(), const_cast<float*>(src));
+    dnnl::memory dst_mem(md, engine(), dst);
+    prim.execute(s, {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_DST, dst_mem}});
+    s.wait();
+  } catch (const dnnl::error& e) {
+    raise(ErrorCode::kInternal, "{}: oneDNN {} failed: {}", ctx.node.describe(), what, e.what());
+  }
+}
+
 void set_threads(int threads) {
   if (threads > 0) omp_set_num_threads(threads);  // the calling thread's ICV only; cheap
 }

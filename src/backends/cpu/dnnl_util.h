@@ -35,6 +35,20 @@ void note_reference_fallback();
 // dnnl dims from a tensor shape.
 dnnl::memory::dims to_dims(const Shape& s);
 
+// Row-major strides (in elements) of `dims`.
+dnnl::memory::dims row_major(const dnnl::memory::dims& dims);
+
+// True when the graph already knows `v` holds something other than float32 (so a float32-only
+// kernel should decline the node at once); false when it is float32 or not known yet.
+bool known_not_float32(const Value* v);
+
+// Runs a one-source, one-destination primitive (eltwise, softmax, ...) over plain float buffers
+// described by `md`, on this thread's stream with the session's thread count. `what` names the
+// primitive in the error raised if oneDNN fails.
+void execute_src_dst(const KernelContext& ctx, const dnnl::primitive& prim,
+                     const dnnl::memory::desc& md, const float* src, float* dst,
+                     const char* what);
+
 // A reorder primitive from layout `from` to layout `to` on engine().
 dnnl::reorder make_reorder(const dnnl::memory::desc& from, const dnnl::memory::desc& to);
 

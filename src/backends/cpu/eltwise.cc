@@ -58,16 +58,7 @@ class EltwiseKernel : public Kernel {
       ref_->compute(ctx, inputs, outputs);
       return;
     }
-    set_threads(ctx.pool.size());
-    dnnl::stream& s = stream();
-    try {
-      memory src(p.md, engine(), const_cast<float*>(x->data<float>()));
-      memory dst(p.md, engine(), y->data<float>());
-      p.prim.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
-      s.wait();
-    } catch (const dnnl::error& e) {
-      raise(ErrorCode::kInternal, "{}: oneDNN eltwise failed: {}", ctx.node.describe(), e.what());
-    }
+    execute_src_dst(ctx, p.prim, p.md, x->data<float>(), y->data<float>(), "eltwise");
   }
 
  private:
@@ -97,9 +88,7 @@ class EltwiseKernel : public Kernel {
 
 // Whether the graph already shows a dtype other than float32 for input 0.
 bool not_float32(const Node& node) {
-  if (!node.has_input(0)) return true;
-  const DataType dt = node.inputs[0]->dtype;
-  return dt != DataType::kUndefined && dt != DataType::kFloat32;
+  return !node.has_input(0) || known_not_float32(node.inputs[0]);
 }
 
 KernelFactory simple(Alg alg, float alpha = 0.0f, float beta = 0.0f) {

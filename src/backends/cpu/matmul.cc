@@ -265,7 +265,7 @@ std::unique_ptr<Kernel> make_matmul_like(const Node& node, bool gemm) {
   if (!node.has_input(0) || !node.has_input(1)) return nullptr;
   for (size_t i = 0; i < 2; ++i) {
     const Value* v = node.inputs[i];
-    if (v->dtype != DataType::kUndefined && v->dtype != DataType::kFloat32) return nullptr;
+    if (known_not_float32(v)) return nullptr;
     if (v->shape_known && v->shape.size() < 2) return nullptr;
   }
   return std::make_unique<MatmulKernel>(node, gemm);

@@ -25,12 +25,6 @@ namespace {
 using dnnl::memory;
 using Dt = memory::data_type;
 
-memory::dims row_major(const memory::dims& dims) {
-  memory::dims s(dims.size(), 1);
-  for (size_t i = dims.size(); i-- > 1;) s[i - 1] = s[i] * dims[i];
-  return s;
-}
-
 struct SoftmaxPlan {
   bool use_reference = false;  // oneDNN could not build a primitive for it
   memory::desc md;
@@ -63,16 +57,7 @@ class SoftmaxKernel : public Kernel {
       ref_->compute(ctx, inputs, outputs);
       return;
     }
-    set_threads(ctx.pool.size());
-    dnnl::stream& s = stream();
-    try {
-      memory src(p.md, engine(), const_cast<float*>(x->data<float>()));
-      memory dst(p.md, engine(), y->data<float>());
-      p.prim.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
-      s.wait();
-    } catch (const dnnl::error& e) {
-      raise(ErrorCode::kInternal, "{}: oneDNN softmax failed: {}", ctx.node.describe(), e.what());
-    }
+    execute_src_dst(ctx, p.prim, p.md, x->data<float>(), y->data<float>(), "softmax");
   }
 
  private:
@@ -122,9 +107,7 @@ class SoftmaxKernel : public Kernel {
 
 // Declines (nullptr → the reference backend) an input the graph shows is not float32.
 std::unique_ptr<Kernel> make_softmax_like(const Node& node, bool log) {
-  if (!node.has_input(0)) return nullptr;
-  const DataType dt = node.inputs[0]->dtype;
-  if (dt != DataType::kUndefined && dt != DataType::kFloat32) return nullptr;
+  if (!node.has_input(0) || known_not_float32(node.inputs[0])) return nullptr;
   return std::make_unique<SoftmaxKernel>(node, log);
 }
 
