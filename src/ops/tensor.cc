@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "ops/einsum.h"
 #include "ops/schema.h"
 #include "ops/shape_utils.h"
 
@@ -421,29 +422,41 @@ std::vector<TensorType> infer_top_k(const InferContext& ctx) {
 
 // Einsum: labels are letters; the dims an ellipsis stands for get labels 52, 53, ... counted
 // from the left of the (right-aligned, broadcast) ellipsis dims.
+
+}  // namespace
+
+EinsumEquation parse_einsum_equation(const Node& node, size_t num_inputs) {
+  EinsumEquation eq;
+  for (char c : node.attr_string("equation"))
+    if (c != ' ') eq.text += c;
+  size_t arrow = eq.text.find("->");
+  std::string lhs = eq.text.substr(0, arrow);
+  for (size_t p = 0;;) {
+    size_t c = lhs.find(',', p);
+    eq.terms.push_back(lhs.substr(p, c == std::string::npos ? std::string::npos : c - p));
+    if (c == std::string::npos) break;
+    p = c + 1;
+  }
+  eq.has_output = arrow != std::string::npos;
+  if (eq.has_output) eq.output = eq.text.substr(arrow + 2);
+  TANDEM_CHECK(eq.terms.size() == num_inputs, ErrorCode::kInvalidModel,
+               "{}: equation '{}' has {} operands, the node {} inputs", node.describe(), eq.text,
+               eq.terms.size(), num_inputs);
+  return eq;
+}
+
 int einsum_letter(char c) {
   if (c >= 'a' && c <= 'z') return c - 'a';
   if (c >= 'A' && c <= 'Z') return c - 'A' + 26;
   return -1;
 }
 
+namespace {
+
 std::vector<TensorType> infer_einsum(const InferContext& ctx) {
   const Node& node = ctx.node;
-  std::string eq;
-  for (char c : node.attr_string("equation"))
-    if (c != ' ') eq += c;
-  size_t arrow = eq.find("->");
-  std::string lhs = eq.substr(0, arrow);
-  std::vector<std::string> terms;
-  for (size_t p = 0;;) {
-    size_t c = lhs.find(',', p);
-    terms.push_back(lhs.substr(p, c == std::string::npos ? std::string::npos : c - p));
-    if (c == std::string::npos) break;
-    p = c + 1;
-  }
-  TANDEM_CHECK(terms.size() == ctx.num_inputs(), ErrorCode::kInvalidModel,
-               "{}: equation '{}' has {} operands, the node {} inputs", node.describe(), eq,
-               terms.size(), ctx.num_inputs());
+  const EinsumEquation eq = parse_einsum_equation(node, ctx.num_inputs());
+  const std::vector<std::string>& terms = eq.terms;
   std::map<int, int64_t> size;
   std::map<int, int> uses;
   Shape ell;  // broadcast ellipsis dims
@@ -466,7 +479,7 @@ std::vector<TensorType> infer_einsum(const InferContext& ctx) {
       }
       int l = einsum_letter(t[p]);
       TANDEM_CHECK(l >= 0, ErrorCode::kInvalidModel, "{}: bad character '{}' in '{}'",
-                   node.describe(), t[p], eq);
+                   node.describe(), t[p], eq.text);
       auto it = size.find(l);
       TANDEM_CHECK(it == size.end() || it->second == s[d], ErrorCode::kInvalidArgument,
                    "{}: label '{}' has sizes {} and {}", node.describe(), t[p],
@@ -476,8 +489,8 @@ std::vector<TensorType> infer_einsum(const InferContext& ctx) {
     }
   }
   Shape out;
-  if (arrow != std::string::npos) {
-    std::string rhs = eq.substr(arrow + 2);
+  if (eq.has_output) {
+    const std::string& rhs = eq.output;
     for (size_t p = 0; p < rhs.size(); ++p) {
       if (rhs.compare(p, 3, "...") == 0) {
         out.insert(out.end(), ell.begin(), ell.end());

@@ -15,6 +15,7 @@
 #include "backends/ref/strided_copy.h"
 #include "backends/ref/dispatch.h"
 #include "core/error.h"
+#include "ops/einsum.h"
 #include "core/half.h"
 #include "ops/shape_utils.h"
 
@@ -651,29 +652,12 @@ void top_k_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
 
 // ---- Einsum: a plain loop over the product of all label ranges.
 
-int einsum_letter(char c) {
-  if (c >= 'a' && c <= 'z') return c - 'a';
-  if (c >= 'A' && c <= 'Z') return c - 'A' + 26;
-  return -1;
-}
 
 void einsum_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
   const Node& node = ctx.node;
   Tensor& y = *outputs[0];
-  std::string eq;
-  for (char c : node.attr_string("equation"))
-    if (c != ' ') eq += c;
-  size_t arrow = eq.find("->");
-  std::string lhs = eq.substr(0, arrow);
-  std::vector<std::string> terms;
-  for (size_t p = 0;;) {
-    size_t c = lhs.find(',', p);
-    terms.push_back(lhs.substr(p, c == std::string::npos ? std::string::npos : c - p));
-    if (c == std::string::npos) break;
-    p = c + 1;
-  }
-  TANDEM_CHECK(terms.size() == inputs.size(), ErrorCode::kInvalidModel,
-               "{}: equation '{}' does not match {} inputs", node.describe(), eq, inputs.size());
+  const EinsumEquation eq = parse_einsum_equation(node, inputs.size());
+  const std::vector<std::string>& terms = eq.terms;
   // Labels: letters 0..51, ellipsis dims 52.. (right-aligned across operands).
   const int kEll = 52;
   int64_t ell_rank = 0;
@@ -717,8 +701,8 @@ void einsum_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
     }
   }
   std::vector<int> out_labels;
-  if (arrow != std::string::npos) {
-    std::string rhs = eq.substr(arrow + 2);
+  if (eq.has_output) {
+    const std::string& rhs = eq.output;
     for (size_t p = 0; p < rhs.size(); ++p) {
       if (rhs.compare(p, 3, "...") == 0) {
         for (int64_t k = 0; k < ell_rank; ++k) out_labels.push_back(kEll + static_cast<int>(k));
