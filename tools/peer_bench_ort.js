@@ -237,7 +237,7 @@ async function prep(opts) {
         if (m.type === 'float32' || m.type === 'float64') data[k] = rand() * 2 - 1;
         else if (m.type === 'int64' || m.type === 'uint64') data[k] = BigInt(Math.floor(rand() * 10));
         else if (m.type === 'bool') data[k] = Math.floor(rand() * 2);
-        else if (m.type === 'float16') throw new Error(`random float16 input '${m.name}' not implemented`);
+        else if (m.type === 'float16') throw new Error(`random float16 input '${m.name}' is not supported: give the model test_data_set_0/input_*.pb`);
         else data[k] = Math.floor(rand() * 10);
       }
       const file = path.join(opts['out-dir'], `input_${i}.pb`);

@@ -166,16 +166,15 @@ void gather_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
                   static_cast<size_t>(inner));
 }
 
-void gather_elements_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
-  const Node& node = ctx.node;
-  const Tensor& x = *inputs[0];
-  const Tensor& ind = *inputs[1];
-  Tensor& y = *outputs[0];
-  int64_t rank = static_cast<int64_t>(x.rank());
-  int64_t axis = normalize_axis(node.attr_int_or("axis", 0), rank, node);
-  std::vector<int64_t> idx = tensor_to_int64s(ind, node);
-  std::vector<int64_t> xs = contiguous_strides(x.shape());
-  int64_t es = esize_of(x);
+// GatherElements / ScatterElements: for element e of `ind` (walked in row-major order), the
+// element offset into `x` it addresses — its own position, with the `axis` coordinate replaced by
+// the index (checked against x's bounds).
+template <typename F>
+void for_each_indexed_element(const Node& node, const Tensor& x, const Tensor& ind, F&& fn) {
+  const int64_t rank = static_cast<int64_t>(x.rank());
+  const int64_t axis = normalize_axis(node.attr_int_or("axis", 0), rank, node);
+  const std::vector<int64_t> idx = tensor_to_int64s(ind, node);
+  const std::vector<int64_t> xs = contiguous_strides(x.shape());
   std::vector<int64_t> pos(static_cast<size_t>(rank), 0);
   for (int64_t e = 0; e < ind.numel(); ++e) {
     int64_t off = 0;
@@ -185,12 +184,23 @@ void gather_elements_kernel(const KernelContext& ctx, Inputs inputs, Outputs out
                    node.describe(), shape_str(ind.shape()), shape_str(x.shape()));
       off += c * xs[d];
     }
-    std::memcpy(bytes(y) + e * es, bytes(x) + off * es, static_cast<size_t>(es));
+    fn(e, off);
     for (int64_t d = rank - 1; d >= 0; --d) {
       if (++pos[d] < ind.dim(d)) break;
       pos[d] = 0;
     }
   }
+}
+
+void gather_elements_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
+  const Node& node = ctx.node;
+  const Tensor& x = *inputs[0];
+  const Tensor& ind = *inputs[1];
+  Tensor& y = *outputs[0];
+  const int64_t es = esize_of(x);
+  for_each_indexed_element(node, x, ind, [&](int64_t e, int64_t off) {
+    std::memcpy(bytes(y) + e * es, bytes(x) + off * es, static_cast<size_t>(es));
+  });
 }
 
 void gather_nd_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
@@ -273,26 +283,10 @@ void scatter_elements_kernel(const KernelContext& ctx, Inputs inputs, Outputs ou
   Tensor& y = *outputs[0];
   Reduction red = reduction_of(node);
   if (x.nbytes()) std::memcpy(y.raw(), x.raw(), x.nbytes());
-  int64_t rank = static_cast<int64_t>(x.rank());
-  int64_t axis = normalize_axis(node.attr_int_or("axis", 0), rank, node);
-  std::vector<int64_t> idx = tensor_to_int64s(ind, node);
-  std::vector<int64_t> xs = contiguous_strides(x.shape());
-  int64_t es = esize_of(x);
-  std::vector<int64_t> pos(static_cast<size_t>(rank), 0);
-  for (int64_t e = 0; e < ind.numel(); ++e) {
-    int64_t off = 0;
-    for (int64_t d = 0; d < rank; ++d) {
-      int64_t c = d == axis ? checked_index(idx[e], x.dim(d), node, "index") : pos[d];
-      TANDEM_CHECK(c < x.dim(d), ErrorCode::kInvalidArgument, "{}: indices {} do not fit data {}",
-                   node.describe(), shape_str(ind.shape()), shape_str(x.shape()));
-      off += c * xs[d];
-    }
+  const int64_t es = esize_of(x);
+  for_each_indexed_element(node, x, ind, [&](int64_t e, int64_t off) {
     apply_update(node, red, x.dtype(), bytes(y) + off * es, bytes(upd) + e * es, 1);
-    for (int64_t d = rank - 1; d >= 0; --d) {
-      if (++pos[d] < ind.dim(d)) break;
-      pos[d] = 0;
-    }
-  }
+  });
 }
 
 void scatter_nd_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
