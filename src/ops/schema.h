@@ -44,6 +44,11 @@ class InferContext {
 
 using InferFn = std::function<std::vector<TensorType>(const InferContext&)>;
 
+// The domain of the ops Tandem's fusion passes create (FusedConv, Gelu, GroupNorm, Attention, ...).
+// Models never contain them unless a user writes them; each has a schema and a reference kernel
+// like any ONNX op.
+inline constexpr const char* kFusedDomain = "com.tandem";
+
 struct OpSchema {
   std::string op_type;
   int min_inputs = 0;

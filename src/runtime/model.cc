@@ -132,6 +132,12 @@ Model Model::build_from_file(const std::string& path, const Context& context,
   for (const Value* v : impl.graph->outputs) impl.outputs.push_back(info_of(v));
   impl.fix_shapes(input_shapes);
   run_default_passes(*impl.graph);
+  // The reference backend runs the model as written: it is the oracle fused graphs are checked
+  // against.
+  if (context.backend != "ref") {
+    run_fusion_passes(*impl.graph);
+    run_default_passes(*impl.graph);
+  }
   impl.session = std::make_unique<Session>(*impl.graph, backends, threads_for(context),
                                            context.core_list, context.profile);
   impl.prepare_if_static();

@@ -19,4 +19,11 @@ int fold_constants(Graph& graph);
 // All of the above, to a fixed point.
 void run_default_passes(Graph& graph);
 
+// Fusion passes (graph/passes/fuse_*.cc, listed in fusion_passes.cc): each recognises a pattern
+// torch exports and replaces it by one node the fast backends run in one go — a fused op in
+// kFusedDomain, or the ONNX op itself with folded constants. Every fused op has a reference
+// kernel too, so a fused graph still runs anywhere; `--backend ref` skips fusion altogether and
+// runs the model as written (the oracle). Returns the number of rewrites.
+int run_fusion_passes(Graph& graph);
+
 }  // namespace tandem

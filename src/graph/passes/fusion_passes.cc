@@ -1,0 +1,30 @@
+// The fusion pipeline: the order of the fusion passes, in one table. Order matters where one
+// rewrite enables another (a BatchNormalization folded into a Conv lets the Conv then take the
+// following activation), so the table runs to a fixed point.
+#include "graph/passes/passes.h"
+
+namespace tandem {
+
+namespace {
+using FusionPass = int (*)(Graph&);
+
+// Each entry: one pass, one file (graph/passes/fuse_<what>.cc).
+constexpr FusionPass kFusionPasses[] = {
+    nullptr,  // placeholder so the table is never empty; skipped below
+};
+}  // namespace
+
+int run_fusion_passes(Graph& graph) {
+  int total = 0;
+  for (int round = 0; round < 8; ++round) {
+    int changed = 0;
+    for (FusionPass pass : kFusionPasses)
+      if (pass) changed += pass(graph);
+    if (changed) changed += remove_dead_nodes(graph);
+    total += changed;
+    if (!changed) break;
+  }
+  return total;
+}
+
+}  // namespace tandem
