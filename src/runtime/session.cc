@@ -1,6 +1,7 @@
 #include "runtime/session.h"
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <unordered_map>
 
@@ -12,6 +13,17 @@ namespace tandem {
 
 namespace {
 constexpr size_t kMaxCachedPlans = 8;
+
+// TANDEM_POISON_OUTPUTS=1 fills the outputs of kernels that promise to write every element with
+// 0xFF bytes (NaN for floats) before they run, so a kernel that leaves some unwritten shows up
+// in the model checks instead of reading as zeros by luck.
+bool poison_outputs() {
+  static const bool on = [] {
+    const char* v = std::getenv("TANDEM_POISON_OUTPUTS");
+    return v && *v && std::string(v) != "0";
+  }();
+  return on;
+}
 
 // Nodes evaluated at plan time when all their inputs are constant. Shape and Size only look at
 // their input's shape, so they fold as soon as that shape is known.
@@ -37,9 +49,14 @@ struct Session::Plan {
   struct Step {
     const Node* node = nullptr;
     Kernel* kernel = nullptr;
+    bool zero_outputs = true;
     std::vector<int> in;   // slot per input, -1 when omitted
     std::vector<int> out;  // slot per output, -1 when omitted
+    std::vector<int> release;  // run-time allocated slots last read by this step
     bool dynamic = false;  // infer + allocate at run time
+    // Argument lists handed to the kernel, refilled in place each run (no allocation per step).
+    std::vector<const Tensor*> in_ptrs;
+    std::vector<Tensor*> out_ptrs;
   };
   std::vector<Slot> slots;
   std::vector<Step> steps;
@@ -48,6 +65,14 @@ struct Session::Plan {
   size_t arena_bytes = 0;
   size_t unplanned_bytes = 0;
   std::shared_ptr<uint8_t> arena;
+  // Made once per plan: constants, and views of the arena for the slots planned there. The
+  // arena belongs to the plan, so these views stay valid for every run.
+  std::vector<Tensor> bound;
+  std::vector<const Tensor*> bound_ptr;  // &bound[s] for constants, else nullptr
+  // Per-run state, reused (runs of one plan are serialised by the session's lock).
+  std::vector<const Tensor*> cur;  // the tensor each slot holds in this run
+  std::vector<Tensor> owned;       // run-time tensors: caller buffers, dynamic, unplanned
+  std::vector<size_t> extra_bytes;
 };
 
 Session::Session(Graph& graph, std::vector<const Backend*> backends, int threads,
@@ -56,16 +81,19 @@ Session::Session(Graph& graph, std::vector<const Backend*> backends, int threads
       profile_(profile) {
   for (auto& n : graph_.nodes()) {
     const OpSchema* schema = schemas().find(n->domain, n->op_type);
-    std::unique_ptr<Kernel> kernel;
+    NodeKernel nk;
     for (const Backend* b : backends_) {
       const KernelFactory* factory = b->kernels().find(n->domain, n->op_type);
-      if (factory && schema) kernel = (*factory)(*n);
-      if (kernel) break;
+      if (factory && schema) nk.kernel = (*factory)(*n);
+      if (nk.kernel) {
+        nk.zero_outputs = b == &reference_backend();
+        break;
+      }
     }
-    TANDEM_CHECK(kernel, ErrorCode::kUnsupported,
+    TANDEM_CHECK(nk.kernel, ErrorCode::kUnsupported,
                  "unsupported op type '{}'{} (node '{}'): no backend has a kernel for it",
                  n->op_type, n->domain.empty() ? "" : " in domain '" + n->domain + "'", n->name);
-    kernels_[n.get()] = std::move(kernel);
+    kernels_[n.get()] = std::move(nk);
   }
 }
 
@@ -127,7 +155,8 @@ std::shared_ptr<Session::Plan> Session::make_plan(const std::vector<TensorType>&
     const Node& node = *node_ptr;
     Plan::Step step;
     step.node = &node;
-    step.kernel = kernels_.at(&node).get();
+    step.kernel = kernels_.at(&node).kernel.get();
+    step.zero_outputs = kernels_.at(&node).zero_outputs;
     // Output slots first: slot_for may grow plan->slots, which would invalidate the pointers
     // into it collected below.
     for (Value* v : node.outputs) step.out.push_back(v ? slot_for(v) : -1);
@@ -226,6 +255,30 @@ std::shared_ptr<Session::Plan> Session::make_plan(const std::vector<TensorType>&
   void* arena = std::aligned_alloc(64, std::max<size_t>(64, (mp.arena_bytes + 63) / 64 * 64));
   if (!arena) throw std::bad_alloc();
   plan->arena = std::shared_ptr<uint8_t>(static_cast<uint8_t*>(arena), [](uint8_t* p) { std::free(p); });
+
+  plan->bound.resize(plan->slots.size());
+  plan->bound_ptr.assign(plan->slots.size(), nullptr);
+  for (size_t s = 0; s < plan->slots.size(); ++s) {
+    const Plan::Slot& slot = plan->slots[s];
+    if (slot.constant) {
+      plan->bound[s] = *slot.constant;
+      plan->bound_ptr[s] = &plan->bound[s];
+    } else if (slot.in_arena) {
+      plan->bound[s] = Tensor::borrow(slot.type.dtype, slot.type.shape, plan->arena.get() + slot.offset);
+    }
+  }
+  for (int si = 0; si < static_cast<int>(plan->steps.size()); ++si) {
+    Plan::Step& step = plan->steps[si];
+    step.in_ptrs.assign(step.in.size(), nullptr);
+    step.out_ptrs.assign(step.out.size(), nullptr);
+    for (int s : step.in) {
+      if (s < 0 || plan->slots[s].last_use != si || plan->is_graph_output[s]) continue;
+      if (plan->slots[s].is_input || plan->slots[s].constant || plan->slots[s].in_arena) continue;
+      step.release.push_back(s);
+    }
+  }
+  plan->owned.resize(plan->slots.size());
+  plan->extra_bytes.assign(plan->slots.size(), 0);
   return plan;
 }
 
@@ -233,88 +286,102 @@ std::vector<Tensor> Session::run(const std::vector<const Tensor*>& inputs, RunSt
                                  const std::vector<Tensor>* into) {
   auto start = std::chrono::steady_clock::now();
   std::vector<TensorType> input_types;
+  input_types.reserve(inputs.size());
   for (const Tensor* t : inputs) input_types.push_back({t->dtype(), t->shape()});
   std::shared_ptr<Plan> plan = plan_for(input_types);
-  // One run at a time per plan: the arena is shared.
+  // One run at a time per plan: the arena and the per-run state are shared.
   std::lock_guard<std::mutex> run_lock(mu_);
+  Plan& p = *plan;
 
-  std::vector<Tensor> vals(plan->slots.size());
   // With `into`, graph outputs are computed straight into the caller's buffers.
-  std::vector<int> into_index(plan->slots.size(), -1);
+  std::vector<int> into_index;
   if (into) {
-    TANDEM_CHECK(into->size() == plan->output_slots.size(), ErrorCode::kInvalidArgument,
+    TANDEM_CHECK(into->size() == p.output_slots.size(), ErrorCode::kInvalidArgument,
                  "{} output buffers given, the model has {} outputs", into->size(),
-                 plan->output_slots.size());
-    for (size_t i = 0; i < plan->output_slots.size(); ++i)
-      if (into_index[plan->output_slots[i]] < 0)
-        into_index[plan->output_slots[i]] = static_cast<int>(i);
+                 p.output_slots.size());
+    into_index.assign(p.slots.size(), -1);
+    for (size_t i = 0; i < p.output_slots.size(); ++i)
+      if (into_index[p.output_slots[i]] < 0) into_index[p.output_slots[i]] = static_cast<int>(i);
   }
-  for (size_t s = 0; s < plan->slots.size(); ++s) {
-    const Plan::Slot& slot = plan->slots[s];
-    if (slot.is_input) vals[s] = *inputs[slot.input_index];
-    else if (slot.constant) vals[s] = *slot.constant;
-  }
+  p.cur = p.bound_ptr;  // constants; everything else is set when it is computed
+  for (size_t s = 0; s < p.slots.size(); ++s)
+    if (p.slots[s].is_input) p.cur[s] = inputs[p.slots[s].input_index];
+  // Whatever happens, the run-time tensors do not outlive the run.
+  struct ClearOwned {
+    Plan& p;
+    ~ClearOwned() {
+      for (Tensor& t : p.owned)
+        if (t.defined()) t = Tensor();
+      std::fill(p.extra_bytes.begin(), p.extra_bytes.end(), 0);
+    }
+  } clear_owned{p};
   size_t live_extra = 0, peak_extra = 0;
-  std::vector<size_t> extra_bytes(plan->slots.size(), 0);
   std::map<std::string, double> op_time;
+  const bool poison = poison_outputs();
 
-  for (int si = 0; si < static_cast<int>(plan->steps.size()); ++si) {
-    const Plan::Step& step = plan->steps[si];
+  for (int si = 0; si < static_cast<int>(p.steps.size()); ++si) {
+    Plan::Step& step = p.steps[si];
     const Node& node = *step.node;
-    std::vector<const Tensor*> in_ptrs;
-    for (int s : step.in) {
+    for (size_t i = 0; i < step.in.size(); ++i) {
+      int s = step.in[i];
       if (s < 0) {
-        in_ptrs.push_back(nullptr);
+        step.in_ptrs[i] = nullptr;
         continue;
       }
-      TANDEM_CHECK(vals[s].defined(), ErrorCode::kInternal, "{}: input slot {} was never computed",
+      TANDEM_CHECK(p.cur[s], ErrorCode::kInternal, "{}: input slot {} was never computed",
                    node.describe(), s);
-      in_ptrs.push_back(&vals[s]);
+      step.in_ptrs[i] = p.cur[s];
     }
     std::vector<TensorType> out_types;
     if (step.dynamic) {
       std::vector<TensorType> types;
       std::vector<const TensorType*> type_ptrs;
-      types.reserve(in_ptrs.size());
-      for (const Tensor* t : in_ptrs) {
+      types.reserve(step.in_ptrs.size());
+      for (const Tensor* t : step.in_ptrs) {
         types.push_back(t ? TensorType{t->dtype(), t->shape()} : TensorType{});
         type_ptrs.push_back(t ? &types.back() : nullptr);
       }
-      out_types = infer_node(node, type_ptrs, in_ptrs);
+      out_types = infer_node(node, type_ptrs, step.in_ptrs);
     }
-    std::vector<Tensor*> out_ptrs;
     for (size_t i = 0; i < step.out.size(); ++i) {
       int s = step.out[i];
       if (s < 0) {
-        out_ptrs.push_back(nullptr);
+        step.out_ptrs[i] = nullptr;
         continue;
       }
-      const Plan::Slot& slot = plan->slots[s];
+      const Plan::Slot& slot = p.slots[s];
       const TensorType& type = step.dynamic ? out_types[i] : slot.type;
-      if (into_index[s] >= 0) {
+      Tensor* t;
+      if (into && into_index[s] >= 0) {
         const Tensor& dst = (*into)[into_index[s]];
         TANDEM_CHECK(dst.dtype() == type.dtype && dst.shape() == type.shape,
                      ErrorCode::kInvalidArgument,
                      "output '{}' is {} {}, but its buffer is {} {}", graph_.outputs[into_index[s]]->name,
                      dtype_name(type.dtype), shape_str(type.shape), dtype_name(dst.dtype()),
                      shape_str(dst.shape()));
-        vals[s] = dst;
-        std::memset(vals[s].raw(), 0, vals[s].nbytes());
+        t = &(p.owned[s] = dst);
       } else if (slot.in_arena) {
-        vals[s] = Tensor::borrow(type.dtype, type.shape, plan->arena.get() + slot.offset);
-        std::memset(vals[s].raw(), 0, vals[s].nbytes());
+        t = &p.bound[s];
       } else {
-        vals[s] = Tensor(type.dtype, type.shape);
-        extra_bytes[s] = vals[s].nbytes();
-        live_extra += extra_bytes[s];
+        t = &(p.owned[s] = Tensor(type.dtype, type.shape));  // zero-filled
+        if (poison && !step.zero_outputs) std::memset(t->raw(), 0xFF, t->nbytes());
+        p.extra_bytes[s] = t->nbytes();
+        live_extra += p.extra_bytes[s];
+        step.out_ptrs[i] = t;
+        p.cur[s] = t;
+        continue;
       }
-      out_ptrs.push_back(&vals[s]);
+      if (step.zero_outputs) std::memset(t->raw(), 0, t->nbytes());
+      else if (poison) std::memset(t->raw(), 0xFF, t->nbytes());
+      step.out_ptrs[i] = t;
+      p.cur[s] = t;
     }
     peak_extra = std::max(peak_extra, live_extra);
     KernelContext ctx{node, pool_};
-    auto kernel_start = std::chrono::steady_clock::now();
+    auto kernel_start = profile_ ? std::chrono::steady_clock::now()
+                                 : std::chrono::steady_clock::time_point{};
     try {
-      step.kernel->compute(ctx, in_ptrs, out_ptrs);
+      step.kernel->compute(ctx, step.in_ptrs, step.out_ptrs);
     } catch (const Error& e) {
       std::string msg = e.what();
       if (msg.find(node.name) == std::string::npos) msg = node.describe() + ": " + msg;
@@ -327,21 +394,21 @@ std::vector<Tensor> Session::run(const std::vector<const Tensor*>& inputs, RunSt
                                    std::chrono::steady_clock::now() - kernel_start)
                                    .count();
     // Release run-time allocations nobody reads any more.
-    for (int s : step.in) {
-      if (s < 0 || plan->slots[s].last_use != si || plan->is_graph_output[s]) continue;
-      if (plan->slots[s].is_input || plan->slots[s].constant) continue;
-      live_extra -= extra_bytes[s];
-      extra_bytes[s] = 0;
-      vals[s] = Tensor();
+    for (int s : step.release) {
+      live_extra -= p.extra_bytes[s];
+      p.extra_bytes[s] = 0;
+      p.owned[s] = Tensor();
+      p.cur[s] = nullptr;
     }
   }
 
   std::vector<Tensor> outputs;
-  for (size_t i = 0; i < plan->output_slots.size(); ++i) {
-    int s = plan->output_slots[i];
-    Tensor t = vals[s];
-    TANDEM_CHECK(t.defined(), ErrorCode::kInternal, "output '{}' was never computed",
+  outputs.reserve(p.output_slots.size());
+  for (size_t i = 0; i < p.output_slots.size(); ++i) {
+    int s = p.output_slots[i];
+    TANDEM_CHECK(p.cur[s], ErrorCode::kInternal, "output '{}' was never computed",
                  graph_.outputs[i]->name);
+    Tensor t = *p.cur[s];
     if (into) {
       // Outputs not written in place (inputs or constants passed through, a slot shared by two
       // outputs) are copied into the caller's buffer.
@@ -354,7 +421,7 @@ std::vector<Tensor> Session::run(const std::vector<const Tensor*>& inputs, RunSt
         std::memcpy(const_cast<void*>(dst.raw()), t.raw(), t.nbytes());
       }
       t = dst;
-    } else if (!t.owns_data() || plan->slots[s].is_input || plan->slots[s].constant) {
+    } else if (!t.owns_data() || p.slots[s].is_input || p.slots[s].constant) {
       // Outputs the caller owns: inputs and constants passed straight through are copied.
       t = t.clone();
     }
@@ -363,10 +430,10 @@ std::vector<Tensor> Session::run(const std::vector<const Tensor*>& inputs, RunSt
   }
   stats.predict_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  stats.arena_bytes = plan->arena_bytes;
-  stats.peak_bytes = plan->arena_bytes + peak_extra;
-  stats.unplanned_bytes = plan->unplanned_bytes;
-  stats.num_steps = static_cast<int>(plan->steps.size());
+  stats.arena_bytes = p.arena_bytes;
+  stats.peak_bytes = p.arena_bytes + peak_extra;
+  stats.unplanned_bytes = p.unplanned_bytes;
+  stats.num_steps = static_cast<int>(p.steps.size());
   stats.op_time_ms = std::move(op_time);
   return outputs;
 }

@@ -47,7 +47,12 @@ class Session {
   std::vector<const Backend*> backends_;
   ThreadPool pool_;
   bool profile_;
-  std::map<const Node*, std::unique_ptr<Kernel>> kernels_;
+  struct NodeKernel {
+    std::unique_ptr<Kernel> kernel;
+    // Reference kernels may rely on zeroed outputs; faster backends' kernels write every element.
+    bool zero_outputs = true;
+  };
+  std::map<const Node*, NodeKernel> kernels_;
   std::mutex mu_;
   std::map<std::vector<Shape>, std::shared_ptr<Plan>> plans_;
 };

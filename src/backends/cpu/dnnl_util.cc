@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <atomic>
+#include <cstring>
 
 #include "backends/cpu/cpu_kernels.h"
 #include "core/error.h"
@@ -48,13 +49,32 @@ void set_threads(int threads) {
   if (threads > 0) omp_set_num_threads(threads);  // the calling thread's ICV only; cheap
 }
 
+namespace {
+// The executor does not zero the outputs of CPU-backend kernels (they write every element), but
+// reference kernels may rely on zeroed outputs (accumulating loops, untouched padding): the
+// fallback zeroes them first.
+class ZeroingReferenceKernel : public Kernel {
+ public:
+  explicit ZeroingReferenceKernel(std::unique_ptr<Kernel> ref) : ref_(std::move(ref)) {}
+  void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+               std::span<Tensor* const> outputs) override {
+    for (Tensor* t : outputs)
+      if (t && t->nbytes()) std::memset(t->raw(), 0, t->nbytes());
+    ref_->compute(ctx, inputs, outputs);
+  }
+
+ private:
+  std::unique_ptr<Kernel> ref_;
+};
+}  // namespace
+
 std::unique_ptr<Kernel> make_reference_kernel(const Node& node) {
   const KernelFactory* f = reference_backend().kernels().find(node.domain, node.op_type);
   TANDEM_CHECK(f, ErrorCode::kInternal, "{}: the reference backend has no kernel for it",
                node.describe());
   std::unique_ptr<Kernel> k = (*f)(node);
   TANDEM_CHECK(k, ErrorCode::kInternal, "{}: the reference backend declined it", node.describe());
-  return k;
+  return std::make_unique<ZeroingReferenceKernel>(std::move(k));
 }
 
 namespace {

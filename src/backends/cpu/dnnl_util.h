@@ -26,7 +26,9 @@ dnnl::stream& stream();
 void set_threads(int threads);
 
 // Creates the reference backend's kernel for `node` (the fallback when the fast path does not
-// apply to the tensors a compute call gets); throws if the reference backend has none.
+// apply to the tensors a compute call gets); throws if the reference backend has none. The
+// returned kernel zeroes the outputs before the reference kernel runs, as the executor does for
+// reference kernels (it does not for CPU-backend kernels).
 std::unique_ptr<Kernel> make_reference_kernel(const Node& node);
 
 // Counts one compute call handed to the reference kernel (see reference_fallbacks()).
