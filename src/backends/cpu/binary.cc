@@ -1,49 +1,144 @@
-// The CPU backend's Add, Sub, Mul, Div: oneDNN's binary primitive, float32, numpy broadcasting.
+// The CPU backend's Add, Sub, Mul, Div for float32 with numpy broadcasting: hand-written loops.
 //
-// oneDNN 2.6 broadcasts only its second source (each dim equal to the first's or 1, same rank).
-// Both operands' ranks are padded with leading 1s to the output's rank. When B broadcasts to A's
-// shape, A is src0 and B src1; when instead A broadcasts to B's shape and the op commutes (Add,
-// Mul), the operands are swapped. Everything else (both operands broadcast, or A broadcasts in a
-// Sub or Div) runs on the reference kernel, as do other dtypes and empty tensors.
+// Why not oneDNN's binary primitive: it only broadcasts its second source, and its per-call cost
+// (memory objects, argument map, stream) dominates at the sizes transformer and RNN graphs are
+// full of (bias adds over a few hundred floats). These ops are memory-bound, so a plain
+// vectorised loop is as fast as anything on large tensors too.
 //
-// One primitive per (A shape, B shape).
+// The shapes are brought to a canonical form once per (A shape, B shape): ranks padded with
+// leading 1s, then adjacent dims merged while each operand either broadcasts over both or over
+// neither. What is left is a short loop nest whose innermost level reads each operand either
+// contiguously or as one repeated value — four vectorisable inner loops. Large outputs are split
+// over the session's threads along the outer iterations.
 #include <algorithm>
 #include <map>
 #include <mutex>
-#include <unordered_map>
 #include <vector>
 
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/dnnl_util.h"
 #include "core/error.h"
-#include "ops/shape_utils.h"
 
 namespace tandem::cpu {
 
 namespace {
 
-using dnnl::memory;
-using Dt = memory::data_type;
-using Alg = dnnl::algorithm;
-
-struct BinaryPlan {
-  bool use_reference = false;  // not expressible, or oneDNN could not build a primitive
-  bool swap = false;           // src0 is B, src1 is A
-  memory::desc src0_md, src1_md, dst_md;
-  dnnl::binary prim;
+struct AddOp {
+  static float apply(float a, float b) { return a + b; }
+};
+struct SubOp {
+  static float apply(float a, float b) { return a - b; }
+};
+struct MulOp {
+  static float apply(float a, float b) { return a * b; }
+};
+struct DivOp {
+  static float apply(float a, float b) { return a / b; }
 };
 
-// Whether `small` (same rank) broadcasts to `big`: each dim equal or 1.
-bool broadcasts_to(const Shape& small, const Shape& big) {
-  for (size_t i = 0; i < big.size(); ++i)
-    if (small[i] != big[i] && small[i] != 1) return false;
-  return true;
+// The loop nest for one (A shape, B shape): dims[0] is the innermost, then outward. a_stride and
+// b_stride are each operand's element stride per dim (0 where it broadcasts).
+struct BroadcastPlan {
+  std::vector<int64_t> dims;
+  std::vector<int64_t> a_stride, b_stride;
+  int64_t inner = 1;   // dims[0]
+  int64_t outer = 1;   // product of the other dims
+};
+
+BroadcastPlan make_plan(const Shape& as, const Shape& bs, const Shape& ys) {
+  const size_t r = std::max<size_t>(ys.size(), 1);
+  Shape y = ys.empty() ? Shape{1} : ys, a = as, b = bs;
+  a.insert(a.begin(), r - a.size(), 1);
+  b.insert(b.begin(), r - b.size(), 1);
+  // Innermost first. A dim of size 1 in the output fits any pattern, so it is dropped.
+  std::vector<int64_t> dims;
+  std::vector<bool> a_bc, b_bc;  // operand broadcasts along this merged dim
+  for (size_t k = r; k-- > 0;) {
+    if (y[k] == 1) continue;
+    bool ab = a[k] == 1, bb = b[k] == 1;
+    if (!dims.empty() && a_bc.back() == ab && b_bc.back() == bb) {
+      dims.back() *= y[k];
+    } else {
+      dims.push_back(y[k]);
+      a_bc.push_back(ab);
+      b_bc.push_back(bb);
+    }
+  }
+  BroadcastPlan p;
+  if (dims.empty()) {  // every dim is 1
+    dims.push_back(1);
+    a_bc.push_back(false);
+    b_bc.push_back(false);
+  }
+  int64_t as_ = 1, bs_ = 1;
+  for (size_t i = 0; i < dims.size(); ++i) {
+    p.a_stride.push_back(a_bc[i] ? 0 : as_);
+    p.b_stride.push_back(b_bc[i] ? 0 : bs_);
+    if (!a_bc[i]) as_ *= dims[i];
+    if (!b_bc[i]) bs_ *= dims[i];
+  }
+  p.dims = dims;
+  p.inner = dims[0];
+  for (size_t i = 1; i < dims.size(); ++i) p.outer *= dims[i];
+  return p;
 }
 
+template <typename Op>
+void inner_loop(const float* __restrict a, int64_t sa, const float* __restrict b, int64_t sb,
+                float* __restrict y, int64_t n) {
+  if (sa && sb) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) y[i] = Op::apply(a[i], b[i]);
+  } else if (sa) {
+    const float bv = b[0];
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) y[i] = Op::apply(a[i], bv);
+  } else if (sb) {
+    const float av = a[0];
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) y[i] = Op::apply(av, b[i]);
+  } else {
+    const float v = Op::apply(a[0], b[0]);
+    std::fill(y, y + n, v);
+  }
+}
+
+// Outer iterations [begin, end) of the plan.
+template <typename Op>
+void run_range(const BroadcastPlan& p, const float* a, const float* b, float* y, int64_t begin,
+               int64_t end) {
+  const size_t nd = p.dims.size();
+  // Offsets of outer iteration `begin`, then advanced like an odometer.
+  std::vector<int64_t> idx(nd, 0);
+  int64_t ao = 0, bo = 0, rest = begin;
+  for (size_t d = 1; d < nd; ++d) {
+    idx[d] = rest % p.dims[d];
+    rest /= p.dims[d];
+    ao += idx[d] * p.a_stride[d];
+    bo += idx[d] * p.b_stride[d];
+  }
+  const int64_t sa = p.a_stride[0], sb = p.b_stride[0];
+  for (int64_t it = begin; it < end; ++it) {
+    inner_loop<Op>(a + ao, sa, b + bo, sb, y + it * p.inner, p.inner);
+    for (size_t d = 1; d < nd; ++d) {
+      ++idx[d];
+      ao += p.a_stride[d];
+      bo += p.b_stride[d];
+      if (idx[d] < p.dims[d]) break;
+      ao -= idx[d] * p.a_stride[d];
+      bo -= idx[d] * p.b_stride[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+// Below this many output elements one thread does it all: a parallel region costs more.
+constexpr int64_t kParallelThreshold = 1 << 15;
+
+template <typename Op>
 class BinaryKernel : public Kernel {
  public:
-  BinaryKernel(const Node& node, Alg alg, bool commutes)
-      : ref_(make_reference_kernel(node)), alg_(alg), commutes_(commutes) {}
+  explicit BinaryKernel(const Node& node) : ref_(make_reference_kernel(node)) {}
 
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {
@@ -51,100 +146,67 @@ class BinaryKernel : public Kernel {
     const Tensor* b = inputs.size() > 1 ? inputs[1] : nullptr;
     Tensor* y = outputs.empty() ? nullptr : outputs[0];
     if (!a || !b || !y || a->dtype() != DataType::kFloat32 || b->dtype() != DataType::kFloat32 ||
-        y->dtype() != DataType::kFloat32 || y->numel() == 0 || a->numel() == 0 || b->numel() == 0 ||
-        y->rank() > DNNL_MAX_NDIMS || a->rank() > y->rank() || b->rank() > y->rank()) {
+        y->dtype() != DataType::kFloat32 || a->rank() > y->rank() || b->rank() > y->rank()) {
       note_reference_fallback();
       ref_->compute(ctx, inputs, outputs);
       return;
     }
-    std::lock_guard<std::mutex> lock(mu_);
-    BinaryPlan& p = plan_for(a->shape(), b->shape(), y->shape());
-    if (p.use_reference) {
-      note_reference_fallback();
-      ref_->compute(ctx, inputs, outputs);
+    if (y->numel() == 0) return;
+    const BroadcastPlan& p = plan_for(a->shape(), b->shape(), y->shape());
+    const float* ad = a->data<float>();
+    const float* bd = b->data<float>();
+    float* yd = y->data<float>();
+    if (y->numel() < kParallelThreshold || ctx.pool.size() == 1 || p.outer == 1) {
+      run_range<Op>(p, ad, bd, yd, 0, p.outer);
       return;
     }
-    set_threads(ctx.pool.size());
-    dnnl::stream& s = stream();
-    try {
-      const Tensor* s0 = p.swap ? b : a;
-      const Tensor* s1 = p.swap ? a : b;
-      memory m0(p.src0_md, engine(), const_cast<float*>(s0->data<float>()));
-      memory m1(p.src1_md, engine(), const_cast<float*>(s1->data<float>()));
-      memory dst(p.dst_md, engine(), y->data<float>());
-      p.prim.execute(s, {{DNNL_ARG_SRC_0, m0}, {DNNL_ARG_SRC_1, m1}, {DNNL_ARG_DST, dst}});
-      s.wait();
-    } catch (const dnnl::error& e) {
-      raise(ErrorCode::kInternal, "{}: oneDNN binary failed: {}", ctx.node.describe(), e.what());
-    }
+    ctx.pool.parallel_for(p.outer, [&](int64_t begin, int64_t end) {
+      run_range<Op>(p, ad, bd, yd, begin, end);
+    });
   }
 
  private:
-  BinaryPlan& plan_for(const Shape& as, const Shape& bs, const Shape& ys) {
+  const BroadcastPlan& plan_for(const Shape& as, const Shape& bs, const Shape& ys) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (last_ && last_a_ == as && last_b_ == bs) return *last_;
     std::vector<int64_t> key = as;
     key.push_back(-1);
     key.insert(key.end(), bs.begin(), bs.end());
     auto it = plans_.find(key);
-    if (it != plans_.end()) return it->second;
-    if (plans_.size() >= kMaxPlans) plans_.clear();  // shapes keep changing: start over
-    return plans_[key] = make_plan(as, bs, ys);
-  }
-
-  BinaryPlan make_plan(const Shape& as, const Shape& bs, const Shape& ys) const {
-    BinaryPlan p;
-    // A rank-0 output is computed as [1].
-    Shape y = ys.empty() ? Shape{1} : ys;
-    Shape a = as, b = bs;
-    a.insert(a.begin(), y.size() - a.size(), 1);
-    b.insert(b.begin(), y.size() - b.size(), 1);
-    if (a == y && broadcasts_to(b, y)) {
-      p.swap = false;
-    } else if (commutes_ && b == y && broadcasts_to(a, y)) {
-      p.swap = true;
-      std::swap(a, b);
-    } else {
-      p.use_reference = true;
-      return p;
+    if (it == plans_.end()) {
+      if (plans_.size() >= kMaxPlans) plans_.clear();  // shapes keep changing: start over
+      it = plans_.emplace(key, make_plan(as, bs, ys)).first;
     }
-    try {
-      memory::dims d0 = to_dims(a), d1 = to_dims(b), dy = to_dims(y);
-      p.src0_md = memory::desc(d0, Dt::f32, row_major(d0));
-      p.src1_md = memory::desc(d1, Dt::f32, row_major(d1));
-      p.dst_md = memory::desc(dy, Dt::f32, row_major(dy));
-      dnnl::binary::desc d(alg_, p.src0_md, p.src1_md, p.dst_md);
-      p.prim = dnnl::binary(dnnl::binary::primitive_desc(d, engine()));
-    } catch (const dnnl::error&) {
-      BinaryPlan fallback;
-      fallback.use_reference = true;
-      return fallback;
-    }
-    return p;
+    last_a_ = as;
+    last_b_ = bs;
+    last_ = &it->second;
+    return *last_;
   }
 
   static constexpr size_t kMaxPlans = 16;
   std::unique_ptr<Kernel> ref_;
-  Alg alg_;
-  bool commutes_;
   std::mutex mu_;
-  std::map<std::vector<int64_t>, BinaryPlan> plans_;
+  std::map<std::vector<int64_t>, BroadcastPlan> plans_;
+  // The plan used last: most nodes see one shape pair for their whole life.
+  Shape last_a_, last_b_;
+  const BroadcastPlan* last_ = nullptr;
 };
 
 // Declines (nullptr → the reference backend) operands the graph shows are not float32.
-KernelFactory binary_factory(Alg alg, bool commutes) {
-  return [alg, commutes](const Node& node) -> std::unique_ptr<Kernel> {
-    if (!node.has_input(0) || !node.has_input(1)) return nullptr;
-    if (known_not_float32(node.inputs[0]) || known_not_float32(node.inputs[1])) return nullptr;
-    return std::make_unique<BinaryKernel>(node, alg, commutes);
-  };
+template <typename Op>
+std::unique_ptr<Kernel> make_binary(const Node& node) {
+  if (!node.has_input(0) || !node.has_input(1)) return nullptr;
+  if (known_not_float32(node.inputs[0]) || known_not_float32(node.inputs[1])) return nullptr;
+  return std::make_unique<BinaryKernel<Op>>(node);
 }
 
 }  // namespace
 
 void register_binary_kernels(KernelRegistry& r) {
-  r.add("Add", binary_factory(Alg::binary_add, true));
-  r.add("Sub", binary_factory(Alg::binary_sub, false));
-  r.add("Mul", binary_factory(Alg::binary_mul, true));
-  r.add("Div", binary_factory(Alg::binary_div, false));
+  r.add("Add", make_binary<AddOp>);
+  r.add("Sub", make_binary<SubOp>);
+  r.add("Mul", make_binary<MulOp>);
+  r.add("Div", make_binary<DivOp>);
 }
 
 }  // namespace tandem::cpu
