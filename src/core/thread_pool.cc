@@ -31,15 +31,18 @@ ThreadPool::ThreadPool(int threads, std::vector<int> cores)
   if (!cores_.empty()) pin_once(cores_[0]);
 }
 
-void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
+                              int64_t cost_per_item) {
   if (n <= 0) return;
-  if (num_threads_ == 1 || n == 1) {
+  int64_t wanted = n;
+  if (cost_per_item > 0) wanted = std::min(n, std::max<int64_t>(1, n * cost_per_item / kGrain));
+  if (num_threads_ == 1 || wanted == 1) {
     fn(0, n);
     return;
   }
   std::exception_ptr error;
   std::mutex error_mu;
-  const int team = static_cast<int>(std::min<int64_t>(num_threads_, n));
+  const int team = static_cast<int>(std::min<int64_t>(num_threads_, wanted));
 #pragma omp parallel num_threads(team)
   {
     const int index = omp_get_thread_num(), parts = omp_get_num_threads();

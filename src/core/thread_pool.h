@@ -22,8 +22,14 @@ class ThreadPool {
   const std::vector<int>& cores() const { return cores_; }
 
   // fn(begin, end) over disjoint chunks covering [0, n). Blocks until all are done. An exception
-  // thrown by a chunk is rethrown here (the first one).
-  void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
+  // thrown by a chunk is rethrown here (the first one). `cost_per_item` (about how many elements
+  // one item touches) keeps small jobs on fewer threads: starting a parallel region costs a few
+  // microseconds, more than a few thousand elements of work. Unknown cost (0): all threads.
+  void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
+                    int64_t cost_per_item = 0);
+
+  // About this many elements of work per thread before another thread is worth starting.
+  static constexpr int64_t kGrain = 16384;
 
  private:
   int num_threads_;

@@ -69,7 +69,9 @@ class ConvKernel : public Kernel {
       ref_->compute(ctx, inputs, outputs);
       return;
     }
-    set_threads(ctx.pool.size());
+    // About flops / 64 (output elements x input channels per group x kernel taps): small
+    // convolutions stay on one thread (see set_threads).
+    set_threads(ctx.pool.size(), y->numel() * (w->numel() / std::max<int64_t>(1, w->dim(0))) / 64);
     dnnl::stream& s = stream();
     try {
       memory x_user(p.x_md, engine(), const_cast<float*>(x->data<float>()));

@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 
@@ -33,7 +34,7 @@ bool known_not_float32(const Value* v) {
 void execute_src_dst(const KernelContext& ctx, const dnnl::primitive& prim,
                      const dnnl::memory::desc& md, const float* src, float* dst,
                      const char* what) {
-  set_threads(ctx.pool.size());
+  set_threads(ctx.pool.size(), static_cast<int64_t>(md.get_size() / sizeof(float)));
   dnnl::stream& s = stream();
   try {
     dnnl::memory src_mem(md, engine(), const_cast<float*>(src));
@@ -45,7 +46,8 @@ void execute_src_dst(const KernelContext& ctx, const dnnl::primitive& prim,
   }
 }
 
-void set_threads(int threads) {
+void set_threads(int threads, int64_t work) {
+  if (work > 0) threads = static_cast<int>(std::clamp<int64_t>(work / ThreadPool::kGrain, 1, threads));
   if (threads > 0) omp_set_num_threads(threads);  // the calling thread's ICV only; cheap
 }
 

@@ -23,7 +23,9 @@ dnnl::stream& stream();
 // that build. Tandem's ThreadPool runs its loops on OpenMP as well, so oneDNN's regions and ours
 // use the same team of threads. We set the ICV through omp_set_num_threads (per calling thread,
 // so sessions on different threads with different thread counts do not disturb each other).
-void set_threads(int threads);
+// With `work` (about how many elements the primitive touches), small jobs get fewer threads: a
+// parallel region costs more than a few thousand elements of work.
+void set_threads(int threads, int64_t work = 0);
 
 // Creates the reference backend's kernel for `node` (the fallback when the fast path does not
 // apply to the tensors a compute call gets); throws if the reference backend has none. The

@@ -81,7 +81,8 @@ class MatmulKernel : public Kernel {
       ref_->compute(ctx, inputs, outputs);
       return;
     }
-    set_threads(ctx.pool.size());
+    // About flops / 64: small products stay on one thread (see set_threads).
+    set_threads(ctx.pool.size(), y->numel() * a->shape().back() / 64);
     dnnl::stream& s = stream();
     try {
       memory a_mem(p.pr.a_md, engine(), const_cast<float*>(a->data<float>()));

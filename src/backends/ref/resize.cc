@@ -265,7 +265,7 @@ void resize(const KernelContext& ctx, std::span<const Tensor* const> inputs,
           out = static_cast<T>(sum(sum, 0, 0));
         }
       }
-    });
+    }, row);
   });
 }
 

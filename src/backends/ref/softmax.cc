@@ -76,7 +76,7 @@ void softmax_rows(const KernelContext& ctx, Mode mode, const RowView& v, const T
         for (int64_t i = 0; i < v.n; ++i) yr[i * s] = (xr[i * s] - mx) - lse;
       }
     }
-  });
+  }, v.n * 4);
 }
 
 template <Mode kMode>

@@ -63,7 +63,7 @@ void strided_copy(const KernelContext& ctx, uint8_t* dst, const uint8_t* src, co
                         static_cast<size_t>(esize));
       }
     }
-  });
+  }, inner);
 }
 
 }  // namespace tandem

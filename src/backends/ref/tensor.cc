@@ -338,7 +338,7 @@ void tile_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
         std::memcpy(bytes(y) + (row * out_last + j) * es, bytes(x) + off * es,
                     static_cast<size_t>(in_last * es));
     }
-  });
+  }, out_last);
 }
 
 // The bytes of `v` converted to dtype dt (for Pad's constant).
@@ -438,7 +438,7 @@ void pad_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
         std::memcpy(out + j * es, from, static_cast<size_t>(es));
       }
     }
-  });
+  }, out_last);
 }
 
 // ---- DepthToSpace, SpaceToDepth (strided views of 6-D reshapes)
