@@ -588,6 +588,69 @@ TEST(CpuVsRef, ConvKernelReuse) {
   }
 }
 
+// ---- Resize ---------------------------------------------------------------------------------
+
+struct ResizeCase {
+  std::string name;
+  Shape x;
+  std::vector<float> scales;    // empty: use sizes
+  std::vector<int64_t> sizes;
+  std::map<std::string, Attribute> attrs;
+  int64_t expected_fallbacks = 0;  // compute calls handed to the reference kernel
+  std::vector<float> roi = {};
+};
+
+TEST(CpuVsRef, ResizeTable) {
+  auto a = [](std::initializer_list<std::pair<const std::string, Attribute>> l) {
+    return std::map<std::string, Attribute>(l);
+  };
+  const std::vector<ResizeCase> cases = {
+      {"nearest 2x (the UNet's upsample)", {1, 5, 7, 9}, {1, 1, 2, 2}, {},
+       a({{"mode", attr_string("nearest")}})},
+      {"nearest asymmetric floor 3x", {2, 3, 4, 5}, {1, 1, 3, 3}, {},
+       a({{"mode", attr_string("nearest")},
+          {"coordinate_transformation_mode", attr_string("asymmetric")},
+          {"nearest_mode", attr_string("floor")}})},
+      {"nearest downscale 0.6 ceil", {1, 2, 10, 11}, {1, 1, 0.6f, 0.6f}, {},
+       a({{"mode", attr_string("nearest")}, {"nearest_mode", attr_string("ceil")}})},
+      {"nearest sizes, every axis", {2, 3, 5, 4}, {}, {3, 2, 9, 7},
+       a({{"mode", attr_string("nearest")},
+          {"coordinate_transformation_mode", attr_string("align_corners")},
+          {"nearest_mode", attr_string("round_prefer_ceil")}})},
+      {"linear half_pixel 2x", {1, 4, 6, 7}, {1, 1, 2, 2}, {}, a({{"mode", attr_string("linear")}})},
+      {"linear align_corners sizes", {2, 3, 5, 5}, {}, {2, 3, 11, 8},
+       a({{"mode", attr_string("linear")},
+          {"coordinate_transformation_mode", attr_string("align_corners")}})},
+      {"linear pytorch_half_pixel downscale", {1, 2, 9, 13}, {}, {1, 2, 4, 5},
+       a({{"mode", attr_string("linear")},
+          {"coordinate_transformation_mode", attr_string("pytorch_half_pixel")}})},
+      {"linear antialias downscale (opset 18)", {1, 2, 12, 12}, {1, 1, 0.4f, 0.5f}, {},
+       a({{"mode", attr_string("linear")}, {"antialias", attr_int(1)}})},
+      {"cubic 1.5x exclude_outside", {1, 3, 6, 5}, {1, 1, 1.5f, 1.5f}, {},
+       a({{"mode", attr_string("cubic")}, {"exclude_outside", attr_int(1)}})},
+      {"linear 3-D", {2, 5, 7}, {1, 2, 1.5f}, {}, a({{"mode", attr_string("linear")}})},
+      {"nearest 1-D", {9}, {2.5f}, {}, a({{"mode", attr_string("nearest")}})},
+      {"tf_crop_and_resize outside: reference", {1, 1, 4, 4}, {}, {1, 1, 3, 3},
+       a({{"mode", attr_string("linear")},
+          {"coordinate_transformation_mode", attr_string("tf_crop_and_resize")},
+          {"extrapolation_value", attr_float(7.5f)}}),
+       2, {0, 0, -0.5f, -0.5f, 1, 1, 1.5f, 1.5f}},
+  };
+  uint32_t seed = 5100;
+  for (const ResizeCase& c : cases) {
+    Tensor x = random_tensor(DataType::kFloat32, c.x, seed++);
+    const int64_t rank = static_cast<int64_t>(c.x.size());
+    Tensor roi = c.roi.empty() ? Tensor() : Tensor::from_vector(DataType::kFloat32, {2 * rank}, c.roi);
+    Tensor scales = c.scales.empty()
+                        ? Tensor()
+                        : Tensor::from_vector(DataType::kFloat32, {rank}, c.scales);
+    Tensor sizes = c.sizes.empty() ? Tensor() : Tensor::from_vector(DataType::kInt64, {rank}, c.sizes);
+    const bool declined = compare(c.name, "Resize", {x, roi, scales, sizes}, c.attrs,
+                                  {false, true, true, true}, 2, 18, c.expected_fallbacks);
+    EXPECT_FALSE(declined) << c.name;
+  }
+}
+
 // Errors still name the node: the schema rejects a bad geometry before any kernel runs, and the
 // CPU kernel itself rejects tensors that do not fit the node.
 TEST(CpuVsRef, Errors) {

@@ -36,7 +36,8 @@ struct OpRun {
 // backend runs it (OpRun::backend says which ran). constant[i] marks input i as a constant of
 // the model (an initializer), which lets kernels prepack it. The kernel's compute is called
 // `repeats` times on the same inputs (to exercise per-shape caches); the last outputs are
-// returned, after zero-filling them before each call.
+// returned. Before each call the outputs are zero-filled for a reference kernel and filled with
+// NaN (0xFF bytes) for any other, as the executor does (TANDEM_POISON_OUTPUTS).
 OpRun run_op(const Backend& backend, const std::string& op_type, const std::vector<Tensor>& inputs,
              const std::map<std::string, Attribute>& attrs = {}, int num_outputs = 1,
              int opset = 17, const std::vector<bool>& constant = {}, int threads = 2,
