@@ -30,6 +30,13 @@ bool poison_outputs() {
 bool reads_only_shape(const Node& n) {
   return n.domain.empty() && (n.op_type == "Shape" || n.op_type == "Size");
 }
+// Ops whose output is their first input's bytes under another shape: when that input lives in
+// the arena, the output is planned as a view of it and the step does no work.
+bool is_view_op(const Node& n) {
+  return n.domain.empty() && (n.op_type == "Reshape" || n.op_type == "Flatten" ||
+                              n.op_type == "Squeeze" || n.op_type == "Unsqueeze" ||
+                              n.op_type == "Identity");
+}
 bool foldable(const Node& n) {
   return n.domain.empty() && n.op_type.rfind("Random", 0) != 0 && n.op_type != "Multinomial";
 }
@@ -43,6 +50,7 @@ struct Session::Plan {
     int input_index = -1;
     std::optional<Tensor> constant;
     bool in_arena = false;
+    int alias_of = -1;  // a view (see is_view_op): shares this slot's arena bytes
     size_t offset = 0;
     int last_use = -1;  // last step reading it (-1: none)
   };
@@ -54,6 +62,7 @@ struct Session::Plan {
     std::vector<int> out;  // slot per output, -1 when omitted
     std::vector<int> release;  // run-time allocated slots last read by this step
     bool dynamic = false;  // infer + allocate at run time
+    bool view = false;     // the output is a view of the input in the arena: nothing to run
     // Argument lists handed to the kernel, refilled in place each run (no allocation per step).
     std::vector<const Tensor*> in_ptrs;
     std::vector<Tensor*> out_ptrs;
@@ -235,21 +244,48 @@ std::shared_ptr<Session::Plan> Session::make_plan(const std::vector<TensorType>&
     for (int s : plan->steps[si].out)
       if (s >= 0) def_step[s] = si;
   }
+  auto arena_candidate = [&](int s) {
+    const Plan::Slot& slot = plan->slots[s];
+    return def_step[s] >= 0 && !plan->is_graph_output[s] && !slot.constant && slot.static_shape &&
+           !plan->steps[def_step[s]].dynamic;
+  };
+  // Views: a Reshape-like step whose input and output are both arena candidates does no work;
+  // its output shares the bytes of its input's root, which lives until the last use of any view.
+  std::vector<int> root_last_use(plan->slots.size(), -1);
+  for (int s = 0; s < static_cast<int>(plan->slots.size()); ++s)
+    root_last_use[s] = std::max(plan->slots[s].last_use, def_step[s]);
+  for (Plan::Step& step : plan->steps) {
+    if (step.dynamic || !is_view_op(*step.node) || step.in.empty() || step.out.size() != 1) continue;
+    const int a = step.in[0], b = step.out[0];
+    if (a < 0 || b < 0 || !arena_candidate(a) || !arena_candidate(b)) continue;
+    if (plan->slots[a].type.dtype != plan->slots[b].type.dtype ||
+        shape_numel(plan->slots[a].type.shape) != shape_numel(plan->slots[b].type.shape))
+      continue;
+    const int root = plan->slots[a].alias_of >= 0 ? plan->slots[a].alias_of : a;
+    plan->slots[b].alias_of = root;
+    step.view = true;
+  }
+  for (int s = 0; s < static_cast<int>(plan->slots.size()); ++s) {
+    const int root = plan->slots[s].alias_of;
+    if (root >= 0) root_last_use[root] = std::max(root_last_use[root], root_last_use[s]);
+  }
   std::vector<BufferRequest> requests;
   std::vector<int> request_slot;
   for (int s = 0; s < static_cast<int>(plan->slots.size()); ++s) {
     Plan::Slot& slot = plan->slots[s];
-    if (def_step[s] < 0 || plan->is_graph_output[s] || slot.constant || !slot.static_shape)
-      continue;
-    const Plan::Step& producer = plan->steps[def_step[s]];
-    if (producer.dynamic) continue;
+    if (!arena_candidate(s) || slot.alias_of >= 0) continue;
     size_t bytes = static_cast<size_t>(shape_numel(slot.type.shape)) * dtype_size(slot.type.dtype);
-    requests.push_back({bytes, def_step[s], std::max(slot.last_use, def_step[s])});
+    requests.push_back({bytes, def_step[s], root_last_use[s]});
     request_slot.push_back(s);
     slot.in_arena = true;
   }
   MemoryPlan mp = plan_memory(requests);
   for (size_t r = 0; r < requests.size(); ++r) plan->slots[request_slot[r]].offset = mp.offsets[r];
+  for (Plan::Slot& slot : plan->slots) {
+    if (slot.alias_of < 0) continue;
+    slot.in_arena = true;
+    slot.offset = plan->slots[slot.alias_of].offset;
+  }
   plan->arena_bytes = mp.arena_bytes;
   plan->unplanned_bytes = mp.unplanned_bytes;
   void* arena = std::aligned_alloc(64, std::max<size_t>(64, (mp.arena_bytes + 63) / 64 * 64));
@@ -322,6 +358,10 @@ std::vector<Tensor> Session::run(const std::vector<const Tensor*>& inputs, RunSt
   for (int si = 0; si < static_cast<int>(p.steps.size()); ++si) {
     Plan::Step& step = p.steps[si];
     const Node& node = *step.node;
+    if (step.view) {  // the output already is the input's bytes (planned as a view)
+      p.cur[step.out[0]] = &p.bound[step.out[0]];
+      continue;
+    }
     for (size_t i = 0; i < step.in.size(); ++i) {
       int s = step.in[i];
       if (s < 0) {

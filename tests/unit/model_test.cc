@@ -103,6 +103,31 @@ TEST(Model, MemoryIsReusedAlongAChain) {
   EXPECT_GE(s.peak_bytes, s.arena_bytes + 64u * 64 * 4);  // plus the owned output
 }
 
+// Reshape / Flatten / Squeeze / Unsqueeze between two ops are views: no step runs and no bytes
+// move, and the viewed buffer stays alive until the view's last reader.
+TEST(Model, ReshapesAreViews) {
+  OnnxBuilder b;
+  b.input("x", DataType::kFloat32, {4, 64});
+  b.output("y", DataType::kFloat32, {4, 64});
+  b.initializer("flat", Tensor::from_vector<int64_t>(DataType::kInt64, {1}, {256}));
+  b.initializer("back", Tensor::from_vector<int64_t>(DataType::kInt64, {2}, {4, 64}));
+  b.initializer("axes", Tensor::from_vector<int64_t>(DataType::kInt64, {1}, {0}));
+  b.node("Neg", {"x"}, {"a"});
+  b.node("Reshape", {"a", "flat"}, {"a_flat"});
+  b.node("Unsqueeze", {"a_flat", "axes"}, {"a_row"});
+  b.node("Neg", {"a_row"}, {"n"});  // reads the view
+  b.node("Reshape", {"n", "back"}, {"n2"});
+  b.node("Add", {"n2", "a"}, {"y"});  // reads the viewed root after its views
+  Model m = Model::build_from_file(b.save(testing::temp_dir("views")));
+  Tensor x(DataType::kFloat32, {4, 64}, "x");
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = static_cast<float>(i % 7) - 3;
+  auto out = m.predict({x});
+  for (int64_t i = 0; i < x.numel(); ++i) ASSERT_FLOAT_EQ(out[0].data<float>()[i], 0.0f) << i;
+  // Two live buffers (a and n) at most, not five.
+  EXPECT_LE(m.last_stats().arena_bytes, 2u * 256 * 4);
+  EXPECT_GE(m.last_stats().arena_bytes, 2u * 256 * 4 - 128);
+}
+
 TEST(Model, OutputThatIsAnInputOrConstantIsCopied) {
   OnnxBuilder b;
   b.input("x", DataType::kFloat32, {2});
