@@ -651,6 +651,41 @@ TEST(CpuVsRef, ResizeTable) {
   }
 }
 
+// ---- Transpose ------------------------------------------------------------------------------
+
+TEST(CpuVsRef, TransposeTable) {
+  struct Case {
+    Shape x;
+    std::vector<int64_t> perm;  // empty: the default (reversed axes)
+    DataType dtype = DataType::kFloat32;
+  };
+  const std::vector<Case> cases = {
+      {{2, 3, 4, 5}, {0, 2, 3, 1}},            // NCHW -> NHWC
+      {{2, 5, 7, 3}, {0, 3, 1, 2}},            // NHWC -> NCHW
+      {{1, 37, 2, 19}, {0, 2, 1, 3}},          // heads split: last axis stays
+      {{3, 33, 17}, {}},                       // default perm, odd sizes (partial tiles)
+      {{2, 16, 77, 6}, {0, 1, 3, 2}},          // K^T
+      {{5, 1, 9, 1, 4}, {4, 1, 2, 0, 3}},      // size-1 axes
+      {{2, 3, 4}, {0, 1, 2}},                  // identity perm
+      {{2, 3, 4, 5}, {1, 0, 3, 2}, DataType::kInt32},
+      {{6, 7}, {1, 0}, DataType::kFloat64},
+      {{64, 130}, {1, 0}},                     // above the threading grain
+  };
+  uint32_t seed = 6100;
+  for (const Case& c : cases) {
+    const std::string name = "Transpose " + shape_str(c.x) + " perm " +
+                             shape_str(c.perm) + " " + dtype_name(c.dtype);
+    std::map<std::string, Attribute> attrs;
+    if (!c.perm.empty()) attrs["perm"] = attr_ints(c.perm);
+    Tensor x = random_tensor(c.dtype, c.x, seed++);
+    EXPECT_FALSE(compare(name, "Transpose", {x}, attrs, {false}, 2, 17, 0)) << name;
+    // Exact: a transpose moves values.
+    OpRun cpu = run_op(cpu_backend(), "Transpose", {x}, attrs, 1, 17, {false}, 2, 1);
+    std::vector<Tensor> ref = run_ref_op("Transpose", {x}, attrs, 1, 17);
+    EXPECT_EQ(max_abs_diff(cpu.outputs[0], ref[0]), 0.0) << name;
+  }
+}
+
 // Errors still name the node: the schema rejects a bad geometry before any kernel runs, and the
 // CPU kernel itself rejects tensors that do not fit the node.
 TEST(CpuVsRef, Errors) {

@@ -14,6 +14,7 @@ void register_softmax_kernels(KernelRegistry& r);  // Softmax, LogSoftmax (oneDN
 void register_eltwise_kernels(KernelRegistry& r);  // Sigmoid, Tanh, Relu, ... (oneDNN)
 void register_binary_kernels(KernelRegistry& r);   // Add, Sub, Mul, Div (loops)
 void register_resize_kernels(KernelRegistry& r);   // Resize, Upsample (tap tables)
+void register_transpose_kernels(KernelRegistry& r);  // Transpose (tiled)
 
 // How many compute calls CPU kernels have handed to their reference kernel so far (tensors the
 // fast path does not handle, seen only at run time), over the whole process. For tests and
