@@ -61,8 +61,10 @@ Tensor random_tensor(DataType dt, const Shape& s, uint32_t seed, float scale) {
   std::uniform_real_distribution<float> dist(-scale, scale);
   Tensor t(dt, s);
   for (int64_t i = 0; i < t.numel(); ++i) {
-    if (dt == DataType::kFloat64) t.data<double>()[i] = dist(gen);
-    else t.data<float>()[i] = dist(gen);
+    if (dt == DataType::kFloat64)
+      t.data<double>()[i] = dist(gen);
+    else
+      t.data<float>()[i] = dist(gen);
   }
   return t;
 }
@@ -94,8 +96,11 @@ std::vector<Tensor> make_inputs(const RnnCase& c, uint32_t seed) {
     // Ragged: the first row runs all steps, the others fewer (one none at all).
     std::vector<int32_t> lens(static_cast<size_t>(c.batch));
     for (int64_t b = 0; b < c.batch; ++b) {
-      lens[static_cast<size_t>(b)] = static_cast<int32_t>(
-          c.batch == 1 ? c.seq - 1 : b == 0 ? c.seq : b == 1 ? (c.seq + 1) / 2 : b % 3 == 2 ? 0 : 1);
+      lens[static_cast<size_t>(b)] = static_cast<int32_t>(c.batch == 1 ? c.seq - 1
+                                                          : b == 0     ? c.seq
+                                                          : b == 1     ? (c.seq + 1) / 2
+                                                          : b % 3 == 2 ? 0
+                                                                       : 1);
     }
     in[4] = Tensor::from_vector(DataType::kInt32, {c.batch}, lens);
   }
@@ -195,7 +200,8 @@ bool run(const KernelFactory* factory, RnnNode& n, const RnnCase& c, const std::
       for (int64_t e = 0; e < outs.back().numel(); ++e) {
         if (outs.back().dtype() == DataType::kFloat64)
           outs.back().data<double>()[e] = std::numeric_limits<double>::quiet_NaN();
-        else outs.back().data<float>()[e] = std::numeric_limits<float>::quiet_NaN();
+        else
+          outs.back().data<float>()[e] = std::numeric_limits<float>::quiet_NaN();
       }
     }
     for (Tensor& t : outs) ptrs.push_back(t.defined() ? &t : nullptr);

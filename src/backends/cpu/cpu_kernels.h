@@ -8,11 +8,11 @@
 
 namespace tandem::cpu {
 
-void register_conv_kernels(KernelRegistry& r);     // Conv (oneDNN)
-void register_matmul_kernels(KernelRegistry& r);   // MatMul, Gemm (oneDNN)
-void register_softmax_kernels(KernelRegistry& r);  // Softmax, LogSoftmax (oneDNN)
-void register_eltwise_kernels(KernelRegistry& r);  // Sigmoid, Tanh, Relu, ... (oneDNN)
-void register_binary_kernels(KernelRegistry& r);   // Add, Sub, Mul, Div (oneDNN)
+void register_conv_kernels(KernelRegistry& r);       // Conv (oneDNN)
+void register_matmul_kernels(KernelRegistry& r);     // MatMul, Gemm (oneDNN)
+void register_softmax_kernels(KernelRegistry& r);    // Softmax, LogSoftmax (oneDNN)
+void register_eltwise_kernels(KernelRegistry& r);    // Sigmoid, Tanh, Relu, ... (oneDNN)
+void register_binary_kernels(KernelRegistry& r);     // Add, Sub, Mul, Div (oneDNN)
 void register_recurrent_kernels(KernelRegistry& r);  // RNN, GRU, LSTM (AVX2 loops)
 
 // How many compute calls CPU kernels have handed to their reference kernel so far (tensors the

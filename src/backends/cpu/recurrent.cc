@@ -19,6 +19,8 @@
 // input_forget, linear_before_reset, every activation (sigmoid, tanh and relu vectorized, the
 // others through the shared scalar formulas of ops/recurrent.h). Other dtypes and CPUs without
 // AVX2/FMA go to the reference kernel (declined by the factory, or delegated per call).
+#include "ops/recurrent.h"
+
 #include <immintrin.h>
 
 #include <algorithm>
@@ -30,7 +32,6 @@
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/dnnl_util.h"
 #include "core/error.h"
-#include "ops/recurrent.h"
 #include "ops/shape_utils.h"
 
 #define TANDEM_AVX2 __attribute__((target("avx2,fma")))
@@ -68,8 +69,8 @@ TANDEM_AVX2 inline __m256 exp8(__m256 x) {
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
   p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  const __m256i e = _mm256_slli_epi32(
-      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  const __m256i e =
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
@@ -164,8 +165,8 @@ TANDEM_AVX2 void gemm_rows(int64_t N, int64_t K, const float* a, int64_t lda, co
     const int64_t nv = (vecs - col / 8) / (tiles - t);  // what is left, spread evenly
     const float* in = init ? init + col : nullptr;
     switch (nv) {
-#define TANDEM_TILE(V)                                                          \
-  case V:                                                                       \
+#define TANDEM_TILE(V)                                                                      \
+  case V:                                                                                   \
     if constexpr (V <= kMaxNv) gemm_tile<MR, V>(K, a, lda, b + col, ldb, in, c + col, ldc); \
     break;
       TANDEM_TILE(1)
@@ -184,8 +185,8 @@ TANDEM_AVX2 void gemm_rows(int64_t N, int64_t K, const float* a, int64_t lda, co
   }
 }
 
-TANDEM_AVX2 void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda,
-                      const float* b, int64_t ldb, const float* init, float* c, int64_t ldc) {
+TANDEM_AVX2 void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, const float* b,
+                      int64_t ldb, const float* init, float* c, int64_t ldc) {
   int64_t m = 0;
   for (; m + 4 <= M; m += 4) gemm_rows<4>(N, K, a + m * lda, lda, b, ldb, init, c + m * ldc, ldc);
   switch (M - m) {
@@ -219,8 +220,7 @@ struct Direction {
 struct Clip {
   bool on;
   __m256 lo, hi;
-  TANDEM_AVX2 explicit Clip(float c)
-      : on(c > 0), lo(_mm256_set1_ps(-c)), hi(_mm256_set1_ps(c)) {}
+  TANDEM_AVX2 explicit Clip(float c) : on(c > 0), lo(_mm256_set1_ps(-c)), hi(_mm256_set1_ps(c)) {}
   // NaN passes through, as std::clamp lets it in the reference.
   TANDEM_AVX2 __m256 operator()(__m256 v) const {
     return on ? _mm256_min_ps(hi, _mm256_max_ps(lo, v)) : v;
@@ -293,7 +293,8 @@ TANDEM_AVX2 void gru_finish(const Direction& d, const float* xw, const float* hr
   const int64_t hp = d.hp;
   for (int64_t j = 0; j < hp; j += 8) {
     const __m256 z = _mm256_loadu_ps(hr + j);
-    const __m256 v = _mm256_add_ps(add8(xw + 2 * hp + j, hr + 2 * hp + j), _mm256_loadu_ps(d.rbh + j));
+    const __m256 v =
+        _mm256_add_ps(add8(xw + 2 * hp + j, hr + 2 * hp + j), _mm256_loadu_ps(d.rbh + j));
     const __m256 hh = apply(d.g, clip(v));
     const __m256 h0 = _mm256_loadu_ps(h + j);
     _mm256_storeu_ps(h + j, _mm256_fmadd_ps(z, _mm256_sub_ps(h0, hh), hh));
@@ -390,9 +391,12 @@ class RecurrentKernel : public Kernel {
       if (sl->numel() != geo.batch) return false;
       for (int64_t b = 0; b < geo.batch; ++b) {
         int64_t v;
-        if (sl->dtype() == DataType::kInt32) v = sl->data<int32_t>()[b];
-        else if (sl->dtype() == DataType::kInt64) v = sl->data<int64_t>()[b];
-        else return false;
+        if (sl->dtype() == DataType::kInt32)
+          v = sl->data<int32_t>()[b];
+        else if (sl->dtype() == DataType::kInt64)
+          v = sl->data<int64_t>()[b];
+        else
+          return false;
         if (v < 0 || v > geo.seq) return false;  // the reference kernel says what is wrong
         lens[static_cast<size_t>(b)] = v;
       }
@@ -470,9 +474,8 @@ class RecurrentKernel : public Kernel {
     const int threads = ctx.pool.size();
     if (threads > 1 && rows >= 8 && rows * ld * geo.in >= kParallelWork) {
       const int64_t blocks = (rows + 3) / 4;  // whole 4-row tiles per thread
-      ctx.pool.parallel_for(blocks, [&](int64_t b0, int64_t b1) {
-        run(b0 * 4, std::min(rows, b1 * 4));
-      });
+      ctx.pool.parallel_for(blocks,
+                            [&](int64_t b0, int64_t b1) { run(b0 * 4, std::min(rows, b1 * 4)); });
     } else {
       run(0, rows);
     }
@@ -500,9 +503,12 @@ class RecurrentKernel : public Kernel {
   static Act act_of(const RecurrentActivation& a) {
     Act act;
     act.scalar = &a;
-    if (a.name == "sigmoid") act.kind = ActKind::kSigmoid;
-    else if (a.name == "tanh") act.kind = ActKind::kTanh;
-    else if (a.name == "relu") act.kind = ActKind::kRelu;
+    if (a.name == "sigmoid")
+      act.kind = ActKind::kSigmoid;
+    else if (a.name == "tanh")
+      act.kind = ActKind::kTanh;
+    else if (a.name == "relu")
+      act.kind = ActKind::kRelu;
     return act;
   }
 
@@ -527,7 +533,8 @@ class RecurrentKernel : public Kernel {
       const int64_t b1 = std::min(geo.batch, b0 + chunk_rows);
       if (b0 >= b1) return;
       float* s = scratch_.data() + id * per_task;
-      float *h = s, *c = h + chunk_rows * hp, *rh = c + chunk_rows * hp, *gates = rh + chunk_rows * hp;
+      float *h = s, *c = h + chunk_rows * hp, *rh = c + chunk_rows * hp,
+            *gates = rh + chunk_rows * hp;
       run_direction(geo, d, b0, b1, lens, h0, c0, h, c, rh, gates, y, yh, yc);
     };
     const int64_t tasks = dirs_ * chunks;
@@ -542,9 +549,8 @@ class RecurrentKernel : public Kernel {
 
   // Direction d over batch rows [b0, b1): the steps, then Y_h / Y_c.
   void run_direction(const Geometry& geo, int64_t d, int64_t b0, int64_t b1,
-                     const std::vector<int64_t>& lens, const Tensor* h0, const Tensor* c0,
-                     float* h, float* c, float* rh, float* gates, Tensor* y, Tensor* yh,
-                     Tensor* yc) const {
+                     const std::vector<int64_t>& lens, const Tensor* h0, const Tensor* c0, float* h,
+                     float* c, float* rh, float* gates, Tensor* y, Tensor* yh, Tensor* yc) const {
     const Direction dir = direction(d, geo.hidden);
     const int64_t H = geo.hidden, hp = dir.hp, n = dir.n, rows = b1 - b0;
     const bool backward = reverse_only_ || d == 1;
@@ -577,8 +583,10 @@ class RecurrentKernel : public Kernel {
             lstm_cell(dir, xw, gi, hi, c + i * hp);
             break;
           case Cell::kGru:
-            if (linear_before_reset_) gru_lbr_cell(dir, xw, gi, hi);
-            else gru_gates(dir, xw, gi, hi, rh + i * hp);
+            if (linear_before_reset_)
+              gru_lbr_cell(dir, xw, gi, hi);
+            else
+              gru_gates(dir, xw, gi, hi, rh + i * hp);
             break;
         }
       }
@@ -615,7 +623,7 @@ class RecurrentKernel : public Kernel {
   float clip_ = 0;
   std::array<bool, 8> constant_{};  // input i is a constant of the model
   std::array<bool, 8> packed_{};    // input i's packed form is current (W 1, R 2, B 3, P 7)
-  int64_t hp_ = 0, in_ = 0;  // the sizes the packed weights have
+  int64_t hp_ = 0, in_ = 0;         // the sizes the packed weights have
   std::vector<float> wp_, rp_, xb_, rbh_, pp_;  // packed W, R, input-side bias, GRU Rb_h, P
   std::vector<float> xw_, scratch_;             // per call: input projection, states
   std::mutex mu_;

@@ -5,6 +5,8 @@
 // B = [Wb; Rb]; LSTM peepholes P = [Pi; Po; Pf]. With sequence_lens, row b runs only its first
 // len[b] steps (backwards from len[b]-1 in reverse), its later Y entries stay zero and Y_h/Y_c
 // hold the state after its last step. `clip` bounds every gate pre-activation.
+#include "ops/recurrent.h"
+
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -13,7 +15,6 @@
 #include "backends/backend.h"
 #include "backends/ref/value_io.h"
 #include "core/error.h"
-#include "ops/recurrent.h"
 #include "ops/shape_utils.h"
 
 namespace tandem {
@@ -132,11 +133,11 @@ void recurrent_kernel(const KernelContext& ctx, std::span<const Tensor* const> i
   rc.clip = node.attr_float_or("clip", 0.0f);
   rc.linear_before_reset = node.attr_int_or("linear_before_reset", 0) != 0;
   rc.input_forget = node.attr_int_or("input_forget", 0) != 0;
-  rc.acts =
-      read_recurrent_activations(node, rc.dirs,
-                       kCell == Cell::kLstm  ? std::vector<std::string>{"Sigmoid", "Tanh", "Tanh"}
-                       : kCell == Cell::kGru ? std::vector<std::string>{"Sigmoid", "Tanh"}
-                                             : std::vector<std::string>{"Tanh"});
+  rc.acts = read_recurrent_activations(
+      node, rc.dirs,
+      kCell == Cell::kLstm  ? std::vector<std::string>{"Sigmoid", "Tanh", "Tanh"}
+      : kCell == Cell::kGru ? std::vector<std::string>{"Sigmoid", "Tanh"}
+                            : std::vector<std::string>{"Tanh"});
   rc.x = read_doubles(x, node);
   rc.w = read_doubles(*inputs[1], node);
   rc.r = read_doubles(*inputs[2], node);
