@@ -53,6 +53,11 @@ int64_t round_up8(int64_t v) {
   return (v + 7) / 8 * 8;
 }
 
+// Whether t's shape is exactly `dims`.
+bool dims_are(const Tensor* t, std::initializer_list<int64_t> dims) {
+  return t->rank() == dims.size() && std::equal(dims.begin(), dims.end(), t->shape().begin());
+}
+
 // ---- Vector math (AVX2 + FMA) --------------------------------------------------------------
 
 TANDEM_AVX2 inline __m256 exp8(__m256 x) {
@@ -215,6 +220,7 @@ struct Direction {
   Act f, g, h;                        // f, g[, h]
   float clip = 0;                     // 0: none
   bool input_forget = false, linear_before_reset = false;
+  bool standard = false;  // the default activations and no clip (see Acts)
 };
 
 struct Clip {
@@ -227,18 +233,34 @@ struct Clip {
   }
 };
 
+// The activations as the cells apply them, clip included. kStd: the ONNX defaults (f sigmoid,
+// g and h tanh; RNN's f tanh) and no clip, known at compile time: straight-line code for the
+// common case.
+template <bool kStd>
+struct Acts {
+  const Direction& d;
+  Clip clip;
+  TANDEM_AVX2 explicit Acts(const Direction& dir) : d(dir), clip(dir.clip) {}
+  TANDEM_AVX2 __m256 f(__m256 x) const { return kStd ? sigmoid8(x) : apply(d.f, clip(x)); }
+  TANDEM_AVX2 __m256 g(__m256 x) const { return kStd ? tanh8(x) : apply(d.g, clip(x)); }
+  TANDEM_AVX2 __m256 h(__m256 x) const { return kStd ? tanh8(x) : apply(d.h, x); }  // unclipped
+};
+
 // xw: the row's input projection (with the biases), hr: h R^T; updates h.
+template <bool kStd>
 TANDEM_AVX2 void rnn_cell(const Direction& d, const float* xw, const float* hr, float* h) {
   const Clip clip(d.clip);
   for (int64_t j = 0; j < d.hp; j += 8) {
-    _mm256_storeu_ps(h + j, apply(d.f, clip(add8(xw + j, hr + j))));
+    const __m256 v = add8(xw + j, hr + j);
+    _mm256_storeu_ps(h + j, kStd ? tanh8(v) : apply(d.f, clip(v)));
   }
 }
 
 // Gates i, o, f, c at 0, Hp, 2 Hp, 3 Hp; updates h and c.
+template <bool kStd>
 TANDEM_AVX2 void lstm_cell(const Direction& d, const float* xw, const float* hr, float* h,
                            float* c) {
-  const Clip clip(d.clip);
+  const Acts<kStd> act(d);
   const int64_t hp = d.hp;
   const __m256 one = _mm256_set1_ps(1.0f);
   for (int64_t j = 0; j < hp; j += 8) {
@@ -249,58 +271,62 @@ TANDEM_AVX2 void lstm_cell(const Direction& d, const float* xw, const float* hr,
       pi = _mm256_fmadd_ps(_mm256_loadu_ps(d.peep + j), c0, pi);
       pf = _mm256_fmadd_ps(_mm256_loadu_ps(d.peep + 2 * hp + j), c0, pf);
     }
-    const __m256 fg = apply(d.f, clip(pf));
-    const __m256 ig = d.input_forget ? _mm256_sub_ps(one, fg) : apply(d.f, clip(pi));
-    const __m256 cc = apply(d.g, clip(add8(xw + 3 * hp + j, hr + 3 * hp + j)));
+    const __m256 fg = act.f(pf);
+    const __m256 ig = d.input_forget ? _mm256_sub_ps(one, fg) : act.f(pi);
+    const __m256 cc = act.g(add8(xw + 3 * hp + j, hr + 3 * hp + j));
     const __m256 c1 = _mm256_fmadd_ps(fg, c0, _mm256_mul_ps(ig, cc));
     if (d.peep) po = _mm256_fmadd_ps(_mm256_loadu_ps(d.peep + hp + j), c1, po);
-    const __m256 og = apply(d.f, clip(po));
+    const __m256 og = act.f(po);
     _mm256_storeu_ps(c + j, c1);
-    _mm256_storeu_ps(h + j, _mm256_mul_ps(og, apply(d.h, c1)));
+    _mm256_storeu_ps(h + j, _mm256_mul_ps(og, act.h(c1)));
   }
 }
 
 // GRU with linear_before_reset: h~ = g(xw_h + r (hr_h + Rb_h)). Gates z, r, h at 0, Hp, 2 Hp.
+template <bool kStd>
 TANDEM_AVX2 void gru_lbr_cell(const Direction& d, const float* xw, const float* hr, float* h) {
-  const Clip clip(d.clip);
+  const Acts<kStd> act(d);
   const int64_t hp = d.hp;
   for (int64_t j = 0; j < hp; j += 8) {
-    const __m256 z = apply(d.f, clip(add8(xw + j, hr + j)));
-    const __m256 r = apply(d.f, clip(add8(xw + hp + j, hr + hp + j)));
-    const __m256 rec = _mm256_add_ps(_mm256_loadu_ps(hr + 2 * hp + j), _mm256_loadu_ps(d.rbh + j));
-    const __m256 hh = apply(d.g, clip(_mm256_fmadd_ps(r, rec, _mm256_loadu_ps(xw + 2 * hp + j))));
+    const __m256 z = act.f(add8(xw + j, hr + j));
+    const __m256 r = act.f(add8(xw + hp + j, hr + hp + j));
+    const __m256 rec = add8(hr + 2 * hp + j, d.rbh + j);
+    const __m256 hh = act.g(_mm256_fmadd_ps(r, rec, _mm256_loadu_ps(xw + 2 * hp + j)));
     const __m256 h0 = _mm256_loadu_ps(h + j);
     _mm256_storeu_ps(h + j, _mm256_fmadd_ps(z, _mm256_sub_ps(h0, hh), hh));  // (1-z) hh + z h
   }
 }
 
 // GRU without linear_before_reset, first half: z into hr's z slot, r (.) h into rh.
+template <bool kStd>
 TANDEM_AVX2 void gru_gates(const Direction& d, const float* xw, float* hr, const float* h,
                            float* rh) {
-  const Clip clip(d.clip);
+  const Acts<kStd> act(d);
   const int64_t hp = d.hp;
   for (int64_t j = 0; j < hp; j += 8) {
-    const __m256 z = apply(d.f, clip(add8(xw + j, hr + j)));
-    const __m256 r = apply(d.f, clip(add8(xw + hp + j, hr + hp + j)));
+    const __m256 z = act.f(add8(xw + j, hr + j));
+    const __m256 r = act.f(add8(xw + hp + j, hr + hp + j));
     _mm256_storeu_ps(hr + j, z);
     _mm256_storeu_ps(rh + j, _mm256_mul_ps(r, _mm256_loadu_ps(h + j)));
   }
 }
 
 // Second half: hr's h slot holds (r (.) h) R_h^T; h~ = g(xw_h + that + Rb_h).
+template <bool kStd>
 TANDEM_AVX2 void gru_finish(const Direction& d, const float* xw, const float* hr, float* h) {
-  const Clip clip(d.clip);
+  const Acts<kStd> act(d);
   const int64_t hp = d.hp;
   for (int64_t j = 0; j < hp; j += 8) {
     const __m256 z = _mm256_loadu_ps(hr + j);
     const __m256 v =
         _mm256_add_ps(add8(xw + 2 * hp + j, hr + 2 * hp + j), _mm256_loadu_ps(d.rbh + j));
-    const __m256 hh = apply(d.g, clip(v));
+    const __m256 hh = act.g(v);
     const __m256 h0 = _mm256_loadu_ps(h + j);
     _mm256_storeu_ps(h + j, _mm256_fmadd_ps(z, _mm256_sub_ps(h0, hh), hh));
   }
 }
 
+// One step of every active row of [b0, b0 + rows) ... (see run_direction)
 // ---- The kernel ----------------------------------------------------------------------------
 
 // Where a (t, b) row, a state row and an output row live, for layout 0 or 1.
@@ -339,17 +365,18 @@ class RecurrentKernel : public Kernel {
                std::span<Tensor* const> outputs) override {
     auto in = [&](size_t i) { return i < inputs.size() ? inputs[i] : nullptr; };
     auto out = [&](size_t i) { return i < outputs.size() ? outputs[i] : nullptr; };
+    // A session runs one graph at a time, but the lock keeps the packed weights and buffers
+    // safe should a kernel ever be shared.
+    std::lock_guard<std::mutex> lock(mu_);
     Geometry geo;
-    std::vector<int64_t> lens;
-    if (!applies(in, out, geo, lens)) {
+    if (!applies(in, out, geo, lens_)) {
       note_reference_fallback();
       ref_->compute(ctx, inputs, outputs);
       return;
     }
-    std::lock_guard<std::mutex> lock(mu_);
     pack(geo, in(1), in(2), in(3), cell_ == Cell::kLstm ? in(7) : nullptr);
     project_inputs(ctx, geo, *in(0));
-    run_steps(ctx, geo, lens, in(5), cell_ == Cell::kLstm ? in(6) : nullptr, out(0), out(1),
+    run_steps(ctx, geo, lens_, in(5), cell_ == Cell::kLstm ? in(6) : nullptr, out(0), out(1),
               cell_ == Cell::kLstm ? out(2) : nullptr);
   }
 
@@ -375,17 +402,19 @@ class RecurrentKernel : public Kernel {
     geo.hidden = r->dim(2);
     const int64_t gh = gates_ * geo.hidden;
     if (geo.seq == 0 || geo.batch == 0 || geo.hidden == 0) return false;
-    if (w->shape() != Shape{dirs_, gh, geo.in} || r->shape() != Shape{dirs_, gh, geo.hidden}) {
-      return false;
+    if (!dims_are(w, {dirs_, gh, geo.in}) || !dims_are(r, {dirs_, gh, geo.hidden})) return false;
+    if (in(3) && !dims_are(in(3), {dirs_, 2 * gh})) return false;
+    if (cell_ == Cell::kLstm && in(7) && !dims_are(in(7), {dirs_, 3 * geo.hidden})) return false;
+    const int64_t state = dirs_ * geo.batch * geo.hidden;  // initial_h, ... (layout 0 or 1)
+    const int64_t s0 = layout_ == 0 ? dirs_ : geo.batch, s1 = layout_ == 0 ? geo.batch : dirs_;
+    for (size_t i : {size_t{5}, size_t{6}}) {
+      if (in(i) && (i == 5 || cell_ == Cell::kLstm) && !dims_are(in(i), {s0, s1, geo.hidden})) {
+        return false;
+      }
     }
-    if (in(3) && in(3)->shape() != Shape{dirs_, 2 * gh}) return false;
-    if (cell_ == Cell::kLstm && in(7) && in(7)->shape() != Shape{dirs_, 3 * geo.hidden}) {
-      return false;
-    }
-    const Shape state =
-        layout_ == 0 ? Shape{dirs_, geo.batch, geo.hidden} : Shape{geo.batch, dirs_, geo.hidden};
-    if (in(5) && in(5)->shape() != state) return false;
-    if (cell_ == Cell::kLstm && in(6) && in(6)->shape() != state) return false;
+    // The outputs the schema inferred; checked so that nothing is written out of bounds.
+    if (out(0) && out(0)->numel() != geo.seq * state) return false;
+    if ((out(1) && out(1)->numel() != state) || (out(2) && out(2)->numel() != state)) return false;
     lens.assign(static_cast<size_t>(geo.batch), geo.seq);
     if (const Tensor* sl = in(4)) {
       if (sl->numel() != geo.batch) return false;
@@ -497,6 +526,11 @@ class RecurrentKernel : public Kernel {
     dir.clip = clip_;
     dir.input_forget = input_forget_;
     dir.linear_before_reset = linear_before_reset_;
+    // (RNN has f only, GRU f and g.)
+    const bool tanh_g = cell_ == Cell::kRnn || dir.g.kind == ActKind::kTanh;
+    const bool tanh_h = cell_ != Cell::kLstm || dir.h.kind == ActKind::kTanh;
+    const ActKind f = cell_ == Cell::kRnn ? ActKind::kTanh : ActKind::kSigmoid;
+    dir.standard = clip_ <= 0 && dir.f.kind == f && tanh_g && tanh_h;
     return dir;
   }
 
@@ -535,7 +569,11 @@ class RecurrentKernel : public Kernel {
       float* s = scratch_.data() + id * per_task;
       float *h = s, *c = h + chunk_rows * hp, *rh = c + chunk_rows * hp,
             *gates = rh + chunk_rows * hp;
-      run_direction(geo, d, b0, b1, lens, h0, c0, h, c, rh, gates, y, yh, yc);
+      if (direction(d, geo.hidden).standard) {
+        run_direction<true>(geo, d, b0, b1, lens, h0, c0, h, c, rh, gates, y, yh, yc);
+      } else {
+        run_direction<false>(geo, d, b0, b1, lens, h0, c0, h, c, rh, gates, y, yh, yc);
+      }
     };
     const int64_t tasks = dirs_ * chunks;
     if (parallel && tasks > 1) {
@@ -548,6 +586,7 @@ class RecurrentKernel : public Kernel {
   }
 
   // Direction d over batch rows [b0, b1): the steps, then Y_h / Y_c.
+  template <bool kStd>
   void run_direction(const Geometry& geo, int64_t d, int64_t b0, int64_t b1,
                      const std::vector<int64_t>& lens, const Tensor* h0, const Tensor* c0, float* h,
                      float* c, float* rh, float* gates, Tensor* y, Tensor* yh, Tensor* yc) const {
@@ -577,16 +616,16 @@ class RecurrentKernel : public Kernel {
         float* gi = gates + i * n;
         switch (cell_) {
           case Cell::kRnn:
-            rnn_cell(dir, xw, gi, hi);
+            rnn_cell<kStd>(dir, xw, gi, hi);
             break;
           case Cell::kLstm:
-            lstm_cell(dir, xw, gi, hi, c + i * hp);
+            lstm_cell<kStd>(dir, xw, gi, hi, c + i * hp);
             break;
           case Cell::kGru:
             if (linear_before_reset_)
-              gru_lbr_cell(dir, xw, gi, hi);
+              gru_lbr_cell<kStd>(dir, xw, gi, hi);
             else
-              gru_gates(dir, xw, gi, hi, rh + i * hp);
+              gru_gates<kStd>(dir, xw, gi, hi, rh + i * hp);
             break;
         }
       }
@@ -596,8 +635,8 @@ class RecurrentKernel : public Kernel {
           const int64_t len = lens[static_cast<size_t>(b0 + i)];
           if (s >= len) continue;
           const int64_t t = backward ? len - 1 - s : s;
-          gru_finish(dir, xw_.data() + geo.x_row(t, b0 + i) * ld + d * n, gates + i * n,
-                     h + i * hp);
+          gru_finish<kStd>(dir, xw_.data() + geo.x_row(t, b0 + i) * ld + d * n, gates + i * n,
+                           h + i * hp);
         }
       }
       if (yd) {
@@ -626,6 +665,7 @@ class RecurrentKernel : public Kernel {
   int64_t hp_ = 0, in_ = 0;         // the sizes the packed weights have
   std::vector<float> wp_, rp_, xb_, rbh_, pp_;  // packed W, R, input-side bias, GRU Rb_h, P
   std::vector<float> xw_, scratch_;             // per call: input projection, states
+  std::vector<int64_t> lens_;                   // per call: each batch row's length
   std::mutex mu_;
 };
 
