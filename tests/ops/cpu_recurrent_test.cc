@@ -232,7 +232,7 @@ void check(const RnnCase& c, uint32_t seed) {
 
 // Every (cell, direction, batch, seq, hidden); the options vary with the case's index so that
 // each appears with each cell and direction, in many combinations.
-TEST(CpuRecurrent, Table) {
+void table_cases() {
   int index = 0;
   for (std::string op : {"RNN", "GRU", "LSTM"}) {
     for (std::string dir : {"forward", "reverse", "bidirectional"}) {
@@ -270,7 +270,7 @@ TEST(CpuRecurrent, Table) {
 }
 
 // Each option alone on a case big enough to show it (bidirectional, ragged batch).
-TEST(CpuRecurrent, Options) {
+void option_cases() {
   auto base = [](std::string op, std::string name) {
     RnnCase c;
     c.name = op + " " + name;
@@ -360,6 +360,25 @@ TEST(CpuRecurrent, Options) {
   cases.push_back(c);
   uint32_t seed = 5000;
   for (const RnnCase& rc : cases) check(rc, seed += 10);
+}
+
+// Both instruction sets: AVX-512 (where the CPU has it) and AVX2.
+TEST(CpuRecurrent, Table) {
+  for (bool avx512 : {true, false}) {
+    SCOPED_TRACE(avx512 ? "AVX-512 where the CPU has it" : "AVX2");
+    cpu::allow_recurrent_avx512(avx512);
+    table_cases();
+  }
+  cpu::allow_recurrent_avx512(true);
+}
+
+TEST(CpuRecurrent, Options) {
+  for (bool avx512 : {true, false}) {
+    SCOPED_TRACE(avx512 ? "AVX-512 where the CPU has it" : "AVX2");
+    cpu::allow_recurrent_avx512(avx512);
+    option_cases();
+  }
+  cpu::allow_recurrent_avx512(true);
 }
 
 // A sequence length outside [0, seq] is reported (by the reference kernel the fast one hands it

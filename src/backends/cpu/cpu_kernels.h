@@ -20,4 +20,8 @@ void register_recurrent_kernels(KernelRegistry& r);  // RNN, GRU, LSTM (AVX2 loo
 // diagnostics.
 int64_t reference_fallbacks();
 
+// Whether recurrent kernels (RNN, GRU, LSTM) created from now on may use AVX-512 where the CPU
+// has it (the default); false makes them take their AVX2 path. For tests.
+void allow_recurrent_avx512(bool allowed);
+
 }  // namespace tandem::cpu

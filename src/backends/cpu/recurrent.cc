@@ -1,4 +1,5 @@
-// The CPU backend's RNN, GRU and LSTM: float32, hand-written AVX2/FMA loops.
+// The CPU backend's RNN, GRU and LSTM: float32, hand-written AVX2/FMA loops, with AVX-512 for
+// the matrix products where the CPU has it.
 //
 // Per call: (1) the input projection X W^T + biases of every time step and direction at once,
 // one small GEMM over the prepacked W of all directions; (2) per direction the steps, each one
@@ -6,13 +7,18 @@
 // nonlinearities, fused per 8 units (sigmoid as 1 / (1 + exp(-x)) with a polynomial exp, tanh as
 // a rational function: ~3e-7 relative error against double).
 //
-// Packed layouts: each gate's H units are padded to Hp (a multiple of 8), so every gate starts
-// on a vector boundary; a direction's N = gates * Hp columns. W is packed to [input, dirs * N],
-// R to [dirs][H, N] (both transposed, zeros in the padding), the input-side biases to
-// [dirs * N] (Wb + Rb, except GRU's h gate, whose Rb stays apart since it sits inside the reset
-// gate product), LSTM's peepholes to [dirs][3][Hp]. Padded lanes compute values no real lane
-// reads (the GEMMs read only the first H entries of a state row). W, R, B and P that are
-// constants of the model (initializers) are packed once, the rest on every call.
+// Packed layouts: each gate's H units are padded to Hp (a multiple of the vector width, 8 or 16
+// floats), so every gate starts on a vector boundary; a direction's N = gates * Hp columns. W is
+// packed to [input, dirs * N], R to [dirs][H, N] (both transposed, zeros in the padding, in
+// column panels: see the GEMM below), the input-side biases to [dirs * N] (Wb + Rb, except GRU's
+// h gate, whose Rb stays apart since it sits inside the reset gate product), LSTM's peepholes to
+// [dirs][3][Hp]. Padded lanes compute values no real lane reads (the GEMMs read only the first H
+// entries of a state row). W, R, B and P that are constants of the model (initializers) are
+// packed once, the rest on every call.
+//
+// Threads: the projection's panels, and the (direction, batch chunk) tasks of the steps, run in
+// parallel only when the work is large enough to pay for the wake-up; at the sizes of small
+// models everything runs on the calling thread.
 //
 // Everything the ONNX operators define is supported: directions, layout 0/1, optional B,
 // sequence_lens (rows finish at their own length), initial_h/initial_c, peepholes, clip,
@@ -25,8 +31,10 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <vector>
 
 #include "backends/cpu/cpu_kernels.h"
@@ -35,6 +43,7 @@
 #include "ops/shape_utils.h"
 
 #define TANDEM_AVX2 __attribute__((target("avx2,fma")))
+#define TANDEM_AVX512 __attribute__((target("avx2,fma,avx512f")))
 
 namespace tandem::cpu {
 
@@ -49,9 +58,28 @@ struct Act {
   const RecurrentActivation* scalar = nullptr;  // the formula, for kScalar
 };
 
-int64_t round_up8(int64_t v) {
-  return (v + 7) / 8 * 8;
+int64_t round_up(int64_t v, int64_t m) {
+  return (v + m - 1) / m * m;
 }
+
+// std::vector storage on 64-byte boundaries: the packed weights and the state rows start on a
+// cache line, so no vector load straddles two.
+template <class T>
+struct Aligned64 {
+  using value_type = T;
+  Aligned64() = default;
+  template <class U>
+  Aligned64(const Aligned64<U>&) {}
+  T* allocate(size_t n) {
+    return static_cast<T*>(::operator new (n * sizeof(T), std::align_val_t{64}));
+  }
+  void deallocate(T* p, size_t) { ::operator delete (p, std::align_val_t{64}); }
+  template <class U>
+  bool operator==(const Aligned64<U>&) const {
+    return true;
+  }
+};
+using Floats = std::vector<float, Aligned64<float>>;
 
 // Whether t's shape is exactly `dims`.
 bool dims_are(const Tensor* t, std::initializer_list<int64_t> dims) {
@@ -127,10 +155,100 @@ TANDEM_AVX2 inline __m256 apply(const Act& a, __m256 x) {
 }
 
 // ---- Small GEMM: C[m, :N] = init + A[m, :K] B for m < M --------------------------------------
-// B is [K, N] with row stride ldb, N a multiple of 8; init is one row of N (nullptr: zeros).
+//
+// Vectors of `lanes` floats: 8 (AVX2) or 16 (AVX-512, where the CPU has it: twice the
+// multiply-adds per instruction). B is packed in column panels: [K, N] (N a multiple of lanes)
+// cut into panels of at most 128 columns, the vectors spread evenly over them, each panel stored
+// as its K rows one after the other (row stride: the panel's width), panel after panel. A tile
+// thus reads B sequentially, and a panel stays in cache while the row blocks of A go by. init is
+// one row of N (nullptr: zeros).
+
+enum class Isa { kAvx2, kAvx512 };
+
+int64_t lanes_of(Isa isa) {
+  return isa == Isa::kAvx512 ? 16 : 8;
+}
+
+// `n` items spread evenly over `parts`: part p's first item and count (the first n % parts
+// parts get one more).
+struct Spread {
+  int64_t base, extra;
+  Spread(int64_t n, int64_t parts) : base(n / parts), extra(n % parts) {}
+  int64_t first(int64_t p) const { return p * base + std::min(p, extra); }
+  int64_t count(int64_t p) const { return base + (p < extra ? 1 : 0); }
+};
+
+// The panels of N columns: how many, and panel p's first column and width.
+constexpr int64_t kMaxPanel = 128;
+struct Panels {
+  int64_t lanes, count;
+  Spread vecs;
+  Panels(int64_t N, int64_t lanes_)
+      : lanes(lanes_),
+        count((N / lanes + kMaxPanel / lanes - 1) / (kMaxPanel / lanes)),
+        vecs(N / lanes, std::max<int64_t>(1, count)) {}
+  int64_t col(int64_t p) const { return lanes * vecs.first(p); }
+  int64_t width(int64_t p) const { return lanes * vecs.count(p); }
+};
+
+// dense [K, N] row-major -> panels.
+Floats to_panels(const std::vector<float>& dense, int64_t K, int64_t N, int64_t lanes) {
+  Floats out(dense.size());
+  const Panels panels(N, lanes);
+  for (int64_t p = 0; p < panels.count; ++p) {
+    const int64_t col = panels.col(p), width = panels.width(p);
+    for (int64_t k = 0; k < K; ++k)
+      std::copy_n(dense.data() + k * N + col, width, out.data() + col * K + k * width);
+  }
+  return out;
+}
+
+// The tile dispatch shared by both instruction sets: a panel's `width / lanes` vectors in tiles
+// of up to kMaxNv (as many accumulators as the registers hold), spread evenly; TILE(V) runs one
+// tile of V vectors at column `col`.
+#define TANDEM_PANEL_TILES(lanes, kMaxNv, TILE)         \
+  const int64_t vecs = width / (lanes);                 \
+  const int64_t tiles = (vecs + (kMaxNv)-1) / (kMaxNv); \
+  const Spread spread(vecs, tiles);                     \
+  int64_t col = 0;                                      \
+  for (int64_t t = 0; t < tiles; ++t) {                 \
+    const int64_t nv = spread.count(t);                 \
+    const float* in = init ? init + col : nullptr;      \
+    switch (nv) {                                       \
+      TILE(1)                                           \
+      TILE(2)                                           \
+      TILE(3)                                           \
+      TILE(4)                                           \
+      TILE(5)                                           \
+      TILE(6)                                           \
+      TILE(7)                                           \
+      TILE(8)                                           \
+      default:                                          \
+        break;                                          \
+    }                                                   \
+    col += (lanes)*nv;                                  \
+  }
+
+// The row blocks of one panel: 4 rows at a time, then the 1 to 3 left.
+#define TANDEM_PANEL_ROWS(PANEL)                                                              \
+  int64_t m = 0;                                                                              \
+  for (; m + 4 <= M; m += 4) PANEL<4>(width, K, a + m * lda, lda, bp, in, cp + m * ldc, ldc); \
+  switch (M - m) {                                                                            \
+    case 3:                                                                                   \
+      PANEL<3>(width, K, a + m * lda, lda, bp, in, cp + m * ldc, ldc);                        \
+      break;                                                                                  \
+    case 2:                                                                                   \
+      PANEL<2>(width, K, a + m * lda, lda, bp, in, cp + m * ldc, ldc);                        \
+      break;                                                                                  \
+    case 1:                                                                                   \
+      PANEL<1>(width, K, a + m * lda, lda, bp, in, cp + m * ldc, ldc);                        \
+      break;                                                                                  \
+    default:                                                                                  \
+      break;                                                                                  \
+  }
 
 template <int MR, int NV>
-TANDEM_AVX2 inline void gemm_tile(int64_t K, const float* a, int64_t lda, const float* b,
+TANDEM_AVX2 inline void tile_avx2(int64_t K, const float* a, int64_t lda, const float* b,
                                   int64_t ldb, const float* init, float* c, int64_t ldc) {
   __m256 acc[MR][NV];
 #pragma GCC unroll 8
@@ -158,54 +276,86 @@ TANDEM_AVX2 inline void gemm_tile(int64_t K, const float* a, int64_t lda, const 
   }
 }
 
-// MR rows, all N columns: tiles of up to kMaxNv vectors, the vectors spread evenly over them.
 template <int MR>
-TANDEM_AVX2 void gemm_rows(int64_t N, int64_t K, const float* a, int64_t lda, const float* b,
-                           int64_t ldb, const float* init, float* c, int64_t ldc) {
-  constexpr int kMaxNv = MR == 1 ? 8 : MR == 2 ? 4 : 2;
-  const int64_t vecs = N / 8;
-  const int64_t tiles = (vecs + kMaxNv - 1) / kMaxNv;
-  int64_t col = 0;
-  for (int64_t t = 0; t < tiles; ++t) {
-    const int64_t nv = (vecs - col / 8) / (tiles - t);  // what is left, spread evenly
-    const float* in = init ? init + col : nullptr;
-    switch (nv) {
-#define TANDEM_TILE(V)                                                                      \
-  case V:                                                                                   \
-    if constexpr (V <= kMaxNv) gemm_tile<MR, V>(K, a, lda, b + col, ldb, in, c + col, ldc); \
+TANDEM_AVX2 void panel_avx2(int64_t width, int64_t K, const float* a, int64_t lda, const float* b,
+                            const float* init, float* c, int64_t ldc) {
+  constexpr int kMaxNv = MR == 1 ? 8 : MR == 2 ? 4 : 2;  // 16 ymm registers
+#define TANDEM_TILE(V)                                                                        \
+  case V:                                                                                     \
+    if constexpr (V <= kMaxNv) tile_avx2<MR, V>(K, a, lda, b + col, width, in, c + col, ldc); \
     break;
-      TANDEM_TILE(1)
-      TANDEM_TILE(2)
-      TANDEM_TILE(3)
-      TANDEM_TILE(4)
-      TANDEM_TILE(5)
-      TANDEM_TILE(6)
-      TANDEM_TILE(7)
-      TANDEM_TILE(8)
+  TANDEM_PANEL_TILES(8, kMaxNv, TANDEM_TILE)
 #undef TANDEM_TILE
-      default:
-        break;
+}
+
+TANDEM_AVX2 void gemm_avx2(int64_t M, int64_t K, const float* a, int64_t lda, const float* bp,
+                           const float* in, float* cp, int64_t ldc, int64_t width) {
+  TANDEM_PANEL_ROWS(panel_avx2)
+}
+
+template <int MR, int NV>
+TANDEM_AVX512 inline void tile_avx512(int64_t K, const float* a, int64_t lda, const float* b,
+                                      int64_t ldb, const float* init, float* c, int64_t ldc) {
+  __m512 acc[MR][NV];
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) {
+    const __m512 i0 = init ? _mm512_loadu_ps(init + 16 * v) : _mm512_setzero_ps();
+#pragma GCC unroll 4
+    for (int m = 0; m < MR; ++m) acc[m][v] = i0;
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    const float* bk = b + k * ldb;
+    __m512 bv[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(bk + 16 * v);
+#pragma GCC unroll 4
+    for (int m = 0; m < MR; ++m) {
+      const __m512 av = _mm512_set1_ps(a[m * lda + k]);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_fmadd_ps(av, bv[v], acc[m][v]);
     }
-    col += 8 * nv;
+  }
+#pragma GCC unroll 4
+  for (int m = 0; m < MR; ++m) {
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(c + m * ldc + 16 * v, acc[m][v]);
   }
 }
 
-TANDEM_AVX2 void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, const float* b,
-                      int64_t ldb, const float* init, float* c, int64_t ldc) {
-  int64_t m = 0;
-  for (; m + 4 <= M; m += 4) gemm_rows<4>(N, K, a + m * lda, lda, b, ldb, init, c + m * ldc, ldc);
-  switch (M - m) {
-    case 3:
-      gemm_rows<3>(N, K, a + m * lda, lda, b, ldb, init, c + m * ldc, ldc);
-      break;
-    case 2:
-      gemm_rows<2>(N, K, a + m * lda, lda, b, ldb, init, c + m * ldc, ldc);
-      break;
-    case 1:
-      gemm_rows<1>(N, K, a + m * lda, lda, b, ldb, init, c + m * ldc, ldc);
-      break;
-    default:
-      break;
+template <int MR>
+TANDEM_AVX512 void panel_avx512(int64_t width, int64_t K, const float* a, int64_t lda,
+                                const float* b, const float* init, float* c, int64_t ldc) {
+  constexpr int kMaxNv = MR <= 2 ? 8 : 4;  // 32 zmm registers
+#define TANDEM_TILE(V)                                                                          \
+  case V:                                                                                       \
+    if constexpr (V <= kMaxNv) tile_avx512<MR, V>(K, a, lda, b + col, width, in, c + col, ldc); \
+    break;
+  TANDEM_PANEL_TILES(16, kMaxNv, TANDEM_TILE)
+#undef TANDEM_TILE
+}
+
+TANDEM_AVX512 void gemm_avx512(int64_t M, int64_t K, const float* a, int64_t lda, const float* bp,
+                               const float* in, float* cp, int64_t ldc, int64_t width) {
+  TANDEM_PANEL_ROWS(panel_avx512)
+}
+
+#undef TANDEM_PANEL_TILES
+#undef TANDEM_PANEL_ROWS
+
+// b: packed in panels (to_panels with the ISA's lanes). Panels [p0, p1) (all by default)
+// outside, blocks of rows inside.
+void gemm(Isa isa, int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, const float* b,
+          const float* init, float* c, int64_t ldc, int64_t p0 = 0, int64_t p1 = -1) {
+  const Panels panels(N, lanes_of(isa));
+  if (p1 < 0) p1 = panels.count;
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t col = panels.col(p), width = panels.width(p);
+    const float* in = init ? init + col : nullptr;
+    if (isa == Isa::kAvx512) {
+      gemm_avx512(M, K, a, lda, b + col * K, in, c + col, ldc, width);
+    } else {
+      gemm_avx2(M, K, a, lda, b + col * K, in, c + col, ldc, width);
+    }
   }
 }
 
@@ -214,7 +364,8 @@ TANDEM_AVX2 void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t l
 // What one direction's steps need.
 struct Direction {
   int64_t hidden = 0, hp = 0, n = 0;  // H, H padded to 8, gates * Hp
-  const float* r = nullptr;           // packed R [H, N]
+  const float* r = nullptr;           // packed R [H, N] (GRU without linear_before_reset:
+  const float* r_h = nullptr;         // [H, 2 Hp] for z, r and r_h [H, Hp] for h)
   const float* rbh = nullptr;         // GRU: Rb of the h gate [Hp]
   const float* peep = nullptr;        // LSTM: [Pi; Po; Pf], each [Hp]; nullptr when absent
   Act f, g, h;                        // f, g[, h]
@@ -341,13 +492,19 @@ struct Geometry {
   }
 };
 
+std::atomic<bool> avx512_allowed{true};  // see allow_recurrent_avx512
+
 // Work (multiply-adds) below which a parallel loop costs more than it saves.
 constexpr int64_t kParallelWork = int64_t{1} << 20;
 
 class RecurrentKernel : public Kernel {
  public:
   RecurrentKernel(const Node& node, Cell cell, std::vector<RecurrentActivation> acts)
-      : ref_(make_reference_kernel(node)), cell_(cell), acts_(std::move(acts)) {
+      : ref_(make_reference_kernel(node)),
+        cell_(cell),
+        acts_(std::move(acts)),
+        isa_(avx512_allowed.load() && __builtin_cpu_supports("avx512f") ? Isa::kAvx512
+                                                                        : Isa::kAvx2) {
     gates_ = cell == Cell::kLstm ? 4 : cell == Cell::kGru ? 3 : 1;
     const std::string dir = node.attr_string_or("direction", "forward");
     dirs_ = dir == "bidirectional" ? 2 : 1;
@@ -433,31 +590,50 @@ class RecurrentKernel : public Kernel {
     return true;
   }
 
+  // GRU without linear_before_reset: h's gate needs r first, so a step is two GEMMs.
+  bool gru_two_phase() const { return cell_ == Cell::kGru && !linear_before_reset_; }
+
   // Packs what is not packed yet (constants) or changes per call (the rest).
   void pack(const Geometry& geo, const Tensor* w, const Tensor* r, const Tensor* b,
             const Tensor* p) {
-    const int64_t H = geo.hidden, hp = round_up8(H), n = gates_ * hp, dirs = dirs_;
+    const int64_t lanes = lanes_of(isa_);
+    const int64_t H = geo.hidden, hp = round_up(H, lanes), n = gates_ * hp, dirs = dirs_;
     if (hp_ != hp || in_ != geo.in) {  // new sizes (a model whose weights are inputs)
       packed_.fill(false);
       hp_ = hp;
       in_ = geo.in;
     }
-    // src is one direction's [gates * H, K]; dst [K, ld] from column `col`.
-    auto pack_t = [&](const float* src, int64_t K, float* dst, int64_t ld) {
-      for (int64_t k = 0; k < gates_; ++k)
+    // Gates [k0, k1) of src (one direction's [gates * H, K]) transposed into dense [K, ld]
+    // from column `col`, each gate's units padded to Hp.
+    auto transpose = [&](const float* src, int64_t K, int64_t k0, int64_t k1, int64_t ld,
+                         int64_t col, std::vector<float>& dense) {
+      for (int64_t k = k0; k < k1; ++k)
         for (int64_t j = 0; j < H; ++j)
-          for (int64_t i = 0; i < K; ++i) dst[i * ld + k * hp + j] = src[(k * H + j) * K + i];
+          for (int64_t i = 0; i < K; ++i)
+            dense[i * ld + col + (k - k0) * hp + j] = src[(k * H + j) * K + i];
     };
-    if (!packed_[1]) {
-      wp_.assign(static_cast<size_t>(geo.in * dirs * n), 0.0f);
+    if (!packed_[1]) {  // all directions side by side: [input, dirs * N]
+      std::vector<float> dense(static_cast<size_t>(geo.in * dirs * n), 0.0f);
       for (int64_t d = 0; d < dirs; ++d)
-        pack_t(w->data<float>() + d * gates_ * H * geo.in, geo.in, wp_.data() + d * n, dirs * n);
+        transpose(w->data<float>() + d * gates_ * H * geo.in, geo.in, 0, gates_, dirs * n, d * n,
+                  dense);
+      wp_ = to_panels(dense, geo.in, dirs * n, lanes);
       packed_[1] = constant_[1];
     }
-    if (!packed_[2]) {
-      rp_.assign(static_cast<size_t>(dirs * H * n), 0.0f);
-      for (int64_t d = 0; d < dirs; ++d)
-        pack_t(r->data<float>() + d * gates_ * H * H, H, rp_.data() + d * H * n, n);
+    if (!packed_[2]) {  // per direction [H, N]; GRU without linear_before_reset: [H, 2 Hp], [H, Hp]
+      rp_.resize(static_cast<size_t>(dirs * H * n));
+      const int64_t split = gru_two_phase() ? 2 : gates_;
+      for (int64_t d = 0; d < dirs; ++d) {
+        const float* src = r->data<float>() + d * gates_ * H * H;
+        for (auto [k0, k1] : {std::pair<int64_t, int64_t>{0, split}, {split, gates_}}) {
+          if (k0 == k1) continue;
+          const int64_t cols = (k1 - k0) * hp;
+          std::vector<float> dense(static_cast<size_t>(H * cols), 0.0f);
+          transpose(src, H, k0, k1, cols, 0, dense);
+          const Floats panels = to_panels(dense, H, cols, lanes);
+          std::copy(panels.begin(), panels.end(), rp_.begin() + d * H * n + k0 * hp * H);
+        }
+      }
       packed_[2] = constant_[2];
     }
     if (!packed_[3]) {
@@ -496,17 +672,16 @@ class RecurrentKernel : public Kernel {
     const int64_t rows = geo.seq * geo.batch, ld = dirs_ * gates_ * hp_;
     xw_.resize(static_cast<size_t>(rows * ld));
     const float* xd = x.data<float>();
-    auto run = [&](int64_t begin, int64_t end) {
-      gemm(end - begin, ld, geo.in, xd + begin * geo.in, geo.in, wp_.data(), ld, xb_.data(),
-           xw_.data() + begin * ld, ld);
+    auto run = [&](int64_t p0, int64_t p1) {
+      gemm(isa_, rows, ld, geo.in, xd, geo.in, wp_.data(), xb_.data(), xw_.data(), ld, p0, p1);
     };
+    // In parallel: the panels (each thread reads its share of W).
     const int threads = ctx.pool.size();
-    if (threads > 1 && rows >= 8 && rows * ld * geo.in >= kParallelWork) {
-      const int64_t blocks = (rows + 3) / 4;  // whole 4-row tiles per thread
-      ctx.pool.parallel_for(blocks,
-                            [&](int64_t b0, int64_t b1) { run(b0 * 4, std::min(rows, b1 * 4)); });
+    const int64_t panels = Panels(ld, lanes_of(isa_)).count;
+    if (threads > 1 && panels > 1 && rows * ld * geo.in >= kParallelWork) {
+      ctx.pool.parallel_for(panels, run);
     } else {
-      run(0, rows);
+      run(0, panels);
     }
   }
 
@@ -516,6 +691,7 @@ class RecurrentKernel : public Kernel {
     dir.hp = hp_;
     dir.n = gates_ * hp_;
     dir.r = rp_.data() + d * hidden * dir.n;
+    dir.r_h = dir.r + 2 * hp_ * hidden;
     dir.rbh = rbh_.data() + d * hp_;
     dir.peep = pp_.empty() ? nullptr : pp_.data() + d * 3 * hp_;
     const size_t per = acts_.size() / static_cast<size_t>(dirs_);
@@ -602,11 +778,10 @@ class RecurrentKernel : public Kernel {
     }
     int64_t steps = 0;
     for (int64_t i = b0; i < b1; ++i) steps = std::max(steps, lens[static_cast<size_t>(i)]);
-    const bool gru_two_phase = cell_ == Cell::kGru && !linear_before_reset_;
     float* yd = y ? y->data<float>() : nullptr;
     for (int64_t s = 0; s < steps; ++s) {
       // h R^T for every row (a finished row's result is not used).
-      gemm(rows, gru_two_phase ? 2 * hp : n, H, h, hp, dir.r, n, nullptr, gates, n);
+      gemm(isa_, rows, gru_two_phase() ? 2 * hp : n, H, h, hp, dir.r, nullptr, gates, n);
       for (int64_t i = 0; i < rows; ++i) {
         const int64_t len = lens[static_cast<size_t>(b0 + i)];
         if (s >= len) continue;
@@ -629,8 +804,8 @@ class RecurrentKernel : public Kernel {
             break;
         }
       }
-      if (gru_two_phase) {
-        gemm(rows, hp, H, rh, hp, dir.r + 2 * hp, n, nullptr, gates + 2 * hp, n);
+      if (gru_two_phase()) {
+        gemm(isa_, rows, hp, H, rh, hp, dir.r_h, nullptr, gates + 2 * hp, n);
         for (int64_t i = 0; i < rows; ++i) {
           const int64_t len = lens[static_cast<size_t>(b0 + i)];
           if (s >= len) continue;
@@ -662,10 +837,11 @@ class RecurrentKernel : public Kernel {
   float clip_ = 0;
   std::array<bool, 8> constant_{};  // input i is a constant of the model
   std::array<bool, 8> packed_{};    // input i's packed form is current (W 1, R 2, B 3, P 7)
+  Isa isa_;
   int64_t hp_ = 0, in_ = 0;         // the sizes the packed weights have
-  std::vector<float> wp_, rp_, xb_, rbh_, pp_;  // packed W, R, input-side bias, GRU Rb_h, P
-  std::vector<float> xw_, scratch_;             // per call: input projection, states
-  std::vector<int64_t> lens_;                   // per call: each batch row's length
+  Floats wp_, rp_, xb_, rbh_, pp_;  // packed W, R, input-side bias, GRU Rb_h, P
+  Floats xw_, scratch_;             // per call: input projection, states
+  std::vector<int64_t> lens_;       // per call: each batch row's length
   std::mutex mu_;
 };
 
@@ -692,6 +868,10 @@ std::unique_ptr<Kernel> make_recurrent(const Node& node) {
 }
 
 }  // namespace
+
+void allow_recurrent_avx512(bool allowed) {
+  avx512_allowed = allowed;
+}
 
 void register_recurrent_kernels(KernelRegistry& r) {
   r.add("RNN", make_recurrent<Cell::kRnn>);
