@@ -494,8 +494,9 @@ struct Geometry {
 
 std::atomic<bool> avx512_allowed{true};  // see allow_recurrent_avx512
 
-// Work (multiply-adds) below which a parallel loop costs more than it saves.
-constexpr int64_t kParallelWork = int64_t{1} << 20;
+// Work (multiply-adds) below which a parallel loop costs more than it saves: ~2M is some 20 us on
+// one core, against a few us to wake the other threads.
+constexpr int64_t kParallelWork = int64_t{1} << 21;
 
 class RecurrentKernel : public Kernel {
  public:
