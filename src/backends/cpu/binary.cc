@@ -26,6 +26,9 @@ using dnnl::memory;
 using Dt = memory::data_type;
 using Alg = dnnl::algorithm;
 
+// Outputs smaller than this run on the calling thread alone.
+constexpr int64_t kSerialElements = int64_t{1} << 15;
+
 struct BinaryPlan {
   bool use_reference = false;  // not expressible, or oneDNN could not build a primitive
   bool swap = false;           // src0 is B, src1 is A
@@ -64,7 +67,9 @@ class BinaryKernel : public Kernel {
       ref_->compute(ctx, inputs, outputs);
       return;
     }
-    set_threads(ctx.pool.size());
+    // A small tensor is done sooner than a second thread wakes up (and a parallel region per
+    // call costs whole scheduler ticks on a busy machine): one thread below kSerialElements.
+    set_threads(y->numel() < kSerialElements ? 1 : ctx.pool.size());
     dnnl::stream& s = stream();
     try {
       const Tensor* s0 = p.swap ? b : a;
