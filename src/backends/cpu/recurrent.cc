@@ -477,7 +477,6 @@ TANDEM_AVX2 void gru_finish(const Direction& d, const float* xw, const float* hr
   }
 }
 
-// One step of every active row of [b0, b0 + rows) ... (see run_direction)
 // ---- The kernel ----------------------------------------------------------------------------
 
 // Where a (t, b) row, a state row and an output row live, for layout 0 or 1.
@@ -517,6 +516,7 @@ class RecurrentKernel : public Kernel {
     for (size_t i = 1; i < constant_.size(); ++i) {
       constant_[i] = node.has_input(i) && node.inputs[i]->is_constant();
     }
+    for (const RecurrentActivation& a : acts_) act_kinds_.push_back(act_of(a));
   }
 
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
@@ -697,9 +697,9 @@ class RecurrentKernel : public Kernel {
     dir.peep = pp_.empty() ? nullptr : pp_.data() + d * 3 * hp_;
     const size_t per = acts_.size() / static_cast<size_t>(dirs_);
     const size_t base = static_cast<size_t>(d) * per;
-    dir.f = act_of(acts_[base]);
-    dir.g = act_of(acts_[base + (per > 1 ? 1 : 0)]);
-    dir.h = act_of(acts_[base + (per > 2 ? 2 : 0)]);
+    dir.f = act_kinds_[base];
+    dir.g = act_kinds_[base + (per > 1 ? 1 : 0)];
+    dir.h = act_kinds_[base + (per > 2 ? 2 : 0)];
     dir.clip = clip_;
     dir.input_forget = input_forget_;
     dir.linear_before_reset = linear_before_reset_;
@@ -833,6 +833,7 @@ class RecurrentKernel : public Kernel {
   std::unique_ptr<Kernel> ref_;
   Cell cell_;
   std::vector<RecurrentActivation> acts_;  // per direction: f, g[, h]
+  std::vector<Act> act_kinds_;             // the same, as the vector loops apply them
   int64_t gates_ = 1, dirs_ = 1, layout_ = 0;
   bool reverse_only_ = false, input_forget_ = false, linear_before_reset_ = false;
   float clip_ = 0;
