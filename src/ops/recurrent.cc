@@ -1,6 +1,12 @@
 // Schemas of the recurrent family: RNN, GRU, LSTM (opset 7+; layout attribute from 14).
 // Layout 0: X [seq, batch, input], Y [seq, dirs, batch, hidden], Y_h/Y_c [dirs, batch, hidden].
 // Layout 1: X [batch, seq, input], Y [batch, seq, dirs, hidden], Y_h/Y_c [batch, dirs, hidden].
+#include "ops/recurrent.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+
 #include "core/error.h"
 #include "ops/schema.h"
 #include "ops/shape_utils.h"
@@ -67,6 +73,61 @@ std::vector<TensorType> infer_recurrent(const InferContext& ctx) {
 }
 
 }  // namespace
+
+double RecurrentActivation::operator()(double x) const {
+  if (name == "sigmoid") return 1 / (1 + std::exp(-x));
+  if (name == "tanh") return std::tanh(x);
+  if (name == "relu") return std::max(x, 0.0);
+  if (name == "affine") return alpha * x + beta;
+  if (name == "leakyrelu") return x >= 0 ? x : alpha * x;
+  if (name == "thresholdedrelu") return x > alpha ? x : 0;
+  if (name == "scaledtanh") return alpha * std::tanh(beta * x);
+  if (name == "hardsigmoid") return std::clamp(alpha * x + beta, 0.0, 1.0);
+  if (name == "elu") return x >= 0 ? x : alpha * (std::exp(x) - 1);
+  if (name == "softsign") return x / (1 + std::abs(x));
+  return std::log1p(std::exp(x));  // softplus
+}
+
+std::vector<RecurrentActivation> read_recurrent_activations(const Node& node, int64_t dirs,
+                                                            std::vector<std::string> dflt) {
+  std::vector<std::string> names = node.attr_strings_or("activations", {});
+  const size_t per_dir = dflt.size();
+  if (names.empty()) {
+    for (int64_t d = 0; d < dirs; ++d) names.insert(names.end(), dflt.begin(), dflt.end());
+  }
+  TANDEM_CHECK(names.size() == per_dir * static_cast<size_t>(dirs), ErrorCode::kInvalidModel,
+               "{}: {} activations given, expected {} per direction", node.describe(), names.size(),
+               per_dir);
+  std::vector<float> alphas = node.attr_floats_or("activation_alpha", {});
+  std::vector<float> betas = node.attr_floats_or("activation_beta", {});
+  size_t ai = 0, bi = 0;
+  std::vector<RecurrentActivation> acts;
+  for (const std::string& n : names) {
+    RecurrentActivation a;
+    for (char ch : n) a.name += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    double da = 0, db = 0;
+    bool uses_alpha = true, uses_beta = false;
+    if (a.name == "affine" || a.name == "scaledtanh") {
+      da = 1, db = a.name == "affine" ? 0 : 1, uses_beta = true;
+    } else if (a.name == "hardsigmoid") {
+      da = 0.2, db = 0.5, uses_beta = true;
+    } else if (a.name == "leakyrelu") {
+      da = 0.01;
+    } else if (a.name == "thresholdedrelu" || a.name == "elu") {
+      da = 1;
+    } else {
+      TANDEM_CHECK(a.name == "sigmoid" || a.name == "tanh" || a.name == "relu" ||
+                       a.name == "softsign" || a.name == "softplus",
+                   ErrorCode::kUnsupported, "{}: activation '{}' is not supported", node.describe(),
+                   n);
+      uses_alpha = false;
+    }
+    a.alpha = uses_alpha && ai < alphas.size() ? alphas[ai++] : da;
+    a.beta = uses_beta && bi < betas.size() ? betas[bi++] : db;
+    acts.push_back(a);
+  }
+  return acts;
+}
 
 void register_recurrent_schemas(SchemaRegistry& r) {
   r.add({"RNN", 3, 6, infer_recurrent, ""});

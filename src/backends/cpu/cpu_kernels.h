@@ -8,17 +8,22 @@
 
 namespace tandem::cpu {
 
-void register_conv_kernels(KernelRegistry& r);     // Conv (oneDNN)
-void register_matmul_kernels(KernelRegistry& r);   // MatMul, Gemm (oneDNN)
-void register_softmax_kernels(KernelRegistry& r);  // Softmax, LogSoftmax (oneDNN)
-void register_eltwise_kernels(KernelRegistry& r);  // Sigmoid, Tanh, Relu, ... (oneDNN)
-void register_binary_kernels(KernelRegistry& r);   // Add, Sub, Mul, Div (loops)
-void register_resize_kernels(KernelRegistry& r);   // Resize, Upsample (tap tables)
+void register_conv_kernels(KernelRegistry& r);       // Conv (oneDNN)
+void register_matmul_kernels(KernelRegistry& r);     // MatMul, Gemm (oneDNN)
+void register_softmax_kernels(KernelRegistry& r);    // Softmax, LogSoftmax (oneDNN)
+void register_eltwise_kernels(KernelRegistry& r);    // Sigmoid, Tanh, Relu, ... (oneDNN)
+void register_binary_kernels(KernelRegistry& r);     // Add, Sub, Mul, Div (loops)
+void register_resize_kernels(KernelRegistry& r);     // Resize, Upsample (tap tables)
 void register_transpose_kernels(KernelRegistry& r);  // Transpose (tiled)
+void register_recurrent_kernels(KernelRegistry& r);  // RNN, GRU, LSTM (AVX2 loops)
 
 // How many compute calls CPU kernels have handed to their reference kernel so far (tensors the
 // fast path does not handle, seen only at run time), over the whole process. For tests and
 // diagnostics.
 int64_t reference_fallbacks();
+
+// Whether recurrent kernels (RNN, GRU, LSTM) created from now on may use AVX-512 where the CPU
+// has it (the default); false makes them take their AVX2 path. For tests.
+void allow_recurrent_avx512(bool allowed);
 
 }  // namespace tandem::cpu

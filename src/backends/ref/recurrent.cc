@@ -5,8 +5,9 @@
 // B = [Wb; Rb]; LSTM peepholes P = [Pi; Po; Pf]. With sequence_lens, row b runs only its first
 // len[b] steps (backwards from len[b]-1 in reverse), its later Y entries stay zero and Y_h/Y_c
 // hold the state after its last step. `clip` bounds every gate pre-activation.
+#include "ops/recurrent.h"
+
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -20,67 +21,6 @@ namespace tandem {
 
 namespace {
 
-struct Activation {
-  std::string name;  // lower case
-  double alpha = 0, beta = 0;
-  double operator()(double x) const {
-    if (name == "sigmoid") return 1 / (1 + std::exp(-x));
-    if (name == "tanh") return std::tanh(x);
-    if (name == "relu") return std::max(x, 0.0);
-    if (name == "affine") return alpha * x + beta;
-    if (name == "leakyrelu") return x >= 0 ? x : alpha * x;
-    if (name == "thresholdedrelu") return x > alpha ? x : 0;
-    if (name == "scaledtanh") return alpha * std::tanh(beta * x);
-    if (name == "hardsigmoid") return std::clamp(alpha * x + beta, 0.0, 1.0);
-    if (name == "elu") return x >= 0 ? x : alpha * (std::exp(x) - 1);
-    if (name == "softsign") return x / (1 + std::abs(x));
-    return std::log1p(std::exp(x));  // softplus
-  }
-};
-
-// The activations f, g[, h] of each direction, with alpha/beta consumed in order by the
-// functions that take them (defaults: those of the same-named ONNX operators).
-std::vector<Activation> read_activations(const Node& node, int64_t dirs,
-                                         std::vector<std::string> dflt) {
-  std::vector<std::string> names = node.attr_strings_or("activations", {});
-  const size_t per_dir = dflt.size();
-  if (names.empty()) {
-    for (int64_t d = 0; d < dirs; ++d) names.insert(names.end(), dflt.begin(), dflt.end());
-  }
-  TANDEM_CHECK(names.size() == per_dir * static_cast<size_t>(dirs), ErrorCode::kInvalidModel,
-               "{}: {} activations given, expected {} per direction", node.describe(), names.size(),
-               per_dir);
-  std::vector<float> alphas = node.attr_floats_or("activation_alpha", {});
-  std::vector<float> betas = node.attr_floats_or("activation_beta", {});
-  size_t ai = 0, bi = 0;
-  std::vector<Activation> acts;
-  for (const std::string& n : names) {
-    Activation a;
-    for (char ch : n) a.name += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    double da = 0, db = 0;
-    bool uses_alpha = true, uses_beta = false;
-    if (a.name == "affine" || a.name == "scaledtanh") {
-      da = 1, db = a.name == "affine" ? 0 : 1, uses_beta = true;
-    } else if (a.name == "hardsigmoid") {
-      da = 0.2, db = 0.5, uses_beta = true;
-    } else if (a.name == "leakyrelu") {
-      da = 0.01;
-    } else if (a.name == "thresholdedrelu" || a.name == "elu") {
-      da = 1;
-    } else {
-      TANDEM_CHECK(a.name == "sigmoid" || a.name == "tanh" || a.name == "relu" ||
-                       a.name == "softsign" || a.name == "softplus",
-                   ErrorCode::kUnsupported, "{}: activation '{}' is not supported", node.describe(),
-                   n);
-      uses_alpha = false;
-    }
-    a.alpha = uses_alpha && ai < alphas.size() ? alphas[ai++] : da;
-    a.beta = uses_beta && bi < betas.size() ? betas[bi++] : db;
-    acts.push_back(a);
-  }
-  return acts;
-}
-
 enum class Cell { kRnn, kGru, kLstm };
 
 struct Recurrent {
@@ -89,7 +29,7 @@ struct Recurrent {
   bool reverse_only;
   double clip;
   bool linear_before_reset, input_forget;
-  std::vector<Activation> acts;  // per direction: f, g[, h]
+  std::vector<RecurrentActivation> acts;  // per direction: f, g[, h]
   std::vector<double> x, w, r, b, h0, c0, p;
   std::vector<int64_t> lens;
 
@@ -126,9 +66,9 @@ struct Recurrent {
   void step(int64_t d, int64_t t, int64_t bb, std::vector<double>& h,
             std::vector<double>& c) const {
     const size_t na = acts.size() / static_cast<size_t>(dirs);
-    const Activation& f = acts[static_cast<size_t>(d) * na];
-    const Activation& g = acts[static_cast<size_t>(d) * na + (na > 1 ? 1 : 0)];
-    const Activation& ha = acts[static_cast<size_t>(d) * na + (na > 2 ? 2 : 0)];
+    const RecurrentActivation& f = acts[static_cast<size_t>(d) * na];
+    const RecurrentActivation& g = acts[static_cast<size_t>(d) * na + (na > 1 ? 1 : 0)];
+    const RecurrentActivation& ha = acts[static_cast<size_t>(d) * na + (na > 2 ? 2 : 0)];
     const size_t H = static_cast<size_t>(hidden);
     // Every gate's two halves: xw[k*H+j] = x_t W_k^T + Wb_k, hr[k*H+j] = h R_k^T + Rb_k.
     std::vector<double> xw(static_cast<size_t>(gates) * H), hr(xw.size());
@@ -193,11 +133,11 @@ void recurrent_kernel(const KernelContext& ctx, std::span<const Tensor* const> i
   rc.clip = node.attr_float_or("clip", 0.0f);
   rc.linear_before_reset = node.attr_int_or("linear_before_reset", 0) != 0;
   rc.input_forget = node.attr_int_or("input_forget", 0) != 0;
-  rc.acts =
-      read_activations(node, rc.dirs,
-                       kCell == Cell::kLstm  ? std::vector<std::string>{"Sigmoid", "Tanh", "Tanh"}
-                       : kCell == Cell::kGru ? std::vector<std::string>{"Sigmoid", "Tanh"}
-                                             : std::vector<std::string>{"Tanh"});
+  rc.acts = read_recurrent_activations(
+      node, rc.dirs,
+      kCell == Cell::kLstm  ? std::vector<std::string>{"Sigmoid", "Tanh", "Tanh"}
+      : kCell == Cell::kGru ? std::vector<std::string>{"Sigmoid", "Tanh"}
+                            : std::vector<std::string>{"Tanh"});
   rc.x = read_doubles(x, node);
   rc.w = read_doubles(*inputs[1], node);
   rc.r = read_doubles(*inputs[2], node);

@@ -1,0 +1,406 @@
+// The CPU backend's RNN, GRU and LSTM against the reference kernels: a table over cells,
+// directions, batch sizes, sequence lengths and hidden sizes, with the optional inputs (B,
+// sequence_lens, initial_h/initial_c, P), linear_before_reset and every subset of the outputs
+// varied across the cases; then the attributes that change the formulas (clip, input_forget,
+// layout 1, custom activations), weights that are not constants, threads, and what the fast
+// path must decline or hand over. Compared with max |cpu - ref| <= 1e-5 * (1 + max |ref|), per
+// output, with the outputs NaN-filled first so an entry left unwritten fails. Each case also
+// asserts the fast kernel really ran (no hand-over to the reference). The tables run twice: with
+// AVX-512 (where the CPU has it) and on the AVX2 path.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backends/backend.h"
+#include "backends/cpu/cpu_kernels.h"
+#include "core/thread_pool.h"
+#include "graph/ir.h"
+#include "op_test_util.h"
+#include "ops/schema.h"
+#include "tandem/status.h"
+#include "tandem/tensor.h"
+
+namespace tandem {
+namespace {
+
+using testing::attr_float;
+using testing::attr_floats;
+using testing::attr_int;
+using testing::attr_string;
+using testing::max_abs_diff;
+
+struct RnnCase {
+  std::string name;
+  std::string op;  // RNN, GRU, LSTM
+  std::string direction = "forward";
+  int64_t batch = 1, seq = 1, hidden = 1, input = 3;
+  bool bias = false, init_h = false, init_c = false, peepholes = false, lens = false;
+  bool linear_before_reset = false;
+  std::array<bool, 3> outputs = {true, true, true};  // Y, Y_h, Y_c (those the op has)
+  int64_t layout = 0;
+  float clip = 0;
+  bool input_forget = false;
+  std::vector<std::string> activations;
+  std::vector<float> alpha, beta;
+  bool constant_weights = true;
+  int threads = 1;
+  DataType dtype = DataType::kFloat32;
+  bool expect_declined = false;
+};
+
+int64_t gates(const std::string& op) {
+  return op == "LSTM" ? 4 : op == "GRU" ? 3 : 1;
+}
+
+Tensor random_tensor(DataType dt, const Shape& s, uint32_t seed, float scale) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> dist(-scale, scale);
+  Tensor t(dt, s);
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    if (dt == DataType::kFloat64)
+      t.data<double>()[i] = dist(gen);
+    else
+      t.data<float>()[i] = dist(gen);
+  }
+  return t;
+}
+
+double max_abs(const Tensor& t) {
+  double m = 0;
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    const double v = t.dtype() == DataType::kFloat64 ? t.data<double>()[i] : t.data<float>()[i];
+    m = std::max(m, std::abs(v));
+  }
+  return m;
+}
+
+// The node's inputs (X, W, R, B, sequence_lens, initial_h[, initial_c, P]); absent ones are
+// undefined tensors.
+std::vector<Tensor> make_inputs(const RnnCase& c, uint32_t seed) {
+  const int64_t dirs = c.direction == "bidirectional" ? 2 : 1, g = gates(c.op), H = c.hidden;
+  const Shape x = c.layout == 0 ? Shape{c.seq, c.batch, c.input} : Shape{c.batch, c.seq, c.input};
+  const Shape state = c.layout == 0 ? Shape{dirs, c.batch, H} : Shape{c.batch, dirs, H};
+  // Weights scaled so the pre-activations stay mostly out of saturation.
+  std::vector<Tensor> in = {
+      random_tensor(c.dtype, x, seed, 1.0f),
+      random_tensor(c.dtype, {dirs, g * H, c.input}, seed + 1, 1.5f / std::sqrt(float(c.input))),
+      random_tensor(c.dtype, {dirs, g * H, H}, seed + 2, 1.5f / std::sqrt(float(H))),
+      c.bias ? random_tensor(c.dtype, {dirs, 2 * g * H}, seed + 3, 0.5f) : Tensor(),
+      Tensor(),
+      c.init_h ? random_tensor(c.dtype, state, seed + 4, 1.0f) : Tensor()};
+  if (c.lens) {
+    // Ragged: the first row runs all steps, the others fewer (one none at all).
+    std::vector<int32_t> lens(static_cast<size_t>(c.batch));
+    for (int64_t b = 0; b < c.batch; ++b) {
+      lens[static_cast<size_t>(b)] = static_cast<int32_t>(c.batch == 1 ? c.seq - 1
+                                                          : b == 0     ? c.seq
+                                                          : b == 1     ? (c.seq + 1) / 2
+                                                          : b % 3 == 2 ? 0
+                                                                       : 1);
+    }
+    in[4] = Tensor::from_vector(DataType::kInt32, {c.batch}, lens);
+  }
+  if (c.op == "LSTM") {
+    in.push_back(c.init_c ? random_tensor(c.dtype, state, seed + 5, 1.0f) : Tensor());
+    in.push_back(c.peepholes ? random_tensor(c.dtype, {dirs, 3 * H}, seed + 6, 0.5f) : Tensor());
+  }
+  while (!in.empty() && !in.back().defined()) in.pop_back();
+  return in;
+}
+
+std::map<std::string, Attribute> make_attrs(const RnnCase& c) {
+  std::map<std::string, Attribute> a{{"hidden_size", attr_int(c.hidden)},
+                                     {"direction", attr_string(c.direction)}};
+  if (c.op == "GRU") a["linear_before_reset"] = attr_int(c.linear_before_reset);
+  if (c.layout) a["layout"] = attr_int(c.layout);
+  if (c.clip > 0) a["clip"] = attr_float(c.clip);
+  if (c.input_forget) a["input_forget"] = attr_int(1);
+  if (!c.activations.empty()) {
+    Attribute s;
+    s.kind = Attribute::Kind::kStrings;
+    s.strings = c.activations;
+    a["activations"] = s;
+  }
+  if (!c.alpha.empty()) a["activation_alpha"] = attr_floats(c.alpha);
+  if (!c.beta.empty()) a["activation_beta"] = attr_floats(c.beta);
+  return a;
+}
+
+// A one-node graph for `c` whose outputs are the ones c.outputs asks for (the others omitted).
+struct RnnNode {
+  Graph g;
+  Node* node = nullptr;
+  std::vector<TensorType> out_types;  // per output slot, omitted ones included
+};
+
+void build(RnnNode& n, const RnnCase& c, const std::vector<Tensor>& in) {
+  std::vector<Value*> ins;
+  std::vector<TensorType> types(in.size());
+  std::vector<const TensorType*> type_ptrs;
+  std::vector<const Tensor*> values;
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (!in[i].defined()) {
+      ins.push_back(nullptr);
+      type_ptrs.push_back(nullptr);
+      values.push_back(nullptr);
+      continue;
+    }
+    Value* v = n.g.add_value("in" + std::to_string(i));
+    v->dtype = in[i].dtype();
+    v->shape = in[i].shape();
+    v->shape_known = true;
+    // W, R, B, P are initializers unless the case says otherwise.
+    const bool weight = i == 1 || i == 2 || i == 3 || i == 7;
+    if (weight && c.constant_weights) v->constant = in[i];
+    ins.push_back(v);
+    types[i] = {in[i].dtype(), in[i].shape()};
+    type_ptrs.push_back(&types[i]);
+    values.push_back(&in[i]);
+  }
+  const size_t num_out = c.op == "LSTM" ? 3 : 2;
+  size_t last = 0;
+  for (size_t i = 0; i < num_out; ++i)
+    if (c.outputs[i]) last = i + 1;
+  std::vector<Value*> outs;
+  for (size_t i = 0; i < last; ++i)
+    outs.push_back(c.outputs[i] ? n.g.add_value("out" + std::to_string(i)) : nullptr);
+  n.node = n.g.add_node(c.op, "test_" + c.op, ins, outs);
+  n.node->attrs = make_attrs(c);
+  n.node->opset = 14;
+  n.out_types = infer_node(*n.node, type_ptrs, values);
+  for (size_t i = 0; i < outs.size(); ++i) {
+    if (!outs[i]) continue;
+    outs[i]->dtype = n.out_types[i].dtype;
+    outs[i]->shape = n.out_types[i].shape;
+    outs[i]->shape_known = true;
+  }
+}
+
+// Runs the kernel `factory` makes (nullptr: declined) twice on the same inputs, with the
+// outputs NaN-filled before each call so any entry the kernel leaves unwritten shows.
+bool run(const KernelFactory* factory, RnnNode& n, const RnnCase& c, const std::vector<Tensor>& in,
+         std::vector<Tensor>& outs, int threads) {
+  std::unique_ptr<Kernel> k = factory ? (*factory)(*n.node) : nullptr;
+  if (!k) return false;
+  std::vector<const Tensor*> ins;
+  for (const Tensor& t : in) ins.push_back(t.defined() ? &t : nullptr);
+  ThreadPool pool(threads);
+  KernelContext ctx{*n.node, pool};
+  for (int rep = 0; rep < 2; ++rep) {
+    outs.clear();
+    std::vector<Tensor*> ptrs;
+    for (size_t i = 0; i < n.node->outputs.size(); ++i) {
+      outs.emplace_back();
+      if (!n.node->outputs[i]) continue;
+      outs.back() = Tensor(n.out_types[i].dtype, n.out_types[i].shape);
+      for (int64_t e = 0; e < outs.back().numel(); ++e) {
+        if (outs.back().dtype() == DataType::kFloat64)
+          outs.back().data<double>()[e] = std::numeric_limits<double>::quiet_NaN();
+        else
+          outs.back().data<float>()[e] = std::numeric_limits<float>::quiet_NaN();
+      }
+    }
+    for (Tensor& t : outs) ptrs.push_back(t.defined() ? &t : nullptr);
+    k->compute(ctx, ins, ptrs);
+  }
+  return true;
+}
+
+void check(const RnnCase& c, uint32_t seed) {
+  SCOPED_TRACE(c.name);
+  const std::vector<Tensor> in = make_inputs(c, seed);
+  RnnNode n;
+  build(n, c, in);
+  const int64_t before = cpu::reference_fallbacks();
+  std::vector<Tensor> cpu, ref;
+  const bool fast = run(cpu_backend().kernels().find("", c.op), n, c, in, cpu, c.threads);
+  EXPECT_EQ(cpu::reference_fallbacks() - before, 0) << "handed over to the reference kernel";
+  EXPECT_EQ(fast, !c.expect_declined) << (fast ? "not declined" : "declined");
+  ASSERT_TRUE(run(reference_backend().kernels().find("", c.op), n, c, in, ref, 2));
+  if (!fast) return;
+  ASSERT_EQ(cpu.size(), ref.size());
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    if (!cpu[i].defined()) continue;
+    const double diff = max_abs_diff(cpu[i], ref[i]);
+    EXPECT_LE(diff, 1e-5 * (1 + max_abs(ref[i]))) << "output " << i;
+  }
+}
+
+// Every (cell, direction, batch, seq, hidden); the options vary with the case's index so that
+// each appears with each cell and direction, in many combinations.
+void table_cases() {
+  int index = 0;
+  for (std::string op : {"RNN", "GRU", "LSTM"}) {
+    for (std::string dir : {"forward", "reverse", "bidirectional"}) {
+      for (int64_t batch : {1, 3}) {
+        for (int64_t seq : {1, 7}) {
+          for (int64_t hidden : {1, 5, 64}) {
+            const uint32_t bits = static_cast<uint32_t>(index) * 2654435761u >> 7;
+            RnnCase c;
+            c.op = op;
+            c.direction = dir;
+            c.batch = batch;
+            c.seq = seq;
+            c.hidden = hidden;
+            c.input = hidden == 64 ? 40 : 3 + index % 5;
+            c.bias = bits & 1;
+            c.init_h = bits & 2;
+            c.init_c = bits & 4;
+            c.peepholes = bits & 8;
+            c.lens = bits & 16;
+            c.linear_before_reset = bits & 32;
+            c.constant_weights = !(bits & 64);
+            const int mask = 1 + index % 7;  // a nonempty subset of Y, Y_h, Y_c
+            c.outputs = {bool(mask & 1), bool(mask & 2), bool(mask & 4)};
+            if (op != "LSTM" && !c.outputs[0] && !c.outputs[1]) c.outputs[0] = true;
+            c.name = op + " " + dir + " batch " + std::to_string(batch) + " seq " +
+                     std::to_string(seq) + " hidden " + std::to_string(hidden) + " options " +
+                     std::to_string(bits & 127) + " outputs " + std::to_string(mask);
+            check(c, static_cast<uint32_t>(100 + 10 * index));
+            ++index;
+          }
+        }
+      }
+    }
+  }
+}
+
+// Each option alone on a case big enough to show it (bidirectional, ragged batch).
+void option_cases() {
+  auto base = [](std::string op, std::string name) {
+    RnnCase c;
+    c.name = op + " " + name;
+    c.op = op;
+    c.direction = "bidirectional";
+    c.batch = 3;
+    c.seq = 6;
+    c.hidden = 12;
+    c.input = 7;
+    c.bias = c.init_h = c.init_c = c.lens = true;
+    return c;
+  };
+  std::vector<RnnCase> cases;
+  for (std::string op : {"RNN", "GRU", "LSTM"}) {
+    cases.push_back(base(op, "all inputs"));
+    RnnCase c = base(op, "clip 0.4");
+    c.clip = 0.4f;
+    c.peepholes = true;
+    cases.push_back(c);
+    c = base(op, "layout 1");
+    c.layout = 1;
+    c.peepholes = true;
+    cases.push_back(c);
+    c = base(op, "layout 1 no lens");
+    c.layout = 1;
+    c.lens = false;
+    cases.push_back(c);
+    c = base(op, "weights not constant");
+    c.constant_weights = false;
+    c.peepholes = true;
+    cases.push_back(c);
+    for (int threads : {2, 3}) {  // big enough for the parallel paths
+      c = base(op, "threads " + std::to_string(threads));
+      c.batch = 9;
+      c.seq = 20;
+      c.hidden = 64;
+      c.input = 48;
+      c.threads = threads;
+      c.peepholes = true;
+      c.linear_before_reset = threads == 2;
+      cases.push_back(c);
+    }
+    c = base(op, "forward threads 2 batch 1");
+    c.direction = "forward";
+    c.batch = 1;
+    c.seq = 40;
+    c.hidden = 64;
+    c.input = 64;
+    c.threads = 2;
+    cases.push_back(c);
+  }
+  RnnCase c = base("LSTM", "input_forget with peepholes");
+  c.input_forget = true;
+  c.peepholes = true;
+  cases.push_back(c);
+  c = base("GRU", "linear_before_reset clip");
+  c.linear_before_reset = true;
+  c.clip = 0.3f;
+  cases.push_back(c);
+  c = base("GRU", "hidden 8 exactly (no padding)");
+  c.hidden = 8;
+  cases.push_back(c);
+  c = base("LSTM", "hidden 17, input 1");
+  c.hidden = 17;
+  c.input = 1;
+  c.peepholes = true;
+  cases.push_back(c);
+  // Other activations: vectorized relu and the scalar formulas, alpha/beta consumed in order.
+  c = base("RNN", "Relu / LeakyRelu");
+  c.activations = {"Relu", "LeakyRelu"};
+  c.alpha = {0.1f};
+  cases.push_back(c);
+  c = base("GRU", "HardSigmoid, Softsign / Affine, ScaledTanh");
+  c.activations = {"HardSigmoid", "Softsign", "Affine", "ScaledTanh"};
+  c.alpha = {0.3f, 0.7f, 1.2f};
+  c.beta = {0.4f, 0.1f, 0.8f};
+  cases.push_back(c);
+  c = base("LSTM", "Elu, Softplus, ThresholdedRelu / sigmoid, Tanh, RELU");
+  c.activations = {"Elu", "Softplus", "ThresholdedRelu", "sigmoid", "Tanh", "RELU"};
+  c.alpha = {0.9f, 0.2f};
+  c.peepholes = true;
+  cases.push_back(c);
+  // Declined: float64 goes to the reference backend.
+  c = base("LSTM", "float64");
+  c.dtype = DataType::kFloat64;
+  c.expect_declined = true;
+  cases.push_back(c);
+  uint32_t seed = 5000;
+  for (const RnnCase& rc : cases) check(rc, seed += 10);
+}
+
+// Both instruction sets: AVX-512 (where the CPU has it) and AVX2.
+TEST(CpuRecurrent, Table) {
+  for (bool avx512 : {true, false}) {
+    SCOPED_TRACE(avx512 ? "AVX-512 where the CPU has it" : "AVX2");
+    cpu::allow_recurrent_avx512(avx512);
+    table_cases();
+  }
+  cpu::allow_recurrent_avx512(true);
+}
+
+TEST(CpuRecurrent, Options) {
+  for (bool avx512 : {true, false}) {
+    SCOPED_TRACE(avx512 ? "AVX-512 where the CPU has it" : "AVX2");
+    cpu::allow_recurrent_avx512(avx512);
+    option_cases();
+  }
+  cpu::allow_recurrent_avx512(true);
+}
+
+// A sequence length outside [0, seq] is reported (by the reference kernel the fast one hands it
+// to), not read past the end of X.
+TEST(CpuRecurrent, BadSequenceLength) {
+  RnnCase c;
+  c.op = "GRU";
+  c.batch = 2;
+  c.seq = 3;
+  c.hidden = 4;
+  std::vector<Tensor> in = make_inputs(c, 1);
+  in.resize(5);
+  in[4] = Tensor::from_vector(DataType::kInt32, {2}, std::vector<int32_t>{3, 4});
+  RnnNode n;
+  build(n, c, in);
+  std::vector<Tensor> outs;
+  const int64_t before = cpu::reference_fallbacks();
+  EXPECT_THROW(run(cpu_backend().kernels().find("", "GRU"), n, c, in, outs, 1), Error);
+  EXPECT_EQ(cpu::reference_fallbacks() - before, 1);
+}
+
+}  // namespace
+}  // namespace tandem
