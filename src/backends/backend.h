@@ -10,6 +10,7 @@
 
 #include "core/thread_pool.h"
 #include "graph/ir.h"
+#include "ops/schema.h"
 
 namespace tandem {
 
@@ -26,6 +27,14 @@ class Kernel {
   // Kernels throw tandem::Error (naming ctx.node) on anything they cannot compute.
   virtual void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                        std::span<Tensor* const> outputs) = 0;
+  // Which input output 0 may be written over (the executor then plans both in the same bytes
+  // when nothing reads that input afterwards), for these types (nullptr: omitted input); -1 for
+  // none. Kernels that say yes must compute correctly with outputs[0] aliasing that input, also
+  // when they hand a call to a reference kernel. Elementwise kernels are the typical case.
+  virtual int in_place_input(std::span<const TensorType* const> inputs,
+                             const TensorType& output) const {
+    return -1;
+  }
 };
 
 using ComputeFn = void (*)(const KernelContext& ctx, std::span<const Tensor* const> inputs,

@@ -50,7 +50,7 @@ struct Session::Plan {
     int input_index = -1;
     std::optional<Tensor> constant;
     bool in_arena = false;
-    int alias_of = -1;  // a view (see is_view_op): shares this slot's arena bytes
+    int alias_of = -1;  // a view or an in-place output: shares this slot's arena bytes
     size_t offset = 0;
     int last_use = -1;  // last step reading it (-1: none)
   };
@@ -63,6 +63,7 @@ struct Session::Plan {
     std::vector<int> release;  // run-time allocated slots last read by this step
     bool dynamic = false;  // infer + allocate at run time
     bool view = false;     // the output is a view of the input in the arena: nothing to run
+    bool in_place = false;  // output 0 is written over an input's bytes (not zeroed first)
     // Argument lists handed to the kernel, refilled in place each run (no allocation per step).
     std::vector<const Tensor*> in_ptrs;
     std::vector<Tensor*> out_ptrs;
@@ -251,23 +252,48 @@ std::shared_ptr<Session::Plan> Session::make_plan(const std::vector<TensorType>&
   };
   // Views: a Reshape-like step whose input and output are both arena candidates does no work;
   // its output shares the bytes of its input's root, which lives until the last use of any view.
+  // In place: a kernel that can write its output over an input (elementwise ops) does so when
+  // nothing reads that input's bytes afterwards. Both are decided in step order, so chains of
+  // views and in-place ops share one root.
   std::vector<int> root_last_use(plan->slots.size(), -1);
   for (int s = 0; s < static_cast<int>(plan->slots.size()); ++s)
     root_last_use[s] = std::max(plan->slots[s].last_use, def_step[s]);
-  for (Plan::Step& step : plan->steps) {
-    if (step.dynamic || !is_view_op(*step.node) || step.in.empty() || step.out.size() != 1) continue;
-    const int a = step.in[0], b = step.out[0];
-    if (a < 0 || b < 0 || !arena_candidate(a) || !arena_candidate(b)) continue;
-    if (plan->slots[a].type.dtype != plan->slots[b].type.dtype ||
-        shape_numel(plan->slots[a].type.shape) != shape_numel(plan->slots[b].type.shape))
-      continue;
-    const int root = plan->slots[a].alias_of >= 0 ? plan->slots[a].alias_of : a;
+  auto root_of = [&](int s) { return plan->slots[s].alias_of >= 0 ? plan->slots[s].alias_of : s; };
+  auto share = [&](int b, int root) {
     plan->slots[b].alias_of = root;
-    step.view = true;
-  }
-  for (int s = 0; s < static_cast<int>(plan->slots.size()); ++s) {
-    const int root = plan->slots[s].alias_of;
-    if (root >= 0) root_last_use[root] = std::max(root_last_use[root], root_last_use[s]);
+    root_last_use[root] = std::max(root_last_use[root], root_last_use[b]);
+  };
+  auto same_bytes = [&](int a, int b) {
+    return plan->slots[a].type.dtype == plan->slots[b].type.dtype &&
+           shape_numel(plan->slots[a].type.shape) == shape_numel(plan->slots[b].type.shape);
+  };
+  for (int si = 0; si < static_cast<int>(plan->steps.size()); ++si) {
+    Plan::Step& step = plan->steps[si];
+    if (step.dynamic || step.in.empty() || step.out.empty()) continue;
+    const int b = step.out[0];
+    if (b < 0 || !arena_candidate(b)) continue;
+    if (is_view_op(*step.node) && step.out.size() == 1) {
+      const int a = step.in[0];
+      if (a < 0 || !arena_candidate(a) || !same_bytes(a, b)) continue;
+      share(b, root_of(a));
+      step.view = true;
+      continue;
+    }
+    std::vector<const TensorType*> in_types;
+    for (int s : step.in) in_types.push_back(s >= 0 ? &plan->slots[s].type : nullptr);
+    const int i = step.kernel->in_place_input(in_types, plan->slots[b].type);
+    if (i < 0 || i >= static_cast<int>(step.in.size())) continue;
+    const int a = step.in[i];
+    if (a < 0 || !arena_candidate(a) || !same_bytes(a, b)) continue;
+    const int root = root_of(a);
+    if (root_last_use[root] != si) continue;  // someone reads those bytes later
+    bool shared_with_other_input = false;
+    for (size_t k = 0; k < step.in.size(); ++k)
+      if (static_cast<int>(k) != i && step.in[k] >= 0 && root_of(step.in[k]) == root)
+        shared_with_other_input = true;
+    if (shared_with_other_input) continue;
+    share(b, root);
+    step.in_place = true;
   }
   std::vector<BufferRequest> requests;
   std::vector<int> request_slot;
@@ -411,8 +437,13 @@ std::vector<Tensor> Session::run(const std::vector<const Tensor*>& inputs, RunSt
         p.cur[s] = t;
         continue;
       }
-      if (step.zero_outputs) std::memset(t->raw(), 0, t->nbytes());
-      else if (poison) std::memset(t->raw(), 0xFF, t->nbytes());
+      if (step.in_place && i == 0) {
+        // The bytes hold the input the kernel reads.
+      } else if (step.zero_outputs) {
+        std::memset(t->raw(), 0, t->nbytes());
+      } else if (poison) {
+        std::memset(t->raw(), 0xFF, t->nbytes());
+      }
       step.out_ptrs[i] = t;
       p.cur[s] = t;
     }

@@ -84,8 +84,8 @@ BroadcastPlan make_plan(const Shape& as, const Shape& bs, const Shape& ys) {
 }
 
 template <typename Op>
-void inner_loop(const float* __restrict a, int64_t sa, const float* __restrict b, int64_t sb,
-                float* __restrict y, int64_t n) {
+// y may be a (or b) itself when computed in place: element i is read before it is written.
+void inner_loop(const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n) {
   if (sa && sb) {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) y[i] = Op::apply(a[i], b[i]);
@@ -139,6 +139,16 @@ template <typename Op>
 class BinaryKernel : public Kernel {
  public:
   explicit BinaryKernel(const Node& node) : ref_(make_reference_kernel(node)) {}
+
+  // In place over an operand of the output's own shape (it is read only at the index written).
+  int in_place_input(std::span<const TensorType* const> inputs,
+                     const TensorType& output) const override {
+    if (output.dtype != DataType::kFloat32 || inputs.size() < 2) return -1;
+    for (int i = 0; i < 2; ++i)
+      if (inputs[i] && inputs[i]->dtype == DataType::kFloat32 && inputs[i]->shape == output.shape)
+        return i;
+    return -1;
+  }
 
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {

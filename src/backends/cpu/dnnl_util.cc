@@ -60,8 +60,13 @@ class ZeroingReferenceKernel : public Kernel {
   explicit ZeroingReferenceKernel(std::unique_ptr<Kernel> ref) : ref_(std::move(ref)) {}
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {
-    for (Tensor* t : outputs)
-      if (t && t->nbytes()) std::memset(t->raw(), 0, t->nbytes());
+    for (Tensor* t : outputs) {
+      if (!t || !t->nbytes()) continue;
+      // An output computed in place over an input keeps that input's values.
+      bool aliases_input = false;
+      for (const Tensor* in : inputs) aliases_input = aliases_input || (in && in->raw() == t->raw());
+      if (!aliases_input) std::memset(t->raw(), 0, t->nbytes());
+    }
     ref_->compute(ctx, inputs, outputs);
   }
 

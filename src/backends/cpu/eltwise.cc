@@ -41,6 +41,15 @@ class EltwiseKernel : public Kernel {
   EltwiseKernel(const Node& node, Alg alg, float alpha, float beta)
       : ref_(make_reference_kernel(node)), alg_(alg), alpha_(alpha), beta_(beta) {}
 
+  // oneDNN's eltwise runs in place (src and dst the same buffer).
+  int in_place_input(std::span<const TensorType* const> inputs,
+                     const TensorType& output) const override {
+    return !inputs.empty() && inputs[0] && inputs[0]->dtype == DataType::kFloat32 &&
+                   output.dtype == DataType::kFloat32
+               ? 0
+               : -1;
+  }
+
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {
     const Tensor* x = inputs.empty() ? nullptr : inputs[0];
