@@ -1,5 +1,7 @@
 // The CPU backend's Conv: oneDNN's convolution_forward for 2-D float32 convolutions (groups,
-// depthwise, strides, dilations, explicit pads and auto_pad, optional bias).
+// depthwise, strides, dilations, explicit pads and auto_pad, optional bias), and FusedConv
+// (kFusedDomain): the same convolution with oneDNN post-ops, a sum for the added tensor Z (Z is
+// copied into the destination first) and then the activation as eltwise post-ops.
 //
 // The kernel is created once per node and keeps, per (X shape, W shape, bias) seen, a prepared
 // primitive: the primitive descriptor with oneDNN free to choose its internal layouts
@@ -13,6 +15,8 @@
 // reference backend; one accepted but fed unsupported tensors at run time delegates per call.
 #include "ops/conv.h"
 
+#include <cmath>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -22,6 +26,8 @@
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/dnnl_util.h"
 #include "core/error.h"
+#include "ops/fused_activation.h"
+#include "ops/schema.h"
 
 namespace tandem::cpu {
 
@@ -31,6 +37,43 @@ using dnnl::memory;
 using Tag = memory::format_tag;
 using Dt = memory::data_type;
 
+// The eltwise post-ops computing `act`, in order; false when oneDNN has no exact equivalent.
+bool activation_post_ops(const FusedActivation& act, dnnl::post_ops& ops) {
+  using Alg = dnnl::algorithm;
+  switch (act.kind) {
+    case ActivationKind::kNone:
+      return true;
+    case ActivationKind::kRelu:
+      ops.append_eltwise(1.0f, Alg::eltwise_relu, 0.0f, 0.0f);
+      return true;
+    case ActivationKind::kLeakyRelu:
+      ops.append_eltwise(1.0f, Alg::eltwise_relu, act.alpha, 0.0f);
+      return true;
+    case ActivationKind::kClip:
+      // oneDNN's max(lo, min(hi, x)) differs from ONNX's min(hi, max(lo, x)) when lo > hi.
+      if (std::isnan(act.alpha) || std::isnan(act.beta) || act.alpha > act.beta) return false;
+      ops.append_eltwise(1.0f, Alg::eltwise_clip, act.alpha, act.beta);
+      return true;
+    case ActivationKind::kSigmoid:
+      ops.append_eltwise(1.0f, Alg::eltwise_logistic, 0.0f, 0.0f);
+      return true;
+    case ActivationKind::kHardSigmoid:  // no hardsigmoid in oneDNN 2.6: clip(alpha x + beta)
+      ops.append_eltwise(1.0f, Alg::eltwise_linear, act.alpha, act.beta);
+      ops.append_eltwise(1.0f, Alg::eltwise_clip, 0.0f, 1.0f);
+      return true;
+    case ActivationKind::kHardSwish:  // x * min(max(x + 3, 0), 6) / 6, ONNX's definition
+      ops.append_eltwise(1.0f, Alg::eltwise_hardswish, 0.0f, 0.0f);
+      return true;
+    case ActivationKind::kTanh:
+      ops.append_eltwise(1.0f, Alg::eltwise_tanh, 0.0f, 0.0f);
+      return true;
+    case ActivationKind::kSiLU:  // swish: x * sigmoid(alpha x)
+      ops.append_eltwise(1.0f, Alg::eltwise_swish, 1.0f, 0.0f);
+      return true;
+  }
+  return false;
+}
+
 // One prepared convolution for one set of input shapes.
 struct ConvPlan {
   bool use_reference = false;  // oneDNN could not build a primitive for it
@@ -39,23 +82,26 @@ struct ConvPlan {
   memory::desc x_md, w_md, b_md, y_md;  // the plain layouts of the node's tensors
   // Set when the primitive's layout differs from the plain one.
   std::optional<dnnl::reorder> x_reorder, y_reorder, w_reorder;
+  std::optional<dnnl::reorder> y_reorder_in;  // Z into the destination's layout (FusedConv)
   memory x_mem, y_mem, w_mem;  // buffers in the primitive's layouts, when they differ
   bool w_prepacked = false;    // w_mem holds the constant W, reordered once
 };
 
 class ConvKernel : public Kernel {
  public:
-  explicit ConvKernel(const Node& node)
+  ConvKernel(const Node& node, const FusedActivation& act)
       : ref_(make_reference_kernel(node)),
-        constant_w_(node.has_input(1) && node.inputs[1]->is_constant()) {}
+        constant_w_(node.has_input(1) && node.inputs[1]->is_constant()),
+        act_(act) {}
 
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {
     const Tensor* x = inputs.size() > 0 ? inputs[0] : nullptr;
     const Tensor* w = inputs.size() > 1 ? inputs[1] : nullptr;
     const Tensor* b = inputs.size() > 2 ? inputs[2] : nullptr;
+    const Tensor* z = inputs.size() > 3 ? inputs[3] : nullptr;
     Tensor* y = outputs.empty() ? nullptr : outputs[0];
-    if (!applies(x, w, b, y)) {
+    if (!applies(x, w, b, z, y)) {
       note_reference_fallback();
       ref_->compute(ctx, inputs, outputs);
       return;
@@ -63,7 +109,7 @@ class ConvKernel : public Kernel {
     // A session runs one graph at a time, but the lock keeps the cached buffers safe should a
     // kernel ever be shared.
     std::lock_guard<std::mutex> lock(mu_);
-    ConvPlan& p = plan_for(ctx.node, *x, *w, b != nullptr, y->shape());
+    ConvPlan& p = plan_for(ctx.node, *x, *w, b != nullptr, z != nullptr, y->shape());
     if (p.use_reference) {
       note_reference_fallback();
       ref_->compute(ctx, inputs, outputs);
@@ -75,6 +121,14 @@ class ConvKernel : public Kernel {
       memory x_user(p.x_md, engine(), const_cast<float*>(x->data<float>()));
       memory y_user(p.y_md, engine(), y->data<float>());
       memory src = x_user;
+      if (z) {  // the sum post-op adds what the destination holds
+        if (p.y_reorder) {
+          memory z_user(p.y_md, engine(), const_cast<float*>(z->data<float>()));
+          p.y_reorder_in->execute(s, z_user, p.y_mem);
+        } else {
+          std::memcpy(y->data<float>(), z->data<float>(), y->nbytes());
+        }
+      }
       if (p.x_reorder) {
         p.x_reorder->execute(s, x_user, p.x_mem);
         src = p.x_mem;
@@ -106,30 +160,40 @@ class ConvKernel : public Kernel {
   }
 
  private:
-  // Whether the oneDNN path handles these tensors: 2-D float32 with data to compute.
-  static bool applies(const Tensor* x, const Tensor* w, const Tensor* b, const Tensor* y) {
+  // Whether the oneDNN path handles these tensors: 2-D float32 with data to compute, and a Z of
+  // Y's shape (a Z that broadcasts goes to the reference kernel).
+  static bool applies(const Tensor* x, const Tensor* w, const Tensor* b, const Tensor* z,
+                      const Tensor* y) {
     if (!x || !w || !y) return false;
     if (x->dtype() != DataType::kFloat32 || w->dtype() != DataType::kFloat32) return false;
     if (b && b->dtype() != DataType::kFloat32) return false;
+    if (z && (z->dtype() != DataType::kFloat32 || z->shape() != y->shape())) return false;
     if (x->rank() != 4 || w->rank() != 4 || y->rank() != 4) return false;
     return x->numel() > 0 && w->numel() > 0 && y->numel() > 0;
   }
 
-  ConvPlan& plan_for(const Node& node, const Tensor& x, const Tensor& w, bool has_bias,
+  ConvPlan& plan_for(const Node& node, const Tensor& x, const Tensor& w, bool has_bias, bool has_z,
                      const Shape& y_shape) {
     std::vector<int64_t> key = x.shape();
     key.insert(key.end(), w.shape().begin(), w.shape().end());
     key.push_back(has_bias);
+    key.push_back(has_z);
+    if (has_z) key.insert(key.end(), y_shape.begin(), y_shape.end());
     auto it = plans_.find(key);
     if (it != plans_.end()) return it->second;
     if (plans_.size() >= kMaxPlans) plans_.clear();  // shapes keep changing: start over
-    return plans_[key] = make_plan(node, x.shape(), w.shape(), has_bias, y_shape);
+    return plans_[key] = make_plan(node, x.shape(), w.shape(), has_bias, has_z, y_shape);
   }
 
-  static ConvPlan make_plan(const Node& node, const Shape& xs, const Shape& ws, bool has_bias,
-                            const Shape& ys) {
+  ConvPlan make_plan(const Node& node, const Shape& xs, const Shape& ws, bool has_bias, bool has_z,
+                     const Shape& ys) const {
     // The schema's parsing and checks, and its pad rule; the shapes come from its inference.
     const ConvAttrs a = read_conv_attrs(node, xs, ws);
+    if (has_z && conv_output_shape(node, xs, ws) != ys) {
+      ConvPlan p;  // Z broadcast Y beyond the conv's output: the reference kernel does that
+      p.use_reference = true;
+      return p;
+    }
     TANDEM_CHECK(
         xs[1] == ws[1] * a.group && ws[0] % a.group == 0 && ys[0] == xs[0] && ys[1] == ws[0],
         ErrorCode::kInvalidModel, "{}: X {}, W {} and Y {} do not fit group {}", node.describe(),
@@ -161,7 +225,12 @@ class ConvKernel : public Kernel {
                                                              strides, dilations, pad_l, pad_r)
                            : dnnl::convolution_forward::desc(prop, alg, x_any, w_any, y_any,
                                                              strides, dilations, pad_l, pad_r);
-      p.pd = dnnl::convolution_forward::primitive_desc(desc, engine());
+      dnnl::post_ops ops;
+      if (has_z) ops.append_sum(1.0f);
+      if (!activation_post_ops(act_, ops)) throw dnnl::error(dnnl_unimplemented, "activation");
+      dnnl::primitive_attr attr;
+      attr.set_post_ops(ops);
+      p.pd = dnnl::convolution_forward::primitive_desc(desc, attr, engine());
       p.conv = dnnl::convolution_forward(p.pd);
       if (p.pd.src_desc() != p.x_md) {
         p.x_mem = memory(p.pd.src_desc(), engine());
@@ -170,6 +239,7 @@ class ConvKernel : public Kernel {
       if (p.pd.dst_desc() != p.y_md) {
         p.y_mem = memory(p.pd.dst_desc(), engine());
         p.y_reorder = make_reorder(p.pd.dst_desc(), p.y_md);
+        if (has_z) p.y_reorder_in = make_reorder(p.y_md, p.pd.dst_desc());
       }
       if (p.pd.weights_desc() != p.w_md) {
         p.w_mem = memory(p.pd.weights_desc(), engine());
@@ -186,6 +256,7 @@ class ConvKernel : public Kernel {
   static constexpr size_t kMaxPlans = 16;
   std::unique_ptr<Kernel> ref_;
   bool constant_w_;
+  FusedActivation act_;  // FusedConv's activation (none for Conv)
   std::mutex mu_;
   std::map<std::vector<int64_t>, ConvPlan> plans_;
 };
@@ -198,13 +269,20 @@ std::unique_ptr<Kernel> make_conv(const Node& node) {
   const Value* x = node.inputs[0];
   if (known_not_float32(x)) return nullptr;
   if (x->shape_known && x->shape.size() != 4) return nullptr;
-  return std::make_unique<ConvKernel>(node);
+  FusedActivation act;
+  if (node.domain == kFusedDomain) {
+    act = read_fused_activation(node);
+    dnnl::post_ops probe;
+    if (!activation_post_ops(act, probe)) return nullptr;
+  }
+  return std::make_unique<ConvKernel>(node, act);
 }
 
 }  // namespace
 
 void register_conv_kernels(KernelRegistry& r) {
   r.add("Conv", make_conv);
+  r.add("FusedConv", make_conv, kFusedDomain);
 }
 
 }  // namespace tandem::cpu

@@ -26,4 +26,10 @@ void run_default_passes(Graph& graph);
 // runs the model as written (the oracle). Returns the number of rewrites.
 int run_fusion_passes(Graph& graph);
 
+// Folds an inference BatchNormalization after a Conv (constant weights and statistics) into the
+// Conv's weights and bias (fuse_batchnorm_into_conv.cc).
+int fuse_batchnorm_into_conv(Graph& graph);
+// Conv -> [Add residual] -> [activation] into one FusedConv (fuse_conv_activation.cc).
+int fuse_conv_activation(Graph& graph);
+
 }  // namespace tandem
