@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "ops/fused_activation.h"
+#include "ops/layout.h"
 #include "ops/schema.h"
 #include "ops/shape_utils.h"
 
@@ -136,9 +137,25 @@ std::vector<TensorType> infer_conv(const InferContext& ctx) {
 
 // FusedConv (kFusedDomain): Y = act(Conv(X, W, B) + Z). Z is optional and broadcasts like Add's
 // operands (the fusion pass cannot always see shapes); activation and activation_params as in
-// ops/fused_activation.h.
+// ops/fused_activation.h. With channels_last = 1 (2-D only), X, Z and Y are NHWC (ops/layout.h):
+// the conv's output is turned to NHWC before Z is added.
 std::vector<TensorType> infer_fused_conv(const InferContext& ctx) {
-  std::vector<TensorType> out = infer_conv(ctx);
+  std::vector<TensorType> out;
+  if (is_channels_last(ctx.node)) {
+    const TensorType& x = ctx.input(0);
+    TANDEM_CHECK(x.shape.size() == 4, ErrorCode::kInvalidModel,
+                 "{}: channels_last needs a 2-D conv (X of rank 4), X is {}", ctx.node.describe(),
+                 shape_str(x.shape));
+    const TensorType nchw{x.dtype, nhwc_to_nchw(x.shape)};
+    std::vector<const TensorType*> types{&nchw};
+    for (size_t i = 1; i < ctx.num_inputs(); ++i)
+      types.push_back(ctx.has_input(i) ? &ctx.input(i) : nullptr);
+    std::vector<const Tensor*> values(types.size(), nullptr);
+    out = infer_conv(InferContext(ctx.node, types, values));
+    out[0].shape = nchw_to_nhwc(out[0].shape);
+  } else {
+    out = infer_conv(ctx);
+  }
   read_fused_activation(ctx.node);
   if (ctx.has_input(3)) {
     const TensorType& z = ctx.input(3);

@@ -57,6 +57,19 @@ double max_abs(const Tensor& t) {
   return m;
 }
 
+// `t` [N, C, H, W] as NHWC [N, H, W, C].
+Tensor nhwc_of(const Tensor& t) {
+  const Shape& s = t.shape();
+  Tensor out(t.dtype(), {s[0], s[2], s[3], s[1]});
+  int64_t o = 0;
+  for (int64_t n = 0; n < s[0]; ++n)
+    for (int64_t h = 0; h < s[2]; ++h)
+      for (int64_t w = 0; w < s[3]; ++w)
+        for (int64_t c = 0; c < s[1]; ++c, ++o)
+          out.data<float>()[o] = t.data<float>()[((n * s[1] + c) * s[2] + h) * s[3] + w];
+  return out;
+}
+
 // Runs the op on the CPU and the reference backends (compute called twice: cached plans and
 // prepacked weights are used on the second call) and compares output 0. Returns whether the
 // CPU backend declined the node; `fallback` says whether its kernel is expected to hand both
@@ -195,9 +208,25 @@ TEST(CpuVsRefCnn, FusedConvEdgeCases) {
   const Tensor b = random_tensor(DataType::kFloat32, {4}, 3);
   std::map<std::string, Attribute> attrs{{"pads", attr_ints({1, 1, 1, 1})},
                                          {"activation", attr_string("Relu")}};
-  EXPECT_FALSE(compare("Z per channel", "FusedConv",
-                       {x, w, b, random_tensor(DataType::kFloat32, {1, 4, 1, 1}, 4)}, attrs,
-                       {false, true, true, false}, kFusedDomain, true));
+  // A Z that broadcasts to the conv's output: oneDNN's binary add post-op, any layout.
+  uint32_t seed = 10;
+  for (const Shape& zs : std::vector<Shape>{{1, 4, 1, 1}, {4, 1, 1}, {1, 1, 1, 6}, {}, {6, 6}}) {
+    for (bool cl : {false, true}) {
+      std::map<std::string, Attribute> a = attrs;
+      Tensor xi = x, zi = random_tensor(DataType::kFloat32, zs, seed++);
+      if (cl) {
+        a["channels_last"] = attr_int(1);
+        xi = nhwc_of(x);
+        Shape z4 = zs;  // as rank 4 with leading 1s, then NHWC
+        z4.insert(z4.begin(), 4 - z4.size(), 1);
+        Tensor padded(DataType::kFloat32, z4);
+        std::copy_n(zi.data<float>(), zi.numel(), padded.data<float>());
+        zi = nhwc_of(padded);
+      }
+      EXPECT_FALSE(compare("Z " + shape_str(zs) + (cl ? " channels-last" : ""), "FusedConv",
+                           {xi, w, b, zi}, a, {false, true, true, false}, kFusedDomain));
+    }
+  }
   EXPECT_FALSE(compare("Z larger", "FusedConv",
                        {x, w, b, random_tensor(DataType::kFloat32, {2, 4, 6, 6}, 5)}, attrs,
                        {false, true, true, false}, kFusedDomain, true));
@@ -332,6 +361,104 @@ TEST(CpuVsRefCnn, BatchNormTable) {
   for (int64_t i = 0; i < 2; ++i) f64_pos[4].data<double>()[i] = 1.0 + i;
   EXPECT_TRUE(compare("BatchNormalization float64", "BatchNormalization", f64_pos, {},
                       {false, true, true, true, true}));
+}
+
+// ---- Channels-last ops (ops/layout.h) ---------------------------------------------------------
+
+TEST(CpuVsRefCnn, LayoutTransforms) {
+  const std::vector<Shape> shapes = {{1, 3, 64, 64}, {2, 5, 7, 3},  {1, 1, 4, 4},
+                                     {1, 16, 1, 1},  {3, 17, 9, 1}, {1, 33, 31, 17}};
+  uint32_t seed = 7000;
+  for (const Shape& s : shapes) {
+    const Tensor x = random_tensor(DataType::kFloat32, s, seed++);
+    const Tensor nhwc = nhwc_of(x);
+    EXPECT_FALSE(compare("ToChannelsLast " + shape_str(s), "ToChannelsLast", {x}, {}, {false},
+                         kFusedDomain));
+    EXPECT_FALSE(compare("ToChannelsFirst " + shape_str(s), "ToChannelsFirst", {nhwc}, {}, {false},
+                         kFusedDomain));
+    // The reference kernels against the permutation written out here.
+    EXPECT_EQ(max_abs_diff(run_ref_op("ToChannelsLast", {x}, {}, 1, 17, kFusedDomain)[0], nhwc),
+              0.0);
+    EXPECT_EQ(max_abs_diff(run_ref_op("ToChannelsFirst", {nhwc}, {}, 1, 17, kFusedDomain)[0], x),
+              0.0);
+  }
+}
+
+// FusedConv with channels_last: the CPU kernel against the reference one, and the reference one
+// against the NCHW FusedConv on permuted tensors.
+TEST(CpuVsRefCnn, ChannelsLastFusedConv) {
+  uint32_t seed = 7100;
+  for (const ConvGeometry& g : geometries()) {
+    for (const Act& act : {Act{"", {}}, Act{"Relu", {}}, Act{"HardSwish", {}}, Act{"SiLU", {}}}) {
+      for (int variant = 0; variant < 4; ++variant) {
+        const bool bias = variant & 1, z = variant & 2;
+        std::map<std::string, Attribute> attrs;
+        if (g.group != 1) attrs["group"] = attr_int(g.group);
+        if (!g.strides.empty()) attrs["strides"] = attr_ints(g.strides);
+        if (!g.pads.empty()) attrs["pads"] = attr_ints(g.pads);
+        if (!g.dilations.empty()) attrs["dilations"] = attr_ints(g.dilations);
+        if (!act.name.empty()) attrs["activation"] = attr_string(act.name);
+        std::vector<Tensor> in{random_tensor(DataType::kFloat32, g.x, seed++, 2.0f),
+                               random_tensor(DataType::kFloat32, g.w, seed++)};
+        in.push_back(bias ? random_tensor(DataType::kFloat32, {g.w[0]}, seed++) : Tensor());
+        const Shape y_shape = run_ref_op("FusedConv", in, attrs, 1, 17, kFusedDomain)[0].shape();
+        if (z) in.push_back(random_tensor(DataType::kFloat32, y_shape, seed++));
+        const Tensor nchw = run_ref_op("FusedConv", in, attrs, 1, 17, kFusedDomain)[0];
+        std::vector<Tensor> cl_in = in;
+        cl_in[0] = nhwc_of(in[0]);
+        if (z) cl_in[3] = nhwc_of(in[3]);
+        std::map<std::string, Attribute> cl_attrs = attrs;
+        cl_attrs["channels_last"] = attr_int(1);
+        const std::string name = "channels-last FusedConv " + g.name + " " + act.name +
+                                 (bias ? " B" : "") + (z ? " Z" : "");
+        EXPECT_FALSE(
+            compare(name, "FusedConv", cl_in, cl_attrs, {false, true, true, false}, kFusedDomain));
+        const Tensor cl = run_ref_op("FusedConv", cl_in, cl_attrs, 1, 17, kFusedDomain)[0];
+        EXPECT_LE(max_abs_diff(cl, nhwc_of(nchw)), 1e-6 * (1 + max_abs(nchw))) << name;
+      }
+    }
+  }
+}
+
+TEST(CpuVsRefCnn, ChannelsLastPools) {
+  struct Case {
+    std::string op;
+    Shape x;
+    std::map<std::string, Attribute> attrs;
+  };
+  const std::vector<Case> cases = {
+      {"MaxPool",
+       {1, 16, 17, 17},
+       {{"kernel_shape", attr_ints({3, 3})},
+        {"strides", attr_ints({2, 2})},
+        {"pads", attr_ints({1, 1, 1, 1})}}},
+      {"MaxPool", {2, 5, 8, 7}, {{"kernel_shape", attr_ints({2, 2})}, {"ceil_mode", attr_int(1)}}},
+      {"AveragePool",
+       {1, 24, 9, 9},
+       {{"kernel_shape", attr_ints({3, 3})},
+        {"pads", attr_ints({1, 1, 1, 1})},
+        {"count_include_pad", attr_int(1)}}},
+      {"AveragePool",
+       {2, 3, 10, 7},
+       {{"kernel_shape", attr_ints({3, 2})}, {"strides", attr_ints({2, 1})}}},
+      {"GlobalAveragePool", {1, 96, 8, 8}, {}},
+      {"GlobalAveragePool", {2, 5, 3, 7}, {}},
+      {"GlobalMaxPool", {2, 40, 4, 4}, {}},
+      {"GlobalMaxPool", {1, 3, 1, 1}, {}},
+  };
+  uint32_t seed = 7300;
+  for (const Case& c : cases) {
+    const Tensor x = random_tensor(DataType::kFloat32, c.x, seed++, 3.0f);
+    std::map<std::string, Attribute> attrs = c.attrs;
+    attrs["channels_last"] = attr_int(1);
+    const std::string name = "channels-last " + c.op + " " + shape_str(c.x);
+    EXPECT_FALSE(compare(name, c.op, {nhwc_of(x)}, attrs, {false}, kFusedDomain));
+    // The reference channels-last pool is the ONNX pool on NCHW, permuted.
+    const Tensor want = nhwc_of(run_ref_op(c.op, {x}, c.attrs)[0]);
+    EXPECT_EQ(max_abs_diff(run_ref_op(c.op, {nhwc_of(x)}, attrs, 1, 17, kFusedDomain)[0], want),
+              0.0)
+        << name;
+  }
 }
 
 }  // namespace

@@ -37,18 +37,21 @@ void add_float_attr(onnx::NodeProto& node, const std::string& name, float v) {
 }
 
 // The op histogram ("Conv", "com.tandem.FusedConv", ...) of the model's graph after the default
-// and fusion passes, as Model::build_from_file runs them.
+// and fusion passes, as Model::build_from_file runs them; "/nhwc" marks channels_last = 1.
 std::map<std::string, int> fused_ops(const std::string& path) {
   std::unique_ptr<Graph> g = load_onnx_model(path);
   run_default_passes(*g);
   run_fusion_passes(*g);
   run_default_passes(*g);
   std::map<std::string, int> ops;
-  for (auto& n : g->nodes()) ops[(n->domain.empty() ? "" : n->domain + ".") + n->op_type]++;
+  for (auto& n : g->nodes())
+    ops[(n->domain.empty() ? "" : n->domain + ".") + n->op_type +
+        (n->attr_int_or("channels_last", 0) ? "/nhwc" : "")]++;
   return ops;
 }
 
-// Runs the model fused and on the reference backend; returns max |fused - ref| over output 0.
+// Runs the model fused and on the reference backend; returns max |fused - ref| / (1 + max |ref|)
+// over all outputs (which must have the same names and shapes).
 double fused_vs_ref(const std::string& path, const std::vector<Tensor>& inputs) {
   Context ref_ctx;
   ref_ctx.backend = "ref";
@@ -58,12 +61,19 @@ double fused_vs_ref(const std::string& path, const std::vector<Tensor>& inputs) 
   Model cpu = Model::build_from_file(path, cpu_ctx);
   std::vector<Tensor> want = ref.predict(inputs);
   std::vector<Tensor> got = cpu.predict(inputs);
-  EXPECT_EQ(got.at(0).shape(), want.at(0).shape());
-  EXPECT_EQ(got.at(0).name(), want.at(0).name());
-  if (got[0].shape() != want[0].shape()) return INFINITY;
+  EXPECT_EQ(got.size(), want.size());
   double worst = 0;
-  for (int64_t i = 0; i < got[0].numel(); ++i)
-    worst = std::max(worst, double(std::abs(got[0].data<float>()[i] - want[0].data<float>()[i])));
+  for (size_t k = 0; k < std::min(got.size(), want.size()); ++k) {
+    EXPECT_EQ(got[k].shape(), want[k].shape());
+    EXPECT_EQ(got[k].name(), want[k].name());
+    if (got[k].shape() != want[k].shape()) return INFINITY;
+    double diff = 0, scale = 0;
+    for (int64_t i = 0; i < got[k].numel(); ++i) {
+      diff = std::max(diff, double(std::abs(got[k].data<float>()[i] - want[k].data<float>()[i])));
+      scale = std::max(scale, double(std::abs(want[k].data<float>()[i])));
+    }
+    worst = std::max(worst, diff / (1 + scale));
+  }
   return worst;
 }
 
@@ -271,8 +281,10 @@ TEST(ConvFusion, ResidualComputedAfterTheConv) {
   add_conv(b, "r", "e", 8, 8, 5, true, 8);
   b.node("Add", {"e", "r"}, {"y"});
   const std::string path = b.save(testing::temp_dir("residual_order"));
-  EXPECT_EQ(fused_ops(path),
-            (std::map<std::string, int>{{"Conv", 1}, {"com.tandem.FusedConv", 2}}));
+  // The three convs make one channels-last region: x in, y out.
+  EXPECT_EQ(fused_ops(path), (std::map<std::string, int>{{"com.tandem.FusedConv/nhwc", 3},
+                                                         {"com.tandem.ToChannelsLast", 1},
+                                                         {"com.tandem.ToChannelsFirst", 1}}));
   EXPECT_LE(fused_vs_ref(path, {random_tensor({1, 8, 10, 10}, 7)}), 1e-5);
 }
 
@@ -342,6 +354,93 @@ TEST(ConvFusion, NotFused) {
     const std::string path = b.save(testing::temp_dir("nf_clip_input"));
     EXPECT_EQ(fused_ops(path), (std::map<std::string, int>{{"Clip", 1}, {"Conv", 1}}));
   }
+}
+
+// ---- Channels-last regions ---------------------------------------------------------------------
+
+// A small ResNet: stem conv + BN + Relu, MaxPool, a basic block with its residual, global average
+// pool, Flatten. Everything up to the pool runs NHWC: one layout change in, one out (before
+// Flatten).
+TEST(ChannelsLast, ResNetBlock) {
+  OnnxBuilder b;
+  b.input("x", DataType::kFloat32, {2, 3, 32, 30});
+  b.output("y", DataType::kFloat32, {2, 8});
+  add_conv(b, "x", "c1", 3, 8, 1, false, 1, 2);
+  add_bn(b, "c1", "bn1", 8, 10);
+  b.node("Relu", {"bn1"}, {"r1"});
+  auto& pool = b.node("MaxPool", {"r1"}, {"p"});
+  testing::add_ints_attr(pool, "kernel_shape", {3, 3});
+  testing::add_ints_attr(pool, "strides", {2, 2});
+  testing::add_ints_attr(pool, "pads", {1, 1, 1, 1});
+  add_conv(b, "p", "c2", 8, 8, 20, false);
+  add_bn(b, "c2", "bn2", 8, 30);
+  b.node("Relu", {"bn2"}, {"r2"});
+  add_conv(b, "r2", "c3", 8, 8, 40, false);
+  add_bn(b, "c3", "bn3", 8, 50);
+  b.node("Add", {"bn3", "p"}, {"s"});
+  b.node("Relu", {"s"}, {"r3"});
+  b.node("GlobalAveragePool", {"r3"}, {"g"});
+  b.node("Flatten", {"g"}, {"y"});
+  const std::string path = b.save(testing::temp_dir("cl_resnet"));
+  EXPECT_EQ(fused_ops(path), (std::map<std::string, int>{{"com.tandem.FusedConv/nhwc", 3},
+                                                         {"com.tandem.MaxPool/nhwc", 1},
+                                                         {"com.tandem.GlobalAveragePool/nhwc", 1},
+                                                         {"com.tandem.ToChannelsLast", 1},
+                                                         {"com.tandem.ToChannelsFirst", 1},
+                                                         {"Flatten", 1}}));
+  EXPECT_LE(fused_vs_ref(path, {random_tensor({2, 3, 32, 30}, 1, -2.0f, 2.0f)}), 1e-5);
+}
+
+// A squeeze-and-excite block (the gate broadcasts over H and W), binary ops with constants of
+// ranks 0, 1 and 3, an unfusable HardSwish and Clip, and an output read both inside the region
+// and as a graph output.
+TEST(ChannelsLast, SqueezeExciteAndConstants) {
+  OnnxBuilder b;
+  b.input("x", DataType::kFloat32, {1, 8, 10, 9});
+  b.output("y", DataType::kFloat32, {1, 8, 10, 9});
+  b.output("f", DataType::kFloat32, {1, 16, 10, 9});
+  add_conv(b, "x", "c1", 8, 16, 1, true);
+  b.node("HardSwish", {"c1"}, {"f"});  // a graph output, and read below
+  b.node("GlobalAveragePool", {"f"}, {"g"});
+  b.initializer("sq_W", random_tensor({4, 16, 1, 1}, 2));
+  b.node("Conv", {"g", "sq_W"}, {"sq"});
+  b.node("Relu", {"sq"}, {"sqr"});
+  b.initializer("ex_W", random_tensor({16, 4, 1, 1}, 3));
+  b.node("Conv", {"sqr", "ex_W"}, {"ex"});
+  auto& hs = b.node("HardSigmoid", {"ex"}, {"gate"});
+  add_float_attr(hs, "alpha", 0.2f);
+  b.node("Mul", {"f", "gate"}, {"m"});
+  b.initializer("per_channel", random_tensor({16, 1, 1}, 4));
+  b.node("Mul", {"m", "per_channel"}, {"m2"});
+  b.initializer("per_column", random_tensor({9}, 5));
+  b.node("Add", {"m2", "per_column"}, {"m3"});
+  b.initializer("half", Tensor::from_vector(DataType::kFloat32, {}, std::vector<float>{0.5f}));
+  b.node("Sub", {"half", "m3"}, {"m4"});  // the constant first
+  b.initializer("lo", Tensor::from_vector(DataType::kFloat32, {}, std::vector<float>{-0.5f}));
+  b.node("Clip", {"m4", "lo"}, {"m5"});
+  b.node("Mul", {"m5", "m5"}, {"m6"});  // Clip read twice: not fused into a conv
+  add_conv(b, "m6", "y", 16, 8, 6, true);
+  const std::string path = b.save(testing::temp_dir("cl_se"));
+  std::map<std::string, int> ops = fused_ops(path);
+  EXPECT_EQ(ops["com.tandem.FusedConv/nhwc"], 4);
+  EXPECT_EQ(ops["com.tandem.ToChannelsLast"], 1);
+  EXPECT_EQ(ops["com.tandem.ToChannelsFirst"], 2);  // y and f
+  EXPECT_EQ(ops.count("com.tandem.FusedConv"), 0u);
+  EXPECT_LE(fused_vs_ref(path, {random_tensor({1, 8, 10, 9}, 7, -3.0f, 3.0f)}), 1e-5);
+}
+
+// A conv alone between ops that need NCHW gains nothing from NHWC: it stays as it is.
+TEST(ChannelsLast, LoneConvStaysNchw) {
+  OnnxBuilder b;
+  b.input("x", DataType::kFloat32, {1, 4, 6, 6});
+  b.output("y", DataType::kFloat32, {1, 4, 6, 6});
+  add_conv(b, "x", "c", 4, 4, 1, true);
+  b.initializer("s", random_tensor({4}, 2));
+  b.initializer("t", random_tensor({4}, 3));
+  b.node("InstanceNormalization", {"c", "s", "t"}, {"y"});
+  const std::string path = b.save(testing::temp_dir("cl_lone"));
+  EXPECT_EQ(fused_ops(path),
+            (std::map<std::string, int>{{"Conv", 1}, {"InstanceNormalization", 1}}));
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 // reference backend; one accepted but fed unsupported tensors at run time delegates per call.
 #include "ops/conv.h"
 
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -27,6 +28,7 @@
 #include "backends/cpu/dnnl_util.h"
 #include "core/error.h"
 #include "ops/fused_activation.h"
+#include "ops/layout.h"
 #include "ops/schema.h"
 
 namespace tandem::cpu {
@@ -79,19 +81,42 @@ struct ConvPlan {
   bool use_reference = false;  // oneDNN could not build a primitive for it
   dnnl::convolution_forward::primitive_desc pd;
   dnnl::convolution_forward conv;
-  memory::desc x_md, w_md, b_md, y_md;  // the plain layouts of the node's tensors
-  // Set when the primitive's layout differs from the plain one.
+  memory::desc x_md, w_md, b_md, y_md;  // the layouts of the node's tensors (NCHW or NHWC)
+  // Set when the primitive's layout differs from the node's.
   std::optional<dnnl::reorder> x_reorder, y_reorder, w_reorder;
   std::optional<dnnl::reorder> y_reorder_in;  // Z into the destination's layout (FusedConv)
   memory x_mem, y_mem, w_mem;  // buffers in the primitive's layouts, when they differ
   bool w_prepacked = false;    // w_mem holds the constant W, reordered once
+  // The node's tensors as oneDNN memories, pointed at each call's buffers, and the primitive's
+  // arguments built from them once.
+  memory x_user, w_user, b_user, y_user, z_user;
+  // How Z is added: none, a sum post-op (Z of Y's shape, copied into the destination first), or
+  // a binary add post-op reading Z where it broadcasts (per channel, per row, ...).
+  enum class ZMode { kNone, kSum, kBinary } z_mode = ZMode::kNone;
+  std::unordered_map<int, memory> args;
 };
+
+// The plan key: X and W shapes, whether B is given, and when Z is, Y's and Z's shapes (Z may
+// broadcast; Z's rank, then its dims).
+using PlanKey = std::array<int64_t, 19>;
+
+// `want` when it describes the same bytes as the node's plain layout `user`: NCHW and NHWC
+// agree when C == 1 or H * W == 1. Saves a reorder between identical buffers (the squeeze-and-
+// excite convs on [N, C, 1, 1]).
+memory::desc same_bytes_or(const memory::desc& user, const memory::desc& want) {
+  const memory::dims d = user.dims();
+  if (d.size() != 4 || (d[1] != 1 && d[2] * d[3] != 1)) return user;
+  for (Tag t : {Tag::nchw, Tag::nhwc})
+    if (want == memory::desc(d, Dt::f32, t)) return want;
+  return user;
+}
 
 class ConvKernel : public Kernel {
  public:
   ConvKernel(const Node& node, const FusedActivation& act)
       : ref_(make_reference_kernel(node)),
         constant_w_(node.has_input(1) && node.inputs[1]->is_constant()),
+        channels_last_(is_channels_last(node)),
         act_(act) {}
 
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
@@ -109,7 +134,7 @@ class ConvKernel : public Kernel {
     // A session runs one graph at a time, but the lock keeps the cached buffers safe should a
     // kernel ever be shared.
     std::lock_guard<std::mutex> lock(mu_);
-    ConvPlan& p = plan_for(ctx.node, *x, *w, b != nullptr, z != nullptr, y->shape());
+    ConvPlan& p = plan_for(ctx.node, *x, *w, b != nullptr, z, y->shape());
     if (p.use_reference) {
       note_reference_fallback();
       ref_->compute(ctx, inputs, outputs);
@@ -118,40 +143,29 @@ class ConvKernel : public Kernel {
     set_threads(ctx.pool.size());
     dnnl::stream& s = stream();
     try {
-      memory x_user(p.x_md, engine(), const_cast<float*>(x->data<float>()));
-      memory y_user(p.y_md, engine(), y->data<float>());
-      memory src = x_user;
-      if (z) {  // the sum post-op adds what the destination holds
+      p.x_user.set_data_handle(const_cast<float*>(x->data<float>()));
+      p.y_user.set_data_handle(y->data<float>());
+      if (b) p.b_user.set_data_handle(const_cast<float*>(b->data<float>()));
+      if (z && p.z_mode == ConvPlan::ZMode::kBinary) {
+        p.z_user.set_data_handle(const_cast<float*>(z->data<float>()));
+      } else if (z) {  // the sum post-op adds what the destination holds
         if (p.y_reorder) {
-          memory z_user(p.y_md, engine(), const_cast<float*>(z->data<float>()));
-          p.y_reorder_in->execute(s, z_user, p.y_mem);
+          p.z_user.set_data_handle(const_cast<float*>(z->data<float>()));
+          p.y_reorder_in->execute(s, p.z_user, p.y_mem);
         } else {
           std::memcpy(y->data<float>(), z->data<float>(), y->nbytes());
         }
       }
-      if (p.x_reorder) {
-        p.x_reorder->execute(s, x_user, p.x_mem);
-        src = p.x_mem;
-      }
-      memory weights;
-      if (p.w_prepacked) {
-        weights = p.w_mem;
-      } else {
-        memory w_user(p.w_md, engine(), const_cast<float*>(w->data<float>()));
-        if (p.w_mem) {
-          p.w_reorder->execute(s, w_user, p.w_mem);
-          weights = p.w_mem;
+      if (p.x_reorder) p.x_reorder->execute(s, p.x_user, p.x_mem);
+      if (!p.w_prepacked) {
+        p.w_user.set_data_handle(const_cast<float*>(w->data<float>()));
+        if (p.w_reorder) {
+          p.w_reorder->execute(s, p.w_user, p.w_mem);
           p.w_prepacked = constant_w_;  // a constant W stays packed from now on
-        } else {
-          weights = w_user;
         }
       }
-      std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src},
-                                           {DNNL_ARG_WEIGHTS, weights},
-                                           {DNNL_ARG_DST, p.y_reorder ? p.y_mem : y_user}};
-      if (b) args[DNNL_ARG_BIAS] = memory(p.b_md, engine(), const_cast<float*>(b->data<float>()));
-      p.conv.execute(s, args);
-      if (p.y_reorder) p.y_reorder->execute(s, p.y_mem, y_user);
+      p.conv.execute(s, p.args);
+      if (p.y_reorder) p.y_reorder->execute(s, p.y_mem, p.y_user);
       s.wait();
     } catch (const dnnl::error& e) {
       raise(ErrorCode::kInternal, "{}: oneDNN convolution failed: {}", ctx.node.describe(),
@@ -160,35 +174,56 @@ class ConvKernel : public Kernel {
   }
 
  private:
-  // Whether the oneDNN path handles these tensors: 2-D float32 with data to compute, and a Z of
-  // Y's shape (a Z that broadcasts goes to the reference kernel).
+  // Whether the oneDNN path handles these tensors: 2-D float32 with data to compute.
   static bool applies(const Tensor* x, const Tensor* w, const Tensor* b, const Tensor* z,
                       const Tensor* y) {
     if (!x || !w || !y) return false;
     if (x->dtype() != DataType::kFloat32 || w->dtype() != DataType::kFloat32) return false;
     if (b && b->dtype() != DataType::kFloat32) return false;
-    if (z && (z->dtype() != DataType::kFloat32 || z->shape() != y->shape())) return false;
+    if (z && (z->dtype() != DataType::kFloat32 || z->rank() > 4)) return false;
     if (x->rank() != 4 || w->rank() != 4 || y->rank() != 4) return false;
     return x->numel() > 0 && w->numel() > 0 && y->numel() > 0;
   }
 
-  ConvPlan& plan_for(const Node& node, const Tensor& x, const Tensor& w, bool has_bias, bool has_z,
-                     const Shape& y_shape) {
-    std::vector<int64_t> key = x.shape();
-    key.insert(key.end(), w.shape().begin(), w.shape().end());
-    key.push_back(has_bias);
-    key.push_back(has_z);
-    if (has_z) key.insert(key.end(), y_shape.begin(), y_shape.end());
+  ConvPlan& plan_for(const Node& node, const Tensor& x, const Tensor& w, bool has_bias,
+                     const Tensor* z, const Shape& y_shape) {
+    const bool has_z = z != nullptr;
+    PlanKey key{};
+    std::copy(x.shape().begin(), x.shape().end(), key.begin());
+    std::copy(w.shape().begin(), w.shape().end(), key.begin() + 4);
+    key[8] = has_bias;
+    key[9] = has_z;
+    if (has_z) {
+      std::copy(y_shape.begin(), y_shape.end(), key.begin() + 10);
+      key[14] = z->rank();
+      std::copy(z->shape().begin(), z->shape().end(), key.begin() + 15);
+    }
+    if (last_ && key == last_key_) return *last_;
     auto it = plans_.find(key);
-    if (it != plans_.end()) return it->second;
-    if (plans_.size() >= kMaxPlans) plans_.clear();  // shapes keep changing: start over
-    return plans_[key] = make_plan(node, x.shape(), w.shape(), has_bias, has_z, y_shape);
+    if (it == plans_.end()) {
+      if (plans_.size() >= kMaxPlans) plans_.clear();  // shapes keep changing: start over
+      // Plans are built on NCHW shapes; channels_last only changes the memory layouts.
+      Shape xs = x.shape(), ys = y_shape;
+      if (channels_last_) {
+        xs = nhwc_to_nchw(xs);
+        ys = nhwc_to_nchw(ys);
+      }
+      it = plans_
+               .emplace(key, make_plan(node, xs, w.shape(), has_bias, z ? &z->shape() : nullptr,
+                                       y_shape, ys))
+               .first;
+    }
+    last_key_ = key;
+    last_ = &it->second;
+    return it->second;
   }
 
-  ConvPlan make_plan(const Node& node, const Shape& xs, const Shape& ws, bool has_bias, bool has_z,
-                     const Shape& ys) const {
+  // xs, ws, ys: NCHW shapes. zs: Z's shape when given, in the node's layout, like y_node (Y's).
+  ConvPlan make_plan(const Node& node, const Shape& xs, const Shape& ws, bool has_bias,
+                     const Shape* zs, const Shape& y_node, const Shape& ys) const {
     // The schema's parsing and checks, and its pad rule; the shapes come from its inference.
     const ConvAttrs a = read_conv_attrs(node, xs, ws);
+    const bool has_z = zs != nullptr;
     if (has_z && conv_output_shape(node, xs, ws) != ys) {
       ConvPlan p;  // Z broadcast Y beyond the conv's output: the reference kernel does that
       p.use_reference = true;
@@ -206,8 +241,17 @@ class ConvKernel : public Kernel {
     for (int64_t d : a.dilations) dilations.push_back(d - 1);  // oneDNN counts the gaps
 
     ConvPlan p;
-    p.x_md = memory::desc(to_dims(xs), Dt::f32, Tag::nchw);
-    p.y_md = memory::desc(to_dims(ys), Dt::f32, Tag::nchw);
+    const Tag layout = channels_last_ ? Tag::nhwc : Tag::nchw;
+    p.x_md = memory::desc(to_dims(xs), Dt::f32, layout);
+    p.y_md = memory::desc(to_dims(ys), Dt::f32, layout);
+    memory::desc z_md = p.y_md;
+    if (has_z) {
+      p.z_mode = *zs == y_node ? ConvPlan::ZMode::kSum : ConvPlan::ZMode::kBinary;
+      // A broadcasting Z: its dims with leading 1s, as NCHW dims in the node's layout.
+      Shape z4 = *zs;
+      z4.insert(z4.begin(), 4 - z4.size(), 1);
+      z_md = memory::desc(to_dims(channels_last_ ? nhwc_to_nchw(z4) : z4), Dt::f32, layout);
+    }
     if (a.group == 1) {
       p.w_md = memory::desc(to_dims(ws), Dt::f32, Tag::oihw);
     } else {
@@ -226,12 +270,16 @@ class ConvKernel : public Kernel {
                            : dnnl::convolution_forward::desc(prop, alg, x_any, w_any, y_any,
                                                              strides, dilations, pad_l, pad_r);
       dnnl::post_ops ops;
-      if (has_z) ops.append_sum(1.0f);
+      if (p.z_mode == ConvPlan::ZMode::kSum) ops.append_sum(1.0f);
+      if (p.z_mode == ConvPlan::ZMode::kBinary)
+        ops.append_binary(dnnl::algorithm::binary_add, z_md);
       if (!activation_post_ops(act_, ops)) throw dnnl::error(dnnl_unimplemented, "activation");
       dnnl::primitive_attr attr;
       attr.set_post_ops(ops);
       p.pd = dnnl::convolution_forward::primitive_desc(desc, attr, engine());
       p.conv = dnnl::convolution_forward(p.pd);
+      p.x_md = same_bytes_or(p.x_md, p.pd.src_desc());
+      p.y_md = same_bytes_or(p.y_md, p.pd.dst_desc());
       if (p.pd.src_desc() != p.x_md) {
         p.x_mem = memory(p.pd.src_desc(), engine());
         p.x_reorder = make_reorder(p.x_md, p.pd.src_desc());
@@ -239,12 +287,26 @@ class ConvKernel : public Kernel {
       if (p.pd.dst_desc() != p.y_md) {
         p.y_mem = memory(p.pd.dst_desc(), engine());
         p.y_reorder = make_reorder(p.pd.dst_desc(), p.y_md);
-        if (has_z) p.y_reorder_in = make_reorder(p.y_md, p.pd.dst_desc());
+        if (p.z_mode == ConvPlan::ZMode::kSum)
+          p.y_reorder_in = make_reorder(p.y_md, p.pd.dst_desc());
       }
       if (p.pd.weights_desc() != p.w_md) {
         p.w_mem = memory(p.pd.weights_desc(), engine());
         p.w_reorder = make_reorder(p.w_md, p.pd.weights_desc());
       }
+      p.x_user = memory(p.x_md, engine(), nullptr);
+      p.y_user = memory(p.y_md, engine(), nullptr);
+      p.z_user = memory(z_md, engine(), nullptr);
+      p.w_user = memory(p.w_md, engine(), nullptr);
+      p.args = {{DNNL_ARG_SRC, p.x_reorder ? p.x_mem : p.x_user},
+                {DNNL_ARG_WEIGHTS, p.w_reorder ? p.w_mem : p.w_user},
+                {DNNL_ARG_DST, p.y_reorder ? p.y_mem : p.y_user}};
+      if (has_bias) {
+        p.b_user = memory(p.b_md, engine(), nullptr);
+        p.args[DNNL_ARG_BIAS] = p.b_user;
+      }
+      if (p.z_mode == ConvPlan::ZMode::kBinary)
+        p.args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] = p.z_user;
     } catch (const dnnl::error&) {
       // No oneDNN implementation for this geometry: the reference kernel computes it.
       p = ConvPlan{};
@@ -256,9 +318,12 @@ class ConvKernel : public Kernel {
   static constexpr size_t kMaxPlans = 16;
   std::unique_ptr<Kernel> ref_;
   bool constant_w_;
+  bool channels_last_;   // FusedConv with NHWC X, Z and Y
   FusedActivation act_;  // FusedConv's activation (none for Conv)
   std::mutex mu_;
-  std::map<std::vector<int64_t>, ConvPlan> plans_;
+  std::map<PlanKey, ConvPlan> plans_;
+  PlanKey last_key_{};
+  ConvPlan* last_ = nullptr;  // the plan of the latest call (std::map nodes stay put)
 };
 
 // Declines (nullptr → the reference backend) what the graph already shows the fast path does

@@ -16,6 +16,7 @@ void register_binary_kernels(KernelRegistry& r);   // Add, Sub, Mul, Div (oneDNN
 
 void register_batchnorm_kernels(KernelRegistry& r);  // BatchNormalization (inference)
 void register_pool_kernels(KernelRegistry& r);       // MaxPool, AveragePool (oneDNN), Global*Pool
+void register_layout_kernels(KernelRegistry& r);     // ToChannelsLast, ToChannelsFirst
 
 // How many compute calls CPU kernels have handed to their reference kernel so far (tensors the
 // fast path does not handle, seen only at run time), over the whole process. For tests and

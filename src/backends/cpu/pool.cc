@@ -10,6 +10,8 @@
 // - GlobalAveragePool and GlobalMaxPool: one contiguous plane per (batch, channel), reduced in
 //   a loop with 16 independent lanes (so it vectorises); the average sums in float lanes and
 //   adds the lanes in double.
+// - The channels-last forms of all four (kFusedDomain, channels_last = 1, ops/layout.h): oneDNN
+//   pooling on NHWC memory, and global pools that add whole rows of C channels at a time.
 #include <algorithm>
 #include <limits>
 #include <map>
@@ -20,6 +22,8 @@
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/dnnl_util.h"
 #include "core/error.h"
+#include "ops/layout.h"
+#include "ops/schema.h"
 
 namespace tandem::cpu {
 
@@ -43,7 +47,10 @@ Tag plain_tag(size_t rank) {
 
 class PoolKernel : public Kernel {
  public:
-  PoolKernel(const Node& node, bool is_max) : ref_(make_reference_kernel(node)), is_max_(is_max) {}
+  PoolKernel(const Node& node, bool is_max)
+      : ref_(make_reference_kernel(node)),
+        is_max_(is_max),
+        channels_last_(is_channels_last(node)) {}
 
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {
@@ -57,7 +64,9 @@ class PoolKernel : public Kernel {
       return;
     }
     std::lock_guard<std::mutex> lock(mu_);
-    PoolPlan& p = plan_for(ctx.node, x->shape(), y->shape());
+    PoolPlan& p = channels_last_
+                      ? plan_for(ctx.node, nhwc_to_nchw(x->shape()), nhwc_to_nchw(y->shape()))
+                      : plan_for(ctx.node, x->shape(), y->shape());
     if (p.use_reference) {
       note_reference_fallback();
       ref_->compute(ctx, inputs, outputs);
@@ -131,8 +140,9 @@ class PoolKernel : public Kernel {
       pad_r.push_back(pr);
     }
     try {
-      p.x_md = memory::desc(to_dims(xs), Dt::f32, plain_tag(xs.size()));
-      p.y_md = memory::desc(to_dims(ys), Dt::f32, plain_tag(ys.size()));
+      const Tag tag = channels_last_ ? Tag::nhwc : plain_tag(xs.size());
+      p.x_md = memory::desc(to_dims(xs), Dt::f32, tag);
+      p.y_md = memory::desc(to_dims(ys), Dt::f32, tag);
       const auto alg = is_max_       ? dnnl::algorithm::pooling_max
                        : include_pad ? dnnl::algorithm::pooling_avg_include_padding
                                      : dnnl::algorithm::pooling_avg_exclude_padding;
@@ -150,6 +160,7 @@ class PoolKernel : public Kernel {
   static constexpr size_t kMaxPlans = 16;
   std::unique_ptr<Kernel> ref_;
   bool is_max_;
+  bool channels_last_;  // NHWC X and Y
   std::mutex mu_;
   std::map<std::vector<int64_t>, PoolPlan> plans_;
 };
@@ -158,16 +169,23 @@ class PoolKernel : public Kernel {
 class GlobalPoolKernel : public Kernel {
  public:
   GlobalPoolKernel(const Node& node, bool is_max)
-      : ref_(make_reference_kernel(node)), is_max_(is_max) {}
+      : ref_(make_reference_kernel(node)),
+        is_max_(is_max),
+        channels_last_(is_channels_last(node)) {}
 
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {
     const Tensor* x = inputs.empty() ? nullptr : inputs[0];
     Tensor* y = outputs.empty() ? nullptr : outputs[0];
     if (!x || !y || x->dtype() != DataType::kFloat32 || x->rank() < 3 || x->numel() == 0 ||
-        y->numel() != x->dim(0) * x->dim(1)) {
+        (channels_last_ && x->rank() != 4) ||
+        y->numel() != x->dim(0) * x->dim(channels_last_ ? 3 : 1)) {
       note_reference_fallback();
       ref_->compute(ctx, inputs, outputs);
+      return;
+    }
+    if (channels_last_) {
+      rows(*x, *y);
       return;
     }
     const int64_t planes = x->dim(0) * x->dim(1);
@@ -212,8 +230,31 @@ class GlobalPoolKernel : public Kernel {
     return best;
   }
 
+  // NHWC: per batch item, the H * W rows of C channels are added (or maxed) into C
+  // accumulators, a whole row at a time.
+  void rows(const Tensor& x, Tensor& y) const {
+    const int64_t batch = x.dim(0), hw = x.dim(1) * x.dim(2), c = x.dim(3);
+    const float* xd = x.data<float>();
+    float* yd = y.data<float>();
+    for (int64_t n = 0; n < batch; ++n) {
+      const float* item = xd + n * hw * c;
+      float* out = yd + n * c;
+      if (is_max_) {
+        std::fill(out, out + c, std::numeric_limits<float>::lowest());
+        for (int64_t r = 0; r < hw; ++r)
+          for (int64_t i = 0; i < c; ++i) out[i] = std::max(out[i], item[r * c + i]);
+      } else {
+        std::vector<double> acc(c, 0.0);
+        for (int64_t r = 0; r < hw; ++r)
+          for (int64_t i = 0; i < c; ++i) acc[i] += item[r * c + i];
+        for (int64_t i = 0; i < c; ++i) out[i] = static_cast<float>(acc[i] / double(hw));
+      }
+    }
+  }
+
   std::unique_ptr<Kernel> ref_;
   bool is_max_;
+  bool channels_last_;  // NHWC X and Y
 };
 
 bool declined(const Node& node) {
@@ -224,6 +265,7 @@ bool declined(const Node& node) {
 
 std::unique_ptr<Kernel> make_max_pool(const Node& node) {
   if (declined(node)) return nullptr;
+  if (node.domain == kFusedDomain && !is_channels_last(node)) return nullptr;
   if (node.outputs.size() > 1 && node.outputs[1]) return nullptr;  // Indices
   return std::make_unique<PoolKernel>(node, true);
 }
@@ -243,10 +285,12 @@ KernelFactory global_pool(bool is_max) {
 }  // namespace
 
 void register_pool_kernels(KernelRegistry& r) {
-  r.add("MaxPool", make_max_pool);
-  r.add("AveragePool", make_average_pool);
-  r.add("GlobalAveragePool", global_pool(false));
-  r.add("GlobalMaxPool", global_pool(true));
+  for (const char* domain : {"", kFusedDomain}) {  // ONNX's, and the channels-last forms
+    r.add("MaxPool", make_max_pool, domain);
+    r.add("AveragePool", make_average_pool, domain);
+    r.add("GlobalAveragePool", global_pool(false), domain);
+    r.add("GlobalMaxPool", global_pool(true), domain);
+  }
 }
 
 }  // namespace tandem::cpu

@@ -14,8 +14,10 @@
 
 #include "backends/backend.h"
 #include "backends/ref/dispatch.h"
+#include "backends/ref/layout.h"
 #include "core/error.h"
 #include "ops/fused_activation.h"
+#include "ops/layout.h"
 #include "ops/schema.h"
 #include "ops/shape_utils.h"
 
@@ -254,8 +256,8 @@ void conv_transpose(const KernelContext& ctx, std::span<const Tensor* const> inp
   });
 }
 
-// FusedConv: Y = act(Conv(X, W, B) + Z), Z broadcasting like Add's operands. The conv runs
-// straight into Y when Y has the conv's shape (Z absent or not larger), else into a temporary.
+// FusedConv: Y = act(Conv(X, W, B) + Z), Z broadcasting like Add's operands; with
+// channels_last, X, Z and Y are NHWC.
 void fused_conv(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                 std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
@@ -263,15 +265,34 @@ void fused_conv(const KernelContext& ctx, std::span<const Tensor* const> inputs,
   const FusedActivation act = read_fused_activation(node);
   const Tensor* z = inputs.size() > 3 ? inputs[3] : nullptr;
   Tensor& y = *outputs[0];
-  const Shape conv_shape = conv_output_shape(node, inputs[0]->shape(), inputs[1]->shape());
-  Tensor tmp;
-  Tensor* c = &y;
-  if (conv_shape != y.shape()) {
-    tmp = Tensor(y.dtype(), conv_shape);
-    c = &tmp;
+  // With channels_last, X is turned to NCHW for the conv and its result back to NHWC.
+  const bool channels_last = is_channels_last(node);
+  const Tensor* x = inputs[0];
+  Tensor x_nchw;
+  if (channels_last) {
+    TANDEM_CHECK(x->rank() == 4, ErrorCode::kInvalidModel,
+                 "{}: channels_last needs a 2-D conv (X of rank 4), X is {}", node.describe(),
+                 shape_str(x->shape()));
+    x_nchw = Tensor(x->dtype(), nhwc_to_nchw(x->shape()));
+    copy_to_channels_first(ctx, *x, x_nchw);
+    x = &x_nchw;
   }
+  const Shape nchw_shape = conv_output_shape(node, x->shape(), inputs[1]->shape());
+  const Shape conv_shape = channels_last ? nchw_to_nhwc(nchw_shape) : nchw_shape;
+  // The conv runs straight into Y when Y is its output as it stands.
+  const bool direct = !channels_last && conv_shape == y.shape();
+  Tensor nchw_out, nhwc_out;
+  Tensor* c = direct ? &y : &(nchw_out = Tensor(y.dtype(), nchw_shape));
+  std::vector<const Tensor*> conv_in(inputs.begin(),
+                                     inputs.begin() + std::min<size_t>(inputs.size(), 3));
+  conv_in[0] = x;
   Tensor* conv_out[] = {c};
-  conv(ctx, inputs.subspan(0, std::min<size_t>(inputs.size(), 3)), conv_out);
+  conv(ctx, conv_in, conv_out);
+  if (channels_last) {
+    nhwc_out = Tensor(y.dtype(), conv_shape);
+    copy_to_channels_last(ctx, nchw_out, nhwc_out);
+    c = &nhwc_out;
+  }
   if (z) {
     TANDEM_CHECK(z->dtype() == y.dtype(), ErrorCode::kInvalidModel, "{}: Z is {} but Y is {}",
                  node.describe(), dtype_name(z->dtype()), dtype_name(y.dtype()));

@@ -12,6 +12,7 @@ using FusionPass = int (*)(Graph&);
 constexpr FusionPass kFusionPasses[] = {
     fuse_batchnorm_into_conv,  // before fuse_conv_activation: Conv+BN then takes the Relu
     fuse_conv_activation,
+    convert_to_channels_last,  // last: needs the fused convs; runs once
 };
 }  // namespace
 
