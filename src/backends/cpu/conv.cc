@@ -26,6 +26,7 @@
 
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/dnnl_util.h"
+#include "backends/cpu/transpose.h"
 #include "core/error.h"
 #include "ops/fused_activation.h"
 #include "ops/layout.h"
@@ -76,6 +77,10 @@ bool activation_post_ops(const FusedActivation& act, dnnl::post_ops& ops) {
   return false;
 }
 
+// Multiply-adds per thread below which a conv runs on fewer threads (measured on the committed
+// CNNs at 2 threads: 2^16 is best, 2^18 and 1 lose up to 10% and 20%).
+constexpr int64_t kMacsPerThread = int64_t{1} << 16;
+
 // One prepared convolution for one set of input shapes.
 struct ConvPlan {
   bool use_reference = false;  // oneDNN could not build a primitive for it
@@ -85,8 +90,14 @@ struct ConvPlan {
   // Set when the primitive's layout differs from the node's.
   std::optional<dnnl::reorder> x_reorder, y_reorder, w_reorder;
   std::optional<dnnl::reorder> y_reorder_in;  // Z into the destination's layout (FusedConv)
+  // Set instead of the reorders when the primitive's layout is the other plain one (NCHW vs
+  // NHWC): the SSE transposes of cpu/transpose.h beat oneDNN's reorder there. Per batch item, the
+  // node's X is a x_rows x x_cols matrix; the primitive's Y a y_rows x y_cols one.
+  bool x_transpose = false, y_transpose = false;
+  int64_t batch = 0, x_rows = 0, x_cols = 0, y_rows = 0, y_cols = 0;
   memory x_mem, y_mem, w_mem;  // buffers in the primitive's layouts, when they differ
   bool w_prepacked = false;    // w_mem holds the constant W, reordered once
+  int64_t macs = 0;            // multiply-adds of one call (sizes the thread team)
   // The node's tensors as oneDNN memories, pointed at each call's buffers, and the primitive's
   // arguments built from them once.
   memory x_user, w_user, b_user, y_user, z_user;
@@ -140,7 +151,8 @@ class ConvKernel : public Kernel {
       ref_->compute(ctx, inputs, outputs);
       return;
     }
-    set_threads(ctx.pool.size());
+    // A small conv runs on fewer threads: waking a thread costs more than its share of the work.
+    set_threads(static_cast<int>(std::clamp<int64_t>(p.macs / kMacsPerThread, 1, ctx.pool.size())));
     dnnl::stream& s = stream();
     try {
       p.x_user.set_data_handle(const_cast<float*>(x->data<float>()));
@@ -148,15 +160,23 @@ class ConvKernel : public Kernel {
       if (b) p.b_user.set_data_handle(const_cast<float*>(b->data<float>()));
       if (z && p.z_mode == ConvPlan::ZMode::kBinary) {
         p.z_user.set_data_handle(const_cast<float*>(z->data<float>()));
-      } else if (z) {  // the sum post-op adds what the destination holds
-        if (p.y_reorder) {
+      } else if (z) {         // the sum post-op adds what the destination holds
+        if (p.y_transpose) {  // the node's layout to the primitive's: the other way round
+          transpose_matrices(ctx, z->data<float>(), p.y_mem.get_data_handle(), p.batch, p.y_cols,
+                             p.y_rows);
+        } else if (p.y_reorder) {
           p.z_user.set_data_handle(const_cast<float*>(z->data<float>()));
           p.y_reorder_in->execute(s, p.z_user, p.y_mem);
         } else {
           std::memcpy(y->data<float>(), z->data<float>(), y->nbytes());
         }
       }
-      if (p.x_reorder) p.x_reorder->execute(s, p.x_user, p.x_mem);
+      if (p.x_transpose) {
+        transpose_matrices(ctx, x->data<float>(), p.x_mem.get_data_handle(), p.batch, p.x_rows,
+                           p.x_cols);
+      } else if (p.x_reorder) {
+        p.x_reorder->execute(s, p.x_user, p.x_mem);
+      }
       if (!p.w_prepacked) {
         p.w_user.set_data_handle(const_cast<float*>(w->data<float>()));
         if (p.w_reorder) {
@@ -167,6 +187,9 @@ class ConvKernel : public Kernel {
       p.conv.execute(s, p.args);
       if (p.y_reorder) p.y_reorder->execute(s, p.y_mem, p.y_user);
       s.wait();
+      if (p.y_transpose)
+        transpose_matrices(ctx, p.y_mem.get_data_handle(), y->data<float>(), p.batch, p.y_rows,
+                           p.y_cols);
     } catch (const dnnl::error& e) {
       raise(ErrorCode::kInternal, "{}: oneDNN convolution failed: {}", ctx.node.describe(),
             e.what());
@@ -241,6 +264,7 @@ class ConvKernel : public Kernel {
     for (int64_t d : a.dilations) dilations.push_back(d - 1);  // oneDNN counts the gaps
 
     ConvPlan p;
+    p.macs = shape_numel(ys) * ws[1] * ws[2] * ws[3];
     const Tag layout = channels_last_ ? Tag::nhwc : Tag::nchw;
     p.x_md = memory::desc(to_dims(xs), Dt::f32, layout);
     p.y_md = memory::desc(to_dims(ys), Dt::f32, layout);
@@ -280,15 +304,27 @@ class ConvKernel : public Kernel {
       p.conv = dnnl::convolution_forward(p.pd);
       p.x_md = same_bytes_or(p.x_md, p.pd.src_desc());
       p.y_md = same_bytes_or(p.y_md, p.pd.dst_desc());
+      // The other plain layout, which a transpose reaches.
+      const Tag other = channels_last_ ? Tag::nchw : Tag::nhwc;
+      p.batch = xs[0];
       if (p.pd.src_desc() != p.x_md) {
         p.x_mem = memory(p.pd.src_desc(), engine());
-        p.x_reorder = make_reorder(p.x_md, p.pd.src_desc());
+        p.x_transpose = p.pd.src_desc() == memory::desc(to_dims(xs), Dt::f32, other);
+        p.x_rows = channels_last_ ? xs[2] * xs[3] : xs[1];
+        p.x_cols = channels_last_ ? xs[1] : xs[2] * xs[3];
+        if (!p.x_transpose) p.x_reorder = make_reorder(p.x_md, p.pd.src_desc());
       }
       if (p.pd.dst_desc() != p.y_md) {
         p.y_mem = memory(p.pd.dst_desc(), engine());
-        p.y_reorder = make_reorder(p.pd.dst_desc(), p.y_md);
-        if (p.z_mode == ConvPlan::ZMode::kSum)
-          p.y_reorder_in = make_reorder(p.y_md, p.pd.dst_desc());
+        p.y_transpose = p.pd.dst_desc() == memory::desc(to_dims(ys), Dt::f32, other);
+        // The primitive's Y: NHWC ([HW, C] per item) when the node's is NCHW, and vice versa.
+        p.y_rows = channels_last_ ? ys[1] : ys[2] * ys[3];
+        p.y_cols = channels_last_ ? ys[2] * ys[3] : ys[1];
+        if (!p.y_transpose) {
+          p.y_reorder = make_reorder(p.pd.dst_desc(), p.y_md);
+          if (p.z_mode == ConvPlan::ZMode::kSum)
+            p.y_reorder_in = make_reorder(p.y_md, p.pd.dst_desc());
+        }
       }
       if (p.pd.weights_desc() != p.w_md) {
         p.w_mem = memory(p.pd.weights_desc(), engine());
@@ -298,9 +334,9 @@ class ConvKernel : public Kernel {
       p.y_user = memory(p.y_md, engine(), nullptr);
       p.z_user = memory(z_md, engine(), nullptr);
       p.w_user = memory(p.w_md, engine(), nullptr);
-      p.args = {{DNNL_ARG_SRC, p.x_reorder ? p.x_mem : p.x_user},
+      p.args = {{DNNL_ARG_SRC, p.x_mem ? p.x_mem : p.x_user},
                 {DNNL_ARG_WEIGHTS, p.w_reorder ? p.w_mem : p.w_user},
-                {DNNL_ARG_DST, p.y_reorder ? p.y_mem : p.y_user}};
+                {DNNL_ARG_DST, p.y_mem ? p.y_mem : p.y_user}};
       if (has_bias) {
         p.b_user = memory(p.b_md, engine(), nullptr);
         p.args[DNNL_ARG_BIAS] = p.b_user;

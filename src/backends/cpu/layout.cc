@@ -12,6 +12,7 @@
 
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/dnnl_util.h"
+#include "backends/cpu/transpose.h"
 #include "ops/schema.h"
 
 namespace tandem::cpu {
@@ -75,6 +76,18 @@ void transpose(const KernelContext& ctx, const float* src, float* dst, int64_t r
   }
 }
 
+}  // namespace
+
+void transpose_matrices(const KernelContext& ctx, const void* src, void* dst, int64_t batch,
+                        int64_t rows, int64_t cols) {
+  const float* s = static_cast<const float*>(src);
+  float* d = static_cast<float*>(dst);
+  for (int64_t n = 0; n < batch; ++n)
+    transpose(ctx, s + n * rows * cols, d + n * rows * cols, rows, cols);
+}
+
+namespace {
+
 class LayoutKernel : public Kernel {
  public:
   LayoutKernel(const Node& node, bool to_last)
@@ -98,11 +111,7 @@ class LayoutKernel : public Kernel {
       std::memcpy(y->raw(), x->raw(), x->nbytes());
       return;
     }
-    const int64_t rows = to_last_ ? c : hw, cols = to_last_ ? hw : c;
-    const float* src = static_cast<const float*>(x->raw());
-    float* dst = static_cast<float*>(y->raw());
-    for (int64_t n = 0; n < batch; ++n)
-      transpose(ctx, src + n * rows * cols, dst + n * rows * cols, rows, cols);
+    transpose_matrices(ctx, x->raw(), y->raw(), batch, to_last_ ? c : hw, to_last_ ? hw : c);
   }
 
  private:
