@@ -443,5 +443,37 @@ TEST(ChannelsLast, LoneConvStaysNchw) {
             (std::map<std::string, int>{{"Conv", 1}, {"InstanceNormalization", 1}}));
 }
 
+// Convs the region cannot take: a W computed at run time, a 1-D conv. Two of each in a chain
+// (which would otherwise be worth converting) stay NCHW.
+TEST(ChannelsLast, ConvsItCannotTake) {
+  {
+    OnnxBuilder b;
+    b.input("x", DataType::kFloat32, {1, 4, 6, 6});
+    b.input("w", DataType::kFloat32, {4, 4, 3, 3});
+    b.output("y", DataType::kFloat32, {1, 4, 2, 2});
+    b.node("Conv", {"x", "w"}, {"a"});
+    b.node("Relu", {"a"}, {"r"});
+    b.node("Conv", {"r", "w"}, {"y"});
+    const std::string path = b.save(testing::temp_dir("cl_w_input"));
+    EXPECT_EQ(fused_ops(path),
+              (std::map<std::string, int>{{"com.tandem.FusedConv", 1}, {"Conv", 1}}));
+    EXPECT_LE(fused_vs_ref(path, {random_tensor({1, 4, 6, 6}, 1), random_tensor({4, 4, 3, 3}, 2)}),
+              1e-5);
+  }
+  {
+    OnnxBuilder b;
+    b.input("x", DataType::kFloat32, {2, 4, 9});
+    b.output("y", DataType::kFloat32, {2, 4, 5});
+    b.initializer("w", random_tensor({4, 4, 3}, 3));
+    b.node("Conv", {"x", "w"}, {"a"});
+    b.node("Relu", {"a"}, {"r"});
+    b.node("Conv", {"r", "w"}, {"y"});
+    const std::string path = b.save(testing::temp_dir("cl_1d"));
+    EXPECT_EQ(fused_ops(path),
+              (std::map<std::string, int>{{"com.tandem.FusedConv", 1}, {"Conv", 1}}));
+    EXPECT_LE(fused_vs_ref(path, {random_tensor({2, 4, 9}, 4)}), 1e-5);
+  }
+}
+
 }  // namespace
 }  // namespace tandem
