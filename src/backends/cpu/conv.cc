@@ -1,18 +1,22 @@
 // The CPU backend's Conv: oneDNN's convolution_forward for 2-D float32 convolutions (groups,
 // depthwise, strides, dilations, explicit pads and auto_pad, optional bias), and FusedConv
-// (kFusedDomain): the same convolution with oneDNN post-ops, a sum for the added tensor Z (Z is
-// copied into the destination first) and then the activation as eltwise post-ops.
+// (kFusedDomain): the same convolution with oneDNN post-ops, Z added by a sum post-op when it has
+// Y's shape (Z is copied into the destination first) or a binary add post-op when it broadcasts,
+// then the activation as eltwise post-ops.
 //
-// The kernel is created once per node and keeps, per (X shape, W shape, bias) seen, a prepared
-// primitive: the primitive descriptor with oneDNN free to choose its internal layouts
-// (format_tag::any), the primitive itself, the reorders between plain NCHW tensors and those
-// layouts, and the intermediate buffers. When W is a constant of the model, it is reordered into
-// the primitive's preferred layout once (prepacked) and kept. X and Y stay plain NCHW in the
-// graph; layout propagation across nodes is a later step.
+// The kernel is created once per node and keeps, per (X shape, W shape, bias, Z shape) seen, a
+// prepared primitive: the primitive descriptor with oneDNN free to choose its internal layouts
+// (format_tag::any), the primitive itself, the layout changes between the node's tensors (NCHW,
+// or NHWC for a channels_last FusedConv) and those layouts, the intermediate buffers, and the
+// oneDNN memories and arguments, re-pointed at each call's buffers. When W is a constant of the
+// model, it is reordered into the primitive's preferred layout once (prepacked) and kept. On
+// AVX-512 oneDNN 2.6 picks NHWC for every conv of the committed models: the channels_last pass
+// (graph/passes/channels_last.cc) lets chains of convs skip the layout changes.
 //
-// Anything else (1-D/3-D convs, other dtypes, empty tensors, a primitive oneDNN cannot build)
-// runs on the reference kernel, which the node holds: a node declined in the factory goes to the
-// reference backend; one accepted but fed unsupported tensors at run time delegates per call.
+// Anything else (1-D/3-D convs, other dtypes, empty tensors, a Z that broadcasts Y beyond the
+// conv's output, a primitive oneDNN cannot build) runs on the reference kernel, which the node
+// holds: a node declined in the factory goes to the reference backend; one accepted but fed
+// unsupported tensors at run time delegates per call.
 #include "ops/conv.h"
 
 #include <array>
