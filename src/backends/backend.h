@@ -92,5 +92,6 @@ void register_quantize_ref_kernels(KernelRegistry& r);
 void register_dropout_ref_kernels(KernelRegistry& r);
 void register_loss_ref_kernels(KernelRegistry& r);
 void register_text_ref_kernels(KernelRegistry& r);
+void register_layout_ref_kernels(KernelRegistry& r);
 
 }  // namespace tandem

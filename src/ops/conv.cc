@@ -1,4 +1,5 @@
-// Schemas of the conv family: Conv and ConvTranspose (1-D, 2-D and 3-D).
+// Schemas of the conv family: Conv and ConvTranspose (1-D, 2-D and 3-D), and FusedConv
+// (kFusedDomain: a Conv with an added tensor and an activation).
 //
 // Both take X [N, C, D1..Dn] and a weight W; the output spatial sizes follow from the kernel
 // size, strides, dilations and padding (explicit `pads` or `auto_pad`).
@@ -9,7 +10,10 @@
 #include <vector>
 
 #include "core/error.h"
+#include "ops/fused_activation.h"
+#include "ops/layout.h"
 #include "ops/schema.h"
+#include "ops/shape_utils.h"
 
 namespace tandem {
 
@@ -74,6 +78,33 @@ void conv_pads(const ConvAttrs& a, const Shape& x, const Shape& y, std::vector<i
   }
 }
 
+Shape conv_output_shape(const Node& node, const Shape& x, const Shape& w) {
+  ConvAttrs a = read_conv_attrs(node, x, w);
+  const size_t n = x.size() - 2;
+  TANDEM_CHECK(x[1] == w[1] * a.group && w[0] % a.group == 0, ErrorCode::kInvalidModel,
+               "{}: X has {} channels and W shape {} with group {}: need C == W[1] * group and "
+               "W[0] divisible by group",
+               node.describe(), x[1], shape_str(w), a.group);
+  Shape out{x[0], w[0]};
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t in = x[i + 2], s = a.strides[i];
+    const int64_t k_eff = (a.kernel[i] - 1) * a.dilations[i] + 1;
+    int64_t o;
+    if (a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER") {
+      o = (in + s - 1) / s;  // ceil(in / s); the padding adapts
+    } else {
+      const int64_t padded = a.auto_pad == "VALID" ? in : in + a.pads[i] + a.pads[i + n];
+      TANDEM_CHECK(padded >= k_eff, ErrorCode::kInvalidArgument,
+                   "{}: spatial axis {} of size {} (padded {}) is smaller than the dilated "
+                   "kernel {}",
+                   node.describe(), i, in, padded, k_eff);
+      o = (padded - k_eff) / s + 1;
+    }
+    out.push_back(o);
+  }
+  return out;
+}
+
 namespace {
 
 void check_bias(const InferContext& ctx, int64_t channels) {
@@ -97,35 +128,42 @@ void check_float(const InferContext& ctx) {
 }
 
 std::vector<TensorType> infer_conv(const InferContext& ctx) {
-  const Node& node = ctx.node;
   check_float(ctx);
-  const Shape& x = ctx.input(0).shape;
   const Shape& w = ctx.input(1).shape;
-  ConvAttrs a = read_conv_attrs(node, x, w);
-  const size_t n = x.size() - 2;
-  TANDEM_CHECK(x[1] == w[1] * a.group && w[0] % a.group == 0, ErrorCode::kInvalidModel,
-               "{}: X has {} channels and W shape {} with group {}: need C == W[1] * group and "
-               "W[0] divisible by group",
-               node.describe(), x[1], shape_str(w), a.group);
+  Shape out = conv_output_shape(ctx.node, ctx.input(0).shape, w);
   check_bias(ctx, w[0]);
-  Shape out{x[0], w[0]};
-  for (size_t i = 0; i < n; ++i) {
-    const int64_t in = x[i + 2], s = a.strides[i];
-    const int64_t k_eff = (a.kernel[i] - 1) * a.dilations[i] + 1;
-    int64_t o;
-    if (a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER") {
-      o = (in + s - 1) / s;  // ceil(in / s); the padding adapts
-    } else {
-      const int64_t padded = a.auto_pad == "VALID" ? in : in + a.pads[i] + a.pads[i + n];
-      TANDEM_CHECK(padded >= k_eff, ErrorCode::kInvalidArgument,
-                   "{}: spatial axis {} of size {} (padded {}) is smaller than the dilated "
-                   "kernel {}",
-                   node.describe(), i, in, padded, k_eff);
-      o = (padded - k_eff) / s + 1;
-    }
-    out.push_back(o);
-  }
   return {TensorType{ctx.input(0).dtype, out}};
+}
+
+// FusedConv (kFusedDomain): Y = act(Conv(X, W, B) + Z). Z is optional and broadcasts like Add's
+// operands (the fusion pass cannot always see shapes); activation and activation_params as in
+// ops/fused_activation.h. With channels_last = 1 (2-D only), X, Z and Y are NHWC (ops/layout.h):
+// the conv's output is turned to NHWC before Z is added.
+std::vector<TensorType> infer_fused_conv(const InferContext& ctx) {
+  std::vector<TensorType> out;
+  if (is_channels_last(ctx.node)) {
+    const TensorType& x = ctx.input(0);
+    TANDEM_CHECK(x.shape.size() == 4, ErrorCode::kInvalidModel,
+                 "{}: channels_last needs a 2-D conv (X of rank 4), X is {}", ctx.node.describe(),
+                 shape_str(x.shape));
+    const TensorType nchw{x.dtype, nhwc_to_nchw(x.shape)};
+    std::vector<const TensorType*> types{&nchw};
+    for (size_t i = 1; i < ctx.num_inputs(); ++i)
+      types.push_back(ctx.has_input(i) ? &ctx.input(i) : nullptr);
+    std::vector<const Tensor*> values(types.size(), nullptr);
+    out = infer_conv(InferContext(ctx.node, types, values));
+    out[0].shape = nchw_to_nhwc(out[0].shape);
+  } else {
+    out = infer_conv(ctx);
+  }
+  read_fused_activation(ctx.node);
+  if (ctx.has_input(3)) {
+    const TensorType& z = ctx.input(3);
+    TANDEM_CHECK(z.dtype == out[0].dtype, ErrorCode::kInvalidModel, "{}: Z is {} but X is {}",
+                 ctx.node.describe(), dtype_name(z.dtype), dtype_name(out[0].dtype));
+    out[0].shape = broadcast_shapes(out[0].shape, z.shape, ctx.node);
+  }
+  return out;
 }
 
 std::vector<TensorType> infer_conv_transpose(const InferContext& ctx) {
@@ -182,6 +220,7 @@ std::vector<TensorType> infer_conv_transpose(const InferContext& ctx) {
 void register_conv_schemas(SchemaRegistry& r) {
   r.add({"Conv", 2, 3, infer_conv});
   r.add({"ConvTranspose", 2, 3, infer_conv_transpose});
+  r.add({"FusedConv", 2, 4, infer_fused_conv, kFusedDomain});
 }
 
 }  // namespace tandem

@@ -21,6 +21,10 @@ struct ConvAttrs {
 // weight W of shape `w`; throws tandem::Error naming the node on anything invalid.
 ConvAttrs read_conv_attrs(const Node& node, const Shape& x, const Shape& w);
 
+// The output shape of a Conv (not ConvTranspose) with input X of shape `x` and weight W of shape
+// `w`; throws tandem::Error naming the node when they do not fit.
+Shape conv_output_shape(const Node& node, const Shape& x, const Shape& w);
+
 // The begin and end pads of every spatial axis of a Conv (not ConvTranspose) with input shape
 // `x` and output shape `y` (as infer_conv gives it): the explicit pads, none for VALID, or the
 // total SAME padding split with the larger half at the end (SAME_UPPER) or the beginning

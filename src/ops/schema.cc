@@ -57,6 +57,7 @@ const SchemaRegistry& schemas() {
     register_dropout_schemas(r);
     register_loss_schemas(r);
     register_text_schemas(r);
+    register_layout_schemas(r);
     register_legacy_schemas(r);  // last: wraps the schemas above
     return r;
   }();

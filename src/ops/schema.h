@@ -101,4 +101,5 @@ void register_quantize_schemas(SchemaRegistry& r);
 void register_dropout_schemas(SchemaRegistry& r);
 void register_loss_schemas(SchemaRegistry& r);
 void register_text_schemas(SchemaRegistry& r);  // TfIdfVectorizer
+void register_layout_schemas(SchemaRegistry& r);  // ToChannelsLast/First, channels-last pools
 }  // namespace tandem

@@ -45,7 +45,7 @@ Attribute attr_floats(std::vector<float> v) {
 
 std::vector<Tensor> run_ref_op(const std::string& op_type, const std::vector<Tensor>& inputs,
                                const std::map<std::string, Attribute>& attrs, int num_outputs,
-                               int opset) {
+                               int opset, const std::string& domain) {
   Graph g;
   std::vector<Value*> ins, outs;
   std::vector<TensorType> types(inputs.size());
@@ -67,6 +67,7 @@ std::vector<Tensor> run_ref_op(const std::string& op_type, const std::vector<Ten
   Node* node = g.add_node(op_type, "test_" + op_type, ins, outs);
   node->attrs = attrs;
   node->opset = opset;
+  node->domain = domain;
 
   std::vector<TensorType> out_types = infer_node(*node, type_ptrs, values);
   std::vector<Tensor> results;
@@ -74,7 +75,7 @@ std::vector<Tensor> run_ref_op(const std::string& op_type, const std::vector<Ten
   std::vector<Tensor*> out_ptrs;
   for (auto& t : results) out_ptrs.push_back(&t);
 
-  const KernelFactory* factory = reference_backend().kernels().find("", op_type);
+  const KernelFactory* factory = reference_backend().kernels().find(domain, op_type);
   TANDEM_CHECK(factory, ErrorCode::kUnsupported, "no reference kernel for {}", op_type);
   auto kernel = (*factory)(*node);
   ThreadPool pool(2);
@@ -85,7 +86,8 @@ std::vector<Tensor> run_ref_op(const std::string& op_type, const std::vector<Ten
 
 OpRun run_op(const Backend& backend, const std::string& op_type, const std::vector<Tensor>& inputs,
              const std::map<std::string, Attribute>& attrs, int num_outputs, int opset,
-             const std::vector<bool>& constant, int threads, int repeats) {
+             const std::vector<bool>& constant, int threads, int repeats,
+             const std::string& domain) {
   Graph g;
   std::vector<Value*> ins, outs;
   std::vector<TensorType> types(inputs.size());
@@ -112,6 +114,7 @@ OpRun run_op(const Backend& backend, const std::string& op_type, const std::vect
   Node* node = g.add_node(op_type, "test_" + op_type, ins, outs);
   node->attrs = attrs;
   node->opset = opset;
+  node->domain = domain;
 
   std::vector<TensorType> out_types = infer_node(*node, type_ptrs, values);
   for (size_t i = 0; i < out_types.size() && i < outs.size(); ++i) {
@@ -123,7 +126,7 @@ OpRun run_op(const Backend& backend, const std::string& op_type, const std::vect
   OpRun run;
   std::unique_ptr<Kernel> kernel;
   for (const Backend* b : {&backend, &reference_backend()}) {
-    const KernelFactory* factory = b->kernels().find("", op_type);
+    const KernelFactory* factory = b->kernels().find(domain, op_type);
     if (factory) kernel = (*factory)(*node);
     if (kernel) {
       run.backend = b->name();

@@ -20,10 +20,11 @@ Attribute attr_string(std::string v);
 Attribute attr_ints(std::vector<int64_t> v);
 Attribute attr_floats(std::vector<float> v);
 
-// An input Tensor that is !defined() is passed as an omitted optional input.
+// An input Tensor that is !defined() is passed as an omitted optional input. `domain` is the
+// op's domain ("" for ONNX ops, kFusedDomain for fused ones).
 std::vector<Tensor> run_ref_op(const std::string& op_type, const std::vector<Tensor>& inputs,
                                const std::map<std::string, Attribute>& attrs = {},
-                               int num_outputs = 1, int opset = 17);
+                               int num_outputs = 1, int opset = 17, const std::string& domain = "");
 
 // What run_op gives back: the outputs and the name of the backend whose kernel computed them.
 struct OpRun {
@@ -41,7 +42,7 @@ struct OpRun {
 OpRun run_op(const Backend& backend, const std::string& op_type, const std::vector<Tensor>& inputs,
              const std::map<std::string, Attribute>& attrs = {}, int num_outputs = 1,
              int opset = 17, const std::vector<bool>& constant = {}, int threads = 2,
-             int repeats = 1);
+             int repeats = 1, const std::string& domain = "");
 
 // Largest |a - b| over all elements (both converted to double); throws on shape/dtype mismatch.
 double max_abs_diff(const Tensor& a, const Tensor& b);

@@ -1,18 +1,27 @@
 // The CPU backend's Conv: oneDNN's convolution_forward for 2-D float32 convolutions (groups,
-// depthwise, strides, dilations, explicit pads and auto_pad, optional bias).
+// depthwise, strides, dilations, explicit pads and auto_pad, optional bias), and FusedConv
+// (kFusedDomain): the same convolution with oneDNN post-ops, Z added by a sum post-op when it has
+// Y's shape (Z is copied into the destination first) or a binary add post-op when it broadcasts,
+// then the activation as eltwise post-ops.
 //
-// The kernel is created once per node and keeps, per (X shape, W shape, bias) seen, a prepared
-// primitive: the primitive descriptor with oneDNN free to choose its internal layouts
-// (format_tag::any), the primitive itself, the reorders between plain NCHW tensors and those
-// layouts, and the intermediate buffers. When W is a constant of the model, it is reordered into
-// the primitive's preferred layout once (prepacked) and kept. X and Y stay plain NCHW in the
-// graph; layout propagation across nodes is a later step.
+// The kernel is created once per node and keeps, per (X shape, W shape, bias, Z shape) seen, a
+// prepared primitive: the primitive descriptor with oneDNN free to choose its internal layouts
+// (format_tag::any), the primitive itself, the layout changes between the node's tensors (NCHW,
+// or NHWC for a channels_last FusedConv) and those layouts, the intermediate buffers, and the
+// oneDNN memories and arguments, re-pointed at each call's buffers. When W is a constant of the
+// model, it is reordered into the primitive's preferred layout once (prepacked) and kept. On
+// AVX-512 oneDNN 2.6 picks NHWC for every conv of the committed models: the channels_last pass
+// (graph/passes/channels_last.cc) lets chains of convs skip the layout changes.
 //
-// Anything else (1-D/3-D convs, other dtypes, empty tensors, a primitive oneDNN cannot build)
-// runs on the reference kernel, which the node holds: a node declined in the factory goes to the
-// reference backend; one accepted but fed unsupported tensors at run time delegates per call.
+// Anything else (1-D/3-D convs, other dtypes, empty tensors, a Z that broadcasts Y beyond the
+// conv's output, a primitive oneDNN cannot build) runs on the reference kernel, which the node
+// holds: a node declined in the factory goes to the reference backend; one accepted but fed
+// unsupported tensors at run time delegates per call.
 #include "ops/conv.h"
 
+#include <array>
+#include <cmath>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -21,7 +30,11 @@
 
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/dnnl_util.h"
+#include "backends/cpu/transpose.h"
 #include "core/error.h"
+#include "ops/fused_activation.h"
+#include "ops/layout.h"
+#include "ops/schema.h"
 
 namespace tandem::cpu {
 
@@ -31,31 +44,104 @@ using dnnl::memory;
 using Tag = memory::format_tag;
 using Dt = memory::data_type;
 
+// The eltwise post-ops computing `act`, in order; false when oneDNN has no exact equivalent.
+bool activation_post_ops(const FusedActivation& act, dnnl::post_ops& ops) {
+  using Alg = dnnl::algorithm;
+  switch (act.kind) {
+    case ActivationKind::kNone:
+      return true;
+    case ActivationKind::kRelu:
+      ops.append_eltwise(1.0f, Alg::eltwise_relu, 0.0f, 0.0f);
+      return true;
+    case ActivationKind::kLeakyRelu:
+      ops.append_eltwise(1.0f, Alg::eltwise_relu, act.alpha, 0.0f);
+      return true;
+    case ActivationKind::kClip:
+      // oneDNN's max(lo, min(hi, x)) differs from ONNX's min(hi, max(lo, x)) when lo > hi.
+      if (std::isnan(act.alpha) || std::isnan(act.beta) || act.alpha > act.beta) return false;
+      ops.append_eltwise(1.0f, Alg::eltwise_clip, act.alpha, act.beta);
+      return true;
+    case ActivationKind::kSigmoid:
+      ops.append_eltwise(1.0f, Alg::eltwise_logistic, 0.0f, 0.0f);
+      return true;
+    case ActivationKind::kHardSigmoid:  // no hardsigmoid in oneDNN 2.6: clip(alpha x + beta)
+      ops.append_eltwise(1.0f, Alg::eltwise_linear, act.alpha, act.beta);
+      ops.append_eltwise(1.0f, Alg::eltwise_clip, 0.0f, 1.0f);
+      return true;
+    case ActivationKind::kHardSwish:  // x * min(max(x + 3, 0), 6) / 6, ONNX's definition
+      ops.append_eltwise(1.0f, Alg::eltwise_hardswish, 0.0f, 0.0f);
+      return true;
+    case ActivationKind::kTanh:
+      ops.append_eltwise(1.0f, Alg::eltwise_tanh, 0.0f, 0.0f);
+      return true;
+    case ActivationKind::kSiLU:  // swish: x * sigmoid(alpha x)
+      ops.append_eltwise(1.0f, Alg::eltwise_swish, 1.0f, 0.0f);
+      return true;
+  }
+  return false;
+}
+
+// Multiply-adds per thread below which a conv runs on fewer threads (measured on the committed
+// CNNs at 2 threads: 2^16 is best, 2^18 and 1 lose up to 10% and 20%).
+constexpr int64_t kMacsPerThread = int64_t{1} << 16;
+
 // One prepared convolution for one set of input shapes.
 struct ConvPlan {
   bool use_reference = false;  // oneDNN could not build a primitive for it
   dnnl::convolution_forward::primitive_desc pd;
   dnnl::convolution_forward conv;
-  memory::desc x_md, w_md, b_md, y_md;  // the plain layouts of the node's tensors
-  // Set when the primitive's layout differs from the plain one.
+  memory::desc x_md, w_md, b_md, y_md;  // the layouts of the node's tensors (NCHW or NHWC)
+  // Set when the primitive's layout differs from the node's.
   std::optional<dnnl::reorder> x_reorder, y_reorder, w_reorder;
+  std::optional<dnnl::reorder> y_reorder_in;  // Z into the destination's layout (FusedConv)
+  // Set instead of the reorders when the primitive's layout is the other plain one (NCHW vs
+  // NHWC): the SSE transposes of cpu/transpose.h beat oneDNN's reorder there. Per batch item, the
+  // node's X is a x_rows x x_cols matrix; the primitive's Y a y_rows x y_cols one.
+  bool x_transpose = false, y_transpose = false;
+  int64_t batch = 0, x_rows = 0, x_cols = 0, y_rows = 0, y_cols = 0;
   memory x_mem, y_mem, w_mem;  // buffers in the primitive's layouts, when they differ
   bool w_prepacked = false;    // w_mem holds the constant W, reordered once
+  int64_t macs = 0;            // multiply-adds of one call (sizes the thread team)
+  // The node's tensors as oneDNN memories, pointed at each call's buffers, and the primitive's
+  // arguments built from them once.
+  memory x_user, w_user, b_user, y_user, z_user;
+  // How Z is added: none, a sum post-op (Z of Y's shape, copied into the destination first), or
+  // a binary add post-op reading Z where it broadcasts (per channel, per row, ...).
+  enum class ZMode { kNone, kSum, kBinary } z_mode = ZMode::kNone;
+  std::unordered_map<int, memory> args;
 };
+
+// The plan key: X and W shapes, whether B is given, and when Z is, Y's and Z's shapes (Z may
+// broadcast; Z's rank, then its dims).
+using PlanKey = std::array<int64_t, 19>;
+
+// `want` when it describes the same bytes as the node's plain layout `user`: NCHW and NHWC
+// agree when C == 1 or H * W == 1. Saves a reorder between identical buffers (the squeeze-and-
+// excite convs on [N, C, 1, 1]).
+memory::desc same_bytes_or(const memory::desc& user, const memory::desc& want) {
+  const memory::dims d = user.dims();
+  if (d.size() != 4 || (d[1] != 1 && d[2] * d[3] != 1)) return user;
+  for (Tag t : {Tag::nchw, Tag::nhwc})
+    if (want == memory::desc(d, Dt::f32, t)) return want;
+  return user;
+}
 
 class ConvKernel : public Kernel {
  public:
-  explicit ConvKernel(const Node& node)
+  ConvKernel(const Node& node, const FusedActivation& act)
       : ref_(make_reference_kernel(node)),
-        constant_w_(node.has_input(1) && node.inputs[1]->is_constant()) {}
+        constant_w_(node.has_input(1) && node.inputs[1]->is_constant()),
+        channels_last_(is_channels_last(node)),
+        act_(act) {}
 
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {
     const Tensor* x = inputs.size() > 0 ? inputs[0] : nullptr;
     const Tensor* w = inputs.size() > 1 ? inputs[1] : nullptr;
     const Tensor* b = inputs.size() > 2 ? inputs[2] : nullptr;
+    const Tensor* z = inputs.size() > 3 ? inputs[3] : nullptr;
     Tensor* y = outputs.empty() ? nullptr : outputs[0];
-    if (!applies(x, w, b, y)) {
+    if (!applies(x, w, b, z, y)) {
       note_reference_fallback();
       ref_->compute(ctx, inputs, outputs);
       return;
@@ -63,44 +149,51 @@ class ConvKernel : public Kernel {
     // A session runs one graph at a time, but the lock keeps the cached buffers safe should a
     // kernel ever be shared.
     std::lock_guard<std::mutex> lock(mu_);
-    ConvPlan& p = plan_for(ctx.node, *x, *w, b != nullptr, y->shape());
+    ConvPlan& p = plan_for(ctx.node, *x, *w, b != nullptr, z, y->shape());
     if (p.use_reference) {
       note_reference_fallback();
       ref_->compute(ctx, inputs, outputs);
       return;
     }
-    // About flops / 64 (output elements x input channels per group x kernel taps): small
-    // convolutions stay on one thread (see set_threads).
-    set_threads(ctx.pool.size(), y->numel() * (w->numel() / std::max<int64_t>(1, w->dim(0))) / 64);
+    // A small conv runs on fewer threads: waking a thread costs more than its share of the work.
+    set_threads(static_cast<int>(std::clamp<int64_t>(p.macs / kMacsPerThread, 1, ctx.pool.size())));
     dnnl::stream& s = stream();
     try {
-      memory x_user(p.x_md, engine(), const_cast<float*>(x->data<float>()));
-      memory y_user(p.y_md, engine(), y->data<float>());
-      memory src = x_user;
-      if (p.x_reorder) {
-        p.x_reorder->execute(s, x_user, p.x_mem);
-        src = p.x_mem;
-      }
-      memory weights;
-      if (p.w_prepacked) {
-        weights = p.w_mem;
-      } else {
-        memory w_user(p.w_md, engine(), const_cast<float*>(w->data<float>()));
-        if (p.w_mem) {
-          p.w_reorder->execute(s, w_user, p.w_mem);
-          weights = p.w_mem;
-          p.w_prepacked = constant_w_;  // a constant W stays packed from now on
+      p.x_user.set_data_handle(const_cast<float*>(x->data<float>()));
+      p.y_user.set_data_handle(y->data<float>());
+      if (b) p.b_user.set_data_handle(const_cast<float*>(b->data<float>()));
+      if (z && p.z_mode == ConvPlan::ZMode::kBinary) {
+        p.z_user.set_data_handle(const_cast<float*>(z->data<float>()));
+      } else if (z) {         // the sum post-op adds what the destination holds
+        if (p.y_transpose) {  // the node's layout to the primitive's: the other way round
+          transpose_matrices(ctx, z->data<float>(), p.y_mem.get_data_handle(), p.batch, p.y_cols,
+                             p.y_rows);
+        } else if (p.y_reorder) {
+          p.z_user.set_data_handle(const_cast<float*>(z->data<float>()));
+          p.y_reorder_in->execute(s, p.z_user, p.y_mem);
         } else {
-          weights = w_user;
+          std::memcpy(y->data<float>(), z->data<float>(), y->nbytes());
         }
       }
-      std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src},
-                                           {DNNL_ARG_WEIGHTS, weights},
-                                           {DNNL_ARG_DST, p.y_reorder ? p.y_mem : y_user}};
-      if (b) args[DNNL_ARG_BIAS] = memory(p.b_md, engine(), const_cast<float*>(b->data<float>()));
-      p.conv.execute(s, args);
-      if (p.y_reorder) p.y_reorder->execute(s, p.y_mem, y_user);
+      if (p.x_transpose) {
+        transpose_matrices(ctx, x->data<float>(), p.x_mem.get_data_handle(), p.batch, p.x_rows,
+                           p.x_cols);
+      } else if (p.x_reorder) {
+        p.x_reorder->execute(s, p.x_user, p.x_mem);
+      }
+      if (!p.w_prepacked) {
+        p.w_user.set_data_handle(const_cast<float*>(w->data<float>()));
+        if (p.w_reorder) {
+          p.w_reorder->execute(s, p.w_user, p.w_mem);
+          p.w_prepacked = constant_w_;  // a constant W stays packed from now on
+        }
+      }
+      p.conv.execute(s, p.args);
+      if (p.y_reorder) p.y_reorder->execute(s, p.y_mem, p.y_user);
       s.wait();
+      if (p.y_transpose)
+        transpose_matrices(ctx, p.y_mem.get_data_handle(), y->data<float>(), p.batch, p.y_rows,
+                           p.y_cols);
     } catch (const dnnl::error& e) {
       raise(ErrorCode::kInternal, "{}: oneDNN convolution failed: {}", ctx.node.describe(),
             e.what());
@@ -109,29 +202,60 @@ class ConvKernel : public Kernel {
 
  private:
   // Whether the oneDNN path handles these tensors: 2-D float32 with data to compute.
-  static bool applies(const Tensor* x, const Tensor* w, const Tensor* b, const Tensor* y) {
+  static bool applies(const Tensor* x, const Tensor* w, const Tensor* b, const Tensor* z,
+                      const Tensor* y) {
     if (!x || !w || !y) return false;
     if (x->dtype() != DataType::kFloat32 || w->dtype() != DataType::kFloat32) return false;
     if (b && b->dtype() != DataType::kFloat32) return false;
+    if (z && (z->dtype() != DataType::kFloat32 || z->rank() > 4)) return false;
     if (x->rank() != 4 || w->rank() != 4 || y->rank() != 4) return false;
     return x->numel() > 0 && w->numel() > 0 && y->numel() > 0;
   }
 
   ConvPlan& plan_for(const Node& node, const Tensor& x, const Tensor& w, bool has_bias,
-                     const Shape& y_shape) {
-    std::vector<int64_t> key = x.shape();
-    key.insert(key.end(), w.shape().begin(), w.shape().end());
-    key.push_back(has_bias);
+                     const Tensor* z, const Shape& y_shape) {
+    const bool has_z = z != nullptr;
+    PlanKey key{};
+    std::copy(x.shape().begin(), x.shape().end(), key.begin());
+    std::copy(w.shape().begin(), w.shape().end(), key.begin() + 4);
+    key[8] = has_bias;
+    key[9] = has_z;
+    if (has_z) {
+      std::copy(y_shape.begin(), y_shape.end(), key.begin() + 10);
+      key[14] = z->rank();
+      std::copy(z->shape().begin(), z->shape().end(), key.begin() + 15);
+    }
+    if (last_ && key == last_key_) return *last_;
     auto it = plans_.find(key);
-    if (it != plans_.end()) return it->second;
-    if (plans_.size() >= kMaxPlans) plans_.clear();  // shapes keep changing: start over
-    return plans_[key] = make_plan(node, x.shape(), w.shape(), has_bias, y_shape);
+    if (it == plans_.end()) {
+      if (plans_.size() >= kMaxPlans) plans_.clear();  // shapes keep changing: start over
+      // Plans are built on NCHW shapes; channels_last only changes the memory layouts.
+      Shape xs = x.shape(), ys = y_shape;
+      if (channels_last_) {
+        xs = nhwc_to_nchw(xs);
+        ys = nhwc_to_nchw(ys);
+      }
+      it = plans_
+               .emplace(key, make_plan(node, xs, w.shape(), has_bias, z ? &z->shape() : nullptr,
+                                       y_shape, ys))
+               .first;
+    }
+    last_key_ = key;
+    last_ = &it->second;
+    return it->second;
   }
 
-  static ConvPlan make_plan(const Node& node, const Shape& xs, const Shape& ws, bool has_bias,
-                            const Shape& ys) {
+  // xs, ws, ys: NCHW shapes. zs: Z's shape when given, in the node's layout, like y_node (Y's).
+  ConvPlan make_plan(const Node& node, const Shape& xs, const Shape& ws, bool has_bias,
+                     const Shape* zs, const Shape& y_node, const Shape& ys) const {
     // The schema's parsing and checks, and its pad rule; the shapes come from its inference.
     const ConvAttrs a = read_conv_attrs(node, xs, ws);
+    const bool has_z = zs != nullptr;
+    if (has_z && conv_output_shape(node, xs, ws) != ys) {
+      ConvPlan p;  // Z broadcast Y beyond the conv's output: the reference kernel does that
+      p.use_reference = true;
+      return p;
+    }
     TANDEM_CHECK(
         xs[1] == ws[1] * a.group && ws[0] % a.group == 0 && ys[0] == xs[0] && ys[1] == ws[0],
         ErrorCode::kInvalidModel, "{}: X {}, W {} and Y {} do not fit group {}", node.describe(),
@@ -144,8 +268,18 @@ class ConvKernel : public Kernel {
     for (int64_t d : a.dilations) dilations.push_back(d - 1);  // oneDNN counts the gaps
 
     ConvPlan p;
-    p.x_md = memory::desc(to_dims(xs), Dt::f32, Tag::nchw);
-    p.y_md = memory::desc(to_dims(ys), Dt::f32, Tag::nchw);
+    p.macs = shape_numel(ys) * ws[1] * ws[2] * ws[3];
+    const Tag layout = channels_last_ ? Tag::nhwc : Tag::nchw;
+    p.x_md = memory::desc(to_dims(xs), Dt::f32, layout);
+    p.y_md = memory::desc(to_dims(ys), Dt::f32, layout);
+    memory::desc z_md = p.y_md;
+    if (has_z) {
+      p.z_mode = *zs == y_node ? ConvPlan::ZMode::kSum : ConvPlan::ZMode::kBinary;
+      // A broadcasting Z: its dims with leading 1s, as NCHW dims in the node's layout.
+      Shape z4 = *zs;
+      z4.insert(z4.begin(), 4 - z4.size(), 1);
+      z_md = memory::desc(to_dims(channels_last_ ? nhwc_to_nchw(z4) : z4), Dt::f32, layout);
+    }
     if (a.group == 1) {
       p.w_md = memory::desc(to_dims(ws), Dt::f32, Tag::oihw);
     } else {
@@ -163,20 +297,56 @@ class ConvKernel : public Kernel {
                                                              strides, dilations, pad_l, pad_r)
                            : dnnl::convolution_forward::desc(prop, alg, x_any, w_any, y_any,
                                                              strides, dilations, pad_l, pad_r);
-      p.pd = dnnl::convolution_forward::primitive_desc(desc, engine());
+      dnnl::post_ops ops;
+      if (p.z_mode == ConvPlan::ZMode::kSum) ops.append_sum(1.0f);
+      if (p.z_mode == ConvPlan::ZMode::kBinary)
+        ops.append_binary(dnnl::algorithm::binary_add, z_md);
+      if (!activation_post_ops(act_, ops)) throw dnnl::error(dnnl_unimplemented, "activation");
+      dnnl::primitive_attr attr;
+      attr.set_post_ops(ops);
+      p.pd = dnnl::convolution_forward::primitive_desc(desc, attr, engine());
       p.conv = dnnl::convolution_forward(p.pd);
+      p.x_md = same_bytes_or(p.x_md, p.pd.src_desc());
+      p.y_md = same_bytes_or(p.y_md, p.pd.dst_desc());
+      // The other plain layout, which a transpose reaches.
+      const Tag other = channels_last_ ? Tag::nchw : Tag::nhwc;
+      p.batch = xs[0];
       if (p.pd.src_desc() != p.x_md) {
         p.x_mem = memory(p.pd.src_desc(), engine());
-        p.x_reorder = make_reorder(p.x_md, p.pd.src_desc());
+        p.x_transpose = p.pd.src_desc() == memory::desc(to_dims(xs), Dt::f32, other);
+        p.x_rows = channels_last_ ? xs[2] * xs[3] : xs[1];
+        p.x_cols = channels_last_ ? xs[1] : xs[2] * xs[3];
+        if (!p.x_transpose) p.x_reorder = make_reorder(p.x_md, p.pd.src_desc());
       }
       if (p.pd.dst_desc() != p.y_md) {
         p.y_mem = memory(p.pd.dst_desc(), engine());
-        p.y_reorder = make_reorder(p.pd.dst_desc(), p.y_md);
+        p.y_transpose = p.pd.dst_desc() == memory::desc(to_dims(ys), Dt::f32, other);
+        // The primitive's Y: NHWC ([HW, C] per item) when the node's is NCHW, and vice versa.
+        p.y_rows = channels_last_ ? ys[1] : ys[2] * ys[3];
+        p.y_cols = channels_last_ ? ys[2] * ys[3] : ys[1];
+        if (!p.y_transpose) {
+          p.y_reorder = make_reorder(p.pd.dst_desc(), p.y_md);
+          if (p.z_mode == ConvPlan::ZMode::kSum)
+            p.y_reorder_in = make_reorder(p.y_md, p.pd.dst_desc());
+        }
       }
       if (p.pd.weights_desc() != p.w_md) {
         p.w_mem = memory(p.pd.weights_desc(), engine());
         p.w_reorder = make_reorder(p.w_md, p.pd.weights_desc());
       }
+      p.x_user = memory(p.x_md, engine(), nullptr);
+      p.y_user = memory(p.y_md, engine(), nullptr);
+      p.z_user = memory(z_md, engine(), nullptr);
+      p.w_user = memory(p.w_md, engine(), nullptr);
+      p.args = {{DNNL_ARG_SRC, p.x_mem ? p.x_mem : p.x_user},
+                {DNNL_ARG_WEIGHTS, p.w_reorder ? p.w_mem : p.w_user},
+                {DNNL_ARG_DST, p.y_mem ? p.y_mem : p.y_user}};
+      if (has_bias) {
+        p.b_user = memory(p.b_md, engine(), nullptr);
+        p.args[DNNL_ARG_BIAS] = p.b_user;
+      }
+      if (p.z_mode == ConvPlan::ZMode::kBinary)
+        p.args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] = p.z_user;
     } catch (const dnnl::error&) {
       // No oneDNN implementation for this geometry: the reference kernel computes it.
       p = ConvPlan{};
@@ -188,8 +358,12 @@ class ConvKernel : public Kernel {
   static constexpr size_t kMaxPlans = 16;
   std::unique_ptr<Kernel> ref_;
   bool constant_w_;
+  bool channels_last_;   // FusedConv with NHWC X, Z and Y
+  FusedActivation act_;  // FusedConv's activation (none for Conv)
   std::mutex mu_;
-  std::map<std::vector<int64_t>, ConvPlan> plans_;
+  std::map<PlanKey, ConvPlan> plans_;
+  PlanKey last_key_{};
+  ConvPlan* last_ = nullptr;  // the plan of the latest call (std::map nodes stay put)
 };
 
 // Declines (nullptr → the reference backend) what the graph already shows the fast path does
@@ -200,13 +374,20 @@ std::unique_ptr<Kernel> make_conv(const Node& node) {
   const Value* x = node.inputs[0];
   if (known_not_float32(x)) return nullptr;
   if (x->shape_known && x->shape.size() != 4) return nullptr;
-  return std::make_unique<ConvKernel>(node);
+  FusedActivation act;
+  if (node.domain == kFusedDomain) {
+    act = read_fused_activation(node);
+    dnnl::post_ops probe;
+    if (!activation_post_ops(act, probe)) return nullptr;
+  }
+  return std::make_unique<ConvKernel>(node, act);
 }
 
 }  // namespace
 
 void register_conv_kernels(KernelRegistry& r) {
   r.add("Conv", make_conv);
+  r.add("FusedConv", make_conv, kFusedDomain);
 }
 
 }  // namespace tandem::cpu

@@ -18,6 +18,9 @@ class CpuBackend : public Backend {
     cpu::register_resize_kernels(kernels_);
     cpu::register_transpose_kernels(kernels_);
     cpu::register_recurrent_kernels(kernels_);
+    cpu::register_batchnorm_kernels(kernels_);
+    cpu::register_pool_kernels(kernels_);
+    cpu::register_layout_kernels(kernels_);
   }
   const char* name() const override { return "cpu"; }
   const KernelRegistry& kernels() const override { return kernels_; }

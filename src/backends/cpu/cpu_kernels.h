@@ -8,7 +8,7 @@
 
 namespace tandem::cpu {
 
-void register_conv_kernels(KernelRegistry& r);       // Conv (oneDNN)
+void register_conv_kernels(KernelRegistry& r);       // Conv, FusedConv (oneDNN)
 void register_matmul_kernels(KernelRegistry& r);     // MatMul, Gemm (oneDNN)
 void register_softmax_kernels(KernelRegistry& r);    // Softmax, LogSoftmax (oneDNN)
 void register_eltwise_kernels(KernelRegistry& r);    // Sigmoid, Tanh, Relu, ... (oneDNN)
@@ -16,6 +16,9 @@ void register_binary_kernels(KernelRegistry& r);     // Add, Sub, Mul, Div (loop
 void register_resize_kernels(KernelRegistry& r);     // Resize, Upsample (tap tables)
 void register_transpose_kernels(KernelRegistry& r);  // Transpose (tiled)
 void register_recurrent_kernels(KernelRegistry& r);  // RNN, GRU, LSTM (AVX2 loops)
+void register_batchnorm_kernels(KernelRegistry& r);  // BatchNormalization (inference)
+void register_pool_kernels(KernelRegistry& r);       // MaxPool, AveragePool (oneDNN), Global*Pool
+void register_layout_kernels(KernelRegistry& r);     // ToChannelsLast, ToChannelsFirst
 
 // How many compute calls CPU kernels have handed to their reference kernel so far (tensors the
 // fast path does not handle, seen only at run time), over the whole process. For tests and

@@ -1,10 +1,12 @@
-// Reference kernels of the conv family: Conv and ConvTranspose.
+// Reference kernels of the conv family: Conv, ConvTranspose and FusedConv (kFusedDomain).
 //
 // 1-D and 2-D convolutions are run as 3-D ones with leading spatial axes of size 1, so there is
 // one loop nest per op. The loops are direct (no im2col): for every output channel plane, each
 // (input channel, kernel tap) pair adds a scaled shifted copy of the input plane, with the
 // innermost loop running over a contiguous output row. The in-bounds part of each row is computed
 // up front, so the inner loop has no branches. Work is split over (batch, output channel).
+#include "ops/conv.h"
+
 #include <algorithm>
 #include <array>
 #include <string>
@@ -12,7 +14,12 @@
 
 #include "backends/backend.h"
 #include "backends/ref/dispatch.h"
+#include "backends/ref/layout.h"
 #include "core/error.h"
+#include "ops/fused_activation.h"
+#include "ops/layout.h"
+#include "ops/schema.h"
+#include "ops/shape_utils.h"
 
 namespace tandem {
 
@@ -249,11 +256,87 @@ void conv_transpose(const KernelContext& ctx, std::span<const Tensor* const> inp
   });
 }
 
+// FusedConv: Y = act(Conv(X, W, B) + Z), Z broadcasting like Add's operands; with
+// channels_last, X, Z and Y are NHWC.
+void fused_conv(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+                std::span<Tensor* const> outputs) {
+  const Node& node = ctx.node;
+  check_inputs(ctx, inputs);
+  const FusedActivation act = read_fused_activation(node);
+  const Tensor* z = inputs.size() > 3 ? inputs[3] : nullptr;
+  Tensor& y = *outputs[0];
+  // With channels_last, X is turned to NCHW for the conv and its result back to NHWC.
+  const bool channels_last = is_channels_last(node);
+  const Tensor* x = inputs[0];
+  Tensor x_nchw;
+  if (channels_last) {
+    TANDEM_CHECK(x->rank() == 4, ErrorCode::kInvalidModel,
+                 "{}: channels_last needs a 2-D conv (X of rank 4), X is {}", node.describe(),
+                 shape_str(x->shape()));
+    x_nchw = Tensor(x->dtype(), nhwc_to_nchw(x->shape()));
+    copy_to_channels_first(ctx, *x, x_nchw);
+    x = &x_nchw;
+  }
+  const Shape nchw_shape = conv_output_shape(node, x->shape(), inputs[1]->shape());
+  const Shape conv_shape = channels_last ? nchw_to_nhwc(nchw_shape) : nchw_shape;
+  // The conv runs straight into Y when Y is its output as it stands.
+  const bool direct = !channels_last && conv_shape == y.shape();
+  Tensor nchw_out, nhwc_out;
+  Tensor* c = direct ? &y : &(nchw_out = Tensor(y.dtype(), nchw_shape));
+  std::vector<const Tensor*> conv_in(inputs.begin(),
+                                     inputs.begin() + std::min<size_t>(inputs.size(), 3));
+  conv_in[0] = x;
+  Tensor* conv_out[] = {c};
+  conv(ctx, conv_in, conv_out);
+  if (channels_last) {
+    nhwc_out = Tensor(y.dtype(), conv_shape);
+    copy_to_channels_last(ctx, nchw_out, nhwc_out);
+    c = &nhwc_out;
+  }
+  if (z) {
+    TANDEM_CHECK(z->dtype() == y.dtype(), ErrorCode::kInvalidModel, "{}: Z is {} but Y is {}",
+                 node.describe(), dtype_name(z->dtype()), dtype_name(y.dtype()));
+    TANDEM_CHECK(broadcast_shapes(conv_shape, z->shape(), node) == y.shape(),
+                 ErrorCode::kInvalidModel, "{}: Conv output {} and Z {} do not broadcast to Y {}",
+                 node.describe(), shape_str(conv_shape), shape_str(z->shape()),
+                 shape_str(y.shape()));
+  }
+  dispatch_float(y.dtype(), node, [&](auto tag) {
+    using T = decltype(tag);
+    T* yd = y.data<T>();
+    if (!z && c == &y) {
+      for (int64_t i = 0; i < y.numel(); ++i) yd[i] = apply_activation(act, yd[i]);
+      return;
+    }
+    // Y[i] = act(C[i'] + Z[i'']) with broadcast indices, walked with an odometer over Y.
+    const T* cd = c->data<T>();
+    const T* zd = z ? z->data<T>() : nullptr;
+    const Shape& ys = y.shape();
+    const std::vector<int64_t> cs = broadcast_strides(conv_shape, ys);
+    const std::vector<int64_t> zs = z ? broadcast_strides(z->shape(), ys) : cs;
+    std::vector<int64_t> idx(ys.size(), 0);
+    int64_t ci = 0, zi = 0;
+    for (int64_t i = 0; i < y.numel(); ++i) {
+      const T v = cd[ci] + (zd ? zd[zi] : T(0));
+      yd[i] = apply_activation(act, v);
+      for (size_t d = ys.size(); d-- > 0;) {
+        ci += cs[d];
+        zi += zs[d];
+        if (++idx[d] < ys[d]) break;
+        ci -= cs[d] * ys[d];
+        zi -= zs[d] * ys[d];
+        idx[d] = 0;
+      }
+    }
+  });
+}
+
 }  // namespace
 
 void register_conv_ref_kernels(KernelRegistry& r) {
   r.add("Conv", conv);
   r.add("ConvTranspose", conv_transpose);
+  r.add("FusedConv", fused_conv, kFusedDomain);
 }
 
 }  // namespace tandem

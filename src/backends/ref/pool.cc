@@ -15,7 +15,9 @@
 
 #include "backends/backend.h"
 #include "backends/ref/dispatch.h"
+#include "backends/ref/layout.h"
 #include "core/error.h"
+#include "ops/schema.h"
 #include "ops/shape_utils.h"
 
 namespace tandem {
@@ -301,6 +303,29 @@ void register_pool_ref_kernels(KernelRegistry& r) {
   r.add("GlobalMaxPool", global_max_pool);
   r.add("GlobalLpPool", global_lp_pool);
   r.add("MaxUnpool", max_unpool);
+  // The channels-last pools (ops/layout.h): the ONNX kernels on an NCHW copy.
+  r.add(
+      "MaxPool",
+      +[](const KernelContext& ctx, std::span<const Tensor* const> in,
+          std::span<Tensor* const> out) { run_on_channels_first(ctx, in, out, max_pool); },
+      kFusedDomain);
+  r.add(
+      "AveragePool",
+      +[](const KernelContext& ctx, std::span<const Tensor* const> in,
+          std::span<Tensor* const> out) { run_on_channels_first(ctx, in, out, average_pool); },
+      kFusedDomain);
+  r.add(
+      "GlobalAveragePool",
+      +[](const KernelContext& ctx, std::span<const Tensor* const> in,
+          std::span<Tensor* const> out) {
+        run_on_channels_first(ctx, in, out, global_average_pool);
+      },
+      kFusedDomain);
+  r.add(
+      "GlobalMaxPool",
+      +[](const KernelContext& ctx, std::span<const Tensor* const> in,
+          std::span<Tensor* const> out) { run_on_channels_first(ctx, in, out, global_max_pool); },
+      kFusedDomain);
 }
 
 }  // namespace tandem

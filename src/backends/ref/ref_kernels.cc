@@ -27,6 +27,7 @@ class ReferenceBackend : public Backend {
     register_dropout_ref_kernels(kernels_);
     register_loss_ref_kernels(kernels_);
     register_text_ref_kernels(kernels_);
+    register_layout_ref_kernels(kernels_);
   }
   const char* name() const override { return "ref"; }
   const KernelRegistry& kernels() const override { return kernels_; }

@@ -10,7 +10,9 @@ using FusionPass = int (*)(Graph&);
 
 // Each entry: one pass, one file (graph/passes/fuse_<what>.cc).
 constexpr FusionPass kFusionPasses[] = {
-    nullptr,  // placeholder so the table is never empty; skipped below
+    fuse_batchnorm_into_conv,  // before fuse_conv_activation: Conv+BN then takes the Relu
+    fuse_conv_activation,
+    convert_to_channels_last,  // last: needs the fused convs; runs once
 };
 }  // namespace
 

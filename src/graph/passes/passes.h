@@ -26,4 +26,13 @@ void run_default_passes(Graph& graph);
 // runs the model as written (the oracle). Returns the number of rewrites.
 int run_fusion_passes(Graph& graph);
 
+// Folds an inference BatchNormalization after a Conv (constant weights and statistics) into the
+// Conv's weights and bias (fuse_batchnorm_into_conv.cc).
+int fuse_batchnorm_into_conv(Graph& graph);
+// Conv -> [Add residual] -> [activation] into one FusedConv (fuse_conv_activation.cc).
+int fuse_conv_activation(Graph& graph);
+// Runs regions of 2-D convs and the ops between them on NHWC tensors, with layout changes only at
+// the regions' borders (channels_last.cc). Last: it works on the fused convs.
+int convert_to_channels_last(Graph& graph);
+
 }  // namespace tandem

@@ -1,0 +1,125 @@
+// The CPU backend's BatchNormalization (inference): y = x * a[c] + b[c] with
+// a = scale / sqrt(var + eps) and b = B - mean * a, computed in double from the parameters and
+// rounded once (kept from the first call when all four are constants of the model). The loop runs
+// over contiguous (batch, channel) planes, so it vectorises. A BN after a Conv is usually folded
+// into the Conv by the fusion passes; this kernel handles the others.
+//
+// Declined (reference backend): training mode, the opset < 9 per-element form (spatial = 0) and
+// dtypes other than float32. Float64 or odd parameter shapes seen at run time go to the reference
+// kernel.
+#include <cmath>
+#include <mutex>
+#include <vector>
+
+#include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/dnnl_util.h"
+#include "core/error.h"
+
+namespace tandem::cpu {
+
+namespace {
+
+// Split over threads only when there is enough work to pay for waking them.
+constexpr int64_t kMinParallelElements = 1 << 15;
+
+class BatchNormKernel : public Kernel {
+ public:
+  explicit BatchNormKernel(const Node& node)
+      : ref_(make_reference_kernel(node)), eps_(node.attr_float_or("epsilon", 1e-5f)) {
+    constant_params_ = true;
+    for (size_t i = 1; i < 5; ++i)
+      if (!node.has_input(i) || !node.inputs[i]->is_constant()) constant_params_ = false;
+  }
+
+  void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+               std::span<Tensor* const> outputs) override {
+    const Tensor* x = inputs.size() > 0 ? inputs[0] : nullptr;
+    Tensor* y = outputs.empty() ? nullptr : outputs[0];
+    if (!applies(inputs, y)) {
+      note_reference_fallback();
+      ref_->compute(ctx, inputs, outputs);
+      return;
+    }
+    const int64_t batch = x->dim(0), channels = x->dim(1);
+    const int64_t inner = batch * channels > 0 ? x->numel() / (batch * channels) : 0;
+    const float* a;
+    const float* b;
+    std::vector<float> scratch;
+    if (constant_params_) {
+      std::call_once(once_, [&] { fold(inputs, channels, folded_); });
+      a = folded_.data();
+    } else {
+      fold(inputs, channels, scratch);
+      a = scratch.data();
+    }
+    b = a + channels;
+    const float* xd = x->data<float>();
+    float* yd = y->data<float>();
+    auto body = [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        const int64_t c = p % channels;
+        const float ac = a[c], bc = b[c];
+        const float* in = xd + p * inner;
+        float* out = yd + p * inner;
+        for (int64_t i = 0; i < inner; ++i) out[i] = in[i] * ac + bc;
+      }
+    };
+    if (x->numel() >= kMinParallelElements && ctx.pool.size() > 1) {
+      ctx.pool.parallel_for(batch * channels, body);
+    } else {
+      body(0, batch * channels);
+    }
+  }
+
+ private:
+  static bool applies(std::span<const Tensor* const> inputs, const Tensor* y) {
+    if (inputs.size() != 5 || !y) return false;
+    for (const Tensor* t : inputs)
+      if (!t || t->dtype() != DataType::kFloat32) return false;
+    const Tensor& x = *inputs[0];
+    if (x.rank() < 2 || y->shape() != x.shape()) return false;
+    for (size_t i = 1; i < 5; ++i)
+      if (inputs[i]->numel() != x.dim(1)) return false;
+    return true;
+  }
+
+  // out = [a (channels values), b (channels values)].
+  void fold(std::span<const Tensor* const> inputs, int64_t channels, std::vector<float>& out) {
+    const float* scale = inputs[1]->data<float>();
+    const float* bias = inputs[2]->data<float>();
+    const float* mean = inputs[3]->data<float>();
+    const float* var = inputs[4]->data<float>();
+    out.resize(2 * channels);
+    for (int64_t c = 0; c < channels; ++c) {
+      const double a = double(scale[c]) / std::sqrt(double(var[c]) + double(eps_));
+      out[c] = static_cast<float>(a);
+      out[channels + c] = static_cast<float>(double(bias[c]) - double(mean[c]) * a);
+    }
+  }
+
+  std::unique_ptr<Kernel> ref_;
+  float eps_;
+  bool constant_params_ = false;
+  std::once_flag once_;
+  std::vector<float> folded_;
+};
+
+std::unique_ptr<Kernel> make_batch_norm(const Node& node) {
+  if (node.inputs.size() != 5 || !node.has_input(0)) return nullptr;
+  for (const Value* v : node.inputs)
+    if (!v || known_not_float32(v)) return nullptr;
+  for (size_t i = 1; i < node.outputs.size(); ++i)
+    if (node.outputs[i]) return nullptr;  // training statistics
+  if (node.opset >= 14 && node.attr_int_or("training_mode", 0) != 0) return nullptr;
+  if (node.opset < 9 && node.attr_int_or("spatial", 1) == 0) return nullptr;
+  if (node.opset < 7 && node.attr_int_or("is_test", 0) == 0) return nullptr;
+  return std::make_unique<BatchNormKernel>(node);
+}
+
+}  // namespace
+
+void register_batchnorm_kernels(KernelRegistry& r) {
+  r.add("BatchNormalization", make_batch_norm);
+}
+
+}  // namespace tandem::cpu

@@ -1,0 +1,296 @@
+// The CPU backend's pooling, float32:
+//
+// - MaxPool and AveragePool (1-D to 3-D): oneDNN's pooling_v2_forward on plain NC[D]HW tensors,
+//   with strides, dilations, explicit pads, auto_pad and ceil_mode (the extra output row of
+//   ceil_mode is extra end padding for oneDNN, which ignores padding for max and for average
+//   without count_include_pad). Declined or handed to the reference kernel: MaxPool's Indices
+//   output, AveragePool with count_include_pad whose ceil_mode needs padding beyond the pads
+//   (ONNX does not count that part), windows that could lie entirely in the padding (pads >= the
+//   window), and anything oneDNN cannot build.
+// - GlobalAveragePool and GlobalMaxPool: one contiguous plane per (batch, channel), reduced in
+//   a loop with 16 independent lanes (so it vectorises); the average sums in float lanes and
+//   adds the lanes in double.
+// - The channels-last forms of all four (kFusedDomain, channels_last = 1, ops/layout.h): oneDNN
+//   pooling on NHWC memory, and global pools that add whole rows of C channels at a time.
+#include <algorithm>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/dnnl_util.h"
+#include "core/error.h"
+#include "ops/layout.h"
+#include "ops/schema.h"
+
+namespace tandem::cpu {
+
+namespace {
+
+using dnnl::memory;
+using Tag = memory::format_tag;
+using Dt = memory::data_type;
+
+constexpr int64_t kMinParallelElements = 1 << 15;
+
+struct PoolPlan {
+  bool use_reference = false;
+  memory::desc x_md, y_md;
+  dnnl::pooling_v2_forward prim;
+};
+
+Tag plain_tag(size_t rank) {
+  return rank == 3 ? Tag::ncw : rank == 4 ? Tag::nchw : Tag::ncdhw;
+}
+
+class PoolKernel : public Kernel {
+ public:
+  PoolKernel(const Node& node, bool is_max)
+      : ref_(make_reference_kernel(node)),
+        is_max_(is_max),
+        channels_last_(is_channels_last(node)) {}
+
+  void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+               std::span<Tensor* const> outputs) override {
+    const Tensor* x = inputs.empty() ? nullptr : inputs[0];
+    Tensor* y = outputs.empty() ? nullptr : outputs[0];
+    const bool indices = outputs.size() > 1 && outputs[1];
+    if (!x || !y || indices || x->dtype() != DataType::kFloat32 || x->rank() < 3 || x->rank() > 5 ||
+        y->rank() != x->rank() || x->numel() == 0 || y->numel() == 0) {
+      note_reference_fallback();
+      ref_->compute(ctx, inputs, outputs);
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    PoolPlan& p = channels_last_
+                      ? plan_for(ctx.node, nhwc_to_nchw(x->shape()), nhwc_to_nchw(y->shape()))
+                      : plan_for(ctx.node, x->shape(), y->shape());
+    if (p.use_reference) {
+      note_reference_fallback();
+      ref_->compute(ctx, inputs, outputs);
+      return;
+    }
+    set_threads(ctx.pool.size());
+    dnnl::stream& s = stream();
+    try {
+      memory src(p.x_md, engine(), const_cast<float*>(x->data<float>()));
+      memory dst(p.y_md, engine(), y->data<float>());
+      p.prim.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
+      s.wait();
+    } catch (const dnnl::error& e) {
+      raise(ErrorCode::kInternal, "{}: oneDNN pooling failed: {}", ctx.node.describe(), e.what());
+    }
+  }
+
+ private:
+  PoolPlan& plan_for(const Node& node, const Shape& xs, const Shape& ys) {
+    std::vector<int64_t> key = xs;
+    key.insert(key.end(), ys.begin(), ys.end());
+    auto it = plans_.find(key);
+    if (it != plans_.end()) return it->second;
+    if (plans_.size() >= kMaxPlans) plans_.clear();
+    return plans_[key] = make_plan(node, xs, ys);
+  }
+
+  // The oneDNN geometry for X -> Y as the schema (ops/pool.cc) and the reference kernel define
+  // it; use_reference where oneDNN would compute something else.
+  PoolPlan make_plan(const Node& node, const Shape& xs, const Shape& ys) const {
+    PoolPlan p;
+    p.use_reference = true;
+    const size_t n = xs.size() - 2;
+    const std::vector<int64_t> kernel = node.attr_ints_or("kernel_shape", {});
+    const std::vector<int64_t> strides = node.attr_ints_or("strides", std::vector<int64_t>(n, 1));
+    const std::vector<int64_t> dilations =
+        node.attr_ints_or("dilations", std::vector<int64_t>(n, 1));
+    const std::vector<int64_t> pads = node.attr_ints_or("pads", std::vector<int64_t>(2 * n, 0));
+    const std::string auto_pad = node.attr_string_or("auto_pad", "NOTSET");
+    const bool include_pad = !is_max_ && node.attr_int_or("count_include_pad", 0) != 0;
+    if (kernel.size() != n || strides.size() != n || dilations.size() != n ||
+        pads.size() != 2 * n || ys[0] != xs[0] || ys[1] != xs[1])
+      return p;
+    memory::dims d_kernel, d_strides, d_dilation, pad_l, pad_r;
+    for (size_t i = 0; i < n; ++i) {
+      const int64_t in = xs[i + 2], out = ys[i + 2], s = strides[i];
+      const int64_t k_eff = (kernel[i] - 1) * dilations[i] + 1;
+      int64_t pb = 0, pe = 0;
+      if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+        const int64_t total = std::max<int64_t>(0, (out - 1) * s + k_eff - in);
+        pb = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+        pe = total - pb;
+      } else if (auto_pad == "NOTSET") {
+        pb = pads[i];
+        pe = pads[i + n];
+      }
+      // oneDNN's output size is (in + pb + pr - k_eff) / s + 1 (floor). ceil_mode's extra
+      // window becomes extra end padding.
+      int64_t pr = pe;
+      if ((in + pb + pr - k_eff) / s + 1 < out) {
+        if (include_pad) return p;  // ONNX does not count the extension; oneDNN would
+        pr = (out - 1) * s + k_eff - in - pb;
+      }
+      if (in + pb + pr < k_eff || (in + pb + pr - k_eff) / s + 1 != out) return p;
+      // A window entirely in the padding: ONNX and oneDNN disagree on what it gives.
+      if (pb >= k_eff || pr >= k_eff) return p;
+      d_kernel.push_back(kernel[i]);
+      d_strides.push_back(s);
+      d_dilation.push_back(dilations[i] - 1);  // oneDNN counts the gaps
+      pad_l.push_back(pb);
+      pad_r.push_back(pr);
+    }
+    try {
+      const Tag tag = channels_last_ ? Tag::nhwc : plain_tag(xs.size());
+      p.x_md = memory::desc(to_dims(xs), Dt::f32, tag);
+      p.y_md = memory::desc(to_dims(ys), Dt::f32, tag);
+      const auto alg = is_max_       ? dnnl::algorithm::pooling_max
+                       : include_pad ? dnnl::algorithm::pooling_avg_include_padding
+                                     : dnnl::algorithm::pooling_avg_exclude_padding;
+      dnnl::pooling_v2_forward::desc d(dnnl::prop_kind::forward_inference, alg, p.x_md, p.y_md,
+                                       d_strides, d_kernel, d_dilation, pad_l, pad_r);
+      p.prim = dnnl::pooling_v2_forward(dnnl::pooling_v2_forward::primitive_desc(d, engine()));
+      p.use_reference = false;
+    } catch (const dnnl::error&) {
+      p = PoolPlan{};
+      p.use_reference = true;
+    }
+    return p;
+  }
+
+  static constexpr size_t kMaxPlans = 16;
+  std::unique_ptr<Kernel> ref_;
+  bool is_max_;
+  bool channels_last_;  // NHWC X and Y
+  std::mutex mu_;
+  std::map<std::vector<int64_t>, PoolPlan> plans_;
+};
+
+// GlobalAveragePool / GlobalMaxPool over contiguous planes.
+class GlobalPoolKernel : public Kernel {
+ public:
+  GlobalPoolKernel(const Node& node, bool is_max)
+      : ref_(make_reference_kernel(node)),
+        is_max_(is_max),
+        channels_last_(is_channels_last(node)) {}
+
+  void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+               std::span<Tensor* const> outputs) override {
+    const Tensor* x = inputs.empty() ? nullptr : inputs[0];
+    Tensor* y = outputs.empty() ? nullptr : outputs[0];
+    if (!x || !y || x->dtype() != DataType::kFloat32 || x->rank() < 3 || x->numel() == 0 ||
+        (channels_last_ && x->rank() != 4) ||
+        y->numel() != x->dim(0) * x->dim(channels_last_ ? 3 : 1)) {
+      note_reference_fallback();
+      ref_->compute(ctx, inputs, outputs);
+      return;
+    }
+    if (channels_last_) {
+      rows(*x, *y);
+      return;
+    }
+    const int64_t planes = x->dim(0) * x->dim(1);
+    const int64_t size = x->numel() / planes;
+    const float* xd = x->data<float>();
+    float* yd = y->data<float>();
+    auto body = [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p)
+        yd[p] = is_max_ ? plane_max(xd + p * size, size) : plane_mean(xd + p * size, size);
+    };
+    if (x->numel() >= kMinParallelElements && ctx.pool.size() > 1) {
+      ctx.pool.parallel_for(planes, body);
+    } else {
+      body(0, planes);
+    }
+  }
+
+ private:
+  static constexpr int kLanes = 16;
+
+  static float plane_mean(const float* v, int64_t n) {
+    float lane[kLanes] = {};
+    int64_t i = 0;
+    for (; i + kLanes <= n; i += kLanes)
+      for (int l = 0; l < kLanes; ++l) lane[l] += v[i + l];
+    double sum = 0;
+    for (; i < n; ++i) sum += v[i];
+    for (int l = 0; l < kLanes; ++l) sum += lane[l];
+    return static_cast<float>(sum / double(n));
+  }
+
+  // std::max(best, v) as the reference kernel: a NaN never replaces the running maximum.
+  static float plane_max(const float* v, int64_t n) {
+    float lane[kLanes];
+    std::fill(lane, lane + kLanes, std::numeric_limits<float>::lowest());
+    int64_t i = 0;
+    for (; i + kLanes <= n; i += kLanes)
+      for (int l = 0; l < kLanes; ++l) lane[l] = std::max(lane[l], v[i + l]);
+    float best = std::numeric_limits<float>::lowest();
+    for (; i < n; ++i) best = std::max(best, v[i]);
+    for (int l = 0; l < kLanes; ++l) best = std::max(best, lane[l]);
+    return best;
+  }
+
+  // NHWC: per batch item, the H * W rows of C channels are added (or maxed) into C
+  // accumulators, a whole row at a time.
+  void rows(const Tensor& x, Tensor& y) const {
+    const int64_t batch = x.dim(0), hw = x.dim(1) * x.dim(2), c = x.dim(3);
+    const float* xd = x.data<float>();
+    float* yd = y.data<float>();
+    for (int64_t n = 0; n < batch; ++n) {
+      const float* item = xd + n * hw * c;
+      float* out = yd + n * c;
+      if (is_max_) {
+        std::fill(out, out + c, std::numeric_limits<float>::lowest());
+        for (int64_t r = 0; r < hw; ++r)
+          for (int64_t i = 0; i < c; ++i) out[i] = std::max(out[i], item[r * c + i]);
+      } else {
+        std::vector<double> acc(c, 0.0);
+        for (int64_t r = 0; r < hw; ++r)
+          for (int64_t i = 0; i < c; ++i) acc[i] += item[r * c + i];
+        for (int64_t i = 0; i < c; ++i) out[i] = static_cast<float>(acc[i] / double(hw));
+      }
+    }
+  }
+
+  std::unique_ptr<Kernel> ref_;
+  bool is_max_;
+  bool channels_last_;  // NHWC X and Y
+};
+
+bool declined(const Node& node) {
+  if (!node.has_input(0) || known_not_float32(node.inputs[0])) return true;
+  const Value* x = node.inputs[0];
+  return x->shape_known && (x->shape.size() < 3 || x->shape.size() > 5);
+}
+
+std::unique_ptr<Kernel> make_max_pool(const Node& node) {
+  if (declined(node)) return nullptr;
+  if (node.domain == kFusedDomain && !is_channels_last(node)) return nullptr;
+  if (node.outputs.size() > 1 && node.outputs[1]) return nullptr;  // Indices
+  return std::make_unique<PoolKernel>(node, true);
+}
+
+std::unique_ptr<Kernel> make_average_pool(const Node& node) {
+  if (declined(node)) return nullptr;
+  return std::make_unique<PoolKernel>(node, false);
+}
+
+KernelFactory global_pool(bool is_max) {
+  return [is_max](const Node& node) -> std::unique_ptr<Kernel> {
+    if (declined(node)) return nullptr;
+    return std::make_unique<GlobalPoolKernel>(node, is_max);
+  };
+}
+
+}  // namespace
+
+void register_pool_kernels(KernelRegistry& r) {
+  for (const char* domain : {"", kFusedDomain}) {  // ONNX's, and the channels-last forms
+    r.add("MaxPool", make_max_pool, domain);
+    r.add("AveragePool", make_average_pool, domain);
+    r.add("GlobalAveragePool", global_pool(false), domain);
+    r.add("GlobalMaxPool", global_pool(true), domain);
+  }
+}
+
+}  // namespace tandem::cpu

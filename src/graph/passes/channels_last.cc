@@ -1,0 +1,310 @@
+// Runs regions of 2-D convolutions channels-last (NHWC), the layout oneDNN's convolutions use
+// on this hardware, instead of reordering NCHW -> NHWC -> NCHW around every conv.
+//
+// A region grows forward (in topological order) from the 2-D convs (Conv, FusedConv with a
+// constant rank-4 W) through the ops that can run on NHWC data unchanged or with the attribute
+// channels_last: elementwise unary ops and Clip with constant bounds, binary Add/Sub/Mul/Div/Pow
+// whose operands are NHWC values, constants of rank <= 4 (permuted here) or values known to be
+// rank 4, and the 2-D pools (MaxPool without Indices, AveragePool, GlobalAveragePool,
+// GlobalMaxPool, which become their kFusedDomain channels-last forms). Values are read into a
+// region through ToChannelsLast and leave it through ToChannelsFirst (kFusedDomain, ops/layout.h);
+// a region is kept only when those borders cost fewer layout changes than the two per conv the
+// convs would make on their own. A value leaving a region keeps its name (so graph outputs stay
+// as they are); the NHWC value inside gets a new one.
+#include <algorithm>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "graph/passes/passes.h"
+#include "ops/layout.h"
+#include "ops/schema.h"
+
+namespace tandem {
+
+namespace {
+
+const std::set<std::string>& unary_ops() {
+  static const std::set<std::string> ops = {
+      "Relu", "LeakyRelu", "Sigmoid",  "Tanh", "HardSigmoid", "HardSwish",  "Elu",
+      "Selu", "Celu",      "Exp",      "Abs",  "Neg",         "Sqrt",       "Erf",
+      "Gelu", "Softplus",  "Softsign", "Mish", "Identity",    "Reciprocal", "Floor",
+      "Ceil", "Round",     "Sign",     "Sin",  "Cos"};
+  return ops;
+}
+
+bool is_onnx(const Node& n, const std::set<std::string>& ops) {
+  return n.domain.empty() && ops.count(n.op_type);
+}
+
+bool is_binary(const Node& n) {
+  static const std::set<std::string> ops = {"Add", "Sub", "Mul", "Div", "Pow"};
+  return is_onnx(n, ops) && n.inputs.size() == 2 && n.has_input(0) && n.has_input(1);
+}
+
+bool is_pool(const Node& n) {
+  static const std::set<std::string> ops = {"MaxPool", "AveragePool", "GlobalAveragePool",
+                                            "GlobalMaxPool"};
+  if (!is_onnx(n, ops) || !n.has_input(0) || n.outputs.empty()) return false;
+  for (size_t i = 1; i < n.outputs.size(); ++i)
+    if (n.outputs[i]) return false;  // MaxPool's Indices
+  return n.op_type != "MaxPool" || n.attr_int_or("storage_order", 0) == 0;
+}
+
+// A 2-D conv the region can take: an NCHW Conv or FusedConv with a constant rank-4 W.
+bool is_conv2d(const Node& n) {
+  const bool conv = (n.domain.empty() && n.op_type == "Conv") ||
+                    (n.domain == kFusedDomain && n.op_type == "FusedConv" && !is_channels_last(n));
+  if (!conv || !n.has_input(0) || !n.has_input(1) || n.outputs.size() != 1 || !n.outputs[0])
+    return false;
+  const Value* w = n.inputs[1];
+  return w->is_constant() && w->constant->rank() == 4;
+}
+
+// The inputs of `n` that carry NHWC data inside a region (the others are weights, bounds, ...).
+std::vector<size_t> data_inputs(const Node& n) {
+  if (n.op_type == "Conv" || n.op_type == "FusedConv") {
+    std::vector<size_t> d{0};
+    if (n.has_input(3)) d.push_back(3);
+    return d;
+  }
+  if (is_binary(n)) return {0, 1};
+  return {0};
+}
+
+class ChannelsLast {
+ public:
+  explicit ChannelsLast(Graph& g) : g_(g) {}
+
+  int run() {
+    for (auto& n : g_.nodes())
+      if (n->domain == kFusedDomain && (n->op_type == "ToChannelsLast" || is_channels_last(*n)))
+        return 0;  // converted already
+    grow();
+    prune();
+    if (nhwc_.empty()) return 0;
+    rewrite();
+    g_.topological_sort();
+    g_.remove_unused_values();
+    return static_cast<int>(nhwc_.size());
+  }
+
+ private:
+  bool nhwc_value(const Value* v) const { return v && v->producer && nhwc_.count(v->producer); }
+
+  // Whether `v` is known to have rank 4 (from the model or from the op producing it).
+  bool rank4(const Value* v) const { return v && rank4_.count(v); }
+
+  void grow() {
+    for (auto& node : g_.nodes()) {
+      Node& n = *node;
+      bool take = false;
+      if (is_conv2d(n)) {
+        const Value* z = n.has_input(3) ? n.inputs[3] : nullptr;
+        take = !z || nhwc_value(z) || rank4(z);
+      } else if (is_onnx(n, unary_ops()) && n.has_input(0) && n.outputs.size() == 1) {
+        take = nhwc_value(n.inputs[0]);
+      } else if (n.domain.empty() && n.op_type == "Clip" && n.has_input(0)) {
+        take = nhwc_value(n.inputs[0]);
+        for (size_t i = 1; i < n.inputs.size(); ++i)
+          if (n.inputs[i] && !n.inputs[i]->is_constant()) take = false;
+      } else if (is_binary(n) && n.outputs.size() == 1) {
+        int nhwc = 0;
+        take = true;
+        for (const Value* v : n.inputs) {
+          if (nhwc_value(v)) {
+            ++nhwc;
+          } else if (!(v->is_constant() && v->constant->rank() <= 4) && !rank4(v)) {
+            take = false;
+          }
+        }
+        take = take && nhwc > 0;
+      } else if (is_pool(n)) {
+        take = nhwc_value(n.inputs[0]);
+      }
+      if (take) nhwc_.insert(&n);
+      // Rank 4 is known from the model's shapes, a 2-D conv, or an op keeping its input's rank.
+      for (Value* out : n.outputs) {
+        if (!out) continue;
+        const bool keeps_rank = is_onnx(n, unary_ops()) || n.op_type == "Clip" || is_pool(n) ||
+                                n.op_type == "BatchNormalization";
+        if ((out->shape_known && out->shape.size() == 4) || take || is_conv2d(n) ||
+            (keeps_rank && rank4(n.inputs[0])))
+          rank4_.insert(out);
+      }
+    }
+    for (Value* v : g_.inputs)
+      if (v->shape_known && v->shape.size() == 4) rank4_.insert(v);
+  }
+
+  // Drops the regions whose borders would cost more layout changes than they save.
+  void prune() {
+    std::set<Node*> seen;
+    std::vector<Node*> order;
+    for (auto& n : g_.nodes())
+      if (nhwc_.count(n.get())) order.push_back(n.get());
+    for (Node* seed : order) {
+      if (seen.count(seed)) continue;
+      // The connected region of `seed`: NHWC nodes linked by values one writes and one reads.
+      std::vector<Node*> region, stack{seed};
+      seen.insert(seed);
+      while (!stack.empty()) {
+        Node* n = stack.back();
+        stack.pop_back();
+        region.push_back(n);
+        auto visit = [&](Node* m) {
+          if (m && nhwc_.count(m) && !seen.count(m)) {
+            seen.insert(m);
+            stack.push_back(m);
+          }
+        };
+        for (size_t i : data_inputs(*n))
+          if (n->has_input(i)) visit(n->inputs[i]->producer);
+        for (Value* out : n->outputs)
+          if (out)
+            for (Node* c : out->consumers) visit(c);
+      }
+      std::set<const Value*> entries, exits;
+      int convs = 0;
+      for (Node* n : region) {
+        if (n->op_type == "Conv" || n->op_type == "FusedConv") ++convs;
+        for (size_t i : data_inputs(*n)) {
+          const Value* v = n->has_input(i) ? n->inputs[i] : nullptr;
+          if (v && !v->is_constant() && !nhwc_value(v)) entries.insert(v);
+        }
+        for (const Value* out : n->outputs) {
+          if (!out) continue;
+          bool leaves = out->is_graph_output;
+          for (const Node* c : out->consumers)
+            if (!nhwc_.count(const_cast<Node*>(c))) leaves = true;
+          if (leaves) exits.insert(out);
+        }
+      }
+      if (static_cast<int>(entries.size() + exits.size()) >= 2 * convs)
+        for (Node* n : region) nhwc_.erase(n);
+    }
+  }
+
+  // Replaces input `i` of `n` by `v`, keeping the consumer lists right.
+  static void set_input(Node& n, size_t i, Value* v) {
+    Value* old = n.inputs[i];
+    if (old) {
+      auto it = std::find(old->consumers.begin(), old->consumers.end(), &n);
+      if (it != old->consumers.end()) old->consumers.erase(it);
+    }
+    n.inputs[i] = v;
+    v->consumers.push_back(&n);
+  }
+
+  Value* new_value(const std::string& name, const Value* like) {
+    Value* v = g_.add_value(name);
+    v->dtype = like->dtype;
+    return v;
+  }
+
+  // The NHWC copy of a constant of rank <= 4 (read as rank 4 with leading 1s).
+  Value* permuted_constant(const Value* c) {
+    auto it = permuted_.find(c);
+    if (it != permuted_.end()) return it->second;
+    Shape s = c->constant->shape();
+    s.insert(s.begin(), 4 - s.size(), 1);
+    const Shape t = nchw_to_nhwc(s);
+    Tensor out(c->constant->dtype(), t);
+    const size_t es = dtype_size(out.dtype());
+    const uint8_t* src = static_cast<const uint8_t*>(c->constant->raw());
+    uint8_t* dst = static_cast<uint8_t*>(out.raw());
+    int64_t o = 0;
+    for (int64_t n = 0; n < t[0]; ++n)
+      for (int64_t h = 0; h < t[1]; ++h)
+        for (int64_t w = 0; w < t[2]; ++w)
+          for (int64_t ch = 0; ch < t[3]; ++ch, ++o)
+            std::copy_n(src + (((n * s[1] + ch) * s[2] + h) * s[3] + w) * es, es, dst + o * es);
+    Value* v = new_value(c->name + "_nhwc", c);
+    out.set_name(v->name);
+    v->shape = t;
+    v->shape_known = true;
+    v->constant = std::move(out);
+    return permuted_[c] = v;
+  }
+
+  // ToChannelsLast(v), one per value.
+  Value* entry(Value* v) {
+    auto it = entries_.find(v);
+    if (it != entries_.end()) return it->second;
+    Value* out = new_value(v->name + "_nhwc", v);
+    Node* n = g_.add_node("ToChannelsLast", v->name + "_to_nhwc", {v}, {out});
+    n->domain = kFusedDomain;
+    n->opset = 1;
+    return entries_[v] = out;
+  }
+
+  void rewrite() {
+    std::vector<Node*> nodes;
+    for (auto& n : g_.nodes())
+      if (nhwc_.count(n.get())) nodes.push_back(n.get());
+    // Borders first, while nhwc_value() still tells the region's values apart.
+    for (Node* n : nodes) {
+      for (size_t i : data_inputs(*n)) {
+        Value* v = n->has_input(i) ? n->inputs[i] : nullptr;
+        if (!v || nhwc_value(v)) continue;
+        set_input(*n, i, v->is_constant() ? permuted_constant(v) : entry(v));
+      }
+      for (size_t o = 0; o < n->outputs.size(); ++o) {
+        Value* v = n->outputs[o];
+        if (!v) continue;
+        std::vector<Node*> inside;
+        bool leaves = v->is_graph_output;
+        for (Node* c : v->consumers) {
+          if (nhwc_.count(c)) {
+            inside.push_back(c);
+          } else {
+            leaves = true;
+          }
+        }
+        if (!leaves) {
+          if (v->shape_known && v->shape.size() == 4) v->shape = nchw_to_nhwc(v->shape);
+          continue;
+        }
+        // The region writes a new NHWC value; ToChannelsFirst writes `v` for the rest.
+        Value* inner = new_value(v->name + "_nhwc", v);
+        n->outputs[o] = inner;
+        inner->producer = n;
+        for (Node* c : inside)
+          for (size_t i = 0; i < c->inputs.size(); ++i)
+            if (c->inputs[i] == v) set_input(*c, i, inner);
+        Node* back = g_.add_node("ToChannelsFirst", v->name + "_to_nchw", {inner}, {v});
+        back->domain = kFusedDomain;
+        back->opset = 1;
+      }
+    }
+    for (Node* n : nodes) {
+      Attribute one;
+      one.kind = Attribute::Kind::kInt;
+      one.i = 1;
+      if (n->op_type == "Conv" && n->domain.empty()) {
+        n->op_type = "FusedConv";
+        n->domain = kFusedDomain;
+      }
+      if (is_pool(*n)) {
+        n->domain = kFusedDomain;
+        n->outputs.resize(1);
+      }
+      if (n->domain == kFusedDomain) n->attrs["channels_last"] = one;
+    }
+  }
+
+  Graph& g_;
+  std::set<Node*> nhwc_;
+  std::set<const Value*> rank4_;
+  std::map<const Value*, Value*> permuted_;
+  std::map<Value*, Value*> entries_;
+};
+
+}  // namespace
+
+int convert_to_channels_last(Graph& graph) {
+  return ChannelsLast(graph).run();
+}
+
+}  // namespace tandem

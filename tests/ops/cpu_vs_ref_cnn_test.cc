@@ -1,0 +1,465 @@
+// The CPU backend's CNN kernels against the reference backend: FusedConv (every activation,
+// with and without B and Z, groups, depthwise, strides, pads), MaxPool / AveragePool (odd sizes,
+// pads, ceil_mode, strides, dilations, count_include_pad, auto_pad), the global pools and
+// BatchNormalization. Both run on the same random inputs and must agree within
+// 1e-4 * (1 + max |ref|); each case also says whether the CPU backend declines it or hands its
+// calls to the reference kernel, so a fast path that silently stops applying fails too. The
+// reference FusedConv is itself checked against the unfused ops.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <iostream>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backends/backend.h"
+#include "backends/cpu/cpu_kernels.h"
+#include "op_test_util.h"
+#include "ops/schema.h"
+#include "tandem/status.h"
+#include "tandem/tensor.h"
+
+namespace tandem {
+namespace {
+
+using testing::attr_float;
+using testing::attr_floats;
+using testing::attr_int;
+using testing::attr_ints;
+using testing::attr_string;
+using testing::max_abs_diff;
+using testing::OpRun;
+using testing::run_op;
+using testing::run_ref_op;
+
+Tensor random_tensor(DataType dt, const Shape& s, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> dist(-scale, scale);
+  Tensor t(dt, s);
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    if (dt == DataType::kFloat64) {
+      t.data<double>()[i] = dist(gen);
+    } else {
+      t.data<float>()[i] = dist(gen);
+    }
+  }
+  return t;
+}
+
+double max_abs(const Tensor& t) {
+  double m = 0;
+  for (int64_t i = 0; i < t.numel(); ++i)
+    m = std::max(m, std::abs(t.dtype() == DataType::kFloat64 ? t.data<double>()[i]
+                                                             : double(t.data<float>()[i])));
+  return m;
+}
+
+// `t` [N, C, H, W] as NHWC [N, H, W, C].
+Tensor nhwc_of(const Tensor& t) {
+  const Shape& s = t.shape();
+  Tensor out(t.dtype(), {s[0], s[2], s[3], s[1]});
+  int64_t o = 0;
+  for (int64_t n = 0; n < s[0]; ++n)
+    for (int64_t h = 0; h < s[2]; ++h)
+      for (int64_t w = 0; w < s[3]; ++w)
+        for (int64_t c = 0; c < s[1]; ++c, ++o)
+          out.data<float>()[o] = t.data<float>()[((n * s[1] + c) * s[2] + h) * s[3] + w];
+  return out;
+}
+
+// Runs the op on the CPU and the reference backends (compute called twice: cached plans and
+// prepacked weights are used on the second call) and compares output 0. Returns whether the
+// CPU backend declined the node; `fallback` says whether its kernel is expected to hand both
+// calls to the reference kernel.
+bool compare(const std::string& name, const std::string& op, const std::vector<Tensor>& inputs,
+             const std::map<std::string, Attribute>& attrs, const std::vector<bool>& constant,
+             const std::string& domain = "", bool fallback = false, int num_outputs = 1) {
+  SCOPED_TRACE(name);
+  const int64_t before = cpu::reference_fallbacks();
+  OpRun cpu = run_op(cpu_backend(), op, inputs, attrs, num_outputs, 17, constant, 2, 2, domain);
+  std::vector<Tensor> ref = run_ref_op(op, inputs, attrs, num_outputs, 17, domain);
+  const double diff = max_abs_diff(cpu.outputs.at(0), ref.at(0));
+  EXPECT_LE(diff, 1e-4 * (1 + max_abs(ref[0]))) << name << ": max |cpu - ref| = " << diff;
+  if (cpu.backend == "cpu") {
+    EXPECT_EQ(cpu::reference_fallbacks() - before, fallback ? 2 : 0)
+        << name << (fallback ? ": expected to run on the reference kernel" : ": fell back");
+  }
+  return cpu.backend != "cpu";
+}
+
+// ---- FusedConv ------------------------------------------------------------------------------
+
+struct Act {
+  std::string name;  // the `activation` attribute
+  std::vector<float> params;
+};
+
+const std::vector<Act>& activations() {
+  static const std::vector<Act> acts = {
+      {"", {}},
+      {"Relu", {}},
+      {"LeakyRelu", {}},
+      {"LeakyRelu", {0.3f}},
+      {"Clip", {0.0f, 6.0f}},
+      {"Clip", {-0.5f, 0.25f}},
+      {"Clip", {}},  // unbounded
+      {"Sigmoid", {}},
+      {"HardSigmoid", {}},
+      {"HardSigmoid", {0.3f, 0.4f}},
+      {"HardSwish", {}},
+      {"Tanh", {}},
+      {"SiLU", {}},
+  };
+  return acts;
+}
+
+struct ConvGeometry {
+  std::string name;
+  Shape x, w;
+  int64_t group = 1;
+  std::vector<int64_t> strides, pads, dilations;
+};
+
+const std::vector<ConvGeometry>& geometries() {
+  static const std::vector<ConvGeometry> g = {
+      {"3x3 pad 1", {2, 3, 7, 9}, {5, 3, 3, 3}, 1, {}, {1, 1, 1, 1}},
+      {"1x1", {1, 16, 5, 7}, {8, 16, 1, 1}},
+      {"depthwise 3x3 stride 2", {1, 8, 9, 9}, {8, 1, 3, 3}, 8, {2, 2}, {1, 1, 1, 1}},
+      {"group 2 asymmetric pads", {1, 4, 6, 5}, {6, 2, 3, 3}, 2, {}, {0, 1, 2, 0}},
+      {"strides 2x1 dilation 2", {1, 3, 11, 8}, {4, 3, 3, 2}, 1, {2, 1}, {1, 1, 1, 1}, {2, 2}},
+  };
+  return g;
+}
+
+// The reference FusedConv against Conv -> Add -> activation run as separate reference ops.
+Tensor unfused_reference(const ConvGeometry& g, const Act& act, const std::vector<Tensor>& in,
+                         const std::map<std::string, Attribute>& conv_attrs) {
+  std::vector<Tensor> conv_in(in.begin(), in.begin() + std::min<size_t>(in.size(), 3));
+  Tensor y = run_ref_op("Conv", conv_in, conv_attrs)[0];
+  if (in.size() > 3 && in[3].defined()) y = run_ref_op("Add", {y, in[3]})[0];
+  auto p = [&](size_t i, float dflt) { return i < act.params.size() ? act.params[i] : dflt; };
+  const float inf = std::numeric_limits<float>::infinity();
+  if (act.name == "Relu" || act.name == "Sigmoid" || act.name == "Tanh" ||
+      act.name == "HardSwish") {
+    y = run_ref_op(act.name, {y})[0];
+  } else if (act.name == "LeakyRelu") {
+    y = run_ref_op("LeakyRelu", {y}, {{"alpha", attr_float(p(0, 0.01f))}})[0];
+  } else if (act.name == "HardSigmoid") {
+    y = run_ref_op("HardSigmoid", {y},
+                   {{"alpha", attr_float(p(0, 0.2f))}, {"beta", attr_float(p(1, 0.5f))}})[0];
+  } else if (act.name == "Clip") {
+    y = run_ref_op("Clip", {y}, {{"min", attr_float(p(0, -inf))}, {"max", attr_float(p(1, inf))}},
+                   1, 6)[0];
+  } else if (act.name == "SiLU") {
+    y = run_ref_op("Mul", {y, run_ref_op("Sigmoid", {y})[0]})[0];
+  }
+  return y;
+}
+
+TEST(CpuVsRefCnn, FusedConvTable) {
+  int cases = 0;
+  uint32_t seed = 3000;
+  for (const ConvGeometry& g : geometries()) {
+    std::map<std::string, Attribute> conv_attrs;
+    if (g.group != 1) conv_attrs["group"] = attr_int(g.group);
+    if (!g.strides.empty()) conv_attrs["strides"] = attr_ints(g.strides);
+    if (!g.pads.empty()) conv_attrs["pads"] = attr_ints(g.pads);
+    if (!g.dilations.empty()) conv_attrs["dilations"] = attr_ints(g.dilations);
+    const Shape y_shape = run_ref_op("Conv",
+                                     {random_tensor(DataType::kFloat32, g.x, 1),
+                                      random_tensor(DataType::kFloat32, g.w, 2)},
+                                     conv_attrs)[0]
+                              .shape();
+    for (const Act& act : activations()) {
+      for (int variant = 0; variant < 4; ++variant) {
+        const bool bias = variant & 1, z = variant & 2;
+        std::map<std::string, Attribute> attrs = conv_attrs;
+        if (!act.name.empty()) attrs["activation"] = attr_string(act.name);
+        if (!act.params.empty()) attrs["activation_params"] = attr_floats(act.params);
+        std::vector<Tensor> in{random_tensor(DataType::kFloat32, g.x, seed++, 2.0f),
+                               random_tensor(DataType::kFloat32, g.w, seed++)};
+        in.push_back(bias ? random_tensor(DataType::kFloat32, {g.w[0]}, seed++) : Tensor());
+        if (z) in.push_back(random_tensor(DataType::kFloat32, y_shape, seed++));
+        const std::string name =
+            "FusedConv " + g.name + " " + (act.name.empty() ? "no activation" : act.name) + " " +
+            std::to_string(act.params.size()) + " params" + (bias ? " B" : "") + (z ? " Z" : "");
+        SCOPED_TRACE(name);
+        EXPECT_FALSE(
+            compare(name, "FusedConv", in, attrs, {false, true, true, false}, kFusedDomain));
+        // The oracle itself: the reference FusedConv equals the unfused reference ops.
+        std::vector<Tensor> fused = run_ref_op("FusedConv", in, attrs, 1, 17, kFusedDomain);
+        Tensor unfused = unfused_reference(g, act, in, conv_attrs);
+        EXPECT_LE(max_abs_diff(fused[0], unfused), 1e-6 * (1 + max_abs(unfused)));
+        ++cases;
+      }
+    }
+  }
+  std::cout << "[ cpu-vs-ref ] FusedConv: " << cases << " cases\n";
+}
+
+// Z that broadcasts (per channel, or to a larger output) runs on the reference kernel; Clip with
+// lo > hi is declined (oneDNN's clip differs there); W computed at run time stays fast.
+TEST(CpuVsRefCnn, FusedConvEdgeCases) {
+  const Tensor x = random_tensor(DataType::kFloat32, {1, 3, 6, 6}, 1);
+  const Tensor w = random_tensor(DataType::kFloat32, {4, 3, 3, 3}, 2);
+  const Tensor b = random_tensor(DataType::kFloat32, {4}, 3);
+  std::map<std::string, Attribute> attrs{{"pads", attr_ints({1, 1, 1, 1})},
+                                         {"activation", attr_string("Relu")}};
+  // A Z that broadcasts to the conv's output: oneDNN's binary add post-op, any layout.
+  uint32_t seed = 10;
+  for (const Shape& zs : std::vector<Shape>{{1, 4, 1, 1}, {4, 1, 1}, {1, 1, 1, 6}, {}, {6, 6}}) {
+    for (bool cl : {false, true}) {
+      std::map<std::string, Attribute> a = attrs;
+      Tensor xi = x, zi = random_tensor(DataType::kFloat32, zs, seed++);
+      if (cl) {
+        a["channels_last"] = attr_int(1);
+        xi = nhwc_of(x);
+        Shape z4 = zs;  // as rank 4 with leading 1s, then NHWC
+        z4.insert(z4.begin(), 4 - z4.size(), 1);
+        Tensor padded(DataType::kFloat32, z4);
+        std::copy_n(zi.data<float>(), zi.numel(), padded.data<float>());
+        zi = nhwc_of(padded);
+      }
+      EXPECT_FALSE(compare("Z " + shape_str(zs) + (cl ? " channels-last" : ""), "FusedConv",
+                           {xi, w, b, zi}, a, {false, true, true, false}, kFusedDomain));
+    }
+  }
+  EXPECT_FALSE(compare("Z larger", "FusedConv",
+                       {x, w, b, random_tensor(DataType::kFloat32, {2, 4, 6, 6}, 5)}, attrs,
+                       {false, true, true, false}, kFusedDomain, true));
+  EXPECT_FALSE(compare("W at run time", "FusedConv",
+                       {x, w, b, random_tensor(DataType::kFloat32, {1, 4, 6, 6}, 6)}, attrs,
+                       {false, false, false, false}, kFusedDomain));
+  std::map<std::string, Attribute> bad_clip = attrs;
+  bad_clip["activation"] = attr_string("Clip");
+  bad_clip["activation_params"] = attr_floats({1.0f, -1.0f});
+  EXPECT_TRUE(
+      compare("Clip lo > hi", "FusedConv", {x, w, b}, bad_clip, {false, true, true}, kFusedDomain));
+  std::map<std::string, Attribute> unknown = attrs;
+  unknown["activation"] = attr_string("Swoosh");
+  EXPECT_THROW(run_ref_op("FusedConv", {x, w, b}, unknown, 1, 17, kFusedDomain), Error);
+  std::map<std::string, Attribute> wrong_count = attrs;
+  wrong_count["activation"] = attr_string("Clip");
+  wrong_count["activation_params"] = attr_floats({1.0f});
+  EXPECT_THROW(run_ref_op("FusedConv", {x, w, b}, wrong_count, 1, 17, kFusedDomain), Error);
+}
+
+// ---- MaxPool, AveragePool -------------------------------------------------------------------
+
+struct PoolCase {
+  std::string name;
+  Shape x;
+  std::vector<int64_t> kernel, strides, pads, dilations;
+  int64_t ceil_mode = 0;
+  int64_t count_include_pad = 0;  // AveragePool only
+  std::string auto_pad;
+  bool max_fallback = false, avg_fallback = false;  // handed to the reference kernel
+};
+
+TEST(CpuVsRefCnn, PoolTable) {
+  const std::vector<PoolCase> cases = {
+      {"2x2 stride 2", {1, 3, 8, 8}, {2, 2}, {2, 2}},
+      {"3x3 stride 2 pad 1 (resnet stem)", {2, 16, 17, 17}, {3, 3}, {2, 2}, {1, 1, 1, 1}},
+      {"3x3 stride 2 pad 1 include pad", {2, 5, 17, 13}, {3, 3}, {2, 2}, {1, 1, 1, 1}, {}, 0, 1},
+      {"3x3 stride 1 odd 7x5", {1, 4, 7, 5}, {3, 3}},
+      {"asymmetric pads", {1, 3, 9, 7}, {3, 2}, {2, 1}, {0, 1, 2, 1}},
+      {"asymmetric pads include pad", {1, 3, 9, 7}, {3, 2}, {2, 1}, {0, 1, 2, 1}, {}, 0, 1},
+      {"ceil_mode", {1, 3, 8, 8}, {3, 3}, {2, 2}, {}, {}, 1},
+      {"ceil_mode pad 1", {1, 3, 10, 7}, {3, 3}, {2, 2}, {1, 1, 1, 1}, {}, 1},
+      // count_include_pad with a ceil_mode window past the pads: ONNX does not count that part.
+      {"ceil_mode include pad", {1, 3, 8, 8}, {3, 3}, {2, 2}, {}, {}, 1, 1, "", false, true},
+      {"ceil_mode pad 1 include pad (fits)", {1, 3, 9, 9}, {3, 3}, {2, 2}, {1, 1, 1, 1}, {}, 1, 1},
+      {"dilation 2", {1, 3, 11, 10}, {3, 3}, {1, 1}, {}, {2, 2}},
+      {"dilation 2 stride 2 pad 2", {2, 3, 12, 11}, {2, 3}, {2, 2}, {2, 2, 2, 2}, {2, 2}},
+      {"SAME_UPPER stride 2", {1, 3, 7, 8}, {3, 3}, {2, 2}, {}, {}, 0, 0, "SAME_UPPER"},
+      {"SAME_LOWER stride 2", {1, 3, 7, 8}, {2, 2}, {2, 2}, {}, {}, 0, 0, "SAME_LOWER"},
+      {"SAME_UPPER include pad", {1, 3, 7, 8}, {3, 3}, {2, 2}, {}, {}, 0, 1, "SAME_UPPER"},
+      {"VALID", {1, 3, 7, 8}, {3, 3}, {2, 2}, {}, {}, 0, 0, "VALID"},
+      {"window = input", {2, 6, 5, 5}, {5, 5}},
+      {"1-D", {2, 3, 11}, {3}, {2}, {1, 1}},
+      {"3-D", {1, 2, 5, 6, 7}, {2, 3, 2}, {2, 1, 2}, {0, 1, 0, 1, 1, 1}},
+      {"3-D ceil_mode", {1, 2, 5, 6, 7}, {2, 2, 2}, {2, 2, 2}, {}, {}, 1},
+      // A pad as large as the window: a window could see only padding. Reference kernel.
+      {"pad = window", {1, 2, 6, 6}, {2, 2}, {1, 1}, {2, 2, 2, 2}, {}, 0, 0, "", true, true},
+  };
+  int count = 0;
+  uint32_t seed = 4000;
+  for (const PoolCase& c : cases) {
+    std::map<std::string, Attribute> attrs{{"kernel_shape", attr_ints(c.kernel)}};
+    if (!c.strides.empty()) attrs["strides"] = attr_ints(c.strides);
+    if (!c.pads.empty()) attrs["pads"] = attr_ints(c.pads);
+    if (!c.dilations.empty()) attrs["dilations"] = attr_ints(c.dilations);
+    if (c.ceil_mode) attrs["ceil_mode"] = attr_int(c.ceil_mode);
+    if (!c.auto_pad.empty()) attrs["auto_pad"] = attr_string(c.auto_pad);
+    const Tensor x = random_tensor(DataType::kFloat32, c.x, seed++, 3.0f);
+    // MaxPool ignores count_include_pad; run it once per case.
+    if (c.count_include_pad == 0) {
+      EXPECT_FALSE(
+          compare("MaxPool " + c.name, "MaxPool", {x}, attrs, {false}, "", c.max_fallback));
+    }
+    std::map<std::string, Attribute> avg = attrs;
+    avg["count_include_pad"] = attr_int(c.count_include_pad);
+    EXPECT_FALSE(
+        compare("AveragePool " + c.name, "AveragePool", {x}, avg, {false}, "", c.avg_fallback));
+    ++count;
+  }
+  std::cout << "[ cpu-vs-ref ] MaxPool/AveragePool: " << count << " cases\n";
+}
+
+// MaxPool with its Indices output, int8 and float64 inputs: declined (reference backend).
+TEST(CpuVsRefCnn, PoolDeclined) {
+  std::map<std::string, Attribute> attrs{{"kernel_shape", attr_ints({2, 2})},
+                                         {"strides", attr_ints({2, 2})}};
+  const Tensor x = random_tensor(DataType::kFloat32, {1, 3, 6, 6}, 1);
+  EXPECT_TRUE(compare("MaxPool with Indices", "MaxPool", {x}, attrs, {false}, "", false, 2));
+  EXPECT_TRUE(compare("MaxPool float64", "MaxPool",
+                      {random_tensor(DataType::kFloat64, {1, 3, 6, 6}, 2)}, attrs, {false}));
+  EXPECT_TRUE(compare("GlobalAveragePool float64", "GlobalAveragePool",
+                      {random_tensor(DataType::kFloat64, {1, 3, 6, 6}, 3)}, {}, {false}));
+}
+
+TEST(CpuVsRefCnn, GlobalPoolTable) {
+  const std::vector<Shape> shapes = {{1, 3, 8, 8},   {2, 16, 7, 5},   {1, 64, 1, 1},     {3, 5, 17},
+                                     {1, 4, 33, 31}, {2, 3, 4, 5, 6}, {1, 256, 128, 128}};
+  uint32_t seed = 5000;
+  for (const Shape& s : shapes) {
+    const Tensor x = random_tensor(DataType::kFloat32, s, seed++, 5.0f);
+    for (const std::string op : {"GlobalAveragePool", "GlobalMaxPool"})
+      EXPECT_FALSE(compare(op + " " + shape_str(s), op, {x}, {}, {false}));
+  }
+}
+
+// ---- BatchNormalization ---------------------------------------------------------------------
+
+TEST(CpuVsRefCnn, BatchNormTable) {
+  const std::vector<Shape> shapes = {{2, 3, 5, 7}, {1, 16, 1, 1},   {4, 6},
+                                     {3, 5, 11},   {1, 8, 2, 3, 4}, {1, 32, 64, 64}};
+  uint32_t seed = 6000;
+  for (const Shape& s : shapes) {
+    for (bool constant : {true, false}) {
+      const int64_t c = s[1];
+      Tensor var = random_tensor(DataType::kFloat32, {c}, seed++);
+      for (int64_t i = 0; i < c; ++i) var.data<float>()[i] = std::abs(var.data<float>()[i]) + 0.1f;
+      const std::vector<Tensor> in{random_tensor(DataType::kFloat32, s, seed++, 3.0f),
+                                   random_tensor(DataType::kFloat32, {c}, seed++),
+                                   random_tensor(DataType::kFloat32, {c}, seed++),
+                                   random_tensor(DataType::kFloat32, {c}, seed++), var};
+      const std::string name = "BatchNormalization " + shape_str(s) + (constant ? " const" : "");
+      EXPECT_FALSE(compare(name, "BatchNormalization", in, {{"epsilon", attr_float(1e-3f)}},
+                           {false, constant, constant, constant, constant}));
+    }
+  }
+  // float64 and training mode: declined.
+  const std::vector<Tensor> f64{
+      random_tensor(DataType::kFloat64, {1, 2, 3, 3}, 1), random_tensor(DataType::kFloat64, {2}, 2),
+      random_tensor(DataType::kFloat64, {2}, 3), random_tensor(DataType::kFloat64, {2}, 4),
+      random_tensor(DataType::kFloat64, {2}, 5)};
+  std::vector<Tensor> f64_pos = f64;
+  for (int64_t i = 0; i < 2; ++i) f64_pos[4].data<double>()[i] = 1.0 + i;
+  EXPECT_TRUE(compare("BatchNormalization float64", "BatchNormalization", f64_pos, {},
+                      {false, true, true, true, true}));
+}
+
+// ---- Channels-last ops (ops/layout.h) ---------------------------------------------------------
+
+TEST(CpuVsRefCnn, LayoutTransforms) {
+  const std::vector<Shape> shapes = {{1, 3, 64, 64}, {2, 5, 7, 3},  {1, 1, 4, 4},
+                                     {1, 16, 1, 1},  {3, 17, 9, 1}, {1, 33, 31, 17}};
+  uint32_t seed = 7000;
+  for (const Shape& s : shapes) {
+    const Tensor x = random_tensor(DataType::kFloat32, s, seed++);
+    const Tensor nhwc = nhwc_of(x);
+    EXPECT_FALSE(compare("ToChannelsLast " + shape_str(s), "ToChannelsLast", {x}, {}, {false},
+                         kFusedDomain));
+    EXPECT_FALSE(compare("ToChannelsFirst " + shape_str(s), "ToChannelsFirst", {nhwc}, {}, {false},
+                         kFusedDomain));
+    // The reference kernels against the permutation written out here.
+    EXPECT_EQ(max_abs_diff(run_ref_op("ToChannelsLast", {x}, {}, 1, 17, kFusedDomain)[0], nhwc),
+              0.0);
+    EXPECT_EQ(max_abs_diff(run_ref_op("ToChannelsFirst", {nhwc}, {}, 1, 17, kFusedDomain)[0], x),
+              0.0);
+  }
+}
+
+// FusedConv with channels_last: the CPU kernel against the reference one, and the reference one
+// against the NCHW FusedConv on permuted tensors.
+TEST(CpuVsRefCnn, ChannelsLastFusedConv) {
+  uint32_t seed = 7100;
+  for (const ConvGeometry& g : geometries()) {
+    for (const Act& act : {Act{"", {}}, Act{"Relu", {}}, Act{"HardSwish", {}}, Act{"SiLU", {}}}) {
+      for (int variant = 0; variant < 4; ++variant) {
+        const bool bias = variant & 1, z = variant & 2;
+        std::map<std::string, Attribute> attrs;
+        if (g.group != 1) attrs["group"] = attr_int(g.group);
+        if (!g.strides.empty()) attrs["strides"] = attr_ints(g.strides);
+        if (!g.pads.empty()) attrs["pads"] = attr_ints(g.pads);
+        if (!g.dilations.empty()) attrs["dilations"] = attr_ints(g.dilations);
+        if (!act.name.empty()) attrs["activation"] = attr_string(act.name);
+        std::vector<Tensor> in{random_tensor(DataType::kFloat32, g.x, seed++, 2.0f),
+                               random_tensor(DataType::kFloat32, g.w, seed++)};
+        in.push_back(bias ? random_tensor(DataType::kFloat32, {g.w[0]}, seed++) : Tensor());
+        const Shape y_shape = run_ref_op("FusedConv", in, attrs, 1, 17, kFusedDomain)[0].shape();
+        if (z) in.push_back(random_tensor(DataType::kFloat32, y_shape, seed++));
+        const Tensor nchw = run_ref_op("FusedConv", in, attrs, 1, 17, kFusedDomain)[0];
+        std::vector<Tensor> cl_in = in;
+        cl_in[0] = nhwc_of(in[0]);
+        if (z) cl_in[3] = nhwc_of(in[3]);
+        std::map<std::string, Attribute> cl_attrs = attrs;
+        cl_attrs["channels_last"] = attr_int(1);
+        const std::string name = "channels-last FusedConv " + g.name + " " + act.name +
+                                 (bias ? " B" : "") + (z ? " Z" : "");
+        EXPECT_FALSE(
+            compare(name, "FusedConv", cl_in, cl_attrs, {false, true, true, false}, kFusedDomain));
+        const Tensor cl = run_ref_op("FusedConv", cl_in, cl_attrs, 1, 17, kFusedDomain)[0];
+        EXPECT_LE(max_abs_diff(cl, nhwc_of(nchw)), 1e-6 * (1 + max_abs(nchw))) << name;
+      }
+    }
+  }
+}
+
+TEST(CpuVsRefCnn, ChannelsLastPools) {
+  struct Case {
+    std::string op;
+    Shape x;
+    std::map<std::string, Attribute> attrs;
+  };
+  const std::vector<Case> cases = {
+      {"MaxPool",
+       {1, 16, 17, 17},
+       {{"kernel_shape", attr_ints({3, 3})},
+        {"strides", attr_ints({2, 2})},
+        {"pads", attr_ints({1, 1, 1, 1})}}},
+      {"MaxPool", {2, 5, 8, 7}, {{"kernel_shape", attr_ints({2, 2})}, {"ceil_mode", attr_int(1)}}},
+      {"AveragePool",
+       {1, 24, 9, 9},
+       {{"kernel_shape", attr_ints({3, 3})},
+        {"pads", attr_ints({1, 1, 1, 1})},
+        {"count_include_pad", attr_int(1)}}},
+      {"AveragePool",
+       {2, 3, 10, 7},
+       {{"kernel_shape", attr_ints({3, 2})}, {"strides", attr_ints({2, 1})}}},
+      {"GlobalAveragePool", {1, 96, 8, 8}, {}},
+      {"GlobalAveragePool", {2, 5, 3, 7}, {}},
+      {"GlobalMaxPool", {2, 40, 4, 4}, {}},
+      {"GlobalMaxPool", {1, 3, 1, 1}, {}},
+  };
+  uint32_t seed = 7300;
+  for (const Case& c : cases) {
+    const Tensor x = random_tensor(DataType::kFloat32, c.x, seed++, 3.0f);
+    std::map<std::string, Attribute> attrs = c.attrs;
+    attrs["channels_last"] = attr_int(1);
+    const std::string name = "channels-last " + c.op + " " + shape_str(c.x);
+    EXPECT_FALSE(compare(name, c.op, {nhwc_of(x)}, attrs, {false}, kFusedDomain));
+    // The reference channels-last pool is the ONNX pool on NCHW, permuted.
+    const Tensor want = nhwc_of(run_ref_op(c.op, {x}, c.attrs)[0]);
+    EXPECT_EQ(max_abs_diff(run_ref_op(c.op, {nhwc_of(x)}, attrs, 1, 17, kFusedDomain)[0], want),
+              0.0)
+        << name;
+  }
+}
+
+}  // namespace
+}  // namespace tandem
