@@ -19,6 +19,10 @@ class ThreadPool {
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int size() const { return num_threads_; }
+  // Makes OpenMP regions the calling thread opens from now on (oneDNN's among them) default to
+  // this pool's size. A session does this at the start of each run, so a primitive oneDNN creates
+  // during the run sizes its team from the session, not from whatever the thread set last.
+  void apply_to_calling_thread() const;
   const std::vector<int>& cores() const { return cores_; }
 
   // fn(begin, end) over disjoint chunks covering [0, n). Blocks until all are done. An exception

@@ -354,6 +354,7 @@ std::vector<Tensor> Session::run(const std::vector<const Tensor*>& inputs, RunSt
   // One run at a time per plan: the arena and the per-run state are shared.
   std::lock_guard<std::mutex> run_lock(mu_);
   Plan& p = *plan;
+  pool_.apply_to_calling_thread();
 
   // With `into`, graph outputs are computed straight into the caller's buffers.
   std::vector<int> into_index;

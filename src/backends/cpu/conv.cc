@@ -101,7 +101,6 @@ struct ConvPlan {
   int64_t batch = 0, x_rows = 0, x_cols = 0, y_rows = 0, y_cols = 0;
   memory x_mem, y_mem, w_mem;  // buffers in the primitive's layouts, when they differ
   bool w_prepacked = false;    // w_mem holds the constant W, reordered once
-  int64_t macs = 0;            // multiply-adds of one call (sizes the thread team)
   // The node's tensors as oneDNN memories, pointed at each call's buffers, and the primitive's
   // arguments built from them once.
   memory x_user, w_user, b_user, y_user, z_user;
@@ -149,14 +148,17 @@ class ConvKernel : public Kernel {
     // A session runs one graph at a time, but the lock keeps the cached buffers safe should a
     // kernel ever be shared.
     std::lock_guard<std::mutex> lock(mu_);
+    // A small conv runs on fewer threads: waking a thread costs more than its share of the work.
+    // Set before the primitive is made, too: oneDNN sizes some primitives' thread team when it
+    // creates them.
+    const int64_t macs = y->numel() * (w->numel() / std::max<int64_t>(1, w->dim(0)));
+    set_threads(static_cast<int>(std::clamp<int64_t>(macs / kMacsPerThread, 1, ctx.pool.size())));
     ConvPlan& p = plan_for(ctx.node, *x, *w, b != nullptr, z, y->shape());
     if (p.use_reference) {
       note_reference_fallback();
       ref_->compute(ctx, inputs, outputs);
       return;
     }
-    // A small conv runs on fewer threads: waking a thread costs more than its share of the work.
-    set_threads(static_cast<int>(std::clamp<int64_t>(p.macs / kMacsPerThread, 1, ctx.pool.size())));
     dnnl::stream& s = stream();
     try {
       p.x_user.set_data_handle(const_cast<float*>(x->data<float>()));
@@ -268,7 +270,6 @@ class ConvKernel : public Kernel {
     for (int64_t d : a.dilations) dilations.push_back(d - 1);  // oneDNN counts the gaps
 
     ConvPlan p;
-    p.macs = shape_numel(ys) * ws[1] * ws[2] * ws[3];
     const Tag layout = channels_last_ ? Tag::nhwc : Tag::nchw;
     p.x_md = memory::desc(to_dims(xs), Dt::f32, layout);
     p.y_md = memory::desc(to_dims(ys), Dt::f32, layout);

@@ -61,6 +61,7 @@ class EltwiseKernel : public Kernel {
       return;
     }
     std::lock_guard<std::mutex> lock(mu_);
+    set_threads(ctx.pool.size(), x->numel());  // before oneDNN makes the primitive
     EltwisePlan& p = plan_for(x->numel());
     if (p.use_reference) {
       note_reference_fallback();

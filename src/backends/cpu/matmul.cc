@@ -75,14 +75,15 @@ class MatmulKernel : public Kernel {
       return;
     }
     std::lock_guard<std::mutex> lock(mu_);
+    // About flops / 64: small products stay on one thread (see set_threads). Set before the
+    // primitive is made, too: oneDNN sizes some primitives' thread team when it creates them.
+    set_threads(ctx.pool.size(), y->numel() * a->shape().back() / 64);
     MatmulPlan& p = plan_for(ctx.node, *a, *b, c, *y);
     if (p.use_reference) {
       note_reference_fallback();
       ref_->compute(ctx, inputs, outputs);
       return;
     }
-    // About flops / 64: small products stay on one thread (see set_threads).
-    set_threads(ctx.pool.size(), y->numel() * a->shape().back() / 64);
     dnnl::stream& s = stream();
     try {
       memory a_mem(p.pr.a_md, engine(), const_cast<float*>(a->data<float>()));

@@ -64,6 +64,8 @@ class PoolKernel : public Kernel {
       return;
     }
     std::lock_guard<std::mutex> lock(mu_);
+    // Before the primitive is made: oneDNN may size its thread team at creation.
+    set_threads(ctx.pool.size(), x->numel());
     PoolPlan& p = channels_last_
                       ? plan_for(ctx.node, nhwc_to_nchw(x->shape()), nhwc_to_nchw(y->shape()))
                       : plan_for(ctx.node, x->shape(), y->shape());
@@ -72,7 +74,6 @@ class PoolKernel : public Kernel {
       ref_->compute(ctx, inputs, outputs);
       return;
     }
-    set_threads(ctx.pool.size());
     dnnl::stream& s = stream();
     try {
       memory src(p.x_md, engine(), const_cast<float*>(x->data<float>()));

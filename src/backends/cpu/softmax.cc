@@ -51,6 +51,7 @@ class SoftmaxKernel : public Kernel {
       return;
     }
     std::lock_guard<std::mutex> lock(mu_);
+    set_threads(ctx.pool.size(), x->numel());  // before oneDNN makes the primitive
     SoftmaxPlan& p = plan_for(ctx.node, x->shape());
     if (p.use_reference) {
       note_reference_fallback();
