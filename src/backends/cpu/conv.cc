@@ -101,7 +101,6 @@ struct ConvPlan {
   int64_t batch = 0, x_rows = 0, x_cols = 0, y_rows = 0, y_cols = 0;
   memory x_mem, y_mem, w_mem;  // buffers in the primitive's layouts, when they differ
   bool w_prepacked = false;    // w_mem holds the constant W, reordered once
-  int64_t macs = 0;            // multiply-adds of one call (sizes the thread team)
   // The node's tensors as oneDNN memories, pointed at each call's buffers, and the primitive's
   // arguments built from them once.
   memory x_user, w_user, b_user, y_user, z_user;
@@ -111,9 +110,10 @@ struct ConvPlan {
   std::unordered_map<int, memory> args;
 };
 
-// The plan key: X and W shapes, whether B is given, and when Z is, Y's and Z's shapes (Z may
-// broadcast; Z's rank, then its dims).
-using PlanKey = std::array<int64_t, 19>;
+// The plan key: X and W shapes, whether B is given, when Z is, Y's and Z's shapes (Z may
+// broadcast; Z's rank, then its dims), and the thread count (a oneDNN conv keeps the one it was
+// created with).
+using PlanKey = std::array<int64_t, 20>;
 
 // `want` when it describes the same bytes as the node's plain layout `user`: NCHW and NHWC
 // agree when C == 1 or H * W == 1. Saves a reorder between identical buffers (the squeeze-and-
@@ -149,14 +149,18 @@ class ConvKernel : public Kernel {
     // A session runs one graph at a time, but the lock keeps the cached buffers safe should a
     // kernel ever be shared.
     std::lock_guard<std::mutex> lock(mu_);
-    ConvPlan& p = plan_for(ctx.node, *x, *w, b != nullptr, z, y->shape());
+    // A small conv runs on fewer threads: waking a thread costs more than its share of the work.
+    // Set before the plan is made: oneDNN's convs fix their thread count when created.
+    const int64_t macs = y->numel() * w->dim(1) * w->dim(2) * w->dim(3);
+    const int threads =
+        static_cast<int>(std::clamp<int64_t>(macs / kMacsPerThread, 1, ctx.pool.size()));
+    set_threads(threads);
+    ConvPlan& p = plan_for(ctx.node, *x, *w, b != nullptr, z, y->shape(), threads);
     if (p.use_reference) {
       note_reference_fallback();
       ref_->compute(ctx, inputs, outputs);
       return;
     }
-    // A small conv runs on fewer threads: waking a thread costs more than its share of the work.
-    set_threads(static_cast<int>(std::clamp<int64_t>(p.macs / kMacsPerThread, 1, ctx.pool.size())));
     dnnl::stream& s = stream();
     try {
       p.x_user.set_data_handle(const_cast<float*>(x->data<float>()));
@@ -213,13 +217,14 @@ class ConvKernel : public Kernel {
   }
 
   ConvPlan& plan_for(const Node& node, const Tensor& x, const Tensor& w, bool has_bias,
-                     const Tensor* z, const Shape& y_shape) {
+                     const Tensor* z, const Shape& y_shape, int threads) {
     const bool has_z = z != nullptr;
     PlanKey key{};
     std::copy(x.shape().begin(), x.shape().end(), key.begin());
     std::copy(w.shape().begin(), w.shape().end(), key.begin() + 4);
     key[8] = has_bias;
     key[9] = has_z;
+    key[19] = threads;
     if (has_z) {
       std::copy(y_shape.begin(), y_shape.end(), key.begin() + 10);
       key[14] = z->rank();
@@ -268,7 +273,6 @@ class ConvKernel : public Kernel {
     for (int64_t d : a.dilations) dilations.push_back(d - 1);  // oneDNN counts the gaps
 
     ConvPlan p;
-    p.macs = shape_numel(ys) * ws[1] * ws[2] * ws[3];
     const Tag layout = channels_last_ ? Tag::nhwc : Tag::nchw;
     p.x_md = memory::desc(to_dims(xs), Dt::f32, layout);
     p.y_md = memory::desc(to_dims(ys), Dt::f32, layout);

@@ -64,6 +64,7 @@ class PoolKernel : public Kernel {
       return;
     }
     std::lock_guard<std::mutex> lock(mu_);
+    set_threads(ctx.pool.size());  // before the plan: oneDNN primitives keep the count they see
     PoolPlan& p = channels_last_
                       ? plan_for(ctx.node, nhwc_to_nchw(x->shape()), nhwc_to_nchw(y->shape()))
                       : plan_for(ctx.node, x->shape(), y->shape());
@@ -72,7 +73,6 @@ class PoolKernel : public Kernel {
       ref_->compute(ctx, inputs, outputs);
       return;
     }
-    set_threads(ctx.pool.size());
     dnnl::stream& s = stream();
     try {
       memory src(p.x_md, engine(), const_cast<float*>(x->data<float>()));
