@@ -122,10 +122,13 @@ using PlanKey = std::array<int64_t, 20>;
 
 // out[0, m) += sum_j in[j] * wt[j * m + i]: one row of W transposed per input channel. Built for
 // AVX-512 and AVX2 too (the binary's baseline is SSE2); the loader picks the best the CPU has.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void saxpy_rows(const float* wt,
-                                                                             const float* in,
-                                                                             float* out, int64_t c,
-                                                                             int64_t m) {
+#if defined(__x86_64__) && defined(__GNUC__)
+#define TANDEM_X86_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define TANDEM_X86_CLONES
+#endif
+TANDEM_X86_CLONES void saxpy_rows(const float* wt, const float* in, float* out, int64_t c,
+                                  int64_t m) {
   for (int64_t j = 0; j < c; ++j) {
     const float v = in[j];
     const float* row = wt + j * m;
