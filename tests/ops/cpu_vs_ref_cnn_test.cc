@@ -130,6 +130,8 @@ const std::vector<ConvGeometry>& geometries() {
       {"depthwise 3x3 stride 2", {1, 8, 9, 9}, {8, 1, 3, 3}, 8, {2, 2}, {1, 1, 1, 1}},
       {"group 2 asymmetric pads", {1, 4, 6, 5}, {6, 2, 3, 3}, 2, {}, {0, 1, 2, 0}},
       {"strides 2x1 dilation 2", {1, 3, 11, 8}, {4, 3, 3, 2}, 1, {2, 1}, {1, 1, 1, 1}, {2, 2}},
+      // A dense layer (squeeze-and-excite): computed by the kernel itself, not oneDNN.
+      {"1x1 on 1x1 batch 2", {2, 40, 1, 1}, {24, 40, 1, 1}},
   };
   return g;
 }
@@ -230,6 +232,12 @@ TEST(CpuVsRefCnn, FusedConvEdgeCases) {
   EXPECT_FALSE(compare("Z larger", "FusedConv",
                        {x, w, b, random_tensor(DataType::kFloat32, {2, 4, 6, 6}, 5)}, attrs,
                        {false, true, true, false}, kFusedDomain, true));
+  EXPECT_FALSE(compare("1x1 on 1x1, W at run time", "FusedConv",
+                       {random_tensor(DataType::kFloat32, {3, 5, 1, 1}, 7),
+                        random_tensor(DataType::kFloat32, {6, 5, 1, 1}, 8),
+                        random_tensor(DataType::kFloat32, {6}, 9)},
+                       {{"activation", attr_string("Sigmoid")}}, {false, false, false},
+                       kFusedDomain));
   EXPECT_FALSE(compare("W at run time", "FusedConv",
                        {x, w, b, random_tensor(DataType::kFloat32, {1, 4, 6, 6}, 6)}, attrs,
                        {false, false, false, false}, kFusedDomain));

@@ -19,6 +19,7 @@
 // unsupported tensors at run time delegates per call.
 #include "ops/conv.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
@@ -101,6 +102,10 @@ struct ConvPlan {
   int64_t batch = 0, x_rows = 0, x_cols = 0, y_rows = 0, y_cols = 0;
   memory x_mem, y_mem, w_mem;  // buffers in the primitive's layouts, when they differ
   bool w_prepacked = false;    // w_mem holds the constant W, reordered once
+  // A conv of 1x1 X by a 1x1 kernel (the squeeze-and-excite convs on [N, C, 1, 1]) is a dense
+  // layer: computed here (dense_conv), with the constant W transposed to [C, M] once.
+  bool dense = false;
+  std::vector<float> wt;
   // The node's tensors as oneDNN memories, pointed at each call's buffers, and the primitive's
   // arguments built from them once.
   memory x_user, w_user, b_user, y_user, z_user;
@@ -110,9 +115,27 @@ struct ConvPlan {
   std::unordered_map<int, memory> args;
 };
 
-// The plan key: X and W shapes, whether B is given, and when Z is, Y's and Z's shapes (Z may
-// broadcast; Z's rank, then its dims).
-using PlanKey = std::array<int64_t, 19>;
+// The plan key: X and W shapes, whether B is given, when Z is, Y's and Z's shapes (Z may
+// broadcast; Z's rank, then its dims), and the thread count (a oneDNN conv keeps the one it was
+// created with).
+using PlanKey = std::array<int64_t, 20>;
+
+// out[0, m) += sum_j in[j] * wt[j * m + i]: one row of W transposed per input channel. Built for
+// AVX-512 and AVX2 too (the binary's baseline is SSE2); the loader picks the best the CPU has.
+#if defined(__x86_64__) && defined(__GNUC__)
+#define TANDEM_X86_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define TANDEM_X86_CLONES
+#endif
+TANDEM_X86_CLONES void saxpy_rows(const float* wt, const float* in, float* out, int64_t c,
+                                  int64_t m) {
+  for (int64_t j = 0; j < c; ++j) {
+    const float v = in[j];
+    const float* row = wt + j * m;
+#pragma omp simd  // -O2 would not vectorise it (unknown trip count, possible aliasing)
+    for (int64_t i = 0; i < m; ++i) out[i] += v * row[i];
+  }
+}
 
 // `want` when it describes the same bytes as the node's plain layout `user`: NCHW and NHWC
 // agree when C == 1 or H * W == 1. Saves a reorder between identical buffers (the squeeze-and-
@@ -149,14 +172,19 @@ class ConvKernel : public Kernel {
     // kernel ever be shared.
     std::lock_guard<std::mutex> lock(mu_);
     // A small conv runs on fewer threads: waking a thread costs more than its share of the work.
-    // Set before the primitive is made, too: oneDNN sizes some primitives' thread team when it
-    // creates them.
-    const int64_t macs = y->numel() * (w->numel() / std::max<int64_t>(1, w->dim(0)));
-    set_threads(static_cast<int>(std::clamp<int64_t>(macs / kMacsPerThread, 1, ctx.pool.size())));
-    ConvPlan& p = plan_for(ctx.node, *x, *w, b != nullptr, z, y->shape());
+    // Set before the plan is made: oneDNN's convs fix their thread count when created.
+    const int64_t macs = y->numel() * w->dim(1) * w->dim(2) * w->dim(3);
+    const int threads =
+        static_cast<int>(std::clamp<int64_t>(macs / kMacsPerThread, 1, ctx.pool.size()));
+    set_threads(threads);
+    ConvPlan& p = plan_for(ctx.node, *x, *w, b != nullptr, z, y->shape(), threads);
     if (p.use_reference) {
       note_reference_fallback();
       ref_->compute(ctx, inputs, outputs);
+      return;
+    }
+    if (p.dense) {
+      dense_conv(p, *x, *w, b, z, *y);
       return;
     }
     dnnl::stream& s = stream();
@@ -214,14 +242,44 @@ class ConvKernel : public Kernel {
     return x->numel() > 0 && w->numel() > 0 && y->numel() > 0;
   }
 
+  // y[n, m] = act(B[m] + sum_c W[m, c] x[n, c] + Z[n, m]) for X [N, C, 1, 1] and W [M, C, 1, 1];
+  // the inner loop runs over m on W transposed, so it vectorises.
+  void dense_conv(ConvPlan& p, const Tensor& x, const Tensor& w, const Tensor* b, const Tensor* z,
+                  Tensor& y) const {
+    const int64_t batch = x.dim(0), c = w.dim(1), m = w.dim(0);
+    if (p.wt.empty()) {
+      p.wt.resize(c * m);
+      const float* wd = w.data<float>();
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < c; ++j) p.wt[j * m + i] = wd[i * c + j];
+    }
+    for (int64_t n = 0; n < batch; ++n) {
+      float* out = y.data<float>() + n * m;
+      const float* in = x.data<float>() + n * c;
+      if (b) {
+        std::copy_n(b->data<float>(), m, out);
+      } else {
+        std::fill_n(out, m, 0.0f);
+      }
+      saxpy_rows(p.wt.data(), in, out, c, m);
+      if (z) {
+        const float* zd = z->data<float>() + n * m;
+        for (int64_t i = 0; i < m; ++i) out[i] += zd[i];
+      }
+      if (act_.kind != ActivationKind::kNone)
+        for (int64_t i = 0; i < m; ++i) out[i] = apply_activation(act_, out[i]);
+    }
+  }
+
   ConvPlan& plan_for(const Node& node, const Tensor& x, const Tensor& w, bool has_bias,
-                     const Tensor* z, const Shape& y_shape) {
+                     const Tensor* z, const Shape& y_shape, int threads) {
     const bool has_z = z != nullptr;
     PlanKey key{};
     std::copy(x.shape().begin(), x.shape().end(), key.begin());
     std::copy(w.shape().begin(), w.shape().end(), key.begin() + 4);
     key[8] = has_bias;
     key[9] = has_z;
+    key[19] = threads;
     if (has_z) {
       std::copy(y_shape.begin(), y_shape.end(), key.begin() + 10);
       key[14] = z->rank();
@@ -270,6 +328,12 @@ class ConvKernel : public Kernel {
     for (int64_t d : a.dilations) dilations.push_back(d - 1);  // oneDNN counts the gaps
 
     ConvPlan p;
+    // Every X and Y of a 1x1 conv on 1x1 X without padding: NCHW and NHWC are the same bytes.
+    p.dense = constant_w_ && a.group == 1 && xs[2] == 1 && xs[3] == 1 && ws[2] == 1 && ws[3] == 1 &&
+              ys[2] == 1 && ys[3] == 1 &&
+              std::all_of(pad_begin.begin(), pad_begin.end(), [](int64_t v) { return v == 0; }) &&
+              (!has_z || *zs == y_node);
+    if (p.dense) return p;
     const Tag layout = channels_last_ ? Tag::nhwc : Tag::nchw;
     p.x_md = memory::desc(to_dims(xs), Dt::f32, layout);
     p.y_md = memory::desc(to_dims(ys), Dt::f32, layout);

@@ -64,8 +64,7 @@ class PoolKernel : public Kernel {
       return;
     }
     std::lock_guard<std::mutex> lock(mu_);
-    // Before the primitive is made: oneDNN may size its thread team at creation.
-    set_threads(ctx.pool.size(), x->numel());
+    set_threads(ctx.pool.size());  // before the plan: oneDNN primitives keep the count they see
     PoolPlan& p = channels_last_
                       ? plan_for(ctx.node, nhwc_to_nchw(x->shape()), nhwc_to_nchw(y->shape()))
                       : plan_for(ctx.node, x->shape(), y->shape());
@@ -166,6 +165,17 @@ class PoolKernel : public Kernel {
   std::map<std::vector<int64_t>, PoolPlan> plans_;
 };
 
+// acc[i] += row[i] and out[i] = max(out[i], row[i]) over one NHWC row of C channels (forced
+// vectorised: -O2 alone leaves such loops scalar).
+void add_row(double* acc, const float* row, int64_t c) {
+#pragma omp simd
+  for (int64_t i = 0; i < c; ++i) acc[i] += row[i];
+}
+void max_row(float* out, const float* row, int64_t c) {
+#pragma omp simd
+  for (int64_t i = 0; i < c; ++i) out[i] = std::max(out[i], row[i]);
+}
+
 // GlobalAveragePool / GlobalMaxPool over contiguous planes.
 class GlobalPoolKernel : public Kernel {
  public:
@@ -237,17 +247,17 @@ class GlobalPoolKernel : public Kernel {
     const int64_t batch = x.dim(0), hw = x.dim(1) * x.dim(2), c = x.dim(3);
     const float* xd = x.data<float>();
     float* yd = y.data<float>();
+    thread_local std::vector<double> acc;
+    if (!is_max_) acc.resize(c);
     for (int64_t n = 0; n < batch; ++n) {
       const float* item = xd + n * hw * c;
       float* out = yd + n * c;
       if (is_max_) {
         std::fill(out, out + c, std::numeric_limits<float>::lowest());
-        for (int64_t r = 0; r < hw; ++r)
-          for (int64_t i = 0; i < c; ++i) out[i] = std::max(out[i], item[r * c + i]);
+        for (int64_t r = 0; r < hw; ++r) max_row(out, item + r * c, c);
       } else {
-        std::vector<double> acc(c, 0.0);
-        for (int64_t r = 0; r < hw; ++r)
-          for (int64_t i = 0; i < c; ++i) acc[i] += item[r * c + i];
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (int64_t r = 0; r < hw; ++r) add_row(acc.data(), item + r * c, c);
         for (int64_t i = 0; i < c; ++i) out[i] = static_cast<float>(acc[i] / double(hw));
       }
     }
