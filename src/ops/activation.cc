@@ -51,6 +51,11 @@ void register_activation_schemas(SchemaRegistry& r) {
   for (const char* op : {"LeakyRelu", "ThresholdedRelu", "Sigmoid", "HardSigmoid", "HardSwish",
                          "Tanh", "Elu", "Selu", "Celu", "Softplus", "Softsign", "Mish", "Gelu"})
     add_activation(r, op, false);
+  // The fused Gelu (com.tandem) that fuse_gelu.cc makes of the erf and tanh forms torch exports:
+  // the ONNX Gelu of opset 20 (attribute approximate = "none" | "tanh"), for models of any opset.
+  r.add({"Gelu", 1, 1,
+         [](const InferContext& ctx) { return std::vector<TensorType>{checked_x(ctx, false)}; },
+         kFusedDomain});
   for (const char* op : {"Relu", "Shrink"}) add_activation(r, op, true);
 
   // PRelu: slope must broadcast to X without changing X's shape (before opset 7, a 1-D slope of

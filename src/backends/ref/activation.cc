@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "ops/legacy.h"
+#include "ops/schema.h"
 #include "ops/shape_utils.h"
 
 namespace tandem {
@@ -423,6 +424,8 @@ void register_activation_ref_kernels(KernelRegistry& r) {
   r.add("Softsign", activation_factory<Softsign>());
   r.add("Mish", activation_factory<Mish>());
   r.add("Gelu", activation_factory<Gelu>());
+  // The fused Gelu (com.tandem) fuse_gelu.cc makes: the same op.
+  r.add("Gelu", activation_factory<Gelu>(), kFusedDomain);
   r.add("Shrink", activation_factory<Shrink>());
   r.add("Clip", [](const Node& node) -> std::unique_ptr<Kernel> {
     return std::make_unique<ClipKernel>(node);

@@ -26,4 +26,9 @@ void run_default_passes(Graph& graph);
 // runs the model as written (the oracle). Returns the number of rewrites.
 int run_fusion_passes(Graph& graph);
 
+// The fusion passes of the table, each returning its number of rewrites.
+int fuse_gelu(Graph& graph);        // erf / tanh GELU -> Gelu
+int fuse_group_norm(Graph& graph);  // Reshape/InstanceNorm/Reshape/Mul/Add[/SiLU] -> GroupNorm
+int fuse_attention(Graph& graph);   // MatMul/scale/mask/Softmax/MatMul[+Transposes] -> Attention
+
 }  // namespace tandem
