@@ -15,6 +15,9 @@ class CpuBackend : public Backend {
     cpu::register_softmax_kernels(kernels_);
     cpu::register_eltwise_kernels(kernels_);
     cpu::register_binary_kernels(kernels_);
+    cpu::register_normalization_kernels(kernels_);
+    cpu::register_gelu_kernels(kernels_);
+    cpu::register_attention_kernels(kernels_);
   }
   const char* name() const override { return "cpu"; }
   const KernelRegistry& kernels() const override { return kernels_; }

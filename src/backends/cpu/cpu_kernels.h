@@ -13,6 +13,10 @@ void register_matmul_kernels(KernelRegistry& r);   // MatMul, Gemm (oneDNN)
 void register_softmax_kernels(KernelRegistry& r);  // Softmax, LogSoftmax (oneDNN)
 void register_eltwise_kernels(KernelRegistry& r);  // Sigmoid, Tanh, Relu, ... (oneDNN)
 void register_binary_kernels(KernelRegistry& r);   // Add, Sub, Mul, Div (oneDNN)
+// InstanceNormalization, LayerNormalization, fused GroupNorm (vector loops)
+void register_normalization_kernels(KernelRegistry& r);
+void register_gelu_kernels(KernelRegistry& r);       // Gelu, fused Gelu (vector loops)
+void register_attention_kernels(KernelRegistry& r);  // fused Attention (vector loops)
 
 // How many compute calls CPU kernels have handed to their reference kernel so far (tensors the
 // fast path does not handle, seen only at run time), over the whole process. For tests and

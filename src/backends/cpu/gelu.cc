@@ -1,0 +1,90 @@
+// The CPU backend's Gelu (ONNX opset 20 and the fused com.tandem one fuse_gelu.cc makes):
+// hand-written vector loops (simd.h), float32, approximate = "none" (erf) or "tanh". Other
+// dtypes run on the reference kernel.
+#include <memory>
+#include <string>
+
+#include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/dnnl_util.h"
+#include "backends/cpu/simd.h"
+#include "ops/schema.h"
+
+namespace tandem::cpu {
+
+namespace {
+
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace sv = simd;
+using sv::vfloat;
+
+TANDEM_SIMD_INLINE vfloat gelu_erf_v(vfloat v) {
+  return v * 0.5f * (1.0f + sv::erf(v * 0.70710678118654752f));
+}
+TANDEM_SIMD_INLINE vfloat gelu_tanh_v(vfloat v) {
+  return v * 0.5f * (1.0f + sv::tanh(v * 0.79788456080286536f * (1.0f + 0.044715f * v * v)));
+}
+
+// 0.5 x (1 + erf(x / sqrt(2))) over [0, n).
+TANDEM_SIMD_CLONES
+void gelu_erf(const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + sv::kWidth <= n; i += sv::kWidth) sv::store(y + i, gelu_erf_v(sv::load(x + i)));
+  if (i < n) sv::store_partial(y + i, gelu_erf_v(sv::load_partial(x + i, n - i)), n - i);
+}
+
+// 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) over [0, n).
+TANDEM_SIMD_CLONES
+void gelu_tanh(const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + sv::kWidth <= n; i += sv::kWidth) sv::store(y + i, gelu_tanh_v(sv::load(x + i)));
+  if (i < n) sv::store_partial(y + i, gelu_tanh_v(sv::load_partial(x + i, n - i)), n - i);
+}
+
+class GeluKernel : public Kernel {
+ public:
+  GeluKernel(const Node& node, bool tanh) : ref_(make_reference_kernel(node)), tanh_(tanh) {}
+
+  void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+               std::span<Tensor* const> outputs) override {
+    const Tensor* x = inputs[0];
+    Tensor* y = outputs[0];
+    if (x->dtype() != DataType::kFloat32 || y->dtype() != DataType::kFloat32 ||
+        x->numel() != y->numel()) {
+      note_reference_fallback();
+      ref_->compute(ctx, inputs, outputs);
+      return;
+    }
+    const float* xd = x->data<float>();
+    float* yd = y->data<float>();
+    // Chunks of 4096 values (whole vectors) spread over the threads.
+    constexpr int64_t kChunk = 4096;
+    const int64_t n = x->numel();
+    ctx.pool.parallel_for((n + kChunk - 1) / kChunk, [&](int64_t begin, int64_t end) {
+      const int64_t lo = begin * kChunk, hi = std::min(n, end * kChunk);
+      (tanh_ ? gelu_tanh : gelu_erf)(xd + lo, yd + lo, hi - lo);
+    });
+  }
+
+ private:
+  std::unique_ptr<Kernel> ref_;
+  bool tanh_;
+};
+
+// Declines (nullptr -> the reference backend) an input the graph shows is not float32, and an
+// approximate value the op does not define (the reference kernel reports it).
+std::unique_ptr<Kernel> make_gelu(const Node& node) {
+  if (!node.has_input(0) || known_not_float32(node.inputs[0])) return nullptr;
+  const std::string approx = node.attr_string_or("approximate", "none");
+  if (approx != "none" && approx != "tanh") return nullptr;
+  return std::make_unique<GeluKernel>(node, approx == "tanh");
+}
+
+}  // namespace
+
+void register_gelu_kernels(KernelRegistry& r) {
+  r.add("Gelu", make_gelu);
+  r.add("Gelu", make_gelu, kFusedDomain);
+}
+
+}  // namespace tandem::cpu
