@@ -11,6 +11,15 @@
 
 namespace tandem::testing {
 
+namespace {
+// "domain:Op" (e.g. "com.tandem:Gelu") names an op outside the default domain.
+std::pair<std::string, std::string> split_op(const std::string& op_type) {
+  const size_t colon = op_type.rfind(':');
+  if (colon == std::string::npos) return {"", op_type};
+  return {op_type.substr(0, colon), op_type.substr(colon + 1)};
+}
+}  // namespace
+
 Attribute attr_int(int64_t v) {
   Attribute a;
   a.kind = Attribute::Kind::kInt;
@@ -63,7 +72,9 @@ std::vector<Tensor> run_ref_op(const std::string& op_type, const std::vector<Ten
     values.push_back(&inputs[i]);
   }
   for (int i = 0; i < num_outputs; ++i) outs.push_back(g.add_value("out" + std::to_string(i)));
-  Node* node = g.add_node(op_type, "test_" + op_type, ins, outs);
+  const auto [domain, op] = split_op(op_type);
+  Node* node = g.add_node(op, "test_" + op, ins, outs);
+  node->domain = domain;
   node->attrs = attrs;
   node->opset = opset;
 
@@ -73,7 +84,7 @@ std::vector<Tensor> run_ref_op(const std::string& op_type, const std::vector<Ten
   std::vector<Tensor*> out_ptrs;
   for (auto& t : results) out_ptrs.push_back(&t);
 
-  const KernelFactory* factory = reference_backend().kernels().find("", op_type);
+  const KernelFactory* factory = reference_backend().kernels().find(domain, op);
   TANDEM_CHECK(factory, ErrorCode::kUnsupported, "no reference kernel for {}", op_type);
   auto kernel = (*factory)(*node);
   ThreadPool pool(2);
@@ -108,7 +119,9 @@ OpRun run_op(const Backend& backend, const std::string& op_type, const std::vect
     values.push_back(&inputs[i]);
   }
   for (int i = 0; i < num_outputs; ++i) outs.push_back(g.add_value("out" + std::to_string(i)));
-  Node* node = g.add_node(op_type, "test_" + op_type, ins, outs);
+  const auto [domain, op] = split_op(op_type);
+  Node* node = g.add_node(op, "test_" + op, ins, outs);
+  node->domain = domain;
   node->attrs = attrs;
   node->opset = opset;
 
@@ -122,7 +135,7 @@ OpRun run_op(const Backend& backend, const std::string& op_type, const std::vect
   OpRun run;
   std::unique_ptr<Kernel> kernel;
   for (const Backend* b : {&backend, &reference_backend()}) {
-    const KernelFactory* factory = b->kernels().find("", op_type);
+    const KernelFactory* factory = b->kernels().find(domain, op);
     if (factory) kernel = (*factory)(*node);
     if (kernel) {
       run.backend = b->name();

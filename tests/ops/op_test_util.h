@@ -20,7 +20,8 @@ Attribute attr_string(std::string v);
 Attribute attr_ints(std::vector<int64_t> v);
 Attribute attr_floats(std::vector<float> v);
 
-// An input Tensor that is !defined() is passed as an omitted optional input.
+// An input Tensor that is !defined() is passed as an omitted optional input. An op_type of the
+// form "domain:Op" (e.g. "com.tandem:Gelu") names an op outside the default domain.
 std::vector<Tensor> run_ref_op(const std::string& op_type, const std::vector<Tensor>& inputs,
                                const std::map<std::string, Attribute>& attrs = {},
                                int num_outputs = 1, int opset = 17);

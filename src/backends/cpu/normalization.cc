@@ -2,8 +2,8 @@
 // hand-written vector loops (simd.h), float32.
 //
 // Each normalized span (a channel, a row, a group of channels) is read twice: once for its
-// statistics, once to write y = x * a + b with the per-channel (or per-element) a and b that fold
-// mean, 1 / sqrt(var + epsilon), scale and bias together; GroupNorm's SiLU is applied in the same
+// statistics, once to write y = (x - mean) * a + b with the per-channel (or per-element) a that
+// folds 1 / sqrt(var + epsilon) and scale together; GroupNorm's SiLU is applied in the same
 // write. Statistics are taken about the span's first element (so a large mean does not swamp the
 // variance), summed in float vectors over blocks of 1024 values and across blocks in double.
 // The spans are spread over the session's threads.
@@ -78,24 +78,26 @@ Stats span_stats(const float* x, int64_t n, double eps) {
   return st;
 }
 
-// y = x * a + b over [0, n), then y * sigmoid(y) when silu.
+// y = (x - m) * a + b over [0, n), then y * sigmoid(y) when silu. (Not x * a + (b - m * a):
+// with a large mean and a small variance that cancels away the result.)
 TANDEM_SIMD_CLONES
-void scale_shift(const float* x, float* y, int64_t n, float a, float b, bool silu) {
-  const vfloat va = sv::splat(a), vb = sv::splat(b);
+void scale_shift(const float* x, float* y, int64_t n, float m, float a, float b, bool silu) {
+  const vfloat vm = sv::splat(m), va = sv::splat(a), vb = sv::splat(b);
   int64_t i = 0;
   if (silu) {
     for (; i + sv::kWidth <= n; i += sv::kWidth) {
-      const vfloat v = sv::load(x + i) * va + vb;
+      const vfloat v = (sv::load(x + i) - vm) * va + vb;
       sv::store(y + i, v * sv::sigmoid(v));
     }
     if (i < n) {
-      const vfloat v = sv::load_partial(x + i, n - i) * va + vb;
+      const vfloat v = (sv::load_partial(x + i, n - i) - vm) * va + vb;
       sv::store_partial(y + i, v * sv::sigmoid(v), n - i);
     }
     return;
   }
-  for (; i + sv::kWidth <= n; i += sv::kWidth) sv::store(y + i, sv::load(x + i) * va + vb);
-  if (i < n) sv::store_partial(y + i, sv::load_partial(x + i, n - i) * va + vb, n - i);
+  for (; i + sv::kWidth <= n; i += sv::kWidth)
+    sv::store(y + i, (sv::load(x + i) - vm) * va + vb);
+  if (i < n) sv::store_partial(y + i, (sv::load_partial(x + i, n - i) - vm) * va + vb, n - i);
 }
 
 // One LayerNormalization row: y = (x - mean) * inv * gamma + beta; gamma/beta per element, or
@@ -166,7 +168,7 @@ bool instance_norm(const KernelContext& ctx, std::span<const Tensor* const> inpu
       const int64_t c = p % channels;
       const Stats st = span_stats(xd + p * inner, inner, eps);
       const float a = st.inv_std * sd[c];
-      scale_shift(xd + p * inner, yd + p * inner, inner, a, bd[c] - st.mean * a, false);
+      scale_shift(xd + p * inner, yd + p * inner, inner, st.mean, a, bd[c], false);
     }
   });
   return true;
@@ -266,8 +268,8 @@ bool group_norm(const KernelContext& ctx, std::span<const Tensor* const> inputs,
       for (int64_t k = 0; k < per_group; ++k) {
         const int64_t c = g * per_group + k;
         const float a = st.inv_std * sd[ns == 1 ? 0 : c];
-        const float b = bd[nb == 1 ? 0 : c] - st.mean * a;
-        scale_shift(xd + at + k * inner, yd + at + k * inner, inner, a, b, silu);
+        scale_shift(xd + at + k * inner, yd + at + k * inner, inner, st.mean, a,
+                    bd[nb == 1 ? 0 : c], silu);
       }
     }
   });
