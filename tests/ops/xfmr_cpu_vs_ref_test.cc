@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -317,6 +318,124 @@ TEST(XfmrCpuVsRef, AttentionFullyMaskedRowIsUniform) {
   for (int c = 0; c < 4; ++c) {
     const float* vd = v.data<float>();
     EXPECT_NEAR(r.outputs[0].data<float>()[c], (vd[c] + vd[4 + c] + vd[8 + c]) / 3, 1e-6);
+  }
+}
+
+}  // namespace
+}  // namespace tandem
+
+namespace tandem {
+namespace {
+
+// ---- Transpose, Resize ----------------------------------------------------------------------
+
+// Exact data movement: any difference is a bug. `fast`: whether the CPU kernel computes it.
+void compare_exact(const std::string& name, const std::string& op,
+                   const std::vector<Tensor>& inputs, const std::map<std::string, Attribute>& attrs,
+                   bool fast, int opset = 17) {
+  SCOPED_TRACE(name);
+  const int64_t before = cpu::reference_fallbacks();
+  OpRun cpu = run_op(cpu_backend(), op, inputs, attrs, 1, opset, {}, 2, 2);
+  const int64_t handed = cpu::reference_fallbacks() - before;
+  std::vector<Tensor> ref = run_ref_op(op, inputs, attrs, 1, opset);
+  // Not fast: declined at build (the reference backend ran it) or handed over per call.
+  EXPECT_EQ(cpu.backend == "cpu" && handed == 0, fast)
+      << name << ": ran on " << cpu.backend << ", handed " << handed << " calls to the reference";
+  ASSERT_EQ(cpu.outputs[0].shape(), ref[0].shape()) << name;
+  ASSERT_EQ(cpu.outputs[0].nbytes(), ref[0].nbytes()) << name;
+  EXPECT_EQ(std::memcmp(cpu.outputs[0].raw(), ref[0].raw(), ref[0].nbytes()), 0) << name;
+}
+
+Tensor iota(DataType dt, const Shape& s) {
+  Tensor t(dt, s);
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    switch (dt) {
+      case DataType::kFloat32:
+        t.data<float>()[i] = float(i) * 0.5f;
+        break;
+      case DataType::kInt64:
+        t.data<int64_t>()[i] = i * 3 - 7;
+        break;
+      case DataType::kUInt8:
+        t.data<uint8_t>()[i] = uint8_t(i * 7);
+        break;
+      case DataType::kFloat16:
+        t.data<uint16_t>()[i] = uint16_t(i * 13);
+        break;
+      default:
+        ADD_FAILURE() << "iota: dtype";
+    }
+  }
+  return t;
+}
+
+TEST(XfmrCpuVsRef, TransposeTable) {
+  struct Case {
+    Shape x;
+    std::vector<int64_t> perm;  // empty: reverse
+    DataType dtype = DataType::kFloat32;
+    bool fast = true;
+  };
+  const std::vector<Case> cases = {
+      {{1, 48, 32, 32}, {0, 2, 3, 1}},  // NCHW -> NHWC
+      {{1, 32, 32, 48}, {0, 3, 1, 2}},  // and back
+      {{2, 7, 3, 5}, {0, 2, 1, 3}},     // head split: rows stay whole
+      {{2, 7, 3, 5}, {0, 2, 3, 1}},     // K^T
+      {{37, 45}, {}},                   // 2-D, reversed
+      {{3, 33, 65}, {0, 2, 1}},         // tiles with ragged edges
+      {{4, 1, 6}, {1, 2, 0}},           // a size-1 dim
+      {{2, 3, 4}, {0, 1, 2}},           // identity
+      {{2, 3, 4, 5, 6}, {0, 1, 4, 2, 3}},
+      {{5, 6, 7}, {2, 0, 1}, DataType::kInt64},
+      {{5, 6, 7}, {1, 2, 0}, DataType::kUInt8},
+      {{9, 17}, {1, 0}, DataType::kFloat16},
+      // Reference kernel: the innermost dim moves somewhere other than a last-two swap.
+      {{2, 3, 4}, {2, 1, 0}, DataType::kFloat32, false},
+      {{2, 3, 4, 5}, {1, 3, 0, 2}, DataType::kFloat32, false},
+  };
+  for (const Case& c : cases) {
+    std::map<std::string, Attribute> attrs;
+    if (!c.perm.empty()) attrs["perm"] = attr_ints(c.perm);
+    compare_exact(
+        "Transpose " + shape_str(c.x) + " perm " + shape_str(c.perm) + " " + dtype_name(c.dtype),
+        "Transpose", {iota(c.dtype, c.x)}, attrs, c.fast);
+  }
+}
+
+TEST(XfmrCpuVsRef, ResizeNearestTable) {
+  struct Case {
+    std::string name;
+    Shape x;
+    std::vector<float> scales;  // empty: sizes
+    Shape sizes;
+    std::string coord = "asymmetric", nearest = "floor";
+    bool fast = true;
+  };
+  const std::vector<Case> cases = {
+      {"2x", {1, 48, 16, 16}, {1, 1, 2, 2}, {}},
+      {"3x1", {2, 3, 5, 7}, {1, 1, 3, 1}, {}},
+      {"1x4 rank 3", {2, 5, 7}, {1, 1, 4}, {}},
+      {"unchanged", {1, 2, 3, 3}, {1, 1, 1, 1}, {}},
+      {"sizes", {1, 4, 6, 5}, {}, {1, 4, 12, 15}},
+      // Reference kernel: another transform, a fractional scale, resizing channels.
+      {"half_pixel", {1, 2, 4, 4}, {1, 1, 2, 2}, {}, "half_pixel", "floor", false},
+      {"scale 2.5", {1, 2, 4, 4}, {1, 1, 2.5f, 2.5f}, {}, "asymmetric", "floor", false},
+      {"channels", {1, 2, 4, 4}, {1, 2, 1, 1}, {}, "asymmetric", "floor", false},
+  };
+  for (const Case& c : cases) {
+    std::map<std::string, Attribute> attrs{{"mode", attr_string("nearest")},
+                                           {"coordinate_transformation_mode", attr_string(c.coord)},
+                                           {"nearest_mode", attr_string(c.nearest)}};
+    std::vector<Tensor> inputs{iota(DataType::kFloat32, c.x), Tensor()};
+    if (!c.scales.empty()) {
+      inputs.push_back(
+          Tensor::from_vector(DataType::kFloat32, {int64_t(c.scales.size())}, c.scales));
+    } else {
+      inputs.push_back(Tensor());
+      inputs.push_back(Tensor::from_vector(DataType::kInt64, {int64_t(c.sizes.size())},
+                                           std::vector<int64_t>(c.sizes)));
+    }
+    compare_exact("Resize " + c.name, "Resize", inputs, attrs, c.fast, 13);
   }
 }
 

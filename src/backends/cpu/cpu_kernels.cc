@@ -18,6 +18,8 @@ class CpuBackend : public Backend {
     cpu::register_normalization_kernels(kernels_);
     cpu::register_gelu_kernels(kernels_);
     cpu::register_attention_kernels(kernels_);
+    cpu::register_resize_kernels(kernels_);
+    cpu::register_transpose_kernels(kernels_);
   }
   const char* name() const override { return "cpu"; }
   const KernelRegistry& kernels() const override { return kernels_; }

@@ -17,6 +17,8 @@ void register_binary_kernels(KernelRegistry& r);   // Add, Sub, Mul, Div (oneDNN
 void register_normalization_kernels(KernelRegistry& r);
 void register_gelu_kernels(KernelRegistry& r);       // Gelu, fused Gelu (vector loops)
 void register_attention_kernels(KernelRegistry& r);  // fused Attention (vector loops)
+void register_resize_kernels(KernelRegistry& r);     // Resize: nearest upsampling by whole factors
+void register_transpose_kernels(KernelRegistry& r);  // Transpose (row copies, tiled 2-D)
 
 // How many compute calls CPU kernels have handed to their reference kernel so far (tensors the
 // fast path does not handle, seen only at run time), over the whole process. For tests and
