@@ -1,5 +1,6 @@
-// Schemas of the matmul family: MatMul (numpy matmul semantics), Gemm, and the fused Attention
-// (com.tandem) that fuse_attention.cc makes of MatMul -> scale -> mask -> Softmax -> MatMul.
+// Schemas of the matmul family: MatMul (numpy matmul semantics), Gemm, and the fused ops
+// (com.tandem) the fusion passes make: Attention (MatMul -> scale -> mask -> Softmax -> MatMul)
+// and FusedMatMul (MatMul + bias + residual).
 #include "core/error.h"
 #include "ops/schema.h"
 #include "ops/shape_utils.h"
@@ -143,12 +144,28 @@ std::vector<TensorType> infer_attention(const InferContext& ctx) {
   return {{q.dtype, permuted(y, node, "out_perm")}};
 }
 
+// FusedMatMul(A, B, bias?, residual?) (com.tandem, fuse_matmul_bias.cc): exactly
+// Add(Add(MatMul(A, B), bias), residual), each Add broadcasting numpy-style, each left out when
+// its input is absent.
+std::vector<TensorType> infer_fused_matmul(const InferContext& ctx) {
+  std::vector<TensorType> out = infer_matmul(ctx);
+  for (size_t i = 2; i < 4; ++i) {
+    if (!ctx.has_input(i)) continue;
+    TANDEM_CHECK(ctx.input(i).dtype == out[0].dtype, ErrorCode::kInvalidModel,
+                 "{}: input {} has dtype {}, expected {}", ctx.node.describe(), i,
+                 dtype_name(ctx.input(i).dtype), dtype_name(out[0].dtype));
+    out[0].shape = broadcast_shapes(out[0].shape, ctx.input(i).shape, ctx.node);
+  }
+  return out;
+}
+
 }  // namespace
 
 void register_matmul_schemas(SchemaRegistry& r) {
   r.add({"MatMul", 2, 2, infer_matmul, ""});
   r.add({"Gemm", 2, 3, infer_gemm, ""});
   r.add({"Attention", 3, 5, infer_attention, kFusedDomain});
+  r.add({"FusedMatMul", 2, 4, infer_fused_matmul, kFusedDomain});
 }
 
 }  // namespace tandem

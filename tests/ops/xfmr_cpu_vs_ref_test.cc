@@ -327,6 +327,35 @@ TEST(XfmrCpuVsRef, AttentionFullyMaskedRowIsUniform) {
 namespace tandem {
 namespace {
 
+// ---- FusedMatMul ----------------------------------------------------------------------------
+
+TEST(XfmrCpuVsRef, FusedMatMulTable) {
+  struct Case {
+    Shape a, b, bias, residual;  // empty: omitted
+    bool fast = true;
+  };
+  const std::vector<Case> cases = {
+      {{16, 64}, {64, 64}, {64}, {}},
+      {{1, 1024, 48}, {48, 384}, {384}, {}},
+      {{1, 8, 32}, {32, 32}, {32}, {1, 8, 32}},
+      {{2, 5, 7}, {7, 3}, {1, 3}, {2, 5, 3}},
+      {{3, 2, 5, 7}, {7, 9}, {9}, {}},
+      {{5, 7}, {7, 3}, {}, {5, 3}},
+      // Reference kernel: a bias that is not one row, a residual that broadcasts.
+      {{5, 7}, {7, 3}, {5, 3}, {}, false},
+      {{5, 7}, {7, 3}, {3}, {1, 3}, false},
+  };
+  uint32_t seed = 700;
+  for (const Case& c : cases) {
+    std::vector<Tensor> inputs{random_floats(c.a, seed++), random_floats(c.b, seed++),
+                               c.bias.empty() ? Tensor() : random_floats(c.bias, seed++),
+                               c.residual.empty() ? Tensor() : random_floats(c.residual, seed++)};
+    compare("FusedMatMul " + shape_str(c.a) + " x " + shape_str(c.b) + " + " + shape_str(c.bias) +
+                " + " + shape_str(c.residual),
+            "com.tandem:FusedMatMul", inputs, {}, c.fast, 1e-5);
+  }
+}
+
 // ---- Transpose, Resize ----------------------------------------------------------------------
 
 // Exact data movement: any difference is a bug. `fast`: whether the CPU kernel computes it.

@@ -301,5 +301,43 @@ TEST(FusionXfmr, AttentionKeepsATransposeWhoseResultIsUsedElsewhere) {
   EXPECT_LE(r.max_diff, 1e-5);
 }
 
+// ---- FusedMatMul ----------------------------------------------------------------------------
+
+// y = x @ W + b (+ x, a residual), the bias a constant or (`bias_input`) a graph input.
+std::string projection_model(const std::string& dir, bool residual, bool bias_input) {
+  OnnxBuilder b;
+  b.input("x", DataType::kFloat32, {-1, 6, 32});
+  if (bias_input) b.input("b", DataType::kFloat32, {32});
+  b.output("y", DataType::kFloat32, {-1, 6, 32});
+  b.initializer("w", random_floats({32, 32}, 20));
+  if (!bias_input) b.initializer("b", random_floats({32}, 21));
+  b.node("MatMul", {"x", "w"}, {"xw"});
+  b.node("Add", {"b", "xw"}, {residual ? "p" : "y"});
+  if (residual) b.node("Add", {"p", "x"}, {"y"});
+  return b.save(dir);
+}
+
+TEST(FusionXfmr, MatMulBiasAndResidualFuse) {
+  for (bool residual : {false, true}) {
+    SCOPED_TRACE(residual);
+    std::string path =
+        projection_model(testing::temp_dir(residual ? "mm_res" : "mm_bias"), residual, false);
+    Runs r = run_both(path, {random_floats({3, 6, 32}, 22, -1, 1, "x")});
+    EXPECT_EQ(r.unfused_steps, residual ? 3 : 2);
+    EXPECT_EQ(r.fused_steps, 1);
+    EXPECT_TRUE(r.fused_ops.count("FusedMatMul"));
+    EXPECT_LE(r.max_diff, 1e-5);
+  }
+}
+
+TEST(FusionXfmr, MatMulWithAComputedBiasIsLeftAlone) {
+  std::string path = projection_model(testing::temp_dir("mm_input_bias"), false, true);
+  Runs r = run_both(
+      path, {random_floats({2, 6, 32}, 23, -1, 1, "x"), random_floats({32}, 24, -1, 1, "b")});
+  EXPECT_EQ(r.fused_steps, 2);
+  EXPECT_FALSE(r.fused_ops.count("FusedMatMul"));
+  EXPECT_LE(r.max_diff, 1e-5);
+}
+
 }  // namespace
 }  // namespace tandem

@@ -328,7 +328,7 @@ class AttentionKernel : public Kernel {
     packed_.resize(static_cast<size_t>(heads * (kt_size + vp_size)));
     float* packed = packed_.data();
     // Pack K as [D, skp] and V as [Sk, dvp] per head, zero padded.
-    ctx.pool.parallel_for(heads, [&](int64_t begin, int64_t end) {
+    parallel_for_work(ctx, heads, 2.0 * (kt_size + vp_size), [&](int64_t begin, int64_t end) {
       for (int64_t bh = begin; bh < end; ++bh) {
         const int64_t b = bh / pr.heads, h = bh % pr.heads;
         float* kt = packed + bh * (kt_size + vp_size);
@@ -348,7 +348,8 @@ class AttentionKernel : public Kernel {
       }
     });
     const int64_t blocks = (pr.sq + pr.rows - 1) / pr.rows;
-    ctx.pool.parallel_for(heads * blocks, [&](int64_t begin, int64_t end) {
+    const double block_work = double(pr.rows) * double(pr.skp) * double(pr.d + pr.dv + 16);
+    parallel_for_work(ctx, heads * blocks, block_work, [&](int64_t begin, int64_t end) {
       std::vector<float> scratch(static_cast<size_t>(pr.rows * (pr.d + pr.skp + pr.dvp)));
       float* qbuf = scratch.data();
       float* sbuf = qbuf + pr.rows * pr.d;

@@ -64,7 +64,7 @@ class BinaryKernel : public Kernel {
       ref_->compute(ctx, inputs, outputs);
       return;
     }
-    set_threads(ctx.pool.size());
+    set_threads(threads_for(ctx, static_cast<double>(y->numel())));
     dnnl::stream& s = stream();
     try {
       const Tensor* s0 = p.swap ? b : a;

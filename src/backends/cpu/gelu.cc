@@ -60,10 +60,11 @@ class GeluKernel : public Kernel {
     // Chunks of 4096 values (whole vectors) spread over the threads.
     constexpr int64_t kChunk = 4096;
     const int64_t n = x->numel();
-    ctx.pool.parallel_for((n + kChunk - 1) / kChunk, [&](int64_t begin, int64_t end) {
-      const int64_t lo = begin * kChunk, hi = std::min(n, end * kChunk);
-      (tanh_ ? gelu_tanh : gelu_erf)(xd + lo, yd + lo, hi - lo);
-    });
+    parallel_for_work(ctx, (n + kChunk - 1) / kChunk, 8.0 * kChunk,
+                      [&](int64_t begin, int64_t end) {
+                        const int64_t lo = begin * kChunk, hi = std::min(n, end * kChunk);
+                        (tanh_ ? gelu_tanh : gelu_erf)(xd + lo, yd + lo, hi - lo);
+                      });
   }
 
  private:

@@ -95,8 +95,7 @@ void scale_shift(const float* x, float* y, int64_t n, float m, float a, float b,
     }
     return;
   }
-  for (; i + sv::kWidth <= n; i += sv::kWidth)
-    sv::store(y + i, (sv::load(x + i) - vm) * va + vb);
+  for (; i + sv::kWidth <= n; i += sv::kWidth) sv::store(y + i, (sv::load(x + i) - vm) * va + vb);
   if (i < n) sv::store_partial(y + i, (sv::load_partial(x + i, n - i) - vm) * va + vb, n - i);
 }
 
@@ -163,7 +162,7 @@ bool instance_norm(const KernelContext& ctx, std::span<const Tensor* const> inpu
   const float* sd = scale->data<float>();
   const float* bd = bias->data<float>();
   float* yd = y->data<float>();
-  ctx.pool.parallel_for(batch * channels, [&](int64_t begin, int64_t end) {
+  parallel_for_work(ctx, batch * channels, 3.0 * inner, [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       const int64_t c = p % channels;
       const Stats st = span_stats(xd + p * inner, inner, eps);
@@ -216,7 +215,7 @@ bool layer_norm(const KernelContext& ctx, std::span<const Tensor* const> inputs,
   float* yd = y->data<float>();
   float* md = mean_out ? mean_out->data<float>() : nullptr;
   float* id = inv_out ? inv_out->data<float>() : nullptr;
-  ctx.pool.parallel_for(outer, [&](int64_t begin, int64_t end) {
+  parallel_for_work(ctx, outer, 3.0 * inner, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const Stats st = span_stats(xd + r * inner, inner, eps);
       layer_norm_row(xd + r * inner, yd + r * inner, inner, st, gamma, beta);
@@ -260,7 +259,7 @@ bool group_norm(const KernelContext& ctx, std::span<const Tensor* const> inputs,
   const bool silu = node.attr_string_or("activation", "") == "SiLU";
   const float* xd = x->data<float>();
   float* yd = y->data<float>();
-  ctx.pool.parallel_for(batch * groups, [&](int64_t begin, int64_t end) {
+  parallel_for_work(ctx, batch * groups, 3.0 * per_group * inner, [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       const int64_t g = p % groups;
       const int64_t at = p * per_group * inner;

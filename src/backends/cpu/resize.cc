@@ -39,7 +39,7 @@ class NearestUpsampleKernel : public Kernel {
     const int64_t ow = w * kx;
     const uint32_t* src = static_cast<const uint32_t*>(x.raw());
     uint32_t* dst = static_cast<uint32_t*>(y.raw());
-    ctx.pool.parallel_for(planes, [&](int64_t begin, int64_t end) {
+    parallel_for_work(ctx, planes, double(h * ky * ow), [&](int64_t begin, int64_t end) {
       for (int64_t p = begin; p < end; ++p) {
         for (int64_t r = 0; r < h; ++r) {
           const uint32_t* in = src + (p * h + r) * w;

@@ -61,7 +61,7 @@ void transpose_tiles(const KernelContext& ctx, const T* src, T* dst, int64_t bat
   // dst[b][c][r] = src[b][r][c], by 32 x 32 tiles.
   constexpr int64_t kTile = 32;
   const int64_t tr = (rows + kTile - 1) / kTile, tc = (cols + kTile - 1) / kTile;
-  ctx.pool.parallel_for(batch * tr * tc, [&](int64_t begin, int64_t end) {
+  parallel_for_work(ctx, batch * tr * tc, 2.0 * kTile * kTile, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t b = t / (tr * tc), r0 = (t / tc) % tr * kTile, c0 = t % tc * kTile;
       const T* s = src + b * rows * cols;
@@ -150,7 +150,7 @@ class TransposeKernel : public Kernel {
     int64_t rows = 1;
     for (int64_t d : out_dims) rows *= d;
     const size_t row_bytes = static_cast<size_t>(row) * es;
-    ctx.pool.parallel_for(rows, [&](int64_t begin, int64_t end) {
+    parallel_for_work(ctx, rows, 2.0 * double(row), [&](int64_t begin, int64_t end) {
       for (int64_t o = begin; o < end; ++o) {
         int64_t rem = o, at = 0;
         for (size_t d = out_dims.size(); d-- > 0;) {

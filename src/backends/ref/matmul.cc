@@ -1,6 +1,6 @@
 // Reference kernels of the matmul family: MatMul and Gemm. Plain loops in i-k-j order (the
 // innermost loop walks a row of B and a row of the output contiguously), parallel over rows.
-// The fused Attention runs as the chain of ops it replaces (see op_chain.h).
+// The fused Attention and FusedMatMul run as the chains of ops they replace (see op_chain.h).
 #include <map>
 #include <mutex>
 #include <vector>
@@ -240,6 +240,23 @@ class AttentionRefKernel : public Kernel {
   std::map<DataType, std::unique_ptr<OpChain>> chains_;
 };
 
+// FusedMatMul (com.tandem): MatMul, then Add bias, then Add residual, on their reference kernels.
+class FusedMatMulRefKernel : public Kernel {
+ public:
+  explicit FusedMatMulRefKernel(const Node& node) : chain_(node) {
+    Value* y = chain_.add("MatMul", {chain_.input(0), chain_.input(1)});
+    for (size_t i = 2; i < 4; ++i)
+      if (node.has_input(i)) y = chain_.add("Add", {y, chain_.input(i)});
+  }
+  void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+               std::span<Tensor* const> outputs) override {
+    chain_.run(ctx, inputs, *outputs[0]);
+  }
+
+ private:
+  OpChain chain_;
+};
+
 }  // namespace
 
 void register_matmul_ref_kernels(KernelRegistry& r) {
@@ -249,6 +266,12 @@ void register_matmul_ref_kernels(KernelRegistry& r) {
       "Attention",
       [](const Node& node) -> std::unique_ptr<Kernel> {
         return std::make_unique<AttentionRefKernel>(node);
+      },
+      kFusedDomain);
+  r.add(
+      "FusedMatMul",
+      [](const Node& node) -> std::unique_ptr<Kernel> {
+        return std::make_unique<FusedMatMulRefKernel>(node);
       },
       kFusedDomain);
 }

@@ -10,9 +10,8 @@ using FusionPass = int (*)(Graph&);
 
 // Each entry: one pass, one file (graph/passes/fuse_<what>.cc).
 constexpr FusionPass kFusionPasses[] = {
-    fuse_gelu,
-    fuse_group_norm,
-    fuse_attention,
+    fuse_gelu, fuse_group_norm, fuse_attention,
+    fuse_matmul_bias,  // after fuse_attention: the attention MatMuls are gone by then
 };
 }  // namespace
 

@@ -30,5 +30,6 @@ int run_fusion_passes(Graph& graph);
 int fuse_gelu(Graph& graph);        // erf / tanh GELU -> Gelu
 int fuse_group_norm(Graph& graph);  // Reshape/InstanceNorm/Reshape/Mul/Add[/SiLU] -> GroupNorm
 int fuse_attention(Graph& graph);   // MatMul/scale/mask/Softmax/MatMul[+Transposes] -> Attention
+int fuse_matmul_bias(Graph& graph);  // MatMul(x, W) + b [+ residual] -> FusedMatMul
 
 }  // namespace tandem
