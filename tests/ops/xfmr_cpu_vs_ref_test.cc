@@ -85,6 +85,24 @@ TEST(XfmrCpuVsRef, GeluTable) {
   }
 }
 
+TEST(XfmrCpuVsRef, GeGLUTable) {
+  struct Case {
+    Shape x;
+    bool fast = true;
+  };
+  // Odd last dims: the halves differ (ceil / floor) and only broadcast in corner cases, which
+  // the reference kernel computes as the Slices and Mul did.
+  const std::vector<Case> cases = {{{1, 1024, 384}}, {{3, 10}},       {{2, 5, 34}},
+                                   {{7, 2}},         {{4, 3}, false}, {{5, 1}, false}};
+  uint32_t seed = 50;
+  for (const char* approx : {"none", "tanh"}) {
+    for (const Case& c : cases) {
+      compare(std::string("GeGLU ") + approx + " " + shape_str(c.x), "com.tandem:GeGLU",
+              {random_floats(c.x, seed++, -4, 4)}, {{"approximate", attr_string(approx)}}, c.fast);
+    }
+  }
+}
+
 TEST(XfmrCpuVsRef, GeluKeepsNaNAndInfinities) {
   Tensor x(DataType::kFloat32, {5});
   const float inf = std::numeric_limits<float>::infinity();

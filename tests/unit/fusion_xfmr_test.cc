@@ -173,6 +173,47 @@ TEST(FusionXfmr, GeluTanhFormFuses) {
   }
 }
 
+// GEGLU as torch exports `a, g = x.chunk(2, -1); a * gelu(g)` (erf GELU).
+std::string geglu_model(const std::string& dir) {
+  OnnxBuilder b;
+  b.input("x", DataType::kFloat32, {-1, 7, 24});
+  b.output("y", DataType::kFloat32, {-1, 7, 12});
+  auto i64 = [](int64_t v) {
+    return Tensor::from_vector(DataType::kInt64, {1}, std::vector<int64_t>{v});
+  };
+  b.initializer("last", i64(-1));
+  b.initializer("one", i64(1));
+  b.initializer("two", i64(2));
+  b.initializer("zero", i64(0));
+  b.initializer("sqrt2", scalar(1.4142135f));
+  b.initializer("fone", scalar(1.0f));
+  b.initializer("half", scalar(0.5f));
+  b.node("Shape", {"x"}, {"shape"});
+  add_int_attr(b.node("Gather", {"shape", "last"}, {"d"}), "axis", 0);
+  b.node("Add", {"d", "one"}, {"d1"});
+  b.node("Div", {"d1", "two"}, {"c"});
+  b.node("Mul", {"c", "one"}, {"c1"});
+  b.node("Mul", {"c", "two"}, {"c2"});
+  b.node("Slice", {"x", "zero", "c1", "last"}, {"a"});
+  b.node("Slice", {"x", "c1", "c2", "last"}, {"g"});
+  b.node("Div", {"g", "sqrt2"}, {"gd"});
+  b.node("Erf", {"gd"}, {"ge"});
+  b.node("Add", {"ge", "fone"}, {"gt"});
+  b.node("Mul", {"g", "gt"}, {"gm"});
+  b.node("Mul", {"gm", "half"}, {"gelu"});
+  b.node("Mul", {"a", "gelu"}, {"y"});
+  return b.save(dir);
+}
+
+TEST(FusionXfmr, GeGLUFuses) {
+  Runs r = run_both(geglu_model(testing::temp_dir("geglu")),
+                    {random_floats({2, 7, 24}, 30, -3, 3, "x")});
+  EXPECT_EQ(r.unfused_steps, 8);  // the shape arithmetic folds at plan time
+  EXPECT_EQ(r.fused_steps, 1);
+  EXPECT_TRUE(r.fused_ops.count("GeGLU"));
+  EXPECT_LE(r.max_diff, 1e-5);
+}
+
 // ---- GroupNorm ------------------------------------------------------------------------------
 
 // torch's GroupNorm(groups, 8 channels) export, then SiLU when `silu`; `residual` adds a graph

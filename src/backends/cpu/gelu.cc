@@ -1,6 +1,7 @@
-// The CPU backend's Gelu (ONNX opset 20 and the fused com.tandem one fuse_gelu.cc makes):
-// hand-written vector loops (simd.h), float32, approximate = "none" (erf) or "tanh". Other
-// dtypes run on the reference kernel.
+// The CPU backend's Gelu (ONNX opset 20 and the fused com.tandem one fuse_gelu.cc makes) and the
+// fused GeGLU (a * gelu(g) over the two halves of the last dim): hand-written vector loops
+// (simd.h), float32, approximate = "none" (erf) or "tanh". Other dtypes, and GeGLU over an odd
+// last dim, run on the reference kernel.
 #include <memory>
 #include <string>
 
@@ -72,6 +73,55 @@ class GeluKernel : public Kernel {
   bool tanh_;
 };
 
+// GeGLU (com.tandem): per row of the last dim d (even), y[j] = x[j] * gelu(x[d/2 + j]).
+TANDEM_SIMD_CLONES
+void geglu_rows(const float* x, float* y, int64_t rows, int64_t half, bool tanh) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* a = x + r * 2 * half;
+    const float* g = a + half;
+    float* o = y + r * half;
+    int64_t i = 0;
+    for (; i + sv::kWidth <= half; i += sv::kWidth) {
+      const vfloat gv = sv::load(g + i);
+      sv::store(o + i, sv::load(a + i) * (tanh ? gelu_tanh_v(gv) : gelu_erf_v(gv)));
+    }
+    if (i < half) {
+      const vfloat gv = sv::load_partial(g + i, half - i);
+      const vfloat v =
+          sv::load_partial(a + i, half - i) * (tanh ? gelu_tanh_v(gv) : gelu_erf_v(gv));
+      sv::store_partial(o + i, v, half - i);
+    }
+  }
+}
+
+class GeGLUKernel : public Kernel {
+ public:
+  GeGLUKernel(const Node& node, bool tanh) : ref_(make_reference_kernel(node)), tanh_(tanh) {}
+
+  void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+               std::span<Tensor* const> outputs) override {
+    const Tensor* x = inputs[0];
+    Tensor* y = outputs[0];
+    const int64_t d = x->rank() > 0 ? x->shape().back() : 0;
+    if (x->dtype() != DataType::kFloat32 || y->dtype() != DataType::kFloat32 || d % 2 != 0 ||
+        d == 0 || y->numel() * 2 != x->numel()) {
+      note_reference_fallback();
+      ref_->compute(ctx, inputs, outputs);
+      return;
+    }
+    const int64_t half = d / 2, rows = x->numel() / d;
+    const float* xd = x->data<float>();
+    float* yd = y->data<float>();
+    parallel_for_work(ctx, rows, 10.0 * d, [&](int64_t begin, int64_t end) {
+      geglu_rows(xd + begin * d, yd + begin * half, end - begin, half, tanh_);
+    });
+  }
+
+ private:
+  std::unique_ptr<Kernel> ref_;
+  bool tanh_;
+};
+
 // Declines (nullptr -> the reference backend) an input the graph shows is not float32, and an
 // approximate value the op does not define (the reference kernel reports it).
 std::unique_ptr<Kernel> make_gelu(const Node& node) {
@@ -86,6 +136,15 @@ std::unique_ptr<Kernel> make_gelu(const Node& node) {
 void register_gelu_kernels(KernelRegistry& r) {
   r.add("Gelu", make_gelu);
   r.add("Gelu", make_gelu, kFusedDomain);
+  r.add(
+      "GeGLU",
+      [](const Node& node) -> std::unique_ptr<Kernel> {
+        if (!node.has_input(0) || known_not_float32(node.inputs[0])) return nullptr;
+        const std::string approx = node.attr_string_or("approximate", "none");
+        if (approx != "none" && approx != "tanh") return nullptr;
+        return std::make_unique<GeGLUKernel>(node, approx == "tanh");
+      },
+      kFusedDomain);
 }
 
 }  // namespace tandem::cpu

@@ -10,8 +10,13 @@ using FusionPass = int (*)(Graph&);
 
 // Each entry: one pass, one file (graph/passes/fuse_<what>.cc).
 constexpr FusionPass kFusionPasses[] = {
-    fuse_gelu, fuse_group_norm, fuse_attention,
-    fuse_matmul_bias,  // after fuse_attention: the attention MatMuls are gone by then
+    fuse_gelu,
+    // After fuse_gelu: it matches a * Gelu(g).
+    fuse_geglu,
+    fuse_group_norm,
+    fuse_attention,
+    // After fuse_attention: the attention MatMuls are gone by then.
+    fuse_matmul_bias,
 };
 }  // namespace
 
