@@ -16,6 +16,7 @@
 
 #include "backends/backend.h"
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/simd.h"
 #include "op_test_util.h"
 #include "tandem/tensor.h"
 
@@ -68,39 +69,56 @@ void compare(const std::string& name, const std::string& op, const std::vector<T
   }
 }
 
+// Runs `body` with the hand-written kernels capped at each vector width this CPU has (AVX-512,
+// AVX2, SSE2: simd.h), so every version is checked, not only the widest.
+template <class F>
+void at_each_simd_level(F body) {
+  for (int level : {2, 1, 0}) {
+    SCOPED_TRACE("simd level " + std::to_string(level));
+    cpu::simd::cap_level(level);
+    body();
+  }
+  cpu::simd::cap_level(2);
+}
+
 // ---- Gelu -----------------------------------------------------------------------------------
 
 TEST(XfmrCpuVsRef, GeluTable) {
-  const std::vector<Shape> shapes = {{1}, {15}, {16}, {17}, {3, 5, 7}, {2, 1000}, {4, 4097}};
-  uint32_t seed = 1;
-  for (const char* op : {"Gelu", "com.tandem:Gelu"}) {
-    for (const char* approx : {"none", "tanh"}) {
-      for (const Shape& s : shapes) {
-        // Wide inputs reach both tails of erf / tanh.
-        const Tensor x = random_floats(s, seed++, -9.0f, 9.0f);
-        compare(std::string(op) + " " + approx + " " + shape_str(s), op, {x},
-                {{"approximate", attr_string(approx)}}, true);
+  at_each_simd_level([&] {
+    const std::vector<Shape> shapes = {{1}, {15}, {16}, {17}, {3, 5, 7}, {2, 1000}, {4, 4097}};
+    uint32_t seed = 1;
+    for (const char* op : {"Gelu", "com.tandem:Gelu"}) {
+      for (const char* approx : {"none", "tanh"}) {
+        for (const Shape& s : shapes) {
+          // Wide inputs reach both tails of erf / tanh.
+          const Tensor x = random_floats(s, seed++, -9.0f, 9.0f);
+          compare(std::string(op) + " " + approx + " " + shape_str(s), op, {x},
+                  {{"approximate", attr_string(approx)}}, true);
+        }
       }
     }
-  }
+  });
 }
 
 TEST(XfmrCpuVsRef, GeGLUTable) {
-  struct Case {
-    Shape x;
-    bool fast = true;
-  };
-  // Odd last dims: the halves differ (ceil / floor) and only broadcast in corner cases, which
-  // the reference kernel computes as the Slices and Mul did.
-  const std::vector<Case> cases = {{{1, 1024, 384}}, {{3, 10}},       {{2, 5, 34}},
-                                   {{7, 2}},         {{4, 3}, false}, {{5, 1}, false}};
-  uint32_t seed = 50;
-  for (const char* approx : {"none", "tanh"}) {
-    for (const Case& c : cases) {
-      compare(std::string("GeGLU ") + approx + " " + shape_str(c.x), "com.tandem:GeGLU",
-              {random_floats(c.x, seed++, -4, 4)}, {{"approximate", attr_string(approx)}}, c.fast);
+  at_each_simd_level([&] {
+    struct Case {
+      Shape x;
+      bool fast = true;
+    };
+    // Odd last dims: the halves differ (ceil / floor) and only broadcast in corner cases, which
+    // the reference kernel computes as the Slices and Mul did.
+    const std::vector<Case> cases = {{{1, 1024, 384}}, {{3, 10}},       {{2, 5, 34}},
+                                     {{7, 2}},         {{4, 3}, false}, {{5, 1}, false}};
+    uint32_t seed = 50;
+    for (const char* approx : {"none", "tanh"}) {
+      for (const Case& c : cases) {
+        compare(std::string("GeGLU ") + approx + " " + shape_str(c.x), "com.tandem:GeGLU",
+                {random_floats(c.x, seed++, -4, 4)}, {{"approximate", attr_string(approx)}},
+                c.fast);
+      }
     }
-  }
+  });
 }
 
 TEST(XfmrCpuVsRef, GeluKeepsNaNAndInfinities) {
@@ -131,50 +149,54 @@ struct GroupNormCase {
 };
 
 TEST(XfmrCpuVsRef, GroupNormTable) {
-  const std::vector<GroupNormCase> cases = {
-      {"torch [C,1,1]", {2, 8, 5, 7}, 4, {8, 1, 1}, {8, 1, 1}, ""},
-      {"torch SiLU", {2, 8, 5, 7}, 4, {8, 1, 1}, {8, 1, 1}, "SiLU"},
-      {"flagship size", {1, 32, 16, 16}, 8, {32, 1, 1}, {32, 1, 1}, "SiLU"},
-      {"rank 3", {3, 6, 9}, 3, {6, 1}, {6, 1}, "SiLU"},
-      {"rank 5", {1, 4, 3, 2, 5}, 2, {4, 1, 1, 1}, {4, 1, 1, 1}, ""},
-      {"one group", {2, 5, 3, 3}, 1, {5, 1, 1}, {5, 1, 1}, ""},
-      {"a group per channel", {2, 5, 3, 3}, 5, {5, 1, 1}, {5, 1, 1}, ""},
-      {"[1,C,1,1] params", {2, 6, 4, 4}, 3, {1, 6, 1, 1}, {1, 6, 1, 1}, "SiLU"},
-      {"scalar params", {2, 6, 4, 4}, 3, {1}, {}, ""},
-      {"no params", {2, 6, 4, 4}, 2, {}, {}, "SiLU"},
-      {"bias only", {2, 6, 4, 4}, 2, {}, {6, 1, 1}, ""},
-      {"epsilon 0.01", {2, 6, 4, 4}, 2, {6, 1, 1}, {6, 1, 1}, "", 1e-2f},
-      {"mean 100", {2, 6, 5, 5}, 2, {6, 1, 1}, {6, 1, 1}, "", 1e-5f, 100.0f},
-      {"1x1 spatial", {3, 16, 1, 1}, 4, {16, 1, 1}, {16, 1, 1}, "SiLU"},
-      // Reference kernel: groups that split channels, parameters along another axis.
-      {"groups split channels", {2, 6, 2}, 4, {6, 1}, {6, 1}, "", 1e-5f, 0.0f, false},
-      {"[C] params on the last axis", {2, 4, 3, 4}, 2, {4}, {4}, "", 1e-5f, 0.0f, false},
-  };
-  uint32_t seed = 100;
-  for (const GroupNormCase& c : cases) {
-    std::vector<Tensor> inputs{random_floats(c.x, seed++, c.offset - 1, c.offset + 1)};
-    inputs.push_back(c.scale.empty() ? Tensor() : random_floats(c.scale, seed++, 0.5f, 1.5f));
-    inputs.push_back(c.bias.empty() ? Tensor() : random_floats(c.bias, seed++));
-    std::map<std::string, Attribute> attrs{{"num_groups", attr_int(c.groups)},
-                                           {"epsilon", attr_float(c.eps)}};
-    if (!c.activation.empty()) attrs["activation"] = attr_string(c.activation);
-    compare("GroupNorm " + c.name, "com.tandem:GroupNorm", inputs, attrs, c.fast, 1e-4);
-  }
+  at_each_simd_level([&] {
+    const std::vector<GroupNormCase> cases = {
+        {"torch [C,1,1]", {2, 8, 5, 7}, 4, {8, 1, 1}, {8, 1, 1}, ""},
+        {"torch SiLU", {2, 8, 5, 7}, 4, {8, 1, 1}, {8, 1, 1}, "SiLU"},
+        {"flagship size", {1, 32, 16, 16}, 8, {32, 1, 1}, {32, 1, 1}, "SiLU"},
+        {"rank 3", {3, 6, 9}, 3, {6, 1}, {6, 1}, "SiLU"},
+        {"rank 5", {1, 4, 3, 2, 5}, 2, {4, 1, 1, 1}, {4, 1, 1, 1}, ""},
+        {"one group", {2, 5, 3, 3}, 1, {5, 1, 1}, {5, 1, 1}, ""},
+        {"a group per channel", {2, 5, 3, 3}, 5, {5, 1, 1}, {5, 1, 1}, ""},
+        {"[1,C,1,1] params", {2, 6, 4, 4}, 3, {1, 6, 1, 1}, {1, 6, 1, 1}, "SiLU"},
+        {"scalar params", {2, 6, 4, 4}, 3, {1}, {}, ""},
+        {"no params", {2, 6, 4, 4}, 2, {}, {}, "SiLU"},
+        {"bias only", {2, 6, 4, 4}, 2, {}, {6, 1, 1}, ""},
+        {"epsilon 0.01", {2, 6, 4, 4}, 2, {6, 1, 1}, {6, 1, 1}, "", 1e-2f},
+        {"mean 100", {2, 6, 5, 5}, 2, {6, 1, 1}, {6, 1, 1}, "", 1e-5f, 100.0f},
+        {"1x1 spatial", {3, 16, 1, 1}, 4, {16, 1, 1}, {16, 1, 1}, "SiLU"},
+        // Reference kernel: groups that split channels, parameters along another axis.
+        {"groups split channels", {2, 6, 2}, 4, {6, 1}, {6, 1}, "", 1e-5f, 0.0f, false},
+        {"[C] params on the last axis", {2, 4, 3, 4}, 2, {4}, {4}, "", 1e-5f, 0.0f, false},
+    };
+    uint32_t seed = 100;
+    for (const GroupNormCase& c : cases) {
+      std::vector<Tensor> inputs{random_floats(c.x, seed++, c.offset - 1, c.offset + 1)};
+      inputs.push_back(c.scale.empty() ? Tensor() : random_floats(c.scale, seed++, 0.5f, 1.5f));
+      inputs.push_back(c.bias.empty() ? Tensor() : random_floats(c.bias, seed++));
+      std::map<std::string, Attribute> attrs{{"num_groups", attr_int(c.groups)},
+                                             {"epsilon", attr_float(c.eps)}};
+      if (!c.activation.empty()) attrs["activation"] = attr_string(c.activation);
+      compare("GroupNorm " + c.name, "com.tandem:GroupNorm", inputs, attrs, c.fast, 1e-4);
+    }
+  });
 }
 
 // ---- InstanceNormalization, LayerNormalization ----------------------------------------------
 
 TEST(XfmrCpuVsRef, InstanceNormTable) {
-  const std::vector<Shape> shapes = {{2, 3, 5, 7}, {1, 32, 64}, {2, 4, 3, 3, 3}, {3, 2, 1}};
-  uint32_t seed = 200;
-  for (const Shape& s : shapes) {
-    for (float offset : {0.0f, 50.0f}) {
-      std::vector<Tensor> inputs{random_floats(s, seed++, offset - 1, offset + 1),
-                                 random_floats({s[1]}, seed++), random_floats({s[1]}, seed++)};
-      compare("InstanceNormalization " + shape_str(s) + " mean " + std::to_string(offset),
-              "InstanceNormalization", inputs, {{"epsilon", attr_float(1e-5f)}}, true, 1e-4);
+  at_each_simd_level([&] {
+    const std::vector<Shape> shapes = {{2, 3, 5, 7}, {1, 32, 64}, {2, 4, 3, 3, 3}, {3, 2, 1}};
+    uint32_t seed = 200;
+    for (const Shape& s : shapes) {
+      for (float offset : {0.0f, 50.0f}) {
+        std::vector<Tensor> inputs{random_floats(s, seed++, offset - 1, offset + 1),
+                                   random_floats({s[1]}, seed++), random_floats({s[1]}, seed++)};
+        compare("InstanceNormalization " + shape_str(s) + " mean " + std::to_string(offset),
+                "InstanceNormalization", inputs, {{"epsilon", attr_float(1e-5f)}}, true, 1e-4);
+      }
     }
-  }
+  });
 }
 
 struct LayerNormCase {
@@ -187,29 +209,31 @@ struct LayerNormCase {
 };
 
 TEST(XfmrCpuVsRef, LayerNormTable) {
-  const std::vector<LayerNormCase> cases = {
-      {{4, 48}, -1, {48}, {48}},
-      {{2, 3, 64}, -1, {64}, {64}, 1, 1e-12f},
-      {{2, 16, 33}, -1, {33}, {33}, 3},
-      {{2, 3, 5}, 1, {3, 5}, {3, 5}, 3},
-      {{2, 3, 5}, 0, {2, 3, 5}, {}},
-      {{7, 20}, -1, {20}, {}},
-      {{7, 20}, -1, {1}, {1}},
-      {{5, 1}, -1, {1}, {1}},
-      // Reference kernel: parameters broadcast within the normalized shape.
-      {{2, 3, 5}, 1, {1, 5}, {1, 5}, 1, 1e-5f, false},
-  };
-  uint32_t seed = 300;
-  for (const LayerNormCase& c : cases) {
-    std::vector<Tensor> inputs{random_floats(c.x, seed++, 2.0f, 4.0f)};
-    inputs.push_back(c.scale.empty() ? Tensor() : random_floats(c.scale, seed++));
-    if (!c.bias.empty()) inputs.push_back(random_floats(c.bias, seed++));
-    std::map<std::string, Attribute> attrs{{"axis", attr_int(c.axis)},
-                                           {"epsilon", attr_float(c.eps)}};
-    compare("LayerNormalization " + shape_str(c.x) + " axis " + std::to_string(c.axis) +
-                " outputs " + std::to_string(c.outputs),
-            "LayerNormalization", inputs, attrs, c.fast, 1e-4, c.outputs);
-  }
+  at_each_simd_level([&] {
+    const std::vector<LayerNormCase> cases = {
+        {{4, 48}, -1, {48}, {48}},
+        {{2, 3, 64}, -1, {64}, {64}, 1, 1e-12f},
+        {{2, 16, 33}, -1, {33}, {33}, 3},
+        {{2, 3, 5}, 1, {3, 5}, {3, 5}, 3},
+        {{2, 3, 5}, 0, {2, 3, 5}, {}},
+        {{7, 20}, -1, {20}, {}},
+        {{7, 20}, -1, {1}, {1}},
+        {{5, 1}, -1, {1}, {1}},
+        // Reference kernel: parameters broadcast within the normalized shape.
+        {{2, 3, 5}, 1, {1, 5}, {1, 5}, 1, 1e-5f, false},
+    };
+    uint32_t seed = 300;
+    for (const LayerNormCase& c : cases) {
+      std::vector<Tensor> inputs{random_floats(c.x, seed++, 2.0f, 4.0f)};
+      inputs.push_back(c.scale.empty() ? Tensor() : random_floats(c.scale, seed++));
+      if (!c.bias.empty()) inputs.push_back(random_floats(c.bias, seed++));
+      std::map<std::string, Attribute> attrs{{"axis", attr_int(c.axis)},
+                                             {"epsilon", attr_float(c.eps)}};
+      compare("LayerNormalization " + shape_str(c.x) + " axis " + std::to_string(c.axis) +
+                  " outputs " + std::to_string(c.outputs),
+              "LayerNormalization", inputs, attrs, c.fast, 1e-4, c.outputs);
+    }
+  });
 }
 
 // ---- Attention (fused) ----------------------------------------------------------------------
@@ -232,96 +256,106 @@ Tensor causal(const Shape& s) {
 }
 
 TEST(XfmrCpuVsRef, AttentionTable) {
-  const std::vector<int64_t> heads{0, 2, 1, 3}, keys{0, 2, 3, 1};
-  const std::vector<AttentionCase> cases = {
-      {"plain [B,H,S,D]", {2, 3, 37, 16}, {2, 3, 16, 41}, {2, 3, 41, 16}, {}, {}, {}, {}},
-      {"flagship self, heads absorbed",
-       {1, 300, 3, 16},
-       {1, 300, 3, 16},
-       {1, 300, 3, 16},
-       heads,
-       keys,
-       heads,
-       heads},
-      {"flagship cross", {1, 70, 3, 16}, {1, 77, 3, 16}, {1, 77, 3, 16}, heads, keys, heads, heads},
-      {"D 24, Dv 40", {1, 2, 19, 24}, {1, 2, 24, 50}, {1, 2, 50, 40}, {}, {}, {}, {}},
-      {"Dv 5, Sk 3", {2, 1, 9, 7}, {2, 1, 7, 3}, {2, 1, 3, 5}, {}, {}, {}, {}},
-      {"one query, one key", {1, 1, 1, 16}, {1, 1, 16, 1}, {1, 1, 1, 16}, {}, {}, {}, {}},
-      {"many query blocks", {1, 1, 200, 8}, {1, 1, 8, 150}, {1, 1, 150, 8}, {}, {}, {}, {}},
-      {"rank 3", {6, 20, 16}, {6, 16, 20}, {6, 20, 16}, {}, {}, {}, {}},
-      {"rank 2", {20, 16}, {16, 21}, {21, 16}, {}, {}, {}, {}},
-      {"K and V shared by heads", {2, 4, 11, 16}, {1, 1, 16, 13}, {2, 1, 13, 16}, {}, {}, {}, {}},
-      {"bert mask [B,1,1,Sk]",
-       {2, 16, 4, 16},
-       {2, 16, 4, 16},
-       {2, 16, 4, 16},
-       heads,
-       keys,
-       heads,
-       heads,
-       {2, 1, 1, 16}},
-      {"mask [Sq,Sk]", {1, 2, 10, 8}, {1, 2, 8, 12}, {1, 2, 12, 8}, {}, {}, {}, {}, {10, 12}},
-      {"mask per head",
-       {1, 2, 10, 8},
-       {1, 2, 8, 12},
-       {1, 2, 12, 8},
-       {},
-       {},
-       {},
-       {},
-       {1, 2, 10, 12}},
-      {"gpt causal keep",
-       {1, 8, 4, 8},
-       {1, 8, 4, 8},
-       {1, 8, 4, 8},
-       heads,
-       keys,
-       heads,
-       heads,
-       {},
-       {1, 1, 8, 8}},
-      {"mask and keep",
-       {2, 9, 2, 16},
-       {2, 9, 2, 16},
-       {2, 9, 2, 16},
-       heads,
-       keys,
-       heads,
-       heads,
-       {2, 1, 1, 9},
-       {9, 9}},
-      // Reference kernel: a mask that widens the scores, operands of different ranks.
-      {"mask widens",
-       {1, 1, 5, 8},
-       {1, 1, 8, 6},
-       {1, 1, 6, 8},
-       {},
-       {},
-       {},
-       {},
-       {2, 3, 5, 6},
-       {},
-       false},
-      {"ranks differ", {2, 5, 8}, {1, 2, 8, 6}, {2, 6, 8}, {}, {}, {}, {}, {}, {}, false},
-  };
-  uint32_t seed = 400;
-  for (const AttentionCase& c : cases) {
-    std::vector<Tensor> inputs{random_floats(c.q, seed++, -2, 2), random_floats(c.k, seed++, -2, 2),
-                               random_floats(c.v, seed++)};
-    inputs.push_back(c.mask.empty() ? Tensor() : random_floats(c.mask, seed++, -3, 0));
-    if (!c.keep.empty()) inputs.push_back(causal(c.keep));
-    std::map<std::string, Attribute> attrs{{"scale", attr_float(0.25f)}};
-    if (!c.keep.empty()) attrs["fill"] = attr_float(-3.4028235e38f);
-    const std::pair<const char*, const std::vector<int64_t>*> perms[] = {{"q_perm", &c.q_perm},
-                                                                         {"k_perm", &c.k_perm},
-                                                                         {"v_perm", &c.v_perm},
-                                                                         {"out_perm", &c.out_perm}};
-    for (auto& [key, p] : perms)
-      if (!p->empty()) attrs[key] = attr_ints(*p);
-    for (int threads : {1, 2})
-      compare("Attention " + c.name + " threads " + std::to_string(threads), "com.tandem:Attention",
-              inputs, attrs, c.fast, 1e-5, 1, threads);
-  }
+  at_each_simd_level([&] {
+    const std::vector<int64_t> heads{0, 2, 1, 3}, keys{0, 2, 3, 1};
+    const std::vector<AttentionCase> cases = {
+        {"plain [B,H,S,D]", {2, 3, 37, 16}, {2, 3, 16, 41}, {2, 3, 41, 16}, {}, {}, {}, {}},
+        {"flagship self, heads absorbed",
+         {1, 300, 3, 16},
+         {1, 300, 3, 16},
+         {1, 300, 3, 16},
+         heads,
+         keys,
+         heads,
+         heads},
+        {"flagship cross",
+         {1, 70, 3, 16},
+         {1, 77, 3, 16},
+         {1, 77, 3, 16},
+         heads,
+         keys,
+         heads,
+         heads},
+        {"D 24, Dv 40", {1, 2, 19, 24}, {1, 2, 24, 50}, {1, 2, 50, 40}, {}, {}, {}, {}},
+        {"Dv 5, Sk 3", {2, 1, 9, 7}, {2, 1, 7, 3}, {2, 1, 3, 5}, {}, {}, {}, {}},
+        {"one query, one key", {1, 1, 1, 16}, {1, 1, 16, 1}, {1, 1, 1, 16}, {}, {}, {}, {}},
+        {"many query blocks", {1, 1, 200, 8}, {1, 1, 8, 150}, {1, 1, 150, 8}, {}, {}, {}, {}},
+        {"rank 3", {6, 20, 16}, {6, 16, 20}, {6, 20, 16}, {}, {}, {}, {}},
+        {"rank 2", {20, 16}, {16, 21}, {21, 16}, {}, {}, {}, {}},
+        {"K and V shared by heads", {2, 4, 11, 16}, {1, 1, 16, 13}, {2, 1, 13, 16}, {}, {}, {}, {}},
+        {"bert mask [B,1,1,Sk]",
+         {2, 16, 4, 16},
+         {2, 16, 4, 16},
+         {2, 16, 4, 16},
+         heads,
+         keys,
+         heads,
+         heads,
+         {2, 1, 1, 16}},
+        {"mask [Sq,Sk]", {1, 2, 10, 8}, {1, 2, 8, 12}, {1, 2, 12, 8}, {}, {}, {}, {}, {10, 12}},
+        {"mask per head",
+         {1, 2, 10, 8},
+         {1, 2, 8, 12},
+         {1, 2, 12, 8},
+         {},
+         {},
+         {},
+         {},
+         {1, 2, 10, 12}},
+        {"gpt causal keep",
+         {1, 8, 4, 8},
+         {1, 8, 4, 8},
+         {1, 8, 4, 8},
+         heads,
+         keys,
+         heads,
+         heads,
+         {},
+         {1, 1, 8, 8}},
+        {"mask and keep",
+         {2, 9, 2, 16},
+         {2, 9, 2, 16},
+         {2, 9, 2, 16},
+         heads,
+         keys,
+         heads,
+         heads,
+         {2, 1, 1, 9},
+         {9, 9}},
+        // Reference kernel: a mask that widens the scores, operands of different ranks.
+        {"mask widens",
+         {1, 1, 5, 8},
+         {1, 1, 8, 6},
+         {1, 1, 6, 8},
+         {},
+         {},
+         {},
+         {},
+         {2, 3, 5, 6},
+         {},
+         false},
+        {"ranks differ", {2, 5, 8}, {1, 2, 8, 6}, {2, 6, 8}, {}, {}, {}, {}, {}, {}, false},
+    };
+    uint32_t seed = 400;
+    for (const AttentionCase& c : cases) {
+      std::vector<Tensor> inputs{random_floats(c.q, seed++, -2, 2),
+                                 random_floats(c.k, seed++, -2, 2), random_floats(c.v, seed++)};
+      inputs.push_back(c.mask.empty() ? Tensor() : random_floats(c.mask, seed++, -3, 0));
+      if (!c.keep.empty()) inputs.push_back(causal(c.keep));
+      std::map<std::string, Attribute> attrs{{"scale", attr_float(0.25f)}};
+      if (!c.keep.empty()) attrs["fill"] = attr_float(-3.4028235e38f);
+      const std::pair<const char*, const std::vector<int64_t>*> perms[] = {
+          {"q_perm", &c.q_perm},
+          {"k_perm", &c.k_perm},
+          {"v_perm", &c.v_perm},
+          {"out_perm", &c.out_perm}};
+      for (auto& [key, p] : perms)
+        if (!p->empty()) attrs[key] = attr_ints(*p);
+      for (int threads : {1, 2})
+        compare("Attention " + c.name + " threads " + std::to_string(threads),
+                "com.tandem:Attention", inputs, attrs, c.fast, 1e-5, 1, threads);
+    }
+  });
 }
 
 // A row whose keys are all masked out (fill everywhere) is uniform, as Softmax of equal values.

@@ -27,6 +27,8 @@
 #include "ops/schema.h"
 #include "ops/shape_utils.h"
 
+// Vector helpers are always inlined into bodies compiled for their width (simd.h): the
+// calling-convention note GCC gives for wide vectors does not apply.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace tandem::cpu {
@@ -34,8 +36,8 @@ namespace tandem::cpu {
 namespace {
 
 namespace sv = simd;
-using sv::vfloat;
-constexpr int64_t kW = sv::kWidth;
+// Packed K rows and V rows are padded to a multiple of this many floats (any vector width).
+constexpr int64_t kPad = 16;
 
 // An operand as the 4-D logical tensor the op sees after its perm ([b, h, rows, cols]; lower
 // ranks get leading size-1 dims), with element strides into the physical tensor.
@@ -105,17 +107,18 @@ struct Problem {
 };
 
 // Scores of 4 (RG) query rows x NV vectors of keys: s[r][j] = sum_d q[r][d] * kt[d][j].
-template <int RG, int NV>
+template <class V, int RG, int NV>
 TANDEM_SIMD_INLINE void score_tile(const float* q, int64_t d_len, const float* kt, int64_t ldk,
                                    float* s, int64_t lds) {
-  vfloat acc[RG][NV] = {};
+  constexpr int64_t kW = sv::lanes<V>;
+  V acc[RG][NV] = {};
   for (int64_t d = 0; d < d_len; ++d) {
-    vfloat kv[NV];
+    V kv[NV];
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) kv[v] = sv::load(kt + d * ldk + v * kW);
+    for (int v = 0; v < NV; ++v) kv[v] = sv::load<V>(kt + d * ldk + v * kW);
 #pragma GCC unroll 8
     for (int r = 0; r < RG; ++r) {
-      const vfloat qs = sv::splat(q[r * d_len + d]);
+      const V qs = sv::splat<V>(q[r * d_len + d]);
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) acc[r][v] += qs * kv[v];
     }
@@ -127,17 +130,18 @@ TANDEM_SIMD_INLINE void score_tile(const float* q, int64_t d_len, const float* k
 }
 
 // RG rows of P [.., Sk] times NV vectors of V's columns: o[r][c] = sum_j p[r][j] * v[j][c].
-template <int RG, int NV>
+template <class V, int RG, int NV>
 TANDEM_SIMD_INLINE void pv_tile(const float* p, int64_t lds, int64_t sk, const float* v,
                                 int64_t ldv, float* o, int64_t ldo) {
-  vfloat acc[RG][NV] = {};
+  constexpr int64_t kW = sv::lanes<V>;
+  V acc[RG][NV] = {};
   for (int64_t j = 0; j < sk; ++j) {
-    vfloat vv[NV];
+    V vv[NV];
 #pragma GCC unroll 8
-    for (int c = 0; c < NV; ++c) vv[c] = sv::load(v + j * ldv + c * kW);
+    for (int c = 0; c < NV; ++c) vv[c] = sv::load<V>(v + j * ldv + c * kW);
 #pragma GCC unroll 8
     for (int r = 0; r < RG; ++r) {
-      const vfloat ps = sv::splat(p[r * lds + j]);
+      const V ps = sv::splat<V>(p[r * lds + j]);
 #pragma GCC unroll 8
       for (int c = 0; c < NV; ++c) acc[r][c] += ps * vv[c];
     }
@@ -148,11 +152,56 @@ TANDEM_SIMD_INLINE void pv_tile(const float* p, int64_t lds, int64_t sk, const f
     for (int c = 0; c < NV; ++c) sv::store(o + r * ldo + c * kW, acc[r][c]);
 }
 
+// All scores of a block: tiles of SR rows x SV vectors of keys, then single rows / vectors.
+template <class V, int SR, int SV>
+TANDEM_SIMD_INLINE void scores(const float* qbuf, int64_t nr, int64_t d_len, const float* kt,
+                               int64_t skp, float* sbuf) {
+  constexpr int64_t kW = sv::lanes<V>;
+  int64_t r = 0;
+  for (; r + SR <= nr; r += SR) {
+    int64_t j = 0;
+    for (; j + SV * kW <= skp; j += SV * kW)
+      score_tile<V, SR, SV>(qbuf + r * d_len, d_len, kt + j, skp, sbuf + r * skp + j, skp);
+    for (; j < skp; j += kW)
+      score_tile<V, SR, 1>(qbuf + r * d_len, d_len, kt + j, skp, sbuf + r * skp + j, skp);
+  }
+  for (; r < nr; ++r) {
+    int64_t j = 0;
+    for (; j + SV * kW <= skp; j += SV * kW)
+      score_tile<V, 1, SV>(qbuf + r * d_len, d_len, kt + j, skp, sbuf + r * skp + j, skp);
+    for (; j < skp; j += kW)
+      score_tile<V, 1, 1>(qbuf + r * d_len, d_len, kt + j, skp, sbuf + r * skp + j, skp);
+  }
+}
+
+// P x V for a block: tiles of PR rows x PC vectors of values, then single rows / vectors.
+template <class V, int PR, int PC>
+TANDEM_SIMD_INLINE void pv(const float* sbuf, int64_t nr, int64_t skp, int64_t sk, const float* vp,
+                           int64_t dvp, float* obuf) {
+  constexpr int64_t kW = sv::lanes<V>;
+  int64_t r = 0;
+  for (; r + PR <= nr; r += PR) {
+    int64_t c = 0;
+    for (; c + PC * kW <= dvp; c += PC * kW)
+      pv_tile<V, PR, PC>(sbuf + r * skp, skp, sk, vp + c, dvp, obuf + r * dvp + c, dvp);
+    for (; c < dvp; c += kW)
+      pv_tile<V, PR, 1>(sbuf + r * skp, skp, sk, vp + c, dvp, obuf + r * dvp + c, dvp);
+  }
+  for (; r < nr; ++r)
+    for (int64_t c = 0; c < dvp; c += kW)
+      pv_tile<V, 1, 1>(sbuf + r * skp, skp, sk, vp + c, dvp, obuf + r * dvp + c, dvp);
+}
+
 // One block of `nr` query rows starting at row i0 of head (b, h). kt: packed K [D, skp], vp:
 // packed V [Sk, dvp]; qbuf [rows, D], sbuf [rows, skp], obuf [rows, dvp] scratch.
-TANDEM_SIMD_CLONES
-void attention_block(const Problem& pr, int64_t b, int64_t h, int64_t i0, int64_t nr,
-                     const float* kt, const float* vp, float* qbuf, float* sbuf, float* obuf) {
+// Tiles keep their accumulators in registers: 4 x 4 and 8 x 2 vectors with AVX-512's 32
+// registers, 4 x 2 and 4 x 2 with 16.
+template <class V>
+TANDEM_SIMD_INLINE void attention_block_body(const Problem& pr, int64_t b, int64_t h, int64_t i0,
+                                             int64_t nr, const float* kt, const float* vp,
+                                             float* qbuf, float* sbuf, float* obuf) {
+  constexpr int64_t kW = sv::lanes<V>;
+  constexpr bool kWide = kW == 16;
   const int64_t d_len = pr.d, sk = pr.sk, skp = pr.skp, dvp = pr.dvp;
   // Q rows, scaled.
   const float* qbase = pr.qd + b * pr.q.stride[0] + h * pr.q.stride[1];
@@ -160,24 +209,10 @@ void attention_block(const Problem& pr, int64_t b, int64_t h, int64_t i0, int64_
     for (int64_t d = 0; d < d_len; ++d)
       qbuf[r * d_len + d] = qbase[(i0 + r) * pr.q.stride[2] + d * pr.q.stride[3]] * pr.scale;
   // Scores.
-  int64_t r = 0;
-  for (; r + 4 <= nr; r += 4) {
-    int64_t j = 0;
-    for (; j + 4 * kW <= skp; j += 4 * kW)
-      score_tile<4, 4>(qbuf + r * d_len, d_len, kt + j, skp, sbuf + r * skp + j, skp);
-    for (; j < skp; j += kW)
-      score_tile<4, 1>(qbuf + r * d_len, d_len, kt + j, skp, sbuf + r * skp + j, skp);
-  }
-  for (; r < nr; ++r) {
-    int64_t j = 0;
-    for (; j + 4 * kW <= skp; j += 4 * kW)
-      score_tile<1, 4>(qbuf + r * d_len, d_len, kt + j, skp, sbuf + r * skp + j, skp);
-    for (; j < skp; j += kW)
-      score_tile<1, 1>(qbuf + r * d_len, d_len, kt + j, skp, sbuf + r * skp + j, skp);
-  }
+  scores<V, 4, kWide ? 4 : 2>(qbuf, nr, d_len, kt, skp, sbuf);
   // Mask, keep, softmax (unnormalized; the sums divide the output).
   float inv_sum[64];
-  for (r = 0; r < nr; ++r) {
+  for (int64_t r = 0; r < nr; ++r) {
     float* s = sbuf + r * skp;
     const int64_t i = i0 + r;
     if (pr.maskd) {
@@ -186,7 +221,7 @@ void attention_block(const Problem& pr, int64_t b, int64_t h, int64_t i0, int64_
       const int64_t ms = pr.mask.stride[3];
       if (ms == 1) {
         int64_t j = 0;
-        for (; j + kW <= sk; j += kW) sv::store(s + j, sv::load(s + j) + sv::load(m + j));
+        for (; j + kW <= sk; j += kW) sv::store(s + j, sv::load<V>(s + j) + sv::load<V>(m + j));
         for (; j < sk; ++j) s[j] += m[j];
       } else {
         for (int64_t j = 0; j < sk; ++j) s[j] += m[j * ms];
@@ -200,52 +235,47 @@ void attention_block(const Problem& pr, int64_t b, int64_t h, int64_t i0, int64_
         if (!kp[j * ks]) s[j] = pr.fill;
     }
     const float neg_inf = -__builtin_inff();
-    vfloat vmax = sv::splat(neg_inf);
+    V vmax = sv::splat<V>(neg_inf);
     int64_t j = 0;
-    for (; j + kW <= sk; j += kW) vmax = sv::max(vmax, sv::load(s + j));
-    if (j < sk) vmax = sv::max(vmax, sv::load_partial(s + j, sk - j, neg_inf));
-    const vfloat mx = sv::splat(sv::reduce_max(vmax));
-    vfloat vsum{};
+    for (; j + kW <= sk; j += kW) vmax = sv::max(vmax, sv::load<V>(s + j));
+    if (j < sk) vmax = sv::max(vmax, sv::load_partial<V>(s + j, sk - j, neg_inf));
+    const V mx = sv::splat<V>(sv::reduce_max(vmax));
+    V vsum{};
     for (j = 0; j + kW <= sk; j += kW) {
-      const vfloat e = sv::exp(sv::load(s + j) - mx);
+      const V e = sv::exp(sv::load<V>(s + j) - mx);
       vsum += e;
       sv::store(s + j, e);
     }
     if (j < sk) {
-      const vfloat e = sv::exp(sv::load_partial(s + j, sk - j) - mx);
-      const vfloat e_tail = sv::load_partial((const float*)&e, sk - j);  // zero past Sk
+      const V e = sv::exp(sv::load_partial<V>(s + j, sk - j) - mx);
+      const V e_tail = sv::load_partial<V>((const float*)&e, sk - j);  // zero past Sk
       vsum += e_tail;
-      sv::store(s + j, e_tail);  // skp - j >= kW: inside the padded row
+      sv::store(s + j, e_tail);
     }
     inv_sum[r] = 1.0f / sv::reduce_add(vsum);
   }
   // P x V.
-  r = 0;
-  for (; r + 8 <= nr; r += 8) {
-    int64_t c = 0;
-    for (; c + 2 * kW <= dvp; c += 2 * kW)
-      pv_tile<8, 2>(sbuf + r * skp, skp, sk, vp + c, dvp, obuf + r * dvp + c, dvp);
-    for (; c < dvp; c += kW)
-      pv_tile<8, 1>(sbuf + r * skp, skp, sk, vp + c, dvp, obuf + r * dvp + c, dvp);
-  }
-  for (; r < nr; ++r)
-    for (int64_t c = 0; c < dvp; c += kW)
-      pv_tile<1, 1>(sbuf + r * skp, skp, sk, vp + c, dvp, obuf + r * dvp + c, dvp);
+  pv<V, kWide ? 8 : 4, 2>(sbuf, nr, skp, sk, vp, dvp, obuf);
   // Out, through its strides.
   float* obase = pr.outd + b * pr.out.stride[0] + h * pr.out.stride[1];
-  for (r = 0; r < nr; ++r) {
+  for (int64_t r = 0; r < nr; ++r) {
     float* o = obase + (i0 + r) * pr.out.stride[2];
     const float* src = obuf + r * dvp;
     const float f = inv_sum[r];
     if (pr.out.stride[3] == 1) {
       int64_t c = 0;
-      for (; c + kW <= pr.dv; c += kW) sv::store(o + c, sv::load(src + c) * f);
+      for (; c + kW <= pr.dv; c += kW) sv::store(o + c, sv::load<V>(src + c) * f);
       for (; c < pr.dv; ++c) o[c] = src[c] * f;
     } else {
       for (int64_t c = 0; c < pr.dv; ++c) o[c * pr.out.stride[3]] = src[c] * f;
     }
   }
 }
+
+TANDEM_SIMD_DISPATCH(attention_block,
+                     (const Problem& pr, int64_t b, int64_t h, int64_t i0, int64_t nr,
+                      const float* kt, const float* vp, float* qbuf, float* sbuf, float* obuf),
+                     (pr, b, h, i0, nr, kt, vp, qbuf, sbuf, obuf))
 
 class AttentionKernel : public Kernel {
  public:
@@ -307,8 +337,8 @@ class AttentionKernel : public Kernel {
     const int64_t sdims[4] = {pr.batch, pr.heads, pr.sq, pr.sk};
     if (mask && !make_broadcast_view(*mask, sdims, rank, pr.mask)) return false;
     if (keep && !make_broadcast_view(*keep, sdims, rank, pr.keep)) return false;
-    pr.skp = (pr.sk + kW - 1) / kW * kW;
-    pr.dvp = (pr.dv + kW - 1) / kW * kW;
+    pr.skp = (pr.sk + kPad - 1) / kPad * kPad;
+    pr.dvp = (pr.dv + kPad - 1) / kPad * kPad;
     // Blocks of whole score rows of about 64 KiB, 8 to 64 rows.
     pr.rows = std::clamp<int64_t>(16384 / pr.skp / 8 * 8, 8, 64);
     pr.scale = scale_;

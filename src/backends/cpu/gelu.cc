@@ -10,37 +10,61 @@
 #include "backends/cpu/simd.h"
 #include "ops/schema.h"
 
+// Vector helpers are always inlined into bodies compiled for their width (simd.h): the
+// calling-convention note GCC gives for wide vectors does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 namespace tandem::cpu {
 
 namespace {
 
-#pragma GCC diagnostic ignored "-Wpsabi"
-
 namespace sv = simd;
-using sv::vfloat;
 
-TANDEM_SIMD_INLINE vfloat gelu_erf_v(vfloat v) {
+template <class V>
+TANDEM_SIMD_INLINE V gelu_erf_v(V v) {
   return v * 0.5f * (1.0f + sv::erf(v * 0.70710678118654752f));
 }
-TANDEM_SIMD_INLINE vfloat gelu_tanh_v(vfloat v) {
+template <class V>
+TANDEM_SIMD_INLINE V gelu_tanh_v(V v) {
   return v * 0.5f * (1.0f + sv::tanh(v * 0.79788456080286536f * (1.0f + 0.044715f * v * v)));
 }
-
-// 0.5 x (1 + erf(x / sqrt(2))) over [0, n).
-TANDEM_SIMD_CLONES
-void gelu_erf(const float* x, float* y, int64_t n) {
-  int64_t i = 0;
-  for (; i + sv::kWidth <= n; i += sv::kWidth) sv::store(y + i, gelu_erf_v(sv::load(x + i)));
-  if (i < n) sv::store_partial(y + i, gelu_erf_v(sv::load_partial(x + i, n - i)), n - i);
+template <class V>
+TANDEM_SIMD_INLINE V gelu_v(V v, bool tanh) {
+  return tanh ? gelu_tanh_v(v) : gelu_erf_v(v);
 }
 
-// 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) over [0, n).
-TANDEM_SIMD_CLONES
-void gelu_tanh(const float* x, float* y, int64_t n) {
+// 0.5 x (1 + erf(x / sqrt(2))), or with tanh: 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))),
+// over [0, n).
+template <class V>
+TANDEM_SIMD_INLINE void gelu_body(const float* x, float* y, int64_t n, bool tanh) {
+  constexpr int64_t W = sv::lanes<V>;
   int64_t i = 0;
-  for (; i + sv::kWidth <= n; i += sv::kWidth) sv::store(y + i, gelu_tanh_v(sv::load(x + i)));
-  if (i < n) sv::store_partial(y + i, gelu_tanh_v(sv::load_partial(x + i, n - i)), n - i);
+  for (; i + W <= n; i += W) sv::store(y + i, gelu_v(sv::load<V>(x + i), tanh));
+  if (i < n) sv::store_partial(y + i, gelu_v(sv::load_partial<V>(x + i, n - i), tanh), n - i);
 }
+TANDEM_SIMD_DISPATCH(gelu, (const float* x, float* y, int64_t n, bool tanh), (x, y, n, tanh))
+
+// GeGLU over `rows` rows of the last dim 2 * half: y[j] = x[j] * gelu(x[half + j]).
+template <class V>
+TANDEM_SIMD_INLINE void geglu_rows_body(const float* x, float* y, int64_t rows, int64_t half,
+                                        bool tanh) {
+  constexpr int64_t W = sv::lanes<V>;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* a = x + r * 2 * half;
+    const float* g = a + half;
+    float* o = y + r * half;
+    int64_t i = 0;
+    for (; i + W <= half; i += W)
+      sv::store(o + i, sv::load<V>(a + i) * gelu_v(sv::load<V>(g + i), tanh));
+    if (i < half) {
+      const V v =
+          sv::load_partial<V>(a + i, half - i) * gelu_v(sv::load_partial<V>(g + i, half - i), tanh);
+      sv::store_partial(o + i, v, half - i);
+    }
+  }
+}
+TANDEM_SIMD_DISPATCH(geglu_rows, (const float* x, float* y, int64_t rows, int64_t half, bool tanh),
+                     (x, y, rows, half, tanh))
 
 class GeluKernel : public Kernel {
  public:
@@ -64,7 +88,7 @@ class GeluKernel : public Kernel {
     parallel_for_work(ctx, (n + kChunk - 1) / kChunk, 8.0 * kChunk,
                       [&](int64_t begin, int64_t end) {
                         const int64_t lo = begin * kChunk, hi = std::min(n, end * kChunk);
-                        (tanh_ ? gelu_tanh : gelu_erf)(xd + lo, yd + lo, hi - lo);
+                        gelu(xd + lo, yd + lo, hi - lo, tanh_);
                       });
   }
 
@@ -72,27 +96,6 @@ class GeluKernel : public Kernel {
   std::unique_ptr<Kernel> ref_;
   bool tanh_;
 };
-
-// GeGLU (com.tandem): per row of the last dim d (even), y[j] = x[j] * gelu(x[d/2 + j]).
-TANDEM_SIMD_CLONES
-void geglu_rows(const float* x, float* y, int64_t rows, int64_t half, bool tanh) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* a = x + r * 2 * half;
-    const float* g = a + half;
-    float* o = y + r * half;
-    int64_t i = 0;
-    for (; i + sv::kWidth <= half; i += sv::kWidth) {
-      const vfloat gv = sv::load(g + i);
-      sv::store(o + i, sv::load(a + i) * (tanh ? gelu_tanh_v(gv) : gelu_erf_v(gv)));
-    }
-    if (i < half) {
-      const vfloat gv = sv::load_partial(g + i, half - i);
-      const vfloat v =
-          sv::load_partial(a + i, half - i) * (tanh ? gelu_tanh_v(gv) : gelu_erf_v(gv));
-      sv::store_partial(o + i, v, half - i);
-    }
-  }
-}
 
 class GeGLUKernel : public Kernel {
  public:

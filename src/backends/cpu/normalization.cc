@@ -24,6 +24,8 @@
 #include "ops/schema.h"
 #include "ops/shape_utils.h"
 
+// Vector helpers are always inlined into bodies compiled for their width (simd.h): the
+// calling-convention note GCC gives for wide vectors does not apply.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace tandem::cpu {
@@ -31,37 +33,37 @@ namespace tandem::cpu {
 namespace {
 
 namespace sv = simd;
-using sv::vfloat;
 
 struct Stats {
   float mean = 0, inv_std = 0;
 };
 
-// Mean and 1 / sqrt(var + eps) of x[0, n), biased variance.
-TANDEM_SIMD_CLONES
-Stats span_stats(const float* x, int64_t n, double eps) {
+// Mean and 1 / sqrt(var + eps) of x[0, n), biased variance, into *st.
+template <class V>
+TANDEM_SIMD_INLINE void span_stats_body(const float* x, int64_t n, double eps, Stats* st) {
+  constexpr int64_t W = sv::lanes<V>;
   const float shift = n > 0 ? x[0] : 0.0f;
-  const vfloat sh = sv::splat(shift);
+  const V sh = sv::splat<V>(shift);
   double s1 = 0, s2 = 0;
   int64_t i = 0;
   while (i < n) {
     const int64_t block_end = std::min(n, i + 1024);
-    vfloat a1{}, a2{}, b1{}, b2{};
-    for (; i + 2 * sv::kWidth <= block_end; i += 2 * sv::kWidth) {
-      const vfloat v = sv::load(x + i) - sh;
-      const vfloat w = sv::load(x + i + sv::kWidth) - sh;
+    V a1{}, a2{}, b1{}, b2{};
+    for (; i + 2 * W <= block_end; i += 2 * W) {
+      const V v = sv::load<V>(x + i) - sh;
+      const V w = sv::load<V>(x + i + W) - sh;
       a1 += v;
       a2 += v * v;
       b1 += w;
       b2 += w * w;
     }
-    for (; i + sv::kWidth <= block_end; i += sv::kWidth) {
-      const vfloat v = sv::load(x + i) - sh;
+    for (; i + W <= block_end; i += W) {
+      const V v = sv::load<V>(x + i) - sh;
       a1 += v;
       a2 += v * v;
     }
     if (i < block_end) {
-      const vfloat v = sv::load_partial(x + i, block_end - i, shift) - sh;
+      const V v = sv::load_partial<V>(x + i, block_end - i, shift) - sh;
       a1 += v;
       a2 += v * v;
       i = block_end;
@@ -69,57 +71,68 @@ Stats span_stats(const float* x, int64_t n, double eps) {
     s1 += sv::reduce_add(a1 + b1);
     s2 += sv::reduce_add(a2 + b2);
   }
-  Stats st;
-  if (n == 0) return st;
+  *st = Stats{};
+  if (n == 0) return;
   const double m1 = s1 / double(n);
   const double var = std::max(0.0, s2 / double(n) - m1 * m1);
-  st.mean = static_cast<float>(shift + m1);
-  st.inv_std = static_cast<float>(1.0 / std::sqrt(var + eps));
-  return st;
+  st->mean = static_cast<float>(shift + m1);
+  st->inv_std = static_cast<float>(1.0 / std::sqrt(var + eps));
 }
+TANDEM_SIMD_DISPATCH(span_stats, (const float* x, int64_t n, double eps, Stats* st),
+                     (x, n, eps, st))
 
 // y = (x - m) * a + b over [0, n), then y * sigmoid(y) when silu. (Not x * a + (b - m * a):
 // with a large mean and a small variance that cancels away the result.)
-TANDEM_SIMD_CLONES
-void scale_shift(const float* x, float* y, int64_t n, float m, float a, float b, bool silu) {
-  const vfloat vm = sv::splat(m), va = sv::splat(a), vb = sv::splat(b);
+template <class V>
+TANDEM_SIMD_INLINE void scale_shift_body(const float* x, float* y, int64_t n, float m, float a,
+                                         float b, bool silu) {
+  constexpr int64_t W = sv::lanes<V>;
+  const V vm = sv::splat<V>(m), va = sv::splat<V>(a), vb = sv::splat<V>(b);
   int64_t i = 0;
   if (silu) {
-    for (; i + sv::kWidth <= n; i += sv::kWidth) {
-      const vfloat v = (sv::load(x + i) - vm) * va + vb;
+    for (; i + W <= n; i += W) {
+      const V v = (sv::load<V>(x + i) - vm) * va + vb;
       sv::store(y + i, v * sv::sigmoid(v));
     }
     if (i < n) {
-      const vfloat v = (sv::load_partial(x + i, n - i) - vm) * va + vb;
+      const V v = (sv::load_partial<V>(x + i, n - i) - vm) * va + vb;
       sv::store_partial(y + i, v * sv::sigmoid(v), n - i);
     }
     return;
   }
-  for (; i + sv::kWidth <= n; i += sv::kWidth) sv::store(y + i, (sv::load(x + i) - vm) * va + vb);
-  if (i < n) sv::store_partial(y + i, (sv::load_partial(x + i, n - i) - vm) * va + vb, n - i);
+  for (; i + W <= n; i += W) sv::store(y + i, (sv::load<V>(x + i) - vm) * va + vb);
+  if (i < n) sv::store_partial(y + i, (sv::load_partial<V>(x + i, n - i) - vm) * va + vb, n - i);
 }
+TANDEM_SIMD_DISPATCH(scale_shift,
+                     (const float* x, float* y, int64_t n, float m, float a, float b, bool silu),
+                     (x, y, n, m, a, b, silu))
 
 // One LayerNormalization row: y = (x - mean) * inv * gamma + beta; gamma/beta per element, or
 // null for 1 and 0.
-TANDEM_SIMD_CLONES
-void layer_norm_row(const float* x, float* y, int64_t n, Stats st, const float* gamma,
-                    const float* beta) {
-  const vfloat vm = sv::splat(st.mean), vi = sv::splat(st.inv_std);
+template <class V>
+TANDEM_SIMD_INLINE void layer_norm_row_body(const float* x, float* y, int64_t n, Stats st,
+                                            const float* gamma, const float* beta) {
+  constexpr int64_t W = sv::lanes<V>;
+  const V vm = sv::splat<V>(st.mean), vi = sv::splat<V>(st.inv_std);
   int64_t i = 0;
-  for (; i + sv::kWidth <= n; i += sv::kWidth) {
-    vfloat v = (sv::load(x + i) - vm) * vi;
-    if (gamma) v *= sv::load(gamma + i);
-    if (beta) v += sv::load(beta + i);
+  for (; i + W <= n; i += W) {
+    V v = (sv::load<V>(x + i) - vm) * vi;
+    if (gamma) v *= sv::load<V>(gamma + i);
+    if (beta) v += sv::load<V>(beta + i);
     sv::store(y + i, v);
   }
   if (i < n) {
     const int64_t r = n - i;
-    vfloat v = (sv::load_partial(x + i, r) - vm) * vi;
-    if (gamma) v *= sv::load_partial(gamma + i, r);
-    if (beta) v += sv::load_partial(beta + i, r);
+    V v = (sv::load_partial<V>(x + i, r) - vm) * vi;
+    if (gamma) v *= sv::load_partial<V>(gamma + i, r);
+    if (beta) v += sv::load_partial<V>(beta + i, r);
     sv::store_partial(y + i, v, r);
   }
 }
+TANDEM_SIMD_DISPATCH(layer_norm_row,
+                     (const float* x, float* y, int64_t n, Stats st, const float* gamma,
+                      const float* beta),
+                     (x, y, n, st, gamma, beta))
 
 bool is_f32(const Tensor* t) {
   return t && t->dtype() == DataType::kFloat32;
@@ -165,7 +178,8 @@ bool instance_norm(const KernelContext& ctx, std::span<const Tensor* const> inpu
   parallel_for_work(ctx, batch * channels, 3.0 * inner, [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       const int64_t c = p % channels;
-      const Stats st = span_stats(xd + p * inner, inner, eps);
+      Stats st;
+      span_stats(xd + p * inner, inner, eps, &st);
       const float a = st.inv_std * sd[c];
       scale_shift(xd + p * inner, yd + p * inner, inner, st.mean, a, bd[c], false);
     }
@@ -217,7 +231,8 @@ bool layer_norm(const KernelContext& ctx, std::span<const Tensor* const> inputs,
   float* id = inv_out ? inv_out->data<float>() : nullptr;
   parallel_for_work(ctx, outer, 3.0 * inner, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
-      const Stats st = span_stats(xd + r * inner, inner, eps);
+      Stats st;
+      span_stats(xd + r * inner, inner, eps, &st);
       layer_norm_row(xd + r * inner, yd + r * inner, inner, st, gamma, beta);
       if (md) md[r] = st.mean;
       if (id) id[r] = st.inv_std;
@@ -263,7 +278,8 @@ bool group_norm(const KernelContext& ctx, std::span<const Tensor* const> inputs,
     for (int64_t p = begin; p < end; ++p) {
       const int64_t g = p % groups;
       const int64_t at = p * per_group * inner;
-      const Stats st = span_stats(xd + at, per_group * inner, eps);
+      Stats st;
+      span_stats(xd + at, per_group * inner, eps, &st);
       for (int64_t k = 0; k < per_group; ++k) {
         const int64_t c = g * per_group + k;
         const float a = st.inv_std * sd[ns == 1 ? 0 : c];
