@@ -242,12 +242,12 @@ TANDEM_SIMD_INLINE void attention_block_body(const Problem& pr, int64_t b, int64
     const V mx = sv::splat<V>(sv::reduce_max(vmax));
     V vsum{};
     for (j = 0; j + kW <= sk; j += kW) {
-      const V e = sv::exp(sv::load<V>(s + j) - mx);
+      const V e = sv::exp<V, true>(sv::load<V>(s + j) - mx);
       vsum += e;
       sv::store(s + j, e);
     }
     if (j < sk) {
-      const V e = sv::exp(sv::load_partial<V>(s + j, sk - j) - mx);
+      const V e = sv::exp<V, true>(sv::load_partial<V>(s + j, sk - j) - mx);
       const V e_tail = sv::load_partial<V>((const float*)&e, sk - j);  // zero past Sk
       vsum += e_tail;
       sv::store(s + j, e_tail);
@@ -339,8 +339,8 @@ class AttentionKernel : public Kernel {
     if (keep && !make_broadcast_view(*keep, sdims, rank, pr.keep)) return false;
     pr.skp = (pr.sk + kPad - 1) / kPad * kPad;
     pr.dvp = (pr.dv + kPad - 1) / kPad * kPad;
-    // Blocks of whole score rows of about 64 KiB, 8 to 64 rows.
-    pr.rows = std::clamp<int64_t>(16384 / pr.skp / 8 * 8, 8, 64);
+    // Blocks of whole score rows of about 32 KiB (within L1), 8 to 64 rows.
+    pr.rows = std::clamp<int64_t>(8192 / pr.skp / 8 * 8, 8, 64);
     pr.scale = scale_;
     pr.fill = fill_;
     pr.qd = q->data<float>();

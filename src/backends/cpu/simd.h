@@ -137,13 +137,15 @@ TANDEM_SIMD_INLINE float reduce_max(vfloat16 v) {
 // exponent bits. x is first clamped to [-86.6, 88.3] (n in [-125, 127], so 2^n stays a normal
 // float): far below the range the result is e^-86.6 (2.4e-38, as good as 0 next to any sum it
 // joins), far above it saturates at 2.2e38; NaN stays NaN.
-template <class V>
+// (kUpTo0: the caller knows x <= 0 or NaN, as in a softmax after subtracting the maximum, so
+// the upper clamp is left out.)
+template <class V, bool kUpTo0 = false>
 TANDEM_SIMD_INLINE V exp(V x) {
   using VI = vint_of<V>;
   const V lo = splat<V>(-86.6f), hi = splat<V>(88.3f);
   // Written so that a NaN x fails both tests and passes through.
   x = x < lo ? lo : x;
-  x = x > hi ? hi : x;
+  if (!kUpTo0) x = x > hi ? hi : x;
   // Adding 1.5 * 2^23 rounds x log2 e to an integer n held in the low mantissa bits.
   const float log2e = 1.44269504088896341f;
   const V shifter = splat<V>(12582912.0f);
