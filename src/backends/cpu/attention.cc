@@ -380,7 +380,10 @@ class AttentionKernel : public Kernel {
     const int64_t blocks = (pr.sq + pr.rows - 1) / pr.rows;
     const double block_work = double(pr.rows) * double(pr.skp) * double(pr.d + pr.dv + 16);
     parallel_for_work(ctx, heads * blocks, block_work, [&](int64_t begin, int64_t end) {
-      std::vector<float> scratch(static_cast<size_t>(pr.rows * (pr.d + pr.skp + pr.dvp)));
+      // Per-thread scratch, kept between calls (no allocation or zero-fill per call).
+      thread_local std::vector<float> scratch;
+      const size_t need = static_cast<size_t>(pr.rows * (pr.d + pr.skp + pr.dvp));
+      if (scratch.size() < need) scratch.resize(need);
       float* qbuf = scratch.data();
       float* sbuf = qbuf + pr.rows * pr.d;
       float* obuf = sbuf + pr.rows * pr.skp;
