@@ -51,6 +51,27 @@ void register_activation_schemas(SchemaRegistry& r) {
   for (const char* op : {"LeakyRelu", "ThresholdedRelu", "Sigmoid", "HardSigmoid", "HardSwish",
                          "Tanh", "Elu", "Selu", "Celu", "Softplus", "Softsign", "Mish", "Gelu"})
     add_activation(r, op, false);
+  // The fused Gelu (com.tandem) that fuse_gelu.cc makes of the erf and tanh forms torch exports:
+  // the ONNX Gelu of opset 20 (attribute approximate = "none" | "tanh"), for models of any opset.
+  r.add({"Gelu", 1, 1,
+         [](const InferContext& ctx) { return std::vector<TensorType>{checked_x(ctx, false)}; },
+         kFusedDomain});
+  // GeGLU(X) (com.tandem, fuse_geglu.cc), attribute approximate: torch's
+  // `a, g = X.chunk(2, -1); Y = a * gelu(g)`. With d the last dim and c = ceil(d / 2):
+  // a = X[..., :c], g = X[..., c:], Y = Mul(a, Gelu(g)) (numpy broadcasting, as the Mul did).
+  r.add({"GeGLU", 1, 1,
+         [](const InferContext& ctx) {
+           TensorType x = checked_x(ctx, false);
+           TANDEM_CHECK(!x.shape.empty(), ErrorCode::kInvalidModel, "{}: X must have rank >= 1",
+                        ctx.node.describe());
+           const int64_t d = x.shape.back(), c = (d + 1) / 2;
+           Shape a = x.shape, g = x.shape;
+           a.back() = c;
+           g.back() = d - c;
+           x.shape = broadcast_shapes(a, g, ctx.node);
+           return std::vector<TensorType>{x};
+         },
+         kFusedDomain});
   for (const char* op : {"Relu", "Shrink"}) add_activation(r, op, true);
 
   // PRelu: slope must broadcast to X without changing X's shape (before opset 7, a 1-D slope of

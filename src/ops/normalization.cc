@@ -116,6 +116,33 @@ std::vector<TensorType> infer_group_norm(const InferContext& ctx) {
   return {{ctx.input(0).dtype, ctx.input(0).shape}};
 }
 
+// GroupNorm(X, scale?, bias?), attributes num_groups, epsilon, activation ("" or "SiLU"): the
+// fused form of torch's GroupNorm export (fuse_group_norm.cc), with exactly its semantics:
+//   Y = InstanceNormalization(Reshape(X, [0, num_groups, -1]), ones, zeros, epsilon)
+//   Y = Reshape(Y, Shape(X)) * scale + bias, then Y * Sigmoid(Y) for "SiLU".
+// Each sample is cut into num_groups equal contiguous chunks, each normalized on its own; scale
+// and bias broadcast numpy-style (torch gives them as [C, 1, 1]).
+std::vector<TensorType> infer_group_norm_fused(const InferContext& ctx) {
+  const Node& node = ctx.node;
+  for (size_t i = 0; i < 3; ++i) check_float_input(ctx, i);
+  const Shape& x = ctx.input(0).shape;
+  check_rank_at_least(ctx, 1);
+  const int64_t groups = node.attr_int("num_groups");
+  TANDEM_CHECK(groups >= 1, ErrorCode::kInvalidModel, "{}: num_groups must be >= 1, got {}",
+               node.describe(), groups);
+  const int64_t per_sample = x[0] > 0 ? shape_numel(x) / x[0] : 0;
+  TANDEM_CHECK(per_sample % groups == 0, ErrorCode::kInvalidArgument,
+               "{}: X of shape {} cannot be cut into {} groups per sample", node.describe(),
+               shape_str(x), groups);
+  const std::string act = node.attr_string_or("activation", "");
+  TANDEM_CHECK(act.empty() || act == "SiLU", ErrorCode::kInvalidModel,
+               "{}: activation '{}' is not supported (\"\" or \"SiLU\")", node.describe(), act);
+  std::vector<Shape> shapes{x};
+  for (size_t i = 1; i < 3; ++i)
+    if (ctx.has_input(i)) shapes.push_back(ctx.input(i).shape);
+  return {{ctx.input(0).dtype, broadcast_shapes(shapes, node)}};
+}
+
 std::vector<TensorType> infer_lp_norm(const InferContext& ctx) {
   const Node& node = ctx.node;
   check_float_input(ctx, 0);
@@ -153,6 +180,7 @@ void register_normalization_schemas(SchemaRegistry& r) {
   r.add({"InstanceNormalization", 3, 3, infer_instance_norm});
   r.add({"LayerNormalization", 1, 3, infer_layer_norm});
   r.add({"GroupNormalization", 3, 3, infer_group_norm});
+  r.add({"GroupNorm", 1, 3, infer_group_norm_fused, kFusedDomain});
   r.add({"LpNormalization", 1, 1, infer_lp_norm});
   r.add({"LRN", 1, 1, infer_lrn});
   r.add({"MeanVarianceNormalization", 1, 1, infer_mvn});

@@ -12,6 +12,15 @@
 
 namespace tandem::testing {
 
+namespace {
+// "domain:Op" (e.g. "com.tandem:Gelu") names an op outside the default domain.
+std::pair<std::string, std::string> split_op(const std::string& op_type) {
+  const size_t colon = op_type.rfind(':');
+  if (colon == std::string::npos) return {"", op_type};
+  return {op_type.substr(0, colon), op_type.substr(colon + 1)};
+}
+}  // namespace
+
 Attribute attr_int(int64_t v) {
   Attribute a;
   a.kind = Attribute::Kind::kInt;
@@ -64,10 +73,13 @@ std::vector<Tensor> run_ref_op(const std::string& op_type, const std::vector<Ten
     values.push_back(&inputs[i]);
   }
   for (int i = 0; i < num_outputs; ++i) outs.push_back(g.add_value("out" + std::to_string(i)));
-  Node* node = g.add_node(op_type, "test_" + op_type, ins, outs);
+  // The domain: the `domain` argument, else a "domain:" prefix of op_type.
+  const auto [prefix_domain, op] = split_op(op_type);
+  const std::string node_domain = domain.empty() ? prefix_domain : domain;
+  Node* node = g.add_node(op, "test_" + op, ins, outs);
+  node->domain = node_domain;
   node->attrs = attrs;
   node->opset = opset;
-  node->domain = domain;
 
   std::vector<TensorType> out_types = infer_node(*node, type_ptrs, values);
   std::vector<Tensor> results;
@@ -75,7 +87,7 @@ std::vector<Tensor> run_ref_op(const std::string& op_type, const std::vector<Ten
   std::vector<Tensor*> out_ptrs;
   for (auto& t : results) out_ptrs.push_back(&t);
 
-  const KernelFactory* factory = reference_backend().kernels().find(domain, op_type);
+  const KernelFactory* factory = reference_backend().kernels().find(node_domain, op);
   TANDEM_CHECK(factory, ErrorCode::kUnsupported, "no reference kernel for {}", op_type);
   auto kernel = (*factory)(*node);
   ThreadPool pool(2);
@@ -111,10 +123,13 @@ OpRun run_op(const Backend& backend, const std::string& op_type, const std::vect
     values.push_back(&inputs[i]);
   }
   for (int i = 0; i < num_outputs; ++i) outs.push_back(g.add_value("out" + std::to_string(i)));
-  Node* node = g.add_node(op_type, "test_" + op_type, ins, outs);
+  // The domain: the `domain` argument, else a "domain:" prefix of op_type.
+  const auto [prefix_domain, op] = split_op(op_type);
+  const std::string node_domain = domain.empty() ? prefix_domain : domain;
+  Node* node = g.add_node(op, "test_" + op, ins, outs);
+  node->domain = node_domain;
   node->attrs = attrs;
   node->opset = opset;
-  node->domain = domain;
 
   std::vector<TensorType> out_types = infer_node(*node, type_ptrs, values);
   for (size_t i = 0; i < out_types.size() && i < outs.size(); ++i) {
@@ -126,7 +141,7 @@ OpRun run_op(const Backend& backend, const std::string& op_type, const std::vect
   OpRun run;
   std::unique_ptr<Kernel> kernel;
   for (const Backend* b : {&backend, &reference_backend()}) {
-    const KernelFactory* factory = b->kernels().find(domain, op_type);
+    const KernelFactory* factory = b->kernels().find(node_domain, op);
     if (factory) kernel = (*factory)(*node);
     if (kernel) {
       run.backend = b->name();

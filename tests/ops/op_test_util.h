@@ -21,7 +21,8 @@ Attribute attr_ints(std::vector<int64_t> v);
 Attribute attr_floats(std::vector<float> v);
 
 // An input Tensor that is !defined() is passed as an omitted optional input. `domain` is the
-// op's domain ("" for ONNX ops, kFusedDomain for fused ones).
+// op's domain ("" for ONNX ops, kFusedDomain for fused ones); an op_type of the form
+// "domain:Op" (e.g. "com.tandem:Gelu") also names an op outside the default domain.
 std::vector<Tensor> run_ref_op(const std::string& op_type, const std::vector<Tensor>& inputs,
                                const std::map<std::string, Attribute>& attrs = {},
                                int num_outputs = 1, int opset = 17, const std::string& domain = "");

@@ -21,6 +21,9 @@ class CpuBackend : public Backend {
     cpu::register_batchnorm_kernels(kernels_);
     cpu::register_pool_kernels(kernels_);
     cpu::register_layout_kernels(kernels_);
+    cpu::register_normalization_kernels(kernels_);
+    cpu::register_gelu_kernels(kernels_);
+    cpu::register_attention_kernels(kernels_);
   }
   const char* name() const override { return "cpu"; }
   const KernelRegistry& kernels() const override { return kernels_; }

@@ -19,6 +19,10 @@ void register_recurrent_kernels(KernelRegistry& r);  // RNN, GRU, LSTM (AVX2 loo
 void register_batchnorm_kernels(KernelRegistry& r);  // BatchNormalization (inference)
 void register_pool_kernels(KernelRegistry& r);       // MaxPool, AveragePool (oneDNN), Global*Pool
 void register_layout_kernels(KernelRegistry& r);     // ToChannelsLast, ToChannelsFirst
+// InstanceNormalization, LayerNormalization, fused GroupNorm (vector loops)
+void register_normalization_kernels(KernelRegistry& r);
+void register_gelu_kernels(KernelRegistry& r);       // Gelu, fused Gelu (vector loops)
+void register_attention_kernels(KernelRegistry& r);  // fused Attention (vector loops)
 
 // How many compute calls CPU kernels have handed to their reference kernel so far (tensors the
 // fast path does not handle, seen only at run time), over the whole process. For tests and

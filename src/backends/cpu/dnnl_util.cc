@@ -32,9 +32,8 @@ bool known_not_float32(const Value* v) {
 }
 
 void execute_src_dst(const KernelContext& ctx, const dnnl::primitive& prim,
-                     const dnnl::memory::desc& md, const float* src, float* dst,
-                     const char* what) {
-  set_threads(ctx.pool.size(), static_cast<int64_t>(md.get_size() / sizeof(float)));
+                     const dnnl::memory::desc& md, const float* src, float* dst, const char* what) {
+  set_threads(threads_for(ctx, static_cast<double>(md.get_size() / sizeof(float))));
   dnnl::stream& s = stream();
   try {
     dnnl::memory src_mem(md, engine(), const_cast<float*>(src));
@@ -74,6 +73,24 @@ class ZeroingReferenceKernel : public Kernel {
   std::unique_ptr<Kernel> ref_;
 };
 }  // namespace
+
+int threads_for(const KernelContext& ctx, double work) {
+  const double useful = work / kMinWorkPerThread;
+  if (useful < 2) return 1;
+  return static_cast<int>(std::min<double>(ctx.pool.size(), useful));
+}
+
+void parallel_for_work(const KernelContext& ctx, int64_t n, double item_work,
+                       const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  const int64_t parts = std::min<int64_t>(n, threads_for(ctx, double(n) * item_work));
+  if (parts <= 1) {
+    fn(0, n);
+    return;
+  }
+  ctx.pool.parallel_for(
+      parts, [&](int64_t begin, int64_t end) { fn(n * begin / parts, n * end / parts); });
+}
 
 std::unique_ptr<Kernel> make_reference_kernel(const Node& node) {
   const KernelFactory* f = reference_backend().kernels().find(node.domain, node.op_type);

@@ -2,6 +2,7 @@
 // memory descriptors for plain tensors, and the reference kernel a node falls back to.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <string>
@@ -27,6 +28,18 @@ dnnl::stream& stream();
 // parallel region costs more than a few thousand elements of work.
 void set_threads(int threads, int64_t work = 0);
 
+// How many of the session's threads a loop or primitive of `work` units should use: 1 when the
+// work is too small to pay for waking the others (an OpenMP fork/join costs microseconds, as much
+// as a small kernel), else up to one thread per kMinWorkPerThread units. A unit is one element
+// read or written, or one multiply-add.
+inline constexpr double kMinWorkPerThread = 32768;
+int threads_for(const KernelContext& ctx, double work);
+
+// ctx.pool.parallel_for over [0, n) for items of `item_work` units each, on threads_for(ctx,
+// n * item_work) threads (inline on the calling thread when that is 1).
+void parallel_for_work(const KernelContext& ctx, int64_t n, double item_work,
+                       const std::function<void(int64_t, int64_t)>& fn);
+
 // Creates the reference backend's kernel for `node` (the fallback when the fast path does not
 // apply to the tensors a compute call gets); throws if the reference backend has none. The
 // returned kernel zeroes the outputs before the reference kernel runs, as the executor does for
@@ -49,9 +62,9 @@ bool known_not_float32(const Value* v);
 // Runs a one-source, one-destination primitive (eltwise, softmax, ...) over plain float buffers
 // described by `md`, on this thread's stream with the session's thread count. `what` names the
 // primitive in the error raised if oneDNN fails.
+// (It runs on threads_for(ctx, elements of md) threads.)
 void execute_src_dst(const KernelContext& ctx, const dnnl::primitive& prim,
-                     const dnnl::memory::desc& md, const float* src, float* dst,
-                     const char* what);
+                     const dnnl::memory::desc& md, const float* src, float* dst, const char* what);
 
 // A reorder primitive from layout `from` to layout `to` on engine().
 dnnl::reorder make_reorder(const dnnl::memory::desc& from, const dnnl::memory::desc& to);

@@ -1,10 +1,15 @@
-// The CPU backend's MatMul and Gemm: oneDNN's matmul primitive, float32.
+// The CPU backend's MatMul, Gemm and fused FusedMatMul (com.tandem): oneDNN's matmul
+// primitive, float32.
 //
 // MatMul: both operands of rank >= 2, batch dims broadcast numpy-style (the ranks are padded
 // with leading 1s, which oneDNN broadcasts). Gemm: op(A) and op(B) are described to oneDNN by
 // strides (a transposed operand is a [M, K] view with column-major strides), alpha is the
 // primitive's output scale, and beta * C is added by a binary post-op: C itself when beta is 1
 // and C is a row [N] / [1, N] or a scalar, else beta * C expanded to [M, N] per call.
+//
+// FusedMatMul (fuse_matmul_bias.cc): MatMul(A, B) + bias + residual. A bias of N values along the
+// last dim is the primitive's bias; a residual of the output's shape is a binary post-op (added
+// after the bias, as the two Adds it replaces did). Other shapes go to the reference kernel.
 //
 // Per (A, B, C) shapes the kernel keeps a prepared primitive; a constant B (a weight of the
 // model) is reordered once into the layout the primitive prefers (prepacked). 1-D operands,
@@ -19,6 +24,7 @@
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/dnnl_util.h"
 #include "core/error.h"
+#include "ops/schema.h"
 #include "ops/shape_utils.h"
 
 namespace tandem::cpu {
@@ -43,6 +49,10 @@ struct Problem {
   bool c_expand = false;  // add beta * C expanded to [M, N] rather than C itself
   memory::desc c_md;      // C as the post-op's second source
   int64_t m = 0, n = 0;
+  // FusedMatMul: bias as the primitive's bias ([1, ..., 1, N]), residual as a post-op.
+  bool has_bias = false, has_residual = false;
+  bool unsupported = false;  // a bias or residual the primitive cannot take as it is
+  memory::desc bias_md, residual_md;
 };
 
 struct MatmulPlan {
@@ -58,9 +68,12 @@ struct MatmulPlan {
 
 class MatmulKernel : public Kernel {
  public:
-  MatmulKernel(const Node& node, bool gemm)
+  enum class Kind { kMatMul, kGemm, kFused };
+
+  MatmulKernel(const Node& node, Kind kind)
       : ref_(make_reference_kernel(node)),
-        gemm_(gemm),
+        gemm_(kind == Kind::kGemm),
+        fused_(kind == Kind::kFused),
         constant_b_(node.has_input(1) && node.inputs[1]->is_constant()) {}
 
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
@@ -68,17 +81,21 @@ class MatmulKernel : public Kernel {
     const Tensor* a = inputs.size() > 0 ? inputs[0] : nullptr;
     const Tensor* b = inputs.size() > 1 ? inputs[1] : nullptr;
     const Tensor* c = gemm_ && inputs.size() > 2 ? inputs[2] : nullptr;
+    const Tensor* bias = fused_ && inputs.size() > 2 ? inputs[2] : nullptr;
+    const Tensor* residual = fused_ && inputs.size() > 3 ? inputs[3] : nullptr;
     Tensor* y = outputs.empty() ? nullptr : outputs[0];
-    if (!applies(a, b, c, y)) {
+    if (!applies(a, b, c, y) || !applies_fused(bias, residual)) {
       note_reference_fallback();
       ref_->compute(ctx, inputs, outputs);
       return;
     }
     std::lock_guard<std::mutex> lock(mu_);
-    // About flops / 64: small products stay on one thread (see set_threads). Set before the
-    // primitive is made, too: oneDNN sizes some primitives' thread team when it creates them.
-    set_threads(ctx.pool.size(), y->numel() * a->shape().back() / 64);
-    MatmulPlan& p = plan_for(ctx.node, *a, *b, c, *y);
+    // Work: M * N * K multiply-adds (y's size times K), 16 to a vector instruction, so a
+    // multiply-add counts as 1/8 of an element moved. Set before the primitive is made, too:
+    // oneDNN sizes some primitives' thread team when it creates them.
+    const double k = static_cast<double>(a->shape().back());
+    set_threads(threads_for(ctx, static_cast<double>(y->numel()) * k / 8));
+    MatmulPlan& p = plan_for(ctx.node, *a, *b, gemm_ ? c : bias, residual, *y);
     if (p.use_reference) {
       note_reference_fallback();
       ref_->compute(ctx, inputs, outputs);
@@ -112,6 +129,12 @@ class MatmulKernel : public Kernel {
         args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] =
             memory(p.pr.c_md, engine(), const_cast<float*>(c_data));
       }
+      if (p.pr.has_bias)
+        args[DNNL_ARG_BIAS] =
+            memory(p.pr.bias_md, engine(), const_cast<float*>(bias->data<float>()));
+      if (p.pr.has_residual)
+        args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] =
+            memory(p.pr.residual_md, engine(), const_cast<float*>(residual->data<float>()));
       p.prim.execute(s, args);
       s.wait();
     } catch (const dnnl::error& e) {
@@ -129,6 +152,12 @@ class MatmulKernel : public Kernel {
     return a->numel() > 0 && b->numel() > 0 && y->numel() > 0 && (!c || c->numel() > 0);
   }
 
+  static bool applies_fused(const Tensor* bias, const Tensor* residual) {
+    for (const Tensor* t : {bias, residual})
+      if (t && (t->dtype() != DataType::kFloat32 || t->numel() == 0)) return false;
+    return true;
+  }
+
   // beta * C broadcast to [M, N], into p.c_buf.
   static void expand_c(MatmulPlan& p, const Tensor& c) {
     const int64_t m = p.pr.m, n = p.pr.n;
@@ -139,19 +168,78 @@ class MatmulKernel : public Kernel {
       for (int64_t j = 0; j < n; ++j) p.c_buf[i * n + j] = p.pr.beta * cd[i * cs[0] + j * cs[1]];
   }
 
+  // c: Gemm's C, or FusedMatMul's bias.
   MatmulPlan& plan_for(const Node& node, const Tensor& a, const Tensor& b, const Tensor* c,
-                       const Tensor& y) {
+                       const Tensor* residual, const Tensor& y) {
     std::vector<int64_t> key = a.shape();
     key.push_back(-1);
     key.insert(key.end(), b.shape().begin(), b.shape().end());
     key.push_back(-1);
     if (c) key.insert(key.end(), c->shape().begin(), c->shape().end());
+    key.push_back(-2);
+    if (residual) key.insert(key.end(), residual->shape().begin(), residual->shape().end());
     auto it = plans_.find(key);
     if (it != plans_.end()) return it->second;
     if (plans_.size() >= kMaxPlans) plans_.clear();  // shapes keep changing: start over
-    Problem pr = gemm_ ? gemm_problem(node, a.shape(), b.shape(), c, y.shape())
-                       : matmul_problem(node, a.shape(), b.shape(), y.shape());
+    Problem pr;
+    if (gemm_) {
+      pr = gemm_problem(node, a.shape(), b.shape(), c, y.shape());
+    } else if (fused_) {
+      pr = fused_problem(node, a.shape(), b.shape(), c, residual, y.shape());
+    } else {
+      pr = matmul_problem(node, a.shape(), b.shape(), y.shape());
+    }
+    if (pr.unsupported) {
+      MatmulPlan fallback;
+      fallback.use_reference = true;
+      return plans_[key] = std::move(fallback);
+    }
     return plans_[key] = make_plan(std::move(pr));
+  }
+
+  // MatMul(A, B) + bias + residual: the MatMul problem when the output is MatMul's own shape, the
+  // bias is N values along the last dim and the residual has the output's shape; else marked
+  // unsupported.
+  static Problem fused_problem(const Node& node, const Shape& as, const Shape& bs,
+                               const Tensor* bias, const Tensor* residual, const Shape& ys) {
+    Problem pr;
+    if (as.size() < 2 || bs.size() < 2) {
+      pr.unsupported = true;
+      return pr;
+    }
+    const size_t rank = std::max(as.size(), bs.size());
+    Shape batch =
+        broadcast_shapes(Shape(as.begin(), as.end() - 2), Shape(bs.begin(), bs.end() - 2), node);
+    Shape mm = batch;
+    mm.push_back(as[as.size() - 2]);
+    mm.push_back(bs.back());
+    if (mm != ys) {
+      pr.unsupported = true;
+      return pr;
+    }
+    pr = matmul_problem(node, as, bs, mm);
+    const int64_t n = bs.back();
+    if (bias) {
+      const Shape& s = bias->shape();
+      bool row = s.size() <= rank && !s.empty() && s.back() == n && bias->numel() == n;
+      if (!row) {
+        pr.unsupported = true;
+        return pr;
+      }
+      memory::dims d(rank, 1);
+      d.back() = n;
+      pr.has_bias = true;
+      pr.bias_md = memory::desc(d, Dt::f32, row_major(d));
+    }
+    if (residual) {
+      if (residual->shape() != ys) {
+        pr.unsupported = true;
+        return pr;
+      }
+      pr.has_residual = true;
+      pr.residual_md = pr.y_md;
+    }
+    return pr;
   }
 
   static Problem matmul_problem(const Node& node, const Shape& as, const Shape& bs,
@@ -227,9 +315,9 @@ class MatmulKernel : public Kernel {
     try {
       dnnl::primitive_attr attr;
       if (p.pr.alpha != 1.0f) attr.set_output_scales(0, {p.pr.alpha});
-      if (p.pr.has_c) {
+      if (p.pr.has_c || p.pr.has_residual) {
         dnnl::post_ops ops;
-        ops.append_binary(dnnl::algorithm::binary_add, p.pr.c_md);
+        ops.append_binary(dnnl::algorithm::binary_add, p.pr.has_c ? p.pr.c_md : p.pr.residual_md);
         attr.set_post_ops(ops);
       }
       // A constant B may take whatever layout the primitive likes best (prepacked once); a B
@@ -237,7 +325,9 @@ class MatmulKernel : public Kernel {
       memory::desc b_want = constant_b_
                                 ? memory::desc(p.pr.b_md.dims(), Dt::f32, memory::format_tag::any)
                                 : p.pr.b_md;
-      dnnl::matmul::desc desc(p.pr.a_md, b_want, p.pr.y_md);
+      dnnl::matmul::desc desc = p.pr.has_bias
+                                    ? dnnl::matmul::desc(p.pr.a_md, b_want, p.pr.bias_md, p.pr.y_md)
+                                    : dnnl::matmul::desc(p.pr.a_md, b_want, p.pr.y_md);
       p.pd = dnnl::matmul::primitive_desc(desc, attr, engine());
       p.prim = dnnl::matmul(p.pd);
       if (p.pd.weights_desc() != p.pr.b_md) {
@@ -256,6 +346,7 @@ class MatmulKernel : public Kernel {
   static constexpr size_t kMaxPlans = 16;
   std::unique_ptr<Kernel> ref_;
   bool gemm_;
+  bool fused_;
   bool constant_b_;
   std::mutex mu_;
   std::map<std::vector<int64_t>, MatmulPlan> plans_;
@@ -263,21 +354,24 @@ class MatmulKernel : public Kernel {
 
 // Declines (nullptr → the reference backend) what the graph already shows the fast path does
 // not handle: another dtype than float32, or a 1-D operand. Unknown types are checked per call.
-std::unique_ptr<Kernel> make_matmul_like(const Node& node, bool gemm) {
+std::unique_ptr<Kernel> make_matmul_like(const Node& node, MatmulKernel::Kind kind) {
   if (!node.has_input(0) || !node.has_input(1)) return nullptr;
   for (size_t i = 0; i < 2; ++i) {
     const Value* v = node.inputs[i];
     if (known_not_float32(v)) return nullptr;
     if (v->shape_known && v->shape.size() < 2) return nullptr;
   }
-  return std::make_unique<MatmulKernel>(node, gemm);
+  return std::make_unique<MatmulKernel>(node, kind);
 }
 
 std::unique_ptr<Kernel> make_matmul(const Node& node) {
-  return make_matmul_like(node, false);
+  return make_matmul_like(node, MatmulKernel::Kind::kMatMul);
 }
 std::unique_ptr<Kernel> make_gemm(const Node& node) {
-  return make_matmul_like(node, true);
+  return make_matmul_like(node, MatmulKernel::Kind::kGemm);
+}
+std::unique_ptr<Kernel> make_fused_matmul(const Node& node) {
+  return make_matmul_like(node, MatmulKernel::Kind::kFused);
 }
 
 }  // namespace
@@ -285,6 +379,7 @@ std::unique_ptr<Kernel> make_gemm(const Node& node) {
 void register_matmul_kernels(KernelRegistry& r) {
   r.add("MatMul", make_matmul);
   r.add("Gemm", make_gemm);
+  r.add("FusedMatMul", make_fused_matmul, kFusedDomain);
 }
 
 }  // namespace tandem::cpu

@@ -3,16 +3,20 @@
 // differ only for float16/bfloat16, which are computed in float (the Repr traits below).
 #include <cmath>
 #include <limits>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <type_traits>
 #include <vector>
 
 #include "backends/backend.h"
+#include "backends/ref/op_chain.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "ops/legacy.h"
+#include "ops/schema.h"
 #include "ops/shape_utils.h"
 
 namespace tandem {
@@ -406,6 +410,48 @@ void prelu_kernel(const KernelContext& ctx, std::span<const Tensor* const> input
   });
 }
 
+// GeGLU (com.tandem; definition in ops/activation.cc): Slice, Slice, Gelu, Mul on their reference
+// kernels. The slice bounds depend on the last dim, so there is one chain per last dim seen.
+class GeGLURefKernel : public Kernel {
+ public:
+  explicit GeGLURefKernel(const Node& node) : node_(node) {}
+
+  void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+               std::span<Tensor* const> outputs) override {
+    const int64_t d = inputs[0]->shape().back();
+    const OpChain* chain = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = chains_.find(d);
+      if (it == chains_.end()) it = chains_.emplace(d, build(d)).first;
+      chain = it->second.get();
+    }
+    chain->run(ctx, inputs, *outputs[0]);
+  }
+
+ private:
+  std::unique_ptr<OpChain> build(int64_t d) const {
+    auto c = std::make_unique<OpChain>(node_);
+    auto ints = [&](int64_t v) {
+      return c->constant(Tensor::from_vector(DataType::kInt64, {1}, std::vector<int64_t>{v}));
+    };
+    const int64_t half = (d + 1) / 2;
+    Value* x = c->input(0);
+    Value* a = c->add("Slice", {x, ints(0), ints(half), ints(-1)});
+    Value* g = c->add("Slice", {x, ints(half), ints(2 * half), ints(-1)});
+    Attribute approx;
+    approx.kind = Attribute::Kind::kString;
+    approx.s = node_.attr_string_or("approximate", "none");
+    Value* gelu = c->add("Gelu", {g}, {{"approximate", approx}}, 20);
+    c->add("Mul", {a, gelu});
+    return c;
+  }
+
+  const Node& node_;
+  std::mutex mu_;
+  std::map<int64_t, std::unique_ptr<OpChain>> chains_;
+};
+
 }  // namespace
 
 void register_activation_ref_kernels(KernelRegistry& r) {
@@ -423,6 +469,14 @@ void register_activation_ref_kernels(KernelRegistry& r) {
   r.add("Softsign", activation_factory<Softsign>());
   r.add("Mish", activation_factory<Mish>());
   r.add("Gelu", activation_factory<Gelu>());
+  // The fused Gelu (com.tandem) fuse_gelu.cc makes: the same op.
+  r.add("Gelu", activation_factory<Gelu>(), kFusedDomain);
+  r.add(
+      "GeGLU",
+      [](const Node& node) -> std::unique_ptr<Kernel> {
+        return std::make_unique<GeGLURefKernel>(node);
+      },
+      kFusedDomain);
   r.add("Shrink", activation_factory<Shrink>());
   r.add("Clip", [](const Node& node) -> std::unique_ptr<Kernel> {
     return std::make_unique<ClipKernel>(node);

@@ -1,11 +1,16 @@
 // Reference kernels of the matmul family: MatMul and Gemm. Plain loops in i-k-j order (the
 // innermost loop walks a row of B and a row of the output contiguously), parallel over rows.
+// The fused Attention and FusedMatMul run as the chains of ops they replace (see op_chain.h).
+#include <map>
+#include <mutex>
 #include <vector>
 
 #include "backends/backend.h"
 #include "backends/ref/dispatch.h"
+#include "backends/ref/op_chain.h"
 #include "core/error.h"
 #include "core/half.h"
+#include "ops/schema.h"
 #include "ops/shape_utils.h"
 
 namespace tandem {
@@ -177,11 +182,98 @@ void gemm_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs
   });
 }
 
+// Attention (com.tandem; its definition is in ops/matmul.cc): Transpose / MatMul / Mul / Add /
+// Where / Softmax / MatMul / Transpose on their reference kernels. The constants (scale, fill)
+// take Q's dtype, so there is one chain per dtype seen.
+class AttentionRefKernel : public Kernel {
+ public:
+  explicit AttentionRefKernel(const Node& node) : node_(node) {}
+
+  void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+               std::span<Tensor* const> outputs) override {
+    const DataType dt = inputs[0]->dtype();
+    const OpChain* chain = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = chains_.find(dt);
+      if (it == chains_.end()) it = chains_.emplace(dt, build(dt)).first;
+      chain = it->second.get();
+    }
+    chain->run(ctx, inputs, *outputs[0]);
+  }
+
+ private:
+  std::unique_ptr<OpChain> build(DataType dt) const {
+    auto c = std::make_unique<OpChain>(node_);
+    auto scalar = [&](double v) {
+      Tensor t(dt, {});
+      dispatch_float(dt, node_, [&](auto tag) { t.data<decltype(tag)>()[0] = decltype(tag)(v); });
+      return c->constant(std::move(t));
+    };
+    auto transposed = [&](Value* v, const char* key) {
+      std::vector<int64_t> perm = node_.attr_ints_or(key, {});
+      if (perm.empty()) return v;
+      Attribute a;
+      a.kind = Attribute::Kind::kInts;
+      a.ints = perm;
+      return c->add("Transpose", {v}, {{"perm", a}});
+    };
+    Value* q = transposed(c->input(0), "q_perm");
+    Value* k = transposed(c->input(1), "k_perm");
+    Value* v = transposed(c->input(2), "v_perm");
+    Value* s = c->add("MatMul", {q, k});
+    const float scale = node_.attr_float_or("scale", 1.0f);
+    if (scale != 1.0f) s = c->add("Mul", {s, scalar(scale)});
+    if (node_.has_input(3)) s = c->add("Add", {s, c->input(3)});
+    if (node_.has_input(4))
+      s = c->add("Where", {c->input(4), s, scalar(node_.attr_float_or("fill", 0.0f))});
+    Attribute axis;
+    axis.kind = Attribute::Kind::kInt;
+    axis.i = -1;
+    Value* p = c->add("Softmax", {s}, {{"axis", axis}}, 13);
+    transposed(c->add("MatMul", {p, v}), "out_perm");
+    return c;
+  }
+
+  const Node& node_;
+  std::mutex mu_;
+  std::map<DataType, std::unique_ptr<OpChain>> chains_;
+};
+
+// FusedMatMul (com.tandem): MatMul, then Add bias, then Add residual, on their reference kernels.
+class FusedMatMulRefKernel : public Kernel {
+ public:
+  explicit FusedMatMulRefKernel(const Node& node) : chain_(node) {
+    Value* y = chain_.add("MatMul", {chain_.input(0), chain_.input(1)});
+    for (size_t i = 2; i < 4; ++i)
+      if (node.has_input(i)) y = chain_.add("Add", {y, chain_.input(i)});
+  }
+  void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+               std::span<Tensor* const> outputs) override {
+    chain_.run(ctx, inputs, *outputs[0]);
+  }
+
+ private:
+  OpChain chain_;
+};
+
 }  // namespace
 
 void register_matmul_ref_kernels(KernelRegistry& r) {
   r.add("MatMul", matmul_kernel);
   r.add("Gemm", gemm_kernel);
+  r.add(
+      "Attention",
+      [](const Node& node) -> std::unique_ptr<Kernel> {
+        return std::make_unique<AttentionRefKernel>(node);
+      },
+      kFusedDomain);
+  r.add(
+      "FusedMatMul",
+      [](const Node& node) -> std::unique_ptr<Kernel> {
+        return std::make_unique<FusedMatMulRefKernel>(node);
+      },
+      kFusedDomain);
 }
 
 }  // namespace tandem

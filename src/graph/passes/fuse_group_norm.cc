@@ -1,0 +1,127 @@
+// GroupNorm fusion: torch exports nn.GroupNorm as
+//   r = Reshape(x, [0, G, -1]);  n = InstanceNormalization(r, ones, zeros)
+//   y = Reshape(n, Shape(x)) [* gamma] [+ beta]
+// often followed by SiLU, y * Sigmoid(y). All of it becomes one GroupNorm (com.tandem) node:
+// GroupNorm(x, gamma, beta), num_groups G, InstanceNormalization's epsilon, activation "SiLU"
+// when the SiLU was there. gamma and beta must be constants (torch's [C, 1, 1] parameters), so a
+// residual Add after the norm is not mistaken for its bias.
+#include <vector>
+
+#include "graph/passes/passes.h"
+#include "graph/passes/pattern_util.h"
+#include "ops/schema.h"
+
+namespace tandem {
+
+namespace {
+
+using pattern::is_op;
+using pattern::only_consumer;
+using pattern::other_input;
+using pattern::single_use;
+
+// The G of a constant int64 [0, G, -1], else 0.
+int64_t groups_of(const Value* shape) {
+  if (!shape || !shape->is_constant()) return 0;
+  const Tensor& t = *shape->constant;
+  if (t.dtype() != DataType::kInt64 || t.shape() != Shape{3}) return 0;
+  const int64_t* d = t.data<int64_t>();
+  return d[0] == 0 && d[1] >= 1 && d[2] == -1 ? d[1] : 0;
+}
+
+Attribute string_attr(const std::string& s) {
+  Attribute a;
+  a.kind = Attribute::Kind::kString;
+  a.s = s;
+  return a;
+}
+
+// Tries the pattern around InstanceNormalization `in`; returns whether it fused.
+bool try_fuse(Graph& graph, Node* in) {
+  if (!is_op(in, "InstanceNormalization", 3)) return false;
+  if (!pattern::all_equal(in->inputs[1], 1.0f) || !pattern::all_equal(in->inputs[2], 0.0f))
+    return false;
+  Node* r1 = pattern::producer(in->inputs[0], "Reshape");
+  if (!is_op(r1, "Reshape", 2) || !single_use(in->inputs[0]) ||
+      r1->attr_int_or("allowzero", 0) != 0)
+    return false;
+  const int64_t groups = groups_of(r1->inputs[1]);
+  Value* x = r1->inputs[0];
+  if (groups == 0) return false;
+  // Back to x's shape.
+  Node* r2 = only_consumer(in->outputs[0]);
+  if (!is_op(r2, "Reshape", 2) || r2->inputs[0] != in->outputs[0] ||
+      r2->attr_int_or("allowzero", 0) != 0)
+    return false;
+  Node* shape = pattern::producer(r2->inputs[1], "Shape");
+  if (!is_op(shape, "Shape", 1) || shape->inputs[0] != x || shape->has_attr("start") ||
+      shape->has_attr("end"))
+    return false;
+  std::vector<Node*> nodes{r1, in, r2};
+  if (single_use(r2->inputs[1])) nodes.push_back(shape);
+  Value* y = r2->outputs[0];
+  Value* gamma = nullptr;
+  Value* beta = nullptr;
+  if (Node* mul = only_consumer(y); is_op(mul, "Mul", 2)) {
+    Value* g = other_input(mul, y);
+    if (g && g->is_constant()) {
+      gamma = g;
+      nodes.push_back(mul);
+      y = mul->outputs[0];
+    }
+  }
+  if (Node* add = only_consumer(y); is_op(add, "Add", 2)) {
+    Value* b = other_input(add, y);
+    if (b && b->is_constant()) {
+      beta = b;
+      nodes.push_back(add);
+      y = add->outputs[0];
+    }
+  }
+  // SiLU: y feeds exactly Sigmoid(y) and Mul(y, that).
+  std::string activation;
+  if (y->consumers.size() == 2 && !y->is_graph_output) {
+    Node* sig = nullptr;
+    Node* mul = nullptr;
+    for (Node* c : y->consumers) {
+      if (is_op(c, "Sigmoid", 1)) sig = c;
+      if (is_op(c, "Mul", 2)) mul = c;
+    }
+    if (sig && mul && single_use(sig->outputs[0]) && other_input(mul, y) == sig->outputs[0]) {
+      nodes.push_back(sig);
+      nodes.push_back(mul);
+      y = mul->outputs[0];
+      activation = "SiLU";
+    }
+  }
+  Attribute g;
+  g.kind = Attribute::Kind::kInt;
+  g.i = groups;
+  Attribute eps;
+  eps.kind = Attribute::Kind::kFloat;
+  eps.f = in->attr_float_or("epsilon", 1e-5f);
+  Node* fused = pattern::splice(graph, nodes, "GroupNorm", kFusedDomain, {x, gamma, beta}, y);
+  fused->attrs["num_groups"] = g;
+  fused->attrs["epsilon"] = eps;
+  if (!activation.empty()) fused->attrs["activation"] = string_attr(activation);
+  return true;
+}
+
+}  // namespace
+
+int fuse_group_norm(Graph& graph) {
+  int fused = 0;
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (auto& n : graph.nodes()) {
+      if (try_fuse(graph, n.get())) {
+        ++fused;
+        changed = true;
+        break;  // the node list changed: scan again
+      }
+    }
+  }
+  return fused;
+}
+
+}  // namespace tandem

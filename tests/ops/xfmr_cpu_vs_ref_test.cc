@@ -1,0 +1,524 @@
+// The CPU backend's hand-written kernels for the transformer-ish ops against the reference
+// kernels: Gelu (ONNX and fused), the fused GroupNorm and Attention (com.tandem),
+// InstanceNormalization and LayerNormalization. Each table row runs on both backends on the same
+// random inputs and is compared with max |cpu - ref| <= tol * (1 + max |ref|); each row also says
+// whether the fast path must take it or hand it to the reference kernel, so a fast path that
+// silently stops applying (or one that takes a case it cannot do) fails too.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backends/backend.h"
+#include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/simd.h"
+#include "op_test_util.h"
+#include "tandem/tensor.h"
+
+namespace tandem {
+namespace {
+
+using testing::attr_float;
+using testing::attr_int;
+using testing::attr_ints;
+using testing::attr_string;
+using testing::max_abs_diff;
+using testing::OpRun;
+using testing::run_op;
+using testing::run_ref_op;
+
+// Uniform in [lo, hi).
+Tensor random_floats(const Shape& s, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  Tensor t(DataType::kFloat32, s);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(gen);
+  return t;
+}
+
+double max_abs(const Tensor& t) {
+  double m = 0;
+  for (int64_t i = 0; i < t.numel(); ++i)
+    if (t.dtype() == DataType::kFloat32) m = std::max(m, std::abs(double(t.data<float>()[i])));
+  return m;
+}
+
+// Runs op on both backends and compares output 0 (and the others, when num_outputs > 1).
+// `fast`: whether the CPU kernel must compute it itself (no call handed to the reference).
+void compare(const std::string& name, const std::string& op, const std::vector<Tensor>& inputs,
+             const std::map<std::string, Attribute>& attrs, bool fast, double tol = 1e-5,
+             int num_outputs = 1, int threads = 2) {
+  SCOPED_TRACE(name);
+  const int64_t before = cpu::reference_fallbacks();
+  OpRun cpu = run_op(cpu_backend(), op, inputs, attrs, num_outputs, 17, {}, threads, 2);
+  const int64_t handed = cpu::reference_fallbacks() - before;
+  std::vector<Tensor> ref = run_ref_op(op, inputs, attrs, num_outputs, 17);
+  EXPECT_EQ(cpu.backend, "cpu") << name;
+  if (fast)
+    EXPECT_EQ(handed, 0) << name << ": handed to the reference kernel";
+  else
+    EXPECT_GT(handed, 0) << name << ": expected the reference kernel to take it";
+  for (int i = 0; i < num_outputs; ++i) {
+    const double diff = max_abs_diff(cpu.outputs.at(i), ref.at(i));
+    EXPECT_LE(diff, tol * (1 + max_abs(ref[i]))) << name << " output " << i;
+  }
+}
+
+// Runs `body` with the hand-written kernels capped at each vector width this CPU has (AVX-512,
+// AVX2, SSE2: simd.h), so every version is checked, not only the widest.
+template <class F>
+void at_each_simd_level(F body) {
+  for (int level : {2, 1, 0}) {
+    SCOPED_TRACE("simd level " + std::to_string(level));
+    cpu::simd::cap_level(level);
+    body();
+  }
+  cpu::simd::cap_level(2);
+}
+
+// ---- Gelu -----------------------------------------------------------------------------------
+
+TEST(XfmrCpuVsRef, GeluTable) {
+  at_each_simd_level([&] {
+    const std::vector<Shape> shapes = {{1}, {15}, {16}, {17}, {3, 5, 7}, {2, 1000}, {4, 4097}};
+    uint32_t seed = 1;
+    for (const char* op : {"Gelu", "com.tandem:Gelu"}) {
+      for (const char* approx : {"none", "tanh"}) {
+        for (const Shape& s : shapes) {
+          // Wide inputs reach both tails of erf / tanh.
+          const Tensor x = random_floats(s, seed++, -9.0f, 9.0f);
+          compare(std::string(op) + " " + approx + " " + shape_str(s), op, {x},
+                  {{"approximate", attr_string(approx)}}, true);
+        }
+      }
+    }
+  });
+}
+
+TEST(XfmrCpuVsRef, GeGLUTable) {
+  at_each_simd_level([&] {
+    struct Case {
+      Shape x;
+      bool fast = true;
+    };
+    // Odd last dims: the halves differ (ceil / floor) and only broadcast in corner cases, which
+    // the reference kernel computes as the Slices and Mul did.
+    const std::vector<Case> cases = {{{1, 1024, 384}}, {{3, 10}},       {{2, 5, 34}},
+                                     {{7, 2}},         {{4, 3}, false}, {{5, 1}, false}};
+    uint32_t seed = 50;
+    for (const char* approx : {"none", "tanh"}) {
+      for (const Case& c : cases) {
+        compare(std::string("GeGLU ") + approx + " " + shape_str(c.x), "com.tandem:GeGLU",
+                {random_floats(c.x, seed++, -4, 4)}, {{"approximate", attr_string(approx)}},
+                c.fast);
+      }
+    }
+  });
+}
+
+TEST(XfmrCpuVsRef, GeluKeepsNaNAndInfinities) {
+  Tensor x(DataType::kFloat32, {5});
+  const float inf = std::numeric_limits<float>::infinity();
+  const float vals[] = {std::nanf(""), inf, -inf, 0.0f, -0.0f};
+  std::copy(vals, vals + 5, x.data<float>());
+  for (const char* approx : {"none", "tanh"}) {
+    OpRun r = run_op(cpu_backend(), "com.tandem:Gelu", {x}, {{"approximate", attr_string(approx)}});
+    const float* y = r.outputs[0].data<float>();
+    EXPECT_TRUE(std::isnan(y[0])) << approx;
+    EXPECT_EQ(y[1], inf) << approx;
+    EXPECT_EQ(y[3], 0.0f) << approx;
+  }
+}
+
+// ---- GroupNorm (fused) ----------------------------------------------------------------------
+
+struct GroupNormCase {
+  std::string name;
+  Shape x;
+  int64_t groups;
+  Shape scale, bias;  // empty: input omitted
+  std::string activation;
+  float eps = 1e-5f;
+  float offset = 0.0f;  // added to X (a large mean)
+  bool fast = true;
+};
+
+TEST(XfmrCpuVsRef, GroupNormTable) {
+  at_each_simd_level([&] {
+    const std::vector<GroupNormCase> cases = {
+        {"torch [C,1,1]", {2, 8, 5, 7}, 4, {8, 1, 1}, {8, 1, 1}, ""},
+        {"torch SiLU", {2, 8, 5, 7}, 4, {8, 1, 1}, {8, 1, 1}, "SiLU"},
+        {"flagship size", {1, 32, 16, 16}, 8, {32, 1, 1}, {32, 1, 1}, "SiLU"},
+        {"rank 3", {3, 6, 9}, 3, {6, 1}, {6, 1}, "SiLU"},
+        {"rank 5", {1, 4, 3, 2, 5}, 2, {4, 1, 1, 1}, {4, 1, 1, 1}, ""},
+        {"one group", {2, 5, 3, 3}, 1, {5, 1, 1}, {5, 1, 1}, ""},
+        {"a group per channel", {2, 5, 3, 3}, 5, {5, 1, 1}, {5, 1, 1}, ""},
+        {"[1,C,1,1] params", {2, 6, 4, 4}, 3, {1, 6, 1, 1}, {1, 6, 1, 1}, "SiLU"},
+        {"scalar params", {2, 6, 4, 4}, 3, {1}, {}, ""},
+        {"no params", {2, 6, 4, 4}, 2, {}, {}, "SiLU"},
+        {"bias only", {2, 6, 4, 4}, 2, {}, {6, 1, 1}, ""},
+        {"epsilon 0.01", {2, 6, 4, 4}, 2, {6, 1, 1}, {6, 1, 1}, "", 1e-2f},
+        {"mean 100", {2, 6, 5, 5}, 2, {6, 1, 1}, {6, 1, 1}, "", 1e-5f, 100.0f},
+        {"1x1 spatial", {3, 16, 1, 1}, 4, {16, 1, 1}, {16, 1, 1}, "SiLU"},
+        // Reference kernel: groups that split channels, parameters along another axis.
+        {"groups split channels", {2, 6, 2}, 4, {6, 1}, {6, 1}, "", 1e-5f, 0.0f, false},
+        {"[C] params on the last axis", {2, 4, 3, 4}, 2, {4}, {4}, "", 1e-5f, 0.0f, false},
+    };
+    uint32_t seed = 100;
+    for (const GroupNormCase& c : cases) {
+      std::vector<Tensor> inputs{random_floats(c.x, seed++, c.offset - 1, c.offset + 1)};
+      inputs.push_back(c.scale.empty() ? Tensor() : random_floats(c.scale, seed++, 0.5f, 1.5f));
+      inputs.push_back(c.bias.empty() ? Tensor() : random_floats(c.bias, seed++));
+      std::map<std::string, Attribute> attrs{{"num_groups", attr_int(c.groups)},
+                                             {"epsilon", attr_float(c.eps)}};
+      if (!c.activation.empty()) attrs["activation"] = attr_string(c.activation);
+      compare("GroupNorm " + c.name, "com.tandem:GroupNorm", inputs, attrs, c.fast, 1e-4);
+    }
+  });
+}
+
+// ---- InstanceNormalization, LayerNormalization ----------------------------------------------
+
+TEST(XfmrCpuVsRef, InstanceNormTable) {
+  at_each_simd_level([&] {
+    const std::vector<Shape> shapes = {{2, 3, 5, 7}, {1, 32, 64}, {2, 4, 3, 3, 3}, {3, 2, 1}};
+    uint32_t seed = 200;
+    for (const Shape& s : shapes) {
+      for (float offset : {0.0f, 50.0f}) {
+        std::vector<Tensor> inputs{random_floats(s, seed++, offset - 1, offset + 1),
+                                   random_floats({s[1]}, seed++), random_floats({s[1]}, seed++)};
+        compare("InstanceNormalization " + shape_str(s) + " mean " + std::to_string(offset),
+                "InstanceNormalization", inputs, {{"epsilon", attr_float(1e-5f)}}, true, 1e-4);
+      }
+    }
+  });
+}
+
+struct LayerNormCase {
+  Shape x;
+  int64_t axis;
+  Shape scale, bias;  // empty: omitted
+  int outputs = 1;
+  float eps = 1e-5f;
+  bool fast = true;
+};
+
+TEST(XfmrCpuVsRef, LayerNormTable) {
+  at_each_simd_level([&] {
+    const std::vector<LayerNormCase> cases = {
+        {{4, 48}, -1, {48}, {48}},
+        {{2, 3, 64}, -1, {64}, {64}, 1, 1e-12f},
+        {{2, 16, 33}, -1, {33}, {33}, 3},
+        {{2, 3, 5}, 1, {3, 5}, {3, 5}, 3},
+        {{2, 3, 5}, 0, {2, 3, 5}, {}},
+        {{7, 20}, -1, {20}, {}},
+        {{7, 20}, -1, {1}, {1}},
+        {{5, 1}, -1, {1}, {1}},
+        // Reference kernel: parameters broadcast within the normalized shape.
+        {{2, 3, 5}, 1, {1, 5}, {1, 5}, 1, 1e-5f, false},
+    };
+    uint32_t seed = 300;
+    for (const LayerNormCase& c : cases) {
+      std::vector<Tensor> inputs{random_floats(c.x, seed++, 2.0f, 4.0f)};
+      inputs.push_back(c.scale.empty() ? Tensor() : random_floats(c.scale, seed++));
+      if (!c.bias.empty()) inputs.push_back(random_floats(c.bias, seed++));
+      std::map<std::string, Attribute> attrs{{"axis", attr_int(c.axis)},
+                                             {"epsilon", attr_float(c.eps)}};
+      compare("LayerNormalization " + shape_str(c.x) + " axis " + std::to_string(c.axis) +
+                  " outputs " + std::to_string(c.outputs),
+              "LayerNormalization", inputs, attrs, c.fast, 1e-4, c.outputs);
+    }
+  });
+}
+
+// ---- Attention (fused) ----------------------------------------------------------------------
+
+struct AttentionCase {
+  std::string name;
+  Shape q, k, v;  // physical shapes (k is MatMul's right operand once permuted: [.., D, Sk])
+  std::vector<int64_t> q_perm, k_perm, v_perm, out_perm;
+  Shape mask;  // additive, empty: none
+  Shape keep;  // bool (causal), empty: none
+  bool fast = true;
+};
+
+// Causal keep mask of shape s (last two dims [Sq, Sk]): key j visible from query i when j <= i.
+Tensor causal(const Shape& s) {
+  Tensor t(DataType::kBool, s);
+  const int64_t sq = s[s.size() - 2], sk = s.back();
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<bool>()[i] = (i % sk) <= (i / sk) % sq;
+  return t;
+}
+
+TEST(XfmrCpuVsRef, AttentionTable) {
+  at_each_simd_level([&] {
+    const std::vector<int64_t> heads{0, 2, 1, 3}, keys{0, 2, 3, 1};
+    const std::vector<AttentionCase> cases = {
+        {"plain [B,H,S,D]", {2, 3, 37, 16}, {2, 3, 16, 41}, {2, 3, 41, 16}, {}, {}, {}, {}},
+        {"flagship self, heads absorbed",
+         {1, 300, 3, 16},
+         {1, 300, 3, 16},
+         {1, 300, 3, 16},
+         heads,
+         keys,
+         heads,
+         heads},
+        {"flagship cross",
+         {1, 70, 3, 16},
+         {1, 77, 3, 16},
+         {1, 77, 3, 16},
+         heads,
+         keys,
+         heads,
+         heads},
+        {"D 24, Dv 40", {1, 2, 19, 24}, {1, 2, 24, 50}, {1, 2, 50, 40}, {}, {}, {}, {}},
+        {"Dv 5, Sk 3", {2, 1, 9, 7}, {2, 1, 7, 3}, {2, 1, 3, 5}, {}, {}, {}, {}},
+        {"one query, one key", {1, 1, 1, 16}, {1, 1, 16, 1}, {1, 1, 1, 16}, {}, {}, {}, {}},
+        {"many query blocks", {1, 1, 200, 8}, {1, 1, 8, 150}, {1, 1, 150, 8}, {}, {}, {}, {}},
+        {"rank 3", {6, 20, 16}, {6, 16, 20}, {6, 20, 16}, {}, {}, {}, {}},
+        {"rank 2", {20, 16}, {16, 21}, {21, 16}, {}, {}, {}, {}},
+        {"K and V shared by heads", {2, 4, 11, 16}, {1, 1, 16, 13}, {2, 1, 13, 16}, {}, {}, {}, {}},
+        {"bert mask [B,1,1,Sk]",
+         {2, 16, 4, 16},
+         {2, 16, 4, 16},
+         {2, 16, 4, 16},
+         heads,
+         keys,
+         heads,
+         heads,
+         {2, 1, 1, 16}},
+        {"mask [Sq,Sk]", {1, 2, 10, 8}, {1, 2, 8, 12}, {1, 2, 12, 8}, {}, {}, {}, {}, {10, 12}},
+        {"mask per head",
+         {1, 2, 10, 8},
+         {1, 2, 8, 12},
+         {1, 2, 12, 8},
+         {},
+         {},
+         {},
+         {},
+         {1, 2, 10, 12}},
+        {"gpt causal keep",
+         {1, 8, 4, 8},
+         {1, 8, 4, 8},
+         {1, 8, 4, 8},
+         heads,
+         keys,
+         heads,
+         heads,
+         {},
+         {1, 1, 8, 8}},
+        {"mask and keep",
+         {2, 9, 2, 16},
+         {2, 9, 2, 16},
+         {2, 9, 2, 16},
+         heads,
+         keys,
+         heads,
+         heads,
+         {2, 1, 1, 9},
+         {9, 9}},
+        // Reference kernel: a mask that widens the scores, operands of different ranks.
+        {"mask widens",
+         {1, 1, 5, 8},
+         {1, 1, 8, 6},
+         {1, 1, 6, 8},
+         {},
+         {},
+         {},
+         {},
+         {2, 3, 5, 6},
+         {},
+         false},
+        {"ranks differ", {2, 5, 8}, {1, 2, 8, 6}, {2, 6, 8}, {}, {}, {}, {}, {}, {}, false},
+    };
+    uint32_t seed = 400;
+    for (const AttentionCase& c : cases) {
+      std::vector<Tensor> inputs{random_floats(c.q, seed++, -2, 2),
+                                 random_floats(c.k, seed++, -2, 2), random_floats(c.v, seed++)};
+      inputs.push_back(c.mask.empty() ? Tensor() : random_floats(c.mask, seed++, -3, 0));
+      if (!c.keep.empty()) inputs.push_back(causal(c.keep));
+      std::map<std::string, Attribute> attrs{{"scale", attr_float(0.25f)}};
+      if (!c.keep.empty()) attrs["fill"] = attr_float(-3.4028235e38f);
+      const std::pair<const char*, const std::vector<int64_t>*> perms[] = {
+          {"q_perm", &c.q_perm},
+          {"k_perm", &c.k_perm},
+          {"v_perm", &c.v_perm},
+          {"out_perm", &c.out_perm}};
+      for (auto& [key, p] : perms)
+        if (!p->empty()) attrs[key] = attr_ints(*p);
+      for (int threads : {1, 2})
+        compare("Attention " + c.name + " threads " + std::to_string(threads),
+                "com.tandem:Attention", inputs, attrs, c.fast, 1e-5, 1, threads);
+    }
+  });
+}
+
+// A row whose keys are all masked out (fill everywhere) is uniform, as Softmax of equal values.
+TEST(XfmrCpuVsRef, AttentionFullyMaskedRowIsUniform) {
+  Tensor q = random_floats({1, 1, 2, 4}, 1), k = random_floats({1, 1, 4, 3}, 2);
+  Tensor v = random_floats({1, 1, 3, 4}, 3);
+  Tensor keep(DataType::kBool, {1, 1, 2, 3});
+  for (int i = 0; i < 6; ++i) keep.data<bool>()[i] = i >= 3;  // row 0 fully masked
+  std::map<std::string, Attribute> attrs{{"fill", attr_float(-3.4028235e38f)}};
+  compare("fully masked row", "com.tandem:Attention", {q, k, v, Tensor(), keep}, attrs, true);
+  OpRun r = run_op(cpu_backend(), "com.tandem:Attention", {q, k, v, Tensor(), keep}, attrs);
+  for (int c = 0; c < 4; ++c) {
+    const float* vd = v.data<float>();
+    EXPECT_NEAR(r.outputs[0].data<float>()[c], (vd[c] + vd[4 + c] + vd[8 + c]) / 3, 1e-6);
+  }
+}
+
+}  // namespace
+}  // namespace tandem
+
+namespace tandem {
+namespace {
+
+// ---- FusedMatMul ----------------------------------------------------------------------------
+
+TEST(XfmrCpuVsRef, FusedMatMulTable) {
+  struct Case {
+    Shape a, b, bias, residual;  // empty: omitted
+    bool fast = true;
+  };
+  const std::vector<Case> cases = {
+      {{16, 64}, {64, 64}, {64}, {}},
+      {{1, 1024, 48}, {48, 384}, {384}, {}},
+      {{1, 8, 32}, {32, 32}, {32}, {1, 8, 32}},
+      {{2, 5, 7}, {7, 3}, {1, 3}, {2, 5, 3}},
+      {{3, 2, 5, 7}, {7, 9}, {9}, {}},
+      {{5, 7}, {7, 3}, {}, {5, 3}},
+      // Reference kernel: a bias that is not one row, a residual that broadcasts.
+      {{5, 7}, {7, 3}, {5, 3}, {}, false},
+      {{5, 7}, {7, 3}, {3}, {1, 3}, false},
+  };
+  uint32_t seed = 700;
+  for (const Case& c : cases) {
+    std::vector<Tensor> inputs{random_floats(c.a, seed++), random_floats(c.b, seed++),
+                               c.bias.empty() ? Tensor() : random_floats(c.bias, seed++),
+                               c.residual.empty() ? Tensor() : random_floats(c.residual, seed++)};
+    compare("FusedMatMul " + shape_str(c.a) + " x " + shape_str(c.b) + " + " + shape_str(c.bias) +
+                " + " + shape_str(c.residual),
+            "com.tandem:FusedMatMul", inputs, {}, c.fast, 1e-5);
+  }
+}
+
+// ---- Transpose, Resize ----------------------------------------------------------------------
+
+// Exact data movement: any difference is a bug. `fast`: whether the CPU kernel computes it.
+void compare_exact(const std::string& name, const std::string& op,
+                   const std::vector<Tensor>& inputs, const std::map<std::string, Attribute>& attrs,
+                   bool fast, int opset = 17) {
+  SCOPED_TRACE(name);
+  const int64_t before = cpu::reference_fallbacks();
+  OpRun cpu = run_op(cpu_backend(), op, inputs, attrs, 1, opset, {}, 2, 2);
+  const int64_t handed = cpu::reference_fallbacks() - before;
+  std::vector<Tensor> ref = run_ref_op(op, inputs, attrs, 1, opset);
+  // Not fast: declined at build (the reference backend ran it) or handed over per call.
+  EXPECT_EQ(cpu.backend == "cpu" && handed == 0, fast)
+      << name << ": ran on " << cpu.backend << ", handed " << handed << " calls to the reference";
+  ASSERT_EQ(cpu.outputs[0].shape(), ref[0].shape()) << name;
+  ASSERT_EQ(cpu.outputs[0].nbytes(), ref[0].nbytes()) << name;
+  EXPECT_EQ(std::memcmp(cpu.outputs[0].raw(), ref[0].raw(), ref[0].nbytes()), 0) << name;
+}
+
+Tensor iota(DataType dt, const Shape& s) {
+  Tensor t(dt, s);
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    switch (dt) {
+      case DataType::kFloat32:
+        t.data<float>()[i] = float(i) * 0.5f;
+        break;
+      case DataType::kInt64:
+        t.data<int64_t>()[i] = i * 3 - 7;
+        break;
+      case DataType::kUInt8:
+        t.data<uint8_t>()[i] = uint8_t(i * 7);
+        break;
+      case DataType::kFloat16:
+        t.data<uint16_t>()[i] = uint16_t(i * 13);
+        break;
+      default:
+        ADD_FAILURE() << "iota: dtype";
+    }
+  }
+  return t;
+}
+
+TEST(XfmrCpuVsRef, TransposeTable) {
+  struct Case {
+    Shape x;
+    std::vector<int64_t> perm;  // empty: reverse
+    DataType dtype = DataType::kFloat32;
+    bool fast = true;
+  };
+  const std::vector<Case> cases = {
+      {{1, 48, 32, 32}, {0, 2, 3, 1}},  // NCHW -> NHWC
+      {{1, 32, 32, 48}, {0, 3, 1, 2}},  // and back
+      {{2, 7, 3, 5}, {0, 2, 1, 3}},     // head split: rows stay whole
+      {{2, 7, 3, 5}, {0, 2, 3, 1}},     // K^T
+      {{37, 45}, {}},                   // 2-D, reversed
+      {{3, 33, 65}, {0, 2, 1}},         // tiles with ragged edges
+      {{4, 1, 6}, {1, 2, 0}},           // a size-1 dim
+      {{2, 3, 4}, {0, 1, 2}},           // identity
+      {{2, 3, 4, 5, 6}, {0, 1, 4, 2, 3}},
+      {{5, 6, 7}, {2, 0, 1}, DataType::kInt64},
+      {{5, 6, 7}, {1, 2, 0}, DataType::kUInt8},
+      {{9, 17}, {1, 0}, DataType::kFloat16},
+      // The innermost dim moves somewhere other than a last-two swap.
+      {{2, 3, 4}, {2, 1, 0}},
+      {{2, 3, 4, 5}, {1, 3, 0, 2}},
+  };
+  for (const Case& c : cases) {
+    std::map<std::string, Attribute> attrs;
+    if (!c.perm.empty()) attrs["perm"] = attr_ints(c.perm);
+    compare_exact(
+        "Transpose " + shape_str(c.x) + " perm " + shape_str(c.perm) + " " + dtype_name(c.dtype),
+        "Transpose", {iota(c.dtype, c.x)}, attrs, c.fast);
+  }
+}
+
+TEST(XfmrCpuVsRef, ResizeNearestTable) {
+  struct Case {
+    std::string name;
+    Shape x;
+    std::vector<float> scales;  // empty: sizes
+    Shape sizes;
+    std::string coord = "asymmetric", nearest = "floor";
+    bool fast = true;
+  };
+  const std::vector<Case> cases = {
+      {"2x", {1, 48, 16, 16}, {1, 1, 2, 2}, {}},
+      {"3x1", {2, 3, 5, 7}, {1, 1, 3, 1}, {}},
+      {"1x4 rank 3", {2, 5, 7}, {1, 1, 4}, {}},
+      {"unchanged", {1, 2, 3, 3}, {1, 1, 1, 1}, {}},
+      {"sizes", {1, 4, 6, 5}, {}, {1, 4, 12, 15}},
+      // Another transform, a fractional scale, resizing channels: the tap tables cover them.
+      {"half_pixel", {1, 2, 4, 4}, {1, 1, 2, 2}, {}, "half_pixel", "floor"},
+      {"scale 2.5", {1, 2, 4, 4}, {1, 1, 2.5f, 2.5f}, {}, "asymmetric", "floor"},
+      {"channels", {1, 2, 4, 4}, {1, 2, 1, 1}, {}, "asymmetric", "floor"},
+  };
+  for (const Case& c : cases) {
+    std::map<std::string, Attribute> attrs{{"mode", attr_string("nearest")},
+                                           {"coordinate_transformation_mode", attr_string(c.coord)},
+                                           {"nearest_mode", attr_string(c.nearest)}};
+    std::vector<Tensor> inputs{iota(DataType::kFloat32, c.x), Tensor()};
+    if (!c.scales.empty()) {
+      inputs.push_back(
+          Tensor::from_vector(DataType::kFloat32, {int64_t(c.scales.size())}, c.scales));
+    } else {
+      inputs.push_back(Tensor());
+      inputs.push_back(Tensor::from_vector(DataType::kInt64, {int64_t(c.sizes.size())},
+                                           std::vector<int64_t>(c.sizes)));
+    }
+    compare_exact("Resize " + c.name, "Resize", inputs, attrs, c.fast, 13);
+  }
+}
+
+}  // namespace
+}  // namespace tandem
