@@ -32,8 +32,12 @@ class ThreadPool {
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
                     int64_t cost_per_item = 0);
 
-  // About this many elements of work per thread before another thread is worth starting.
-  static constexpr int64_t kGrain = 16384;
+  // About this many units of work (an element read or written; eight multiply-adds) per thread
+  // before another thread is worth waking. Sized for sleeping OpenMP threads
+  // (OMP_WAIT_POLICY=PASSIVE, Tandem's default): a wake-up costs tens of microseconds on a busy
+  // machine, so each thread should get about that much work. Every thread-count decision in the
+  // engine (parallel_for's cost_per_item, the CPU backend's threads_for) uses this one figure.
+  static constexpr int64_t kGrain = 65536;
 
  private:
   int num_threads_;

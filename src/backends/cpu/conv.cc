@@ -82,9 +82,6 @@ bool activation_post_ops(const FusedActivation& act, dnnl::post_ops& ops) {
   return false;
 }
 
-// Multiply-adds per thread below which a conv runs on fewer threads (measured on the committed
-// CNNs at 2 threads: 2^16 is best, 2^18 and 1 lose up to 10% and 20%).
-constexpr int64_t kMacsPerThread = int64_t{1} << 16;
 
 // One prepared convolution for one set of input shapes.
 struct ConvPlan {
@@ -174,8 +171,7 @@ class ConvKernel : public Kernel {
     // A small conv runs on fewer threads: waking a thread costs more than its share of the work.
     // Set before the plan is made: oneDNN's convs fix their thread count when created.
     const int64_t macs = y->numel() * w->dim(1) * w->dim(2) * w->dim(3);
-    const int threads =
-        static_cast<int>(std::clamp<int64_t>(macs / kMacsPerThread, 1, ctx.pool.size()));
+    const int threads = threads_for(ctx, static_cast<double>(macs) / 8);
     set_threads(threads);
     ConvPlan& p = plan_for(ctx.node, *x, *w, b != nullptr, z, y->shape(), threads);
     if (p.use_reference) {

@@ -31,8 +31,8 @@ void set_threads(int threads, int64_t work = 0);
 // How many of the session's threads a loop or primitive of `work` units should use: 1 when the
 // work is too small to pay for waking the others (an OpenMP fork/join costs microseconds, as much
 // as a small kernel), else up to one thread per kMinWorkPerThread units. A unit is one element
-// read or written, or one multiply-add.
-inline constexpr double kMinWorkPerThread = 32768;
+// read or written; a multiply-add counts 1/8, as vector units do 16 of them per instruction).
+inline constexpr double kMinWorkPerThread = ThreadPool::kGrain;
 int threads_for(const KernelContext& ctx, double work);
 
 // ctx.pool.parallel_for over [0, n) for items of `item_work` units each, on threads_for(ctx,
