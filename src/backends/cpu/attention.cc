@@ -5,12 +5,13 @@
 // Q, K (MatMul's right operand, [.., D, Sk]) and V are read through their perms as strided views,
 // so the head-splitting Transposes the fusion absorbed cost nothing, and the result is written
 // through out_perm's strides straight into the merged-heads layout. Per (batch, head):
-//   - K is packed once as [D, Sk] (rows padded to whole vectors with zeros) and V as [Sk, Dv]
-//     (Dv padded likewise);
-//   - for each block of query rows: scores = (Q rows * scale) x K by an outer-product tile of
-//     4 rows x 64 keys, then mask / keep, then an exact softmax per row (max, exp, sum: the block
-//     holds whole rows, so no online rescaling is needed), then P x V by a tile of 8 rows x 16-32
-//     values, divided by the row sums on the way out.
+//   - K is packed once as [D, Sk] (rows padded to a multiple of 16 with zeros) and V as
+//     [Sk, Dv] (Dv padded likewise);
+//   - for each block of query rows (about 32 KiB of scores): scores = (Q rows * scale) x K by
+//     outer-product register tiles (4 rows x 4 vectors of keys with AVX-512), then mask / keep,
+//     then an exact softmax per row (max, exp, sum: the block holds whole rows, so no online
+//     rescaling is needed), then P x V by register tiles (8 rows x 2 vectors of values), divided
+//     by the row sums on the way out.
 // Work is spread over (batch, head, query block). Shapes it does not cover (ranks other than 2-4
 // or different ranks among the operands, a mask that would widen the scores, other dtypes, empty
 // tensors) run on the node's reference kernel.
