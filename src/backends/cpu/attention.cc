@@ -5,12 +5,13 @@
 // Q, K (MatMul's right operand, [.., D, Sk]) and V are read through their perms as strided views,
 // so the head-splitting Transposes the fusion absorbed cost nothing, and the result is written
 // through out_perm's strides straight into the merged-heads layout. Per (batch, head):
-//   - K is packed once as [D, Sk] (rows padded to whole vectors with zeros) and V as [Sk, Dv]
-//     (Dv padded likewise);
-//   - for each block of query rows: scores = (Q rows * scale) x K by an outer-product tile of
-//     4 rows x 64 keys, then mask / keep, then an exact softmax per row (max, exp, sum: the block
-//     holds whole rows, so no online rescaling is needed), then P x V by a tile of 8 rows x 16-32
-//     values, divided by the row sums on the way out.
+//   - K is packed once as [D, Sk] (rows padded to a multiple of 16 with zeros) and V as
+//     [Sk, Dv] (Dv padded likewise);
+//   - for each block of query rows (about 64 KiB of scores): scores = (Q rows * scale) x K by
+//     outer-product register tiles (8 rows x 3 vectors of keys with AVX-512), then mask / keep,
+//     then an exact softmax per row (max, exp, sum: the block holds whole rows, so no online
+//     rescaling is needed), then P x V by register tiles (8 rows x 2 vectors of values), divided
+//     by the row sums on the way out.
 // Work is spread over (batch, head, query block). Shapes it does not cover (ranks other than 2-4
 // or different ranks among the operands, a mask that would widen the scores, other dtypes, empty
 // tensors) run on the node's reference kernel.
@@ -194,8 +195,8 @@ TANDEM_SIMD_INLINE void pv(const float* sbuf, int64_t nr, int64_t skp, int64_t s
 
 // One block of `nr` query rows starting at row i0 of head (b, h). kt: packed K [D, skp], vp:
 // packed V [Sk, dvp]; qbuf [rows, D], sbuf [rows, skp], obuf [rows, dvp] scratch.
-// Tiles keep their accumulators in registers: 4 x 4 and 8 x 2 vectors with AVX-512's 32
-// registers, 4 x 2 and 4 x 2 with 16.
+// Tiles keep their accumulators in registers: 8 x 3 and 8 x 2 vectors with AVX-512's 32
+// registers, 4 x 3 and 4 x 2 with 16 (chosen by timing).
 template <class V>
 TANDEM_SIMD_INLINE void attention_block_body(const Problem& pr, int64_t b, int64_t h, int64_t i0,
                                              int64_t nr, const float* kt, const float* vp,
@@ -209,7 +210,7 @@ TANDEM_SIMD_INLINE void attention_block_body(const Problem& pr, int64_t b, int64
     for (int64_t d = 0; d < d_len; ++d)
       qbuf[r * d_len + d] = qbase[(i0 + r) * pr.q.stride[2] + d * pr.q.stride[3]] * pr.scale;
   // Scores.
-  scores<V, 4, kWide ? 4 : 2>(qbuf, nr, d_len, kt, skp, sbuf);
+  scores<V, kWide ? 8 : 4, 3>(qbuf, nr, d_len, kt, skp, sbuf);
   // Mask, keep, softmax (unnormalized; the sums divide the output).
   float inv_sum[64];
   for (int64_t r = 0; r < nr; ++r) {
@@ -339,8 +340,8 @@ class AttentionKernel : public Kernel {
     if (keep && !make_broadcast_view(*keep, sdims, rank, pr.keep)) return false;
     pr.skp = (pr.sk + kPad - 1) / kPad * kPad;
     pr.dvp = (pr.dv + kPad - 1) / kPad * kPad;
-    // Blocks of whole score rows of about 32 KiB (within L1), 8 to 64 rows.
-    pr.rows = std::clamp<int64_t>(8192 / pr.skp / 8 * 8, 8, 64);
+    // Blocks of whole score rows of about 64 KiB, 8 to 64 rows (measured best on Zen 5).
+    pr.rows = std::clamp<int64_t>(16384 / pr.skp / 8 * 8, 8, 64);
     pr.scale = scale_;
     pr.fill = fill_;
     pr.qd = q->data<float>();

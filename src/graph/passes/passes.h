@@ -35,10 +35,10 @@ int fuse_conv_activation(Graph& graph);
 // the regions' borders (channels_last.cc). Last: it works on the fused convs.
 int convert_to_channels_last(Graph& graph);
 // The fusion passes of the table, each returning its number of rewrites.
-int fuse_gelu(Graph& graph);        // erf / tanh GELU -> Gelu
-int fuse_geglu(Graph& graph);       // chunk(2, -1) halves a, g; a * Gelu(g) -> GeGLU
-int fuse_group_norm(Graph& graph);  // Reshape/InstanceNorm/Reshape/Mul/Add[/SiLU] -> GroupNorm
-int fuse_attention(Graph& graph);   // MatMul/scale/mask/Softmax/MatMul[+Transposes] -> Attention
+int fuse_gelu(Graph& graph);         // erf / tanh GELU -> Gelu
+int fuse_geglu(Graph& graph);        // chunk(2, -1) halves a, g; a * Gelu(g) -> GeGLU
+int fuse_group_norm(Graph& graph);   // Reshape/InstanceNorm/Reshape/Mul/Add[/SiLU] -> GroupNorm
+int fuse_attention(Graph& graph);    // MatMul/scale/mask/Softmax/MatMul[+Transposes] -> Attention
 int fuse_matmul_bias(Graph& graph);  // MatMul(x, W) + b [+ residual] -> FusedMatMul
 
 }  // namespace tandem
