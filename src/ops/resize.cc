@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "ops/resize.h"
 #include "ops/schema.h"
 #include "ops/shape_utils.h"
 
@@ -18,18 +19,6 @@ namespace tandem {
 
 namespace {
 
-std::vector<double> read_scales(const Tensor& t, const Node& node) {
-  std::vector<double> v(static_cast<size_t>(t.numel()));
-  if (t.dtype() == DataType::kFloat32) {
-    for (int64_t i = 0; i < t.numel(); ++i) v[i] = t.data<float>()[i];
-  } else if (t.dtype() == DataType::kFloat64) {
-    for (int64_t i = 0; i < t.numel(); ++i) v[i] = t.data<double>()[i];
-  } else {
-    raise(ErrorCode::kUnsupported, "{}: scales must be float32 or float64, got {}", node.describe(),
-          dtype_name(t.dtype()));
-  }
-  return v;
-}
 
 // The axes that scales/sizes refer to: `axes` (Resize-18) or all of them.
 std::vector<int64_t> resize_axes(const Node& node, int64_t rank) {
@@ -118,7 +107,7 @@ std::vector<TensorType> infer_resize(const InferContext& ctx) {
   TANDEM_CHECK(!x.shape.empty(), ErrorCode::kInvalidModel, "{}: input X must not be a scalar",
                node.describe());
   if (node.opset < 11) {  // X, scales
-    return {{x.dtype, shape_from_scales(node, x.shape, read_scales(ctx.require_value(1), node))}};
+    return {{x.dtype, shape_from_scales(node, x.shape, read_resize_floats(ctx.require_value(1), node))}};
   }
   // Sizes wins when it is given and not empty; otherwise scales must be.
   if (ctx.has_input(3) && shape_numel(ctx.input(3).shape) > 0) {
@@ -130,7 +119,7 @@ std::vector<TensorType> infer_resize(const InferContext& ctx) {
   }
   TANDEM_CHECK(ctx.has_input(2) && shape_numel(ctx.input(2).shape) > 0, ErrorCode::kInvalidModel,
                "{}: one of scales and sizes must be given", node.describe());
-  return {{x.dtype, shape_from_scales(node, x.shape, read_scales(ctx.require_value(2), node))}};
+  return {{x.dtype, shape_from_scales(node, x.shape, read_resize_floats(ctx.require_value(2), node))}};
 }
 
 std::vector<TensorType> infer_upsample(const InferContext& ctx) {
@@ -142,7 +131,7 @@ std::vector<TensorType> infer_upsample(const InferContext& ctx) {
   if (node.opset < 9) {
     for (float s : node.attr_floats_or("scales", {})) scales.push_back(s);
   } else {
-    scales = read_scales(ctx.require_value(1), node);
+    scales = read_resize_floats(ctx.require_value(1), node);
   }
   for (double s : scales)
     TANDEM_CHECK(s >= 1, ErrorCode::kInvalidModel, "{}: Upsample scales must be >= 1, got {}",

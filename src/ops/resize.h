@@ -44,6 +44,10 @@ struct ResizeGeometry {
 
 ResizeAttrs read_resize_attrs(const Node& node);
 
+// The values of a scales or roi input (float32 or float64) as doubles; throws naming the node
+// for another dtype.
+std::vector<double> read_resize_floats(const Tensor& t, const Node& node);
+
 // The taps of every axis for a Resize/Upsample node with these inputs (X, then roi / scales /
 // sizes as the opset places them) and output shape `y`. Throws tandem::Error naming the node on
 // inconsistent scales, sizes or roi.

@@ -26,6 +26,19 @@ ResizeAttrs read_resize_attrs(const Node& node) {
   return a;
 }
 
+std::vector<double> read_resize_floats(const Tensor& t, const Node& node) {
+  std::vector<double> v(static_cast<size_t>(t.numel()));
+  if (t.dtype() == DataType::kFloat32) {
+    for (int64_t i = 0; i < t.numel(); ++i) v[i] = t.data<float>()[i];
+  } else if (t.dtype() == DataType::kFloat64) {
+    for (int64_t i = 0; i < t.numel(); ++i) v[i] = t.data<double>()[i];
+  } else {
+    raise(ErrorCode::kUnsupported, "{}: scales and roi must be float32 or float64, got {}",
+          node.describe(), dtype_name(t.dtype()));
+  }
+  return v;
+}
+
 namespace {
 
 double cubic_kernel(double s, double a) {
@@ -113,18 +126,6 @@ ResizeAxisTaps axis_taps(const ResizeAttrs& a, int64_t in, int64_t out, double s
   return t;
 }
 
-std::vector<double> read_doubles(const Tensor& t, const Node& node) {
-  std::vector<double> v(static_cast<size_t>(t.numel()));
-  if (t.dtype() == DataType::kFloat32) {
-    for (int64_t i = 0; i < t.numel(); ++i) v[i] = t.data<float>()[i];
-  } else if (t.dtype() == DataType::kFloat64) {
-    for (int64_t i = 0; i < t.numel(); ++i) v[i] = t.data<double>()[i];
-  } else {
-    raise(ErrorCode::kUnsupported, "{}: scales and roi must be float32 or float64, got {}",
-          node.describe(), dtype_name(t.dtype()));
-  }
-  return v;
-}
 
 bool non_empty(std::span<const Tensor* const> inputs, size_t i) {
   return i < inputs.size() && inputs[i] && inputs[i]->numel() > 0;
@@ -173,14 +174,14 @@ ResizeGeometry resize_geometry(const Node& node, std::span<const Tensor* const> 
       const size_t at = modern ? 2 : 1;
       TANDEM_CHECK(non_empty(inputs, at), ErrorCode::kInvalidModel,
                    "{}: one of scales and sizes must be given", node.describe());
-      scales = read_doubles(*inputs[at], node);
+      scales = read_resize_floats(*inputs[at], node);
     }
     TANDEM_CHECK(scales.size() == k, ErrorCode::kInvalidModel, "{}: scales has {} values, need {}",
                  node.describe(), scales.size(), k);
     for (size_t i = 0; i < k; ++i) scale[axes[i]] = scales[i];
   }
   if (a.coord == "tf_crop_and_resize" && non_empty(inputs, 1)) {
-    const std::vector<double> roi = read_doubles(*inputs[1], node);
+    const std::vector<double> roi = read_resize_floats(*inputs[1], node);
     TANDEM_CHECK(roi.size() == 2 * k, ErrorCode::kInvalidModel, "{}: roi has {} values, need {}",
                  node.describe(), roi.size(), 2 * k);
     for (size_t i = 0; i < k; ++i) {

@@ -136,19 +136,6 @@ bool try_fuse(Graph& graph, Node* sm) {
 
 }  // namespace
 
-int fuse_attention(Graph& graph) {
-  int fused = 0;
-  for (bool changed = true; changed;) {
-    changed = false;
-    for (auto& n : graph.nodes()) {
-      if (try_fuse(graph, n.get())) {
-        ++fused;
-        changed = true;
-        break;  // the node list changed: scan again
-      }
-    }
-  }
-  return fused;
-}
+int fuse_attention(Graph& graph) { return pattern::fuse_until_done(graph, try_fuse); }
 
 }  // namespace tandem

@@ -105,19 +105,6 @@ bool try_fuse(Graph& graph, Node* mul) {
 
 }  // namespace
 
-int fuse_geglu(Graph& graph) {
-  int fused = 0;
-  for (bool changed = true; changed;) {
-    changed = false;
-    for (auto& n : graph.nodes()) {
-      if (try_fuse(graph, n.get())) {
-        ++fused;
-        changed = true;
-        break;  // the node list changed: scan again
-      }
-    }
-  }
-  return fused;
-}
+int fuse_geglu(Graph& graph) { return pattern::fuse_until_done(graph, try_fuse); }
 
 }  // namespace tandem

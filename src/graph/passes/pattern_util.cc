@@ -14,4 +14,19 @@ Node* splice(Graph& graph, const std::vector<Node*>& doomed, const std::string& 
   return fused;
 }
 
+int fuse_until_done(Graph& graph, bool (*try_fuse)(Graph& graph, Node* node)) {
+  int fused = 0;
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (auto& n : graph.nodes()) {
+      if (try_fuse(graph, n.get())) {
+        ++fused;
+        changed = true;
+        break;  // the node list changed: scan again
+      }
+    }
+  }
+  return fused;
+}
+
 }  // namespace tandem::pattern

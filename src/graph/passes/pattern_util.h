@@ -80,4 +80,8 @@ inline Value* other_input(const Node* n, const Value* v) {
 Node* splice(Graph& graph, const std::vector<Node*>& doomed, const std::string& op_type,
              const std::string& domain, const std::vector<Value*>& inputs, Value* output);
 
+// Runs `try_fuse` on every node until no node fuses any more (a fusion changes the node list, so
+// the scan restarts after each one); returns the number of fusions.
+int fuse_until_done(Graph& graph, bool (*try_fuse)(Graph& graph, Node* node));
+
 }  // namespace tandem::pattern

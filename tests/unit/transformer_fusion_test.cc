@@ -109,7 +109,7 @@ std::string gelu_erf_model(const std::string& dir, Assoc assoc, bool mul_form, b
   return b.save(dir);
 }
 
-TEST(FusionXfmr, GeluErfFormsFuseInEveryAssociation) {
+TEST(TransformerFusion, GeluErfFormsFuseInEveryAssociation) {
   int i = 0;
   for (Assoc assoc : {Assoc::kXtThenHalf, Assoc::kXHalfThenT, Assoc::kXTimesTHalf}) {
     for (bool mul_form : {false, true}) {
@@ -125,7 +125,7 @@ TEST(FusionXfmr, GeluErfFormsFuseInEveryAssociation) {
   }
 }
 
-TEST(FusionXfmr, GeluIsNotFusedWhenAnIntermediateIsUsedElsewhere) {
+TEST(TransformerFusion, GeluIsNotFusedWhenAnIntermediateIsUsedElsewhere) {
   std::string path =
       gelu_erf_model(testing::temp_dir("gelu_leak"), Assoc::kXtThenHalf, false, true);
   Runs r = run_both(path, {random_floats({2, 37}, 2, -3, 3, "x")});
@@ -161,7 +161,7 @@ std::string gelu_tanh_model(const std::string& dir, bool pow) {
   return b.save(dir);
 }
 
-TEST(FusionXfmr, GeluTanhFormFuses) {
+TEST(TransformerFusion, GeluTanhFormFuses) {
   for (bool pow : {false, true}) {
     SCOPED_TRACE(pow);
     std::string path = gelu_tanh_model(testing::temp_dir(pow ? "gelu_pow" : "gelu_tanh"), pow);
@@ -205,7 +205,7 @@ std::string geglu_model(const std::string& dir) {
   return b.save(dir);
 }
 
-TEST(FusionXfmr, GeGLUFuses) {
+TEST(TransformerFusion, GeGLUFuses) {
   Runs r = run_both(geglu_model(testing::temp_dir("geglu")),
                     {random_floats({2, 7, 24}, 30, -3, 3, "x")});
   EXPECT_EQ(r.unfused_steps, 8);  // the shape arithmetic folds at plan time
@@ -247,7 +247,7 @@ std::string group_norm_model(const std::string& dir, bool silu, bool residual) {
   return b.save(dir);
 }
 
-TEST(FusionXfmr, GroupNormWithAndWithoutSiLUFuses) {
+TEST(TransformerFusion, GroupNormWithAndWithoutSiLUFuses) {
   for (bool silu : {false, true}) {
     SCOPED_TRACE(silu);
     std::string path = group_norm_model(testing::temp_dir(silu ? "gn_silu" : "gn"), silu, false);
@@ -259,7 +259,7 @@ TEST(FusionXfmr, GroupNormWithAndWithoutSiLUFuses) {
   }
 }
 
-TEST(FusionXfmr, GroupNormLeavesAResidualAddAlone) {
+TEST(TransformerFusion, GroupNormLeavesAResidualAddAlone) {
   std::string path = group_norm_model(testing::temp_dir("gn_residual"), true, true);
   Runs r = run_both(path, {random_floats({1, 8, 5, 6}, 5, -2, 2, "x"),
                            random_floats({1, 8, 5, 6}, 6, -2, 2, "r")});
@@ -308,7 +308,7 @@ std::string attention_model(const std::string& dir, Mask mask, bool div, bool ke
   return b.save(dir);
 }
 
-TEST(FusionXfmr, AttentionFusesWithItsHeadTransposes) {
+TEST(TransformerFusion, AttentionFusesWithItsHeadTransposes) {
   int i = 0;
   for (Mask mask : {Mask::kNone, Mask::kAdditive, Mask::kCausal}) {
     for (bool div : {false, true}) {
@@ -332,7 +332,7 @@ TEST(FusionXfmr, AttentionFusesWithItsHeadTransposes) {
   }
 }
 
-TEST(FusionXfmr, AttentionKeepsATransposeWhoseResultIsUsedElsewhere) {
+TEST(TransformerFusion, AttentionKeepsATransposeWhoseResultIsUsedElsewhere) {
   std::string path = attention_model(testing::temp_dir("attn_keep"), Mask::kNone, false, true);
   Runs r = run_both(path, {random_floats({1, 10, 2, 16}, 10, -2, 2, "q"),
                            random_floats({1, 12, 2, 16}, 11, -2, 2, "k"),
@@ -358,7 +358,7 @@ std::string projection_model(const std::string& dir, bool residual, bool bias_in
   return b.save(dir);
 }
 
-TEST(FusionXfmr, MatMulBiasAndResidualFuse) {
+TEST(TransformerFusion, MatMulBiasAndResidualFuse) {
   for (bool residual : {false, true}) {
     SCOPED_TRACE(residual);
     std::string path =
@@ -371,7 +371,7 @@ TEST(FusionXfmr, MatMulBiasAndResidualFuse) {
   }
 }
 
-TEST(FusionXfmr, MatMulWithAComputedBiasIsLeftAlone) {
+TEST(TransformerFusion, MatMulWithAComputedBiasIsLeftAlone) {
   std::string path = projection_model(testing::temp_dir("mm_input_bias"), false, true);
   Runs r = run_both(
       path, {random_floats({2, 6, 32}, 23, -1, 1, "x"), random_floats({32}, 24, -1, 1, "b")});

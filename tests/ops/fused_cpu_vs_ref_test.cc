@@ -83,7 +83,7 @@ void at_each_simd_level(F body) {
 
 // ---- Gelu -----------------------------------------------------------------------------------
 
-TEST(XfmrCpuVsRef, GeluTable) {
+TEST(FusedCpuVsRef, GeluTable) {
   at_each_simd_level([&] {
     const std::vector<Shape> shapes = {{1}, {15}, {16}, {17}, {3, 5, 7}, {2, 1000}, {4, 4097}};
     uint32_t seed = 1;
@@ -100,7 +100,7 @@ TEST(XfmrCpuVsRef, GeluTable) {
   });
 }
 
-TEST(XfmrCpuVsRef, GeGLUTable) {
+TEST(FusedCpuVsRef, GeGLUTable) {
   at_each_simd_level([&] {
     struct Case {
       Shape x;
@@ -121,7 +121,7 @@ TEST(XfmrCpuVsRef, GeGLUTable) {
   });
 }
 
-TEST(XfmrCpuVsRef, GeluKeepsNaNAndInfinities) {
+TEST(FusedCpuVsRef, GeluKeepsNaNAndInfinities) {
   Tensor x(DataType::kFloat32, {5});
   const float inf = std::numeric_limits<float>::infinity();
   const float vals[] = {std::nanf(""), inf, -inf, 0.0f, -0.0f};
@@ -148,7 +148,7 @@ struct GroupNormCase {
   bool fast = true;
 };
 
-TEST(XfmrCpuVsRef, GroupNormTable) {
+TEST(FusedCpuVsRef, GroupNormTable) {
   at_each_simd_level([&] {
     const std::vector<GroupNormCase> cases = {
         {"torch [C,1,1]", {2, 8, 5, 7}, 4, {8, 1, 1}, {8, 1, 1}, ""},
@@ -184,7 +184,7 @@ TEST(XfmrCpuVsRef, GroupNormTable) {
 
 // ---- InstanceNormalization, LayerNormalization ----------------------------------------------
 
-TEST(XfmrCpuVsRef, InstanceNormTable) {
+TEST(FusedCpuVsRef, InstanceNormTable) {
   at_each_simd_level([&] {
     const std::vector<Shape> shapes = {{2, 3, 5, 7}, {1, 32, 64}, {2, 4, 3, 3, 3}, {3, 2, 1}};
     uint32_t seed = 200;
@@ -208,7 +208,7 @@ struct LayerNormCase {
   bool fast = true;
 };
 
-TEST(XfmrCpuVsRef, LayerNormTable) {
+TEST(FusedCpuVsRef, LayerNormTable) {
   at_each_simd_level([&] {
     const std::vector<LayerNormCase> cases = {
         {{4, 48}, -1, {48}, {48}},
@@ -255,7 +255,7 @@ Tensor causal(const Shape& s) {
   return t;
 }
 
-TEST(XfmrCpuVsRef, AttentionTable) {
+TEST(FusedCpuVsRef, AttentionTable) {
   at_each_simd_level([&] {
     const std::vector<int64_t> heads{0, 2, 1, 3}, keys{0, 2, 3, 1};
     const std::vector<AttentionCase> cases = {
@@ -359,7 +359,7 @@ TEST(XfmrCpuVsRef, AttentionTable) {
 }
 
 // A row whose keys are all masked out (fill everywhere) is uniform, as Softmax of equal values.
-TEST(XfmrCpuVsRef, AttentionFullyMaskedRowIsUniform) {
+TEST(FusedCpuVsRef, AttentionFullyMaskedRowIsUniform) {
   Tensor q = random_floats({1, 1, 2, 4}, 1), k = random_floats({1, 1, 4, 3}, 2);
   Tensor v = random_floats({1, 1, 3, 4}, 3);
   Tensor keep(DataType::kBool, {1, 1, 2, 3});
@@ -381,7 +381,7 @@ namespace {
 
 // ---- FusedMatMul ----------------------------------------------------------------------------
 
-TEST(XfmrCpuVsRef, FusedMatMulTable) {
+TEST(FusedCpuVsRef, FusedMatMulTable) {
   struct Case {
     Shape a, b, bias, residual;  // empty: omitted
     bool fast = true;
@@ -450,7 +450,7 @@ Tensor iota(DataType dt, const Shape& s) {
   return t;
 }
 
-TEST(XfmrCpuVsRef, TransposeTable) {
+TEST(FusedCpuVsRef, TransposeTable) {
   struct Case {
     Shape x;
     std::vector<int64_t> perm;  // empty: reverse
@@ -483,7 +483,7 @@ TEST(XfmrCpuVsRef, TransposeTable) {
   }
 }
 
-TEST(XfmrCpuVsRef, ResizeNearestTable) {
+TEST(FusedCpuVsRef, ResizeNearestTable) {
   struct Case {
     std::string name;
     Shape x;
