@@ -31,7 +31,9 @@ ThreadPool::ThreadPool(int threads, std::vector<int> cores)
   if (!cores_.empty()) pin_once(cores_[0]);
 }
 
-void ThreadPool::apply_to_calling_thread() const { omp_set_num_threads(num_threads_); }
+void ThreadPool::apply_to_calling_thread() const {
+  omp_set_num_threads(num_threads_);
+}
 
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
                               int64_t cost_per_item) {

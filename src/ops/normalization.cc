@@ -42,8 +42,8 @@ std::vector<TensorType> infer_batch_norm(const InferContext& ctx) {
   const Node& node = ctx.node;
   for (size_t i = 0; i < 5; ++i) check_float_input(ctx, i);
   check_rank_at_least(ctx, 2);
-  // Training mode (batch statistics, running-stat updates) is refused (kUnsupported): opset >= 14 asks
-  // for it with training_mode=1; earlier opsets by requesting the extra outputs.
+  // Training mode (batch statistics, running-stat updates) is refused (kUnsupported): opset >= 14
+  // asks for it with training_mode=1; earlier opsets by requesting the extra outputs.
   const bool training = node.opset >= 14 ? node.attr_int_or("training_mode", 0) != 0
                                          : node.outputs.size() > 1 && node.outputs[1] != nullptr;
   TANDEM_CHECK(!training, ErrorCode::kUnsupported,

@@ -5,20 +5,20 @@
 //   Upsample-7: X, attribute scales.    Upsample-9, Resize-10: X, scales.
 //   Resize-11+: X, roi, scales, sizes (Resize-13 makes roi and scales optional).
 // Resize-18 adds `axes` (scales/sizes cover only those axes) and keep_aspect_ratio_policy.
+#include "ops/resize.h"
+
 #include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
-#include "ops/resize.h"
 #include "ops/schema.h"
 #include "ops/shape_utils.h"
 
 namespace tandem {
 
 namespace {
-
 
 // The axes that scales/sizes refer to: `axes` (Resize-18) or all of them.
 std::vector<int64_t> resize_axes(const Node& node, int64_t rank) {
@@ -107,7 +107,8 @@ std::vector<TensorType> infer_resize(const InferContext& ctx) {
   TANDEM_CHECK(!x.shape.empty(), ErrorCode::kInvalidModel, "{}: input X must not be a scalar",
                node.describe());
   if (node.opset < 11) {  // X, scales
-    return {{x.dtype, shape_from_scales(node, x.shape, read_resize_floats(ctx.require_value(1), node))}};
+    return {{x.dtype,
+             shape_from_scales(node, x.shape, read_resize_floats(ctx.require_value(1), node))}};
   }
   // Sizes wins when it is given and not empty; otherwise scales must be.
   if (ctx.has_input(3) && shape_numel(ctx.input(3).shape) > 0) {
@@ -119,7 +120,8 @@ std::vector<TensorType> infer_resize(const InferContext& ctx) {
   }
   TANDEM_CHECK(ctx.has_input(2) && shape_numel(ctx.input(2).shape) > 0, ErrorCode::kInvalidModel,
                "{}: one of scales and sizes must be given", node.describe());
-  return {{x.dtype, shape_from_scales(node, x.shape, read_resize_floats(ctx.require_value(2), node))}};
+  return {
+      {x.dtype, shape_from_scales(node, x.shape, read_resize_floats(ctx.require_value(2), node))}};
 }
 
 std::vector<TensorType> infer_upsample(const InferContext& ctx) {

@@ -70,8 +70,8 @@ double original_coordinate(const ResizeAttrs& a, int64_t x, int64_t in, int64_t 
   return xr / scale;  // asymmetric
 }
 
-ResizeAxisTaps axis_taps(const ResizeAttrs& a, int64_t in, int64_t out, double scale, double roi_start,
-                   double roi_end) {
+ResizeAxisTaps axis_taps(const ResizeAttrs& a, int64_t in, int64_t out, double scale,
+                         double roi_start, double roi_end) {
   ResizeAxisTaps t;
   t.taps.resize(out);
   t.outside.assign(out, 0);
@@ -125,7 +125,6 @@ ResizeAxisTaps axis_taps(const ResizeAttrs& a, int64_t in, int64_t out, double s
   }
   return t;
 }
-
 
 bool non_empty(std::span<const Tensor* const> inputs, size_t i) {
   return i < inputs.size() && inputs[i] && inputs[i]->numel() > 0;

@@ -29,8 +29,8 @@ const OpSchema* SchemaRegistry::find(const std::string& domain, const std::strin
 
 std::vector<std::string> SchemaRegistry::op_types() const {
   std::vector<std::string> names;
-  for (auto& [key, s] : schemas_) names.push_back(key.first.empty() ? key.second
-                                                                     : key.first + "." + key.second);
+  for (auto& [key, s] : schemas_)
+    names.push_back(key.first.empty() ? key.second : key.first + "." + key.second);
   return names;
 }
 
@@ -72,12 +72,12 @@ std::vector<TensorType> infer_node(const Node& node, std::span<const TensorType*
                node.name);
   int n = 0;
   for (size_t i = 0; i < inputs.size(); ++i) n = inputs[i] ? static_cast<int>(i) + 1 : n;
-  TANDEM_CHECK(static_cast<int>(node.inputs.size()) >= schema->min_inputs &&
-                   (schema->max_inputs < 0 ||
-                    static_cast<int>(node.inputs.size()) <= schema->max_inputs),
-               ErrorCode::kInvalidModel, "{}: has {} inputs, expected {} to {}", node.describe(),
-               node.inputs.size(), schema->min_inputs,
-               schema->max_inputs < 0 ? std::string("any") : std::to_string(schema->max_inputs));
+  TANDEM_CHECK(
+      static_cast<int>(node.inputs.size()) >= schema->min_inputs &&
+          (schema->max_inputs < 0 || static_cast<int>(node.inputs.size()) <= schema->max_inputs),
+      ErrorCode::kInvalidModel, "{}: has {} inputs, expected {} to {}", node.describe(),
+      node.inputs.size(), schema->min_inputs,
+      schema->max_inputs < 0 ? std::string("any") : std::to_string(schema->max_inputs));
   InferContext ctx(node, inputs, values);
   std::vector<TensorType> out;
   try {

@@ -77,18 +77,18 @@ std::vector<TensorType> infer_node(const Node& node, std::span<const TensorType*
                                    std::span<const Tensor* const> values);
 
 // ---- Family registration functions (one per ops/<family>.cc), called by schemas().
-void register_elementwise_schemas(SchemaRegistry& r);  // unary/binary math, compare, logic, Where
-void register_activation_schemas(SchemaRegistry& r);   // Relu, Sigmoid, Clip, ...
-void register_cast_schemas(SchemaRegistry& r);         // Cast, CastLike
-void register_conv_schemas(SchemaRegistry& r);         // Conv, ConvTranspose
-void register_pool_schemas(SchemaRegistry& r);         // MaxPool, AveragePool, Global*
+void register_elementwise_schemas(SchemaRegistry& r);    // unary/binary math, compare, logic, Where
+void register_activation_schemas(SchemaRegistry& r);     // Relu, Sigmoid, Clip, ...
+void register_cast_schemas(SchemaRegistry& r);           // Cast, CastLike
+void register_conv_schemas(SchemaRegistry& r);           // Conv, ConvTranspose
+void register_pool_schemas(SchemaRegistry& r);           // MaxPool, AveragePool, Global*
 void register_normalization_schemas(SchemaRegistry& r);  // Batch/Instance/Layer/GroupNorm...
-void register_resize_schemas(SchemaRegistry& r);       // Resize, Upsample
-void register_matmul_schemas(SchemaRegistry& r);       // MatMul, Gemm
-void register_softmax_schemas(SchemaRegistry& r);      // Softmax, LogSoftmax, Hardmax
-void register_reduce_schemas(SchemaRegistry& r);       // Reduce*, ArgMax, ArgMin
-void register_shape_schemas(SchemaRegistry& r);  // Reshape, Flatten, Squeeze, Unsqueeze, Shape,
-                                                 // Size, Identity, ConstantOfShape, Range, Expand
+void register_resize_schemas(SchemaRegistry& r);         // Resize, Upsample
+void register_matmul_schemas(SchemaRegistry& r);         // MatMul, Gemm
+void register_softmax_schemas(SchemaRegistry& r);        // Softmax, LogSoftmax, Hardmax
+void register_reduce_schemas(SchemaRegistry& r);         // Reduce*, ArgMax, ArgMin
+void register_shape_schemas(SchemaRegistry& r);   // Reshape, Flatten, Squeeze, Unsqueeze, Shape,
+                                                  // Size, Identity, ConstantOfShape, Range, Expand
 void register_tensor_schemas(SchemaRegistry& r);  // Transpose, Concat, Split, Slice, Gather,
                                                   // Tile, Pad, ...
 void register_signal_schemas(SchemaRegistry& r);
@@ -100,6 +100,6 @@ void register_recurrent_schemas(SchemaRegistry& r);
 void register_quantize_schemas(SchemaRegistry& r);
 void register_dropout_schemas(SchemaRegistry& r);
 void register_loss_schemas(SchemaRegistry& r);
-void register_text_schemas(SchemaRegistry& r);  // TfIdfVectorizer
+void register_text_schemas(SchemaRegistry& r);    // TfIdfVectorizer
 void register_layout_schemas(SchemaRegistry& r);  // ToChannelsLast/First, channels-last pools
 }  // namespace tandem

@@ -50,8 +50,7 @@ std::vector<const Backend*> backends_for_context(const Context& ctx) {
                             d.find_first_not_of("0123456789", 4) == std::string::npos);
   if (d.rfind("cuda", 0) == 0)
     raise(ErrorCode::kUnsupported, "device '{}': CUDA backend not available in this build", d);
-  TANDEM_CHECK(cpu, ErrorCode::kInvalidArgument,
-               "unknown device '{}': use 'cpu' or 'cpu:N'", d);
+  TANDEM_CHECK(cpu, ErrorCode::kInvalidArgument, "unknown device '{}': use 'cpu' or 'cpu:N'", d);
   TANDEM_CHECK(ctx.backend == "auto" || ctx.backend == "cpu" || ctx.backend == "ref",
                ErrorCode::kInvalidArgument, "unknown backend '{}': use 'auto', 'cpu' or 'ref'",
                ctx.backend);
@@ -144,12 +143,24 @@ Model Model::build_from_file(const std::string& path, const Context& context,
   return m;
 }
 
-std::vector<TensorInfo> Model::inputs() const { return impl_->inputs; }
-std::vector<TensorInfo> Model::outputs() const { return impl_->outputs; }
-const RunStats& Model::last_stats() const { return impl_->stats; }
-std::map<std::string, int64_t> Model::opset_imports() const { return impl_->graph->opset_imports; }
-std::map<std::string, int> Model::op_histogram() const { return impl_->histogram; }
-int64_t Model::parameter_count() const { return impl_->parameters; }
+std::vector<TensorInfo> Model::inputs() const {
+  return impl_->inputs;
+}
+std::vector<TensorInfo> Model::outputs() const {
+  return impl_->outputs;
+}
+const RunStats& Model::last_stats() const {
+  return impl_->stats;
+}
+std::map<std::string, int64_t> Model::opset_imports() const {
+  return impl_->graph->opset_imports;
+}
+std::map<std::string, int> Model::op_histogram() const {
+  return impl_->histogram;
+}
+int64_t Model::parameter_count() const {
+  return impl_->parameters;
+}
 
 void Model::resize(const ShapeMap& input_shapes) {
   TANDEM_CHECK(impl_->session, ErrorCode::kInvalidArgument, "resize() before build_from_file()");

@@ -33,9 +33,9 @@ bool reads_only_shape(const Node& n) {
 // Ops whose output is their first input's bytes under another shape: when that input lives in
 // the arena, the output is planned as a view of it and the step does no work.
 bool is_view_op(const Node& n) {
-  return n.domain.empty() && (n.op_type == "Reshape" || n.op_type == "Flatten" ||
-                              n.op_type == "Squeeze" || n.op_type == "Unsqueeze" ||
-                              n.op_type == "Identity");
+  return n.domain.empty() &&
+         (n.op_type == "Reshape" || n.op_type == "Flatten" || n.op_type == "Squeeze" ||
+          n.op_type == "Unsqueeze" || n.op_type == "Identity");
 }
 bool foldable(const Node& n) {
   return n.domain.empty() && n.op_type.rfind("Random", 0) != 0 && n.op_type != "Multinomial";
@@ -58,19 +58,19 @@ struct Session::Plan {
     const Node* node = nullptr;
     Kernel* kernel = nullptr;
     bool zero_outputs = true;
-    std::vector<int> in;   // slot per input, -1 when omitted
-    std::vector<int> out;  // slot per output, -1 when omitted
+    std::vector<int> in;       // slot per input, -1 when omitted
+    std::vector<int> out;      // slot per output, -1 when omitted
     std::vector<int> release;  // run-time allocated slots last read by this step
-    bool dynamic = false;  // infer + allocate at run time
-    bool view = false;     // the output is a view of the input in the arena: nothing to run
-    bool in_place = false;  // output 0 is written over an input's bytes (not zeroed first)
+    bool dynamic = false;      // infer + allocate at run time
+    bool view = false;         // the output is a view of the input in the arena: nothing to run
+    bool in_place = false;     // output 0 is written over an input's bytes (not zeroed first)
     // Argument lists handed to the kernel, refilled in place each run (no allocation per step).
     std::vector<const Tensor*> in_ptrs;
     std::vector<Tensor*> out_ptrs;
   };
   std::vector<Slot> slots;
   std::vector<Step> steps;
-  std::vector<int> output_slots;  // per graph output
+  std::vector<int> output_slots;      // per graph output
   std::vector<bool> is_graph_output;  // per slot
   size_t arena_bytes = 0;
   size_t unplanned_bytes = 0;
@@ -87,7 +87,9 @@ struct Session::Plan {
 
 Session::Session(Graph& graph, std::vector<const Backend*> backends, int threads,
                  std::vector<int> cores, bool profile)
-    : graph_(graph), backends_(std::move(backends)), pool_(threads, std::move(cores)),
+    : graph_(graph),
+      backends_(std::move(backends)),
+      pool_(threads, std::move(cores)),
       profile_(profile) {
   for (auto& n : graph_.nodes()) {
     const OpSchema* schema = schemas().find(n->domain, n->op_type);
@@ -109,7 +111,9 @@ Session::Session(Graph& graph, std::vector<const Backend*> backends, int threads
 
 Session::~Session() = default;
 
-void Session::prepare(const std::vector<TensorType>& input_types) { plan_for(input_types); }
+void Session::prepare(const std::vector<TensorType>& input_types) {
+  plan_for(input_types);
+}
 
 std::vector<TensorType> Session::output_types(const std::vector<TensorType>& input_types) {
   std::shared_ptr<Plan> plan = plan_for(input_types);
@@ -316,7 +320,8 @@ std::shared_ptr<Session::Plan> Session::make_plan(const std::vector<TensorType>&
   plan->unplanned_bytes = mp.unplanned_bytes;
   void* arena = std::aligned_alloc(64, std::max<size_t>(64, (mp.arena_bytes + 63) / 64 * 64));
   if (!arena) throw std::bad_alloc();
-  plan->arena = std::shared_ptr<uint8_t>(static_cast<uint8_t*>(arena), [](uint8_t* p) { std::free(p); });
+  plan->arena =
+      std::shared_ptr<uint8_t>(static_cast<uint8_t*>(arena), [](uint8_t* p) { std::free(p); });
 
   plan->bound.resize(plan->slots.size());
   plan->bound_ptr.assign(plan->slots.size(), nullptr);
@@ -326,7 +331,8 @@ std::shared_ptr<Session::Plan> Session::make_plan(const std::vector<TensorType>&
       plan->bound[s] = *slot.constant;
       plan->bound_ptr[s] = &plan->bound[s];
     } else if (slot.in_arena) {
-      plan->bound[s] = Tensor::borrow(slot.type.dtype, slot.type.shape, plan->arena.get() + slot.offset);
+      plan->bound[s] =
+          Tensor::borrow(slot.type.dtype, slot.type.shape, plan->arena.get() + slot.offset);
     }
   }
   for (int si = 0; si < static_cast<int>(plan->steps.size()); ++si) {
@@ -422,10 +428,9 @@ std::vector<Tensor> Session::run(const std::vector<const Tensor*>& inputs, RunSt
       if (into && into_index[s] >= 0) {
         const Tensor& dst = (*into)[into_index[s]];
         TANDEM_CHECK(dst.dtype() == type.dtype && dst.shape() == type.shape,
-                     ErrorCode::kInvalidArgument,
-                     "output '{}' is {} {}, but its buffer is {} {}", graph_.outputs[into_index[s]]->name,
-                     dtype_name(type.dtype), shape_str(type.shape), dtype_name(dst.dtype()),
-                     shape_str(dst.shape()));
+                     ErrorCode::kInvalidArgument, "output '{}' is {} {}, but its buffer is {} {}",
+                     graph_.outputs[into_index[s]]->name, dtype_name(type.dtype),
+                     shape_str(type.shape), dtype_name(dst.dtype()), shape_str(dst.shape()));
         t = &(p.owned[s] = dst);
       } else if (slot.in_arena) {
         t = &p.bound[s];
@@ -450,8 +455,8 @@ std::vector<Tensor> Session::run(const std::vector<const Tensor*>& inputs, RunSt
     }
     peak_extra = std::max(peak_extra, live_extra);
     KernelContext ctx{node, pool_};
-    auto kernel_start = profile_ ? std::chrono::steady_clock::now()
-                                 : std::chrono::steady_clock::time_point{};
+    auto kernel_start =
+        profile_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     try {
       step.kernel->compute(ctx, step.in_ptrs, step.out_ptrs);
     } catch (const Error& e) {
@@ -462,9 +467,9 @@ std::vector<Tensor> Session::run(const std::vector<const Tensor*>& inputs, RunSt
       raise(ErrorCode::kRuntime, "{}: out of memory", node.describe());
     }
     if (profile_)
-      op_time[node.op_type] += std::chrono::duration<double, std::milli>(
-                                   std::chrono::steady_clock::now() - kernel_start)
-                                   .count();
+      op_time[node.op_type] +=
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - kernel_start)
+              .count();
     // Release run-time allocations nobody reads any more.
     for (int s : step.release) {
       live_extra -= p.extra_bytes[s];

@@ -21,8 +21,8 @@ namespace tandem {
 class Session {
  public:
   // Each node runs on the first backend in `backends` that has a kernel for it.
-  Session(Graph& graph, std::vector<const Backend*> backends, int threads,
-          std::vector<int> cores, bool profile = false);
+  Session(Graph& graph, std::vector<const Backend*> backends, int threads, std::vector<int> cores,
+          bool profile = false);
   ~Session();
 
   // Builds (or finds) the plan for these input types, in graph input order.

@@ -593,7 +593,7 @@ TEST(CpuVsRef, ConvKernelReuse) {
 struct ResizeCase {
   std::string name;
   Shape x;
-  std::vector<float> scales;    // empty: use sizes
+  std::vector<float> scales;  // empty: use sizes
   std::vector<int64_t> sizes;
   std::map<std::string, Attribute> attrs;
   int64_t expected_fallbacks = 0;  // compute calls handed to the reference kernel
@@ -605,46 +605,79 @@ TEST(CpuVsRef, ResizeTable) {
     return std::map<std::string, Attribute>(l);
   };
   const std::vector<ResizeCase> cases = {
-      {"nearest 2x (the UNet's upsample)", {1, 5, 7, 9}, {1, 1, 2, 2}, {},
+      {"nearest 2x (the UNet's upsample)",
+       {1, 5, 7, 9},
+       {1, 1, 2, 2},
+       {},
        a({{"mode", attr_string("nearest")}})},
-      {"nearest asymmetric floor 3x", {2, 3, 4, 5}, {1, 1, 3, 3}, {},
+      {"nearest asymmetric floor 3x",
+       {2, 3, 4, 5},
+       {1, 1, 3, 3},
+       {},
        a({{"mode", attr_string("nearest")},
           {"coordinate_transformation_mode", attr_string("asymmetric")},
           {"nearest_mode", attr_string("floor")}})},
-      {"nearest downscale 0.6 ceil", {1, 2, 10, 11}, {1, 1, 0.6f, 0.6f}, {},
+      {"nearest downscale 0.6 ceil",
+       {1, 2, 10, 11},
+       {1, 1, 0.6f, 0.6f},
+       {},
        a({{"mode", attr_string("nearest")}, {"nearest_mode", attr_string("ceil")}})},
-      {"nearest sizes, every axis", {2, 3, 5, 4}, {}, {3, 2, 9, 7},
+      {"nearest sizes, every axis",
+       {2, 3, 5, 4},
+       {},
+       {3, 2, 9, 7},
        a({{"mode", attr_string("nearest")},
           {"coordinate_transformation_mode", attr_string("align_corners")},
           {"nearest_mode", attr_string("round_prefer_ceil")}})},
-      {"linear half_pixel 2x", {1, 4, 6, 7}, {1, 1, 2, 2}, {}, a({{"mode", attr_string("linear")}})},
-      {"linear align_corners sizes", {2, 3, 5, 5}, {}, {2, 3, 11, 8},
+      {"linear half_pixel 2x",
+       {1, 4, 6, 7},
+       {1, 1, 2, 2},
+       {},
+       a({{"mode", attr_string("linear")}})},
+      {"linear align_corners sizes",
+       {2, 3, 5, 5},
+       {},
+       {2, 3, 11, 8},
        a({{"mode", attr_string("linear")},
           {"coordinate_transformation_mode", attr_string("align_corners")}})},
-      {"linear pytorch_half_pixel downscale", {1, 2, 9, 13}, {}, {1, 2, 4, 5},
+      {"linear pytorch_half_pixel downscale",
+       {1, 2, 9, 13},
+       {},
+       {1, 2, 4, 5},
        a({{"mode", attr_string("linear")},
           {"coordinate_transformation_mode", attr_string("pytorch_half_pixel")}})},
-      {"linear antialias downscale (opset 18)", {1, 2, 12, 12}, {1, 1, 0.4f, 0.5f}, {},
+      {"linear antialias downscale (opset 18)",
+       {1, 2, 12, 12},
+       {1, 1, 0.4f, 0.5f},
+       {},
        a({{"mode", attr_string("linear")}, {"antialias", attr_int(1)}})},
-      {"cubic 1.5x exclude_outside", {1, 3, 6, 5}, {1, 1, 1.5f, 1.5f}, {},
+      {"cubic 1.5x exclude_outside",
+       {1, 3, 6, 5},
+       {1, 1, 1.5f, 1.5f},
+       {},
        a({{"mode", attr_string("cubic")}, {"exclude_outside", attr_int(1)}})},
       {"linear 3-D", {2, 5, 7}, {1, 2, 1.5f}, {}, a({{"mode", attr_string("linear")}})},
       {"nearest 1-D", {9}, {2.5f}, {}, a({{"mode", attr_string("nearest")}})},
-      {"tf_crop_and_resize outside: reference", {1, 1, 4, 4}, {}, {1, 1, 3, 3},
+      {"tf_crop_and_resize outside: reference",
+       {1, 1, 4, 4},
+       {},
+       {1, 1, 3, 3},
        a({{"mode", attr_string("linear")},
           {"coordinate_transformation_mode", attr_string("tf_crop_and_resize")},
           {"extrapolation_value", attr_float(7.5f)}}),
-       2, {0, 0, -0.5f, -0.5f, 1, 1, 1.5f, 1.5f}},
+       2,
+       {0, 0, -0.5f, -0.5f, 1, 1, 1.5f, 1.5f}},
   };
   uint32_t seed = 5100;
   for (const ResizeCase& c : cases) {
     Tensor x = random_tensor(DataType::kFloat32, c.x, seed++);
     const int64_t rank = static_cast<int64_t>(c.x.size());
-    Tensor roi = c.roi.empty() ? Tensor() : Tensor::from_vector(DataType::kFloat32, {2 * rank}, c.roi);
-    Tensor scales = c.scales.empty()
-                        ? Tensor()
-                        : Tensor::from_vector(DataType::kFloat32, {rank}, c.scales);
-    Tensor sizes = c.sizes.empty() ? Tensor() : Tensor::from_vector(DataType::kInt64, {rank}, c.sizes);
+    Tensor roi =
+        c.roi.empty() ? Tensor() : Tensor::from_vector(DataType::kFloat32, {2 * rank}, c.roi);
+    Tensor scales =
+        c.scales.empty() ? Tensor() : Tensor::from_vector(DataType::kFloat32, {rank}, c.scales);
+    Tensor sizes =
+        c.sizes.empty() ? Tensor() : Tensor::from_vector(DataType::kInt64, {rank}, c.sizes);
     const bool declined = compare(c.name, "Resize", {x, roi, scales, sizes}, c.attrs,
                                   {false, true, true, true}, 2, 18, c.expected_fallbacks);
     EXPECT_FALSE(declined) << c.name;
@@ -660,21 +693,21 @@ TEST(CpuVsRef, TransposeTable) {
     DataType dtype = DataType::kFloat32;
   };
   const std::vector<Case> cases = {
-      {{2, 3, 4, 5}, {0, 2, 3, 1}},            // NCHW -> NHWC
-      {{2, 5, 7, 3}, {0, 3, 1, 2}},            // NHWC -> NCHW
-      {{1, 37, 2, 19}, {0, 2, 1, 3}},          // heads split: last axis stays
-      {{3, 33, 17}, {}},                       // default perm, odd sizes (partial tiles)
-      {{2, 16, 77, 6}, {0, 1, 3, 2}},          // K^T
-      {{5, 1, 9, 1, 4}, {4, 1, 2, 0, 3}},      // size-1 axes
-      {{2, 3, 4}, {0, 1, 2}},                  // identity perm
+      {{2, 3, 4, 5}, {0, 2, 3, 1}},        // NCHW -> NHWC
+      {{2, 5, 7, 3}, {0, 3, 1, 2}},        // NHWC -> NCHW
+      {{1, 37, 2, 19}, {0, 2, 1, 3}},      // heads split: last axis stays
+      {{3, 33, 17}, {}},                   // default perm, odd sizes (partial tiles)
+      {{2, 16, 77, 6}, {0, 1, 3, 2}},      // K^T
+      {{5, 1, 9, 1, 4}, {4, 1, 2, 0, 3}},  // size-1 axes
+      {{2, 3, 4}, {0, 1, 2}},              // identity perm
       {{2, 3, 4, 5}, {1, 0, 3, 2}, DataType::kInt32},
       {{6, 7}, {1, 0}, DataType::kFloat64},
-      {{64, 130}, {1, 0}},                     // above the threading grain
+      {{64, 130}, {1, 0}},  // above the threading grain
   };
   uint32_t seed = 6100;
   for (const Case& c : cases) {
-    const std::string name = "Transpose " + shape_str(c.x) + " perm " +
-                             shape_str(c.perm) + " " + dtype_name(c.dtype);
+    const std::string name =
+        "Transpose " + shape_str(c.x) + " perm " + shape_str(c.perm) + " " + dtype_name(c.dtype);
     std::map<std::string, Attribute> attrs;
     if (!c.perm.empty()) attrs["perm"] = attr_ints(c.perm);
     Tensor x = random_tensor(c.dtype, c.x, seed++);

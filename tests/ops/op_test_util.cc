@@ -168,22 +168,29 @@ OpRun run_op(const Backend& backend, const std::string& op_type, const std::vect
 
 static double element_as_double(const Tensor& t, int64_t i) {
   switch (t.dtype()) {
-    case DataType::kFloat32: return t.data<float>()[i];
-    case DataType::kFloat64: return t.data<double>()[i];
-    case DataType::kInt64: return static_cast<double>(t.data<int64_t>()[i]);
-    case DataType::kInt32: return t.data<int32_t>()[i];
-    case DataType::kInt8: return t.data<int8_t>()[i];
-    case DataType::kUInt8: return t.data<uint8_t>()[i];
-    case DataType::kBool: return t.data<bool>()[i] ? 1 : 0;
-    default: throw std::runtime_error("max_abs_diff: unsupported dtype");
+    case DataType::kFloat32:
+      return t.data<float>()[i];
+    case DataType::kFloat64:
+      return t.data<double>()[i];
+    case DataType::kInt64:
+      return static_cast<double>(t.data<int64_t>()[i]);
+    case DataType::kInt32:
+      return t.data<int32_t>()[i];
+    case DataType::kInt8:
+      return t.data<int8_t>()[i];
+    case DataType::kUInt8:
+      return t.data<uint8_t>()[i];
+    case DataType::kBool:
+      return t.data<bool>()[i] ? 1 : 0;
+    default:
+      throw std::runtime_error("max_abs_diff: unsupported dtype");
   }
 }
 
 double max_abs_diff(const Tensor& a, const Tensor& b) {
   if (a.dtype() != b.dtype() || a.shape() != b.shape())
-    throw std::runtime_error("max_abs_diff: " + shape_str(a.shape()) + " " +
-                             dtype_name(a.dtype()) + " vs " + shape_str(b.shape()) + " " +
-                             dtype_name(b.dtype()));
+    throw std::runtime_error("max_abs_diff: " + shape_str(a.shape()) + " " + dtype_name(a.dtype()) +
+                             " vs " + shape_str(b.shape()) + " " + dtype_name(b.dtype()));
   double worst = 0;
   for (int64_t i = 0; i < a.numel(); ++i) {
     double x = element_as_double(a, i), y = element_as_double(b, i);

@@ -1,4 +1,6 @@
 // Model + session: symbolic batch, shape sub-graph folding, resize, memory reuse, stats.
+#include "tandem/model.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -8,7 +10,6 @@
 #include <filesystem>
 
 #include "onnx_builder.h"
-#include "tandem/model.h"
 
 namespace tandem {
 namespace {
@@ -102,7 +103,7 @@ TEST(Model, MemoryIsReusedAlongAChain) {
   const RunStats& s = m.last_stats();
   // The CPU backend's Relu runs in place over the Neg before it: 4 buffers are requested, not 7.
   EXPECT_EQ(s.unplanned_bytes, 4u * 64 * 64 * 4);
-  EXPECT_LE(s.arena_bytes, 2u * 64 * 64 * 4);  // a chain needs two buffers
+  EXPECT_LE(s.arena_bytes, 2u * 64 * 64 * 4);             // a chain needs two buffers
   EXPECT_GE(s.peak_bytes, s.arena_bytes + 64u * 64 * 4);  // plus the owned output
 }
 
@@ -199,8 +200,8 @@ TEST(Model, ValueDependentShapesAreInferredAtRunTime) {
   EXPECT_THROW(m.predict({x, Tensor::from_vector(DataType::kInt64, {2}, std::vector<int64_t>{5, 5},
                                                  "shape")}),
                Error);
-  EXPECT_NO_THROW(m.predict({x, Tensor::from_vector(DataType::kInt64, {2},
-                                                    std::vector<int64_t>{6, 2}, "shape")}));
+  EXPECT_NO_THROW(m.predict(
+      {x, Tensor::from_vector(DataType::kInt64, {2}, std::vector<int64_t>{6, 2}, "shape")}));
 }
 
 // Weights over 2 GB live in external data files; the loader must read them whole.
@@ -232,7 +233,8 @@ TEST(LargeModel, ExternalDataOver2GB) {
   testing::add_int_attr(gather, "axis", 0);
   Model m = Model::build_from_file(b.save(dir));
   EXPECT_EQ(m.parameter_count(), n);
-  auto out = m.predict({Tensor::from_vector(DataType::kInt64, {1}, std::vector<int64_t>{n - 1}, "idx")});
+  auto out =
+      m.predict({Tensor::from_vector(DataType::kInt64, {1}, std::vector<int64_t>{n - 1}, "idx")});
   EXPECT_FLOAT_EQ(out[0].data<float>()[0], 42.5f);
   out = m.predict({Tensor::from_vector(DataType::kInt64, {1}, std::vector<int64_t>{7}, "idx")});
   EXPECT_FLOAT_EQ(out[0].data<float>()[0], 0.f);
@@ -264,8 +266,8 @@ TEST(Model, PredictIntoWritesTheCallersBuffers) {
     EXPECT_FLOAT_EQ(x_again[i], i - 3.f);
   }
   std::vector<float> small(3);
-  EXPECT_THROW(m.predict_into({x}, {Tensor::borrow(DataType::kFloat32, {3}, small.data()), outs[1]}),
-               Error);
+  EXPECT_THROW(
+      m.predict_into({x}, {Tensor::borrow(DataType::kFloat32, {3}, small.data()), outs[1]}), Error);
   EXPECT_THROW(m.predict_into({x}, {outs[0]}), Error);
 }
 

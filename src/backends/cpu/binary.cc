@@ -41,8 +41,8 @@ struct DivOp {
 struct BroadcastPlan {
   std::vector<int64_t> dims;
   std::vector<int64_t> a_stride, b_stride;
-  int64_t inner = 1;   // dims[0]
-  int64_t outer = 1;   // product of the other dims
+  int64_t inner = 1;  // dims[0]
+  int64_t outer = 1;  // product of the other dims
 };
 
 BroadcastPlan make_plan(const Shape& as, const Shape& bs, const Shape& ys) {
@@ -170,9 +170,8 @@ class BinaryKernel : public Kernel {
       run_range<Op>(p, ad, bd, yd, 0, p.outer);
       return;
     }
-    ctx.pool.parallel_for(p.outer, [&](int64_t begin, int64_t end) {
-      run_range<Op>(p, ad, bd, yd, begin, end);
-    });
+    ctx.pool.parallel_for(
+        p.outer, [&](int64_t begin, int64_t end) { run_range<Op>(p, ad, bd, yd, begin, end); });
   }
 
  private:

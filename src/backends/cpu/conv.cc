@@ -82,7 +82,6 @@ bool activation_post_ops(const FusedActivation& act, dnnl::post_ops& ops) {
   return false;
 }
 
-
 // One prepared convolution for one set of input shapes.
 struct ConvPlan {
   bool use_reference = false;  // oneDNN could not build a primitive for it

@@ -46,7 +46,8 @@ void execute_src_dst(const KernelContext& ctx, const dnnl::primitive& prim,
 }
 
 void set_threads(int threads, int64_t work) {
-  if (work > 0) threads = static_cast<int>(std::clamp<int64_t>(work / ThreadPool::kGrain, 1, threads));
+  if (work > 0)
+    threads = static_cast<int>(std::clamp<int64_t>(work / ThreadPool::kGrain, 1, threads));
   if (threads > 0) omp_set_num_threads(threads);  // the calling thread's ICV only; cheap
 }
 
@@ -63,7 +64,8 @@ class ZeroingReferenceKernel : public Kernel {
       if (!t || !t->nbytes()) continue;
       // An output computed in place over an input keeps that input's values.
       bool aliases_input = false;
-      for (const Tensor* in : inputs) aliases_input = aliases_input || (in && in->raw() == t->raw());
+      for (const Tensor* in : inputs)
+        aliases_input = aliases_input || (in && in->raw() == t->raw());
       if (!aliases_input) std::memset(t->raw(), 0, t->nbytes());
     }
     ref_->compute(ctx, inputs, outputs);

@@ -7,6 +7,8 @@
 // weight). Nearest mode is then a gather (one row, one column tap of weight 1: values are copied
 // exactly); linear and cubic sum their taps in float. Outputs that tf_crop_and_resize puts
 // outside the input run on the reference kernel.
+#include "ops/resize.h"
+
 #include <map>
 #include <mutex>
 #include <vector>
@@ -14,7 +16,6 @@
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/dnnl_util.h"
 #include "core/error.h"
-#include "ops/resize.h"
 
 namespace tandem::cpu {
 

@@ -41,42 +41,45 @@ RowView row_view(const Node& node, const Shape& shape) {
 
 template <typename T>
 void softmax_rows(const KernelContext& ctx, Mode mode, const RowView& v, const T* x, T* y) {
-  ctx.pool.parallel_for(v.outer * v.inner, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      int64_t o = r / v.inner, in = r % v.inner;
-      const T* xr = x + o * v.n * v.inner + in;
-      T* yr = y + o * v.n * v.inner + in;
-      const int64_t s = v.inner;
-      if (v.n == 0) continue;
-      // Subtracting the row max keeps exp() from overflowing.
-      int64_t arg = 0;
-      T mx = xr[0];
-      for (int64_t i = 1; i < v.n; ++i) {
-        if (xr[i * s] > mx) {
-          mx = xr[i * s];
-          arg = i;
+  ctx.pool.parallel_for(
+      v.outer * v.inner,
+      [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r) {
+          int64_t o = r / v.inner, in = r % v.inner;
+          const T* xr = x + o * v.n * v.inner + in;
+          T* yr = y + o * v.n * v.inner + in;
+          const int64_t s = v.inner;
+          if (v.n == 0) continue;
+          // Subtracting the row max keeps exp() from overflowing.
+          int64_t arg = 0;
+          T mx = xr[0];
+          for (int64_t i = 1; i < v.n; ++i) {
+            if (xr[i * s] > mx) {
+              mx = xr[i * s];
+              arg = i;
+            }
+          }
+          if (mode == Mode::kHardmax) {
+            for (int64_t i = 0; i < v.n; ++i) yr[i * s] = T(i == arg ? 1 : 0);
+            continue;
+          }
+          // exp() in T (each value once), the sum in double.
+          double sum = 0;
+          for (int64_t i = 0; i < v.n; ++i) {
+            T e = std::exp(xr[i * s] - mx);
+            sum += static_cast<double>(e);
+            if (mode == Mode::kSoftmax) yr[i * s] = e;
+          }
+          if (mode == Mode::kSoftmax) {
+            const T inv = static_cast<T>(1.0 / sum);
+            for (int64_t i = 0; i < v.n; ++i) yr[i * s] *= inv;
+          } else {
+            const T lse = static_cast<T>(std::log(sum));
+            for (int64_t i = 0; i < v.n; ++i) yr[i * s] = (xr[i * s] - mx) - lse;
+          }
         }
-      }
-      if (mode == Mode::kHardmax) {
-        for (int64_t i = 0; i < v.n; ++i) yr[i * s] = T(i == arg ? 1 : 0);
-        continue;
-      }
-      // exp() in T (each value once), the sum in double.
-      double sum = 0;
-      for (int64_t i = 0; i < v.n; ++i) {
-        T e = std::exp(xr[i * s] - mx);
-        sum += static_cast<double>(e);
-        if (mode == Mode::kSoftmax) yr[i * s] = e;
-      }
-      if (mode == Mode::kSoftmax) {
-        const T inv = static_cast<T>(1.0 / sum);
-        for (int64_t i = 0; i < v.n; ++i) yr[i * s] *= inv;
-      } else {
-        const T lse = static_cast<T>(std::log(sum));
-        for (int64_t i = 0; i < v.n; ++i) yr[i * s] = (xr[i * s] - mx) - lse;
-      }
-    }
-  }, v.n * 4);
+      },
+      v.n * 4);
 }
 
 template <Mode kMode>

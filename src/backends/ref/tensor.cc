@@ -12,11 +12,11 @@
 #include <vector>
 
 #include "backends/backend.h"
-#include "backends/ref/strided_copy.h"
 #include "backends/ref/dispatch.h"
+#include "backends/ref/strided_copy.h"
 #include "core/error.h"
-#include "ops/einsum.h"
 #include "core/half.h"
+#include "ops/einsum.h"
 #include "ops/shape_utils.h"
 
 namespace tandem {
@@ -50,7 +50,6 @@ int64_t checked_index(int64_t i, int64_t dim, const Node& node, const char* what
           node.describe(), what, i, dim);
   return i < 0 ? i + dim : i;
 }
-
 
 // ---- Transpose, Concat, Split, Slice
 
@@ -327,18 +326,21 @@ void tile_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
   int64_t in_last = x.dim(r - 1), out_last = y.dim(r - 1);
   int64_t rows = y.numel() / out_last;
   std::vector<int64_t> xs = contiguous_strides(x.shape());
-  ctx.pool.parallel_for(rows, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      int64_t off = 0;
-      for (int64_t rem = row, d = static_cast<int64_t>(r) - 2; d >= 0; --d) {
-        off += (rem % y.dim(d)) % x.dim(d) * xs[d];
-        rem /= y.dim(d);
-      }
-      for (int64_t j = 0; j < out_last; j += in_last)
-        std::memcpy(bytes(y) + (row * out_last + j) * es, bytes(x) + off * es,
-                    static_cast<size_t>(in_last * es));
-    }
-  }, out_last);
+  ctx.pool.parallel_for(
+      rows,
+      [&](int64_t begin, int64_t end) {
+        for (int64_t row = begin; row < end; ++row) {
+          int64_t off = 0;
+          for (int64_t rem = row, d = static_cast<int64_t>(r) - 2; d >= 0; --d) {
+            off += (rem % y.dim(d)) % x.dim(d) * xs[d];
+            rem /= y.dim(d);
+          }
+          for (int64_t j = 0; j < out_last; j += in_last)
+            std::memcpy(bytes(y) + (row * out_last + j) * es, bytes(x) + off * es,
+                        static_cast<size_t>(in_last * es));
+        }
+      },
+      out_last);
 }
 
 // The bytes of `v` converted to dtype dt (for Pad's constant).
@@ -421,24 +423,27 @@ void pad_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
   std::vector<int64_t> xs = contiguous_strides(x.shape());
   int64_t out_last = y.dim(rank - 1);
   int64_t rows = y.numel() / out_last;
-  ctx.pool.parallel_for(rows, [&](int64_t row_begin, int64_t row_end) {
-    for (int64_t row = row_begin; row < row_end; ++row) {
-      int64_t off = 0;
-      bool inside = true;
-      for (int64_t rem = row, d = rank - 2; d >= 0; --d) {
-        int64_t i = src[d][rem % y.dim(d)];
-        rem /= y.dim(d);
-        if (i < 0) inside = false;
-        off += i * xs[d];
-      }
-      uint8_t* out = bytes(y) + row * out_last * es;
-      for (int64_t j = 0; j < out_last; ++j) {
-        int64_t i = src[rank - 1][j];
-        const uint8_t* from = inside && i >= 0 ? bytes(x) + (off + i) * es : value.data();
-        std::memcpy(out + j * es, from, static_cast<size_t>(es));
-      }
-    }
-  }, out_last);
+  ctx.pool.parallel_for(
+      rows,
+      [&](int64_t row_begin, int64_t row_end) {
+        for (int64_t row = row_begin; row < row_end; ++row) {
+          int64_t off = 0;
+          bool inside = true;
+          for (int64_t rem = row, d = rank - 2; d >= 0; --d) {
+            int64_t i = src[d][rem % y.dim(d)];
+            rem /= y.dim(d);
+            if (i < 0) inside = false;
+            off += i * xs[d];
+          }
+          uint8_t* out = bytes(y) + row * out_last * es;
+          for (int64_t j = 0; j < out_last; ++j) {
+            int64_t i = src[rank - 1][j];
+            const uint8_t* from = inside && i >= 0 ? bytes(x) + (off + i) * es : value.data();
+            std::memcpy(out + j * es, from, static_cast<size_t>(es));
+          }
+        }
+      },
+      out_last);
 }
 
 // ---- DepthToSpace, SpaceToDepth (strided views of 6-D reshapes)
@@ -645,7 +650,6 @@ void top_k_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
 }
 
 // ---- Einsum: a plain loop over the product of all label ranges.
-
 
 void einsum_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
   const Node& node = ctx.node;

@@ -136,6 +136,8 @@ bool try_fuse(Graph& graph, Node* sm) {
 
 }  // namespace
 
-int fuse_attention(Graph& graph) { return pattern::fuse_until_done(graph, try_fuse); }
+int fuse_attention(Graph& graph) {
+  return pattern::fuse_until_done(graph, try_fuse);
+}
 
 }  // namespace tandem

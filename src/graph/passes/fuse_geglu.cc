@@ -105,6 +105,8 @@ bool try_fuse(Graph& graph, Node* mul) {
 
 }  // namespace
 
-int fuse_geglu(Graph& graph) { return pattern::fuse_until_done(graph, try_fuse); }
+int fuse_geglu(Graph& graph) {
+  return pattern::fuse_until_done(graph, try_fuse);
+}
 
 }  // namespace tandem

@@ -109,6 +109,8 @@ bool try_fuse(Graph& graph, Node* in) {
 
 }  // namespace
 
-int fuse_group_norm(Graph& graph) { return pattern::fuse_until_done(graph, try_fuse); }
+int fuse_group_norm(Graph& graph) {
+  return pattern::fuse_until_done(graph, try_fuse);
+}
 
 }  // namespace tandem

@@ -52,6 +52,8 @@ bool try_fuse(Graph& graph, Node* mm) {
 
 }  // namespace
 
-int fuse_matmul_bias(Graph& graph) { return pattern::fuse_until_done(graph, try_fuse); }
+int fuse_matmul_bias(Graph& graph) {
+  return pattern::fuse_until_done(graph, try_fuse);
+}
 
 }  // namespace tandem
