@@ -1,7 +1,8 @@
-// The CPU backend's Gelu (ONNX opset 20 and the fused com.tandem one fuse_gelu.cc makes) and the
-// fused GeGLU (a * gelu(g) over the two halves of the last dim): hand-written vector loops
-// (simd.h), float32, approximate = "none" (erf) or "tanh". Other dtypes, and GeGLU over an odd
-// last dim, run on the reference kernel.
+// The CPU backend's Erf (float32) and Gelu (ONNX opset 20 and the fused com.tandem one fuse_gelu.cc
+// makes) and the fused GeGLU (a * gelu(g) over the two halves of the last dim): hand-written vector
+// loops (simd.h), float32, approximate = "none" (erf) or "tanh". Other dtypes, and GeGLU over an
+// odd last dim, run on the reference kernel.
+#include <algorithm>
 #include <memory>
 #include <string>
 
@@ -65,6 +66,45 @@ TANDEM_SIMD_INLINE void geglu_rows_body(const float* x, float* y, int64_t rows, 
 }
 TANDEM_SIMD_DISPATCH(geglu_rows, (const float* x, float* y, int64_t rows, int64_t half, bool tanh),
                      (x, y, rows, half, tanh))
+
+// erf(x) over [0, n): ONNX's Erf. simd::erf keeps NaN and gives +-1 at +-inf.
+template <class V>
+TANDEM_SIMD_INLINE void erf_loop_body(const float* x, float* y, int64_t n) {
+  constexpr int64_t W = sv::lanes<V>;
+  int64_t i = 0;
+  for (; i + W <= n; i += W) sv::store(y + i, sv::erf(sv::load<V>(x + i)));
+  if (i < n) sv::store_partial(y + i, sv::erf(sv::load_partial<V>(x + i, n - i)), n - i);
+}
+TANDEM_SIMD_DISPATCH(erf_loop, (const float* x, float* y, int64_t n), (x, y, n))
+
+class ErfKernel : public Kernel {
+ public:
+  explicit ErfKernel(const Node& node) : ref_(make_reference_kernel(node)) {}
+
+  void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+               std::span<Tensor* const> outputs) override {
+    const Tensor* x = inputs[0];
+    Tensor* y = outputs[0];
+    if (x->dtype() != DataType::kFloat32 || y->dtype() != DataType::kFloat32 ||
+        x->numel() != y->numel()) {
+      note_reference_fallback();
+      ref_->compute(ctx, inputs, outputs);
+      return;
+    }
+    const float* xd = x->data<float>();
+    float* yd = y->data<float>();
+    constexpr int64_t kChunk = 4096;
+    const int64_t n = x->numel();
+    parallel_for_work(ctx, (n + kChunk - 1) / kChunk, 6.0 * kChunk,
+                      [&](int64_t begin, int64_t end) {
+                        const int64_t lo = begin * kChunk, hi = std::min(n, end * kChunk);
+                        erf_loop(xd + lo, yd + lo, hi - lo);
+                      });
+  }
+
+ private:
+  std::unique_ptr<Kernel> ref_;
+};
 
 class GeluKernel : public Kernel {
  public:
@@ -137,6 +177,10 @@ std::unique_ptr<Kernel> make_gelu(const Node& node) {
 }  // namespace
 
 void register_gelu_kernels(KernelRegistry& r) {
+  r.add("Erf", [](const Node& node) -> std::unique_ptr<Kernel> {
+    if (!node.has_input(0) || known_not_float32(node.inputs[0])) return nullptr;
+    return std::make_unique<ErfKernel>(node);
+  });
   r.add("Gelu", make_gelu);
   r.add("Gelu", make_gelu, kFusedDomain);
   r.add(
