@@ -78,6 +78,28 @@ void conv_pads(const ConvAttrs& a, const Shape& x, const Shape& y, std::vector<i
   }
 }
 
+std::vector<int64_t> conv_transpose_pad_begins(const Node& node, const ConvAttrs& a, const Shape& x,
+                                               const Shape& y) {
+  const size_t n = x.size() - 2;
+  const std::vector<int64_t> out_pad =
+      node.attr_ints_or("output_padding", std::vector<int64_t>(n, 0));
+  const bool derived =
+      node.has_attr("output_shape") || a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER";
+  std::vector<int64_t> begin(n, 0);
+  for (size_t i = 0; i < n; ++i) {
+    if (derived) {
+      const int64_t k_eff = (a.kernel[i] - 1) * a.dilations[i] + 1;
+      const int64_t op = i < out_pad.size() ? out_pad[i] : 0;
+      const int64_t total =
+          std::max<int64_t>(0, a.strides[i] * (x[i + 2] - 1) + op + k_eff - y[i + 2]);
+      begin[i] = a.auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+    } else if (a.auto_pad == "NOTSET") {
+      begin[i] = a.pads[i];
+    }
+  }
+  return begin;
+}
+
 Shape conv_output_shape(const Node& node, const Shape& x, const Shape& w) {
   ConvAttrs a = read_conv_attrs(node, x, w);
   const size_t n = x.size() - 2;

@@ -32,4 +32,12 @@ Shape conv_output_shape(const Node& node, const Shape& x, const Shape& w);
 void conv_pads(const ConvAttrs& a, const Shape& x, const Shape& y, std::vector<int64_t>& begin,
                std::vector<int64_t>& end);
 
+// The begin pads of every spatial axis of a ConvTranspose with input shape `x` and output shape
+// `y` (as infer_conv_transpose gives it): the explicit pads (none for VALID), or, when the output
+// size is given (output_shape) or derived (SAME_*), the total padding it implies, split with the
+// smaller half first for SAME_UPPER and the larger half first otherwise. A negative total (more
+// output than the input covers) counts as 0: the extra output is at the end, like output_padding.
+std::vector<int64_t> conv_transpose_pad_begins(const Node& node, const ConvAttrs& a,
+                                               const Shape& x, const Shape& y);
+
 }  // namespace tandem

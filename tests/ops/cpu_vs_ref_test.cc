@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <iostream>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -419,11 +421,12 @@ TEST(CpuVsRef, EltwiseTable) {
       {"Abs", {129}},
       {"HardSwish", {2, 5, 9}, {}, 6.0f},
       {"Softplus", {4, 13}, {}, 30.0f},
-      // Declined: float64, int32; Erf (no oneDNN eltwise), Log (oneDNN's is not exact enough).
+      // Erf: a vector loop (gelu.cc); see ErfTable for its special values.
+      {"Erf", {3, 4}},
+      // Declined: float64, int32; Log (oneDNN's is not exact enough).
       {"Log", {3, 11}, {}, 10.0f, true, DataType::kFloat32, true},
       {"Sigmoid", {3, 4}, {}, 4.0f, false, DataType::kFloat64, true},
       {"Relu", {3, 4}, {}, 4.0f, false, DataType::kInt32, true},
-      {"Erf", {3, 4}, {}, 4.0f, false, DataType::kFloat32, true},
   };
   Outcome out;
   uint32_t seed = 1700;
@@ -716,6 +719,322 @@ TEST(CpuVsRef, TransposeTable) {
     OpRun cpu = run_op(cpu_backend(), "Transpose", {x}, attrs, 1, 17, {false}, 2, 1);
     std::vector<Tensor> ref = run_ref_op("Transpose", {x}, attrs, 1, 17);
     EXPECT_EQ(max_abs_diff(cpu.outputs[0], ref[0]), 0.0) << name;
+  }
+}
+
+// ---- ConvTranspose ---------------------------------------------------------------------------
+
+struct ConvTransposeCase {
+  std::string name;
+  Shape x, w;  // W: [C_in, C_out / group, kH, kW]
+  bool bias = false;
+  int64_t group = 1;
+  std::vector<int64_t> strides, dilations, pads, output_padding, output_shape;
+  std::string auto_pad;
+  bool const_w = true;
+  int64_t fallbacks = 0;  // compute calls (of 2) meant for the reference kernel
+  DataType dtype = DataType::kFloat32;
+  bool expect_declined = false;
+};
+
+TEST(CpuVsRef, ConvTransposeTable) {
+  const std::vector<ConvTransposeCase> cases = {
+      {"3x3 stride 1 bias", {1, 3, 5, 5}, {3, 4, 3, 3}, true},
+      {"stride 2 pads 1 output_padding 1",
+       {1, 4, 7, 5},
+       {4, 3, 3, 3},
+       true,
+       1,
+       {2, 2},
+       {},
+       {1, 1, 1, 1},
+       {1, 1}},
+      {"stride 3 batch 2 odd no bias", {2, 3, 5, 4}, {3, 2, 3, 2}, false, 1, {3, 3}},
+      {"stride 3 output_padding 2x1 asymmetric pads",
+       {1, 2, 4, 5},
+       {2, 3, 4, 4},
+       true,
+       1,
+       {3, 3},
+       {},
+       {2, 1, 2, 2},
+       {2, 1}},
+      {"group 2", {1, 4, 6, 6}, {4, 3, 3, 3}, true, 2},
+      {"group 3 strides 2x1 asymmetric pads",
+       {1, 6, 7, 5},
+       {6, 2, 3, 3},
+       true,
+       3,
+       {2, 1},
+       {},
+       {0, 1, 2, 0}},
+      {"depthwise stride 2 batch 2", {2, 8, 5, 7}, {8, 1, 4, 4}, true, 8, {2, 2}, {}, {1, 1, 1, 1}},
+      {"depthwise multiplier 2", {1, 4, 5, 5}, {4, 2, 3, 3}, false, 4},
+      {"dilation 2 pads", {1, 3, 6, 5}, {3, 4, 3, 3}, true, 1, {}, {2, 2}, {1, 2, 1, 0}},
+      {"dilation 2x3 stride 2 batch 2", {2, 3, 5, 4}, {3, 2, 2, 3}, false, 1, {2, 2}, {2, 3}},
+      {"SAME_UPPER stride 2",
+       {1, 3, 5, 4},
+       {3, 4, 3, 3},
+       true,
+       1,
+       {2, 2},
+       {},
+       {},
+       {},
+       {},
+       "SAME_UPPER"},
+      {"SAME_LOWER stride 2 even kernel",
+       {1, 3, 5, 4},
+       {3, 4, 4, 4},
+       false,
+       1,
+       {2, 2},
+       {},
+       {},
+       {},
+       {},
+       "SAME_LOWER"},
+      {"SAME_UPPER stride 3",
+       {1, 2, 3, 5},
+       {2, 2, 4, 4},
+       true,
+       1,
+       {3, 3},
+       {},
+       {},
+       {},
+       {},
+       "SAME_UPPER"},
+      {"VALID stride 2", {1, 2, 4, 3}, {2, 3, 3, 3}, true, 1, {2, 2}, {}, {}, {}, {}, "VALID"},
+      {"output_shape spatial", {1, 3, 5, 5}, {3, 2, 3, 3}, true, 1, {2, 2}, {}, {}, {}, {10, 10}},
+      {"output_shape full",
+       {1, 3, 5, 5},
+       {3, 2, 3, 3},
+       false,
+       1,
+       {2, 2},
+       {},
+       {},
+       {},
+       {1, 2, 11, 9}},
+      {"1x1 stride 2", {1, 8, 4, 4}, {8, 5, 1, 1}, true, 1, {2, 2}},
+      {"32->16 channels 4x4 stride 2 pad 1",
+       {1, 32, 9, 9},
+       {32, 16, 4, 4},
+       true,
+       1,
+       {2, 2},
+       {},
+       {1, 1, 1, 1}},
+      {"W not constant",
+       {2, 3, 6, 6},
+       {3, 4, 3, 3},
+       true,
+       1,
+       {2, 2},
+       {},
+       {1, 1, 1, 1},
+       {},
+       {},
+       "",
+       false},
+      {"depthwise W not constant",
+       {1, 6, 5, 5},
+       {6, 1, 3, 3},
+       true,
+       6,
+       {2, 2},
+       {},
+       {},
+       {},
+       {},
+       "",
+       false},
+      // Output beyond what oneDNN's deconvolution produces: the kernel hands both calls over.
+      {"output_padding beyond the end pads",
+       {1, 2, 4, 4},
+       {2, 3, 3, 3},
+       true,
+       1,
+       {2, 2},
+       {},
+       {},
+       {1, 1},
+       {},
+       "",
+       true,
+       2},
+      {"SAME_UPPER stride 3 beyond the input",
+       {1, 2, 3, 5},
+       {2, 2, 2, 3},
+       true,
+       1,
+       {3, 3},
+       {},
+       {},
+       {},
+       {},
+       "SAME_UPPER",
+       true,
+       2},
+      {"output_shape beyond the input",
+       {1, 2, 3, 3},
+       {2, 2, 3, 3},
+       true,
+       1,
+       {2, 2},
+       {},
+       {},
+       {},
+       {9, 9},
+       "",
+       true,
+       2},
+      // Declined: 1-D, float64.
+      {"1-D",
+       {1, 3, 10},
+       {3, 4, 3},
+       true,
+       1,
+       {2},
+       {},
+       {},
+       {},
+       {},
+       "",
+       true,
+       0,
+       DataType::kFloat32,
+       true},
+      {"float64",
+       {1, 3, 5, 5},
+       {3, 4, 3, 3},
+       true,
+       1,
+       {2, 2},
+       {},
+       {},
+       {},
+       {},
+       "",
+       true,
+       0,
+       DataType::kFloat64,
+       true},
+  };
+  Outcome out;
+  uint32_t seed = 7100;
+  for (const ConvTransposeCase& c : cases) {
+    std::map<std::string, Attribute> attrs;
+    if (c.group != 1) attrs["group"] = attr_int(c.group);
+    if (!c.strides.empty()) attrs["strides"] = attr_ints(c.strides);
+    if (!c.dilations.empty()) attrs["dilations"] = attr_ints(c.dilations);
+    if (!c.pads.empty()) attrs["pads"] = attr_ints(c.pads);
+    if (!c.output_padding.empty()) attrs["output_padding"] = attr_ints(c.output_padding);
+    if (!c.output_shape.empty()) attrs["output_shape"] = attr_ints(c.output_shape);
+    if (!c.auto_pad.empty()) attrs["auto_pad"] = attr_string(c.auto_pad);
+    std::vector<Tensor> inputs{random_tensor(c.dtype, c.x, seed++),
+                               random_tensor(c.dtype, c.w, seed++)};
+    if (c.bias) inputs.push_back(random_tensor(c.dtype, {c.w[1] * c.group}, seed++));
+    const bool declined = compare("ConvTranspose " + c.name, "ConvTranspose", inputs, attrs,
+                                  {false, c.const_w, true}, 2, 17, c.fallbacks);
+    EXPECT_EQ(declined, c.expect_declined) << "ConvTranspose " << c.name;
+    ++out.cases;
+    out.declined += declined;
+  }
+  std::cout << "[ cpu-vs-ref ] ConvTranspose: " << out.cases << " cases, " << out.declined
+            << " declined by the CPU backend\n";
+}
+
+// ---- Concat ----------------------------------------------------------------------------------
+
+// A tensor of random bytes (any dtype of fixed size; float bit patterns may be NaN, which the
+// byte comparison of ConcatTable does not mind).
+Tensor random_bytes(DataType dt, const Shape& s, uint32_t seed) {
+  std::mt19937 gen(seed);
+  Tensor t(dt, s);
+  auto* p = static_cast<unsigned char*>(t.raw());
+  for (size_t i = 0; i < t.nbytes(); ++i) p[i] = static_cast<unsigned char>(gen());
+  if (dt == DataType::kBool)
+    for (size_t i = 0; i < t.nbytes(); ++i) p[i] &= 1;
+  return t;
+}
+
+TEST(CpuVsRef, ConcatTable) {
+  struct Case {
+    std::vector<Shape> inputs;
+    int64_t axis;
+    DataType dtype = DataType::kFloat32;
+  };
+  const std::vector<Case> cases = {
+      {{{2, 3}, {1, 3}, {4, 3}}, 0},
+      {{{4, 5}}, 1},  // one input
+      {{{2, 3, 4}, {2, 5, 4}}, 1, DataType::kInt64},
+      {{{2, 3, 4}, {2, 3, 1}, {2, 3, 7}, {2, 3, 2}}, 2, DataType::kUInt8},
+      {{{3, 5}, {3, 2}}, -1, DataType::kFloat16},
+      {{{2, 3, 4}, {2, 1, 4}}, -2, DataType::kInt64},
+      {{{2, 0, 3}, {2, 4, 3}, {2, 1, 3}}, 1, DataType::kFloat16},  // an empty input
+      {{{5}, {0}, {3}}, 0, DataType::kInt8},
+      {{{2, 2}, {2, 3}}, 1, DataType::kBool},
+      {{{1, 3, 2, 5}, {1, 3, 2, 5}, {1, 3, 2, 5}}, -4, DataType::kInt32},
+      {{{2, 3, 3, 5}, {2, 3, 1, 5}}, 2, DataType::kFloat64},
+      {{{64, 100, 33}, {64, 50, 33}}, 1},  // large: split over the threads
+      {{{0, 3}, {0, 2}}, 1},               // an empty output
+  };
+  uint32_t seed = 8100;
+  for (const Case& c : cases) {
+    std::string name = "Concat axis " + std::to_string(c.axis) + " " + dtype_name(c.dtype);
+    std::vector<Tensor> inputs;
+    for (const Shape& s : c.inputs) {
+      inputs.push_back(random_bytes(c.dtype, s, seed++));
+      name += " " + shape_str(s);
+    }
+    SCOPED_TRACE(name);
+    const std::map<std::string, Attribute> attrs{{"axis", attr_int(c.axis)}};
+    const int64_t fallbacks_before = cpu::reference_fallbacks();
+    OpRun cpu = run_op(cpu_backend(), "Concat", inputs, attrs, 1, 17, {}, 2, 2);
+    std::vector<Tensor> ref = run_ref_op("Concat", inputs, attrs, 1, 17);
+    EXPECT_EQ(cpu.backend, "cpu");
+    EXPECT_EQ(cpu::reference_fallbacks() - fallbacks_before, 0);
+    ASSERT_EQ(cpu.outputs[0].shape(), ref[0].shape());
+    ASSERT_EQ(cpu.outputs[0].nbytes(), ref[0].nbytes());
+    EXPECT_TRUE(ref[0].nbytes() == 0 ||
+                std::memcmp(cpu.outputs[0].raw(), ref[0].raw(), ref[0].nbytes()) == 0);
+  }
+}
+
+// ---- Erf -------------------------------------------------------------------------------------
+
+TEST(CpuVsRef, ErfTable) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> special = {0.0f,  -0.0f, inf,    -inf,  nan,    1e-30f, -1e-8f, 0.5f,
+                                      -0.5f, 1.0f,  -2.0f,  3.9f,  -3.9f,  5.0f,   -5.0f,  10.0f,
+                                      -10.f, 1e30f, -1e30f, 3e38f, -3e38f, 0.1f,   -nan};
+  std::vector<Tensor> xs;
+  for (size_t n : {special.size(), size_t{1}, size_t{16}}) {  // a tail, one, whole vectors
+    Tensor t(DataType::kFloat32, {static_cast<int64_t>(n)});
+    for (size_t i = 0; i < n; ++i) t.data<float>()[i] = special[i % special.size()];
+    xs.push_back(std::move(t));
+  }
+  uint32_t seed = 9100;
+  for (const Shape& s : std::vector<Shape>{{3, 4}, {2, 3, 5, 7}, {}, {0}, {5000}, {3, 4099}})
+    xs.push_back(scaled(random_tensor(DataType::kFloat32, s, seed++), 4.0f));
+  for (const Tensor& x : xs) {
+    const std::string name = "Erf " + shape_str(x.shape());
+    EXPECT_FALSE(compare(name, "Erf", {x}, {}, {false})) << name;
+    // The special values exactly: erf(+-inf) = +-1, NaN stays NaN, erf(0) = 0 to 1e-6.
+    OpRun cpu = run_op(cpu_backend(), "Erf", {x}, {}, 1, 17, {false}, 2, 1);
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      const float v = x.data<float>()[i], y = cpu.outputs[0].data<float>()[i];
+      if (std::isnan(v)) {
+        EXPECT_TRUE(std::isnan(y)) << name << " at " << i;
+      } else if (std::isinf(v) || std::abs(v) > 10) {
+        EXPECT_EQ(y, v > 0 ? 1.0f : -1.0f) << name << " at " << i;
+      } else if (v == 0) {
+        EXPECT_LE(std::abs(y), 1e-6f) << name << " at " << i;
+      }
+    }
   }
 }
 

@@ -11,6 +11,8 @@ class CpuBackend : public Backend {
  public:
   CpuBackend() {
     cpu::register_conv_kernels(kernels_);
+    cpu::register_conv_transpose_kernels(kernels_);
+    cpu::register_concat_kernels(kernels_);
     cpu::register_matmul_kernels(kernels_);
     cpu::register_softmax_kernels(kernels_);
     cpu::register_eltwise_kernels(kernels_);

@@ -21,8 +21,12 @@ void register_pool_kernels(KernelRegistry& r);       // MaxPool, AveragePool (on
 void register_layout_kernels(KernelRegistry& r);     // ToChannelsLast, ToChannelsFirst
 // InstanceNormalization, LayerNormalization, fused GroupNorm (vector loops)
 void register_normalization_kernels(KernelRegistry& r);
-void register_gelu_kernels(KernelRegistry& r);       // Gelu, fused Gelu (vector loops)
+void register_gelu_kernels(KernelRegistry& r);       // Erf, Gelu, fused Gelu (vector loops)
 void register_attention_kernels(KernelRegistry& r);  // fused Attention (vector loops)
+// ConvTranspose (oneDNN deconvolution)
+void register_conv_transpose_kernels(KernelRegistry& r);
+// Concat (one memcpy per outer index and input)
+void register_concat_kernels(KernelRegistry& r);
 
 // How many compute calls CPU kernels have handed to their reference kernel so far (tensors the
 // fast path does not handle, seen only at run time), over the whole process. For tests and

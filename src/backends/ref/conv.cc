@@ -177,27 +177,11 @@ void conv_transpose(const KernelContext& ctx, std::span<const Tensor* const> inp
                node.describe(), shape_str(x.shape()), shape_str(w.shape()), g.group);
 
   // Begin pads: explicit, or split from the total padding implied by the output size when the
-  // size is given (output_shape) or derived (SAME_*). The ONNX rule: SAME_UPPER puts the smaller
-  // half first, anything else the larger half.
+  // size is given (output_shape) or derived (SAME_*); the rule is shared with the CPU backend.
   const size_t n = x.rank() - 2, off = 3 - n;
-  const std::string auto_pad = node.attr_string_or("auto_pad", "NOTSET");
-  std::vector<int64_t> pads = node.attr_ints_or("pads", std::vector<int64_t>(2 * n, 0));
-  std::vector<int64_t> out_pad = node.attr_ints_or("output_padding", std::vector<int64_t>(n, 0));
-  const bool derived =
-      node.has_attr("output_shape") || auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER";
-  for (size_t i = 0; i < n; ++i) {
-    const size_t a = off + i;
-    if (derived) {
-      const int64_t k_eff = (g.kernel[a] - 1) * g.dilation[a] + 1;
-      // A negative total (asked for more output than the input covers) is extra output at the
-      // end, like output_padding.
-      const int64_t total =
-          std::max<int64_t>(0, g.stride[a] * (g.in[a] - 1) + out_pad[i] + k_eff - g.out[a]);
-      g.pad_begin[a] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
-    } else if (auto_pad == "NOTSET") {
-      g.pad_begin[a] = pads[i];
-    }
-  }
+  const std::vector<int64_t> begins = conv_transpose_pad_begins(
+      node, read_conv_attrs(node, x.shape(), w.shape()), x.shape(), y.shape());
+  for (size_t i = 0; i < n; ++i) g.pad_begin[off + i] = begins[i];
 
   const int64_t in_ch_per_group = g.in_channels / g.group;
   const int64_t out_ch_per_group = g.out_channels / g.group;
