@@ -364,7 +364,7 @@ class ConvKernel : public Kernel {
       if (!activation_post_ops(act_, ops)) throw dnnl::error(dnnl_unimplemented, "activation");
       dnnl::primitive_attr attr;
       attr.set_post_ops(ops);
-      p.pd = dnnl::convolution_forward::primitive_desc(desc, attr, engine());
+      p.pd = dnnl::convolution_forward::primitive_desc(desc, user_scratchpad(attr), engine());
       p.conv = dnnl::convolution_forward(p.pd);
       p.x_md = same_bytes_or(p.x_md, p.pd.src_desc());
       p.y_md = same_bytes_or(p.y_md, p.pd.dst_desc());
@@ -407,6 +407,7 @@ class ConvKernel : public Kernel {
       }
       if (p.z_mode == ConvPlan::ZMode::kBinary)
         p.args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] = p.z_user;
+      add_scratchpad(p.args, make_scratchpad(p.pd.scratchpad_desc()));
     } catch (const dnnl::error&) {
       // No oneDNN implementation for this geometry: the reference kernel computes it.
       p = ConvPlan{};

@@ -175,7 +175,7 @@ class ConvTransposeKernel : public Kernel {
                                                                strides, dilations, pad_l, pad_r)
                            : dnnl::deconvolution_forward::desc(prop, alg, x_any, w_any, y_any,
                                                                strides, dilations, pad_l, pad_r);
-      p.pd = dnnl::deconvolution_forward::primitive_desc(desc, engine());
+      p.pd = dnnl::deconvolution_forward::primitive_desc(desc, user_scratchpad(), engine());
       p.deconv = dnnl::deconvolution_forward(p.pd);
       if (p.pd.src_desc() != x_md) {
         p.x_mem = memory(p.pd.src_desc(), engine());
@@ -199,6 +199,7 @@ class ConvTransposeKernel : public Kernel {
         p.b_user = memory(b_md, engine(), nullptr);
         p.args[DNNL_ARG_BIAS] = p.b_user;
       }
+      add_scratchpad(p.args, make_scratchpad(p.pd.scratchpad_desc()));
     } catch (const dnnl::error&) {
       p = DeconvPlan{};  // no oneDNN implementation for this geometry
       p.use_reference = true;

@@ -32,13 +32,16 @@ bool known_not_float32(const Value* v) {
 }
 
 void execute_src_dst(const KernelContext& ctx, const dnnl::primitive& prim,
-                     const dnnl::memory::desc& md, const float* src, float* dst, const char* what) {
+                     const dnnl::memory::desc& md, const float* src, float* dst, const char* what,
+                     const dnnl::memory& scratch) {
   set_threads(threads_for(ctx, static_cast<double>(md.get_size() / sizeof(float))));
   dnnl::stream& s = stream();
   try {
     dnnl::memory src_mem(md, engine(), const_cast<float*>(src));
     dnnl::memory dst_mem(md, engine(), dst);
-    prim.execute(s, {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_DST, dst_mem}});
+    std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_DST, dst_mem}};
+    add_scratchpad(args, scratch);
+    prim.execute(s, args);
     s.wait();
   } catch (const dnnl::error& e) {
     raise(ErrorCode::kInternal, "{}: oneDNN {} failed: {}", ctx.node.describe(), what, e.what());
@@ -118,7 +121,25 @@ dnnl::memory::dims to_dims(const Shape& s) {
   return dnnl::memory::dims(s.begin(), s.end());
 }
 
+dnnl::primitive_attr user_scratchpad(dnnl::primitive_attr attr) {
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+dnnl::memory make_scratchpad(const dnnl::memory::desc& md) {
+  if (md.get_size() == 0) return dnnl::memory();
+  return dnnl::memory(md, engine());
+}
+
+void add_scratchpad(std::unordered_map<int, dnnl::memory>& args, const dnnl::memory& scratch) {
+  if (scratch) args[DNNL_ARG_SCRATCHPAD] = scratch;
+}
+
 dnnl::reorder make_reorder(const dnnl::memory::desc& from, const dnnl::memory::desc& to) {
+  // Reorders are run as execute(stream, src, dst), with no room for a scratchpad argument: take a
+  // user-mode reorder that needs none (plain float layouts), else the library's.
+  dnnl::reorder::primitive_desc pd(engine(), from, engine(), to, user_scratchpad());
+  if (pd.scratchpad_desc().get_size() == 0) return dnnl::reorder(pd);
   return dnnl::reorder(dnnl::reorder::primitive_desc(engine(), from, engine(), to));
 }
 

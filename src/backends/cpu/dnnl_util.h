@@ -6,6 +6,7 @@
 #include <memory>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <string>
+#include <unordered_map>
 
 #include "backends/backend.h"
 
@@ -63,8 +64,21 @@ bool known_not_float32(const Value* v);
 // described by `md`, on this thread's stream with the session's thread count. `what` names the
 // primitive in the error raised if oneDNN fails.
 // (It runs on threads_for(ctx, elements of md) threads.)
+// `scratch`: the primitive's scratch memory (make_scratchpad), if it needs one.
 void execute_src_dst(const KernelContext& ctx, const dnnl::primitive& prim,
-                     const dnnl::memory::desc& md, const float* src, float* dst, const char* what);
+                     const dnnl::memory::desc& md, const float* src, float* dst, const char* what,
+                     const dnnl::memory& scratch = dnnl::memory());
+
+// Scratch memory. oneDNN's default ("library") scratchpad is kept per thread and sized when a
+// primitive is created, so a primitive created on one thread and run on another (a Model built
+// on one Python thread and used on another) writes past its end. Every primitive here is created
+// with `user_scratchpad()` (scratchpad_mode::user) and run with its own scratch memory, kept in
+// the kernel's plan (kernels run one call at a time).
+dnnl::primitive_attr user_scratchpad(dnnl::primitive_attr attr = dnnl::primitive_attr());
+// The scratch memory for a primitive descriptor's scratchpad_desc(); an empty handle when it
+// needs none. add_scratchpad puts it into an argument map when there is one.
+dnnl::memory make_scratchpad(const dnnl::memory::desc& md);
+void add_scratchpad(std::unordered_map<int, dnnl::memory>& args, const dnnl::memory& scratch);
 
 // A reorder primitive from layout `from` to layout `to` on engine().
 dnnl::reorder make_reorder(const dnnl::memory::desc& from, const dnnl::memory::desc& to);

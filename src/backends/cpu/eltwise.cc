@@ -34,6 +34,7 @@ struct EltwisePlan {
   bool use_reference = false;  // oneDNN could not build a primitive for it
   memory::desc md;
   dnnl::eltwise_forward prim;
+  memory scratch;  // the primitive's scratchpad (user mode)
 };
 
 class EltwiseKernel : public Kernel {
@@ -68,7 +69,7 @@ class EltwiseKernel : public Kernel {
       ref_->compute(ctx, inputs, outputs);
       return;
     }
-    execute_src_dst(ctx, p.prim, p.md, x->data<float>(), y->data<float>(), "eltwise");
+    execute_src_dst(ctx, p.prim, p.md, x->data<float>(), y->data<float>(), "eltwise", p.scratch);
   }
 
  private:
@@ -80,7 +81,9 @@ class EltwiseKernel : public Kernel {
     try {
       p.md = memory::desc({n}, Dt::f32, memory::format_tag::a);
       dnnl::eltwise_forward::desc d(dnnl::prop_kind::forward_inference, alg_, p.md, alpha_, beta_);
-      p.prim = dnnl::eltwise_forward(dnnl::eltwise_forward::primitive_desc(d, engine()));
+      dnnl::eltwise_forward::primitive_desc pd(d, user_scratchpad(), engine());
+      p.prim = dnnl::eltwise_forward(pd);
+      p.scratch = make_scratchpad(pd.scratchpad_desc());
     } catch (const dnnl::error&) {
       p = EltwisePlan{};
       p.use_reference = true;

@@ -64,6 +64,7 @@ struct MatmulPlan {
   memory b_mem;                            // B in that layout
   bool b_prepacked = false;                // b_mem holds the constant B, reordered once
   std::vector<float> c_buf;                // beta * C expanded, when c_expand
+  memory scratch;                          // the primitive's scratchpad (user mode)
 };
 
 class MatmulKernel : public Kernel {
@@ -135,6 +136,7 @@ class MatmulKernel : public Kernel {
       if (p.pr.has_residual)
         args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] =
             memory(p.pr.residual_md, engine(), const_cast<float*>(residual->data<float>()));
+      add_scratchpad(args, p.scratch);
       p.prim.execute(s, args);
       s.wait();
     } catch (const dnnl::error& e) {
@@ -328,8 +330,9 @@ class MatmulKernel : public Kernel {
       dnnl::matmul::desc desc = p.pr.has_bias
                                     ? dnnl::matmul::desc(p.pr.a_md, b_want, p.pr.bias_md, p.pr.y_md)
                                     : dnnl::matmul::desc(p.pr.a_md, b_want, p.pr.y_md);
-      p.pd = dnnl::matmul::primitive_desc(desc, attr, engine());
+      p.pd = dnnl::matmul::primitive_desc(desc, user_scratchpad(attr), engine());
       p.prim = dnnl::matmul(p.pd);
+      p.scratch = make_scratchpad(p.pd.scratchpad_desc());
       if (p.pd.weights_desc() != p.pr.b_md) {
         p.b_mem = memory(p.pd.weights_desc(), engine());
         p.b_reorder = make_reorder(p.pr.b_md, p.pd.weights_desc());

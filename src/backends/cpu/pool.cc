@@ -39,6 +39,7 @@ struct PoolPlan {
   bool use_reference = false;
   memory::desc x_md, y_md;
   dnnl::pooling_v2_forward prim;
+  memory scratch;  // the primitive's scratchpad (user mode)
 };
 
 Tag plain_tag(size_t rank) {
@@ -77,7 +78,9 @@ class PoolKernel : public Kernel {
     try {
       memory src(p.x_md, engine(), const_cast<float*>(x->data<float>()));
       memory dst(p.y_md, engine(), y->data<float>());
-      p.prim.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
+      std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
+      add_scratchpad(args, p.scratch);
+      p.prim.execute(s, args);
       s.wait();
     } catch (const dnnl::error& e) {
       raise(ErrorCode::kInternal, "{}: oneDNN pooling failed: {}", ctx.node.describe(), e.what());
@@ -148,7 +151,9 @@ class PoolKernel : public Kernel {
                                      : dnnl::algorithm::pooling_avg_exclude_padding;
       dnnl::pooling_v2_forward::desc d(dnnl::prop_kind::forward_inference, alg, p.x_md, p.y_md,
                                        d_strides, d_kernel, d_dilation, pad_l, pad_r);
-      p.prim = dnnl::pooling_v2_forward(dnnl::pooling_v2_forward::primitive_desc(d, engine()));
+      dnnl::pooling_v2_forward::primitive_desc pd(d, user_scratchpad(), engine());
+      p.prim = dnnl::pooling_v2_forward(pd);
+      p.scratch = make_scratchpad(pd.scratchpad_desc());
       p.use_reference = false;
     } catch (const dnnl::error&) {
       p = PoolPlan{};

@@ -29,6 +29,7 @@ struct SoftmaxPlan {
   bool use_reference = false;  // oneDNN could not build a primitive for it
   memory::desc md;
   dnnl::primitive prim;
+  memory scratch;  // the primitive's scratchpad (user mode)
 };
 
 class SoftmaxKernel : public Kernel {
@@ -58,7 +59,7 @@ class SoftmaxKernel : public Kernel {
       ref_->compute(ctx, inputs, outputs);
       return;
     }
-    execute_src_dst(ctx, p.prim, p.md, x->data<float>(), y->data<float>(), "softmax");
+    execute_src_dst(ctx, p.prim, p.md, x->data<float>(), y->data<float>(), "softmax", p.scratch);
   }
 
  private:
@@ -85,10 +86,14 @@ class SoftmaxKernel : public Kernel {
       const auto prop = dnnl::prop_kind::forward_inference;
       if (log_) {
         dnnl::logsoftmax_forward::desc d(prop, p.md, op_axis);
-        p.prim = dnnl::logsoftmax_forward(dnnl::logsoftmax_forward::primitive_desc(d, engine()));
+        dnnl::logsoftmax_forward::primitive_desc pd(d, user_scratchpad(), engine());
+        p.prim = dnnl::logsoftmax_forward(pd);
+        p.scratch = make_scratchpad(pd.scratchpad_desc());
       } else {
         dnnl::softmax_forward::desc d(prop, p.md, op_axis);
-        p.prim = dnnl::softmax_forward(dnnl::softmax_forward::primitive_desc(d, engine()));
+        dnnl::softmax_forward::primitive_desc pd(d, user_scratchpad(), engine());
+        p.prim = dnnl::softmax_forward(pd);
+        p.scratch = make_scratchpad(pd.scratchpad_desc());
       }
     } catch (const dnnl::error&) {
       p = SoftmaxPlan{};
