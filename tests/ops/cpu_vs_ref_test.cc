@@ -255,6 +255,10 @@ TEST(CpuVsRef, MatMulTable) {
       {{64, 128}, {128, 96}},
       {{1, 128}, {128, 1000}},
       {{2, 3}, {3, 1}},
+      // B without batch dims: A's leading dims fold into M (one GEMM), e.g. [seq, batch, dim].
+      {{9, 1, 12}, {12, 7}},
+      {{3, 4, 5, 6}, {1, 1, 6, 5}},
+      {{9, 1, 12}, {12, 7}, false},
       // Declined: 1-D operands, int32.
       {{5}, {5, 3}, true, DataType::kFloat32, true},
       {{3, 5}, {5}, true, DataType::kFloat32, true},

@@ -228,7 +228,7 @@ class MatmulKernel : public Kernel {
         pr.unsupported = true;
         return pr;
       }
-      memory::dims d(rank, 1);
+      memory::dims d(pr.y_md.dims().size(), 1);  // the problem's rank (it may fold A's dims)
       d.back() = n;
       pr.has_bias = true;
       pr.bias_md = memory::desc(d, Dt::f32, row_major(d));
@@ -262,12 +262,25 @@ class MatmulKernel : public Kernel {
     TANDEM_CHECK(shape_numel(y) == shape_numel(ys), ErrorCode::kInternal,
                  "{}: output shape {} does not match the operands {} x {}", node.describe(),
                  shape_str(ys), shape_str(as), shape_str(bs));
+    // B without batch dims (a weight): A's leading dims and M make one M, so this is one GEMM
+    // rather than a batch of small ones. (torch's multi-head attention feeds [seq, batch, dim]
+    // to its input projection: with batch 1 that was `seq` matrix-vector products, 10x slower.)
+    // A and Y are contiguous, so [.., M, K] read as [rows, K] is the same bytes.
+    bool b_batched = false;
+    for (size_t i = 0; i + 2 < rank; ++i) b_batched = b_batched || b[i] != 1;
+    int64_t rows = m;
+    if (!b_batched && rank > 2) {
+      rows = shape_numel(a) / k;
+      a = {rows, k};
+      b = {k, n};
+      y = {rows, n};
+    }
     Problem pr;
     memory::dims ad = to_dims(a), bd = to_dims(b), yd = to_dims(y);
     pr.a_md = memory::desc(ad, Dt::f32, row_major(ad));
     pr.b_md = memory::desc(bd, Dt::f32, row_major(bd));
     pr.y_md = memory::desc(yd, Dt::f32, row_major(yd));
-    pr.m = m;
+    pr.m = rows;
     pr.n = n;
     return pr;
   }
