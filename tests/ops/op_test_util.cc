@@ -55,45 +55,8 @@ Attribute attr_floats(std::vector<float> v) {
 std::vector<Tensor> run_ref_op(const std::string& op_type, const std::vector<Tensor>& inputs,
                                const std::map<std::string, Attribute>& attrs, int num_outputs,
                                int opset, const std::string& domain) {
-  Graph g;
-  std::vector<Value*> ins, outs;
-  std::vector<TensorType> types(inputs.size());
-  std::vector<const TensorType*> type_ptrs;
-  std::vector<const Tensor*> values;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    if (!inputs[i].defined()) {
-      ins.push_back(nullptr);
-      type_ptrs.push_back(nullptr);
-      values.push_back(nullptr);
-      continue;
-    }
-    ins.push_back(g.add_value("in" + std::to_string(i)));
-    types[i] = {inputs[i].dtype(), inputs[i].shape()};
-    type_ptrs.push_back(&types[i]);
-    values.push_back(&inputs[i]);
-  }
-  for (int i = 0; i < num_outputs; ++i) outs.push_back(g.add_value("out" + std::to_string(i)));
-  // The domain: the `domain` argument, else a "domain:" prefix of op_type.
-  const auto [prefix_domain, op] = split_op(op_type);
-  const std::string node_domain = domain.empty() ? prefix_domain : domain;
-  Node* node = g.add_node(op, "test_" + op, ins, outs);
-  node->domain = node_domain;
-  node->attrs = attrs;
-  node->opset = opset;
-
-  std::vector<TensorType> out_types = infer_node(*node, type_ptrs, values);
-  std::vector<Tensor> results;
-  for (auto& t : out_types) results.emplace_back(t.dtype, t.shape);
-  std::vector<Tensor*> out_ptrs;
-  for (auto& t : results) out_ptrs.push_back(&t);
-
-  const KernelFactory* factory = reference_backend().kernels().find(node_domain, op);
-  TANDEM_CHECK(factory, ErrorCode::kUnsupported, "no reference kernel for {}", op_type);
-  auto kernel = (*factory)(*node);
-  ThreadPool pool(2);
-  KernelContext ctx{*node, pool};
-  kernel->compute(ctx, values, out_ptrs);
-  return results;
+  return run_op(reference_backend(), op_type, inputs, attrs, num_outputs, opset, {}, 2, 1, domain)
+      .outputs;
 }
 
 OpRun run_op(const Backend& backend, const std::string& op_type, const std::vector<Tensor>& inputs,

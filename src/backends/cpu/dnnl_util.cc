@@ -34,7 +34,6 @@ bool known_not_float32(const Value* v) {
 void execute_src_dst(const KernelContext& ctx, const dnnl::primitive& prim,
                      const dnnl::memory::desc& md, const float* src, float* dst, const char* what,
                      const dnnl::memory& scratch) {
-  set_threads(threads_for(ctx, static_cast<double>(md.get_size() / sizeof(float))));
   dnnl::stream& s = stream();
   try {
     dnnl::memory src_mem(md, engine(), const_cast<float*>(src));
@@ -48,9 +47,7 @@ void execute_src_dst(const KernelContext& ctx, const dnnl::primitive& prim,
   }
 }
 
-void set_threads(int threads, int64_t work) {
-  if (work > 0)
-    threads = static_cast<int>(std::clamp<int64_t>(work / ThreadPool::kGrain, 1, threads));
+void set_threads(int threads) {
   if (threads > 0) omp_set_num_threads(threads);  // the calling thread's ICV only; cheap
 }
 

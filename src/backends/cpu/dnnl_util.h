@@ -25,9 +25,9 @@ dnnl::stream& stream();
 // that build. Tandem's ThreadPool runs its loops on OpenMP as well, so oneDNN's regions and ours
 // use the same team of threads. We set the ICV through omp_set_num_threads (per calling thread,
 // so sessions on different threads with different thread counts do not disturb each other).
-// With `work` (about how many elements the primitive touches), small jobs get fewer threads: a
-// parallel region costs more than a few thousand elements of work.
-void set_threads(int threads, int64_t work = 0);
+// Kernels call it with threads_for(ctx, work) before they create a primitive (oneDNN sizes some
+// primitives' teams at creation) and so before running it.
+void set_threads(int threads);
 
 // How many of the session's threads a loop or primitive of `work` units should use: 1 when the
 // work is too small to pay for waking the others (an OpenMP fork/join costs microseconds, as much
@@ -61,9 +61,9 @@ dnnl::memory::dims row_major(const dnnl::memory::dims& dims);
 bool known_not_float32(const Value* v);
 
 // Runs a one-source, one-destination primitive (eltwise, softmax, ...) over plain float buffers
-// described by `md`, on this thread's stream with the session's thread count. `what` names the
-// primitive in the error raised if oneDNN fails.
-// (It runs on threads_for(ctx, elements of md) threads.)
+// described by `md`, on this thread's stream, with the thread count the kernel set before it
+// made the primitive (set_threads). `what` names the primitive in the error raised if oneDNN
+// fails.
 // `scratch`: the primitive's scratch memory (make_scratchpad), if it needs one.
 void execute_src_dst(const KernelContext& ctx, const dnnl::primitive& prim,
                      const dnnl::memory::desc& md, const float* src, float* dst, const char* what,

@@ -62,7 +62,8 @@ class EltwiseKernel : public Kernel {
       return;
     }
     std::lock_guard<std::mutex> lock(mu_);
-    set_threads(ctx.pool.size(), x->numel());  // before oneDNN makes the primitive
+    set_threads(
+        threads_for(ctx, static_cast<double>(x->numel())));  // before oneDNN makes the primitive
     EltwisePlan& p = plan_for(x->numel());
     if (p.use_reference) {
       note_reference_fallback();

@@ -3,6 +3,7 @@
 // loops (simd.h), float32, approximate = "none" (erf) or "tanh". Other dtypes, and GeGLU over an
 // odd last dim, run on the reference kernel.
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -77,9 +78,13 @@ TANDEM_SIMD_INLINE void erf_loop_body(const float* x, float* y, int64_t n) {
 }
 TANDEM_SIMD_DISPATCH(erf_loop, (const float* x, float* y, int64_t n), (x, y, n))
 
-class ErfKernel : public Kernel {
+// One float32 value per element, computed by `loop` over a contiguous range (Erf, Gelu): chunks
+// of 4096 values (whole vectors) spread over the threads, `cost` work units per value.
+class VectorLoopKernel : public Kernel {
  public:
-  explicit ErfKernel(const Node& node) : ref_(make_reference_kernel(node)) {}
+  using Loop = std::function<void(const float* x, float* y, int64_t n)>;
+  VectorLoopKernel(const Node& node, Loop loop, double cost)
+      : ref_(make_reference_kernel(node)), loop_(std::move(loop)), cost_(cost) {}
 
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {
@@ -95,46 +100,17 @@ class ErfKernel : public Kernel {
     float* yd = y->data<float>();
     constexpr int64_t kChunk = 4096;
     const int64_t n = x->numel();
-    parallel_for_work(ctx, (n + kChunk - 1) / kChunk, 6.0 * kChunk,
+    parallel_for_work(ctx, (n + kChunk - 1) / kChunk, cost_ * kChunk,
                       [&](int64_t begin, int64_t end) {
                         const int64_t lo = begin * kChunk, hi = std::min(n, end * kChunk);
-                        erf_loop(xd + lo, yd + lo, hi - lo);
+                        loop_(xd + lo, yd + lo, hi - lo);
                       });
   }
 
  private:
   std::unique_ptr<Kernel> ref_;
-};
-
-class GeluKernel : public Kernel {
- public:
-  GeluKernel(const Node& node, bool tanh) : ref_(make_reference_kernel(node)), tanh_(tanh) {}
-
-  void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-               std::span<Tensor* const> outputs) override {
-    const Tensor* x = inputs[0];
-    Tensor* y = outputs[0];
-    if (x->dtype() != DataType::kFloat32 || y->dtype() != DataType::kFloat32 ||
-        x->numel() != y->numel()) {
-      note_reference_fallback();
-      ref_->compute(ctx, inputs, outputs);
-      return;
-    }
-    const float* xd = x->data<float>();
-    float* yd = y->data<float>();
-    // Chunks of 4096 values (whole vectors) spread over the threads.
-    constexpr int64_t kChunk = 4096;
-    const int64_t n = x->numel();
-    parallel_for_work(ctx, (n + kChunk - 1) / kChunk, 8.0 * kChunk,
-                      [&](int64_t begin, int64_t end) {
-                        const int64_t lo = begin * kChunk, hi = std::min(n, end * kChunk);
-                        gelu(xd + lo, yd + lo, hi - lo, tanh_);
-                      });
-  }
-
- private:
-  std::unique_ptr<Kernel> ref_;
-  bool tanh_;
+  Loop loop_;
+  double cost_;
 };
 
 class GeGLUKernel : public Kernel {
@@ -171,7 +147,9 @@ std::unique_ptr<Kernel> make_gelu(const Node& node) {
   if (!node.has_input(0) || known_not_float32(node.inputs[0])) return nullptr;
   const std::string approx = node.attr_string_or("approximate", "none");
   if (approx != "none" && approx != "tanh") return nullptr;
-  return std::make_unique<GeluKernel>(node, approx == "tanh");
+  const bool tanh = approx == "tanh";
+  return std::make_unique<VectorLoopKernel>(
+      node, [tanh](const float* x, float* y, int64_t n) { gelu(x, y, n, tanh); }, 8.0);
 }
 
 }  // namespace
@@ -179,7 +157,7 @@ std::unique_ptr<Kernel> make_gelu(const Node& node) {
 void register_gelu_kernels(KernelRegistry& r) {
   r.add("Erf", [](const Node& node) -> std::unique_ptr<Kernel> {
     if (!node.has_input(0) || known_not_float32(node.inputs[0])) return nullptr;
-    return std::make_unique<ErfKernel>(node);
+    return std::make_unique<VectorLoopKernel>(node, erf_loop, 6.0);
   });
   r.add("Gelu", make_gelu);
   r.add("Gelu", make_gelu, kFusedDomain);

@@ -52,7 +52,8 @@ class SoftmaxKernel : public Kernel {
       return;
     }
     std::lock_guard<std::mutex> lock(mu_);
-    set_threads(ctx.pool.size(), x->numel());  // before oneDNN makes the primitive
+    set_threads(
+        threads_for(ctx, static_cast<double>(x->numel())));  // before oneDNN makes the primitive
     SoftmaxPlan& p = plan_for(ctx.node, x->shape());
     if (p.use_reference) {
       note_reference_fallback();
