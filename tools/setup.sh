@@ -7,9 +7,11 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build g++ git
   libprotobuf-dev protobuf-compiler libonnx-dev libonnx-testdata libdnnl-dev
+  # oneDNN's CMake config looks for OpenCL; libdnnl-dev only recommends it.
+  ocl-icd-opencl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev
-  python3 python3-numpy python3-onnx
+  python3 python3-dev python3-numpy python3-onnx
   python3-pybind11 pybind11-dev python3-pytest python3-setuptools python3-pip python3-venv
 )
 if [[ "${1:-}" == "--generators" ]]; then
