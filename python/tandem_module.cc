@@ -7,13 +7,22 @@
 //    Lite does), so later changes to the array do not reach the Tensor.
 //  * numpy arrays passed straight to Model.predict / ParallelPredictor.predict / submit are
 //    borrowed, not copied (a non-contiguous or byte-swapped array is first made contiguous).
+//    Inputs are only read, so read-only arrays (np.frombuffer, onnx.numpy_helper.to_array,
+//    setflags(write=False)) are borrowed too.
 //  * Tensor.get_data_to_numpy and the arrays ParallelPredictor returns are views of the C++ buffer;
 //    a capsule holding a copy of the tandem::Tensor keeps the buffer alive. No copy.
 //  * build, predict, resize, finalize and Future.result release the GIL.
+//
+// Threads: one Model may be used from several Python threads. Its predicts and resizes run one at
+// a time (a mutex per Model, taken with the GIL released so other threads keep running), and
+// last_stats() / get_outputs() copy what they return under that mutex, since predict rewrites it
+// with the GIL released. A ParallelPredictor takes concurrent predict/submit calls itself; its
+// build() runs once (later calls, e.g. inside `with`, return at once).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -393,7 +402,9 @@ std::vector<tandem::Tensor> to_engine_inputs(const py::handle& obj, std::vector<
       py::array a = contiguous(h);
       DataType dt = from_numpy_dtype(a.dtype());
       keep.push_back(a);
-      out.push_back(tandem::Tensor::borrow(dt, array_shape(a), a.mutable_data(), key));
+      // data(), not mutable_data(): the engine only reads inputs (Model::predict takes them
+      // const, ParallelPredictor copies them), so a read-only array is borrowed as it is.
+      out.push_back(tandem::Tensor::borrow(dt, array_shape(a), const_cast<void*>(a.data()), key));
     }
   }
   return out;
@@ -479,11 +490,22 @@ struct TnContext {
 enum class ModelType { kOnnx = 0, kMindir = 1 };
 
 struct PyModel {
+  // `mu` guards model, last_outputs and the Model's own state (its last_stats): predict and resize
+  // hold it while they run with the GIL released, so one Model runs one predict at a time (the
+  // C++ Model is not meant for concurrent predicts: they would share its plans and its stats).
+  // Take it only with the GIL released (lock()), and never touch Python objects while holding
+  // it, so a thread waiting for it never blocks the interpreter.
   std::unique_ptr<tandem::Model> model;
-  std::mutex mu;  // one predict/resize at a time per Model (the GIL is released meanwhile)
+  std::mutex mu;
   std::vector<tandem::Tensor> last_outputs;
   std::string path;
 
+  std::unique_lock<std::mutex> lock() {
+    py::gil_scoped_release nogil;
+    return std::unique_lock<std::mutex>(mu);
+  }
+
+  // The model, with `mu` held by the caller.
   tandem::Model& built() {
     if (!model)
       throw_error(ErrorCode::kInvalidArgument,
@@ -504,37 +526,53 @@ struct PyModel {
       py::gil_scoped_release nogil;
       m = std::make_unique<tandem::Model>(tandem::Model::build_from_file(model_path, ctx, shapes));
     }
-    std::lock_guard<std::mutex> lock(mu);
-    model = std::move(m);
-    last_outputs.clear();
-    path = model_path;
+    std::unique_ptr<tandem::Model> old;
+    {
+      auto held = lock();
+      old = std::move(model);  // destroyed below, without the lock (or the GIL)
+      model = std::move(m);
+      last_outputs.clear();
+      path = model_path;
+    }
+    py::gil_scoped_release nogil;
+    old.reset();
   }
 
   std::vector<PyTensor> get_inputs() {
+    std::vector<tandem::TensorInfo> infos;
+    {
+      auto held = lock();
+      infos = built().inputs();
+    }
     std::vector<PyTensor> out;
-    for (const auto& i : built().inputs()) out.push_back(PyTensor::from_info(i));
+    for (const auto& i : infos) out.push_back(PyTensor::from_info(i));
     return out;
   }
 
   std::vector<PyTensor> get_outputs() {
-    std::vector<PyTensor> out;
-    if (!last_outputs.empty()) {
-      for (const auto& t : last_outputs) out.push_back(PyTensor::from_tensor(t));
-      return out;
+    // Copied under the lock: a predict in another thread reassigns last_outputs.
+    std::vector<tandem::Tensor> outs;
+    std::vector<tandem::TensorInfo> infos;
+    {
+      auto held = lock();
+      tandem::Model& m = built();
+      outs = last_outputs;
+      if (outs.empty()) infos = m.outputs();
     }
-    for (const auto& i : built().outputs()) out.push_back(PyTensor::from_info(i));
+    std::vector<PyTensor> out;
+    for (auto& t : outs) out.push_back(PyTensor::from_tensor(std::move(t)));
+    for (const auto& i : infos) out.push_back(PyTensor::from_info(i));
     return out;
   }
 
   std::vector<PyTensor> predict(const py::object& inputs) {
-    tandem::Model& m = built();
     std::vector<py::object> keep;
     std::vector<tandem::Tensor> in = to_engine_inputs(inputs, keep);
     std::vector<tandem::Tensor> outs;
     {
       py::gil_scoped_release nogil;
-      std::lock_guard<std::mutex> lock(mu);
-      outs = m.predict(in);
+      std::lock_guard<std::mutex> held(mu);
+      outs = built().predict(in);
       last_outputs = outs;
     }
     std::vector<PyTensor> result;
@@ -543,7 +581,6 @@ struct PyModel {
   }
 
   void resize(const py::object& inputs, const py::object& shapes) {
-    tandem::Model& m = built();
     std::vector<py::object> ins, shs;
     for (auto h : inputs) ins.push_back(py::reinterpret_borrow<py::object>(h));
     for (auto h : shapes) shs.push_back(py::reinterpret_borrow<py::object>(h));
@@ -562,12 +599,18 @@ struct PyModel {
       map[name] = to_shape(shs[i], "resize: shape of '" + name + "'");
     }
     py::gil_scoped_release nogil;
-    std::lock_guard<std::mutex> lock(mu);
-    m.resize(map);
+    std::lock_guard<std::mutex> held(mu);
+    built().resize(map);
   }
 
   py::dict last_stats() {
-    const tandem::RunStats& s = built().last_stats();
+    // A copy taken under the lock: predict rewrites the Model's stats (op_time_ms is a map)
+    // with the GIL released.
+    tandem::RunStats s;
+    {
+      auto held = lock();
+      s = built().last_stats();
+    }
     py::dict d;
     d["predict_ms"] = s.predict_ms;
     d["arena_bytes"] = s.arena_bytes;
@@ -654,7 +697,12 @@ std::vector<std::string> to_devices(const py::object& devices) {
 struct PyPredictor {
   tandem::ParallelOptions options;
   std::unique_ptr<tandem::ParallelPredictor> predictor;
-  bool built = false;
+  // build() runs once: entering `with` builds, so a build() inside it must be a no-op. build_mu
+  // (taken with the GIL released) makes two threads' build() calls one build; finalized makes a
+  // build() after finalize() an error rather than a silent no-op.
+  std::mutex build_mu;
+  std::atomic<bool> built{false};
+  std::atomic<bool> finalized{false};
 
   PyPredictor(const std::string& model_path, const py::object& devices, const std::string& mode,
               int workers_per_device, const py::object& core_lists, const py::object& input_shapes,
@@ -697,10 +745,13 @@ struct PyPredictor {
   }
 
   void build() {
-    {
-      py::gil_scoped_release nogil;
-      predictor->build();
-    }
+    py::gil_scoped_release nogil;
+    std::lock_guard<std::mutex> held(build_mu);
+    if (finalized)
+      throw_error(ErrorCode::kInvalidArgument,
+                  "build() after finalize(): the ParallelPredictor is finalized; create a new one");
+    if (built) return;
+    predictor->build();
     built = true;
   }
 
@@ -738,6 +789,8 @@ struct PyPredictor {
 
   void finalize() {
     py::gil_scoped_release nogil;
+    std::lock_guard<std::mutex> held(build_mu);  // not while a build() is starting workers
+    finalized = true;
     predictor->finalize();
   }
 
@@ -913,16 +966,20 @@ PYBIND11_MODULE(_tandem, m) {
            "set_data_from_numpy and pass them to predict.")
       .def("get_outputs", &PyModel::get_outputs,
            "The outputs of the latest predict (views, no copy), or their descriptions before "
-           "the first predict.")
+           "the first predict. Safe to call while other threads predict.")
       .def("predict", &PyModel::predict, py::arg("inputs"),
            "Runs the model (releases the GIL). inputs: a list of Tensors or numpy arrays in "
-           "input order (or a dict name -> array); arrays are borrowed, not copied. Returns a "
-           "list of Tensors whose get_data_to_numpy() are views of the output buffers.")
+           "input order (or a dict name -> array); arrays are borrowed, not copied, and may be "
+           "read-only. Returns a list of Tensors whose get_data_to_numpy() are views of the "
+           "output buffers. Thread-safe: predicts from several threads on one Model run one at "
+           "a time (use one Model per thread, or a ParallelPredictor, to run them at once).")
       .def("resize", &PyModel::resize, py::arg("inputs"), py::arg("dims"),
            "Fixes input shapes from now on: resize(model.get_inputs(), [[1,4,64,64], [1], ...]).")
       .def("last_stats", &PyModel::last_stats,
-           "Statistics of the latest predict (predict_ms, peak_bytes, op_time_ms, ...).")
-      .def("__repr__", [](const PyModel& m) {
+           "Statistics of the latest predict (predict_ms, peak_bytes, op_time_ms, ...): a "
+           "snapshot, safe to call while other threads predict.")
+      .def("__repr__", [](PyModel& m) {
+        auto held = m.lock();
         return m.model ? "tandem.Model('" + m.path + "')" : std::string("tandem.Model(not built)");
       });
 
@@ -950,7 +1007,9 @@ PYBIND11_MODULE(_tandem, m) {
            py::arg("max_restarts") = 3, py::arg("queue_capacity") = 64,
            py::arg("worker_binary") = py::none(), py::arg("verbose") = false)
       .def("build", &PyPredictor::build,
-           "Starts and builds every worker in parallel (releases the GIL).")
+           "Starts and builds every worker in parallel (releases the GIL). Builds once: a "
+           "second call (e.g. inside `with`, which already built) returns at once; after "
+           "finalize() it raises.")
       .def("get_inputs", [](const PyPredictor& p) { return p.infos(true); })
       .def("get_outputs", [](const PyPredictor& p) { return p.infos(false); })
       .def("predict", &PyPredictor::predict, py::arg("inputs"),
@@ -964,15 +1023,15 @@ PYBIND11_MODULE(_tandem, m) {
            "Waits for requests in flight, stops every worker. Idempotent.")
       .def("stats", &PyPredictor::stats)
       .def_property_readonly("devices", [](const PyPredictor& p) { return p.options.devices; })
-      .def_property_readonly("built", [](const PyPredictor& p) { return p.built; })
-      .def("__enter__",
-           [](PyPredictor& p) -> PyPredictor& {
-             if (!p.built) p.build();
-             return p;
-           },
-           py::return_value_policy::reference)
-      .def("__exit__", [](PyPredictor& p, const py::object&, const py::object&,
-                          const py::object&) {
+      .def_property_readonly("built", [](const PyPredictor& p) { return p.built.load(); })
+      .def(
+          "__enter__",
+          [](PyPredictor& p) -> PyPredictor& {
+            p.build();
+            return p;
+          },
+          py::return_value_policy::reference)
+      .def("__exit__", [](PyPredictor& p, const py::object&, const py::object&, const py::object&) {
         p.finalize();
         return false;
       });

@@ -245,3 +245,120 @@ def test_model_shared_by_threads(resnet):
     assert len(results) == 4
     for r in results:
         np.testing.assert_array_equal(r, expected)
+
+
+# Several threads predicting on one Model while others read last_stats() and get_outputs():
+# predict rewrites both with the GIL released, so the readers must not see them half-written (a
+# SIGSEGV before the fix). Run in a child process so that a crash fails this test, not the suite.
+CONCURRENT_READERS = r"""
+import sys, threading, time
+import numpy as np
+import tandem
+
+path, seconds = sys.argv[1], float(sys.argv[2])
+ctx = tandem.Context()
+ctx.cpu.thread_num = 1
+ctx.profile = True  # last_stats()['op_time_ms'] is a map predict rebuilds on every run
+m = tandem.Model()
+m.build_from_file(path, tandem.ModelType.ONNX, ctx)
+rng = np.random.default_rng(0)
+xs = [rng.standard_normal((b, 3, 64, 64), dtype=np.float32) for b in (1, 2, 1)]
+refs = [m.predict([x])[0].get_data_to_numpy().copy() for x in xs]
+deadline = time.monotonic() + seconds
+failures, counts = [], {"predict": 0, "stats": 0, "outputs": 0}
+lock = threading.Lock()
+
+def bump(key):
+    with lock:
+        counts[key] += 1
+
+def predictor(k):
+    try:
+        while time.monotonic() < deadline:
+            out = m.predict([xs[k]])[0].get_data_to_numpy()
+            np.testing.assert_allclose(out, refs[k], atol=1e-5)
+            bump("predict")
+    except Exception as e:
+        failures.append(repr(e))
+
+def reader():
+    try:
+        while time.monotonic() < deadline:
+            s = m.last_stats()
+            assert s["num_steps"] > 0 and s["predict_ms"] > 0 and len(s["op_time_ms"]) > 0, s
+            bump("stats")
+            out = m.get_outputs()
+            assert [t.name for t in out] == ["logits"]
+            a = out[0].get_data_to_numpy()
+            assert any(a.shape == r.shape and np.allclose(a, r, atol=1e-5) for r in refs), a.shape
+            bump("outputs")
+    except Exception as e:
+        failures.append(repr(e))
+
+threads = [threading.Thread(target=predictor, args=(k,)) for k in range(3)]
+threads += [threading.Thread(target=reader) for _ in range(3)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+assert not failures, failures
+assert min(counts.values()) > 10, counts
+print("ok", counts)
+"""
+
+
+def test_concurrent_predict_and_state_readers(tmp_path):
+    import subprocess
+    import sys
+    script = tmp_path / "readers.py"
+    script.write_text(CONCURRENT_READERS)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    r = subprocess.run([sys.executable, "-X", "faulthandler", str(script), RESNET, "4"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, f"exit {r.returncode}\n{r.stdout}\n{r.stderr[-3000:]}"
+    assert r.stdout.startswith("ok")
+
+
+def test_last_stats_and_outputs_are_snapshots(resnet):
+    # What last_stats() and get_outputs() return stays as it was when later predicts run.
+    x1 = np.zeros((1, 3, 64, 64), np.float32)
+    x2 = np.ones((2, 3, 64, 64), np.float32)
+    resnet.predict([x1])
+    stats, outs = resnet.last_stats(), resnet.get_outputs()
+    first = outs[0].get_data_to_numpy().copy()
+    resnet.predict([x2])
+    assert outs[0].shape == [1, 10]
+    np.testing.assert_array_equal(outs[0].get_data_to_numpy(), first)
+    assert resnet.get_outputs()[0].shape == [2, 10] and stats["num_steps"] > 0
+
+
+def readonly_copies(x):
+    """Read-only arrays with x's values: from bytes (np.frombuffer) and with setflags."""
+    a = np.frombuffer(x.tobytes(), dtype=x.dtype).reshape(x.shape)
+    b = x.copy()
+    b.setflags(write=False)
+    for arr in (a, b):
+        assert not arr.flags.writeable
+    return [a, b]
+
+
+def test_read_only_arrays_are_accepted(resnet):
+    x = np.random.default_rng(3).standard_normal((2, 3, 64, 64), dtype=np.float32)
+    expected = resnet.predict([x])[0].get_data_to_numpy().copy()
+    for arr in readonly_copies(x):
+        np.testing.assert_array_equal(resnet.predict([arr])[0].get_data_to_numpy(), expected)
+        np.testing.assert_array_equal(resnet.predict({"input": arr})[0].get_data_to_numpy(),
+                                      expected)
+        t = tandem.Tensor(arr)
+        np.testing.assert_array_equal(resnet.predict([t])[0].get_data_to_numpy(), expected)
+        t = resnet.get_inputs()[0]
+        t.set_data_from_numpy(arr)
+        np.testing.assert_array_equal(resnet.predict([t])[0].get_data_to_numpy(), expected)
+        assert not arr.flags.writeable  # still read-only, and unchanged
+        np.testing.assert_array_equal(arr, x)
+    # onnx.numpy_helper.to_array of raw data gives a read-only view of the protobuf's bytes
+    case = os.path.join(MODELS, "resnet_tiny", "test_data_set_0")
+    x = load_pb(os.path.join(case, "input_0.pb"))
+    got = resnet.predict([x])[0].get_data_to_numpy()
+    np.testing.assert_allclose(got, load_pb(os.path.join(case, "output_0.pb")), atol=1e-4)

@@ -126,3 +126,73 @@ def test_exception_raised_in_a_worker():
             f.result()
         out = p.predict([ids, mask])  # no stale replies: the next request is answered right
         np.testing.assert_allclose(out[0], single(BERT, [ids, mask])[0], atol=1e-5)
+
+
+def readonly_copies(x):
+    a = np.frombuffer(x.tobytes(), dtype=x.dtype).reshape(x.shape)
+    b = x.copy()
+    b.setflags(write=False)
+    for arr in (a, b):
+        assert not arr.flags.writeable
+    return [a, b]
+
+
+def test_read_only_arrays_are_accepted(predictor):
+    x = np.random.default_rng(4).standard_normal((3, 3, 64, 64), dtype=np.float32)
+    expected = single(RESNET, [x])[0]
+    for arr in readonly_copies(x):
+        np.testing.assert_allclose(predictor.predict([arr])[0], expected, atol=1e-5)
+        np.testing.assert_allclose(predictor.predict({"input": arr})[0], expected, atol=1e-5)
+        np.testing.assert_allclose(predictor.submit([arr]).result(60)[0], expected, atol=1e-5)
+        np.testing.assert_allclose(predictor.predict([tandem.Tensor(arr)])[0], expected,
+                                   atol=1e-5)
+        np.testing.assert_array_equal(arr, x)
+
+
+def test_read_only_arrays_threads_mode():
+    x = np.random.default_rng(5).standard_normal((3, 3, 64, 64), dtype=np.float32)
+    expected = single(RESNET, [x])[0]
+    with tandem.ParallelPredictor(RESNET, 2, mode="threads") as p:
+        for arr in readonly_copies(x):
+            np.testing.assert_allclose(p.predict([arr])[0], expected, atol=1e-5)
+            np.testing.assert_allclose(p.submit([arr]).result(60)[0], expected, atol=1e-5)
+
+
+def test_build_twice_is_a_no_op():
+    x = np.zeros((2, 3, 64, 64), np.float32)
+    with tandem.ParallelPredictor(RESNET, 2) as p:
+        pids = sorted(d["pid"] for d in p.stats()["devices"])
+        p.build()  # already built on entering: nothing to do
+        p.build()
+        assert p.built
+        assert sorted(d["pid"] for d in p.stats()["devices"]) == pids  # no new workers
+        assert p.predict([x])[0].shape == (2, 10)
+    with pytest.raises(ValueError, match="finalize"):  # a finalized predictor stays finalized
+        p.build()
+    p = tandem.ParallelPredictor(RESNET, 2)
+    p.build()
+    p.build()
+    assert p.predict([x])[0].shape == (2, 10)
+    p.finalize()
+
+
+def test_build_from_two_threads_at_once():
+    import threading
+    p = tandem.ParallelPredictor(RESNET, 2)
+    errors = []
+
+    def build():
+        try:
+            p.build()
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(p.stats()["devices"]) == 2
+    assert p.predict([np.zeros((2, 3, 64, 64), np.float32)])[0].shape == (2, 10)
+    p.finalize()
