@@ -490,11 +490,11 @@ struct TnContext {
 enum class ModelType { kOnnx = 0, kMindir = 1 };
 
 struct PyModel {
-  // `mu` guards model, last_outputs and the Model's own state (its last_stats): predict and resize
-  // hold it while they run with the GIL released, so one Model runs one predict at a time (the
-  // C++ Model is not meant for concurrent predicts: they would share its plans and its stats).
-  // Take it only with the GIL released (lock()), and never touch Python objects while holding
-  // it, so a thread waiting for it never blocks the interpreter.
+  // `mu` guards model, last_outputs and the Model's own state: predict and resize hold it while
+  // they run with the GIL released, so one Model runs one predict at a time. (The C++ Model runs
+  // one at a time anyway, its Session holds a lock per run, but its last_stats() and resize()
+  // are not synchronised.) Take it only with the GIL released (lock()), and never touch Python
+  // objects while holding it, so a thread waiting for it never blocks the interpreter.
   std::unique_ptr<tandem::Model> model;
   std::mutex mu;
   std::vector<tandem::Tensor> last_outputs;
@@ -801,6 +801,7 @@ struct PyPredictor {
     d["failed_requests"] = s.failed_requests;
     d["shards_rerun"] = s.shards_rerun;
     d["overhead_ms_last"] = s.overhead_ms_last;
+    d["overhead_ms_total"] = s.overhead_ms_total;
     py::list devs;
     for (const auto& x : s.devices) {
       py::dict e;

@@ -32,6 +32,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 
 import numpy as np
 
@@ -222,10 +223,12 @@ class Progress:
         self.last = 0.0
 
     def show(self, c, restarts, start, final=False):
+        """restarts: a function (stats() is only asked when a line is printed)."""
         now = time.monotonic()
         if self.quiet or (not final and now - self.last < (0.5 if self.tty else 10.0)):
             return
         self.last = now
+        restarts = restarts()
         done = c["ok"] + c["wrong"] + c["errors"] + c["lost"]
         rate = done / max(now - start, 1e-9)
         line = (f"[{done:>{len(str(self.total))}}/{self.total}] ok {c['ok']} wrong {c['wrong']} "
@@ -308,7 +311,7 @@ def run(args):
                         counts["skipped_faults"] += 1
         # Collect whatever finished; otherwise wait a little on the oldest (GIL released).
         finished = [r for r in inflight if r[3].done()]
-        if not finished:
+        if not finished and inflight:  # (empty when every submit was refused)
             i, k, t, f = inflight[0]
             try:
                 f.result(timeout=0.002)
@@ -344,12 +347,12 @@ def run(args):
             else:
                 counts["ok"] += 1
             del outs
-        progress.show(counts, total_restarts(p), start)
+        progress.show(counts, lambda: total_restarts(p), start)
     wall = time.monotonic() - start
     # Drop every reference to a future: its result buffers (shared memory) would stay mapped.
     finished = r = f = None  # noqa: F841
     restarts = total_restarts(p)
-    progress.show(counts, restarts, start, final=True)
+    progress.show(counts, lambda: restarts, start, final=True)
     stats = p.stats()
     latencies_ms = [x * 1000 for x in latencies]
 
@@ -425,6 +428,7 @@ def main(argv=None):
     except SystemExit:
         raise
     except Exception as e:  # noqa: BLE001 - the soak could not run at all
+        traceback.print_exc()
         print(f"soak: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
 
