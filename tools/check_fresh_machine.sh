@@ -192,14 +192,15 @@ prepare_root() {
   cp -L /etc/resolv.conf "$root_dir/etc/resolv.conf"
   # The same mirror and suites as this machine (debootstrap's sources.list has only "bookworm
   # main"; an installed Debian 12 also has its updates and security suites), and this machine's
-  # mirror access settings (Acquire::*), so the root reaches the archive the way the host does.
+  # settings for reaching the mirror (a proxy; no Valid-Until check for a dated snapshot), so the
+  # root reaches the archive the way the host does. Nothing else of the host's apt setup goes in.
   if [[ -f /etc/apt/sources.list.d/debian.sources ]]; then
     cp /etc/apt/sources.list.d/debian.sources "$root_dir/etc/apt/sources.list.d/"
     rm -f "$root_dir/etc/apt/sources.list"
   fi
   local conf
   for conf in /etc/apt/apt.conf.d/*; do
-    if [[ -f "$conf" ]] && grep -q '^[[:space:]]*Acquire::' "$conf"; then
+    if [[ -f "$conf" ]] && grep -qE '^[[:space:]]*Acquire::([a-z]+::Proxy|Check-Valid-Until|Check-Date)' "$conf"; then
       cp "$conf" "$root_dir/etc/apt/apt.conf.d/"
       echo "copied apt setting $conf"
     fi
