@@ -10,6 +10,8 @@ packages=(
   # oneDNN's CMake config looks for OpenCL; libdnnl-dev only recommends it.
   ocl-icd-opencl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # libFuzzer targets (tests/fuzz): clang's -fsanitize=fuzzer and its runtime library.
+  clang libclang-rt-14-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev
   python3 python3-dev python3-numpy python3-onnx
   python3-pybind11 pybind11-dev python3-pytest python3-setuptools python3-pip python3-venv

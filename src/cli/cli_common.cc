@@ -2,6 +2,9 @@
 
 #include <unistd.h>
 
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <sstream>
 
@@ -96,6 +99,42 @@ std::vector<Tensor> random_inputs(const Model& model, int64_t batch, uint32_t se
   return inputs;
 }
 
+CLI::Validator int_range(int64_t min, int64_t max) {
+  const bool open_ended = max == std::numeric_limits<int64_t>::max();
+  std::string range =
+      open_ended ? fmt::format("at least {}", min) : fmt::format("between {} and {}", min, max);
+  auto check = [min, max, range](const std::string& text) -> std::string {
+    errno = 0;
+    char* end = nullptr;
+    long long value = std::strtoll(text.c_str(), &end, 10);
+    if (text.empty() || end != text.c_str() + text.size())
+      return fmt::format("must be a whole number (got '{}')", text);
+    if (errno == ERANGE || value < min || value > max)
+      return fmt::format("must be {} (got {})", range, text);
+    return {};
+  };
+  return CLI::Validator(check,
+                        open_ended ? fmt::format(">={}", min) : fmt::format("{}..{}", min, max));
+}
+
+CLI::Validator real_range(double min, double max, bool min_inclusive) {
+  auto check = [min, max, min_inclusive](const std::string& text) -> std::string {
+    char* end = nullptr;
+    double value = std::strtod(text.c_str(), &end);
+    if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(value))
+      return fmt::format("must be a finite number (got '{}')", text);
+    if (min_inclusive ? value < min : value <= min)
+      return fmt::format("must be {} {:g} (got {})", min_inclusive ? "at least" : "greater than",
+                         min, text);
+    if (value > max) return fmt::format("must be at most {:g} (got {})", max, text);
+    return {};
+  };
+  std::string shown = max == std::numeric_limits<double>::max()
+                          ? fmt::format("{}{:g}", min_inclusive ? ">=" : ">", min)
+                          : fmt::format("{}{:g}..{:g}", min_inclusive ? "" : ">", min, max);
+  return CLI::Validator(check, shown);
+}
+
 void ModelOptions::add_to(CLI::App* app, bool model_required) {
   auto* opt = app->add_option("-m,--model", model, "ONNX model file");
   if (model_required) opt->required();
@@ -103,7 +142,7 @@ void ModelOptions::add_to(CLI::App* app, bool model_required) {
   app->add_option("--input-shape", input_shape,
                   "fix input shapes, e.g. \"sample:1,4,64,64;timestep:1\"");
   app->add_option("-t,--threads", threads, "intra-op threads (0 = one per core)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(int_range(0, kMaxThreads));
   app->add_option("--backend", backend, "kernels: auto (fast where available), cpu or ref")
       ->check(CLI::IsMember({"auto", "cpu", "ref"}));
   app->add_option("--device", device, "device: cpu or cpu:N");
@@ -127,11 +166,13 @@ void DeviceOptions::add_to(CLI::App* app) {
   app->add_option("--cores", cores, "explicit cores per device, e.g. \"0-3;4-7\"");
   app->add_option("--mode", mode, "processes (default) or threads")
       ->check(CLI::IsMember({"processes", "threads"}));
+  // A process each: more than a few per device only oversubscribes the cores.
   app->add_option("--workers-per-device", workers_per_device, "workers on each device")
-      ->check(CLI::PositiveNumber);
+      ->check(int_range(1, 64));
+  // Converted to milliseconds (to_options): at least 1 ms, and small enough to convert exactly.
   app->add_option("--deadline", deadline_s,
                   "seconds a shard may take before its worker counts as hung (default 120)")
-      ->check(CLI::PositiveNumber);
+      ->check(real_range(0.001, kMaxSeconds));
 }
 
 ParallelOptions DeviceOptions::to_options(const std::string& model,

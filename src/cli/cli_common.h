@@ -2,6 +2,8 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <cstdint>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -36,6 +38,19 @@ struct ModelOptions {
 };
 
 std::string human_bytes(size_t bytes);
+
+// Range checks for numeric options, with plain messages: "must be at least 1 (got 0)" (CLI11's
+// PositiveNumber says "Value 0 not in range 0.000000 to 1797693…", the double maximum in 309
+// digits). CLI11 puts the option's name in front and main() joins them into one line:
+// "error: --batch must be at least 1 (got 0)". Text that is not a number is refused here too.
+CLI::Validator int_range(int64_t min, int64_t max = std::numeric_limits<int64_t>::max());
+// The same for real numbers; NaN and infinities are refused. `min_inclusive` false: "greater than".
+CLI::Validator real_range(double min, double max, bool min_inclusive = true);
+// Limits of those checks shared by several options. Threads beyond a machine's cores only
+// oversubscribe it, and each one costs a stack; times past ~11 days are surely a typo, and keep
+// seconds * 1000 well inside int64 milliseconds.
+inline constexpr int64_t kMaxThreads = 1024;
+inline constexpr double kMaxSeconds = 1e6;
 
 // With --profile: the per-op-type kernel times of the latest predict, largest first.
 void print_op_profile(const RunStats& stats);

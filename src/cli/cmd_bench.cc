@@ -95,19 +95,21 @@ void add_bench_command(CLI::App& app, int& exit_code) {
   auto opt = std::make_shared<BenchOptions>();
   CLI::App* cmd = app.add_subcommand("bench", "Measure predict latency and throughput.");
   opt->model.add_to(cmd, false);
+  constexpr int64_t kIntMax = std::numeric_limits<int>::max();
   cmd->add_option("--batch", opt->batch,
                   "size of symbolic dimensions (default 1; 2 with --devices)")
-      ->check(CLI::PositiveNumber);
+      ->check(int_range(1));
   opt->devices.add_to(cmd);
   cmd->add_option("--duration", opt->duration_s,
                   "with --devices: run for this many seconds instead of --loops requests")
-      ->check(CLI::NonNegativeNumber);
+      ->check(real_range(0, kMaxSeconds));
+  // Each request in flight holds its inputs and outputs.
   cmd->add_option("--concurrency", opt->concurrency,
                   "with --devices: requests kept in flight (default 1)")
-      ->check(CLI::PositiveNumber);
+      ->check(int_range(1, 1024));
   cmd->add_option("--warmup", opt->warmup, "untimed runs first (default 2)")
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--loops", opt->loops, "timed runs (default 10)")->check(CLI::PositiveNumber);
+      ->check(int_range(0, kIntMax));
+  cmd->add_option("--loops", opt->loops, "timed runs (default 10)")->check(int_range(1, kIntMax));
   cmd->add_option("--json", opt->json, "also write the figures as JSON (latency_ms.p50, ...)");
   cmd->callback([opt, &exit_code] { exit_code = run_bench(*opt); });
 }

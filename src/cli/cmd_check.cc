@@ -245,12 +245,17 @@ void add_check_command(CLI::App& app, int& exit_code) {
                   "case folders, or folders of case folders (e.g. "
                   "/usr/share/libonnx-testdata/data/node)")
       ->required();
-  cmd->add_option("--rtol", opt->rtol, "relative tolerance (default 1e-3, as the ONNX tests)");
-  cmd->add_option("--atol", opt->atol, "absolute tolerance (default 1e-7, as the ONNX tests)");
+  // A NaN tolerance would make every comparison fail (or, written as !(a > b), pass).
+  constexpr double kAnyFinite = std::numeric_limits<double>::max();
+  cmd->add_option("--rtol", opt->rtol, "relative tolerance (default 1e-3, as the ONNX tests)")
+      ->check(real_range(0, kAnyFinite));
+  cmd->add_option("--atol", opt->atol, "absolute tolerance (default 1e-7, as the ONNX tests)")
+      ->check(real_range(0, kAnyFinite));
   cmd->add_option("--expected-failures", opt->expected_failures,
                   "file listing cases known to fail (one per line, '# reason' allowed): they "
                   "are reported as skipped; a listed case that passes is an error");
-  cmd->add_option("-t,--threads", opt->threads, "intra-op threads per model (default 1)");
+  cmd->add_option("-t,--threads", opt->threads, "intra-op threads per model (default 1)")
+      ->check(int_range(0, kMaxThreads));
   cmd->add_option("--backend", opt->backend, "kernels: auto (fast where available), cpu or ref")
       ->check(CLI::IsMember({"auto", "cpu", "ref"}));
   cmd->add_flag("-q,--quiet", opt->quiet, "print only failures and the summary");

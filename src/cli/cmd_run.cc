@@ -95,13 +95,13 @@ void add_run_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--output-dir", opt->output_dir, "write output_N.pb files here");
   cmd->add_option("--batch", opt->batch,
                   "size of symbolic dimensions for random inputs (default 1; 2 with --devices)")
-      ->check(CLI::PositiveNumber);
+      ->check(int_range(1));
   opt->devices.add_to(cmd);
   cmd->add_flag("--verify,!--no-verify", opt->verify,
                 "with --devices: check the gathered outputs against one device running the "
                 "whole batch (default on)");
   cmd->add_option("--loops", opt->loops, "predict this many times (time is the mean)")
-      ->check(CLI::PositiveNumber);
+      ->check(int_range(1, std::numeric_limits<int>::max()));
   cmd->callback([opt, &exit_code] { exit_code = run_model(*opt); });
 }
 

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 
 #include "cli/cli_common.h"
 #include "tandem/status.h"
@@ -26,12 +27,26 @@ void prefer_short_openmp_spin(char** argv) {
   execv("/proc/self/exe", argv);  // returns only on failure: then run as we are
 }
 
+// CLI11's usage errors as one "error: ..." line like every other failure. A range check's message
+// comes as "--batch: must be at least 1 (got 0)"; it reads as one sentence without the colon.
+std::string usage_error_line(const CLI::App*, const CLI::Error& e) {
+  std::string message = e.what();
+  if (auto colon = message.find(": must "); colon != std::string::npos) message.erase(colon, 1);
+  return "error: " + message + " (see --help)\n";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   prefer_short_openmp_spin(argv);
   CLI::App app{"Tandem: run ONNX models on one or many devices."};
   app.require_subcommand(1);
+  app.failure_message(usage_error_line);
+  // TANDEM_VERSION is CMake's project VERSION, defined for this file only.
+  app.set_version_flag("--version", "tandem " TANDEM_VERSION, "print the version and exit");
+  app.add_subcommand("version", "Print the version.")->callback([] {
+    std::printf("tandem %s\n", TANDEM_VERSION);
+  });
   int exit_code = 0;
   tandem::cli::add_run_command(app, exit_code);
   tandem::cli::add_check_command(app, exit_code);
@@ -40,6 +55,8 @@ int main(int argc, char** argv) {
   tandem::cli::add_worker_command(app, exit_code);
   try {
     app.parse(argc, argv);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {

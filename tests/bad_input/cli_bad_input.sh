@@ -10,7 +10,7 @@ trap 'rm -rf "$tmp"' EXIT
 failures=0
 passed=0
 
-# expect STATUS_KIND PATTERN -- command...   (STATUS_KIND: error = 1, usage = 2)
+# expect STATUS_KIND PATTERN -- command...   (STATUS_KIND: ok = 0, error = 1, usage = 2)
 expect() {
   local kind=$1 pattern=$2
   shift 3
@@ -19,6 +19,7 @@ expect() {
   status=$?
   local want=1
   [[ $kind == usage ]] && want=2
+  [[ $kind == ok ]] && want=0
   if [[ $status -ne $want ]] || ! grep -qiE -- "$pattern" <<<"$out"; then
     echo "FAIL: $* -> status $status (want $want), output:"
     echo "$out" | tail -5 | sed 's/^/    /'
@@ -60,7 +61,44 @@ expect error "holds no model.onnx" -- "$tandem" check "$tmp"
 # Usage mistakes.
 expect usage "required" -- "$tandem" check
 expect usage "" -- "$tandem" frobnicate
-expect usage "" -- "$tandem" bench --loops 0
+# Numeric options out of range or not numbers: one plain line that names the option (not CLI11's
+# "Value 0 not in range 0.000000 to 1797693...", 309 digits), usage status, before any model loads.
+plain_range() { # plain_range PATTERN -- command...: expect usage PATTERN, and no 20-digit numbers
+  expect usage "^error: $1" "${@:2}"
+  local out
+  out=$(timeout 60 "${@:3}" 2>&1)
+  if grep -qE '[0-9]{20}|not in range' <<<"$out"; then
+    echo "FAIL: ${*:3} -> CLI11's range message: $out"
+    failures=$((failures + 1))
+  fi
+}
+plain_range "--batch must be at least 1 \\(got 0\\)" -- "$tandem" bench --batch 0
+plain_range "--batch must be at least 1 \\(got -3\\)" -- "$tandem" bench --batch -3
+plain_range "--batch must be at least 1 \\(got 0\\)" -- "$tandem" run --batch 0
+plain_range "--batch must be at least 1 \\(got -1\\)" -- "$tandem" run --devices 2 --batch -1
+plain_range "--batch must be a whole number \\(got 'two'\\)" -- "$tandem" run --batch two
+plain_range "--batch must be at least 1 \\(got 9223372036854775808\\)" -- "$tandem" run --batch 9223372036854775808
+plain_range "--loops must be between 1 and 2147483647 \\(got 0\\)" -- "$tandem" bench --loops 0
+plain_range "--loops must be between 1 and 2147483647 \\(got 0\\)" -- "$tandem" run --loops 0
+plain_range "--loops must be between 1 and 2147483647 \\(got 4294967296\\)" -- "$tandem" run --loops 4294967296
+plain_range "--loops must be a whole number \\(got '2.5'\\)" -- "$tandem" bench --loops 2.5
+plain_range "--warmup must be between 0 and" -- "$tandem" bench --warmup -1
+plain_range "--concurrency must be between 1 and 1024 \\(got 0\\)" -- "$tandem" bench --concurrency 0
+plain_range "--duration must be at least 0 \\(got -1\\)" -- "$tandem" bench --duration -1
+plain_range "--duration must be a finite number \\(got 'nan'\\)" -- "$tandem" bench --duration nan
+plain_range "--threads must be between 0 and 1024 \\(got -1\\)" -- "$tandem" run --threads -1
+plain_range "--threads must be between 0 and 1024 \\(got 100000\\)" -- "$tandem" bench -t 100000
+plain_range "--threads must be between 0 and 1024 \\(got -2\\)" -- "$tandem" check --threads -2 "$tmp"
+plain_range "--rtol must be at least 0 \\(got -1\\)" -- "$tandem" check --rtol -1 "$tmp"
+plain_range "--atol must be a finite number \\(got 'nan'\\)" -- "$tandem" check --atol nan "$tmp"
+plain_range "--workers-per-device must be between 1 and 64 \\(got 0\\)" -- "$tandem" run --devices 2 --workers-per-device 0
+plain_range "--deadline must be at least 0.001 \\(got 0\\)" -- "$tandem" bench --devices 2 --deadline 0
+plain_range "--deadline must be a finite number \\(got 'inf'\\)" -- "$tandem" run --devices 2 --deadline inf
+plain_range "--deadline must be at most 1e\\+06 \\(got 1e300\\)" -- "$tandem" run --devices 2 --deadline 1e300
+
+# The version: CMake's project VERSION, as a flag and as a subcommand.
+expect ok "^tandem [0-9]+\\.[0-9]+\\.[0-9]+$" -- "$tandem" --version
+expect ok "^tandem [0-9]+\\.[0-9]+\\.[0-9]+$" -- "$tandem" version
 
 echo "$passed passed, $failures failed"
 [[ $failures -eq 0 ]]
