@@ -62,7 +62,7 @@ struct DeviceStats {
   int pid = -1;                // worker process id (processes mode), -1 when not running
   bool up = true;              // false while the device is marked down (until a probe rebuilds)
   std::string state = "up";    // "up", "starting", "restarting" (backing off), "down"
-  int restarts = 0;            // restarts and probes over the predictor's life
+  int restarts = 0;            // restarts (counted once scheduled) and probes over its life
   int restarts_in_window = 0;  // restarts within the last restart_window (the rate limit's count)
   double next_start_s = -1;    // seconds until the next restart or probe; -1 when none is due
   int64_t items = 0;           // batch items computed

@@ -853,6 +853,7 @@ void ProcessEngine::on_death(Worker& w, const std::string& cause) {
   }
   w.policy.on_death(Clock::now());
   w.state = w.policy.down() ? Worker::kDown : Worker::kWaiting;
+  if (!w.policy.down()) ++w.starts;  // counted when decided, so stats show it at once
   if (w.policy.down())
     w.last_error += fmt::format(
         "; device marked down after {} restarts within {} s, probed "
@@ -869,7 +870,7 @@ void ProcessEngine::start_due_workers() {
     auto due = w->policy.next_start();
     if (!due || now < *due) continue;
     w->policy.clear_next_start();
-    ++w->starts;
+    if (w->state == Worker::kDown) ++w->starts;  // a probe (restarts count when scheduled)
     try {
       spawn(*w);
     } catch (const Error& e) {
