@@ -1005,7 +1005,7 @@ PYBIND11_MODULE(_tandem, m) {
            py::arg("mode") = "processes", py::arg("workers_per_device") = 1,
            py::arg("core_lists") = py::none(), py::arg("input_shapes") = py::none(),
            py::arg("deadline") = 120.0, py::arg("build_timeout") = 300.0,
-           py::arg("max_restarts") = 3, py::arg("queue_capacity") = 64,
+           py::arg("max_restarts") = tandem::ParallelOptions{}.max_restarts, py::arg("queue_capacity") = 64,
            py::arg("worker_binary") = py::none(), py::arg("verbose") = false)
       .def("build", &PyPredictor::build,
            "Starts and builds every worker in parallel (releases the GIL). Builds once: a "

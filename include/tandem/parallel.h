@@ -26,12 +26,21 @@ struct ParallelOptions {
   // makes shards of exactly b items (the last one padded, its padding trimmed from the outputs).
   ShapeMap input_shapes;
   // A shard not answered within this time marks its worker hung: it is killed and restarted and
-  // the shard runs elsewhere.
+  // the shard runs elsewhere. A worker that is stopped (SIGSTOP, state 'T') is taken for hung
+  // much sooner: once it has been stopped for max(1 s, 4 x its shard's expected time).
   std::chrono::milliseconds deadline{std::chrono::seconds(120)};
   // How long build() waits for every worker's BUILD_FINISH.
   std::chrono::milliseconds build_timeout{std::chrono::seconds(300)};
-  // Restarts allowed per worker before its device is marked down.
-  int max_restarts = 3;
+  // Fault policy, a rate limit rather than a lifetime count: a worker may be restarted
+  // max_restarts times within restart_window (successive restarts backing off exponentially from
+  // restart_backoff, at most 5 s); beyond that its device is marked down and probed again (a
+  // rebuild attempt) after probe_interval, doubling after each failed probe up to
+  // max_probe_interval. A probe that builds brings the device back.
+  int max_restarts = 10;
+  std::chrono::milliseconds restart_window{std::chrono::seconds(60)};
+  std::chrono::milliseconds restart_backoff{std::chrono::milliseconds(100)};
+  std::chrono::milliseconds probe_interval{std::chrono::seconds(5)};
+  std::chrono::milliseconds max_probe_interval{std::chrono::seconds(300)};
   // Requests admitted but not finished; submit() beyond it fails at once (back-pressure).
   size_t queue_capacity = 64;
   // "processes" (one `tandem worker` process per worker) or "threads" (one Model per worker in
@@ -50,21 +59,26 @@ std::vector<std::string> parse_device_list(const std::string& text);
 struct DeviceStats {
   std::string device;
   int worker = 0;
-  int pid = -1;               // worker process id (processes mode), -1 when not running
-  bool up = true;
-  int restarts = 0;
-  int64_t items = 0;          // batch items computed
-  double busy_ms = 0;         // time spent computing shards (as the worker measured it)
-  double items_per_s = 0;     // moving average the splitter uses
+  int pid = -1;                // worker process id (processes mode), -1 when not running
+  bool up = true;              // false while the device is marked down (until a probe rebuilds)
+  std::string state = "up";    // "up", "starting", "restarting" (backing off), "down"
+  int restarts = 0;            // restarts (counted once scheduled) and probes over its life
+  int restarts_in_window = 0;  // restarts within the last restart_window (the rate limit's count)
+  double next_start_s = -1;    // seconds until the next restart or probe; -1 when none is due
+  int64_t items = 0;           // batch items computed
+  double busy_ms = 0;          // time spent computing shards (as the worker measured it)
+  double items_per_s = 0;      // moving average the splitter uses
   std::string last_error;
 };
 
 struct ParallelStats {
   int64_t requests = 0;
   int64_t failed_requests = 0;
-  int64_t shards_rerun = 0;     // shards re-sent after a worker died or hung
-  double overhead_ms_last = 0;  // last request: wall time minus its slowest shard's compute
-  double overhead_ms_total = 0; // the same, summed over all completed requests
+  int64_t shards_rerun = 0;       // shards re-sent after a worker died or hung
+  double overhead_ms_last = 0;    // last request: wall time minus its slowest shard's compute
+  double overhead_ms_total = 0;   // the same, summed over all completed requests
+  int64_t supervisor_errors = 0;  // unexpected failures the supervisor caught and went on from
+  std::string last_supervisor_error;
   std::vector<DeviceStats> devices;
 };
 
@@ -77,6 +91,8 @@ class ParallelPredictor {
 
   // Starts and builds every worker in parallel; returns when all answered BUILD_FINISH. On any
   // failure throws an Error carrying each failing device's own message and leaves no process.
+  // Once built, a second build() does nothing (so `with ParallelPredictor(...) as p: p.build()`
+  // works); after finalize() it throws.
   void build();
   // Model inputs/outputs as the workers report them (after build()).
   std::vector<TensorInfo> inputs() const;

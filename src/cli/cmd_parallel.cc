@@ -29,9 +29,9 @@ double max_abs_difference(const std::vector<Tensor>& a, const std::vector<Tensor
   double worst = 0;
   for (size_t o = 0; o < a.size(); ++o) {
     if (a[o].shape() != b[o].shape() || a[o].dtype() != b[o].dtype()) {
-      problem = fmt::format("output '{}': {} {} vs {} {}", a[o].name(), dtype_name(a[o].dtype()),
-                            shape_str(a[o].shape()), dtype_name(b[o].dtype()),
-                            shape_str(b[o].shape()));
+      problem =
+          fmt::format("output '{}': {} {} vs {} {}", a[o].name(), dtype_name(a[o].dtype()),
+                      shape_str(a[o].shape()), dtype_name(b[o].dtype()), shape_str(b[o].shape()));
       return INFINITY;
     }
     if (a[o].dtype() != DataType::kFloat32) {
@@ -117,9 +117,7 @@ BenchResult bench_one(ParallelOptions popt, const std::vector<Tensor>& inputs, i
   std::deque<std::pair<Clock::time_point, std::future<std::vector<Tensor>>>> inflight;
   auto start = Clock::now();
   int issued = 0, done = 0;
-  auto more = [&] {
-    return duration_s > 0 ? seconds_since(start) < duration_s : issued < loops;
-  };
+  auto more = [&] { return duration_s > 0 ? seconds_since(start) < duration_s : issued < loops; };
   while (more() || !inflight.empty()) {
     while (more() && static_cast<int>(inflight.size()) < concurrency) {
       inflight.emplace_back(Clock::now(), predictor.submit(inputs));
@@ -163,9 +161,8 @@ double percentile(std::vector<double> v, double p) {
 
 }  // namespace
 
-int bench_on_devices(const ModelOptions& mopt, const DeviceOptions& dopt, int64_t batch,
-                     int warmup, int loops, double duration_s, int concurrency,
-                     const std::string& json_path) {
+int bench_on_devices(const ModelOptions& mopt, const DeviceOptions& dopt, int64_t batch, int warmup,
+                     int loops, double duration_s, int concurrency, const std::string& json_path) {
   ParallelOptions popt = dopt.to_options(mopt.model, mopt.input_shape);
   Context ctx;
   ctx.thread_num = 1;
@@ -187,9 +184,8 @@ int bench_on_devices(const ModelOptions& mopt, const DeviceOptions& dopt, int64_
   } else {
     one.core_lists = {popt.core_lists[0]};
   }
-  BenchResult single = n > 1 ? bench_one(one, inputs, batch, warmup, loops, duration_s,
-                                         concurrency, "1")
-                             : all;
+  BenchResult single =
+      n > 1 ? bench_one(one, inputs, batch, warmup, loops, duration_s, concurrency, "1") : all;
   double t_n = all.items / all.wall_s, t_1 = single.items / single.wall_s;
   double efficiency = t_n / (static_cast<double>(n) * t_1);
   const auto& l = all.latency_ms;
@@ -197,17 +193,24 @@ int bench_on_devices(const ModelOptions& mopt, const DeviceOptions& dopt, int64_
   fmt::print("latency ms: min {:.2f}  p50 {:.2f}  p90 {:.2f}  p99 {:.2f}  max {:.2f}\n",
              percentile(l, 0), percentile(l, 50), percentile(l, 90), percentile(l, 99),
              percentile(l, 100));
-  fmt::print("throughput: {:.3f} items/s on {} devices; {:.3f} items/s on {} alone\n", t_n, n,
-             t_1, popt.devices[0]);
+  fmt::print("throughput: {:.3f} items/s on {} devices; {:.3f} items/s on {} alone\n", t_n, n, t_1,
+             popt.devices[0]);
   fmt::print("scaling efficiency E({}) = T({}) / ({}·T(1)) = {:.3f}\n", n, n, n, efficiency);
   double overhead_mean =
       all.stats.requests > 0 ? all.stats.overhead_ms_total / all.stats.requests : 0.0;
-  fmt::print("orchestration overhead per request (wall minus slowest shard's compute): {:.3f} ms "
-             "mean\n",
-             overhead_mean);
-  for (const DeviceStats& d : all.stats.devices)
-    fmt::print("  {:<8} worker {}  items {:>6}  busy {:5.1f}%  restarts {}\n", d.device, d.worker,
-               d.items, 100.0 * d.busy_ms / (all.wall_s * 1000), d.restarts);
+  fmt::print(
+      "orchestration overhead per request (wall minus slowest shard's compute): {:.3f} ms "
+      "mean\n",
+      overhead_mean);
+  for (const DeviceStats& d : all.stats.devices) {
+    fmt::print("  {:<8} worker {}  items {:>6}  busy {:5.1f}%  {:<10}  restarts {} ({} in window)",
+               d.device, d.worker, d.items, 100.0 * d.busy_ms / (all.wall_s * 1000), d.state,
+               d.restarts, d.restarts_in_window);
+    if (d.next_start_s >= 0)
+      fmt::print("  next {} in {:.1f} s", d.up ? "restart" : "probe", d.next_start_s);
+    if (!d.last_error.empty() && d.restarts > 0) fmt::print("  last: {}", d.last_error);
+    fmt::print("\n");
+  }
   if (!json_path.empty()) {
     nlohmann::json j;
     j["model"] = popt.model_path;
@@ -216,8 +219,10 @@ int bench_on_devices(const ModelOptions& mopt, const DeviceOptions& dopt, int64_
     j["batch"] = batch;
     j["concurrency"] = concurrency;
     j["requests"] = l.size();
-    j["latency_ms"] = {{"min", percentile(l, 0)},  {"p50", percentile(l, 50)},
-                       {"p90", percentile(l, 90)}, {"p99", percentile(l, 99)},
+    j["latency_ms"] = {{"min", percentile(l, 0)},
+                       {"p50", percentile(l, 50)},
+                       {"p90", percentile(l, 90)},
+                       {"p99", percentile(l, 99)},
                        {"max", percentile(l, 100)}};
     j["throughput_items_per_s"] = t_n;
     j["throughput_one_device_items_per_s"] = t_1;
@@ -229,7 +234,12 @@ int bench_on_devices(const ModelOptions& mopt, const DeviceOptions& dopt, int64_
                       {"worker", d.worker},
                       {"items", d.items},
                       {"busy_share", d.busy_ms / (all.wall_s * 1000)},
-                      {"restarts", d.restarts}});
+                      {"state", d.state},
+                      {"up", d.up},
+                      {"restarts", d.restarts},
+                      {"restarts_in_window", d.restarts_in_window},
+                      {"next_start_s", d.next_start_s},
+                      {"last_error", d.last_error}});
     j["devices_detail"] = devs;
     std::ofstream out(json_path);
     TANDEM_CHECK(out.good(), ErrorCode::kRuntime, "cannot write '{}'", json_path);

@@ -19,6 +19,8 @@ void add_worker_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--input-shape", args->input_shape, "fixed input shapes");
   cmd->add_option("--index", args->index, "worker index");
   cmd->add_option("--parent-pid", args->parent_pid, "exit at once if the parent is not this pid");
+  cmd->add_option("--model-digest", args->model_digest,
+                  "content digest the model file must have (as the parent read it)");
   cmd->add_flag("--verbose", args->verbose, "print the seed's exit line");
   cmd->callback([args, cores, &exit_code] {
     if (!cores->empty()) args->cores = parallel::parse_core_list(*cores);

@@ -9,7 +9,9 @@
 namespace tandem::parallel {
 
 namespace {
-size_t align64(size_t n) { return (n + 63) / 64 * 64; }
+size_t align64(size_t n) {
+  return (n + 63) / 64 * 64;
+}
 size_t row_bytes(DataType dtype, const Shape& shape) {
   Shape rest(shape.begin() + 1, shape.end());
   return static_cast<size_t>(shape_numel(rest)) * dtype_size(dtype);
@@ -44,8 +46,8 @@ BatchedInputs analyse_inputs(const std::vector<TensorInfo>& declared,
       batch_from = d.name;
     }
     TANDEM_CHECK(t.dim(0) == batch, ErrorCode::kInvalidArgument,
-                 "inputs disagree on the batch: '{}' has {} items, '{}' has {}", batch_from,
-                 batch, d.name, t.dim(0));
+                 "inputs disagree on the batch: '{}' has {} items, '{}' has {}", batch_from, batch,
+                 d.name, t.dim(0));
   }
   // A fixed-batch model with symbolic-batch inputs as well: every batched input must then be
   // split in the same shards of fixed_batch items.
@@ -57,7 +59,8 @@ BatchedInputs analyse_inputs(const std::vector<TensorInfo>& declared,
 std::vector<bool> batched_outputs(const std::vector<TensorInfo>& declared, int64_t fixed_batch) {
   std::vector<bool> b;
   for (const TensorInfo& d : declared)
-    b.push_back(!d.shape.empty() && (d.shape[0] < 0 || (fixed_batch > 0 && d.shape[0] == fixed_batch)));
+    b.push_back(!d.shape.empty() &&
+                (d.shape[0] < 0 || (fixed_batch > 0 && d.shape[0] == fixed_batch)));
   return b;
 }
 
@@ -89,8 +92,8 @@ RequestLayout layout_inputs(const BatchedInputs& in, const std::vector<ShardPlan
   return l;
 }
 
-void layout_outputs(RequestLayout& l, const BatchedInputs& in,
-                    const std::vector<ShardPlan>& shards, const std::vector<bool>& out_batched,
+void layout_outputs(RequestLayout& l, const BatchedInputs& in, const std::vector<ShardPlan>& shards,
+                    const std::vector<bool>& out_batched,
                     const std::vector<std::vector<TensorDesc>>& shard_shapes,
                     const std::vector<std::string>& output_names) {
   const size_t n_out = out_batched.size();
@@ -133,6 +136,74 @@ void layout_outputs(RequestLayout& l, const BatchedInputs& in,
     }
   }
   l.output_bytes = std::max<size_t>(off, 64);
+}
+
+std::vector<Tensor> gather_outputs(const std::vector<TensorInfo>& declared,
+                                   const std::vector<bool>& out_batched,
+                                   const std::vector<ShardPlan>& shards, int64_t batch,
+                                   const std::vector<std::vector<ShardOutput>>& per_shard) {
+  TANDEM_CHECK(!shards.empty() && per_shard.size() == shards.size(), ErrorCode::kInternal,
+               "{} shards but {} shard results", shards.size(), per_shard.size());
+  for (size_t s = 0; s < per_shard.size(); ++s)
+    TANDEM_CHECK(per_shard[s].size() == declared.size(), ErrorCode::kRuntime,
+                 "shard {} returned {} outputs, the model has {}", s, per_shard[s].size(),
+                 declared.size());
+  int64_t padded = 0;
+  for (const ShardPlan& p : shards) padded = std::max(padded, p.begin + p.count);
+  std::vector<Tensor> outs;
+  for (size_t o = 0; o < declared.size(); ++o) {
+    const std::string& name = declared[o].name;
+    const ShardOutput& first = per_shard[0][o];
+    bool rows_follow_shards = true, trailing_agree = true;
+    for (size_t s = 0; s < shards.size(); ++s) {
+      const ShardOutput& d = per_shard[s][o];
+      TANDEM_CHECK(d.dtype == first.dtype &&
+                       (declared[o].dtype == DataType::kUndefined || d.dtype == declared[o].dtype),
+                   ErrorCode::kRuntime,
+                   "output '{}': shard {} gave dtype {}, the model declares {}", name, s,
+                   dtype_name(d.dtype), dtype_name(declared[o].dtype));
+      TANDEM_CHECK(d.shape.size() == first.shape.size(), ErrorCode::kUnsupported,
+                   "output '{}' cannot be gathered: shards gave ranks {} and {}", name,
+                   first.shape.size(), d.shape.size());
+      tensor_bytes(d.dtype, d.shape);  // checked size, throws beyond the limit
+      if (d.shape.empty()) continue;
+      rows_follow_shards = rows_follow_shards && d.shape[0] == shards[s].count;
+      trailing_agree =
+          trailing_agree && std::equal(d.shape.begin() + 1, d.shape.end(), first.shape.begin() + 1);
+    }
+    if (!out_batched[o] || first.shape.empty()) {
+      // Not batched: every shard computed the same; the caller gets shard 0's.
+      outs.push_back(Tensor::copy_of(first.dtype, first.shape, first.data, name));
+      continue;
+    }
+    TANDEM_CHECK(trailing_agree && (rows_follow_shards || padded == batch), ErrorCode::kUnsupported,
+                 "output '{}' cannot be gathered along axis 0: shards gave {} and {}", name,
+                 shape_str(first.shape), shape_str(per_shard.back()[o].shape));
+    const uint64_t row =
+        tensor_bytes(first.dtype, Shape(first.shape.begin() + 1, first.shape.end()));
+    Shape total = first.shape;
+    if (rows_follow_shards) {
+      total[0] = batch;  // padding rows of a fixed-batch tail are trimmed
+    } else {
+      total[0] = 0;
+      for (const auto& shard : per_shard) total[0] += shard[o].shape[0];
+    }
+    tensor_bytes(first.dtype, total);
+    Tensor t(first.dtype, total, name);
+    uint8_t* dst = t.data<uint8_t>();
+    int64_t at = 0;
+    for (size_t s = 0; s < shards.size(); ++s) {
+      const ShardOutput& d = per_shard[s][o];
+      int64_t begin = rows_follow_shards ? shards[s].begin : at;
+      int64_t rows = rows_follow_shards ? std::min(d.shape[0], batch - begin) : d.shape[0];
+      if (rows > 0)
+        std::memcpy(dst + row * static_cast<uint64_t>(begin), d.data,
+                    row * static_cast<uint64_t>(rows));
+      at += d.shape[0];
+    }
+    outs.push_back(std::move(t));
+  }
+  return outs;
 }
 
 void write_inputs(const BatchedInputs& in, const RequestLayout& l, uint8_t* buffer) {

@@ -30,7 +30,7 @@ std::vector<bool> batched_outputs(const std::vector<TensorInfo>& declared, int64
 
 // Byte layout of one request in its input and output buffers.
 struct RequestLayout {
-  int64_t padded_batch = 0;         // batch rounded up to whole fixed-size shards
+  int64_t padded_batch = 0;            // batch rounded up to whole fixed-size shards
   std::vector<uint64_t> input_offset;  // per input: start in the input buffer
   size_t input_bytes = 0;
   // Per shard, the descriptors sent to the worker.
@@ -51,6 +51,26 @@ void layout_outputs(RequestLayout& layout, const BatchedInputs& in,
                     const std::vector<ShardPlan>& shards, const std::vector<bool>& out_batched,
                     const std::vector<std::vector<TensorDesc>>& shard_shapes,
                     const std::vector<std::string>& output_names);
+// One shard's output as a worker produced it: a dtype, a shape and the bytes (exactly
+// tensor_bytes(dtype, shape) of them, which the caller has checked are readable).
+struct ShardOutput {
+  DataType dtype = DataType::kUndefined;
+  Shape shape;
+  const uint8_t* data = nullptr;
+};
+
+// The one gather both engines use for outputs whose shapes were not planned in advance (every
+// threads-mode request; process-mode outputs that depend on input values). per_shard[s][o] is
+// shard s's output o. A batched output whose shards each give their own item count along axis 0
+// is placed at the shard's rows (a fixed-batch tail's padding trimmed); one whose dim 0 varies
+// otherwise is concatenated, if the batch has no padding. Everything is checked first: each
+// shard has every output, dtypes match the model's, ranks and trailing dims agree, sizes
+// computed without overflow. Throws tandem::Error naming the output otherwise.
+std::vector<Tensor> gather_outputs(const std::vector<TensorInfo>& declared,
+                                   const std::vector<bool>& out_batched,
+                                   const std::vector<ShardPlan>& shards, int64_t batch,
+                                   const std::vector<std::vector<ShardOutput>>& per_shard);
+
 // Copies the caller's inputs into the input buffer (a fixed-batch tail repeats the last item).
 void write_inputs(const BatchedInputs& in, const RequestLayout& layout, uint8_t* buffer);
 

@@ -13,6 +13,12 @@ ParallelPredictor::ParallelPredictor(ParallelOptions options) {
                "queue_capacity must be >= 1");
   TANDEM_CHECK(options.max_restarts >= 0, ErrorCode::kInvalidArgument,
                "max_restarts must be >= 0");
+  TANDEM_CHECK(options.restart_window.count() > 0 && options.restart_backoff.count() >= 0 &&
+                   options.probe_interval.count() > 0 &&
+                   options.max_probe_interval >= options.probe_interval,
+               ErrorCode::kInvalidArgument,
+               "restart_window and probe_interval must be positive, restart_backoff not negative, "
+               "max_probe_interval at least probe_interval");
   engine_ = options.mode == "threads" ? parallel::make_thread_engine(std::move(options))
                                       : parallel::make_process_engine(std::move(options));
 }

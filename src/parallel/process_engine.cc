@@ -1,18 +1,27 @@
-// The process engine: one `tandem worker` process per worker, a supervisor thread that owns all
-// of them. The supervisor polls every worker's socket and pidfd plus an eventfd for new
-// requests, sends shards, takes replies, enforces deadlines, restarts the dead and re-runs their
-// shards elsewhere. Callers only touch the request queue (under a mutex).
+// The process engine: one `tandem worker` process per worker and a supervisor thread that owns
+// all of them. The supervisor polls every worker's socket and pidfd plus an eventfd for new
+// requests, sends shards, takes replies, enforces deadlines, restarts the dead (under the fault
+// policy's rate limit) and re-runs their shards elsewhere. Callers only touch the request queue
+// (under a mutex).
+//
+// Workers are not trusted: every reply is checked against what the worker owes (request, shard,
+// output count, dtypes, ranks, offsets inside its buffer, descriptors). A worker that sends
+// anything else is killed as a protocol violator, restarted, and its shard re-run; nothing a
+// worker sends can crash the parent or write into a result already delivered.
+//
+// Pieces live apart: spawn.cc starts and reaps processes (on one long-lived thread),
+// protocol.cc is the transport, batch.cc splits, lays out and gathers, fault_policy.cc decides
+// when the dead come back.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <map>
@@ -24,11 +33,13 @@
 #include "core/error.h"
 #include "parallel/batch.h"
 #include "parallel/device.h"
+#include "parallel/digest.h"
 #include "parallel/engine.h"
+#include "parallel/fault_policy.h"
 #include "parallel/protocol.h"
 #include "parallel/shm_buffer.h"
-
-extern char** environ;
+#include "parallel/spawn.h"
+#include "parallel/unique_fd.h"
 
 namespace tandem::parallel {
 
@@ -36,18 +47,13 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr int kMaxShardAttempts = 3;  // a shard that kills this many workers fails its request
+// A stopped worker (SIGSTOP) is hung once stopped this long, or 4x its shard's expected time.
+constexpr std::chrono::milliseconds kStoppedGrace{1000};
+// How often live workers are checked for being stopped.
+constexpr std::chrono::milliseconds kStopCheckInterval{100};
 
 double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
-
-std::string describe_status(int status) {
-  if (WIFEXITED(status)) return fmt::format("exited with status {}", WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) {
-    int sig = WTERMSIG(status);
-    return fmt::format("killed by signal {} ({})", sig, strsignal(sig));
-  }
-  return "ended";
 }
 
 std::vector<TensorInfo> infos_from_json(const nlohmann::json& a) {
@@ -63,28 +69,14 @@ std::vector<TensorInfo> infos_from_json(const nlohmann::json& a) {
   return out;
 }
 
-std::string find_worker_binary(const std::string& configured) {
-  namespace fs = std::filesystem;
-  if (!configured.empty()) {
-    // A path the caller names is the one to use: no silent fallback.
-    TANDEM_CHECK(::access(configured.c_str(), X_OK) == 0, ErrorCode::kNotFound,
-                 "worker binary '{}' does not exist or is not executable", configured);
-    return configured;
-  }
-  std::vector<std::string> candidates;
-  if (const char* env = std::getenv("TANDEM_WORKER_BINARY")) candidates.push_back(env);
-  std::error_code ec;
-  fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) candidates.push_back((self.parent_path() / "tandem").string());
-#ifdef TANDEM_DEFAULT_WORKER_BINARY
-  candidates.push_back(TANDEM_DEFAULT_WORKER_BINARY);
-#endif
-  for (const auto& c : candidates)
-    if (::access(c.c_str(), X_OK) == 0) return c;
-  raise(ErrorCode::kNotFound,
-        "cannot find the `tandem` binary that runs workers (tried: {}); set "
-        "ParallelOptions::worker_binary or TANDEM_WORKER_BINARY",
-        fmt::join(candidates, ", "));
+// What a BUILD_FINISH says the worker built, without what legitimately differs between workers
+// (the pid): every worker, a restarted one too, must say exactly what the first one said.
+nlohmann::json build_description(const std::string& text) {
+  nlohmann::json j = nlohmann::json::parse(text);  // throws on malformed JSON
+  TANDEM_CHECK(j.is_object() && j.contains("inputs") && j.contains("outputs"), ErrorCode::kRuntime,
+               "BUILD_FINISH lacks inputs or outputs");
+  j.erase("pid");
+  return j;
 }
 
 struct Request;
@@ -94,6 +86,10 @@ struct Task {
   std::shared_ptr<Request> req;
   int shard = 0;
   int attempts = 0;
+  // While the task is with a worker: the request's buffers. A buffer returns to the pool only
+  // when nothing references it, so one a worker may still write into stays out of the pool
+  // until that worker has answered or is dead, even if its request failed meanwhile.
+  std::shared_ptr<ShmBuffer> in_buf, out_buf;
 };
 
 struct Request {
@@ -122,28 +118,46 @@ struct Worker {
   DeviceSpec device;
   int threads = 1;
   pid_t pid = -1;
-  int sock = -1;
-  int pidfd = -1;
+  UniqueFd sock, pidfd;
   int generation = 0;  // bumped at every (re)start, so stale poll results are recognised
   Clock::time_point spawned;
-  enum State { kStarting, kIdle, kBusy, kDown } state = kStarting;
+  // kWaiting: dead, restart scheduled (back-off); kDown: rate limit exceeded, probe scheduled.
+  enum State { kStarting, kIdle, kBusy, kWaiting, kDown } state = kStarting;
   std::deque<Task> queue;
   std::optional<Task> inflight;
-  Clock::time_point deadline;
-  int restarts = 0;
+  Clock::time_point sent, deadline;
+  RestartPolicy policy;
+  int starts = 0;    // restarts and probes
   double speed = 0;  // items/s, moving average; 0 = not measured yet
   double busy_ms = 0;
   int64_t items = 0;
   std::string last_error;
-  std::string hung;  // set when the supervisor killed it for missing its deadline
+  std::string hung;  // set when the supervisor killed it as hung
+  std::optional<Clock::time_point> stopped_since;
 
   std::string name() const { return fmt::format("{} (worker {})", device.name, index); }
+  bool serving() const { return state == kIdle || state == kBusy; }
 };
+
+// A reply that breaks the protocol: the worker is killed and its shard re-run.
+struct Violation : Error {
+  explicit Violation(const std::string& m) : Error(ErrorCode::kRuntime, m) {}
+};
+template <typename... Args>
+void require(bool ok, fmt::format_string<Args...> f, Args&&... args) {
+  if (!ok) throw Violation(fmt::format(f, std::forward<Args>(args)...));
+}
 
 class ProcessEngine : public ParallelPredictor::Engine {
  public:
   explicit ProcessEngine(ParallelOptions options)
-      : options_(std::move(options)), pool_(std::make_shared<ShmPool>(16)) {}
+      : options_(std::move(options)), pool_(std::make_shared<ShmPool>(16)) {
+    policy_.max_restarts = options_.max_restarts;
+    policy_.restart_window = options_.restart_window;
+    policy_.restart_backoff = options_.restart_backoff;
+    policy_.probe_interval = options_.probe_interval;
+    policy_.max_probe_interval = options_.max_probe_interval;
+  }
   ~ProcessEngine() override { finalize(); }
 
   void build() override;
@@ -154,33 +168,44 @@ class ProcessEngine : public ParallelPredictor::Engine {
   std::vector<TensorInfo> outputs() const override { return outputs_; }
 
  private:
-  // Supervisor side.
+  // Supervision: processes, deaths, restarts, hangs.
   void spawn(Worker& w);
   void reap(Worker& w, const std::string& cause);
   void supervise();
+  void supervise_once();
+  void on_readable(Worker& w);
   void on_death(Worker& w, const std::string& cause);
+  void start_due_workers();
+  void check_hung();
+  void update_all_down();
+  void shutdown_workers();
+  void wake();
+  // Replies, checked.
   void on_message(Worker& w, Message& m);
+  void on_build_finish(Worker& w, const Message& m);
+  void check_shapes_reply(const Message& m) const;
+  void check_spilled_reply(const Message& m, const ShmBuffer& buf) const;
+  // Scheduling and sharding.
   void start_request(const std::shared_ptr<Request>& r);
   void plan_outputs(const std::shared_ptr<Request>& r);
   void dispatch();
   bool take_task(Worker& w, Task& t);
   void send_task(Worker& w, Task t);
   void complete(const std::shared_ptr<Request>& r);
-  std::vector<Tensor> gather_spilled(Request& r);
   void on_shapes(const std::vector<Shape>& key, const Message& m);
   void fail(const std::shared_ptr<Request>& r, const std::string& why);
-  void fail_everything_if_all_down();
   void publish_speeds();
-  void shutdown_workers();
-  void wake();
 
   ParallelOptions options_;
+  FaultPolicyOptions policy_;
   std::string binary_;
+  std::string digest_;       // the model file's content, as read at build()
+  nlohmann::json built_as_;  // the first BUILD_FINISH's description
+  std::unique_ptr<Spawner> spawner_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::shared_ptr<ShmPool> pool_;
   std::vector<TensorInfo> inputs_, outputs_;
-  std::vector<bool> out_batched_fixed_, out_batched_dynamic_;
-  int event_fd_ = -1;
+  UniqueFd event_fd_;
   std::thread supervisor_;
 
   // Supervisor-only state.
@@ -188,7 +213,9 @@ class ProcessEngine : public ParallelPredictor::Engine {
   std::map<uint64_t, std::shared_ptr<Request>> active_;
   std::map<std::vector<Shape>, std::vector<TensorDesc>> shape_cache_;
   std::set<std::vector<Shape>> dynamic_shapes_;  // input shapes whose output shapes vary
-  std::map<std::vector<Shape>, std::vector<std::pair<std::shared_ptr<Request>, int>>> shape_waiters_;
+  std::map<std::vector<Shape>, std::vector<std::pair<std::shared_ptr<Request>, int>>>
+      shape_waiters_;
+  Clock::time_point last_stop_check_;
 
   // Shared with callers, under mu_.
   mutable std::mutex mu_;
@@ -203,19 +230,14 @@ class ProcessEngine : public ParallelPredictor::Engine {
 };
 
 void ProcessEngine::spawn(Worker& w) {
-  int sv[2];
-  TANDEM_CHECK(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0,
-               ErrorCode::kRuntime, "socketpair failed: {}", std::strerror(errno));
-  // The child's end must not already be fd 3 (dup2 onto itself would keep CLOEXEC).
-  int child_fd = ::fcntl(sv[1], F_DUPFD_CLOEXEC, 10);
-  ::close(sv[1]);
-  std::vector<std::string> args = {binary_,           "worker",
-                                   "--fd",            "3",
-                                   "--model",         options_.model_path,
-                                   "--device",        w.device.name,
-                                   "--threads",       std::to_string(w.threads),
-                                   "--index",         std::to_string(w.index),
-                                   "--parent-pid",    std::to_string(::getpid())};
+  std::vector<std::string> args = {binary_,          "worker",
+                                   "--fd",           "3",
+                                   "--model",        options_.model_path,
+                                   "--model-digest", digest_,
+                                   "--device",       w.device.name,
+                                   "--threads",      std::to_string(w.threads),
+                                   "--index",        std::to_string(w.index),
+                                   "--parent-pid",   std::to_string(::getpid())};
   if (!w.device.cores.empty()) {
     args.push_back("--cores");
     args.push_back(fmt::format("{}", fmt::join(w.device.cores, ",")));
@@ -228,82 +250,53 @@ void ProcessEngine::spawn(Worker& w) {
     args.push_back(s);
   }
   if (options_.verbose) args.push_back("--verbose");
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-
-  // Workers share the host: oneDNN's OpenMP threads must sleep when idle instead of spinning on
-  // cores that sibling workers (and the worker's own pool) need. libgomp reads this only at
-  // start-up, so it goes into the environment here; a value the user set wins.
-  std::vector<std::string> env_strings;
-  bool has_wait_policy = false;
-  for (char** e = environ; *e; ++e) {
-    env_strings.emplace_back(*e);
-    has_wait_policy = has_wait_policy || env_strings.back().rfind("OMP_WAIT_POLICY=", 0) == 0;
-  }
-  if (!has_wait_policy) env_strings.emplace_back("OMP_WAIT_POLICY=PASSIVE");
-  std::vector<char*> envp;
-  for (auto& e : env_strings) envp.push_back(e.data());
-  envp.push_back(nullptr);
-
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, child_fd, 3);
-  pid_t pid = -1;
-  int rc = ::posix_spawn(&pid, binary_.c_str(), &fa, nullptr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&fa);
-  ::close(child_fd);
-  if (rc != 0) {
-    ::close(sv[0]);
-    raise(ErrorCode::kRuntime, "cannot start worker '{}': {}", binary_, std::strerror(rc));
-  }
-  w.pid = pid;
-  w.sock = sv[0];
-  w.pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));  // -1 on old kernels: the
-                                                                   // socket's EOF still tells
+  WorkerProcess p;
+  spawner_->run([&] { p = spawn_process(args); });
+  w.pid = p.pid;
+  w.sock = std::move(p.sock);
+  w.pidfd = std::move(p.pidfd);
   w.state = Worker::kStarting;
   w.hung.clear();
+  w.stopped_since.reset();
   w.spawned = Clock::now();
   ++w.generation;
 }
 
 void ProcessEngine::reap(Worker& w, const std::string& cause) {
   if (w.pid > 0) {
-    int status = 0;
-    pid_t r = ::waitpid(w.pid, &status, WNOHANG);
-    if (r == 0) {
-      ::kill(w.pid, SIGKILL);
-      r = ::waitpid(w.pid, &status, 0);
-    }
-    std::string how = r == w.pid ? describe_status(status) : "gone";
+    std::string how = reap_process(w.pid);
     w.last_error = cause.empty() ? how : cause + " (" + how + ")";
   }
-  if (w.sock >= 0) ::close(w.sock);
-  if (w.pidfd >= 0) ::close(w.pidfd);
+  w.sock.reset();
+  w.pidfd.reset();
   w.pid = -1;
-  w.sock = w.pidfd = -1;
 }
 
 void ProcessEngine::build() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    TANDEM_CHECK(!built_ && !finalized_, ErrorCode::kInvalidArgument,
-                 "build() may be called once, before finalize()");
+    TANDEM_CHECK(!finalized_, ErrorCode::kInvalidArgument,
+                 "build() after finalize(): create a new predictor");
+    if (built_) return;  // built already (e.g. by entering a `with` block): nothing to do
   }
   TANDEM_CHECK(!options_.model_path.empty(), ErrorCode::kInvalidArgument, "no model path given");
   TANDEM_CHECK(std::filesystem::is_regular_file(options_.model_path), ErrorCode::kNotFound,
                "model file '{}' does not exist or is not a file", options_.model_path);
   binary_ = find_worker_binary(options_.worker_binary);
+  digest_ = file_digest(options_.model_path);
+  workers_.clear();
   for (const WorkerSlot& slot :
        plan_workers(options_.devices, options_.core_lists, options_.workers_per_device)) {
     auto w = std::make_unique<Worker>();
     w->index = slot.index;
     w->device = slot.device;
     w->threads = slot.threads;
+    w->policy = RestartPolicy(policy_);
     workers_.push_back(std::move(w));
   }
-  event_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  TANDEM_CHECK(event_fd_ >= 0, ErrorCode::kRuntime, "eventfd failed: {}", std::strerror(errno));
+  event_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  TANDEM_CHECK(event_fd_, ErrorCode::kRuntime, "eventfd failed: {}", std::strerror(errno));
+  spawner_ = std::make_unique<Spawner>();
 
   // Start every worker at once: builds run in parallel.
   std::map<int, std::string> failures;
@@ -316,13 +309,12 @@ void ProcessEngine::build() {
     }
   }
   auto give_up = Clock::now() + options_.build_timeout;
-  std::vector<std::string> info_json(workers_.size());
   for (;;) {
     std::vector<pollfd> fds;
     std::vector<Worker*> owners;
     for (auto& w : workers_) {
       if (w->state != Worker::kStarting) continue;
-      fds.push_back({w->sock, POLLIN, 0});
+      fds.push_back({w->sock.get(), POLLIN, 0});
       owners.push_back(w.get());
     }
     if (fds.empty()) break;
@@ -330,8 +322,8 @@ void ProcessEngine::build() {
     if (left.count() <= 0) {
       for (Worker* w : owners) {
         reap(*w, "");
-        failures[w->index] = fmt::format("did not finish building within {} ms",
-                                         options_.build_timeout.count());
+        failures[w->index] =
+            fmt::format("did not finish building within {} ms", options_.build_timeout.count());
         w->state = Worker::kDown;
       }
       break;
@@ -341,39 +333,44 @@ void ProcessEngine::build() {
     for (size_t i = 0; i < fds.size(); ++i) {
       if (!fds[i].revents) continue;
       Worker& w = *owners[i];
-      std::optional<Message> m;
+      std::string why;
       try {
-        m = recv_message(w.sock);
-      } catch (const Error& e) {
-        m.reset();
+        std::optional<Message> m = recv_message(w.sock.get());
+        std::vector<UniqueFd> stray;  // no build message carries descriptors
+        if (m)
+          for (auto& [id, fd] : m->fds) stray.emplace_back(fd);
+        if (m && m->type == MsgType::kBuildFinish) {
+          require(stray.empty(), "BUILD_FINISH carries {} descriptors", stray.size());
+          on_build_finish(w, *m);  // throws when it differs from the first worker's
+          if (options_.verbose) std::printf("Success to build model %d\n", w.index);
+          std::fflush(stdout);
+          continue;
+        }
+        if (m && m->type == MsgType::kError)
+          why = m->text;
+        else if (m)
+          why = fmt::format("sent {} while building", msg_type_name(m->type));
+      } catch (const std::exception& e) {
+        why = e.what();
       }
-      if (m && m->type == MsgType::kBuildFinish) {
-        w.state = Worker::kIdle;
-        info_json[w.index] = m->text;
-        if (options_.verbose) std::printf("Success to build model %d\n", w.index);
-        std::fflush(stdout);
-      } else {
-        std::string why = m && m->type == MsgType::kError ? m->text : "";
-        reap(w, "");
-        failures[w.index] = why.empty() ? "worker " + w.last_error + " while building" : why;
-        w.state = Worker::kDown;
-      }
+      reap(w, "");
+      failures[w.index] = why.empty() ? "worker " + w.last_error + " while building" : why;
+      w.state = Worker::kDown;
     }
   }
   if (!failures.empty()) {
     for (auto& w : workers_) reap(*w, "");
-    ::close(event_fd_);
-    event_fd_ = -1;
-    std::string msg = fmt::format("build failed on {} of {} workers:", failures.size(),
-                                  workers_.size());
-    for (auto& [idx, why] : failures)
-      msg += fmt::format("\n  {}: {}", workers_[idx]->name(), why);
+    event_fd_.reset();
+    spawner_.reset();
+    std::string msg =
+        fmt::format("build failed on {} of {} workers:", failures.size(), workers_.size());
+    for (auto& [idx, why] : failures) msg += fmt::format("\n  {}: {}", workers_[idx]->name(), why);
     workers_.clear();
+    built_as_ = nullptr;
     throw Error(ErrorCode::kRuntime, msg);
   }
-  auto j = nlohmann::json::parse(info_json[0]);
-  inputs_ = infos_from_json(j.at("inputs"));
-  outputs_ = infos_from_json(j.at("outputs"));
+  inputs_ = infos_from_json(built_as_.at("inputs"));
+  outputs_ = infos_from_json(built_as_.at("outputs"));
   {
     std::lock_guard<std::mutex> lock(mu_);
     built_ = true;
@@ -386,7 +383,29 @@ void ProcessEngine::build() {
       stats_.devices.push_back(d);
     }
   }
+  last_stop_check_ = Clock::now();
   supervisor_ = std::thread([this] { supervise(); });
+}
+
+// A worker says it built: the same model as every other worker and as the first build, or it
+// is refused (a restarted worker that found another file, say).
+void ProcessEngine::on_build_finish(Worker& w, const Message& m) {
+  nlohmann::json desc;
+  try {
+    desc = build_description(m.text);
+    if (built_as_.is_null()) {
+      infos_from_json(desc.at("inputs"));
+      infos_from_json(desc.at("outputs"));
+    }
+  } catch (const std::exception& e) {
+    throw Violation(fmt::format("malformed BUILD_FINISH: {}", e.what()));
+  }
+  if (built_as_.is_null()) built_as_ = desc;
+  require(desc == built_as_,
+          "{} built a different model than the predictor was built with: {} instead of {}",
+          w.name(), desc.dump(), built_as_.dump());
+  w.state = Worker::kIdle;
+  w.policy.on_built();
 }
 
 std::future<std::vector<Tensor>> ProcessEngine::submit(const std::vector<Tensor>& inputs) {
@@ -431,7 +450,7 @@ std::future<std::vector<Tensor>> ProcessEngine::submit(const std::vector<Tensor>
 
 void ProcessEngine::wake() {
   uint64_t one = 1;
-  ssize_t n = ::write(event_fd_, &one, sizeof(one));
+  ssize_t n = ::write(event_fd_.get(), &one, sizeof(one));
   (void)n;
 }
 
@@ -492,10 +511,12 @@ bool ProcessEngine::take_task(Worker& w, Task& t) {
   auto pop_live = [&](std::deque<Task>& q, bool from_back) {
     while (!q.empty()) {
       Task cand = from_back ? q.back() : q.front();
-      if (from_back) q.pop_back();
-      else q.pop_front();
+      if (from_back)
+        q.pop_back();
+      else
+        q.pop_front();
       if (!cand.req->finished) {
-        t = cand;
+        t = std::move(cand);
         return true;
       }
     }
@@ -529,7 +550,7 @@ void ProcessEngine::send_task(Worker& w, Task t) {
   }
   bool sent = false;
   try {
-    sent = send_message(w.sock, m);
+    sent = send_message(w.sock.get(), m);
   } catch (const Error&) {
     sent = false;
   }
@@ -537,58 +558,33 @@ void ProcessEngine::send_task(Worker& w, Task t) {
     global_.push_front(t);  // the worker is going away; its death is noticed by poll
     return;
   }
-  w.inflight = t;
+  t.in_buf = r.in_buf;
+  t.out_buf = r.out_buf;
+  w.inflight = std::move(t);
   w.state = Worker::kBusy;
-  w.deadline = Clock::now() + options_.deadline;
+  w.sent = Clock::now();
+  w.deadline = w.sent + options_.deadline;
 }
 
 void ProcessEngine::dispatch() {
   for (auto& w : workers_) {
     if (w->state != Worker::kIdle) continue;
     Task t;
-    if (take_task(*w, t)) send_task(*w, t);
+    if (take_task(*w, t)) send_task(*w, std::move(t));
   }
-}
-
-std::vector<Tensor> ProcessEngine::gather_spilled(Request& r) {
-  std::vector<bool> batched = batched_outputs(outputs_, r.in.fixed_batch);
-  std::vector<Tensor> outs;
-  for (size_t o = 0; o < outputs_.size(); ++o) {
-    const TensorDesc& first = r.spilled_desc[0][o];
-    if (!batched[o] || first.shape.empty()) {
-      outs.push_back(Tensor::copy_of(first.dtype, first.shape, r.spilled[0]->data() + first.offset,
-                                     outputs_[o].name));
-      continue;
-    }
-    Shape total = first.shape;
-    total[0] = 0;
-    for (size_t s = 0; s < r.shards.size(); ++s) {
-      const TensorDesc& d = r.spilled_desc[s][o];
-      TANDEM_CHECK(d.dtype == first.dtype && d.shape.size() == first.shape.size() &&
-                       std::equal(d.shape.begin() + 1, d.shape.end(), first.shape.begin() + 1),
-                   ErrorCode::kUnsupported,
-                   "output '{}' cannot be gathered along axis 0: shards gave {} and {}",
-                   outputs_[o].name, shape_str(first.shape), shape_str(d.shape));
-      total[0] += d.shape[0];
-    }
-    Tensor t(first.dtype, total, outputs_[o].name);
-    size_t off = 0;
-    for (size_t s = 0; s < r.shards.size(); ++s) {
-      const TensorDesc& d = r.spilled_desc[s][o];
-      size_t bytes = static_cast<size_t>(shape_numel(d.shape)) * dtype_size(d.dtype);
-      std::memcpy(t.data<uint8_t>() + off, r.spilled[s]->data() + d.offset, bytes);
-      off += bytes;
-    }
-    outs.push_back(std::move(t));
-  }
-  return outs;
 }
 
 void ProcessEngine::complete(const std::shared_ptr<Request>& r) {
   std::vector<Tensor> outs;
   if (r->dynamic_outputs) {
     try {
-      outs = gather_spilled(*r);
+      // Every descriptor was checked against its buffer when the reply came.
+      std::vector<std::vector<ShardOutput>> per_shard(r->shards.size());
+      for (size_t s = 0; s < r->shards.size(); ++s)
+        for (const TensorDesc& d : r->spilled_desc[s])
+          per_shard[s].push_back({d.dtype, d.shape, r->spilled[s]->data() + d.offset});
+      outs = gather_outputs(outputs_, batched_outputs(outputs_, r->in.fixed_batch), r->shards,
+                            r->in.batch, per_shard);
     } catch (const std::exception& e) {
       fail(r, fmt::format("request {}: {}", r->id, e.what()));
       return;
@@ -621,6 +617,8 @@ void ProcessEngine::complete(const std::shared_ptr<Request>& r) {
 void ProcessEngine::fail(const std::shared_ptr<Request>& r, const std::string& why) {
   if (r->finished) return;
   r->finished = true;
+  // Only the request's own references go: a shard still running elsewhere holds the buffers
+  // (Task::in_buf/out_buf) until its worker answers or dies.
   r->in_buf.reset();
   r->out_buf.reset();
   r->spilled.clear();
@@ -636,6 +634,7 @@ void ProcessEngine::fail(const std::shared_ptr<Request>& r, const std::string& w
 
 void ProcessEngine::publish_speeds() {
   std::lock_guard<std::mutex> lock(mu_);
+  const auto now = Clock::now();
   double known = 0;
   int n_known = 0;
   for (auto& w : workers_)
@@ -645,15 +644,25 @@ void ProcessEngine::publish_speeds() {
     }
   double fallback = n_known ? known / n_known : 1.0;
   bool any_up = false;
-  for (auto& w : workers_) any_up = any_up || w->state == Worker::kIdle || w->state == Worker::kBusy;
+  for (auto& w : workers_) any_up = any_up || w->serving();
   for (size_t i = 0; i < workers_.size(); ++i) {
     Worker& w = *workers_[i];
-    bool usable = w.state == Worker::kIdle || w.state == Worker::kBusy ||
-                  (!any_up && w.state == Worker::kStarting);
+    // While none serves, plan for those coming back; their queues wait for them.
+    bool usable =
+        w.serving() || (!any_up && (w.state == Worker::kStarting || w.state == Worker::kWaiting));
     speeds_[i] = usable ? (w.speed > 0 ? w.speed : fallback) : 0.0;
     DeviceStats& d = stats_.devices[i];
     d.up = w.state != Worker::kDown;
-    d.restarts = w.restarts;
+    d.state = w.serving()                    ? "up"
+              : w.state == Worker::kStarting ? "starting"
+              : w.state == Worker::kWaiting  ? "restarting"
+                                             : "down";
+    d.restarts = w.starts;
+    d.restarts_in_window = w.policy.restarts_in_window(now);
+    auto next = w.policy.next_start();
+    d.next_start_s = next && (w.state == Worker::kWaiting || w.state == Worker::kDown)
+                         ? std::max(0.0, std::chrono::duration<double>(*next - now).count())
+                         : -1;
     d.items = w.items;
     d.busy_ms = w.busy_ms;
     d.items_per_s = w.speed;
@@ -665,8 +674,10 @@ void ProcessEngine::publish_speeds() {
 void ProcessEngine::on_shapes(const std::vector<Shape>& key, const Message& m) {
   bool dynamic = m.type == MsgType::kReply && m.text == kDynamicOutputs;
   if (m.type == MsgType::kReply) {
-    if (dynamic) dynamic_shapes_.insert(key);
-    else shape_cache_[key] = m.outputs;
+    if (dynamic)
+      dynamic_shapes_.insert(key);
+    else
+      shape_cache_[key] = m.outputs;
   }
   auto waiters = std::move(shape_waiters_[key]);
   shape_waiters_.erase(key);
@@ -675,44 +686,112 @@ void ProcessEngine::on_shapes(const std::vector<Shape>& key, const Message& m) {
       fail(wr, fmt::format("request {}: {}", wr->id, m.text));
       continue;
     }
-    if (dynamic) wr->dynamic_outputs = true;
-    else wr->shard_shapes[s] = m.outputs;
+    if (dynamic)
+      wr->dynamic_outputs = true;
+    else
+      wr->shard_shapes[s] = m.outputs;
     wr->shape_known[s] = true;
     plan_outputs(wr);
   }
 }
 
+// A SHAPES answer: one descriptor per model output, of the declared dtype and rank and fixed
+// dims, or the dynamic-outputs marker with none. Sizes were bounded by the decoder.
+void ProcessEngine::check_shapes_reply(const Message& m) const {
+  require(m.fds.empty(), "a SHAPES reply carries {} descriptors", m.fds.size());
+  if (m.text == kDynamicOutputs) {
+    require(m.outputs.empty(), "a dynamic-outputs SHAPES reply lists {} outputs", m.outputs.size());
+    return;
+  }
+  require(m.text.empty(), "a SHAPES reply carries text");
+  require(m.outputs.size() == outputs_.size(), "a SHAPES reply lists {} outputs, the model has {}",
+          m.outputs.size(), outputs_.size());
+  for (size_t o = 0; o < outputs_.size(); ++o) {
+    const TensorInfo& want = outputs_[o];
+    const TensorDesc& got = m.outputs[o];
+    require(got.dtype == want.dtype, "output '{}' reported as {}, the model declares {}", want.name,
+            dtype_name(got.dtype), dtype_name(want.dtype));
+    if (want.shape.empty()) continue;  // rank not declared
+    require(got.shape.size() == want.shape.size(), "output '{}' reported with rank {}, declared {}",
+            want.name, got.shape.size(), want.shape.size());
+    for (size_t k = 1; k < want.shape.size(); ++k)
+      require(want.shape[k] < 0 || got.shape[k] == want.shape[k],
+              "output '{}' reported as {}, declared {}", want.name, shape_str(got.shape),
+              shape_str(want.shape));
+  }
+}
+
+// Outputs a worker returned in its own buffer: one descriptor per model output, of the declared
+// dtype, each inside the buffer (checked without overflow).
+void ProcessEngine::check_spilled_reply(const Message& m, const ShmBuffer& buf) const {
+  require(m.outputs.size() == outputs_.size(), "a reply lists {} outputs, the model has {}",
+          m.outputs.size(), outputs_.size());
+  for (size_t o = 0; o < outputs_.size(); ++o) {
+    const TensorDesc& d = m.outputs[o];
+    require(d.dtype == outputs_[o].dtype, "output '{}' returned as {}, the model declares {}",
+            outputs_[o].name, dtype_name(d.dtype), dtype_name(outputs_[o].dtype));
+    uint64_t bytes = tensor_bytes(d.dtype, d.shape);
+    require(d.offset <= buf.size() && bytes <= buf.size() - d.offset,
+            "output '{}' at offset {} ({} bytes) overruns the {}-byte buffer it came in",
+            outputs_[o].name, d.offset, bytes, buf.size());
+  }
+}
+
 void ProcessEngine::on_message(Worker& w, Message& m) {
-  // Descriptors only come with the reply to a shard whose outputs the worker kept; take
-  // ownership at once so none can leak.
-  std::vector<std::unique_ptr<ShmBuffer>> received;
-  for (auto& [id, fd] : m.fds) {
-    try {
-      received.push_back(std::make_unique<ShmBuffer>(id, fd));
-    } catch (const Error&) {
+  // Take every received descriptor at once so none can leak, whatever happens next.
+  std::vector<UniqueFd> fds;
+  for (auto& [id, fd] : m.fds) fds.emplace_back(fd);
+  if (w.state == Worker::kStarting) {
+    require(fds.empty(), "{} carries {} descriptors", msg_type_name(m.type), fds.size());
+    if (m.type == MsgType::kError) {
+      // A restarted worker that can no longer build: counts as a death.
+      on_death(w, "rebuild failed: " + m.text);
+      return;
     }
-  }
-  if (m.type == MsgType::kBuildFinish) {
-    if (w.state == Worker::kStarting) w.state = Worker::kIdle;
+    require(m.type == MsgType::kBuildFinish, "{} while building", msg_type_name(m.type));
+    on_build_finish(w, m);
+    update_all_down();
     return;
   }
-  if (m.type == MsgType::kError && w.state == Worker::kStarting) {
-    // A restarted worker that can no longer build: count it as a death.
-    on_death(w, "rebuild failed: " + m.text);
-    return;
+  // A worker answers only what it was sent, one message at a time.
+  require(w.state == Worker::kBusy && w.inflight.has_value(), "unsolicited {}",
+          msg_type_name(m.type));
+  Task& t = *w.inflight;
+  require(m.request_id == t.req->id && m.shard == static_cast<uint32_t>(t.shard),
+          "answer for request {} shard {}, but it owes request {} shard {}", m.request_id, m.shard,
+          t.req->id, t.shard);
+  require(m.type == MsgType::kReply || m.type == MsgType::kError, "{} in answer to {}",
+          msg_type_name(m.type), t.kind == Task::kShapes ? "SHAPES" : "PREDICT");
+  std::shared_ptr<Request> r = t.req;
+  if (m.type == MsgType::kError) {
+    require(fds.empty() && m.outputs.empty(), "an ERROR with outputs or descriptors");
+  } else if (t.kind == Task::kShapes) {
+    check_shapes_reply(m);
+  } else if (r->dynamic_outputs) {
+    require(fds.size() == 1, "a reply with outputs of its own carries {} descriptors (want 1)",
+            fds.size());
+  } else {
+    require(fds.empty() && m.outputs.empty() && m.text.empty(),
+            "a reply into the parent's buffer carries outputs, descriptors or text");
   }
-  if (!w.inflight || w.inflight->req->id != m.request_id ||
-      static_cast<uint32_t>(w.inflight->shard) != m.shard) {
-    return;  // stale: not the answer this worker owes
+  std::unique_ptr<ShmBuffer> spilled;
+  if (m.type == MsgType::kReply && t.kind == Task::kPredict && r->dynamic_outputs) {
+    try {
+      spilled = std::make_unique<ShmBuffer>(m.fds[0].first, fds[0].release());
+    } catch (const Error& e) {
+      throw Violation(e.what());  // unsealed, not a file, unmappable
+    }
+    check_spilled_reply(m, *spilled);
   }
-  Task t = *w.inflight;
+  // The answer is valid: the worker is free, and the buffers it held go back to the request.
+  Task done = std::move(*w.inflight);
   w.inflight.reset();
   w.state = Worker::kIdle;
-  std::shared_ptr<Request> r = t.req;
+  w.stopped_since.reset();
   if (r->finished) return;
-  if (t.kind == Task::kShapes) {
+  if (done.kind == Task::kShapes) {
     std::vector<Shape> key;
-    for (const auto& d : r->layout.shard_inputs[t.shard]) key.push_back(d.shape);
+    for (const auto& d : r->layout.shard_inputs[done.shard]) key.push_back(d.shape);
     if (m.type == MsgType::kError) m.text = fmt::format("device {}: {}", w.name(), m.text);
     on_shapes(key, m);
     return;
@@ -721,17 +800,13 @@ void ProcessEngine::on_message(Worker& w, Message& m) {
     fail(r, fmt::format("request {}: device {}: {}", r->id, w.name(), m.text));
     return;
   }
-  if (r->shard_done[t.shard]) return;
+  if (r->shard_done[done.shard]) return;
   if (r->dynamic_outputs) {
-    if (received.empty()) {
-      fail(r, fmt::format("request {}: device {} returned no output buffer", r->id, w.name()));
-      return;
-    }
-    r->spilled[t.shard] = std::move(received[0]);
-    r->spilled_desc[t.shard] = m.outputs;
+    r->spilled[done.shard] = std::move(spilled);
+    r->spilled_desc[done.shard] = m.outputs;
   }
-  r->shard_done[t.shard] = true;
-  int64_t items = r->shards[t.shard].count;
+  r->shard_done[done.shard] = true;
+  int64_t items = r->shards[done.shard].count;
   w.items += items;
   w.busy_ms += m.compute_ms;
   if (m.compute_ms > 0) {
@@ -743,8 +818,10 @@ void ProcessEngine::on_message(Worker& w, Message& m) {
 }
 
 void ProcessEngine::on_death(Worker& w, const std::string& cause) {
-  reap(w, cause);
+  reap(w, cause);  // dead for sure from here: nothing it held can be written any more
   auto requeue = [&](Task t, bool was_running) {
+    t.in_buf.reset();
+    t.out_buf.reset();
     if (t.req->finished) return;
     if (was_running && ++t.attempts >= kMaxShardAttempts) {
       fail(t.req, fmt::format("request {}: shard {} was lost with {} workers; last: {} {}",
@@ -755,138 +832,229 @@ void ProcessEngine::on_death(Worker& w, const std::string& cause) {
       std::lock_guard<std::mutex> lock(mu_);
       ++stats_.shards_rerun;
     }
-    global_.push_front(t);
+    global_.push_front(std::move(t));
   };
-  if (w.inflight) requeue(*w.inflight, true);
+  if (w.inflight) requeue(std::move(*w.inflight), true);
   w.inflight.reset();
   while (!w.queue.empty()) {
-    requeue(w.queue.front(), false);
+    requeue(std::move(w.queue.front()), false);
     w.queue.pop_front();
   }
+  w.stopped_since.reset();
   bool stopping;
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping = stopping_;
   }
-  w.state = Worker::kDown;
-  if (!stopping && w.restarts < options_.max_restarts) {
-    ++w.restarts;
-    try {
-      spawn(w);
-    } catch (const Error& e) {
-      w.last_error += fmt::format("; restart failed: {}", e.what());
-      w.state = Worker::kDown;
-    }
+  if (stopping) {
+    w.state = Worker::kDown;
+    update_all_down();  // requests still in flight fail rather than keep finalize() waiting
+    return;
   }
-  fail_everything_if_all_down();
+  w.policy.on_death(Clock::now());
+  w.state = w.policy.down() ? Worker::kDown : Worker::kWaiting;
+  if (!w.policy.down()) ++w.starts;  // counted when decided, so stats show it at once
+  if (w.policy.down())
+    w.last_error += fmt::format(
+        "; device marked down after {} restarts within {} s, probed "
+        "again later",
+        options_.max_restarts, options_.restart_window.count() / 1000.0);
+  update_all_down();
 }
 
-void ProcessEngine::fail_everything_if_all_down() {
-  for (auto& w : workers_)
-    if (w->state != Worker::kDown) return;
-  std::string why = "all workers are down:";
-  for (auto& w : workers_)
-    why += fmt::format(" {}: {} after {} restarts;", w->name(), w->last_error, w->restarts);
+// Restarts whose back-off has passed and probes of down devices that are due.
+void ProcessEngine::start_due_workers() {
+  const auto now = Clock::now();
+  for (auto& w : workers_) {
+    if (w->state != Worker::kWaiting && w->state != Worker::kDown) continue;
+    auto due = w->policy.next_start();
+    if (!due || now < *due) continue;
+    w->policy.clear_next_start();
+    if (w->state == Worker::kDown) ++w->starts;  // a probe (restarts count when scheduled)
+    try {
+      spawn(*w);
+    } catch (const Error& e) {
+      on_death(*w, fmt::format("restart failed: {}", e.what()));
+    }
+  }
+}
+
+// Requests fail only when every device is down (rate limit exceeded): while any worker serves,
+// starts or waits out a short back-off, they wait for it.
+void ProcessEngine::update_all_down() {
+  bool all_down = !workers_.empty();
+  for (auto& w : workers_) all_down = all_down && w->state == Worker::kDown;
+  std::string why;
+  if (all_down) {
+    why = "all workers are down:";
+    const auto now = Clock::now();
+    for (auto& w : workers_) {
+      auto next = w->policy.next_start();
+      why += fmt::format(" {}: {} after {} restarts, next probe in {:.1f} s;", w->name(),
+                         w->last_error, w->starts,
+                         next ? std::chrono::duration<double>(*next - now).count() : -1.0);
+    }
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     down_reason_ = why;
   }
+  if (!all_down) return;
   auto active = active_;
   for (auto& [id, r] : active) fail(r, fmt::format("request {}: {}", id, why));
   global_.clear();
+  shape_waiters_.clear();
+}
+
+// Hangs. A worker that owes an answer past its deadline is hung; so is one stopped by a signal
+// (SIGSTOP: state 'T') for more than max(kStoppedGrace, 4x its shard's expected time). A stopped
+// process cannot make progress, so there is no reason to wait out the full deadline (120 s by
+// default) for it; the grace only keeps a brief job-control stop from costing a restart.
+// Hung workers are SIGKILLed; their death (seen through the pidfd or socket) re-runs the shard.
+void ProcessEngine::check_hung() {
+  const auto now = Clock::now();
+  const bool check_stops = now - last_stop_check_ >= kStopCheckInterval;
+  if (check_stops) last_stop_check_ = now;
+  for (auto& w : workers_) {
+    if (!w->hung.empty() || w->pid <= 0) continue;
+    if (w->state == Worker::kBusy && now > w->deadline) {
+      w->hung = fmt::format("no reply within the {} ms deadline (hung)", options_.deadline.count());
+    } else if (w->state == Worker::kStarting && now > w->spawned + options_.build_timeout) {
+      w->hung = fmt::format("did not rebuild within {} ms", options_.build_timeout.count());
+    } else if (check_stops) {
+      if (!process_stopped(w->pid)) {
+        w->stopped_since.reset();
+        continue;
+      }
+      if (!w->stopped_since) w->stopped_since = now;
+      auto grace = kStoppedGrace;
+      if (w->state == Worker::kBusy && w->inflight && w->speed > 0) {
+        double expected_ms = w->inflight->req->shards[w->inflight->shard].count * 1000.0 / w->speed;
+        grace = std::max(grace, std::chrono::milliseconds(static_cast<int64_t>(4 * expected_ms)));
+      }
+      if (now - *w->stopped_since < grace) continue;
+      w->hung = fmt::format("stopped by a signal for more than {} ms (hung)", grace.count());
+    }
+    if (!w->hung.empty()) ::kill(w->pid, SIGKILL);
+  }
+}
+
+void ProcessEngine::on_readable(Worker& w) {
+  std::optional<Message> m;
+  try {
+    m = recv_message(w.sock.get());
+  } catch (const std::exception& e) {
+    on_death(w, fmt::format("protocol violation: {}", e.what()));
+    return;
+  }
+  if (!m) {
+    on_death(w, w.hung);
+    return;
+  }
+  try {
+    on_message(w, *m);
+  } catch (const std::exception& e) {
+    // Malformed, unsolicited or inconsistent: the worker cannot be trusted with the shard.
+    if (w.pid > 0) ::kill(w.pid, SIGKILL);
+    on_death(w, fmt::format("protocol violation: {}", e.what()));
+  }
+}
+
+void ProcessEngine::supervise_once() {
+  // New requests.
+  std::deque<std::shared_ptr<Request>> fresh;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    fresh.swap(incoming_);
+  }
+  for (auto& r : fresh) {
+    std::string down;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      down = down_reason_;
+    }
+    if (!down.empty())
+      fail(r, fmt::format("request {}: {}", r->id, down));
+    else
+      start_request(r);
+  }
+  start_due_workers();
+  dispatch();
+  publish_speeds();
+
+  std::vector<pollfd> fds{{event_fd_.get(), POLLIN, 0}};
+  struct Owner {
+    Worker* w;
+    bool is_pidfd;
+    int generation;
+  };
+  std::vector<Owner> owners{{nullptr, false, 0}};
+  const auto now = Clock::now();
+  auto next_wake = now + std::chrono::seconds(1);
+  for (auto& w : workers_) {
+    if (w->sock) {
+      fds.push_back({w->sock.get(), POLLIN, 0});
+      owners.push_back({w.get(), false, w->generation});
+    }
+    if (w->pidfd) {
+      fds.push_back({w->pidfd.get(), POLLIN, 0});
+      owners.push_back({w.get(), true, w->generation});
+    }
+    if (w->state == Worker::kBusy)
+      next_wake = std::min({next_wake, w->deadline, now + kStopCheckInterval});
+    if (w->state == Worker::kStarting)
+      next_wake =
+          std::min({next_wake, w->spawned + options_.build_timeout, now + kStopCheckInterval});
+    if (w->state == Worker::kWaiting || w->state == Worker::kDown)
+      if (auto due = w->policy.next_start()) next_wake = std::min(next_wake, *due);
+  }
+  auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_wake - now);
+  int n = ::poll(fds.data(), fds.size(), static_cast<int>(std::max<int64_t>(0, wait.count()) + 1));
+  if (n > 0 && (fds[0].revents & POLLIN)) {
+    uint64_t v;
+    ssize_t got = ::read(event_fd_.get(), &v, sizeof(v));
+    (void)got;
+  }
+  for (size_t i = 1; n > 0 && i < fds.size(); ++i) {
+    Worker* w = owners[i].w;
+    // Skip what an earlier entry of this round already handled (death, restart).
+    if (!fds[i].revents || !w->sock || w->generation != owners[i].generation) continue;
+    if (owners[i].is_pidfd) {
+      on_death(*w, w->hung);
+    } else if (fds[i].revents & POLLIN) {
+      on_readable(*w);
+    } else if (fds[i].revents & (POLLHUP | POLLERR)) {
+      on_death(*w, w->hung);
+    }
+  }
+  check_hung();
 }
 
 void ProcessEngine::supervise() {
   for (;;) {
-    // New requests.
-    std::deque<std::shared_ptr<Request>> fresh;
-    bool stopping;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      fresh.swap(incoming_);
-      stopping = stopping_;
+      if (stopping_ && active_.empty() && incoming_.empty()) break;
     }
-    for (auto& r : fresh) {
-      if (!down_reason_.empty()) fail(r, fmt::format("request {}: {}", r->id, down_reason_));
-      else start_request(r);
-    }
-    dispatch();
-    publish_speeds();
-    if (stopping && active_.empty()) break;
-
-    std::vector<pollfd> fds{{event_fd_, POLLIN, 0}};
-    struct Owner {
-      Worker* w;
-      bool is_pidfd;
-      int generation;
-    };
-    std::vector<Owner> owners{{nullptr, false, 0}};
-    auto next_deadline = Clock::now() + std::chrono::seconds(1);
-    for (auto& w : workers_) {
-      if (w->sock >= 0) {
-        fds.push_back({w->sock, POLLIN, 0});
-        owners.push_back({w.get(), false, w->generation});
-      }
-      if (w->pidfd >= 0) {
-        fds.push_back({w->pidfd, POLLIN, 0});
-        owners.push_back({w.get(), true, w->generation});
-      }
-      if (w->state == Worker::kBusy) next_deadline = std::min(next_deadline, w->deadline);
-      if (w->state == Worker::kStarting)
-        next_deadline = std::min(next_deadline, w->spawned + options_.build_timeout);
-    }
-    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_deadline - Clock::now());
-    int n = ::poll(fds.data(), fds.size(), static_cast<int>(std::max<int64_t>(0, wait.count()) + 1));
-    if (n > 0 && (fds[0].revents & POLLIN)) {
-      uint64_t v;
-      ssize_t got = ::read(event_fd_, &v, sizeof(v));
-      (void)got;
-    }
-    for (size_t i = 1; n > 0 && i < fds.size(); ++i) {
-      Worker* w = owners[i].w;
-      // Skip what an earlier entry of this round already handled (death, restart).
-      if (!fds[i].revents || w->sock < 0 || w->generation != owners[i].generation) continue;
-      if (owners[i].is_pidfd) {
-        on_death(*w, w->hung);
-        continue;
-      }
-      if (fds[i].revents & POLLIN) {
-        std::optional<Message> m;
-        try {
-          m = recv_message(w->sock);
-        } catch (const Error& e) {
-          on_death(*w, fmt::format("protocol error: {}", e.what()));
-          continue;
-        }
-        if (!m) on_death(*w, w->hung);
-        else on_message(*w, *m);
-      } else if (fds[i].revents & (POLLHUP | POLLERR)) {
-        on_death(*w, w->hung);
-      }
-    }
-    // Deadlines: a worker that owes an answer past its deadline is hung. Kill it; its death
-    // (seen through the pidfd or socket) re-runs the shard elsewhere.
-    for (auto& w : workers_) {
-      if (!w->hung.empty() || w->pid <= 0) continue;
-      if (w->state == Worker::kBusy && Clock::now() > w->deadline) {
-        w->hung = fmt::format("no reply within the {} ms deadline (hung)", options_.deadline.count());
-        ::kill(w->pid, SIGKILL);
-      } else if (w->state == Worker::kStarting &&
-                 Clock::now() > w->spawned + options_.build_timeout) {
-        w->hung = fmt::format("did not rebuild within {} ms", options_.build_timeout.count());
-        ::kill(w->pid, SIGKILL);
-      }
+    // Nothing may escape this thread (it would terminate the process): an unexpected failure
+    // is recorded and the loop goes on.
+    try {
+      supervise_once();
+    } catch (const std::exception& e) {
+      std::lock_guard<std::mutex> lock(mu_);
+      stats_.supervisor_errors++;
+      stats_.last_supervisor_error = e.what();
     }
   }
 }
 
 void ProcessEngine::shutdown_workers() {
   for (auto& w : workers_) {
-    if (w->sock < 0) continue;
+    if (!w->sock) continue;
     Message bye;
     bye.type = MsgType::kExit;
     try {
-      send_message(w->sock, bye);
+      send_message(w->sock.get(), bye);
     } catch (const Error&) {
     }
   }
@@ -903,6 +1071,7 @@ void ProcessEngine::shutdown_workers() {
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
     reap(*w, "");
+    w->inflight.reset();
   }
 }
 
@@ -918,8 +1087,8 @@ void ProcessEngine::finalize() {
     supervisor_.join();
   }
   shutdown_workers();
-  if (event_fd_ >= 0) ::close(event_fd_);
-  event_fd_ = -1;
+  spawner_.reset();
+  event_fd_.reset();
   pool_->clear();
 }
 

@@ -1,5 +1,6 @@
 #include "parallel/shm_buffer.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -19,12 +20,17 @@ size_t page_round(size_t n) {
 }  // namespace
 
 ShmBuffer::ShmBuffer(uint64_t id, size_t bytes) : id_(id), size_(page_round(bytes)) {
-  fd_ = ::memfd_create("tandem-shm", MFD_CLOEXEC);
+  // Sealed against shrinking and growing once sized: the other side of a buffer (a worker, or
+  // the parent) can then write into it but never truncate it under a mapping, which would make
+  // the next read of the mapping die of SIGBUS.
+  fd_ = ::memfd_create("tandem-shm", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   TANDEM_CHECK(fd_ >= 0, ErrorCode::kRuntime, "memfd_create failed: {}", std::strerror(errno));
-  if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
+  if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0 ||
+      ::fcntl(fd_, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
     int e = errno;
     ::close(fd_);
-    raise(ErrorCode::kRuntime, "cannot size a {}-byte shared buffer: {}", size_, std::strerror(e));
+    raise(ErrorCode::kRuntime, "cannot size and seal a {}-byte shared buffer: {}", size_,
+          std::strerror(e));
   }
   void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
   if (p == MAP_FAILED) {
@@ -37,9 +43,16 @@ ShmBuffer::ShmBuffer(uint64_t id, size_t bytes) : id_(id), size_(page_round(byte
 
 ShmBuffer::ShmBuffer(uint64_t id, int fd) : id_(id), fd_(fd) {
   struct stat st {};
-  if (::fstat(fd_, &st) != 0 || st.st_size <= 0) {
+  if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0) {
     ::close(fd_);
-    raise(ErrorCode::kRuntime, "shared buffer {} has no size", id);
+    raise(ErrorCode::kRuntime, "shared buffer {} is not a file or has no size", id);
+  }
+  // Only a buffer its creator can no longer resize is safe to map: one that shrinks under the
+  // mapping turns the next read into SIGBUS.
+  const int seals = ::fcntl(fd_, F_GET_SEALS);
+  if (seals < 0 || (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW)) {
+    ::close(fd_);
+    raise(ErrorCode::kRuntime, "shared buffer {} is not sealed against resizing", id);
   }
   size_ = static_cast<size_t>(st.st_size);
   void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
@@ -64,7 +77,8 @@ std::shared_ptr<ShmBuffer> ShmPool::acquire(size_t bytes) {
     size_t best = idle_.size();
     for (size_t i = 0; i < idle_.size(); ++i) {
       size_t s = idle_[i]->size();
-      if (s >= bytes && s <= 4 * bytes + (1 << 20) && (best == idle_.size() || s < idle_[best]->size()))
+      if (s >= bytes && s <= 4 * bytes + (1 << 20) &&
+          (best == idle_.size() || s < idle_[best]->size()))
         best = i;
     }
     if (best < idle_.size()) {
@@ -82,8 +96,10 @@ std::shared_ptr<ShmBuffer> ShmPool::acquire(size_t bytes) {
   }
   std::weak_ptr<ShmPool> pool = weak_from_this();
   return std::shared_ptr<ShmBuffer>(buf.release(), [pool](ShmBuffer* b) {
-    if (auto p = pool.lock()) p->release(b);
-    else delete b;
+    if (auto p = pool.lock())
+      p->release(b);
+    else
+      delete b;
   });
 }
 

@@ -27,7 +27,7 @@ struct ThreadRequest {
   std::vector<ShardPlan> shards;
   std::vector<bool> out_batched;
   std::mutex mu;
-  std::vector<Tensor> outputs;  // allocated by the first shard to finish
+  std::vector<std::vector<Tensor>> shard_outputs;  // per shard, gathered when the last ends
   int remaining = 0;
   double max_compute_ms = 0;
   bool failed = false;
@@ -57,7 +57,12 @@ class ThreadEngine : public ParallelPredictor::Engine {
   ~ThreadEngine() override { finalize(); }
 
   void build() override {
-    TANDEM_CHECK(!built_, ErrorCode::kInvalidArgument, "build() may be called once");
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      TANDEM_CHECK(!finalized_, ErrorCode::kInvalidArgument,
+                   "build() after finalize(): create a new predictor");
+      if (built_) return;  // built already (e.g. by entering a `with` block): nothing to do
+    }
     for (const WorkerSlot& slot :
          plan_workers(options_.devices, options_.core_lists, options_.workers_per_device)) {
       auto w = std::make_unique<ThreadWorker>();
@@ -114,7 +119,8 @@ class ThreadEngine : public ParallelPredictor::Engine {
     std::vector<double> speeds;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      TANDEM_CHECK(built_, ErrorCode::kInvalidArgument, "predict before build(): call build() first");
+      TANDEM_CHECK(built_, ErrorCode::kInvalidArgument,
+                   "predict before build(): call build() first");
       TANDEM_CHECK(!stopping_, ErrorCode::kInvalidArgument,
                    "the predictor is finalized; create a new one");
       TANDEM_CHECK(admitted_ < options_.queue_capacity, ErrorCode::kRuntime,
@@ -155,6 +161,7 @@ class ThreadEngine : public ParallelPredictor::Engine {
       throw;
     }
     r->remaining = static_cast<int>(r->shards.size());
+    r->shard_outputs.resize(r->shards.size());
     auto future = r->promise.get_future();
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -203,7 +210,8 @@ class ThreadEngine : public ParallelPredictor::Engine {
     }
     ThreadWorker* victim = nullptr;
     for (auto& o : workers_)
-      if (!o->queue.empty() && (!victim || o->queue.size() > victim->queue.size())) victim = o.get();
+      if (!o->queue.empty() && (!victim || o->queue.size() > victim->queue.size()))
+        victim = o.get();
     if (!victim) return false;
     job = victim->queue.back();
     victim->queue.pop_back();
@@ -239,9 +247,8 @@ class ThreadEngine : public ParallelPredictor::Engine {
       Shape s = t.shape();
       s[0] = shard.count;
       size_t row = t.nbytes() / static_cast<size_t>(t.dim(0));
-      views.push_back(Tensor::borrow(t.dtype(), s,
-                                     const_cast<uint8_t*>(t.data<uint8_t>()) + row * shard.begin,
-                                     t.name()));
+      views.push_back(Tensor::borrow(
+          t.dtype(), s, const_cast<uint8_t*>(t.data<uint8_t>()) + row * shard.begin, t.name()));
     }
     auto start = Clock::now();
     std::vector<Tensor> outs;
@@ -255,9 +262,9 @@ class ThreadEngine : public ParallelPredictor::Engine {
     std::lock_guard<std::mutex> lock(r.mu);
     if (!error.empty() && !r.failed) {
       r.failed = true;
-      r.promise.set_exception(std::make_exception_ptr(Error(
-          ErrorCode::kRuntime, fmt::format("request {}: device {} (worker {}): {}", r.id,
-                                           w.device.name, w.index, error))));
+      r.promise.set_exception(std::make_exception_ptr(
+          Error(ErrorCode::kRuntime, fmt::format("request {}: device {} (worker {}): {}", r.id,
+                                                 w.device.name, w.index, error))));
     }
     if (!r.failed) {
       {
@@ -268,47 +275,40 @@ class ThreadEngine : public ParallelPredictor::Engine {
         w.speed = w.speed > 0 ? 0.7 * w.speed + 0.3 * inst : inst;
       }
       r.max_compute_ms = std::max(r.max_compute_ms, ms);
-      gather(r, job.shard, outs);
+      r.shard_outputs[job.shard] = std::move(outs);
     }
     shard_ended(r);
-  }
-
-  // Copies one shard's outputs into the request's gathered outputs (under r.mu).
-  void gather(ThreadRequest& r, int shard_index, const std::vector<Tensor>& outs) {
-    const ShardPlan& shard = r.shards[shard_index];
-    if (r.outputs.empty()) {
-      for (size_t o = 0; o < outs.size(); ++o) {
-        Shape s = outs[o].shape();
-        if (r.out_batched[o] && !s.empty()) s[0] = r.batch;
-        r.outputs.emplace_back(outs[o].dtype(), s, outputs_[o].name);
-      }
-    }
-    for (size_t o = 0; o < outs.size(); ++o) {
-      Tensor& dst = r.outputs[o];
-      if (!r.out_batched[o] || dst.rank() == 0) {
-        if (shard_index == 0) std::memcpy(dst.raw(), outs[o].raw(), dst.nbytes());
-        continue;
-      }
-      size_t row = outs[o].nbytes() / static_cast<size_t>(std::max<int64_t>(1, outs[o].dim(0)));
-      int64_t rows = std::min(shard.count, r.batch - shard.begin);  // trim padding
-      if (rows > 0) std::memcpy(dst.data<uint8_t>() + row * shard.begin, outs[o].raw(), row * rows);
-    }
   }
 
   // Every shard ends exactly once (computed, failed or skipped); the last one retires the
   // request. Called with r.mu held.
   void shard_ended(ThreadRequest& r) {
     if (--r.remaining > 0) return;
-    if (!r.failed) r.promise.set_value(r.outputs);
+    if (!r.failed) {
+      // The same checked gather as the process engine's: shards whose outputs disagree (a
+      // NonZero model) are an error, never a copy past the end of a buffer.
+      try {
+        std::vector<std::vector<ShardOutput>> per_shard(r.shards.size());
+        for (size_t s = 0; s < r.shards.size(); ++s)
+          for (const Tensor& t : r.shard_outputs[s])
+            per_shard[s].push_back({t.dtype(), t.shape(), t.data<uint8_t>()});
+        r.promise.set_value(gather_outputs(outputs_, r.out_batched, r.shards, r.batch, per_shard));
+      } catch (const std::exception& e) {
+        r.failed = true;
+        r.promise.set_exception(std::make_exception_ptr(
+            Error(ErrorCode::kRuntime, fmt::format("request {}: {}", r.id, e.what()))));
+      }
+      r.shard_outputs.clear();
+    }
     std::lock_guard<std::mutex> lock(mu_);
     --admitted_;
     if (r.failed) {
       ++stats_.failed_requests;
     } else {
       ++stats_.requests;
-      stats_.overhead_ms_last = std::max(
-          0.0, std::chrono::duration<double, std::milli>(Clock::now() - r.start).count() -
-                   r.max_compute_ms);
+      stats_.overhead_ms_last =
+          std::max(0.0, std::chrono::duration<double, std::milli>(Clock::now() - r.start).count() -
+                            r.max_compute_ms);
       stats_.overhead_ms_total += stats_.overhead_ms_last;
     }
     done_cv_.notify_all();

@@ -17,6 +17,9 @@ struct WorkerArgs {
   std::string input_shape;  // "name:d0,d1;..." as on the command line
   int index = 0;
   int parent_pid = 0;
+  // file_digest() of the model as the parent read it at build(): the worker refuses to serve
+  // another file's bytes (the file replaced after build(), then this worker restarted).
+  std::string model_digest;
   bool verbose = false;
 };
 
