@@ -5,6 +5,10 @@
 # commands. Slow (about 15-25 minutes on 2 cores; the full test run includes an ASan build), so CI
 # does not run it: run it before calling an issue done and after any change to dependencies.
 set -euo pipefail
+# shellcheck disable=SC2317  # (functions called through trap and step() look unreachable to it)
+# Everything is in main(), called on the last line: bash reads the whole script before it starts,
+# so editing or checking out this file during a run (it takes minutes) cannot change that run.
+main() {
 
 usage() {
   cat <<'EOF'
@@ -65,6 +69,8 @@ case "$root_dir" in
   / | /bin* | /boot* | /dev* | /etc* | /home | /lib* | /proc* | /root | /sbin* | /sys* | /usr* | /var | /var/tmp | /tmp)
     die "refusing to use '$root_dir' as the Debian root (it is deleted on each run)" ;;
 esac
+# /proc/mounts escapes blanks, and cleanup finds the root's mounts there by name.
+[[ "$root_dir" != *[[:space:]]* ]] || die "the root's path must not contain blanks: '$root_dir'"
 work="$(dirname "$root_dir")"
 logs="$work/logs"
 mkdir -p "$work" "$logs" "$(dirname "$cache")"
@@ -94,7 +100,9 @@ blocks=("$(readme_block 1)" "$(readme_block 2)")
   die "README.md: expected two \`\`\`sh blocks with commands, found: '${blocks[0]}' and '${blocks[1]}'"
 
 # --- cleanup on every exit -------------------------------------------------------------------
-mounted=()
+mounts_under_root() { # deepest first; read from the kernel's table (steps run in subshells)
+  awk -v r="$root_dir/" 'index($2, r) == 1 { print $2 }' /proc/mounts | sort -r
+}
 cleanup() {
   local rc=$?
   set +e
@@ -103,15 +111,14 @@ cleanup() {
   local pid link
   for link in /proc/[0-9]*/root; do
     pid="${link#/proc/}"; pid="${pid%/root}"
-    [[ "$(readlink "$link" 2>/dev/null)" == "$root_dir" ]] && kill -9 "$pid" 2>/dev/null
+    [[ "$link" -ef "$root_dir" ]] && kill -9 "$pid" 2>/dev/null
   done
-  local i
-  for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do
-    umount "${mounted[i]}" 2>/dev/null || umount -l "${mounted[i]}" 2>/dev/null ||
-      echo "warning: could not unmount ${mounted[i]}" >&2
-  done
-  mounted=()
-  if [[ $keep -eq 0 && -d "$root_dir" ]] && ! grep -q " $root_dir/" /proc/mounts; then
+  local target
+  while read -r target; do
+    umount "$target" 2>/dev/null || umount -l "$target" 2>/dev/null ||
+      echo "warning: could not unmount $target" >&2
+  done < <(mounts_under_root)
+  if [[ $keep -eq 0 && -d "$root_dir" && -z "$(mounts_under_root)" ]]; then
     rm -rf --one-file-system "$root_dir"
   fi
   exit "$rc"
@@ -119,11 +126,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
-mount_in() { # mount_in TARGET mount-arguments...
+mount_in() { # mount_in TARGET mount-arguments...: a mount inside the root, undone by cleanup
   local target="$root_dir/$1"; shift
   mkdir -p "$target"
   mount "$@" "$target"
-  mounted+=("$target")
 }
 
 # --- steps ----------------------------------------------------------------------------------
@@ -135,7 +141,10 @@ step() { # step NAME LOG command...: runs one step with its output in LOG, recor
   local name="$1" log="$2"; shift 2
   local start=$SECONDS rc=0
   echo "== $name"
-  "$@" >"$log" 2>&1 || rc=$?
+  # In the background, so that a signal to this script acts at once (bash runs its traps only
+  # after the foreground command), rather than when the step ends.
+  "$@" >"$log" 2>&1 </dev/null &
+  wait $! || rc=$?
   local took=$((SECONDS - start))
   if [[ $rc -eq 0 ]]; then
     summary+=("$(printf '  PASS  %7s  %s' "$(fmt_time $took)" "$name")")
@@ -156,7 +165,7 @@ report() {
 }
 
 make_root() {
-  if grep -q " $root_dir/" /proc/mounts; then
+  if [[ -n "$(mounts_under_root)" ]]; then
     echo "something is still mounted under $root_dir; unmount it first" >&2
     return 1
   fi
@@ -247,3 +256,6 @@ for b in 0 1; do
 done
 
 report
+}
+
+main "$@"; exit $?

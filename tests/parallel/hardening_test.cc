@@ -392,7 +392,7 @@ TEST(ParallelFaults, StoppedWorkerIsHungLongBeforeTheDefaultDeadline) {
   auto got = p.predict(in);
   double waited = std::chrono::duration<double>(Clock::now() - start).count();
   EXPECT_TRUE(same(got, want));
-  EXPECT_LE(waited, 5.0);
+  EXPECT_LE(waited, 15.0);  // about 1.2 s here; the point is: not the 120 s deadline
   EXPECT_GE(p.stats().shards_rerun, 1);
   EXPECT_TRUE(same(p.predict(in), want));
 }
