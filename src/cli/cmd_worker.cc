@@ -20,6 +20,9 @@ void add_worker_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--index", args->index, "worker index");
   cmd->add_option("--parent-pid", args->parent_pid, "exit at once if the parent is not this pid");
   cmd->add_flag("--verbose", args->verbose, "print the seed's exit line");
+  args->max_tensor_bytes = Context{}.max_tensor_bytes;
+  args->max_model_bytes = Context{}.max_model_bytes;
+  add_size_cap_options(cmd, &args->max_tensor_bytes, &args->max_model_bytes);
   cmd->callback([args, cores, &exit_code] {
     if (!cores->empty()) args->cores = parallel::parse_core_list(*cores);
     exit_code = parallel::run_worker(*args);

@@ -18,6 +18,8 @@ struct WorkerArgs {
   int index = 0;
   int parent_pid = 0;
   bool verbose = false;
+  size_t max_tensor_bytes = 0;  // Context's size caps (0: no limit)
+  size_t max_model_bytes = 0;
 };
 
 // Returns the process exit status.
