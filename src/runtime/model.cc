@@ -117,7 +117,10 @@ struct Model::Impl {
   }
 
   void fix_shapes(const ShapeMap& shapes) {
-    for (const auto& [name, shape] : shapes) {
+    for (const auto& entry : shapes) {
+      // Not a structured binding: clang 14 (the fuzz build) cannot capture one in a lambda.
+      const std::string& name = entry.first;
+      const Shape& shape = entry.second;
       auto it = std::find_if(inputs.begin(), inputs.end(),
                              [&](const TensorInfo& i) { return i.name == name; });
       TANDEM_CHECK(it != inputs.end(), ErrorCode::kInvalidArgument,
