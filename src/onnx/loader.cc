@@ -4,6 +4,7 @@
 #include <google/protobuf/io/zero_copy_stream_impl.h>
 #include <onnx/onnx_pb.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -271,6 +272,10 @@ std::unique_ptr<Graph> graph_from_proto(const onnx::ModelProto& model, const std
                    out_name);
       outputs.push_back(graph->add_value(out_name));
     }
+    // Kernels write output 0: a node that names no output at all (none, or only omitted ones)
+    // computes nothing anyone can read and would hand its kernel no tensor to write.
+    TANDEM_CHECK(std::any_of(outputs.begin(), outputs.end(), [](Value* v) { return v; }),
+                 ErrorCode::kInvalidModel, "{} has no outputs", desc);
     Node* n = graph->add_node(np.op_type(), name, inputs, outputs);
     n->domain = domain;
     auto op = graph->opset_imports.find(domain);

@@ -552,6 +552,21 @@ TEST(BadInput, TensorBytesWithOverflowingDims) {
 
 // ---- Small loader defects (issue 10, item 11) ----
 
+TEST(BadInput, NodeWithoutOutputs) {
+  // Found by fuzz_model: a ConstantOfShape with no output was folded, and its kernel wrote
+  // through a null output (SEGV). Omitted outputs ("") count as none.
+  for (std::vector<std::string> outs : {std::vector<std::string>{}, {""}}) {
+    OnnxBuilder b;
+    b.input("x", DataType::kFloat32, {4});
+    b.output("x", DataType::kFloat32, {4});
+    int64_initializer(b, "s", {4});
+    b.node("ConstantOfShape", {"s"}, outs, "fill");
+    std::string path = b.save(testing::temp_dir("no_outputs"));
+    expect_error([&] { Model::build_from_file(path); }, ErrorCode::kInvalidModel,
+                 {"fill", "no outputs"});
+  }
+}
+
 TEST(BadInput, MissingOpsetImport) {
   OnnxBuilder b;
   b.input("x", DataType::kFloat32, {4});
