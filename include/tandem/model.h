@@ -37,6 +37,10 @@ class Model {
   // shape. Throws tandem::Error.
   static Model build_from_file(const std::string& path, const Context& context = {},
                                const ShapeMap& input_shapes = {});
+  // The same from the bytes of an .onnx file in memory. A model whose weights are in external
+  // data files cannot be built this way (there is no folder to read them from).
+  static Model build_from_buffer(const void* data, size_t size, const Context& context = {},
+                                 const ShapeMap& input_shapes = {});
 
   std::vector<TensorInfo> inputs() const;
   std::vector<TensorInfo> outputs() const;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "tandem/context.h"
 #include "tandem/model.h"
 
 namespace tandem {
@@ -51,6 +52,9 @@ struct ParallelOptions {
   std::string worker_binary;
   // Print the seed's progress lines ("Success to build model i", "Receive exit message").
   bool verbose = false;
+  // Size caps every worker builds its model with (Context::max_tensor_bytes / max_model_bytes).
+  size_t max_tensor_bytes = Context{}.max_tensor_bytes;
+  size_t max_model_bytes = Context{}.max_model_bytes;
 };
 
 // Parses "cpu:0,cpu:1", or a count "2" (meaning cpu:0,cpu:1). Throws on anything else.

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <sstream>
 
+#include "core/checked.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "onnx/tensor_proto.h"
@@ -60,7 +61,8 @@ std::string default_model_path() {
   return rel;
 }
 
-std::vector<Tensor> random_inputs(const Model& model, int64_t batch, uint32_t seed) {
+std::vector<Tensor> random_inputs(const Model& model, int64_t batch, uint32_t seed,
+                                  size_t max_tensor_bytes) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> real(-1.f, 1.f);
   std::uniform_int_distribution<int> integer(0, 9);
@@ -69,6 +71,11 @@ std::vector<Tensor> random_inputs(const Model& model, int64_t batch, uint32_t se
     Shape shape = info.shape;
     for (int64_t& d : shape)
       if (d < 0) d = batch;
+    const std::string what = fmt::format("random input '{}'", info.name);
+    TANDEM_CHECK(dtype_size(info.dtype) > 0, ErrorCode::kUnsupported,
+                 "cannot make random data for input '{}' of dtype {}", info.name,
+                 dtype_name(info.dtype));
+    check_tensor_cap(checked_nbytes(info.dtype, shape, what), max_tensor_bytes, what, shape);
     Tensor t(info.dtype, shape, info.name);
     const int64_t n = t.numel();
     switch (info.dtype) {
@@ -147,15 +154,33 @@ void ModelOptions::add_to(CLI::App* app, bool model_required) {
       ->check(CLI::IsMember({"auto", "cpu", "ref"}));
   app->add_option("--device", device, "device: cpu or cpu:N");
   app->add_flag("--profile", profile, "time each op type and print the breakdown");
+  add_size_cap_options(app, &max_tensor_bytes, &max_model_bytes);
 }
 
-Model ModelOptions::build() const {
+void add_size_cap_options(CLI::App* app, size_t* max_tensor_bytes, size_t* max_model_bytes) {
+  app->add_option("--max-tensor-bytes", *max_tensor_bytes,
+                  fmt::format("refuse a model that declares or needs a tensor larger than this "
+                              "(0 = no limit; default {})",
+                              *max_tensor_bytes));
+  app->add_option("--max-model-bytes", *max_model_bytes,
+                  fmt::format("refuse a model whose weights add up to more than this (0 = no "
+                              "limit; default {})",
+                              *max_model_bytes));
+}
+
+Context ModelOptions::context() const {
   Context ctx;
   ctx.thread_num = threads;
   ctx.backend = backend;
   ctx.device = device;
   ctx.profile = profile;
-  return Model::build_from_file(model.empty() ? default_model_path() : model, ctx,
+  ctx.max_tensor_bytes = max_tensor_bytes;
+  ctx.max_model_bytes = max_model_bytes;
+  return ctx;
+}
+
+Model ModelOptions::build() const {
+  return Model::build_from_file(model.empty() ? default_model_path() : model, context(),
                                 parse_shape_map(input_shape));
 }
 

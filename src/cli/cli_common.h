@@ -23,7 +23,9 @@ std::string default_model_path();
 
 // Random inputs for the model's (fixed or symbolic) input shapes: symbolic dims take `batch`.
 // Floats are uniform in [-1, 1]; integers in [0, 10); bools are random.
-std::vector<Tensor> random_inputs(const Model& model, int64_t batch, uint32_t seed = 1234);
+// Each input's size is checked (overflow, and `max_tensor_bytes`, 0: no limit) before it is made.
+std::vector<Tensor> random_inputs(const Model& model, int64_t batch, uint32_t seed = 1234,
+                                  size_t max_tensor_bytes = Context{}.max_tensor_bytes);
 
 // Options every model-running subcommand takes.
 struct ModelOptions {
@@ -33,7 +35,10 @@ struct ModelOptions {
   std::string backend = "auto";
   std::string device = "cpu";
   bool profile = false;
+  size_t max_tensor_bytes = Context{}.max_tensor_bytes;
+  size_t max_model_bytes = Context{}.max_model_bytes;
   void add_to(CLI::App* app, bool model_required);
+  Context context() const;
   Model build() const;
 };
 
@@ -51,6 +56,8 @@ CLI::Validator real_range(double min, double max, bool min_inclusive = true);
 // seconds * 1000 well inside int64 milliseconds.
 inline constexpr int64_t kMaxThreads = 1024;
 inline constexpr double kMaxSeconds = 1e6;
+// --max-tensor-bytes and --max-model-bytes (Context's size caps) on `app`.
+void add_size_cap_options(CLI::App* app, size_t* max_tensor_bytes, size_t* max_model_bytes);
 
 // With --profile: the per-op-type kernel times of the latest predict, largest first.
 void print_op_profile(const RunStats& stats);

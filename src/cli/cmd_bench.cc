@@ -36,7 +36,8 @@ int run_bench(const BenchOptions& opt) {
     return bench_on_devices(opt.model, opt.devices, opt.batch > 0 ? opt.batch : 2, opt.warmup,
                             opt.loops, opt.duration_s, opt.concurrency, opt.json);
   Model model = opt.model.build();
-  std::vector<Tensor> inputs = random_inputs(model, opt.batch > 0 ? opt.batch : 1);
+  std::vector<Tensor> inputs =
+      random_inputs(model, opt.batch > 0 ? opt.batch : 1, 1234, opt.model.max_tensor_bytes);
   int64_t items = inputs.empty() || inputs[0].rank() == 0 ? 1 : inputs[0].dim(0);
   std::string path = opt.model.model.empty() ? default_model_path() : opt.model.model;
   fmt::print("model: {}\n", path);

@@ -25,6 +25,8 @@ struct CheckOptions {
   int threads = 1;
   std::string backend = "auto";
   bool quiet = false;
+  size_t max_tensor_bytes = Context{}.max_tensor_bytes;
+  size_t max_model_bytes = Context{}.max_model_bytes;
 };
 
 double element(const Tensor& t, int64_t i) {
@@ -119,6 +121,14 @@ CaseResult run_case(const fs::path& dir, const CheckOptions& opt) {
     Context ctx;
     ctx.thread_num = opt.threads;
     ctx.backend = opt.backend;
+    ctx.max_tensor_bytes = opt.max_tensor_bytes;
+    ctx.max_model_bytes = opt.max_model_bytes;
+    // Test data is as untrusted as the model: each .pb must be a regular file inside the case's
+    // folder (not a symlink out of it, not a FIFO).
+    auto read_data = [&](const fs::path& set, const fs::path& p) {
+      return read_tensor_file_inside(dir.string(), (set.filename() / p.filename()).string(),
+                                     opt.max_tensor_bytes);
+    };
     Model model = Model::build_from_file((dir / "model.onnx").string(), ctx);
     auto sets = sorted_entries(dir, "test_data_set_");
     TANDEM_CHECK(!sets.empty(), ErrorCode::kNotFound, "no test_data_set_* folder in '{}'",
@@ -126,12 +136,11 @@ CaseResult run_case(const fs::path& dir, const CheckOptions& opt) {
     for (const fs::path& set : sets) {
       std::vector<Tensor> inputs;
       for (const fs::path& p : numbered_files(set, "input_")) {
-        inputs.push_back(read_tensor_file(p.string()));
+        inputs.push_back(read_data(set, p));
         inputs.back().set_name("");  // match by position: file names may be stale
       }
       std::vector<Tensor> want;
-      for (const fs::path& p : numbered_files(set, "output_"))
-        want.push_back(read_tensor_file(p.string()));
+      for (const fs::path& p : numbered_files(set, "output_")) want.push_back(read_data(set, p));
       // The test data stores bfloat16 tensors as uint16 bit patterns.
       auto model_inputs = model.inputs();
       for (size_t i = 0; i < inputs.size() && i < model_inputs.size(); ++i)
@@ -259,6 +268,7 @@ void add_check_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--backend", opt->backend, "kernels: auto (fast where available), cpu or ref")
       ->check(CLI::IsMember({"auto", "cpu", "ref"}));
   cmd->add_flag("-q,--quiet", opt->quiet, "print only failures and the summary");
+  add_size_cap_options(cmd, &opt->max_tensor_bytes, &opt->max_model_bytes);
   cmd->callback([opt, &exit_code] { exit_code = run_check(*opt); });
 }
 

@@ -55,6 +55,8 @@ double max_abs_difference(const std::vector<Tensor>& a, const std::vector<Tensor
 int run_on_devices(const ModelOptions& mopt, const DeviceOptions& dopt, int64_t batch, int loops,
                    bool verify) {
   ParallelOptions popt = dopt.to_options(mopt.model, mopt.input_shape);
+  popt.max_tensor_bytes = mopt.max_tensor_bytes;
+  popt.max_model_bytes = mopt.max_model_bytes;
   popt.verbose = true;
   fmt::print("model: {}\ndevices: {} ({} mode), batch {}\n", popt.model_path,
              fmt::join(popt.devices, ","), popt.mode, batch);
@@ -62,8 +64,10 @@ int run_on_devices(const ModelOptions& mopt, const DeviceOptions& dopt, int64_t 
   // The reference model takes the whole batch on one device; its symbolic dims size the inputs.
   Context ref_ctx;
   ref_ctx.thread_num = mopt.threads;
+  ref_ctx.max_tensor_bytes = mopt.max_tensor_bytes;
+  ref_ctx.max_model_bytes = mopt.max_model_bytes;
   Model reference = Model::build_from_file(popt.model_path, ref_ctx);
-  std::vector<Tensor> inputs = random_inputs(reference, batch);
+  std::vector<Tensor> inputs = random_inputs(reference, batch, 1234, mopt.max_tensor_bytes);
 
   ParallelPredictor predictor(popt);
   predictor.build();
@@ -164,9 +168,14 @@ double percentile(std::vector<double> v, double p) {
 int bench_on_devices(const ModelOptions& mopt, const DeviceOptions& dopt, int64_t batch, int warmup,
                      int loops, double duration_s, int concurrency, const std::string& json_path) {
   ParallelOptions popt = dopt.to_options(mopt.model, mopt.input_shape);
+  popt.max_tensor_bytes = mopt.max_tensor_bytes;
+  popt.max_model_bytes = mopt.max_model_bytes;
   Context ctx;
   ctx.thread_num = 1;
-  std::vector<Tensor> inputs = random_inputs(Model::build_from_file(popt.model_path, ctx), batch);
+  ctx.max_tensor_bytes = mopt.max_tensor_bytes;
+  ctx.max_model_bytes = mopt.max_model_bytes;
+  std::vector<Tensor> inputs = random_inputs(Model::build_from_file(popt.model_path, ctx), batch,
+                                             1234, mopt.max_tensor_bytes);
   const size_t n = popt.devices.size();
   fmt::print("model: {}\ndevices: {} ({} mode), batch {}, concurrency {}\n", popt.model_path,
              fmt::join(popt.devices, ","), popt.mode, batch, concurrency);

@@ -31,7 +31,9 @@ int run_model(const RunOptions& opt) {
   std::string path = opt.model.model.empty() ? default_model_path() : opt.model.model;
   fmt::print("model: {}\n", path);
   std::vector<Tensor> inputs =
-      opt.inputs.empty() ? random_inputs(model, opt.batch > 0 ? opt.batch : 1) : read_input_files(opt.inputs);
+      opt.inputs.empty()
+          ? random_inputs(model, opt.batch > 0 ? opt.batch : 1, 1234, opt.model.max_tensor_bytes)
+          : read_input_files(opt.inputs);
   if (!opt.inputs.empty()) {
     // Files whose stored name is not one of the model's inputs are matched by position.
     bool names_ok = true;

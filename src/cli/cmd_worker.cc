@@ -22,6 +22,9 @@ void add_worker_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--model-digest", args->model_digest,
                   "content digest the model file must have (as the parent read it)");
   cmd->add_flag("--verbose", args->verbose, "print the seed's exit line");
+  args->max_tensor_bytes = Context{}.max_tensor_bytes;
+  args->max_model_bytes = Context{}.max_model_bytes;
+  add_size_cap_options(cmd, &args->max_tensor_bytes, &args->max_model_bytes);
   cmd->callback([args, cores, &exit_code] {
     if (!cores->empty()) args->cores = parallel::parse_core_list(*cores);
     exit_code = parallel::run_worker(*args);

@@ -1,18 +1,14 @@
+#include "tandem/tensor.h"
+
 #include <cstring>
 
+#include "core/checked.h"
 #include "core/error.h"
-#include "tandem/tensor.h"
 
 namespace tandem {
 
 int64_t shape_numel(const Shape& shape) {
-  int64_t n = 1;
-  for (int64_t d : shape) {
-    TANDEM_CHECK(d >= 0, ErrorCode::kInternal, "shape {} has a negative dimension",
-                 shape_str(shape));
-    n *= d;
-  }
-  return n;
+  return checked_numel(shape, "shape");
 }
 
 std::string shape_str(const Shape& shape) {
@@ -28,13 +24,23 @@ std::string declared_shape_str(const TensorInfo& info) {
   std::string s = "[";
   for (size_t i = 0; i < info.shape.size(); ++i) {
     if (i) s += ",";
-    if (info.shape[i] >= 0) s += std::to_string(info.shape[i]);
-    else s += i < info.dim_names.size() && !info.dim_names[i].empty() ? info.dim_names[i] : "?";
+    if (info.shape[i] >= 0)
+      s += std::to_string(info.shape[i]);
+    else
+      s += i < info.dim_names.size() && !info.dim_names[i].empty() ? info.dim_names[i] : "?";
   }
   return s + "]";
 }
 
 namespace {
+// numel * element size must fit, so that nbytes() never wraps.
+void check_byte_size(int64_t numel, DataType dtype, const Shape& shape, const std::string& name) {
+  int64_t bytes = 0;
+  TANDEM_CHECK(!__builtin_mul_overflow(numel, static_cast<int64_t>(dtype_size(dtype)), &bytes),
+               ErrorCode::kInvalidArgument, "tensor '{}': the byte size of {} {} overflows 64 bits",
+               name, dtype_name(dtype), shape_str(shape));
+}
+
 std::shared_ptr<uint8_t> allocate_zeroed(size_t bytes) {
   // 64-byte alignment keeps every kernel's vector loads aligned; +1 so empty tensors still
   // get a valid (non-null) pointer.
@@ -48,9 +54,10 @@ std::shared_ptr<uint8_t> allocate_zeroed(size_t bytes) {
 
 Tensor::Tensor(DataType dtype, Shape shape, std::string name)
     : name_(std::move(name)), dtype_(dtype), shape_(std::move(shape)) {
-  numel_ = shape_numel(shape_);
   TANDEM_CHECK(dtype_size(dtype) > 0, ErrorCode::kUnsupported,
                "tensor '{}': dtype {} has no fixed element size", name_, dtype_name(dtype));
+  numel_ = shape_numel(shape_);
+  check_byte_size(numel_, dtype_, shape_, name_);
   data_ = allocate_zeroed(nbytes());
   owned_ = true;
 }
@@ -61,6 +68,7 @@ Tensor Tensor::borrow(DataType dtype, Shape shape, void* data, std::string name)
   t.dtype_ = dtype;
   t.shape_ = std::move(shape);
   t.numel_ = shape_numel(t.shape_);
+  check_byte_size(t.numel_, dtype, t.shape_, t.name_);
   t.data_ = std::shared_ptr<uint8_t>(static_cast<uint8_t*>(data), [](uint8_t*) {});
   t.owned_ = false;
   return t;
@@ -73,6 +81,7 @@ Tensor Tensor::adopt(DataType dtype, Shape shape, void* data, std::shared_ptr<vo
   t.dtype_ = dtype;
   t.shape_ = std::move(shape);
   t.numel_ = shape_numel(t.shape_);
+  check_byte_size(t.numel_, dtype, t.shape_, t.name_);
   t.data_ = std::shared_ptr<uint8_t>(std::move(keeper), static_cast<uint8_t*>(data));
   t.owned_ = true;
   return t;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/limits.h"
 #include "tandem/tensor.h"
 
 namespace tandem {
@@ -107,6 +108,8 @@ class Graph {
   std::vector<Value*> outputs;
   std::map<std::string, int64_t> opset_imports;  // domain -> version
   std::string name;
+  // Caps the loader applied; passes that create tensors (constant folding) keep to them.
+  SizeLimits limits;
 
  private:
   std::string unique_name(const std::string& base);

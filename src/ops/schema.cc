@@ -1,5 +1,6 @@
 #include "ops/schema.h"
 
+#include "core/checked.h"
 #include "core/error.h"
 
 namespace tandem {
@@ -91,6 +92,13 @@ std::vector<TensorType> infer_node(const Node& node, std::span<const TensorType*
                "{}: shape inference gave {} outputs for {} declared", node.describe(), out.size(),
                node.outputs.size());
   out.resize(node.outputs.size());
+  // Whatever an op's inference computed from attributes and input values (all untrusted), an
+  // output shape with a negative dim or an element count that overflows is refused here, before
+  // anything is allocated for it or any loop runs over it.
+  for (size_t i = 0; i < out.size(); ++i)
+    if (node.outputs[i])
+      (void)checked_nbytes(out[i].dtype, out[i].shape,
+                           fmt::format("{}: output '{}'", node.describe(), node.outputs[i]->name));
   return out;
 }
 

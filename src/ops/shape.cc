@@ -4,6 +4,7 @@
 #include <cmath>
 #include <set>
 
+#include "core/checked.h"
 #include "core/error.h"
 #include "ops/schema.h"
 #include "ops/shape_utils.h"
@@ -43,7 +44,7 @@ std::vector<TensorType> infer_reshape(const InferContext& ctx) {
                    fmt::format("{}", req), req[i]);
       out[i] = req[i];
     }
-    known *= out[i];
+    known = checked_mul(known, out[i], node.describe());
   }
   int64_t numel = shape_numel(x.shape);
   if (infer_at >= 0) {
@@ -69,7 +70,10 @@ std::vector<TensorType> infer_flatten(const InferContext& ctx) {
                "{}: axis {} is out of range for rank {}", node.describe(),
                node.attr_int_or("axis", 1), rank);
   int64_t a = 1, b = 1;
-  for (int64_t d = 0; d < rank; ++d) (d < axis ? a : b) *= x.shape[d];
+  for (int64_t d = 0; d < rank; ++d) {
+    int64_t& side = d < axis ? a : b;
+    side = checked_mul(side, x.shape[d], node.describe());
+  }
   return {{x.dtype, {a, b}}};
 }
 
@@ -180,7 +184,12 @@ std::vector<TensorType> infer_range(const InferContext& ctx) {
     double limit = tensor_scalar_as_double(ctx.require_value(1), node);
     double delta = tensor_scalar_as_double(ctx.require_value(2), node);
     TANDEM_CHECK(delta != 0, ErrorCode::kInvalidArgument, "{}: delta is 0", node.describe());
-    n = static_cast<int64_t>(std::max(std::ceil((limit - start) / delta), 0.0));
+    double count = std::ceil((limit - start) / delta);
+    // NaN, infinite or beyond int64: a cast would be undefined; the size cap refuses the rest.
+    TANDEM_CHECK(!std::isnan(count) && count < 9.2e18, ErrorCode::kInvalidArgument,
+                 "{}: start {}, limit {} and delta {} give {} elements", node.describe(), start,
+                 limit, delta, count);
+    n = static_cast<int64_t>(std::max(count, 0.0));
   } else {
     TANDEM_CHECK(dt == DataType::kInt16 || dt == DataType::kInt32 || dt == DataType::kInt64,
                  ErrorCode::kUnsupported, "{}: dtype {} is not supported", node.describe(),
@@ -195,7 +204,11 @@ std::vector<TensorType> infer_range(const InferContext& ctx) {
     };
     int64_t start = as_int(0), limit = as_int(1), delta = as_int(2);
     TANDEM_CHECK(delta != 0, ErrorCode::kInvalidArgument, "{}: delta is 0", node.describe());
-    int64_t diff = limit - start;
+    int64_t diff = 0;
+    TANDEM_CHECK(
+        !__builtin_sub_overflow(limit, start, &diff) && !(diff == INT64_MIN && delta == -1),
+        ErrorCode::kInvalidArgument, "{}: start {}, limit {} and delta {} give too many elements",
+        node.describe(), start, limit, delta);
     int64_t q = diff / delta;
     if (diff % delta != 0 && ((diff < 0) == (delta < 0))) ++q;  // round the quotient up
     n = std::max<int64_t>(q, 0);

@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "core/checked.h"
 #include "core/error.h"
 #include "ops/einsum.h"
 #include "ops/schema.h"
@@ -63,7 +64,7 @@ std::vector<TensorType> infer_concat(const InferContext& ctx) {
     TANDEM_CHECK(ok, ErrorCode::kInvalidArgument,
                  "{}: input {} has shape {}, incompatible with input 0 {} along axis {}",
                  node.describe(), i, shape_str(t.shape), shape_str(first.shape), axis);
-    out[axis] += t.shape[axis];
+    out[axis] = checked_add(out[axis], t.shape[axis], node.describe());
   }
   return {{first.dtype, out}};
 }
@@ -276,7 +277,7 @@ std::vector<TensorType> infer_tile(const InferContext& ctx) {
   for (size_t d = 0; d < out.size(); ++d) {
     TANDEM_CHECK(reps[d] >= 0, ErrorCode::kInvalidModel, "{}: negative repeat in {}",
                  node.describe(), fmt::format("{}", reps));
-    out[d] *= reps[d];
+    out[d] = checked_mul(out[d], reps[d], node.describe());
   }
   return {{x.dtype, out}};
 }
@@ -305,8 +306,9 @@ std::vector<TensorType> infer_pad(const InferContext& ctx) {
   Shape out = x.shape;
   for (int64_t i = 0; i < na; ++i) {
     int64_t a = normalize_axis(axes[i], rank, node);
-    out[a] += pads[i] + pads[i + na];
-    TANDEM_CHECK(out[a] >= 0, ErrorCode::kInvalidArgument,
+    bool wraps = __builtin_add_overflow(out[a], pads[i], &out[a]) ||
+                 __builtin_add_overflow(out[a], pads[i + na], &out[a]);
+    TANDEM_CHECK(!wraps && out[a] >= 0, ErrorCode::kInvalidArgument,
                  "{}: pads {} make axis {} of {} negative", node.describe(),
                  fmt::format("{}", pads), a, shape_str(x.shape));
     TANDEM_CHECK(mode == "constant" || x.shape[a] > 0 || out[a] == 0, ErrorCode::kInvalidArgument,
@@ -320,14 +322,17 @@ std::vector<TensorType> infer_depth_to_space(const InferContext& ctx) {
   const Node& node = ctx.node;
   const TensorType& x = ctx.input(0);
   int64_t b = node.attr_int("blocksize");
-  TANDEM_CHECK(x.shape.size() == 4 && b > 0 && x.shape[1] % (b * b) == 0,
+  // b * b and H * b must not wrap: blocksize is bounded by the channel count it divides.
+  TANDEM_CHECK(x.shape.size() == 4 && b > 0 && b <= (int64_t{1} << 31) && x.shape[1] % (b * b) == 0,
                ErrorCode::kInvalidArgument,
                "{}: input {} must be 4-D with channels divisible by blocksize^2 ({})",
                node.describe(), shape_str(x.shape), b * b);
   std::string mode = node.attr_string_or("mode", "DCR");
   TANDEM_CHECK(mode == "DCR" || mode == "CRD", ErrorCode::kUnsupported,
                "{}: mode '{}' is not supported", node.describe(), mode);
-  return {{x.dtype, {x.shape[0], x.shape[1] / (b * b), x.shape[2] * b, x.shape[3] * b}}};
+  return {{x.dtype,
+           {x.shape[0], x.shape[1] / (b * b), checked_mul(x.shape[2], b, node.describe()),
+            checked_mul(x.shape[3], b, node.describe())}}};
 }
 
 std::vector<TensorType> infer_space_to_depth(const InferContext& ctx) {
@@ -338,7 +343,10 @@ std::vector<TensorType> infer_space_to_depth(const InferContext& ctx) {
                ErrorCode::kInvalidArgument,
                "{}: input {} must be 4-D with H and W divisible by blocksize {}", node.describe(),
                shape_str(x.shape), b);
-  return {{x.dtype, {x.shape[0], x.shape[1] * b * b, x.shape[2] / b, x.shape[3] / b}}};
+  return {
+      {x.dtype,
+       {x.shape[0], checked_mul(checked_mul(x.shape[1], b, node.describe()), b, node.describe()),
+        x.shape[2] / b, x.shape[3] / b}}};
 }
 
 std::vector<TensorType> infer_one_hot(const InferContext& ctx) {

@@ -238,6 +238,9 @@ void ProcessEngine::spawn(Worker& w) {
                                    "--threads",      std::to_string(w.threads),
                                    "--index",        std::to_string(w.index),
                                    "--parent-pid",   std::to_string(::getpid())};
+  // The size caps the predictor was given (ParallelOptions), the same in every worker.
+  args.insert(args.end(), {"--max-tensor-bytes", std::to_string(options_.max_tensor_bytes),
+                           "--max-model-bytes", std::to_string(options_.max_model_bytes)});
   if (!w.device.cores.empty()) {
     args.push_back("--cores");
     args.push_back(fmt::format("{}", fmt::join(w.device.cores, ",")));

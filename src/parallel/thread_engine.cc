@@ -80,6 +80,8 @@ class ThreadEngine : public ParallelPredictor::Engine {
           Context ctx;
           ctx.device = wp->device.name;
           ctx.thread_num = wp->threads;
+          ctx.max_tensor_bytes = options_.max_tensor_bytes;
+          ctx.max_model_bytes = options_.max_model_bytes;
           ctx.core_list = wp->device.cores;
           wp->model = Model::build_from_file(options_.model_path, ctx, options_.input_shapes);
         } catch (const std::exception& e) {

@@ -94,8 +94,33 @@ struct Model::Impl {
     session->prepare(types);
   }
 
+  // Everything after loading: passes, session, the plan for fixed shapes.
+  void finish_build(std::unique_ptr<Graph> loaded, const Context& context,
+                    const ShapeMap& input_shapes, const std::vector<const Backend*>& backends) {
+    graph = std::move(loaded);
+    for (auto& n : graph->nodes()) histogram[n->op_type]++;
+    for (auto& v : graph->values())
+      if (v->is_constant()) parameters += v->constant->numel();
+    for (const Value* v : graph->inputs) inputs.push_back(info_of(v));
+    for (const Value* v : graph->outputs) outputs.push_back(info_of(v));
+    fix_shapes(input_shapes);
+    run_default_passes(*graph);
+    // The reference backend runs the model as written: it is the oracle fused graphs are checked
+    // against.
+    if (context.backend != "ref") {
+      run_fusion_passes(*graph);
+      run_default_passes(*graph);
+    }
+    session = std::make_unique<Session>(*graph, backends, threads_for(context), context.core_list,
+                                        context.profile);
+    prepare_if_static();
+  }
+
   void fix_shapes(const ShapeMap& shapes) {
-    for (const auto& [name, shape] : shapes) {
+    for (const auto& entry : shapes) {
+      // Not a structured binding: clang 14 (the fuzz build) cannot capture one in a lambda.
+      const std::string& name = entry.first;
+      const Shape& shape = entry.second;
       auto it = std::find_if(inputs.begin(), inputs.end(),
                              [&](const TensorInfo& i) { return i.name == name; });
       TANDEM_CHECK(it != inputs.end(), ErrorCode::kInvalidArgument,
@@ -122,24 +147,17 @@ Model Model::build_from_file(const std::string& path, const Context& context,
                              const ShapeMap& input_shapes) {
   std::vector<const Backend*> backends = backends_for_context(context);
   Model m;
-  Impl& impl = *m.impl_;
-  impl.graph = load_onnx_model(path);
-  for (auto& n : impl.graph->nodes()) impl.histogram[n->op_type]++;
-  for (auto& v : impl.graph->values())
-    if (v->is_constant()) impl.parameters += v->constant->numel();
-  for (const Value* v : impl.graph->inputs) impl.inputs.push_back(info_of(v));
-  for (const Value* v : impl.graph->outputs) impl.outputs.push_back(info_of(v));
-  impl.fix_shapes(input_shapes);
-  run_default_passes(*impl.graph);
-  // The reference backend runs the model as written: it is the oracle fused graphs are checked
-  // against.
-  if (context.backend != "ref") {
-    run_fusion_passes(*impl.graph);
-    run_default_passes(*impl.graph);
-  }
-  impl.session = std::make_unique<Session>(*impl.graph, backends, threads_for(context),
-                                           context.core_list, context.profile);
-  impl.prepare_if_static();
+  m.impl_->finish_build(load_onnx_model(path, SizeLimits::from(context)), context, input_shapes,
+                        backends);
+  return m;
+}
+
+Model Model::build_from_buffer(const void* data, size_t size, const Context& context,
+                               const ShapeMap& input_shapes) {
+  std::vector<const Backend*> backends = backends_for_context(context);
+  Model m;
+  m.impl_->finish_build(load_onnx_model_from_bytes(data, size, SizeLimits::from(context)), context,
+                        input_shapes, backends);
   return m;
 }
 

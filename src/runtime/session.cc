@@ -5,6 +5,7 @@
 #include <cstring>
 #include <unordered_map>
 
+#include "core/checked.h"
 #include "core/error.h"
 #include "runtime/evaluate.h"
 #include "runtime/memory_plan.h"
@@ -165,6 +166,8 @@ std::shared_ptr<Session::Plan> Session::make_plan(const std::vector<TensorType>&
   }
 
   static uint8_t dummy_byte;
+  const size_t max_tensor_bytes = graph_.limits.max_tensor_bytes;
+  FoldBudget fold_budget{max_tensor_bytes};
   for (auto& node_ptr : graph_.nodes()) {
     const Node& node = *node_ptr;
     Plan::Step step;
@@ -210,6 +213,7 @@ std::shared_ptr<Session::Plan> Session::make_plan(const std::vector<TensorType>&
       plan->steps.push_back(std::move(step));
       continue;
     }
+    check_output_sizes(node, out_types, max_tensor_bytes);
     for (size_t i = 0; i < step.out.size(); ++i) {
       if (step.out[i] < 0) continue;
       plan->slots[step.out[i]].type = out_types[i];
@@ -224,10 +228,14 @@ std::shared_ptr<Session::Plan> Session::make_plan(const std::vector<TensorType>&
         shape_only.push_back(Tensor::borrow(t.dtype, t.shape, &dummy_byte));
         fold_inputs[0] = &shape_only.back();
       }
-      std::vector<Tensor> results = evaluate_on_reference(node, fold_inputs);
-      for (size_t i = 0; i < step.out.size(); ++i)
-        if (step.out[i] >= 0) plan->slots[step.out[i]].constant = std::move(results[i]);
-      continue;  // no step: the values are constants now
+      // Too large to fold (see FoldBudget): it runs as a step.
+      std::optional<std::vector<Tensor>> results =
+          fold_on_reference(node, fold_inputs, fold_budget);
+      if (results) {
+        for (size_t i = 0; i < step.out.size(); ++i)
+          if (step.out[i] >= 0) plan->slots[step.out[i]].constant = std::move((*results)[i]);
+        continue;  // no step: the values are constants now
+      }
     }
     plan->steps.push_back(std::move(step));
   }
@@ -304,7 +312,7 @@ std::shared_ptr<Session::Plan> Session::make_plan(const std::vector<TensorType>&
   for (int s = 0; s < static_cast<int>(plan->slots.size()); ++s) {
     Plan::Slot& slot = plan->slots[s];
     if (!arena_candidate(s) || slot.alias_of >= 0) continue;
-    size_t bytes = static_cast<size_t>(shape_numel(slot.type.shape)) * dtype_size(slot.type.dtype);
+    size_t bytes = checked_nbytes(slot.type.dtype, slot.type.shape, "planned intermediate");
     requests.push_back({bytes, def_step[s], root_last_use[s]});
     request_slot.push_back(s);
     slot.in_arena = true;
@@ -415,6 +423,7 @@ std::vector<Tensor> Session::run(const std::vector<const Tensor*>& inputs, RunSt
         type_ptrs.push_back(t ? &types.back() : nullptr);
       }
       out_types = infer_node(node, type_ptrs, step.in_ptrs);
+      check_output_sizes(node, out_types, graph_.limits.max_tensor_bytes);
     }
     for (size_t i = 0; i < step.out.size(); ++i) {
       int s = step.out[i];

@@ -14,6 +14,7 @@ bool is_foldable(const Node& n) {
 
 int fold_constants(Graph& graph) {
   std::vector<Node*> folded;
+  FoldBudget budget{graph.limits.max_tensor_bytes};
   for (auto& n : graph.nodes()) {
     if (!is_foldable(*n)) continue;
     bool all_constant = true;
@@ -23,7 +24,11 @@ int fold_constants(Graph& graph) {
     std::vector<const Tensor*> inputs;
     for (Value* v : n->inputs) inputs.push_back(v ? &*v->constant : nullptr);
     // Nodes are in topological order, so a folded value is visible to the nodes after it.
-    std::vector<Tensor> values = evaluate_on_reference(*n, inputs);
+    // A node whose result would be too large to compute now stays a node (run time applies
+    // max_tensor_bytes to it): a 65-byte model must not make `tandem info` allocate gigabytes.
+    std::optional<std::vector<Tensor>> folded_values = fold_on_reference(*n, inputs, budget);
+    if (!folded_values) continue;
+    std::vector<Tensor>& values = *folded_values;
     for (size_t i = 0; i < n->outputs.size(); ++i) {
       Value* out = n->outputs[i];
       if (!out) continue;
