@@ -11,7 +11,8 @@ packages=(
   ocl-icd-opencl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # libFuzzer targets (tests/fuzz): clang's -fsanitize=fuzzer and its runtime library.
-  clang libclang-rt-14-dev
+  # clang compiles the engine with -fopenmp too, against LLVM's OpenMP runtime (libomp-dev).
+  clang libclang-rt-14-dev libomp-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev
   python3 python3-dev python3-numpy python3-onnx
   python3-pybind11 pybind11-dev python3-pytest python3-setuptools python3-pip python3-venv
