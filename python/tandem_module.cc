@@ -809,7 +809,10 @@ struct PyPredictor {
       e["worker"] = x.worker;
       e["pid"] = x.pid;
       e["up"] = x.up;
+      e["state"] = x.state;
       e["restarts"] = x.restarts;
+      e["restarts_in_window"] = x.restarts_in_window;
+      e["next_start_s"] = x.next_start_s;
       e["items"] = x.items;
       e["busy_ms"] = x.busy_ms;
       e["items_per_s"] = x.items_per_s;

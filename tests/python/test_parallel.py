@@ -38,6 +38,10 @@ def test_predict_equals_one_device(predictor):
     assert [t.name for t in predictor.get_outputs()] == ["logits"]
     s = predictor.stats()
     assert s["requests"] >= 1 and len(s["devices"]) == 2
+    # The fault policy's state per worker (issue 10): every worker built and serving.
+    for d in s["devices"]:
+        assert d["state"] == "up" and d["up"] and d["restarts_in_window"] == 0
+        assert d["next_start_s"] == -1
 
 
 def test_submit_futures(predictor):
