@@ -63,6 +63,8 @@ done
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 readme="$repo/README.md"
+# The commit checked, fixed now: the report names it even if HEAD moves during the run.
+head_commit="$(git -C "$repo" rev-parse HEAD)"
 root_dir="$(realpath -m "$root_dir")"
 # The root is deleted with rm -rf: refuse anything that could be a system folder.
 case "$root_dir" in
@@ -159,7 +161,7 @@ step() { # step NAME LOG command...: runs one step with its output in LOG, recor
 }
 report() {
   echo
-  echo "== fresh-machine check of $(git -C "$repo" rev-parse --short HEAD): $([[ $failed -eq 0 ]] && echo PASS || echo FAIL)"
+  echo "== fresh-machine check of ${head_commit:0:7}: $([[ $failed -eq 0 ]] && echo PASS || echo FAIL)"
   printf '%s\n' "${summary[@]}"
   echo "  total $(fmt_time $((SECONDS - total_start)))"
 }
@@ -183,14 +185,13 @@ make_root() {
 }
 
 copy_project() {
-  local head dest="$root_dir/root/tandem"
-  head="$(git -C "$repo" rev-parse HEAD)"
-  echo "project at $head (committed files only)"
+  local dest="$root_dir/root/tandem"
+  echo "project at $head_commit (committed files only)"
   if [[ -n "$(git -C "$repo" status --porcelain --untracked-files=no)" ]]; then
     echo "note: the checkout has uncommitted changes; they are not part of this check"
   fi
   mkdir -p "$dest"
-  git -C "$repo" archive --format=tar HEAD | tar -C "$dest" -xf -
+  git -C "$repo" archive --format=tar "$head_commit" | tar -C "$dest" -xf -
 }
 
 prepare_root() {
