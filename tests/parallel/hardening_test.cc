@@ -17,6 +17,7 @@
 #include "../unit/onnx_builder.h"
 #include "parallel/protocol.h"
 #include "tandem/model.h"
+#include "parallel_test_util.h"
 #include "tandem/parallel.h"
 
 #ifndef TANDEM_MODELS_DIR
@@ -26,25 +27,12 @@
 namespace tandem {
 namespace {
 
+using test::options;
+using test::random_inputs;
+
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 const std::string kResnet = std::string(TANDEM_MODELS_DIR) + "/resnet_tiny/model.onnx";
-
-std::vector<Tensor> random_inputs(const std::vector<TensorInfo>& infos, int64_t batch,
-                                  uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-1.f, 1.f);
-  std::vector<Tensor> out;
-  for (const TensorInfo& i : infos) {
-    Shape s = i.shape;
-    for (int64_t& d : s)
-      if (d < 0) d = batch;
-    Tensor t(i.dtype, s, i.name);
-    for (int64_t k = 0; k < t.numel(); ++k) t.data<float>()[k] = u(rng);
-    out.push_back(std::move(t));
-  }
-  return out;
-}
 
 // Byte-for-byte equality of two output lists (the same kernels on the same items give the same
 // bits; a stale write or a mixed model does not).
@@ -63,13 +51,6 @@ std::vector<Tensor> deep_copy(const std::vector<Tensor>& v) {
   std::vector<Tensor> out;
   for (const Tensor& t : v) out.push_back(t.clone());
   return out;
-}
-
-ParallelOptions options(const std::string& model, int devices) {
-  ParallelOptions o;
-  o.model_path = model;
-  for (int i = 0; i < devices; ++i) o.devices.push_back("cpu:" + std::to_string(i));
-  return o;
 }
 
 // Sets the worker fault-injection variables for the workers started while it lives (build()

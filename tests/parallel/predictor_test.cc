@@ -15,6 +15,7 @@
 
 #include "../unit/onnx_builder.h"
 #include "tandem/model.h"
+#include "parallel_test_util.h"
 #include "tandem/parallel.h"
 
 #ifndef TANDEM_MODELS_DIR
@@ -24,26 +25,13 @@
 namespace tandem {
 namespace {
 
+using test::options;
+using test::random_inputs;
+
 using Clock = std::chrono::steady_clock;
 const std::string kModels = TANDEM_MODELS_DIR;
 const std::string kResnet = kModels + "/resnet_tiny/model.onnx";
 const std::string kUnet = kModels + "/sd_unet_tiny/model.onnx";
-
-std::vector<Tensor> random_inputs(const std::vector<TensorInfo>& infos, int64_t batch,
-                                  uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-1.f, 1.f);
-  std::vector<Tensor> out;
-  for (const TensorInfo& i : infos) {
-    Shape s = i.shape;
-    for (int64_t& d : s)
-      if (d < 0) d = batch;
-    Tensor t(i.dtype, s, i.name);
-    for (int64_t k = 0; k < t.numel(); ++k) t.data<float>()[k] = u(rng);
-    out.push_back(std::move(t));
-  }
-  return out;
-}
 
 double max_diff(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
   EXPECT_EQ(a.size(), b.size());
@@ -112,13 +100,6 @@ int shm_mappings() {
   int n = 0;
   while (std::getline(maps, line)) n += line.find("tandem-shm") != std::string::npos;
   return n;
-}
-
-ParallelOptions options(const std::string& model, int devices) {
-  ParallelOptions o;
-  o.model_path = model;
-  for (int i = 0; i < devices; ++i) o.devices.push_back("cpu:" + std::to_string(i));
-  return o;
 }
 
 // One device running the whole batch, with the same kernels.
