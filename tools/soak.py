@@ -144,11 +144,11 @@ def descendants(root):
         fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) "
         states[int(name)] = fields[0]
         children[int(fields[1])].append(int(name))
-    out, todo = {}, [root]
-    while todo:
-        for c in children.get(todo.pop(), []):
+    out, pending = {}, [root]
+    while pending:
+        for c in children.get(pending.pop(), []):
             out[c] = states.get(c, "?")
-            todo.append(c)
+            pending.append(c)
     return out
 
 
