@@ -30,7 +30,7 @@ if [[ $no_asan == 0 ]]; then
     "${werror[@]}" >/dev/null
   cmake --build build-asan --target tandem tandem_unit_tests tandem_parallel_tests
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
-    ctest --test-dir build-asan --output-on-failure -j2 -R 'BadInput|cli_bad_input|Model\.|ParallelMemory'
+    ctest --test-dir build-asan --output-on-failure -j2 -R 'BadInput|cli_bad_input|Model\.|ParallelMemory|Scheduler|WorkerReplies'
 fi
 
 if [[ $no_fuzz == 0 ]]; then

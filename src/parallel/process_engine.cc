@@ -5,13 +5,14 @@
 // (under a mutex).
 //
 // Workers are not trusted: every reply is checked against what the worker owes (request, shard,
-// output count, dtypes, ranks, offsets inside its buffer, descriptors). A worker that sends
-// anything else is killed as a protocol violator, restarted, and its shard re-run; nothing a
-// worker sends can crash the parent or write into a result already delivered.
+// output count, dtypes, ranks, offsets inside its buffer, descriptors; worker_replies.h). A
+// worker that sends anything else is killed as a protocol violator, restarted, and its shard
+// re-run; nothing a worker sends can crash the parent or write into a result already delivered.
 //
 // Pieces live apart: spawn.cc starts and reaps processes (on one long-lived thread),
 // protocol.cc is the transport, batch.cc splits, lays out and gathers, fault_policy.cc decides
-// when the dead come back.
+// when the dead come back, and scheduler.cc (shared with the thread engine) owns admission, the
+// queues, re-runs, speeds and answering requests.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -20,7 +21,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -37,81 +37,40 @@
 #include "parallel/engine.h"
 #include "parallel/fault_policy.h"
 #include "parallel/protocol.h"
+#include "parallel/scheduler.h"
 #include "parallel/shm_buffer.h"
 #include "parallel/spawn.h"
 #include "parallel/unique_fd.h"
+#include "parallel/worker_replies.h"
 
 namespace tandem::parallel {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-constexpr int kMaxShardAttempts = 3;  // a shard that kills this many workers fails its request
 // A stopped worker (SIGSTOP) is hung once stopped this long, or 4x its shard's expected time.
 constexpr std::chrono::milliseconds kStoppedGrace{1000};
 // How often live workers are checked for being stopped.
 constexpr std::chrono::milliseconds kStopCheckInterval{100};
 
-double ms_since(Clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
+// ShardTask::kind: a shard to compute, or a query of the output shapes for its input shapes.
+enum TaskKind : int { kPredictTask = 0, kShapesTask = 1 };
 
-std::vector<TensorInfo> infos_from_json(const nlohmann::json& a) {
-  std::vector<TensorInfo> out;
-  for (const auto& j : a) {
-    TensorInfo i;
-    i.name = j.at("name").get<std::string>();
-    i.dtype = static_cast<DataType>(j.at("dtype").get<int>());
-    i.shape = j.at("shape").get<Shape>();
-    i.dim_names = j.at("dim_names").get<std::vector<std::string>>();
-    out.push_back(i);
-  }
-  return out;
-}
-
-// What a BUILD_FINISH says the worker built, without what legitimately differs between workers
-// (the pid): every worker, a restarted one too, must say exactly what the first one said.
-nlohmann::json build_description(const std::string& text) {
-  nlohmann::json j = nlohmann::json::parse(text);  // throws on malformed JSON
-  TANDEM_CHECK(j.is_object() && j.contains("inputs") && j.contains("outputs"), ErrorCode::kRuntime,
-               "BUILD_FINISH lacks inputs or outputs");
-  j.erase("pid");
-  return j;
-}
-
-struct Request;
-
-struct Task {
-  enum Kind { kPredict, kShapes } kind = kPredict;
-  std::shared_ptr<Request> req;
-  int shard = 0;
-  int attempts = 0;
-  // While the task is with a worker: the request's buffers. A buffer returns to the pool only
-  // when nothing references it, so one a worker may still write into stays out of the pool
-  // until that worker has answered or is dead, even if its request failed meanwhile.
-  std::shared_ptr<ShmBuffer> in_buf, out_buf;
-};
-
-struct Request {
-  uint64_t id = 0;
+struct Request : RequestBase {
   BatchedInputs in;  // `ordered` is cleared once the inputs are in shared memory
-  std::vector<ShardPlan> shards;
   RequestLayout layout;
   std::shared_ptr<ShmBuffer> in_buf, out_buf;
   std::vector<std::vector<TensorDesc>> shard_shapes;
   std::vector<bool> shape_known;
-  int remaining = 0;
-  std::vector<bool> shard_done;
   // Output shapes that depend on input values: each shard's outputs come back in a buffer of
   // its worker's own and are gathered by copying.
   bool dynamic_outputs = false;
   std::vector<std::unique_ptr<ShmBuffer>> spilled;
   std::vector<std::vector<TensorDesc>> spilled_desc;
-  double max_compute_ms = 0;
-  bool finished = false;
-  std::promise<std::vector<Tensor>> promise;
-  Clock::time_point start;
 };
+
+Request& request_of(const ShardTask& t) {
+  return static_cast<Request&>(*t.req);
+}
 
 struct Worker {
   int index = 0;
@@ -123,14 +82,14 @@ struct Worker {
   Clock::time_point spawned;
   // kWaiting: dead, restart scheduled (back-off); kDown: rate limit exceeded, probe scheduled.
   enum State { kStarting, kIdle, kBusy, kWaiting, kDown } state = kStarting;
-  std::deque<Task> queue;
-  std::optional<Task> inflight;
+  std::optional<ShardTask> inflight;
+  // While a task is with the worker: its request's buffers. A buffer returns to the pool only
+  // when nothing references it, so one the worker may still write into stays out of the pool
+  // until the worker has answered or is dead, even if the request failed meanwhile.
+  std::shared_ptr<ShmBuffer> pinned_in, pinned_out;
   Clock::time_point sent, deadline;
   RestartPolicy policy;
-  int starts = 0;    // restarts and probes
-  double speed = 0;  // items/s, moving average; 0 = not measured yet
-  double busy_ms = 0;
-  int64_t items = 0;
+  int starts = 0;  // restarts and probes
   std::string last_error;
   std::string hung;  // set when the supervisor killed it as hung
   std::optional<Clock::time_point> stopped_since;
@@ -139,19 +98,12 @@ struct Worker {
   bool serving() const { return state == kIdle || state == kBusy; }
 };
 
-// A reply that breaks the protocol: the worker is killed and its shard re-run.
-struct Violation : Error {
-  explicit Violation(const std::string& m) : Error(ErrorCode::kRuntime, m) {}
-};
-template <typename... Args>
-void require(bool ok, fmt::format_string<Args...> f, Args&&... args) {
-  if (!ok) throw Violation(fmt::format(f, std::forward<Args>(args)...));
-}
-
 class ProcessEngine : public ParallelPredictor::Engine {
  public:
   explicit ProcessEngine(ParallelOptions options)
-      : options_(std::move(options)), pool_(std::make_shared<ShmPool>(16)) {
+      : options_(std::move(options)),
+        scheduler_(options_.queue_capacity),
+        pool_(std::make_shared<ShmPool>(16)) {
     policy_.max_restarts = options_.max_restarts;
     policy_.restart_window = options_.restart_window;
     policy_.restart_backoff = options_.restart_backoff;
@@ -183,20 +135,18 @@ class ProcessEngine : public ParallelPredictor::Engine {
   // Replies, checked.
   void on_message(Worker& w, Message& m);
   void on_build_finish(Worker& w, const Message& m);
-  void check_shapes_reply(const Message& m) const;
-  void check_spilled_reply(const Message& m, const ShmBuffer& buf) const;
-  // Scheduling and sharding.
+  // Sharding (the queues are the scheduler's).
   void start_request(const std::shared_ptr<Request>& r);
   void plan_outputs(const std::shared_ptr<Request>& r);
   void dispatch();
-  bool take_task(Worker& w, Task& t);
-  void send_task(Worker& w, Task t);
-  void complete(const std::shared_ptr<Request>& r);
+  void send_task(Worker& w, ShardTask t);
+  void complete(Request& r);
+  void fail(Request& r, const std::string& why);
   void on_shapes(const std::vector<Shape>& key, const Message& m);
-  void fail(const std::shared_ptr<Request>& r, const std::string& why);
-  void publish_speeds();
+  void publish_state();
 
   ParallelOptions options_;
+  Scheduler scheduler_;
   FaultPolicyOptions policy_;
   std::string binary_;
   std::string digest_;       // the model file's content, as read at build()
@@ -209,8 +159,6 @@ class ProcessEngine : public ParallelPredictor::Engine {
   std::thread supervisor_;
 
   // Supervisor-only state.
-  std::deque<Task> global_;  // tasks any worker may take (shape queries, re-runs)
-  std::map<uint64_t, std::shared_ptr<Request>> active_;
   std::map<std::vector<Shape>, std::vector<TensorDesc>> shape_cache_;
   std::set<std::vector<Shape>> dynamic_shapes_;  // input shapes whose output shapes vary
   std::map<std::vector<Shape>, std::vector<std::pair<std::shared_ptr<Request>, int>>>
@@ -219,14 +167,10 @@ class ProcessEngine : public ParallelPredictor::Engine {
 
   // Shared with callers, under mu_.
   mutable std::mutex mu_;
-  std::condition_variable idle_cv_;
-  std::deque<std::shared_ptr<Request>> incoming_;
-  size_t admitted_ = 0;
-  uint64_t next_id_ = 1;
+  std::deque<std::shared_ptr<Request>> incoming_;  // admitted, for the supervisor to start
   bool built_ = false, stopping_ = false, finalized_ = false;
   std::string down_reason_;
-  std::vector<double> speeds_;
-  ParallelStats stats_;
+  ParallelStats stats_;  // devices' state and supervisor errors; counters are the scheduler's
 };
 
 void ProcessEngine::spawn(Worker& w) {
@@ -372,12 +316,11 @@ void ProcessEngine::build() {
     built_as_ = nullptr;
     throw Error(ErrorCode::kRuntime, msg);
   }
-  inputs_ = infos_from_json(built_as_.at("inputs"));
-  outputs_ = infos_from_json(built_as_.at("outputs"));
+  inputs_ = tensor_infos(built_as_.at("inputs"), "inputs");
+  outputs_ = tensor_infos(built_as_.at("outputs"), "outputs");
   {
     std::lock_guard<std::mutex> lock(mu_);
     built_ = true;
-    speeds_.assign(workers_.size(), 1.0);
     for (auto& w : workers_) {
       DeviceStats d;
       d.device = w->device.name;
@@ -386,6 +329,7 @@ void ProcessEngine::build() {
       stats_.devices.push_back(d);
     }
   }
+  scheduler_.open(workers_.size());
   last_stop_check_ = Clock::now();
   supervisor_ = std::thread([this] { supervise(); });
 }
@@ -393,16 +337,7 @@ void ProcessEngine::build() {
 // A worker says it built: the same model as every other worker and as the first build, or it
 // is refused (a restarted worker that found another file, say).
 void ProcessEngine::on_build_finish(Worker& w, const Message& m) {
-  nlohmann::json desc;
-  try {
-    desc = build_description(m.text);
-    if (built_as_.is_null()) {
-      infos_from_json(desc.at("inputs"));
-      infos_from_json(desc.at("outputs"));
-    }
-  } catch (const std::exception& e) {
-    throw Violation(fmt::format("malformed BUILD_FINISH: {}", e.what()));
-  }
+  nlohmann::json desc = build_description(m.text);  // checks every field
   if (built_as_.is_null()) built_as_ = desc;
   require(desc == built_as_,
           "{} built a different model than the predictor was built with: {} instead of {}",
@@ -413,32 +348,20 @@ void ProcessEngine::on_build_finish(Worker& w, const Message& m) {
 
 std::future<std::vector<Tensor>> ProcessEngine::submit(const std::vector<Tensor>& inputs) {
   auto r = std::make_shared<Request>();
-  r->start = Clock::now();  // the overhead counts the copy into shared memory too
-  std::vector<double> speeds;
+  std::string down;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    TANDEM_CHECK(built_, ErrorCode::kInvalidArgument, "predict before build(): call build() first");
-    TANDEM_CHECK(!stopping_, ErrorCode::kInvalidArgument,
-                 "the predictor is finalized; create a new one");
-    TANDEM_CHECK(down_reason_.empty(), ErrorCode::kRuntime, "{}", down_reason_);
-    TANDEM_CHECK(admitted_ < options_.queue_capacity, ErrorCode::kRuntime,
-                 "request queue is full ({} requests in flight); wait for some to finish or "
-                 "raise queue_capacity",
-                 admitted_);
-    ++admitted_;
-    r->id = next_id_++;
-    speeds = speeds_;
+    down = down_reason_;
   }
+  scheduler_.admit(r, down);  // the overhead counts the copy into shared memory too
   try {
     r->in = analyse_inputs(inputs_, inputs);
-    r->shards = split_batch(r->in.batch, speeds, r->in.fixed_batch);
+    r->shards = split_batch(r->in.batch, scheduler_.split_speeds(), r->in.fixed_batch);
     r->layout = layout_inputs(r->in, r->shards);
     r->in_buf = pool_->acquire(r->layout.input_bytes);
     write_inputs(r->in, r->layout, r->in_buf->data());
   } catch (...) {
-    std::lock_guard<std::mutex> lock(mu_);
-    --admitted_;
-    ++stats_.failed_requests;
+    scheduler_.withdraw(*r);
     throw;
   }
   r->in.ordered.clear();
@@ -458,12 +381,10 @@ void ProcessEngine::wake() {
 }
 
 void ProcessEngine::start_request(const std::shared_ptr<Request>& r) {
-  active_[r->id] = r;
+  if (scheduler_.answered(*r)) return;  // failed while it waited (every device down)
   size_t n = r->shards.size();
   r->shard_shapes.assign(n, {});
   r->shape_known.assign(n, false);
-  r->shard_done.assign(n, false);
-  r->remaining = static_cast<int>(n);
   for (size_t s = 0; s < n; ++s) {
     std::vector<Shape> key;
     for (const auto& d : r->layout.shard_inputs[s]) key.push_back(d.shape);
@@ -479,21 +400,21 @@ void ProcessEngine::start_request(const std::shared_ptr<Request>& r) {
       continue;
     }
     auto& waiters = shape_waiters_[key];
-    if (waiters.empty()) global_.push_back({Task::kShapes, r, static_cast<int>(s), 0});
+    if (waiters.empty()) scheduler_.enqueue_shared({r, static_cast<int>(s), 0, kShapesTask});
     waiters.emplace_back(r, static_cast<int>(s));
   }
   plan_outputs(r);
 }
 
 void ProcessEngine::plan_outputs(const std::shared_ptr<Request>& r) {
-  if (r->finished) return;
+  if (scheduler_.answered(*r)) return;
   for (bool k : r->shape_known)
     if (!k) return;
   if (r->dynamic_outputs) {
     r->spilled.resize(r->shards.size());
     r->spilled_desc.resize(r->shards.size());
     for (size_t s = 0; s < r->shards.size(); ++s)
-      workers_[r->shards[s].worker]->queue.push_back({Task::kPredict, r, static_cast<int>(s), 0});
+      scheduler_.enqueue(r->shards[s].worker, {r, static_cast<int>(s), 0, kPredictTask});
     return;
   }
   try {
@@ -503,45 +424,21 @@ void ProcessEngine::plan_outputs(const std::shared_ptr<Request>& r) {
                    r->shard_shapes, names);
     r->out_buf = pool_->acquire(r->layout.output_bytes);
   } catch (const std::exception& e) {
-    fail(r, fmt::format("request {}: {}", r->id, e.what()));
+    scheduler_.fail(*r, fmt::format("request {}: {}", r->id, e.what()));
     return;
   }
   for (size_t s = 0; s < r->shards.size(); ++s)
-    workers_[r->shards[s].worker]->queue.push_back({Task::kPredict, r, static_cast<int>(s), 0});
+    scheduler_.enqueue(r->shards[s].worker, {r, static_cast<int>(s), 0, kPredictTask});
 }
 
-bool ProcessEngine::take_task(Worker& w, Task& t) {
-  auto pop_live = [&](std::deque<Task>& q, bool from_back) {
-    while (!q.empty()) {
-      Task cand = from_back ? q.back() : q.front();
-      if (from_back)
-        q.pop_back();
-      else
-        q.pop_front();
-      if (!cand.req->finished) {
-        t = std::move(cand);
-        return true;
-      }
-    }
-    return false;
-  };
-  if (pop_live(w.queue, false) || pop_live(global_, false)) return true;
-  // Steal from the most loaded queue so an idle worker never waits behind a busy one.
-  Worker* victim = nullptr;
-  for (auto& o : workers_)
-    if (o.get() != &w && !o->queue.empty() && (!victim || o->queue.size() > victim->queue.size()))
-      victim = o.get();
-  return victim && pop_live(victim->queue, true);
-}
-
-void ProcessEngine::send_task(Worker& w, Task t) {
-  Request& r = *t.req;
+void ProcessEngine::send_task(Worker& w, ShardTask t) {
+  Request& r = request_of(t);
   Message m;
-  m.type = t.kind == Task::kShapes ? MsgType::kShapes : MsgType::kPredict;
+  m.type = t.kind == kShapesTask ? MsgType::kShapes : MsgType::kPredict;
   m.request_id = r.id;
   m.shard = static_cast<uint32_t>(t.shard);
   m.inputs = r.layout.shard_inputs[t.shard];
-  if (t.kind == Task::kPredict) {
+  if (t.kind == kPredictTask) {
     m.in_buffer = r.in_buf->id();
     // The worker maps each buffer once and closes the duplicates it already knows.
     m.fds = {{r.in_buf->id(), r.in_buf->fd()}};
@@ -558,11 +455,11 @@ void ProcessEngine::send_task(Worker& w, Task t) {
     sent = false;
   }
   if (!sent) {
-    global_.push_front(t);  // the worker is going away; its death is noticed by poll
+    scheduler_.enqueue_shared(std::move(t));  // the worker is going away; poll sees its death
     return;
   }
-  t.in_buf = r.in_buf;
-  t.out_buf = r.out_buf;
+  w.pinned_in = r.in_buf;
+  w.pinned_out = r.out_buf;
   w.inflight = std::move(t);
   w.state = Worker::kBusy;
   w.sent = Clock::now();
@@ -572,88 +469,60 @@ void ProcessEngine::send_task(Worker& w, Task t) {
 void ProcessEngine::dispatch() {
   for (auto& w : workers_) {
     if (w->state != Worker::kIdle) continue;
-    Task t;
-    if (take_task(*w, t)) send_task(*w, std::move(t));
+    ShardTask t;
+    if (scheduler_.take(w->index, t)) send_task(*w, std::move(t));
   }
 }
 
-void ProcessEngine::complete(const std::shared_ptr<Request>& r) {
+void ProcessEngine::complete(Request& r) {
   std::vector<Tensor> outs;
-  if (r->dynamic_outputs) {
+  if (r.dynamic_outputs) {
     try {
       // Every descriptor was checked against its buffer when the reply came.
-      std::vector<std::vector<ShardOutput>> per_shard(r->shards.size());
-      for (size_t s = 0; s < r->shards.size(); ++s)
-        for (const TensorDesc& d : r->spilled_desc[s])
-          per_shard[s].push_back({d.dtype, d.shape, r->spilled[s]->data() + d.offset});
-      outs = gather_outputs(outputs_, batched_outputs(outputs_, r->in.fixed_batch), r->shards,
-                            r->in.batch, per_shard);
+      std::vector<std::vector<ShardOutput>> per_shard(r.shards.size());
+      for (size_t s = 0; s < r.shards.size(); ++s)
+        for (const TensorDesc& d : r.spilled_desc[s])
+          per_shard[s].push_back({d.dtype, d.shape, r.spilled[s]->data() + d.offset});
+      outs = gather_outputs(outputs_, batched_outputs(outputs_, r.in.fixed_batch), r.shards,
+                            r.in.batch, per_shard);
     } catch (const std::exception& e) {
-      fail(r, fmt::format("request {}: {}", r->id, e.what()));
+      r.spilled.clear();
+      scheduler_.fail(r, fmt::format("request {}: {}", r.id, e.what()));
       return;
     }
-    r->spilled.clear();
+    r.spilled.clear();
   } else {
-    std::shared_ptr<void> keeper = r->out_buf;
+    std::shared_ptr<void> keeper = r.out_buf;
     for (size_t o = 0; o < outputs_.size(); ++o)
-      outs.push_back(Tensor::adopt(r->layout.output_dtype[o], r->layout.output_shape[o],
-                                   r->out_buf->data() + r->layout.output_offset[o], keeper,
+      outs.push_back(Tensor::adopt(r.layout.output_dtype[o], r.layout.output_shape[o],
+                                   r.out_buf->data() + r.layout.output_offset[o], keeper,
                                    outputs_[o].name));
   }
-  r->finished = true;
-  r->in_buf.reset();
-  r->out_buf.reset();
-  double wall = ms_since(r->start);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++stats_.requests;
-    stats_.overhead_ms_last = std::max(0.0, wall - r->max_compute_ms);
-    stats_.overhead_ms_total += stats_.overhead_ms_last;
-    --admitted_;
-  }
-  active_.erase(r->id);
-  publish_speeds();  // so a caller reading stats() right after sees this request counted
-  r->promise.set_value(std::move(outs));
-  idle_cv_.notify_all();
+  r.in_buf.reset();
+  r.out_buf.reset();
+  scheduler_.complete(r, std::move(outs));
 }
 
-void ProcessEngine::fail(const std::shared_ptr<Request>& r, const std::string& why) {
-  if (r->finished) return;
-  r->finished = true;
-  // Only the request's own references go: a shard still running elsewhere holds the buffers
-  // (Task::in_buf/out_buf) until its worker answers or dies.
-  r->in_buf.reset();
-  r->out_buf.reset();
-  r->spilled.clear();
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++stats_.failed_requests;
-    --admitted_;
-  }
-  active_.erase(r->id);
-  r->promise.set_exception(std::make_exception_ptr(Error(ErrorCode::kRuntime, why)));
-  idle_cv_.notify_all();
+// A request that failed drops only its own references to its buffers: a shard still running
+// elsewhere keeps them pinned (Worker::pinned_*) until its worker answers or dies.
+void ProcessEngine::fail(Request& r, const std::string& why) {
+  r.in_buf.reset();
+  r.out_buf.reset();
+  r.spilled.clear();
+  scheduler_.fail(r, why);
 }
 
-void ProcessEngine::publish_speeds() {
-  std::lock_guard<std::mutex> lock(mu_);
+// Device state for stats(), and which workers the next split may plan for.
+void ProcessEngine::publish_state() {
   const auto now = Clock::now();
-  double known = 0;
-  int n_known = 0;
-  for (auto& w : workers_)
-    if (w->speed > 0) {
-      known += w->speed;
-      ++n_known;
-    }
-  double fallback = n_known ? known / n_known : 1.0;
   bool any_up = false;
   for (auto& w : workers_) any_up = any_up || w->serving();
+  std::lock_guard<std::mutex> lock(mu_);
   for (size_t i = 0; i < workers_.size(); ++i) {
     Worker& w = *workers_[i];
     // While none serves, plan for those coming back; their queues wait for them.
-    bool usable =
-        w.serving() || (!any_up && (w.state == Worker::kStarting || w.state == Worker::kWaiting));
-    speeds_[i] = usable ? (w.speed > 0 ? w.speed : fallback) : 0.0;
+    scheduler_.set_usable(w.index, w.serving() || (!any_up && (w.state == Worker::kStarting ||
+                                                               w.state == Worker::kWaiting)));
     DeviceStats& d = stats_.devices[i];
     d.up = w.state != Worker::kDown;
     d.state = w.serving()                    ? "up"
@@ -666,9 +535,6 @@ void ProcessEngine::publish_speeds() {
     d.next_start_s = next && (w.state == Worker::kWaiting || w.state == Worker::kDown)
                          ? std::max(0.0, std::chrono::duration<double>(*next - now).count())
                          : -1;
-    d.items = w.items;
-    d.busy_ms = w.busy_ms;
-    d.items_per_s = w.speed;
     d.last_error = w.last_error;
     d.pid = w.pid;
   }
@@ -686,7 +552,7 @@ void ProcessEngine::on_shapes(const std::vector<Shape>& key, const Message& m) {
   shape_waiters_.erase(key);
   for (auto& [wr, s] : waiters) {
     if (m.type == MsgType::kError) {
-      fail(wr, fmt::format("request {}: {}", wr->id, m.text));
+      fail(*wr, fmt::format("request {}: {}", wr->id, m.text));
       continue;
     }
     if (dynamic)
@@ -695,48 +561,6 @@ void ProcessEngine::on_shapes(const std::vector<Shape>& key, const Message& m) {
       wr->shard_shapes[s] = m.outputs;
     wr->shape_known[s] = true;
     plan_outputs(wr);
-  }
-}
-
-// A SHAPES answer: one descriptor per model output, of the declared dtype and rank and fixed
-// dims, or the dynamic-outputs marker with none. Sizes were bounded by the decoder.
-void ProcessEngine::check_shapes_reply(const Message& m) const {
-  require(m.fds.empty(), "a SHAPES reply carries {} descriptors", m.fds.size());
-  if (m.text == kDynamicOutputs) {
-    require(m.outputs.empty(), "a dynamic-outputs SHAPES reply lists {} outputs", m.outputs.size());
-    return;
-  }
-  require(m.text.empty(), "a SHAPES reply carries text");
-  require(m.outputs.size() == outputs_.size(), "a SHAPES reply lists {} outputs, the model has {}",
-          m.outputs.size(), outputs_.size());
-  for (size_t o = 0; o < outputs_.size(); ++o) {
-    const TensorInfo& want = outputs_[o];
-    const TensorDesc& got = m.outputs[o];
-    require(got.dtype == want.dtype, "output '{}' reported as {}, the model declares {}", want.name,
-            dtype_name(got.dtype), dtype_name(want.dtype));
-    if (want.shape.empty()) continue;  // rank not declared
-    require(got.shape.size() == want.shape.size(), "output '{}' reported with rank {}, declared {}",
-            want.name, got.shape.size(), want.shape.size());
-    for (size_t k = 1; k < want.shape.size(); ++k)
-      require(want.shape[k] < 0 || got.shape[k] == want.shape[k],
-              "output '{}' reported as {}, declared {}", want.name, shape_str(got.shape),
-              shape_str(want.shape));
-  }
-}
-
-// Outputs a worker returned in its own buffer: one descriptor per model output, of the declared
-// dtype, each inside the buffer (checked without overflow).
-void ProcessEngine::check_spilled_reply(const Message& m, const ShmBuffer& buf) const {
-  require(m.outputs.size() == outputs_.size(), "a reply lists {} outputs, the model has {}",
-          m.outputs.size(), outputs_.size());
-  for (size_t o = 0; o < outputs_.size(); ++o) {
-    const TensorDesc& d = m.outputs[o];
-    require(d.dtype == outputs_[o].dtype, "output '{}' returned as {}, the model declares {}",
-            outputs_[o].name, dtype_name(d.dtype), dtype_name(outputs_[o].dtype));
-    uint64_t bytes = tensor_bytes(d.dtype, d.shape);
-    require(d.offset <= buf.size() && bytes <= buf.size() - d.offset,
-            "output '{}' at offset {} ({} bytes) overruns the {}-byte buffer it came in",
-            outputs_[o].name, d.offset, bytes, buf.size());
   }
 }
 
@@ -759,17 +583,17 @@ void ProcessEngine::on_message(Worker& w, Message& m) {
   // A worker answers only what it was sent, one message at a time.
   require(w.state == Worker::kBusy && w.inflight.has_value(), "unsolicited {}",
           msg_type_name(m.type));
-  Task& t = *w.inflight;
+  const ShardTask& t = *w.inflight;
   require(m.request_id == t.req->id && m.shard == static_cast<uint32_t>(t.shard),
           "answer for request {} shard {}, but it owes request {} shard {}", m.request_id, m.shard,
           t.req->id, t.shard);
   require(m.type == MsgType::kReply || m.type == MsgType::kError, "{} in answer to {}",
-          msg_type_name(m.type), t.kind == Task::kShapes ? "SHAPES" : "PREDICT");
-  std::shared_ptr<Request> r = t.req;
+          msg_type_name(m.type), t.kind == kShapesTask ? "SHAPES" : "PREDICT");
+  std::shared_ptr<Request> r = std::static_pointer_cast<Request>(t.req);
   if (m.type == MsgType::kError) {
     require(fds.empty() && m.outputs.empty(), "an ERROR with outputs or descriptors");
-  } else if (t.kind == Task::kShapes) {
-    check_shapes_reply(m);
+  } else if (t.kind == kShapesTask) {
+    check_shapes_reply(m, outputs_);
   } else if (r->dynamic_outputs) {
     require(fds.size() == 1, "a reply with outputs of its own carries {} descriptors (want 1)",
             fds.size());
@@ -778,21 +602,23 @@ void ProcessEngine::on_message(Worker& w, Message& m) {
             "a reply into the parent's buffer carries outputs, descriptors or text");
   }
   std::unique_ptr<ShmBuffer> spilled;
-  if (m.type == MsgType::kReply && t.kind == Task::kPredict && r->dynamic_outputs) {
+  if (m.type == MsgType::kReply && t.kind == kPredictTask && r->dynamic_outputs) {
     try {
       spilled = std::make_unique<ShmBuffer>(m.fds[0].first, fds[0].release());
     } catch (const Error& e) {
-      throw Violation(e.what());  // unsealed, not a file, unmappable
+      throw ProtocolViolation(e.what());  // unsealed, not a file, unmappable
     }
-    check_spilled_reply(m, *spilled);
+    check_spilled_reply(m, outputs_, spilled->size());
   }
   // The answer is valid: the worker is free, and the buffers it held go back to the request.
-  Task done = std::move(*w.inflight);
+  ShardTask done = std::move(*w.inflight);
   w.inflight.reset();
+  w.pinned_in.reset();
+  w.pinned_out.reset();
   w.state = Worker::kIdle;
   w.stopped_since.reset();
-  if (r->finished) return;
-  if (done.kind == Task::kShapes) {
+  if (scheduler_.answered(*r)) return;
+  if (done.kind == kShapesTask) {
     std::vector<Shape> key;
     for (const auto& d : r->layout.shard_inputs[done.shard]) key.push_back(d.shape);
     if (m.type == MsgType::kError) m.text = fmt::format("device {}: {}", w.name(), m.text);
@@ -800,48 +626,32 @@ void ProcessEngine::on_message(Worker& w, Message& m) {
     return;
   }
   if (m.type == MsgType::kError) {
-    fail(r, fmt::format("request {}: device {}: {}", r->id, w.name(), m.text));
+    fail(*r, fmt::format("request {}: device {}: {}", r->id, w.name(), m.text));
     return;
   }
-  if (r->shard_done[done.shard]) return;
   if (r->dynamic_outputs) {
+    // A shard is answered once: a re-run that raced its original keeps the first answer (the
+    // scheduler ignores the second one likewise).
+    if (r->spilled[done.shard]) return;
     r->spilled[done.shard] = std::move(spilled);
     r->spilled_desc[done.shard] = m.outputs;
   }
-  r->shard_done[done.shard] = true;
-  int64_t items = r->shards[done.shard].count;
-  w.items += items;
-  w.busy_ms += m.compute_ms;
-  if (m.compute_ms > 0) {
-    double inst = items * 1000.0 / m.compute_ms;
-    w.speed = w.speed > 0 ? 0.7 * w.speed + 0.3 * inst : inst;
-  }
-  r->max_compute_ms = std::max(r->max_compute_ms, m.compute_ms);
-  if (--r->remaining == 0) complete(r);
+  if (scheduler_.shard_done(*r, done.shard, w.index, m.compute_ms)) complete(*r);
 }
 
 void ProcessEngine::on_death(Worker& w, const std::string& cause) {
   reap(w, cause);  // dead for sure from here: nothing it held can be written any more
-  auto requeue = [&](Task t, bool was_running) {
-    t.in_buf.reset();
-    t.out_buf.reset();
-    if (t.req->finished) return;
-    if (was_running && ++t.attempts >= kMaxShardAttempts) {
-      fail(t.req, fmt::format("request {}: shard {} was lost with {} workers; last: {} {}",
-                              t.req->id, t.shard, t.attempts, w.name(), w.last_error));
-      return;
-    }
-    if (was_running) {
-      std::lock_guard<std::mutex> lock(mu_);
-      ++stats_.shards_rerun;
-    }
-    global_.push_front(std::move(t));
-  };
-  if (w.inflight) requeue(std::move(*w.inflight), true);
-  w.inflight.reset();
-  while (!w.queue.empty()) {
-    requeue(std::move(w.queue.front()), false);
-    w.queue.pop_front();
+  w.pinned_in.reset();
+  w.pinned_out.reset();
+  // Its queue goes to the others, and the shard it ran goes ahead of that queue.
+  scheduler_.release_queue(w.index);
+  if (w.inflight) {
+    ShardTask t = std::move(*w.inflight);
+    w.inflight.reset();
+    if (!scheduler_.rerun(t))
+      fail(request_of(t),
+           fmt::format("request {}: shard {} was lost with {} workers; last: {} {}", t.req->id,
+                       t.shard, kMaxShardAttempts, w.name(), w.last_error));
   }
   w.stopped_since.reset();
   bool stopping;
@@ -903,9 +713,9 @@ void ProcessEngine::update_all_down() {
     down_reason_ = why;
   }
   if (!all_down) return;
-  auto active = active_;
-  for (auto& [id, r] : active) fail(r, fmt::format("request {}: {}", id, why));
-  global_.clear();
+  // Buffers go back when the requests and the (dead) workers drop them.
+  scheduler_.fail_all(why);
+  scheduler_.clear_queues();
   shape_waiters_.clear();
 }
 
@@ -931,8 +741,9 @@ void ProcessEngine::check_hung() {
       }
       if (!w->stopped_since) w->stopped_since = now;
       auto grace = kStoppedGrace;
-      if (w->state == Worker::kBusy && w->inflight && w->speed > 0) {
-        double expected_ms = w->inflight->req->shards[w->inflight->shard].count * 1000.0 / w->speed;
+      const double speed = scheduler_.speed(w->index);
+      if (w->state == Worker::kBusy && w->inflight && speed > 0) {
+        double expected_ms = w->inflight->req->shards[w->inflight->shard].count * 1000.0 / speed;
         grace = std::max(grace, std::chrono::milliseconds(static_cast<int64_t>(4 * expected_ms)));
       }
       if (now - *w->stopped_since < grace) continue;
@@ -977,13 +788,13 @@ void ProcessEngine::supervise_once() {
       down = down_reason_;
     }
     if (!down.empty())
-      fail(r, fmt::format("request {}: {}", r->id, down));
+      fail(*r, fmt::format("request {}: {}", r->id, down));
     else
       start_request(r);
   }
   start_due_workers();
   dispatch();
-  publish_speeds();
+  publish_state();
 
   std::vector<pollfd> fds{{event_fd_.get(), POLLIN, 0}};
   struct Owner {
@@ -1037,7 +848,7 @@ void ProcessEngine::supervise() {
   for (;;) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_ && active_.empty() && incoming_.empty()) break;
+      if (stopping_ && incoming_.empty() && scheduler_.idle()) break;
     }
     // Nothing may escape this thread (it would terminate the process): an unexpected failure
     // is recorded and the loop goes on.
@@ -1075,6 +886,8 @@ void ProcessEngine::shutdown_workers() {
     }
     reap(*w, "");
     w->inflight.reset();
+    w->pinned_in.reset();
+    w->pinned_out.reset();
   }
 }
 
@@ -1085,6 +898,7 @@ void ProcessEngine::finalize() {
     finalized_ = true;
     stopping_ = true;
   }
+  scheduler_.stop();
   if (supervisor_.joinable()) {
     wake();
     supervisor_.join();
@@ -1096,8 +910,13 @@ void ProcessEngine::finalize() {
 }
 
 ParallelStats ProcessEngine::stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return stats_;
+  ParallelStats s;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    s = stats_;
+  }
+  scheduler_.fill_stats(s);
+  return s;
 }
 
 }  // namespace

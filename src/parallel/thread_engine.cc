@@ -1,10 +1,9 @@
 // The thread engine (--mode threads): one Model per worker inside this process, one thread per
 // worker — MindSpore Lite's ModelParallelRunner shape. Same splitting as the process engine;
-// shards are views of the request's own copy of the inputs and each worker copies its output
-// shard into the gathered tensors. No fault isolation: a crash takes the process down.
-#include <condition_variable>
+// shards are views of the request's own copy of the inputs, and the thread that ends a request's
+// last shard gathers it. Queues, stealing, admission and answers are the shared scheduler's
+// (scheduler.h), as in the process engine. No fault isolation: a crash takes the process down.
 #include <cstring>
-#include <deque>
 #include <mutex>
 #include <thread>
 
@@ -12,32 +11,20 @@
 #include "parallel/batch.h"
 #include "parallel/device.h"
 #include "parallel/engine.h"
+#include "parallel/scheduler.h"
 
 namespace tandem::parallel {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-struct ThreadRequest {
-  uint64_t id = 0;
+struct ThreadRequest : RequestBase {
   std::vector<Tensor> inputs;  // the request's own copies, padded for a fixed batch
   std::vector<bool> batched;
   int64_t batch = 0;
-  std::vector<ShardPlan> shards;
   std::vector<bool> out_batched;
-  std::mutex mu;
-  std::vector<std::vector<Tensor>> shard_outputs;  // per shard, gathered when the last ends
-  int remaining = 0;
-  double max_compute_ms = 0;
-  bool failed = false;
-  std::promise<std::vector<Tensor>> promise;
-  Clock::time_point start;
-};
-
-struct Job {
-  std::shared_ptr<ThreadRequest> req;
-  int shard = 0;
+  // Per shard, written by the thread that ran it; the scheduler's lock orders these writes
+  // before the gather by whichever thread ends the last shard.
+  std::vector<std::vector<Tensor>> shard_outputs;
 };
 
 struct ThreadWorker {
@@ -45,15 +32,13 @@ struct ThreadWorker {
   DeviceSpec device;
   int threads = 1;
   Model model;
-  std::deque<Job> queue;
   std::thread thread;
-  double speed = 0, busy_ms = 0;
-  int64_t items = 0;
 };
 
 class ThreadEngine : public ParallelPredictor::Engine {
  public:
-  explicit ThreadEngine(ParallelOptions o) : options_(std::move(o)) {}
+  explicit ThreadEngine(ParallelOptions o)
+      : options_(std::move(o)), scheduler_(options_.queue_capacity) {}
   ~ThreadEngine() override { finalize(); }
 
   void build() override {
@@ -105,39 +90,28 @@ class ThreadEngine : public ParallelPredictor::Engine {
       if (options_.verbose) std::printf("Success to build model %d\n", w->index);
     inputs_ = workers_[0]->model.inputs();
     outputs_ = workers_[0]->model.outputs();
-    for (auto& w : workers_) {
-      DeviceStats d;
-      d.device = w->device.name;
-      d.worker = w->index;
-      stats_.devices.push_back(d);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto& w : workers_) {
+        DeviceStats d;
+        d.device = w->device.name;
+        d.worker = w->index;
+        devices_.push_back(d);
+      }
+      built_ = true;
     }
-    built_ = true;
+    scheduler_.open(workers_.size());
     for (auto& w : workers_) w->thread = std::thread([this, wp = w.get()] { loop(*wp); });
   }
 
   std::future<std::vector<Tensor>> submit(const std::vector<Tensor>& inputs) override {
     auto r = std::make_shared<ThreadRequest>();
-    r->start = Clock::now();  // the overhead counts copying the inputs too
-    std::vector<double> speeds;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      TANDEM_CHECK(built_, ErrorCode::kInvalidArgument,
-                   "predict before build(): call build() first");
-      TANDEM_CHECK(!stopping_, ErrorCode::kInvalidArgument,
-                   "the predictor is finalized; create a new one");
-      TANDEM_CHECK(admitted_ < options_.queue_capacity, ErrorCode::kRuntime,
-                   "request queue is full ({} requests in flight); wait for some to finish or "
-                   "raise queue_capacity",
-                   admitted_);
-      ++admitted_;
-      r->id = next_id_++;
-      for (auto& w : workers_) speeds.push_back(w->speed > 0 ? w->speed : 1.0);
-    }
+    scheduler_.admit(r);  // the overhead counts copying the inputs too
     try {
       BatchedInputs in = analyse_inputs(inputs_, inputs);
       r->batched = in.batched;
       r->batch = in.batch;
-      r->shards = split_batch(in.batch, speeds, in.fixed_batch);
+      r->shards = split_batch(in.batch, scheduler_.split_speeds(), in.fixed_batch);
       r->out_batched = batched_outputs(outputs_, in.fixed_batch);
       int64_t padded = r->shards.back().begin + r->shards.back().count;
       for (size_t i = 0; i < in.ordered.size(); ++i) {
@@ -157,31 +131,25 @@ class ThreadEngine : public ParallelPredictor::Engine {
       }
       for (size_t i = 0; i < r->inputs.size(); ++i) r->inputs[i].set_name(inputs_[i].name);
     } catch (...) {
-      std::lock_guard<std::mutex> lock(mu_);
-      --admitted_;
-      ++stats_.failed_requests;
+      scheduler_.withdraw(*r);
       throw;
     }
-    r->remaining = static_cast<int>(r->shards.size());
     r->shard_outputs.resize(r->shards.size());
     auto future = r->promise.get_future();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (size_t s = 0; s < r->shards.size(); ++s)
-        workers_[r->shards[s].worker]->queue.push_back({r, static_cast<int>(s)});
-    }
-    cv_.notify_all();
+    for (size_t s = 0; s < r->shards.size(); ++s)
+      scheduler_.enqueue(r->shards[s].worker, {r, static_cast<int>(s), 0, 0});
     return future;
   }
 
   void finalize() override {
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       if (finalized_) return;
-      finalized_ = stopping_ = true;
-      done_cv_.wait(lock, [&] { return admitted_ == 0; });
+      finalized_ = true;
     }
-    cv_.notify_all();
+    // Requests in flight finish first; then the worker threads see stop and leave.
+    scheduler_.stop();
+    scheduler_.wait_idle();
     for (auto& w : workers_)
       if (w->thread.joinable()) w->thread.join();
     if (options_.verbose)
@@ -191,54 +159,30 @@ class ThreadEngine : public ParallelPredictor::Engine {
   }
 
   ParallelStats stats() const override {
-    std::lock_guard<std::mutex> lock(mu_);
-    ParallelStats s = stats_;
-    for (size_t i = 0; i < workers_.size() && i < s.devices.size(); ++i) {
-      s.devices[i].items = workers_[i]->items;
-      s.devices[i].busy_ms = workers_[i]->busy_ms;
-      s.devices[i].items_per_s = workers_[i]->speed;
+    ParallelStats s;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      s.devices = devices_;
     }
+    scheduler_.fill_stats(s);
     return s;
   }
   std::vector<TensorInfo> inputs() const override { return inputs_; }
   std::vector<TensorInfo> outputs() const override { return outputs_; }
 
  private:
-  bool next_job(ThreadWorker& w, Job& job) {
-    if (!w.queue.empty()) {
-      job = w.queue.front();
-      w.queue.pop_front();
-      return true;
-    }
-    ThreadWorker* victim = nullptr;
-    for (auto& o : workers_)
-      if (!o->queue.empty() && (!victim || o->queue.size() > victim->queue.size()))
-        victim = o.get();
-    if (!victim) return false;
-    job = victim->queue.back();
-    victim->queue.pop_back();
-    return true;
-  }
-
   void loop(ThreadWorker& w) {
-    for (;;) {
-      Job job;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return next_job(w, job) || (stopping_ && admitted_ == 0); });
-        if (!job.req) return;
-      }
-      run(w, job);
+    ShardTask task;
+    while (scheduler_.wait_take(w.index, task)) {
+      run(w, task);
+      task = {};
     }
   }
 
-  void run(ThreadWorker& w, const Job& job) {
-    ThreadRequest& r = *job.req;
-    {
-      std::lock_guard<std::mutex> lock(r.mu);
-      if (r.failed) return shard_ended(r);
-    }
-    const ShardPlan& shard = r.shards[job.shard];
+  void run(ThreadWorker& w, const ShardTask& task) {
+    auto& r = static_cast<ThreadRequest&>(*task.req);
+    if (scheduler_.answered(r)) return;  // another shard failed it meanwhile
+    const ShardPlan& shard = r.shards[task.shard];
     std::vector<Tensor> views;
     for (size_t i = 0; i < r.inputs.size(); ++i) {
       const Tensor& t = r.inputs[i];
@@ -254,78 +198,41 @@ class ThreadEngine : public ParallelPredictor::Engine {
     }
     auto start = Clock::now();
     std::vector<Tensor> outs;
-    std::string error;
     try {
       outs = w.model.predict(views);
     } catch (const std::exception& e) {
-      error = e.what();
+      // An error in a thread is the request's, not the worker's: a crash would have taken the
+      // whole process (no fault isolation in this mode), so the worker goes on serving.
+      return scheduler_.fail(r, fmt::format("request {}: device {} (worker {}): {}", r.id,
+                                            w.device.name, w.index, e.what()));
     }
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-    std::lock_guard<std::mutex> lock(r.mu);
-    if (!error.empty() && !r.failed) {
-      r.failed = true;
-      r.promise.set_exception(std::make_exception_ptr(
-          Error(ErrorCode::kRuntime, fmt::format("request {}: device {} (worker {}): {}", r.id,
-                                                 w.device.name, w.index, error))));
-    }
-    if (!r.failed) {
-      {
-        std::lock_guard<std::mutex> g(mu_);
-        w.items += shard.count;
-        w.busy_ms += ms;
-        double inst = shard.count * 1000.0 / std::max(ms, 1e-3);
-        w.speed = w.speed > 0 ? 0.7 * w.speed + 0.3 * inst : inst;
-      }
-      r.max_compute_ms = std::max(r.max_compute_ms, ms);
-      r.shard_outputs[job.shard] = std::move(outs);
-    }
-    shard_ended(r);
-  }
-
-  // Every shard ends exactly once (computed, failed or skipped); the last one retires the
-  // request. Called with r.mu held.
-  void shard_ended(ThreadRequest& r) {
-    if (--r.remaining > 0) return;
-    if (!r.failed) {
-      // The same checked gather as the process engine's: shards whose outputs disagree (a
-      // NonZero model) are an error, never a copy past the end of a buffer.
-      try {
-        std::vector<std::vector<ShardOutput>> per_shard(r.shards.size());
-        for (size_t s = 0; s < r.shards.size(); ++s)
-          for (const Tensor& t : r.shard_outputs[s])
-            per_shard[s].push_back({t.dtype(), t.shape(), t.data<uint8_t>()});
-        r.promise.set_value(gather_outputs(outputs_, r.out_batched, r.shards, r.batch, per_shard));
-      } catch (const std::exception& e) {
-        r.failed = true;
-        r.promise.set_exception(std::make_exception_ptr(
-            Error(ErrorCode::kRuntime, fmt::format("request {}: {}", r.id, e.what()))));
-      }
+    r.shard_outputs[task.shard] = std::move(outs);
+    if (!scheduler_.shard_done(r, task.shard, w.index, ms)) return;
+    // The last shard: the same checked gather as the process engine's, so shards whose outputs
+    // disagree (a NonZero model) are an error, never a copy past the end of a buffer.
+    try {
+      std::vector<std::vector<ShardOutput>> per_shard(r.shards.size());
+      for (size_t s = 0; s < r.shards.size(); ++s)
+        for (const Tensor& t : r.shard_outputs[s])
+          per_shard[s].push_back({t.dtype(), t.shape(), t.data<uint8_t>()});
+      std::vector<Tensor> gathered =
+          gather_outputs(outputs_, r.out_batched, r.shards, r.batch, per_shard);
       r.shard_outputs.clear();
+      scheduler_.complete(r, std::move(gathered));
+    } catch (const std::exception& e) {
+      r.shard_outputs.clear();
+      scheduler_.fail(r, fmt::format("request {}: {}", r.id, e.what()));
     }
-    std::lock_guard<std::mutex> lock(mu_);
-    --admitted_;
-    if (r.failed) {
-      ++stats_.failed_requests;
-    } else {
-      ++stats_.requests;
-      stats_.overhead_ms_last =
-          std::max(0.0, std::chrono::duration<double, std::milli>(Clock::now() - r.start).count() -
-                            r.max_compute_ms);
-      stats_.overhead_ms_total += stats_.overhead_ms_last;
-    }
-    done_cv_.notify_all();
-    cv_.notify_all();
   }
 
   ParallelOptions options_;
+  Scheduler scheduler_;
   std::vector<std::unique_ptr<ThreadWorker>> workers_;
   std::vector<TensorInfo> inputs_, outputs_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_, done_cv_;
-  size_t admitted_ = 0;
-  uint64_t next_id_ = 1;
-  bool built_ = false, stopping_ = false, finalized_ = false;
-  ParallelStats stats_;
+  mutable std::mutex mu_;  // build state and the device list
+  bool built_ = false, finalized_ = false;
+  std::vector<DeviceStats> devices_;
 };
 
 }  // namespace

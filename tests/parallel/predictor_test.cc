@@ -7,15 +7,15 @@
 #include <chrono>
 #include <cmath>
 #include <deque>
-#include <sstream>
 #include <fstream>
 #include <random>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "../unit/onnx_builder.h"
-#include "tandem/model.h"
 #include "parallel_test_util.h"
+#include "tandem/model.h"
 #include "tandem/parallel.h"
 
 #ifndef TANDEM_MODELS_DIR
@@ -40,8 +40,8 @@ double max_diff(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
     EXPECT_EQ(a[o].shape(), b[o].shape()) << a[o].name();
     if (a[o].shape() != b[o].shape()) return INFINITY;
     for (int64_t i = 0; i < a[o].numel(); ++i)
-      worst = std::max(worst, static_cast<double>(
-                                  std::abs(a[o].data<float>()[i] - b[o].data<float>()[i])));
+      worst = std::max(
+          worst, static_cast<double>(std::abs(a[o].data<float>()[i] - b[o].data<float>()[i])));
   }
   return worst;
 }
@@ -136,7 +136,9 @@ TEST(ParallelEquivalence, CnnOneToFourWorkersBatchOneToNine) {
 TEST(ParallelEquivalence, FlagshipOneToFourWorkersBatchOneToNine) {
   check_equivalence(kUnet, "processes");
 }
-TEST(ParallelEquivalence, ThreadModeCnn) { check_equivalence(kResnet, "threads"); }
+TEST(ParallelEquivalence, ThreadModeCnn) {
+  check_equivalence(kResnet, "threads");
+}
 
 TEST(ParallelEquivalence, FixedBatchLikeTheSeedsConverter) {
   // The seed converts the model to batch 1 and feeds batch 2; here batch 5 in shards of 2.
@@ -252,14 +254,28 @@ TEST(ParallelFaults, GarbageModelIsAClearError) {
   EXPECT_THROW(missing.build(), Error);
 }
 
+// The engines share one scheduler (admission, queues, answers): what it decides is tested in
+// both modes.
+const char* const kModes[] = {"processes", "threads"};
+
+ParallelOptions options(const std::string& model, int devices, const char* mode) {
+  ParallelOptions o = options(model, devices);
+  o.mode = mode;
+  return o;
+}
+
 TEST(ParallelFaults, WrongInputIsRefusedAndTheNextIsServed) {
-  ParallelPredictor p(options(kResnet, 2));
-  p.build();
-  auto good = random_inputs(p.inputs(), 2, 1);
-  EXPECT_THROW(p.predict({Tensor(DataType::kFloat32, {2, 4, 64, 64}, "input")}), Error);
-  EXPECT_THROW(p.predict({Tensor(DataType::kInt64, {2, 3, 64, 64}, "input")}), Error);
-  EXPECT_THROW(p.predict({Tensor(DataType::kFloat32, {2, 3, 64, 64}, "pixels")}), Error);
-  EXPECT_EQ(p.predict(good)[0].shape(), (Shape{2, 10}));
+  for (const char* mode : kModes) {
+    ParallelPredictor p(options(kResnet, 2, mode));
+    p.build();
+    auto good = random_inputs(p.inputs(), 2, 1);
+    EXPECT_THROW(p.predict({Tensor(DataType::kFloat32, {2, 4, 64, 64}, "input")}), Error) << mode;
+    EXPECT_THROW(p.predict({Tensor(DataType::kInt64, {2, 3, 64, 64}, "input")}), Error) << mode;
+    EXPECT_THROW(p.predict({Tensor(DataType::kFloat32, {2, 3, 64, 64}, "pixels")}), Error) << mode;
+    EXPECT_EQ(p.predict(good)[0].shape(), (Shape{2, 10})) << mode;
+    EXPECT_EQ(p.stats().failed_requests, 3) << mode;
+    EXPECT_EQ(p.stats().requests, 1) << mode;
+  }
 }
 
 TEST(ParallelFaults, AWorkerErrorDoesNotPoisonLaterRequests) {
@@ -270,51 +286,86 @@ TEST(ParallelFaults, AWorkerErrorDoesNotPoisonLaterRequests) {
   b.output("y", DataType::kFloat32, {-1, -1});
   b.node("Reshape", {"x", "shape"}, {"y"}, "reshaper");
   std::string path = b.save(testing::temp_dir("parallel_worker_error"));
-  ParallelOptions o = options(path, 1);
-  ParallelPredictor p(o);
-  p.build();
-  Tensor x(DataType::kFloat32, {2, 6}, "x");
-  auto shape = [](int64_t a, int64_t c) {
-    return Tensor::from_vector(DataType::kInt64, {2}, std::vector<int64_t>{a, c}, "shape");
-  };
-  try {
-    p.predict({x, shape(5, 5)});
-    FAIL() << "expected a worker error";
-  } catch (const Error& e) {
-    std::string msg = e.what();
-    EXPECT_NE(msg.find("cpu:0"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("reshaper"), std::string::npos) << msg;
+  for (const char* mode : kModes) {
+    ParallelPredictor p(options(path, 1, mode));
+    p.build();
+    Tensor x(DataType::kFloat32, {2, 6}, "x");
+    auto shape = [](int64_t a, int64_t c) {
+      return Tensor::from_vector(DataType::kInt64, {2}, std::vector<int64_t>{a, c}, "shape");
+    };
+    try {
+      p.predict({x, shape(5, 5)});
+      ADD_FAILURE() << mode << ": expected a worker error";
+    } catch (const Error& e) {
+      std::string msg = e.what();
+      EXPECT_NE(msg.find("cpu:0"), std::string::npos) << mode << ": " << msg;
+      EXPECT_NE(msg.find("reshaper"), std::string::npos) << mode << ": " << msg;
+    }
+    EXPECT_EQ(p.predict({x, shape(3, 4)})[0].shape(), (Shape{3, 4})) << mode;
   }
-  EXPECT_EQ(p.predict({x, shape(3, 4)})[0].shape(), (Shape{3, 4}));
 }
 
 TEST(ParallelLifecycle, QueueFullIsAClearErrorNotAHang) {
-  ParallelOptions o = options(kResnet, 1);
-  o.queue_capacity = 2;
-  ParallelPredictor p(o);
-  p.build();
-  auto in = random_inputs(p.inputs(), 8, 2);
-  auto a = p.submit(in);
-  auto b = p.submit(in);
-  try {
-    p.submit(in);
-    ADD_FAILURE() << "third submit should be refused";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("queue is full"), std::string::npos);
+  for (const char* mode : kModes) {
+    ParallelOptions o = options(kResnet, 1, mode);
+    o.queue_capacity = 2;
+    ParallelPredictor p(o);
+    p.build();
+    // Large enough that two requests are still in flight when the third comes.
+    auto in = random_inputs(p.inputs(), 64, 2);
+    auto a = p.submit(in);
+    auto b = p.submit(in);
+    try {
+      p.submit(in);
+      ADD_FAILURE() << mode << ": third submit should be refused";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("queue is full"), std::string::npos) << mode;
+    }
+    a.get();
+    b.get();
+    EXPECT_NO_THROW(p.predict(in)) << mode;
   }
-  a.get();
-  b.get();
-  EXPECT_NO_THROW(p.predict(in));
 }
 
 TEST(ParallelLifecycle, UseBeforeBuildAndAfterFinalize) {
-  ParallelPredictor p(options(kResnet, 1));
-  Tensor x(DataType::kFloat32, {1, 3, 64, 64}, "input");
-  EXPECT_THROW(p.predict({x}), Error);
-  p.build();
-  p.finalize();
-  p.finalize();  // idempotent
-  EXPECT_THROW(p.predict({x}), Error);
+  for (const char* mode : kModes) {
+    ParallelPredictor p(options(kResnet, 1, mode));
+    Tensor x(DataType::kFloat32, {1, 3, 64, 64}, "input");
+    EXPECT_THROW(p.predict({x}), Error) << mode;
+    p.build();
+    p.finalize();
+    p.finalize();  // idempotent
+    EXPECT_THROW(p.predict({x}), Error) << mode;
+  }
+}
+
+// Many requests in flight over three workers, then finalize() while some still run: every one
+// is answered with exactly what one Model gives, in both modes, and the counters agree.
+TEST(ParallelLifecycle, FinalizeAnswersEveryRequestInFlightInBothModes) {
+  Context ctx;
+  ctx.thread_num = 1;
+  Model single = Model::build_from_file(kResnet, ctx);
+  for (const char* mode : kModes) {
+    ParallelPredictor p(options(kResnet, 3, mode));
+    p.build();
+    std::vector<std::vector<Tensor>> inputs;
+    std::vector<std::future<std::vector<Tensor>>> futures;
+    for (int k = 0; k < 12; ++k) {
+      inputs.push_back(random_inputs(p.inputs(), 1 + k % 5, 100 + k));
+      futures.push_back(p.submit(inputs.back()));
+    }
+    p.finalize();
+    for (int k = 0; k < 12; ++k) {
+      std::vector<Tensor> got = futures[k].get();
+      EXPECT_LT(max_diff(single.predict(inputs[k]), got), 1e-4) << mode << " request " << k;
+    }
+    ParallelStats st = p.stats();
+    EXPECT_EQ(st.requests, 12) << mode;
+    EXPECT_EQ(st.failed_requests, 0) << mode;
+    int64_t items = 0;
+    for (const DeviceStats& d : st.devices) items += d.items;
+    EXPECT_EQ(items, 1 + 2 + 3 + 4 + 5 + 1 + 2 + 3 + 4 + 5 + 1 + 2) << mode;
+  }
 }
 
 TEST(ParallelLifecycle, FinalizeLeavesNoZombieFdOrSharedMemory) {
