@@ -67,24 +67,36 @@ ErrorClasses g_errors;
 
 const char* code_str(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kInvalidArgument: return "INVALID_ARGUMENT";
-    case ErrorCode::kInvalidModel: return "INVALID_MODEL";
-    case ErrorCode::kUnsupported: return "UNSUPPORTED";
-    case ErrorCode::kNotFound: return "NOT_FOUND";
-    case ErrorCode::kRuntime: return "RUNTIME";
-    case ErrorCode::kInternal: return "INTERNAL";
+    case ErrorCode::kInvalidArgument:
+      return "INVALID_ARGUMENT";
+    case ErrorCode::kInvalidModel:
+      return "INVALID_MODEL";
+    case ErrorCode::kUnsupported:
+      return "UNSUPPORTED";
+    case ErrorCode::kNotFound:
+      return "NOT_FOUND";
+    case ErrorCode::kRuntime:
+      return "RUNTIME";
+    case ErrorCode::kInternal:
+      return "INTERNAL";
   }
   return "INTERNAL";
 }
 
 PyObject* class_for(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kInvalidArgument: return g_errors.invalid_argument;
-    case ErrorCode::kInvalidModel: return g_errors.invalid_model;
-    case ErrorCode::kUnsupported: return g_errors.unsupported;
-    case ErrorCode::kNotFound: return g_errors.not_found;
-    case ErrorCode::kRuntime: return g_errors.runtime;
-    case ErrorCode::kInternal: return g_errors.internal;
+    case ErrorCode::kInvalidArgument:
+      return g_errors.invalid_argument;
+    case ErrorCode::kInvalidModel:
+      return g_errors.invalid_model;
+    case ErrorCode::kUnsupported:
+      return g_errors.unsupported;
+    case ErrorCode::kNotFound:
+      return g_errors.not_found;
+    case ErrorCode::kRuntime:
+      return g_errors.runtime;
+    case ErrorCode::kInternal:
+      return g_errors.internal;
   }
   return g_errors.base;
 }
@@ -169,21 +181,33 @@ void register_exceptions(py::module_& m) {
 
 py::dtype numpy_dtype(DataType dt) {
   switch (dt) {
-    case DataType::kFloat32: return py::dtype("float32");
-    case DataType::kFloat64: return py::dtype("float64");
-    case DataType::kFloat16: return py::dtype("float16");
-    case DataType::kInt8: return py::dtype("int8");
-    case DataType::kInt16: return py::dtype("int16");
-    case DataType::kInt32: return py::dtype("int32");
-    case DataType::kInt64: return py::dtype("int64");
-    case DataType::kUInt8: return py::dtype("uint8");
-    case DataType::kUInt16: return py::dtype("uint16");
-    case DataType::kUInt32: return py::dtype("uint32");
-    case DataType::kUInt64: return py::dtype("uint64");
-    case DataType::kBool: return py::dtype("bool");
+    case DataType::kFloat32:
+      return py::dtype("float32");
+    case DataType::kFloat64:
+      return py::dtype("float64");
+    case DataType::kFloat16:
+      return py::dtype("float16");
+    case DataType::kInt8:
+      return py::dtype("int8");
+    case DataType::kInt16:
+      return py::dtype("int16");
+    case DataType::kInt32:
+      return py::dtype("int32");
+    case DataType::kInt64:
+      return py::dtype("int64");
+    case DataType::kUInt8:
+      return py::dtype("uint8");
+    case DataType::kUInt16:
+      return py::dtype("uint16");
+    case DataType::kUInt32:
+      return py::dtype("uint32");
+    case DataType::kUInt64:
+      return py::dtype("uint64");
+    case DataType::kBool:
+      return py::dtype("bool");
     default:
-      throw_error(ErrorCode::kUnsupported, std::string("dtype ") + tandem::dtype_name(dt) +
-                                               " has no numpy equivalent");
+      throw_error(ErrorCode::kUnsupported,
+                  std::string("dtype ") + tandem::dtype_name(dt) + " has no numpy equivalent");
   }
 }
 
@@ -229,12 +253,14 @@ Shape array_shape(const py::array& a) {
 py::array contiguous(const py::handle& obj) {
   if (!py::isinstance<py::array>(obj))
     throw py::type_error(std::string("expected a numpy.ndarray or tandem.Tensor, got ") +
-                    py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
+                         py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
   auto a = py::reinterpret_borrow<py::array>(obj);
   py::dtype dt = a.dtype();
   const char order = dt.attr("byteorder").cast<std::string>()[0];
-  const bool native = order == '=' || order == '|' ||
-                      (order == '<') == (py::module_::import("sys").attr("byteorder").cast<std::string>() == "little");
+  const bool native =
+      order == '=' || order == '|' ||
+      (order == '<') ==
+          (py::module_::import("sys").attr("byteorder").cast<std::string>() == "little");
   if (native && (a.flags() & py::array::c_style)) return a;
   py::module_ np = py::module_::import("numpy");
   return np.attr("ascontiguousarray")(a, dt.attr("newbyteorder")("="));
@@ -292,7 +318,7 @@ struct PyTensor {
     for (size_t i = 0; i < declared.size(); ++i)
       if (declared[i] < 0)
         sym.push_back(i < dim_names.size() && !dim_names[i].empty() ? dim_names[i]
-                                                                     : "dim " + std::to_string(i));
+                                                                    : "dim " + std::to_string(i));
     if (!sym.empty()) {
       s += " (symbolic: ";
       for (size_t i = 0; i < sym.size(); ++i) s += (i ? ", " : "") + sym[i];
@@ -309,8 +335,7 @@ struct PyTensor {
       std::string want = tandem::dtype_name(dtype);
       throw_error(ErrorCode::kInvalidArgument,
                   label() + ": dtype differs: the tensor is " + want + ", the array is " +
-                      tandem::dtype_name(dt) + " (convert with array.astype(numpy." + want +
-                      "))");
+                      tandem::dtype_name(dt) + " (convert with array.astype(numpy." + want + "))");
     }
     if (from_model) {
       bool ok = shape.size() == declared.size();
@@ -327,9 +352,9 @@ struct PyTensor {
           }
       }
       if (!ok)
-        throw_error(ErrorCode::kInvalidArgument,
-                    label() + ": shape differs: the tensor is " + declared_text() +
-                        ", the array is " + shape_text(shape) + " (" + where + ")");
+        throw_error(ErrorCode::kInvalidArgument, label() + ": shape differs: the tensor is " +
+                                                     declared_text() + ", the array is " +
+                                                     shape_text(shape) + " (" + where + ")");
     }
     if (!from_model) {
       dtype = dt;
@@ -359,10 +384,10 @@ struct PyTensor {
   }
 
   std::string repr() const {
-    std::string s = "tandem.Tensor(name='" + name + "', dtype=" +
-                    (dtype == DataType::kUndefined ? std::string("undefined")
-                                                   : tandem::dtype_name(dtype)) +
-                    ", shape=" + (data ? shape_text(data->shape()) : declared_text());
+    std::string s =
+        "tandem.Tensor(name='" + name + "', dtype=" +
+        (dtype == DataType::kUndefined ? std::string("undefined") : tandem::dtype_name(dtype)) +
+        ", shape=" + (data ? shape_text(data->shape()) : declared_text());
     if (!data) s += ", no data";
     return s + ")";
   }
@@ -378,9 +403,9 @@ std::vector<tandem::Tensor> to_engine_inputs(const py::handle& obj, std::vector<
   } else if (py::isinstance<PyTensor>(obj) || py::isinstance<py::array>(obj) ||
              py::isinstance<py::str>(obj) || !py::hasattr(obj, "__iter__")) {
     throw py::type_error(
-                "inputs must be a list of tandem.Tensor or numpy arrays (or a dict name -> "
-                "array), got " +
-                    py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
+        "inputs must be a list of tandem.Tensor or numpy arrays (or a dict name -> "
+        "array), got " +
+        py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
   } else {
     for (auto item : obj) items.emplace_back(std::string(), item);
   }
@@ -474,8 +499,10 @@ struct TnContext {
 
   tandem::Context to_context() const {
     tandem::Context c;
-    if (target.front() == "cuda") c.device = "cuda:" + std::to_string(cuda->device_id);
-    else c.device = "cpu";
+    if (target.front() == "cuda")
+      c.device = "cuda:" + std::to_string(cuda->device_id);
+    else
+      c.device = "cpu";
     c.thread_num = cpu->thread_num;
     c.core_list = cpu->core_list;
     c.backend = backend;
@@ -585,14 +612,16 @@ struct PyModel {
     for (auto h : inputs) ins.push_back(py::reinterpret_borrow<py::object>(h));
     for (auto h : shapes) shs.push_back(py::reinterpret_borrow<py::object>(h));
     if (ins.size() != shs.size())
-      throw_error(ErrorCode::kInvalidArgument,
-                  "resize: " + std::to_string(ins.size()) + " inputs but " +
-                      std::to_string(shs.size()) + " shapes");
+      throw_error(ErrorCode::kInvalidArgument, "resize: " + std::to_string(ins.size()) +
+                                                   " inputs but " + std::to_string(shs.size()) +
+                                                   " shapes");
     tandem::ShapeMap map;
     for (size_t i = 0; i < ins.size(); ++i) {
       std::string name;
-      if (py::isinstance<PyTensor>(ins[i])) name = ins[i].cast<const PyTensor&>().name;
-      else if (py::isinstance<py::str>(ins[i])) name = ins[i].cast<std::string>();
+      if (py::isinstance<PyTensor>(ins[i]))
+        name = ins[i].cast<const PyTensor&>().name;
+      else if (py::isinstance<py::str>(ins[i]))
+        name = ins[i].cast<std::string>();
       else
         throw_error(ErrorCode::kInvalidArgument,
                     "resize: inputs must be the Tensors from get_inputs() (or input names)");
@@ -706,8 +735,9 @@ struct PyPredictor {
 
   PyPredictor(const std::string& model_path, const py::object& devices, const std::string& mode,
               int workers_per_device, const py::object& core_lists, const py::object& input_shapes,
-              double deadline, double build_timeout, int max_restarts, long queue_capacity,
-              const py::object& worker_binary, bool verbose) {
+              double deadline, double build_timeout, int max_restarts, double restart_window,
+              double restart_backoff, double probe_interval, double max_probe_interval,
+              long queue_capacity, const py::object& worker_binary, bool verbose) {
     options.model_path = model_path;
     options.devices = to_devices(devices);
     if (!core_lists.is_none()) {
@@ -726,15 +756,29 @@ struct PyPredictor {
     if (options.deadline.count() == 0) options.deadline = std::chrono::milliseconds(1);
     if (options.build_timeout.count() == 0) options.build_timeout = std::chrono::milliseconds(1);
     options.max_restarts = max_restarts;
-    if (queue_capacity < 1)
-      throw_error(ErrorCode::kInvalidArgument, "queue_capacity must be >= 1");
+    options.restart_window = seconds("restart_window", restart_window);
+    options.restart_backoff = seconds("restart_backoff", restart_backoff);
+    options.probe_interval = seconds("probe_interval", probe_interval);
+    options.max_probe_interval = seconds("max_probe_interval", max_probe_interval);
+    if (queue_capacity < 1) throw_error(ErrorCode::kInvalidArgument, "queue_capacity must be >= 1");
     options.queue_capacity = static_cast<size_t>(queue_capacity);
     options.mode = mode;
-    if (!worker_binary.is_none()) options.worker_binary = worker_binary.cast<std::string>();
+    if (!worker_binary.is_none())
+      options.worker_binary = worker_binary.cast<std::string>();
     else if (std::getenv("TANDEM_WORKER_BINARY") == nullptr)
       options.worker_binary = g_default_worker_binary;
     options.verbose = verbose;
     predictor = std::make_unique<tandem::ParallelPredictor>(options);
+  }
+
+  // A duration given in seconds: finite, not negative, at most a day (the fault policy's times
+  // are milliseconds in 64 bits; a day is far beyond any sensible setting).
+  static std::chrono::milliseconds seconds(const char* name, double s) {
+    if (!(s >= 0 && s <= 86400))
+      throw_error(ErrorCode::kInvalidArgument, std::string(name) +
+                                                   " must be 0 to 86400 seconds, got " +
+                                                   py::repr(py::float_(s)).cast<std::string>());
+    return std::chrono::milliseconds(static_cast<int64_t>(s * 1000));
   }
 
   ~PyPredictor() {
@@ -863,9 +907,9 @@ PYBIND11_MODULE(_tandem, m) {
           "thread_num", [](const CpuInfo& c) { return c.thread_num; },
           [](CpuInfo& c, int n) {
             if (n < 0)
-              throw_error(ErrorCode::kInvalidArgument,
-                          "cpu.thread_num must be >= 0 (0: one per core), got " +
-                              std::to_string(n));
+              throw_error(
+                  ErrorCode::kInvalidArgument,
+                  "cpu.thread_num must be >= 0 (0: one per core), got " + std::to_string(n));
             c.thread_num = n;
           },
           "Intra-op threads; 0 means one per core (or per core of core_list).")
@@ -901,8 +945,9 @@ PYBIND11_MODULE(_tandem, m) {
                           "cuda.device_id must be >= 0, got " + std::to_string(id));
             c.device_id = id;
           })
-      .def("__repr__",
-           [](const CudaInfo& c) { return "CUDADeviceInfo(device_id=" + std::to_string(c.device_id) + ")"; });
+      .def("__repr__", [](const CudaInfo& c) {
+        return "CUDADeviceInfo(device_id=" + std::to_string(c.device_id) + ")";
+      });
 
   py::class_<TnContext>(m, "Context",
                         "Where and how a Model runs: context.target = ['cpu'] or ['cuda'], "
@@ -913,8 +958,9 @@ PYBIND11_MODULE(_tandem, m) {
           "The device kinds, first used: ['cpu'] (default) or ['cuda'] ('gpu' is an alias).")
       .def_property_readonly("cpu", [](const TnContext& c) { return c.cpu; })
       .def_property_readonly("cuda", [](const TnContext& c) { return c.cuda; })
-      .def_property_readonly("gpu", [](const TnContext& c) { return c.cuda; },
-                             "Alias of cuda (MindSpore Lite's name).")
+      .def_property_readonly(
+          "gpu", [](const TnContext& c) { return c.cuda; },
+          "Alias of cuda (MindSpore Lite's name).")
       .def_readwrite("backend", &TnContext::backend,
                      "Kernel provider: 'auto' (default) or 'ref' (reference kernels).")
       .def_readwrite("profile", &TnContext::profile,
@@ -937,11 +983,13 @@ PYBIND11_MODULE(_tandem, m) {
            py::arg("tensor") = py::none(), py::arg("name") = "",
            "Tensor(array=None, name=''): with an array, a Tensor holding a copy of it.")
       .def_property_readonly("name", [](const PyTensor& t) { return t.name; })
-      .def_property_readonly("dtype", [](const PyTensor& t) { return t.dtype; },
-                             "A tandem.DataType; .numpy gives the numpy dtype.")
-      .def_property_readonly("shape", [](const PyTensor& t) { return t.shape(); },
-                             "The data's shape, or the declared one (-1 for symbolic dims) "
-                             "before there is data.")
+      .def_property_readonly(
+          "dtype", [](const PyTensor& t) { return t.dtype; },
+          "A tandem.DataType; .numpy gives the numpy dtype.")
+      .def_property_readonly(
+          "shape", [](const PyTensor& t) { return t.shape(); },
+          "The data's shape, or the declared one (-1 for symbolic dims) "
+          "before there is data.")
       .def_property_readonly("dim_names", [](const PyTensor& t) { return t.dim_names; })
       .def_property_readonly("element_num", &PyTensor::element_num,
                              "Number of elements; -1 while a symbolic dim has no size.")
@@ -1000,16 +1048,22 @@ PYBIND11_MODULE(_tandem, m) {
       "One model on several devices: every batch is split along axis 0, each device runs its "
       "shard in a worker process (mode='processes') or thread (mode='threads'), and the outputs "
       "are gathered back. devices: 'cpu:0,cpu:1', a list of such strings, or a count; None = "
-      "one cpu device per core. deadline and build_timeout are in seconds.")
+      "one cpu device per core. Times are in seconds. Fault policy: a worker may be restarted "
+      "max_restarts times within restart_window (backing off from restart_backoff, doubling, "
+      "at most 5 s); beyond that its device is down and probed again after probe_interval, "
+      "doubling up to max_probe_interval.")
       .def(py::init<const std::string&, const py::object&, const std::string&, int,
-                    const py::object&, const py::object&, double, double, int, long,
-                    const py::object&, bool>(),
+                    const py::object&, const py::object&, double, double, int, double, double,
+                    double, double, long, const py::object&, bool>(),
            py::arg("model_path"), py::arg("devices") = py::none(), py::kw_only(),
            py::arg("mode") = "processes", py::arg("workers_per_device") = 1,
            py::arg("core_lists") = py::none(), py::arg("input_shapes") = py::none(),
            py::arg("deadline") = 120.0, py::arg("build_timeout") = 300.0,
-           py::arg("max_restarts") = tandem::ParallelOptions{}.max_restarts, py::arg("queue_capacity") = 64,
-           py::arg("worker_binary") = py::none(), py::arg("verbose") = false)
+           py::arg("max_restarts") = tandem::ParallelOptions{}.max_restarts,
+           py::arg("restart_window") = 60.0, py::arg("restart_backoff") = 0.1,
+           py::arg("probe_interval") = 5.0, py::arg("max_probe_interval") = 300.0,
+           py::arg("queue_capacity") = 64, py::arg("worker_binary") = py::none(),
+           py::arg("verbose") = false)
       .def("build", &PyPredictor::build,
            "Starts and builds every worker in parallel (releases the GIL). Builds once: a "
            "second call (e.g. inside `with`, which already built) returns at once; after "

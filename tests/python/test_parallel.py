@@ -200,3 +200,32 @@ def test_build_from_two_threads_at_once():
     assert len(p.stats()["devices"]) == 2
     assert p.predict([np.zeros((2, 3, 64, 64), np.float32)])[0].shape == (2, 10)
     p.finalize()
+
+
+def test_fault_policy_options():
+    """The fault policy's times reach the runner: with max_restarts=0 one kill marks the device
+    down at once, and a probe_interval of 0.2 s brings it back well before the 5 s default."""
+    import os
+    import signal
+    import time
+    for bad in (dict(restart_window=-1), dict(probe_interval=float("nan")),
+                dict(max_probe_interval=1e9)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            tandem.ParallelPredictor(RESNET, 1, **bad)
+    with pytest.raises(ValueError, match="max_probe_interval"):  # below probe_interval
+        tandem.ParallelPredictor(RESNET, 1, probe_interval=2, max_probe_interval=1)
+    x = np.ones((2, 3, 64, 64), np.float32)
+    with tandem.ParallelPredictor(RESNET, "cpu:0,cpu:1", max_restarts=0, restart_window=60,
+                                  probe_interval=0.2, max_probe_interval=0.4) as p:
+        expected = p.predict([x])[0]
+        os.kill(p.stats()["devices"][0]["pid"], signal.SIGKILL)
+        states, deadline = [], time.monotonic() + 20
+        while time.monotonic() < deadline:
+            d = p.stats()["devices"][0]
+            states.append(d["state"])
+            if d["state"] == "up" and d["restarts"] >= 1:
+                break
+            time.sleep(0.01)
+        assert "down" in states, states[:20]
+        assert states[-1] == "up", states[-20:]
+        np.testing.assert_allclose(p.predict([x])[0], expected, atol=1e-5)
