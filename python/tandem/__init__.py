@@ -25,10 +25,9 @@ ValueError, NotFoundError a FileNotFoundError, UnsupportedError a NotImplemented
 
 import os as _os
 
-# OpenMP threads spin only briefly after each parallel region before they sleep: on a machine
-# whose cores are busy with other work, long-spinning threads make every region stall for
-# scheduler ticks (see src/cli/main.cc). libgomp reads this when it loads, i.e. with the extension
-# below, so it only takes effect if nothing loaded libgomp earlier; a setting of yours is kept.
+# Tandem's OpenMP wait policy, a short spin (src/core/openmp_wait.h says why; keep the two in
+# step): libgomp reads it when it loads, i.e. with the extension below, so it only takes effect
+# if nothing loaded libgomp earlier; a setting of yours is kept.
 if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
     _os.environ["GOMP_SPINCOUNT"] = "3000"
 

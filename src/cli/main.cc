@@ -7,23 +7,17 @@
 #include <string>
 
 #include "cli/cli_common.h"
+#include "core/openmp_wait.h"
 #include "tandem/status.h"
 
 namespace {
 
-// OpenMP threads (Tandem's loops and oneDNN's) spin after each parallel region, by default for
-// 300,000 rounds (libgomp), then sleep. On a quiet machine spinning saves the wake-up of the next
-// region; on a machine whose cores are busy with other work, a spinning thread takes CPU time from
-// the thread the region waits for, and regions stall for scheduler ticks: the flagship at
-// --threads 2 next to two busy loops took over a second per run. Measured on this 2-core machine
-// (flagship, 2 threads, quiet / next to two busy loops): default 10.2 ms / >1 s; spinning 3,000
-// rounds 10.5 / 40 ms; not at all (OMP_WAIT_POLICY=PASSIVE) 16.4 / 19 ms; ONNX Runtime 13.5 / 42.
-// So the default here is a short spin. libgomp reads its variables when it loads, before main, so
-// the process starts itself again with GOMP_SPINCOUNT set (once: the variable is then present).
-// Setting OMP_WAIT_POLICY or GOMP_SPINCOUNT yourself keeps your choice.
+// Tandem's OpenMP wait policy (core/openmp_wait.h). libgomp reads its variables when it loads,
+// before main, so the process starts itself again with the variable set (once: it is then
+// present). A choice of the user's is kept.
 void prefer_short_openmp_spin(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
-  if (setenv("GOMP_SPINCOUNT", "3000", 1) != 0) return;
+  if (tandem::openmp_wait_is_set(environ)) return;
+  if (setenv(tandem::kOpenMpSpinCountVariable, tandem::kOpenMpSpinCount, 1) != 0) return;
   execv("/proc/self/exe", argv);  // returns only on failure: then run as we are
 }
 

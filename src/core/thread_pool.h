@@ -33,9 +33,9 @@ class ThreadPool {
                     int64_t cost_per_item = 0);
 
   // About this many units of work (an element read or written; eight multiply-adds) per thread
-  // before another thread is worth waking. Sized for sleeping OpenMP threads
-  // (OMP_WAIT_POLICY=PASSIVE, Tandem's default): a wake-up costs tens of microseconds on a busy
-  // machine, so each thread should get about that much work. Every thread-count decision in the
+  // before another thread is worth waking. Sized for OpenMP threads that sleep soon after a
+  // region (Tandem's short spin, core/openmp_wait.h): a wake-up costs tens of microseconds on a
+  // busy machine, so each thread should get about that much work. Every thread-count decision in the
   // engine (parallel_for's cost_per_item, the CPU backend's threads_for) uses this one figure.
   static constexpr int64_t kGrain = 65536;
 

@@ -1,5 +1,5 @@
 // Op schemas: for every op type, how to infer its outputs' dtypes and shapes from its inputs.
-// Backend-agnostic; one op family a file (ops/<family>.cc), all listed in ops/schemas.cc.
+// Backend-agnostic; one op family a file (ops/<family>.cc), all listed in ops/schema.cc.
 #pragma once
 
 #include <functional>
@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "graph/ir.h"
+#include "ir/ir.h"
 
 namespace tandem {
 

@@ -14,6 +14,7 @@
 #include <future>
 
 #include "core/error.h"
+#include "core/openmp_wait.h"
 
 extern char** environ;
 
@@ -57,16 +58,13 @@ WorkerProcess spawn_process(const std::vector<std::string>& args) {
   std::vector<char*> argv;
   for (auto& a : argv_strings) argv.push_back(a.data());
   argv.push_back(nullptr);
-  // Workers share the host: oneDNN's OpenMP threads must sleep when idle instead of spinning on
-  // cores that sibling workers (and the worker's own pool) need. libgomp reads this only at
-  // start-up, so it goes into the environment here; a value the user set wins.
+  // Workers run under Tandem's OpenMP wait policy (core/openmp_wait.h) whatever started this
+  // process; libgomp reads it only at start-up, so it goes into the environment. A choice of the
+  // user's is inherited and kept.
   std::vector<std::string> env_strings;
-  bool has_wait_policy = false;
-  for (char** e = environ; *e; ++e) {
-    env_strings.emplace_back(*e);
-    has_wait_policy = has_wait_policy || env_strings.back().rfind("OMP_WAIT_POLICY=", 0) == 0;
-  }
-  if (!has_wait_policy) env_strings.emplace_back("OMP_WAIT_POLICY=PASSIVE");
+  for (char** e = environ; *e; ++e) env_strings.emplace_back(*e);
+  if (!openmp_wait_is_set(environ))
+    env_strings.push_back(fmt::format("{}={}", kOpenMpSpinCountVariable, kOpenMpSpinCount));
   std::vector<char*> envp;
   for (auto& e : env_strings) envp.push_back(e.data());
   envp.push_back(nullptr);
