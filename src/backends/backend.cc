@@ -34,11 +34,6 @@ const KernelFactory* KernelRegistry::find(const std::string& domain,
   return it == factories_.end() ? nullptr : &it->second;
 }
 
-std::vector<const Backend*> backends_for(const std::string& setting) {
-  if (setting == "ref") return {&reference_backend()};
-  return {&cpu_backend(), &reference_backend()};
-}
-
 std::vector<std::string> KernelRegistry::op_types() const {
   std::vector<std::string> names;
   for (auto& [key, f] : factories_) names.push_back(key.second);

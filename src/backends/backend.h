@@ -9,7 +9,7 @@
 #include <string>
 
 #include "core/thread_pool.h"
-#include "graph/ir.h"
+#include "ir/ir.h"
 #include "ops/schema.h"
 
 namespace tandem {
@@ -59,39 +59,5 @@ class Backend {
   virtual const char* name() const = 0;
   virtual const KernelRegistry& kernels() const = 0;
 };
-
-// The reference backend: plain loops, the oracle every other backend is tested against.
-const Backend& reference_backend();
-// The fast CPU backend (oneDNN + hand-written loops); nodes it has no kernel for run on the
-// reference backend. A factory may return nullptr to decline a node (an attribute or rank it does
-// not handle), which also sends the node to the next backend.
-const Backend& cpu_backend();
-
-// The backends a Context's `backend` setting asks for, in order of preference: "ref" gives the
-// reference backend alone; "auto" and "cpu" give the CPU backend, then the reference backend.
-std::vector<const Backend*> backends_for(const std::string& setting);
-
-// ---- Reference kernel families (one per backends/ref/<family>.cc), called by ref_kernels.cc.
-void register_elementwise_ref_kernels(KernelRegistry& r);
-void register_activation_ref_kernels(KernelRegistry& r);
-void register_cast_ref_kernels(KernelRegistry& r);
-void register_conv_ref_kernels(KernelRegistry& r);
-void register_pool_ref_kernels(KernelRegistry& r);
-void register_normalization_ref_kernels(KernelRegistry& r);
-void register_resize_ref_kernels(KernelRegistry& r);
-void register_matmul_ref_kernels(KernelRegistry& r);
-void register_softmax_ref_kernels(KernelRegistry& r);
-void register_reduce_ref_kernels(KernelRegistry& r);
-void register_shape_ref_kernels(KernelRegistry& r);
-void register_tensor_ref_kernels(KernelRegistry& r);
-void register_signal_ref_kernels(KernelRegistry& r);
-void register_detection_ref_kernels(KernelRegistry& r);
-void register_selection_ref_kernels(KernelRegistry& r);
-void register_recurrent_ref_kernels(KernelRegistry& r);
-void register_quantize_ref_kernels(KernelRegistry& r);
-void register_dropout_ref_kernels(KernelRegistry& r);
-void register_loss_ref_kernels(KernelRegistry& r);
-void register_text_ref_kernels(KernelRegistry& r);
-void register_layout_ref_kernels(KernelRegistry& r);
 
 }  // namespace tandem

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "onnx/loader.h"
 #include "ops/schema.h"
+#include "runtime/backend_choice.h"
 
 namespace tandem::cli {
 

@@ -5,7 +5,7 @@
 #include <memory>
 #include <string>
 
-#include "graph/ir.h"
+#include "ir/ir.h"
 
 namespace tandem {
 

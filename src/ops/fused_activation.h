@@ -16,7 +16,7 @@
 #include <cmath>
 #include <string>
 
-#include "graph/ir.h"
+#include "ir/ir.h"
 
 namespace tandem {
 

@@ -1,4 +1,4 @@
-// Channels-last (NHWC) data in the graph. The channels_last pass (graph/passes/channels_last.cc)
+// Channels-last (NHWC) data in the graph. The channels_last pass (optimizer/channels_last.cc)
 // runs chains of 2-D convolutions and the ops between them on NHWC tensors, with explicit
 // ToChannelsLast / ToChannelsFirst nodes (kFusedDomain) at the region's borders. A value inside
 // such a region holds the NHWC tensor [N, H, W, C] of what the model computes as [N, C, H, W]; ops
@@ -6,7 +6,7 @@
 // MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool), or do not care (elementwise ops).
 #pragma once
 
-#include "graph/ir.h"
+#include "ir/ir.h"
 
 namespace tandem {
 

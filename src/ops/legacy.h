@@ -3,7 +3,7 @@
 // (ops/) and the kernels (backends/) so that both see the same shapes.
 #pragma once
 
-#include "graph/ir.h"
+#include "ir/ir.h"
 
 namespace tandem {
 

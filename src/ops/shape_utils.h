@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "graph/ir.h"
+#include "ir/ir.h"
 
 namespace tandem {
 

@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "graph/passes/passes.h"
+#include "optimizer/passes.h"
 #include "ops/layout.h"
 #include "ops/schema.h"
 

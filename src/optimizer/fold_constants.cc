@@ -1,7 +1,7 @@
 #include <vector>
 
-#include "graph/passes/passes.h"
-#include "runtime/evaluate.h"
+#include "optimizer/passes.h"
+#include "backends/ref/evaluate.h"
 
 namespace tandem {
 

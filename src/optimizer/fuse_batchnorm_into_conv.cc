@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "graph/passes/passes.h"
+#include "optimizer/passes.h"
 
 namespace tandem {
 

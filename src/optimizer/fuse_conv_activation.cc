@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "graph/passes/passes.h"
+#include "optimizer/passes.h"
 #include "ops/fused_activation.h"
 #include "ops/schema.h"
 

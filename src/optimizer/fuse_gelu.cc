@@ -10,8 +10,8 @@
 #include <optional>
 #include <vector>
 
-#include "graph/passes/passes.h"
-#include "graph/passes/pattern_util.h"
+#include "optimizer/passes.h"
+#include "optimizer/pattern_util.h"
 #include "ops/schema.h"
 
 namespace tandem {

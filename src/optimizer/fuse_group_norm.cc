@@ -7,8 +7,8 @@
 // residual Add after the norm is not mistaken for its bias.
 #include <vector>
 
-#include "graph/passes/passes.h"
-#include "graph/passes/pattern_util.h"
+#include "optimizer/passes.h"
+#include "optimizer/pattern_util.h"
 #include "ops/schema.h"
 
 namespace tandem {

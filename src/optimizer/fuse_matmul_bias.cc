@@ -5,8 +5,8 @@
 // for the residual r (any tensor, typically the block's input), a post-op add.
 #include <vector>
 
-#include "graph/passes/passes.h"
-#include "graph/passes/pattern_util.h"
+#include "optimizer/passes.h"
+#include "optimizer/pattern_util.h"
 #include "ops/schema.h"
 
 namespace tandem {

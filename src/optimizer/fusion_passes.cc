@@ -1,14 +1,14 @@
 // The fusion pipeline: the order of the fusion passes, in one table. Order matters where one
 // rewrite enables another (a BatchNormalization folded into a Conv lets the Conv then take the
 // following activation), so the table runs to a fixed point.
-#include "graph/passes/passes.h"
+#include "optimizer/passes.h"
 
 namespace tandem {
 
 namespace {
 using FusionPass = int (*)(Graph&);
 
-// Each entry: one pass, one file (graph/passes/fuse_<what>.cc).
+// Each entry: one pass, one file (optimizer/fuse_<what>.cc).
 constexpr FusionPass kFusionPasses[] = {
     fuse_batchnorm_into_conv,  // before fuse_conv_activation: Conv+BN then takes the Relu
     fuse_conv_activation, fuse_gelu,

@@ -3,7 +3,7 @@
 // (runtime/plan.cc) once the input shapes are known.
 #pragma once
 
-#include "graph/ir.h"
+#include "ir/ir.h"
 
 namespace tandem {
 
@@ -19,7 +19,7 @@ int fold_constants(Graph& graph);
 // All of the above, to a fixed point.
 void run_default_passes(Graph& graph);
 
-// Fusion passes (graph/passes/fuse_*.cc, listed in fusion_passes.cc): each recognises a pattern
+// Fusion passes (optimizer/fuse_*.cc, listed in fusion_passes.cc): each recognises a pattern
 // torch exports and replaces it by one node the fast backends run in one go — a fused op in
 // kFusedDomain, or the ONNX op itself with folded constants. Every fused op has a reference
 // kernel too, so a fused graph still runs anywhere; `--backend ref` skips fusion altogether and

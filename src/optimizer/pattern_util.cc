@@ -1,4 +1,4 @@
-#include "graph/passes/pattern_util.h"
+#include "optimizer/pattern_util.h"
 
 namespace tandem::pattern {
 

@@ -1,4 +1,4 @@
-#include "graph/passes/passes.h"
+#include "optimizer/passes.h"
 
 #include <vector>
 

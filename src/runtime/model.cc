@@ -5,10 +5,11 @@
 #include <thread>
 
 #include "core/error.h"
-#include "graph/passes/passes.h"
+#include "optimizer/passes.h"
 #include "onnx/loader.h"
 #include "runtime/input_check.h"
 #include "runtime/session.h"
+#include "runtime/backend_choice.h"
 
 namespace tandem {
 

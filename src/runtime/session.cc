@@ -7,8 +7,9 @@
 
 #include "core/checked.h"
 #include "core/error.h"
-#include "runtime/evaluate.h"
+#include "backends/ref/evaluate.h"
 #include "runtime/memory_plan.h"
+#include "backends/ref/ref_backend.h"
 
 namespace tandem {
 

@@ -12,7 +12,7 @@
 
 #include "backends/backend.h"
 #include "core/thread_pool.h"
-#include "graph/ir.h"
+#include "ir/ir.h"
 #include "ops/schema.h"
 #include "tandem/model.h"
 

@@ -18,9 +18,11 @@
 #include <vector>
 
 #include "backends/backend.h"
+#include "backends/cpu/cpu_backend.h"
+#include "backends/ref/ref_backend.h"
 #include "backends/cpu/cpu_kernels.h"
 #include "core/thread_pool.h"
-#include "graph/ir.h"
+#include "ir/ir.h"
 #include "op_test_util.h"
 #include "ops/schema.h"
 #include "tandem/status.h"

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "ops/schema.h"
+#include "backends/ref/ref_backend.h"
 
 namespace tandem::testing {
 

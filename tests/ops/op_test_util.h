@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "graph/ir.h"
+#include "ir/ir.h"
 
 namespace tandem {
 class Backend;

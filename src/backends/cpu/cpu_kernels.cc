@@ -3,6 +3,7 @@
 #include "backends/cpu/cpu_kernels.h"
 
 #include "backends/backend.h"
+#include "backends/cpu/cpu_backend.h"
 
 namespace tandem {
 

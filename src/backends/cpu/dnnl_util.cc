@@ -8,6 +8,7 @@
 
 #include "backends/cpu/cpu_kernels.h"
 #include "core/error.h"
+#include "backends/ref/ref_backend.h"
 
 namespace tandem::cpu {
 

@@ -5,7 +5,7 @@
 #include <cstdint>
 
 #include "core/error.h"
-#include "graph/ir.h"
+#include "ir/ir.h"
 
 namespace tandem {
 

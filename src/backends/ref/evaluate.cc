@@ -1,9 +1,10 @@
-#include "runtime/evaluate.h"
+#include "backends/ref/evaluate.h"
 
 #include "backends/backend.h"
 #include "core/checked.h"
 #include "core/error.h"
 #include "ops/schema.h"
+#include "backends/ref/ref_backend.h"
 
 namespace tandem {
 

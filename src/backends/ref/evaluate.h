@@ -6,7 +6,7 @@
 #include <span>
 #include <vector>
 
-#include "graph/ir.h"
+#include "ir/ir.h"
 #include "ops/schema.h"
 
 namespace tandem {

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "ops/schema.h"
+#include "backends/ref/ref_backend.h"
 
 namespace tandem {
 

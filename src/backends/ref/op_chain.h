@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "backends/backend.h"
-#include "graph/ir.h"
+#include "ir/ir.h"
 
 namespace tandem {
 

@@ -12,6 +12,7 @@
 #include "backends/ref/value_io.h"
 #include "core/error.h"
 #include "ops/shape_utils.h"
+#include "backends/ref/ref_backend.h"
 
 namespace tandem {
 

@@ -1,5 +1,6 @@
 // The reference backend's kernel table: every family of reference kernels, listed explicitly.
 #include "backends/backend.h"
+#include "backends/ref/ref_backend.h"
 
 namespace tandem {
 
