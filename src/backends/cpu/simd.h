@@ -8,6 +8,11 @@
 // version uses vectors as wide as its registers: a vector wider than the target's registers is
 // not split cleanly by GCC (comparisons and selects become per-lane scalar code).
 //
+// A kernel whose data layout depends on the vector width (weights packed in panels of whole
+// vectors) must run every step at the width it packed for: it reads level() once, packs with
+// lanes_at(level), and calls functions made by TANDEM_SIMD_DISPATCH_AT, which take that level as
+// their first argument instead of reading it again.
+//
 // exp, erf, tanh and sigmoid are polynomial approximations (about 2 float32 ulp for exp; about
 // 1.5e-7 absolute for erf), checked against the reference kernels in the CPU-vs-ref tests.
 #pragma once
@@ -58,6 +63,21 @@ int level();
 // Caps level() (tests run the narrower versions this way; the environment variable
 // TANDEM_SIMD_LEVEL=0|1 sets the cap at start-up); 2 lifts the cap.
 void cap_level(int max_level);
+
+// Floats per vector in the version that runs at `level` (a value level() returned).
+inline int64_t lanes_at(int level) {
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+  return level >= 2 ? 16 : level == 1 ? 8 : 4;
+#else
+  (void)level;
+  return 4;  // one version only (see TANDEM_SIMD_DISPATCH)
+#endif
+}
+
+// Vector registers the version using V has: 32 for AVX-512's vfloat16, 16 otherwise (AVX2's
+// ymm, SSE2's xmm on x86-64; at least that elsewhere). For sizing register tiles.
+template <class V>
+inline constexpr int registers = sizeof(V) == 64 ? 32 : 16;
 
 template <class V>
 TANDEM_SIMD_INLINE V splat(float v) {
@@ -195,8 +215,11 @@ TANDEM_SIMD_INLINE V sigmoid(V x) {
 
 // Defines `void name params` that runs name_body<V> args with the widest vectors the CPU has
 // (see the top of this file). Use it at namespace scope after the body template.
+// TANDEM_SIMD_DISPATCH_AT(name, params, args) defines `void name(int level, params)` instead,
+// which runs the version for `level` (a value level() returned earlier).
+#define TANDEM_SIMD_UNPAREN(...) __VA_ARGS__
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define TANDEM_SIMD_DISPATCH(name, params, args)                        \
+#define TANDEM_SIMD_VERSIONS(name, params, args)                        \
   __attribute__((target("arch=x86-64-v4"))) void name##_avx512 params { \
     name##_body<::tandem::cpu::simd::vfloat16> args;                    \
   }                                                                     \
@@ -205,23 +228,36 @@ TANDEM_SIMD_INLINE V sigmoid(V x) {
   }                                                                     \
   void name##_sse params {                                              \
     name##_body<::tandem::cpu::simd::vfloat4> args;                     \
-  }                                                                     \
-  void name params {                                                    \
-    switch (::tandem::cpu::simd::level()) {                             \
-      case 2:                                                           \
-        name##_avx512 args;                                             \
-        return;                                                         \
-      case 1:                                                           \
-        name##_avx2 args;                                               \
-        return;                                                         \
-      default:                                                          \
-        name##_sse args;                                                \
-    }                                                                   \
+  }
+#define TANDEM_SIMD_SWITCH(name, args, level) \
+  switch (level) {                            \
+    case 2:                                   \
+      name##_avx512 args;                     \
+      return;                                 \
+    case 1:                                   \
+      name##_avx2 args;                       \
+      return;                                 \
+    default:                                  \
+      name##_sse args;                        \
+  }
+#define TANDEM_SIMD_DISPATCH(name, params, args)                 \
+  TANDEM_SIMD_VERSIONS(name, params, args)                       \
+  void name params {                                             \
+    TANDEM_SIMD_SWITCH(name, args, ::tandem::cpu::simd::level()) \
+  }
+#define TANDEM_SIMD_DISPATCH_AT(name, params, args)       \
+  TANDEM_SIMD_VERSIONS(name, params, args)                \
+  void name(int simd_level, TANDEM_SIMD_UNPAREN params) { \
+    TANDEM_SIMD_SWITCH(name, args, simd_level)            \
   }
 #else
 #define TANDEM_SIMD_DISPATCH(name, params, args)    \
   void name params {                                \
     name##_body<::tandem::cpu::simd::vfloat4> args; \
+  }
+#define TANDEM_SIMD_DISPATCH_AT(name, params, args)           \
+  void name(int /*simd_level*/, TANDEM_SIMD_UNPAREN params) { \
+    name##_body<::tandem::cpu::simd::vfloat4> args;           \
   }
 #endif
 
