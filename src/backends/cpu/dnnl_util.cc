@@ -31,20 +31,15 @@ bool known_not_float32(const Value* v) {
   return v && v->dtype != DataType::kUndefined && v->dtype != DataType::kFloat32;
 }
 
-void execute_src_dst(const KernelContext& ctx, const dnnl::primitive& prim,
-                     const dnnl::memory::desc& md, const float* src, float* dst, const char* what,
-                     const dnnl::memory& scratch) {
+void execute_src_dst(const dnnl::primitive& prim, const dnnl::memory::desc& md, const float* src,
+                     float* dst, const dnnl::memory& scratch) {
   dnnl::stream& s = stream();
-  try {
-    dnnl::memory src_mem(md, engine(), const_cast<float*>(src));
-    dnnl::memory dst_mem(md, engine(), dst);
-    std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_DST, dst_mem}};
-    add_scratchpad(args, scratch);
-    prim.execute(s, args);
-    s.wait();
-  } catch (const dnnl::error& e) {
-    raise(ErrorCode::kInternal, "{}: oneDNN {} failed: {}", ctx.node.describe(), what, e.what());
-  }
+  dnnl::memory src_mem(md, engine(), const_cast<float*>(src));
+  dnnl::memory dst_mem(md, engine(), dst);
+  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_DST, dst_mem}};
+  add_scratchpad(args, scratch);
+  prim.execute(s, args);
+  s.wait();
 }
 
 void set_threads(int threads) {

@@ -62,12 +62,10 @@ bool known_not_float32(const Value* v);
 
 // Runs a one-source, one-destination primitive (eltwise, softmax, ...) over plain float buffers
 // described by `md`, on this thread's stream, with the thread count the kernel set before it
-// made the primitive (set_threads). `what` names the primitive in the error raised if oneDNN
-// fails.
-// `scratch`: the primitive's scratch memory (make_scratchpad), if it needs one.
-void execute_src_dst(const KernelContext& ctx, const dnnl::primitive& prim,
-                     const dnnl::memory::desc& md, const float* src, float* dst, const char* what,
-                     const dnnl::memory& scratch = dnnl::memory());
+// made the primitive (set_threads). A dnnl::error propagates (DnnlKernel reports it, naming the
+// node). `scratch`: the primitive's scratch memory (make_scratchpad), if it needs one.
+void execute_src_dst(const dnnl::primitive& prim, const dnnl::memory::desc& md, const float* src,
+                     float* dst, const dnnl::memory& scratch = dnnl::memory());
 
 // Scratch memory. oneDNN's default ("library") scratchpad is kept per thread and sized when a
 // primitive is created, so a primitive created on one thread and run on another (a Model built

@@ -87,8 +87,7 @@ class SoftmaxKernel : public DnnlKernel<Shape, SoftmaxPlan> {
   }
 
   void run(const Call& c, SoftmaxPlan& p) override {
-    execute_src_dst(c.ctx, p.prim, p.md, c.in(0)->data<float>(), c.out(0)->data<float>(), "softmax",
-                    p.scratch);
+    execute_src_dst(p.prim, p.md, c.in(0)->data<float>(), c.out(0)->data<float>(), p.scratch);
   }
 
   bool log_;
