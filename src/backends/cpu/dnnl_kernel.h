@@ -64,6 +64,13 @@ class PlanCache {
  public:
   static constexpr size_t kMaxPlans = 16;
 
+  // The latest plan if same(its key) says this call's key is that one, else nullptr: for a
+  // caller whose key costs more to build than to compare (Binary's two shapes).
+  template <class Same>
+  Plan* last_if(Same&& same) {
+    return last_ && same(last_key_) ? last_ : nullptr;
+  }
+
   // The plan for `key`, made by make() (returning a Plan) when there is none.
   template <class Make>
   Plan& get(const Key& key, Make&& make) {
