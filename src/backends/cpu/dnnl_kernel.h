@@ -55,15 +55,13 @@ class FallbackKernel : public Kernel {
   std::unique_ptr<Kernel> ref_;
 };
 
-// Plans by key, made on first use. At most kMaxPlans: a new key beyond that drops them all
-// (shapes that keep changing start over instead of growing without bound). The latest plan is
-// remembered, so a call with the same key as the one before skips the lookup (std::map nodes
+// Plans by key, made on first use. At most kMaxPlans (16 unless told): a new key beyond that drops
+// them all (shapes that keep changing start over instead of growing without bound). The latest plan
+// is remembered, so a call with the same key as the one before skips the lookup (std::map nodes
 // stay put).
-template <class Key, class Plan>
+template <class Key, class Plan, size_t kMaxPlans = 16>
 class PlanCache {
  public:
-  static constexpr size_t kMaxPlans = 16;
-
   // The latest plan if same(its key) says this call's key is that one, else nullptr: for a
   // caller whose key costs more to build than to compare (Binary's two shapes).
   template <class Same>

@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
 #include "backends/cpu/simd.h"
 #include "core/error.h"
@@ -455,10 +456,10 @@ struct Geometry {
 // one core, against a few us to wake the other threads.
 constexpr int64_t kParallelWork = int64_t{1} << 21;
 
-class RecurrentKernel : public Kernel {
+class RecurrentKernel : public FallbackKernel {
  public:
   RecurrentKernel(const Node& node, Cell cell, std::vector<RecurrentActivation> acts)
-      : ref_(make_reference_kernel(node)), cell_(cell), acts_(std::move(acts)) {
+      : FallbackKernel(node), cell_(cell), acts_(std::move(acts)) {
     gates_ = cell == Cell::kLstm ? 4 : cell == Cell::kGru ? 3 : 1;
     const std::string dir = node.attr_string_or("direction", "forward");
     dirs_ = dir == "bidirectional" ? 2 : 1;
@@ -482,8 +483,7 @@ class RecurrentKernel : public Kernel {
     std::lock_guard<std::mutex> lock(mu_);
     Geometry geo;
     if (!applies(in, out, geo, lens_)) {
-      note_reference_fallback();
-      ref_->compute(ctx, inputs, outputs);
+      fall_back({ctx, inputs, outputs});
       return;
     }
     // The packed layout depends on the vector width: a new level (simd::cap_level) repacks.
@@ -777,7 +777,6 @@ class RecurrentKernel : public Kernel {
     }
   }
 
-  std::unique_ptr<Kernel> ref_;
   Cell cell_;
   std::vector<RecurrentActivation> acts_;  // per direction: f, g[, h]
   std::vector<Act> act_kinds_;             // the same, as the vector loops apply them
