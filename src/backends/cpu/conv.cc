@@ -87,22 +87,22 @@ struct ConvPlan {
   dnnl::convolution_forward conv;
   memory::desc x_md, w_md, b_md, y_md;  // the layouts of the node's tensors (NCHW or NHWC)
   // Set when the primitive's layout differs from the node's.
-  std::optional<dnnl::reorder> x_reorder, y_reorder, w_reorder;
+  std::optional<dnnl::reorder> x_reorder, y_reorder;
   std::optional<dnnl::reorder> y_reorder_in;  // Z into the destination's layout (FusedConv)
   // Set instead of the reorders when the primitive's layout is the other plain one (NCHW vs
   // NHWC): the SSE transposes of cpu/transpose.h beat oneDNN's reorder there. Per batch item, the
   // node's X is a x_rows x x_cols matrix; the primitive's Y a y_rows x y_cols one.
   bool x_transpose = false, y_transpose = false;
   int64_t batch = 0, x_rows = 0, x_cols = 0, y_rows = 0, y_cols = 0;
-  memory x_mem, y_mem, w_mem;  // buffers in the primitive's layouts, when they differ
-  bool w_prepacked = false;    // w_mem holds the constant W, reordered once
+  memory x_mem, y_mem;  // buffers in the primitive's layouts, when they differ
+  PackedWeights w;
   // A conv of 1x1 X by a 1x1 kernel (the squeeze-and-excite convs on [N, C, 1, 1]) is a dense
   // layer: computed here (dense_conv), with the constant W transposed to [C, M] once.
   bool dense = false;
   std::vector<float> wt;
   // The node's tensors as oneDNN memories, pointed at each call's buffers, and the primitive's
   // arguments built from them once.
-  memory x_user, w_user, b_user, y_user, z_user;
+  memory x_user, b_user, y_user, z_user;
   // How Z is added: none, a sum post-op (Z of Y's shape, copied into the destination first), or
   // a binary add post-op reading Z where it broadcasts (per channel, per row, ...).
   enum class ZMode { kNone, kSum, kBinary } z_mode = ZMode::kNone;
@@ -231,13 +231,7 @@ class ConvKernel : public DnnlKernel<PlanKey, ConvPlan> {
     } else if (p.x_reorder) {
       p.x_reorder->execute(s, p.x_user, p.x_mem);
     }
-    if (!p.w_prepacked) {
-      p.w_user.set_data_handle(const_cast<float*>(w->data<float>()));
-      if (p.w_reorder) {
-        p.w_reorder->execute(s, p.w_user, p.w_mem);
-        p.w_prepacked = constant_w_;  // a constant W stays packed from now on
-      }
-    }
+    p.w.prepare(s, w->data<float>(), constant_w_);
     p.conv.execute(s, p.args);
     if (p.y_reorder) p.y_reorder->execute(s, p.y_mem, p.y_user);
     s.wait();
@@ -363,16 +357,12 @@ class ConvKernel : public DnnlKernel<PlanKey, ConvPlan> {
           p.y_reorder_in = make_reorder(p.y_md, p.pd.dst_desc());
       }
     }
-    if (p.pd.weights_desc() != p.w_md) {
-      p.w_mem = memory(p.pd.weights_desc(), engine());
-      p.w_reorder = make_reorder(p.w_md, p.pd.weights_desc());
-    }
+    p.w = PackedWeights(p.w_md, p.pd.weights_desc());
     p.x_user = memory(p.x_md, engine(), nullptr);
     p.y_user = memory(p.y_md, engine(), nullptr);
     p.z_user = memory(z_md, engine(), nullptr);
-    p.w_user = memory(p.w_md, engine(), nullptr);
     p.args = {{DNNL_ARG_SRC, p.x_mem ? p.x_mem : p.x_user},
-              {DNNL_ARG_WEIGHTS, p.w_reorder ? p.w_mem : p.w_user},
+              {DNNL_ARG_WEIGHTS, p.w.arg()},
               {DNNL_ARG_DST, p.y_mem ? p.y_mem : p.y_user}};
     if (has_bias) {
       p.b_user = memory(p.b_md, engine(), nullptr);

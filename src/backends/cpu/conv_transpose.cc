@@ -40,10 +40,10 @@ using Dt = memory::data_type;
 struct DeconvPlan {
   dnnl::deconvolution_forward::primitive_desc pd;
   dnnl::deconvolution_forward deconv;
-  std::optional<dnnl::reorder> x_reorder, y_reorder, w_reorder;
-  memory x_mem, y_mem, w_mem;  // buffers in the primitive's layouts, when they differ
-  bool w_prepacked = false;    // w_mem holds the constant W, reordered once
-  memory x_user, w_user, b_user, y_user;
+  std::optional<dnnl::reorder> x_reorder, y_reorder;
+  memory x_mem, y_mem;  // buffers in the primitive's layouts, when they differ
+  PackedWeights w;
+  memory x_user, b_user, y_user;
   std::unordered_map<int, memory> args;
 };
 
@@ -96,13 +96,7 @@ class ConvTransposeKernel : public DnnlKernel<PlanKey, DeconvPlan> {
     p.y_user.set_data_handle(c.out(0)->data<float>());
     if (b) p.b_user.set_data_handle(const_cast<float*>(b->data<float>()));
     if (p.x_reorder) p.x_reorder->execute(s, p.x_user, p.x_mem);
-    if (!p.w_prepacked) {
-      p.w_user.set_data_handle(const_cast<float*>(w->data<float>()));
-      if (p.w_reorder) {
-        p.w_reorder->execute(s, p.w_user, p.w_mem);
-        p.w_prepacked = constant_w_;  // a constant W stays packed from now on
-      }
-    }
+    p.w.prepare(s, w->data<float>(), constant_w_);
     p.deconv.execute(s, p.args);
     if (p.y_reorder) p.y_reorder->execute(s, p.y_mem, p.y_user);
     s.wait();
@@ -156,15 +150,11 @@ class ConvTransposeKernel : public DnnlKernel<PlanKey, DeconvPlan> {
       p.y_mem = memory(p.pd.dst_desc(), engine());
       p.y_reorder = make_reorder(p.pd.dst_desc(), y_md);
     }
-    if (p.pd.weights_desc() != w_md) {
-      p.w_mem = memory(p.pd.weights_desc(), engine());
-      p.w_reorder = make_reorder(w_md, p.pd.weights_desc());
-    }
+    p.w = PackedWeights(w_md, p.pd.weights_desc());
     p.x_user = memory(x_md, engine(), nullptr);
     p.y_user = memory(y_md, engine(), nullptr);
-    p.w_user = memory(w_md, engine(), nullptr);
     p.args = {{DNNL_ARG_SRC, p.x_reorder ? p.x_mem : p.x_user},
-              {DNNL_ARG_WEIGHTS, p.w_reorder ? p.w_mem : p.w_user},
+              {DNNL_ARG_WEIGHTS, p.w.arg()},
               {DNNL_ARG_DST, p.y_reorder ? p.y_mem : p.y_user}};
     if (has_bias) {
       p.b_user = memory(b_md, engine(), nullptr);

@@ -135,4 +135,21 @@ dnnl::reorder make_reorder(const dnnl::memory::desc& from, const dnnl::memory::d
   return dnnl::reorder(dnnl::reorder::primitive_desc(engine(), from, engine(), to));
 }
 
+PackedWeights::PackedWeights(const dnnl::memory::desc& user_md, const dnnl::memory::desc& want)
+    : user(user_md, engine(), nullptr) {
+  if (want != user_md) {
+    packed = dnnl::memory(want, engine());
+    reorder = make_reorder(user_md, want);
+  }
+}
+
+void PackedWeights::prepare(dnnl::stream& s, const float* w, bool constant) {
+  if (prepacked) return;
+  user.set_data_handle(const_cast<float*>(w));
+  if (reorder) {
+    reorder->execute(s, user, packed);
+    prepacked = constant;
+  }
+}
+
 }  // namespace tandem::cpu

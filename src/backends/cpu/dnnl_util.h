@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <oneapi/dnnl/dnnl.hpp>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -80,5 +81,23 @@ void add_scratchpad(std::unordered_map<int, dnnl::memory>& args, const dnnl::mem
 
 // A reorder primitive from layout `from` to layout `to` on engine().
 dnnl::reorder make_reorder(const dnnl::memory::desc& from, const dnnl::memory::desc& to);
+
+// A primitive's weights: the node's tensor (layout `user_md`) as it is when the primitive takes
+// that layout, else reordered into the one it wants (`want`) on every call, or once when the
+// weights are a constant of the model (prepacked).
+struct PackedWeights {
+  dnnl::memory user;                     // the node's tensor, pointed at each call's buffer
+  std::optional<dnnl::reorder> reorder;  // set when the primitive wants another layout
+  dnnl::memory packed;                   // the weights in that layout
+  bool prepacked = false;                // packed holds the constant weights, reordered once
+
+  PackedWeights() = default;
+  PackedWeights(const dnnl::memory::desc& user_md, const dnnl::memory::desc& want);
+  // The memory the primitive reads.
+  const dnnl::memory& arg() const { return reorder ? packed : user; }
+  // Readies the weights `w` for a call on stream `s`; `constant`: they never change, so once
+  // packed they stay so.
+  void prepare(dnnl::stream& s, const float* w, bool constant);
+};
 
 }  // namespace tandem::cpu

@@ -51,11 +51,9 @@ struct MatmulPlan {
   Problem pr;
   dnnl::matmul::primitive_desc pd;
   dnnl::matmul prim;
-  std::optional<dnnl::reorder> b_reorder;  // set when the primitive wants another B layout
-  memory b_mem;                            // B in that layout
-  bool b_prepacked = false;                // b_mem holds the constant B, reordered once
-  std::vector<float> c_buf;                // beta * C expanded, when c_expand
-  memory scratch;                          // the primitive's scratchpad (user mode)
+  PackedWeights b;
+  std::vector<float> c_buf;  // beta * C expanded, when c_expand
+  memory scratch;            // the primitive's scratchpad (user mode)
 };
 
 // One plan per (A, B, C or bias, residual) shapes.
@@ -122,21 +120,9 @@ class MatmulKernel : public DnnlKernel<std::vector<int64_t>, MatmulPlan> {
     dnnl::stream& s = stream();
     memory a_mem(p.pr.a_md, engine(), const_cast<float*>(a->data<float>()));
     memory y_mem(p.pr.y_md, engine(), y->data<float>());
-    memory weights;
-    if (p.b_prepacked) {
-      weights = p.b_mem;
-    } else {
-      memory b_user(p.pr.b_md, engine(), const_cast<float*>(b->data<float>()));
-      if (p.b_reorder) {
-        p.b_reorder->execute(s, b_user, p.b_mem);
-        weights = p.b_mem;
-        p.b_prepacked = constant_b_;  // a constant B stays packed from now on
-      } else {
-        weights = b_user;
-      }
-    }
+    p.b.prepare(s, b->data<float>(), constant_b_);
     std::unordered_map<int, memory> args{
-        {DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, y_mem}};
+        {DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, p.b.arg()}, {DNNL_ARG_DST, y_mem}};
     if (p.pr.has_c) {
       const float* c_data = c->data<float>();
       if (p.pr.c_expand) {
@@ -326,10 +312,7 @@ class MatmulKernel : public DnnlKernel<std::vector<int64_t>, MatmulPlan> {
     p.pd = dnnl::matmul::primitive_desc(desc, user_scratchpad(attr), engine());
     p.prim = dnnl::matmul(p.pd);
     p.scratch = make_scratchpad(p.pd.scratchpad_desc());
-    if (p.pd.weights_desc() != p.pr.b_md) {
-      p.b_mem = memory(p.pd.weights_desc(), engine());
-      p.b_reorder = make_reorder(p.pr.b_md, p.pd.weights_desc());
-    }
+    p.b = PackedWeights(p.pr.b_md, p.pd.weights_desc());
     return p;
   }
 
