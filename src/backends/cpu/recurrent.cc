@@ -5,8 +5,8 @@
 // Per call: (1) the input projection X W^T + biases of every time step and direction at once,
 // one small GEMM over the prepacked W of all directions; (2) per direction the steps, each one
 // small GEMM h R^T over the prepacked R (a GEMV at batch 1) followed by the gate
-// nonlinearities, fused per vector of units (simd.h's sigmoid and tanh, both on its polynomial
-// exp).
+// nonlinearities, fused per vector of units (simd.h's sigmoid, on its polynomial exp, and its
+// rational tanh).
 //
 // Packed layouts: each gate's H units are padded to Hp (a multiple of the vector width: 4, 8 or
 // 16 floats), so every gate starts on a vector boundary; a direction's N = gates * Hp columns. W is
@@ -109,7 +109,7 @@ TANDEM_SIMD_INLINE V apply(const Act& a, V x) {
     case ActKind::kSigmoid:
       return simd::sigmoid(x);
     case ActKind::kTanh:
-      return simd::tanh(x);
+      return simd::tanh_rational(x);
     case ActKind::kRelu:
       return x < 0.0f ? splat<V>(0.0f) : x;  // NaN stays NaN, as in the reference
     case ActKind::kScalar:
@@ -314,8 +314,10 @@ struct Acts {
   Clip<V> clip;
   TANDEM_SIMD_INLINE explicit Acts(const Direction& dir) : d(dir), clip(dir.clip) {}
   TANDEM_SIMD_INLINE V f(V x) const { return kStd ? simd::sigmoid(x) : apply(d.f, clip(x)); }
-  TANDEM_SIMD_INLINE V g(V x) const { return kStd ? simd::tanh(x) : apply(d.g, clip(x)); }
-  TANDEM_SIMD_INLINE V h(V x) const { return kStd ? simd::tanh(x) : apply(d.h, x); }  // unclipped
+  TANDEM_SIMD_INLINE V g(V x) const { return kStd ? simd::tanh_rational(x) : apply(d.g, clip(x)); }
+  TANDEM_SIMD_INLINE V h(V x) const {
+    return kStd ? simd::tanh_rational(x) : apply(d.h, x);
+  }  // unclipped
 };
 
 // xw: the row's input projection (with the biases), hr: h R^T; updates h.
@@ -324,7 +326,7 @@ TANDEM_SIMD_INLINE void rnn_cell(const Direction& d, const float* xw, const floa
   const Clip<V> clip(d.clip);
   for (int64_t j = 0; j < d.hp; j += simd::lanes<V>) {
     const V v = add<V>(xw + j, hr + j);
-    store(h + j, kStd ? simd::tanh(v) : apply(d.f, clip(v)));
+    store(h + j, kStd ? simd::tanh_rational(v) : apply(d.f, clip(v)));
   }
 }
 
