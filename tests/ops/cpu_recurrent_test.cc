@@ -5,8 +5,8 @@
 // layout 1, custom activations), weights that are not constants, threads, and what the fast
 // path must decline or hand over. Compared with max |cpu - ref| <= 1e-5 * (1 + max |ref|), per
 // output, with the outputs NaN-filled first so an entry left unwritten fails. Each case also
-// asserts the fast kernel really ran (no hand-over to the reference). The tables run twice: with
-// AVX-512 (where the CPU has it) and on the AVX2 path.
+// asserts the fast kernel really ran (no hand-over to the reference). The tables run at each of
+// simd.h's levels (AVX-512, AVX2, SSE2; those the CPU has).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -21,6 +21,7 @@
 #include "backends/cpu/cpu_backend.h"
 #include "backends/ref/ref_backend.h"
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/simd.h"
 #include "core/thread_pool.h"
 #include "ir/ir.h"
 #include "op_test_util.h"
@@ -366,23 +367,64 @@ void option_cases() {
   for (const RnnCase& rc : cases) check(rc, seed += 10);
 }
 
-// Both instruction sets: AVX-512 (where the CPU has it) and AVX2.
-TEST(CpuRecurrent, Table) {
-  for (bool avx512 : {true, false}) {
-    SCOPED_TRACE(avx512 ? "AVX-512 where the CPU has it" : "AVX2");
-    cpu::allow_recurrent_avx512(avx512);
-    table_cases();
+// Every vector width the CPU has, from the widest allowed (simd.h's level, under any
+// TANDEM_SIMD_LEVEL cap) down to 0: 2 AVX-512, 1 AVX2 + FMA, 0 SSE2.
+void at_each_level(void (*cases)()) {
+  const int top = cpu::simd::level();
+  for (int level = top; level >= 0; --level) {
+    cpu::simd::cap_level(level);
+    SCOPED_TRACE("simd level " + std::to_string(level));
+    cases();
   }
-  cpu::allow_recurrent_avx512(true);
+  cpu::simd::cap_level(top);
+}
+
+TEST(CpuRecurrent, Table) {
+  at_each_level(table_cases);
 }
 
 TEST(CpuRecurrent, Options) {
-  for (bool avx512 : {true, false}) {
-    SCOPED_TRACE(avx512 ? "AVX-512 where the CPU has it" : "AVX2");
-    cpu::allow_recurrent_avx512(avx512);
-    option_cases();
+  at_each_level(option_cases);
+}
+
+// A kernel made at one level and run at another repacks its weights for the new width.
+TEST(CpuRecurrent, LevelChangesBetweenCalls) {
+  RnnCase c;
+  c.name = "LSTM across levels";
+  c.op = "LSTM";
+  c.direction = "bidirectional";
+  c.batch = 3;
+  c.seq = 5;
+  c.hidden = 20;
+  c.input = 6;
+  c.bias = c.peepholes = true;
+  const std::vector<Tensor> in = make_inputs(c, 77);
+  RnnNode n;
+  build(n, c, in);
+  std::vector<Tensor> ref;
+  ASSERT_TRUE(run(reference_backend().kernels().find("", c.op), n, c, in, ref, 1));
+  std::unique_ptr<Kernel> k = (*cpu_backend().kernels().find("", c.op))(*n.node);
+  ASSERT_TRUE(k);
+  std::vector<const Tensor*> ins;
+  for (const Tensor& t : in) ins.push_back(t.defined() ? &t : nullptr);
+  ThreadPool pool(1);
+  KernelContext ctx{*n.node, pool};
+  const int top = cpu::simd::level();
+  for (int level : {2, 0, 1, 2}) {
+    cpu::simd::cap_level(std::min(level, top));
+    SCOPED_TRACE("simd level " + std::to_string(cpu::simd::level()));
+    std::vector<Tensor> outs;
+    std::vector<Tensor*> ptrs;
+    for (size_t i = 0; i < ref.size(); ++i) {
+      outs.emplace_back(ref[i].dtype(), ref[i].shape());
+    }
+    for (Tensor& t : outs) ptrs.push_back(&t);
+    k->compute(ctx, ins, ptrs);
+    for (size_t i = 0; i < outs.size(); ++i) {
+      EXPECT_LE(max_abs_diff(outs[i], ref[i]), 1e-5 * (1 + max_abs(ref[i]))) << "output " << i;
+    }
   }
-  cpu::allow_recurrent_avx512(true);
+  cpu::simd::cap_level(top);
 }
 
 // A sequence length outside [0, seq] is reported (by the reference kernel the fast one hands it

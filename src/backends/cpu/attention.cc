@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
 #include "backends/cpu/simd.h"
 #include "ops/schema.h"
@@ -278,10 +279,10 @@ TANDEM_SIMD_DISPATCH(attention_block,
                       const float* kt, const float* vp, float* qbuf, float* sbuf, float* obuf),
                      (pr, b, h, i0, nr, kt, vp, qbuf, sbuf, obuf))
 
-class AttentionKernel : public Kernel {
+class AttentionKernel : public FallbackKernel {
  public:
   explicit AttentionKernel(const Node& node)
-      : ref_(make_reference_kernel(node)),
+      : FallbackKernel(node),
         q_perm_(node.attr_ints_or("q_perm", {})),
         k_perm_(node.attr_ints_or("k_perm", {})),
         v_perm_(node.attr_ints_or("v_perm", {})),
@@ -294,8 +295,7 @@ class AttentionKernel : public Kernel {
     Problem pr;
     std::lock_guard<std::mutex> lock(mu_);  // packed_ is per kernel
     if (!plan(inputs, outputs, pr)) {
-      note_reference_fallback();
-      ref_->compute(ctx, inputs, outputs);
+      fall_back({ctx, inputs, outputs});
       return;
     }
     run(ctx, pr);
@@ -398,7 +398,6 @@ class AttentionKernel : public Kernel {
     });
   }
 
-  std::unique_ptr<Kernel> ref_;
   std::vector<int64_t> q_perm_, k_perm_, v_perm_, out_perm_;
   float scale_, fill_;
   std::mutex mu_;

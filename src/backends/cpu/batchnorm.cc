@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
 #include "core/error.h"
 
@@ -22,10 +23,10 @@ namespace {
 // Split over threads only when there is enough work to pay for waking them.
 constexpr int64_t kMinParallelElements = 1 << 15;
 
-class BatchNormKernel : public Kernel {
+class BatchNormKernel : public FallbackKernel {
  public:
   explicit BatchNormKernel(const Node& node)
-      : ref_(make_reference_kernel(node)), eps_(node.attr_float_or("epsilon", 1e-5f)) {
+      : FallbackKernel(node), eps_(node.attr_float_or("epsilon", 1e-5f)) {
     constant_params_ = true;
     for (size_t i = 1; i < 5; ++i)
       if (!node.has_input(i) || !node.inputs[i]->is_constant()) constant_params_ = false;
@@ -36,8 +37,7 @@ class BatchNormKernel : public Kernel {
     const Tensor* x = inputs.size() > 0 ? inputs[0] : nullptr;
     Tensor* y = outputs.empty() ? nullptr : outputs[0];
     if (!applies(inputs, y)) {
-      note_reference_fallback();
-      ref_->compute(ctx, inputs, outputs);
+      fall_back({ctx, inputs, outputs});
       return;
     }
     const int64_t batch = x->dim(0), channels = x->dim(1);
@@ -97,7 +97,6 @@ class BatchNormKernel : public Kernel {
     }
   }
 
-  std::unique_ptr<Kernel> ref_;
   float eps_;
   bool constant_params_ = false;
   std::once_flag once_;

@@ -11,11 +11,12 @@
 // contiguously or as one repeated value — four vectorisable inner loops. Large outputs are split
 // over the session's threads along the outer iterations.
 #include <algorithm>
-#include <map>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
 #include "core/error.h"
 
@@ -136,9 +137,9 @@ void run_range(const BroadcastPlan& p, const float* a, const float* b, float* y,
 constexpr int64_t kParallelThreshold = 1 << 15;
 
 template <typename Op>
-class BinaryKernel : public Kernel {
+class BinaryKernel : public FallbackKernel {
  public:
-  explicit BinaryKernel(const Node& node) : ref_(make_reference_kernel(node)) {}
+  explicit BinaryKernel(const Node& node) : FallbackKernel(node) {}
 
   // In place over an operand of the output's own shape (it is read only at the index written).
   int in_place_input(std::span<const TensorType* const> inputs,
@@ -157,8 +158,7 @@ class BinaryKernel : public Kernel {
     Tensor* y = outputs.empty() ? nullptr : outputs[0];
     if (!a || !b || !y || a->dtype() != DataType::kFloat32 || b->dtype() != DataType::kFloat32 ||
         y->dtype() != DataType::kFloat32 || a->rank() > y->rank() || b->rank() > y->rank()) {
-      note_reference_fallback();
-      ref_->compute(ctx, inputs, outputs);
+      fall_back({ctx, inputs, outputs});
       return;
     }
     if (y->numel() == 0) return;
@@ -175,30 +175,17 @@ class BinaryKernel : public Kernel {
   }
 
  private:
+  // One plan per (A shape, B shape). Most nodes see one pair for their whole life: the latest
+  // is checked first, without building a key.
   const BroadcastPlan& plan_for(const Shape& as, const Shape& bs, const Shape& ys) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (last_ && last_a_ == as && last_b_ == bs) return *last_;
-    std::vector<int64_t> key = as;
-    key.push_back(-1);
-    key.insert(key.end(), bs.begin(), bs.end());
-    auto it = plans_.find(key);
-    if (it == plans_.end()) {
-      if (plans_.size() >= kMaxPlans) plans_.clear();  // shapes keep changing: start over
-      it = plans_.emplace(key, make_plan(as, bs, ys)).first;
-    }
-    last_a_ = as;
-    last_b_ = bs;
-    last_ = &it->second;
-    return *last_;
+    auto same = [&](const std::pair<Shape, Shape>& k) { return k.first == as && k.second == bs; };
+    if (const BroadcastPlan* last = plans_.last_if(same)) return *last;
+    return plans_.get({as, bs}, [&] { return make_plan(as, bs, ys); });
   }
 
-  static constexpr size_t kMaxPlans = 16;
-  std::unique_ptr<Kernel> ref_;
   std::mutex mu_;
-  std::map<std::vector<int64_t>, BroadcastPlan> plans_;
-  // The plan used last: most nodes see one shape pair for their whole life.
-  Shape last_a_, last_b_;
-  const BroadcastPlan* last_ = nullptr;
+  PlanCache<std::pair<Shape, Shape>, BroadcastPlan> plans_;
 };
 
 // Declines (nullptr → the reference backend) operands the graph shows are not float32.

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
 #include "ops/shape_utils.h"
 
@@ -15,24 +16,22 @@ namespace tandem::cpu {
 
 namespace {
 
-class ConcatKernel : public Kernel {
+class ConcatKernel : public FallbackKernel {
  public:
-  explicit ConcatKernel(const Node& node) : ref_(make_reference_kernel(node)) {}
+  explicit ConcatKernel(const Node& node) : FallbackKernel(node) {}
 
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {
     Tensor* y = outputs.empty() ? nullptr : outputs[0];
     if (!applies(inputs, y)) {
-      note_reference_fallback();
-      ref_->compute(ctx, inputs, outputs);
+      fall_back({ctx, inputs, outputs});
       return;
     }
     const int64_t rank = static_cast<int64_t>(y->rank());
     const size_t axis =
         static_cast<size_t>(normalize_axis(ctx.node.attr_int("axis"), rank, ctx.node));
     if (!fits(inputs, *y, axis)) {
-      note_reference_fallback();
-      ref_->compute(ctx, inputs, outputs);
+      fall_back({ctx, inputs, outputs});
       return;
     }
     const int64_t esize = static_cast<int64_t>(dtype_size(y->dtype()));
@@ -90,8 +89,6 @@ class ConcatKernel : public Kernel {
     }
     return sum == y.dim(axis);
   }
-
-  std::unique_ptr<Kernel> ref_;
 };
 
 }  // namespace

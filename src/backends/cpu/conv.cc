@@ -23,13 +23,12 @@
 #include <array>
 #include <cmath>
 #include <cstring>
-#include <map>
-#include <mutex>
 #include <optional>
 #include <unordered_map>
 #include <vector>
 
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
 #include "backends/cpu/transpose.h"
 #include "core/error.h"
@@ -84,27 +83,26 @@ bool activation_post_ops(const FusedActivation& act, dnnl::post_ops& ops) {
 
 // One prepared convolution for one set of input shapes.
 struct ConvPlan {
-  bool use_reference = false;  // oneDNN could not build a primitive for it
   dnnl::convolution_forward::primitive_desc pd;
   dnnl::convolution_forward conv;
   memory::desc x_md, w_md, b_md, y_md;  // the layouts of the node's tensors (NCHW or NHWC)
   // Set when the primitive's layout differs from the node's.
-  std::optional<dnnl::reorder> x_reorder, y_reorder, w_reorder;
+  std::optional<dnnl::reorder> x_reorder, y_reorder;
   std::optional<dnnl::reorder> y_reorder_in;  // Z into the destination's layout (FusedConv)
   // Set instead of the reorders when the primitive's layout is the other plain one (NCHW vs
   // NHWC): the SSE transposes of cpu/transpose.h beat oneDNN's reorder there. Per batch item, the
   // node's X is a x_rows x x_cols matrix; the primitive's Y a y_rows x y_cols one.
   bool x_transpose = false, y_transpose = false;
   int64_t batch = 0, x_rows = 0, x_cols = 0, y_rows = 0, y_cols = 0;
-  memory x_mem, y_mem, w_mem;  // buffers in the primitive's layouts, when they differ
-  bool w_prepacked = false;    // w_mem holds the constant W, reordered once
+  memory x_mem, y_mem;  // buffers in the primitive's layouts, when they differ
+  PackedWeights w;
   // A conv of 1x1 X by a 1x1 kernel (the squeeze-and-excite convs on [N, C, 1, 1]) is a dense
   // layer: computed here (dense_conv), with the constant W transposed to [C, M] once.
   bool dense = false;
   std::vector<float> wt;
   // The node's tensors as oneDNN memories, pointed at each call's buffers, and the primitive's
   // arguments built from them once.
-  memory x_user, w_user, b_user, y_user, z_user;
+  memory x_user, b_user, y_user, z_user;
   // How Z is added: none, a sum post-op (Z of Y's shape, copied into the destination first), or
   // a binary add post-op reading Z where it broadcasts (per channel, per row, ...).
   enum class ZMode { kNone, kSum, kBinary } z_mode = ZMode::kNone;
@@ -144,99 +142,102 @@ memory::desc same_bytes_or(const memory::desc& user, const memory::desc& want) {
   return user;
 }
 
-class ConvKernel : public Kernel {
+class ConvKernel : public DnnlKernel<PlanKey, ConvPlan> {
  public:
   ConvKernel(const Node& node, const FusedActivation& act)
-      : ref_(make_reference_kernel(node)),
+      : DnnlKernel(node, "convolution"),
         constant_w_(node.has_input(1) && node.inputs[1]->is_constant()),
         channels_last_(is_channels_last(node)),
         act_(act) {}
 
-  void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-               std::span<Tensor* const> outputs) override {
-    const Tensor* x = inputs.size() > 0 ? inputs[0] : nullptr;
-    const Tensor* w = inputs.size() > 1 ? inputs[1] : nullptr;
-    const Tensor* b = inputs.size() > 2 ? inputs[2] : nullptr;
-    const Tensor* z = inputs.size() > 3 ? inputs[3] : nullptr;
-    Tensor* y = outputs.empty() ? nullptr : outputs[0];
-    if (!applies(x, w, b, z, y)) {
-      note_reference_fallback();
-      ref_->compute(ctx, inputs, outputs);
-      return;
-    }
-    // A session runs one graph at a time, but the lock keeps the cached buffers safe should a
-    // kernel ever be shared.
-    std::lock_guard<std::mutex> lock(mu_);
-    // A small conv runs on fewer threads: waking a thread costs more than its share of the work.
-    // Set before the plan is made: oneDNN's convs fix their thread count when created. A
-    // multiply-add counts as a whole unit here (not 1/8 as for matmuls): measured with
-    // tools/peer_bench.sh at 2 threads, mobilenet_tiny took 0.071 ms this way against 0.099 ms.
-    const int64_t macs = y->numel() * w->dim(1) * w->dim(2) * w->dim(3);
-    const int threads = threads_for(ctx, static_cast<double>(macs));
-    set_threads(threads);
-    ConvPlan& p = plan_for(ctx.node, *x, *w, b != nullptr, z, y->shape(), threads);
-    if (p.use_reference) {
-      note_reference_fallback();
-      ref_->compute(ctx, inputs, outputs);
-      return;
-    }
-    if (p.dense) {
-      dense_conv(p, *x, *w, b, z, *y);
-      return;
-    }
-    dnnl::stream& s = stream();
-    try {
-      p.x_user.set_data_handle(const_cast<float*>(x->data<float>()));
-      p.y_user.set_data_handle(y->data<float>());
-      if (b) p.b_user.set_data_handle(const_cast<float*>(b->data<float>()));
-      if (z && p.z_mode == ConvPlan::ZMode::kBinary) {
-        p.z_user.set_data_handle(const_cast<float*>(z->data<float>()));
-      } else if (z) {         // the sum post-op adds what the destination holds
-        if (p.y_transpose) {  // the node's layout to the primitive's: the other way round
-          transpose_matrices(ctx, z->data<float>(), p.y_mem.get_data_handle(), p.batch, p.y_cols,
-                             p.y_rows);
-        } else if (p.y_reorder) {
-          p.z_user.set_data_handle(const_cast<float*>(z->data<float>()));
-          p.y_reorder_in->execute(s, p.z_user, p.y_mem);
-        } else {
-          std::memcpy(y->data<float>(), z->data<float>(), y->nbytes());
-        }
-      }
-      if (p.x_transpose) {
-        transpose_matrices(ctx, x->data<float>(), p.x_mem.get_data_handle(), p.batch, p.x_rows,
-                           p.x_cols);
-      } else if (p.x_reorder) {
-        p.x_reorder->execute(s, p.x_user, p.x_mem);
-      }
-      if (!p.w_prepacked) {
-        p.w_user.set_data_handle(const_cast<float*>(w->data<float>()));
-        if (p.w_reorder) {
-          p.w_reorder->execute(s, p.w_user, p.w_mem);
-          p.w_prepacked = constant_w_;  // a constant W stays packed from now on
-        }
-      }
-      p.conv.execute(s, p.args);
-      if (p.y_reorder) p.y_reorder->execute(s, p.y_mem, p.y_user);
-      s.wait();
-      if (p.y_transpose)
-        transpose_matrices(ctx, p.y_mem.get_data_handle(), y->data<float>(), p.batch, p.y_rows,
-                           p.y_cols);
-    } catch (const dnnl::error& e) {
-      raise(ErrorCode::kInternal, "{}: oneDNN convolution failed: {}", ctx.node.describe(),
-            e.what());
-    }
-  }
-
  private:
   // Whether the oneDNN path handles these tensors: 2-D float32 with data to compute.
-  static bool applies(const Tensor* x, const Tensor* w, const Tensor* b, const Tensor* z,
-                      const Tensor* y) {
+  bool applies(const Call& c) const override {
+    const Tensor *x = c.in(0), *w = c.in(1), *b = c.in(2), *z = c.in(3), *y = c.out(0);
     if (!x || !w || !y) return false;
     if (x->dtype() != DataType::kFloat32 || w->dtype() != DataType::kFloat32) return false;
     if (b && b->dtype() != DataType::kFloat32) return false;
     if (z && (z->dtype() != DataType::kFloat32 || z->rank() > 4)) return false;
     if (x->rank() != 4 || w->rank() != 4 || y->rank() != 4) return false;
     return x->numel() > 0 && w->numel() > 0 && y->numel() > 0;
+  }
+
+  // A small conv runs on fewer threads: waking a thread costs more than its share of the work.
+  // A multiply-add counts as a whole unit here (not 1/8 as for matmuls): measured with
+  // tools/peer_bench.sh at 2 threads, mobilenet_tiny took 0.071 ms this way against 0.099 ms.
+  int threads(const Call& c) const override {
+    const Tensor& w = *c.in(1);
+    const int64_t macs = c.out(0)->numel() * w.dim(1) * w.dim(2) * w.dim(3);
+    return threads_for(c.ctx, static_cast<double>(macs));
+  }
+
+  PlanKey key(const Call& c, int threads) const override {
+    const Tensor *x = c.in(0), *w = c.in(1), *z = c.in(3);
+    const Shape& y_shape = c.out(0)->shape();
+    PlanKey key{};
+    std::copy(x->shape().begin(), x->shape().end(), key.begin());
+    std::copy(w->shape().begin(), w->shape().end(), key.begin() + 4);
+    key[8] = c.in(2) != nullptr;
+    key[9] = z != nullptr;
+    key[19] = threads;
+    if (z) {
+      std::copy(y_shape.begin(), y_shape.end(), key.begin() + 10);
+      key[14] = z->rank();
+      std::copy(z->shape().begin(), z->shape().end(), key.begin() + 15);
+    }
+    return key;
+  }
+
+  std::optional<ConvPlan> make_plan(const Call& c) const override {
+    // Plans are built on NCHW shapes; channels_last only changes the memory layouts.
+    const Tensor* z = c.in(3);
+    const Shape& y_shape = c.out(0)->shape();
+    Shape xs = c.in(0)->shape(), ys = y_shape;
+    if (channels_last_) {
+      xs = nhwc_to_nchw(xs);
+      ys = nhwc_to_nchw(ys);
+    }
+    return make_plan(c.node(), xs, c.in(1)->shape(), c.in(2) != nullptr, z ? &z->shape() : nullptr,
+                     y_shape, ys);
+  }
+
+  void run(const Call& c, ConvPlan& p) override {
+    const Tensor *x = c.in(0), *w = c.in(1), *b = c.in(2), *z = c.in(3);
+    Tensor* y = c.out(0);
+    if (p.dense) {
+      dense_conv(p, *x, *w, b, z, *y);
+      return;
+    }
+    dnnl::stream& s = stream();
+    p.x_user.set_data_handle(const_cast<float*>(x->data<float>()));
+    p.y_user.set_data_handle(y->data<float>());
+    if (b) p.b_user.set_data_handle(const_cast<float*>(b->data<float>()));
+    if (z && p.z_mode == ConvPlan::ZMode::kBinary) {
+      p.z_user.set_data_handle(const_cast<float*>(z->data<float>()));
+    } else if (z) {         // the sum post-op adds what the destination holds
+      if (p.y_transpose) {  // the node's layout to the primitive's: the other way round
+        transpose_matrices(c.ctx, z->data<float>(), p.y_mem.get_data_handle(), p.batch, p.y_cols,
+                           p.y_rows);
+      } else if (p.y_reorder) {
+        p.z_user.set_data_handle(const_cast<float*>(z->data<float>()));
+        p.y_reorder_in->execute(s, p.z_user, p.y_mem);
+      } else {
+        std::memcpy(y->data<float>(), z->data<float>(), y->nbytes());
+      }
+    }
+    if (p.x_transpose) {
+      transpose_matrices(c.ctx, x->data<float>(), p.x_mem.get_data_handle(), p.batch, p.x_rows,
+                         p.x_cols);
+    } else if (p.x_reorder) {
+      p.x_reorder->execute(s, p.x_user, p.x_mem);
+    }
+    p.w.prepare(s, w->data<float>(), constant_w_);
+    p.conv.execute(s, p.args);
+    if (p.y_reorder) p.y_reorder->execute(s, p.y_mem, p.y_user);
+    s.wait();
+    if (p.y_transpose)
+      transpose_matrices(c.ctx, p.y_mem.get_data_handle(), y->data<float>(), p.batch, p.y_rows,
+                         p.y_cols);
   }
 
   // y[n, m] = act(B[m] + sum_c W[m, c] x[n, c] + Z[n, m]) for X [N, C, 1, 1] and W [M, C, 1, 1];
@@ -268,51 +269,17 @@ class ConvKernel : public Kernel {
     }
   }
 
-  ConvPlan& plan_for(const Node& node, const Tensor& x, const Tensor& w, bool has_bias,
-                     const Tensor* z, const Shape& y_shape, int threads) {
-    const bool has_z = z != nullptr;
-    PlanKey key{};
-    std::copy(x.shape().begin(), x.shape().end(), key.begin());
-    std::copy(w.shape().begin(), w.shape().end(), key.begin() + 4);
-    key[8] = has_bias;
-    key[9] = has_z;
-    key[19] = threads;
-    if (has_z) {
-      std::copy(y_shape.begin(), y_shape.end(), key.begin() + 10);
-      key[14] = z->rank();
-      std::copy(z->shape().begin(), z->shape().end(), key.begin() + 15);
-    }
-    if (last_ && key == last_key_) return *last_;
-    auto it = plans_.find(key);
-    if (it == plans_.end()) {
-      if (plans_.size() >= kMaxPlans) plans_.clear();  // shapes keep changing: start over
-      // Plans are built on NCHW shapes; channels_last only changes the memory layouts.
-      Shape xs = x.shape(), ys = y_shape;
-      if (channels_last_) {
-        xs = nhwc_to_nchw(xs);
-        ys = nhwc_to_nchw(ys);
-      }
-      it = plans_
-               .emplace(key, make_plan(node, xs, w.shape(), has_bias, z ? &z->shape() : nullptr,
-                                       y_shape, ys))
-               .first;
-    }
-    last_key_ = key;
-    last_ = &it->second;
-    return it->second;
-  }
-
   // xs, ws, ys: NCHW shapes. zs: Z's shape when given, in the node's layout, like y_node (Y's).
-  ConvPlan make_plan(const Node& node, const Shape& xs, const Shape& ws, bool has_bias,
-                     const Shape* zs, const Shape& y_node, const Shape& ys) const {
+  // std::nullopt where the reference kernel computes it.
+  std::optional<ConvPlan> make_plan(const Node& node, const Shape& xs, const Shape& ws,
+                                    bool has_bias, const Shape* zs, const Shape& y_node,
+                                    const Shape& ys) const {
     // The schema's parsing and checks, and its pad rule; the shapes come from its inference.
     const ConvAttrs a = read_conv_attrs(node, xs, ws);
     const bool has_z = zs != nullptr;
-    if (has_z && conv_output_shape(node, xs, ws) != ys) {
-      ConvPlan p;  // Z broadcast Y beyond the conv's output: the reference kernel does that
-      p.use_reference = true;
-      return p;
-    }
+    if (has_z && conv_output_shape(node, xs, ws) != ys)
+      return std::nullopt;  // Z broadcast Y beyond the conv's output: the reference kernel does
+                            // that
     TANDEM_CHECK(
         xs[1] == ws[1] * a.group && ws[0] % a.group == 0 && ys[0] == xs[0] && ys[1] == ws[0],
         ErrorCode::kInvalidModel, "{}: X {}, W {} and Y {} do not fit group {}", node.describe(),
@@ -348,85 +315,68 @@ class ConvKernel : public Kernel {
       p.w_md = memory::desc({a.group, ws[0] / a.group, ws[1], ws[2], ws[3]}, Dt::f32, Tag::goihw);
     }
     if (has_bias) p.b_md = memory::desc({ws[0]}, Dt::f32, Tag::x);
-    try {
-      memory::desc x_any(to_dims(xs), Dt::f32, Tag::any);
-      memory::desc y_any(to_dims(ys), Dt::f32, Tag::any);
-      memory::desc w_any(p.w_md.dims(), Dt::f32, Tag::any);
-      const auto prop = dnnl::prop_kind::forward_inference;
-      const auto alg = dnnl::algorithm::convolution_direct;
-      // With a bias the descriptor takes it; without, the overload with no bias.
-      auto desc = has_bias ? dnnl::convolution_forward::desc(prop, alg, x_any, w_any, p.b_md, y_any,
-                                                             strides, dilations, pad_l, pad_r)
-                           : dnnl::convolution_forward::desc(prop, alg, x_any, w_any, y_any,
-                                                             strides, dilations, pad_l, pad_r);
-      dnnl::post_ops ops;
-      if (p.z_mode == ConvPlan::ZMode::kSum) ops.append_sum(1.0f);
-      if (p.z_mode == ConvPlan::ZMode::kBinary)
-        ops.append_binary(dnnl::algorithm::binary_add, z_md);
-      if (!activation_post_ops(act_, ops)) throw dnnl::error(dnnl_unimplemented, "activation");
-      dnnl::primitive_attr attr;
-      attr.set_post_ops(ops);
-      p.pd = dnnl::convolution_forward::primitive_desc(desc, user_scratchpad(attr), engine());
-      p.conv = dnnl::convolution_forward(p.pd);
-      p.x_md = same_bytes_or(p.x_md, p.pd.src_desc());
-      p.y_md = same_bytes_or(p.y_md, p.pd.dst_desc());
-      // The other plain layout, which a transpose reaches.
-      const Tag other = channels_last_ ? Tag::nchw : Tag::nhwc;
-      p.batch = xs[0];
-      if (p.pd.src_desc() != p.x_md) {
-        p.x_mem = memory(p.pd.src_desc(), engine());
-        p.x_transpose = p.pd.src_desc() == memory::desc(to_dims(xs), Dt::f32, other);
-        p.x_rows = channels_last_ ? xs[2] * xs[3] : xs[1];
-        p.x_cols = channels_last_ ? xs[1] : xs[2] * xs[3];
-        if (!p.x_transpose) p.x_reorder = make_reorder(p.x_md, p.pd.src_desc());
-      }
-      if (p.pd.dst_desc() != p.y_md) {
-        p.y_mem = memory(p.pd.dst_desc(), engine());
-        p.y_transpose = p.pd.dst_desc() == memory::desc(to_dims(ys), Dt::f32, other);
-        // The primitive's Y: NHWC ([HW, C] per item) when the node's is NCHW, and vice versa.
-        p.y_rows = channels_last_ ? ys[1] : ys[2] * ys[3];
-        p.y_cols = channels_last_ ? ys[2] * ys[3] : ys[1];
-        if (!p.y_transpose) {
-          p.y_reorder = make_reorder(p.pd.dst_desc(), p.y_md);
-          if (p.z_mode == ConvPlan::ZMode::kSum)
-            p.y_reorder_in = make_reorder(p.y_md, p.pd.dst_desc());
-        }
-      }
-      if (p.pd.weights_desc() != p.w_md) {
-        p.w_mem = memory(p.pd.weights_desc(), engine());
-        p.w_reorder = make_reorder(p.w_md, p.pd.weights_desc());
-      }
-      p.x_user = memory(p.x_md, engine(), nullptr);
-      p.y_user = memory(p.y_md, engine(), nullptr);
-      p.z_user = memory(z_md, engine(), nullptr);
-      p.w_user = memory(p.w_md, engine(), nullptr);
-      p.args = {{DNNL_ARG_SRC, p.x_mem ? p.x_mem : p.x_user},
-                {DNNL_ARG_WEIGHTS, p.w_reorder ? p.w_mem : p.w_user},
-                {DNNL_ARG_DST, p.y_mem ? p.y_mem : p.y_user}};
-      if (has_bias) {
-        p.b_user = memory(p.b_md, engine(), nullptr);
-        p.args[DNNL_ARG_BIAS] = p.b_user;
-      }
-      if (p.z_mode == ConvPlan::ZMode::kBinary)
-        p.args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] = p.z_user;
-      add_scratchpad(p.args, make_scratchpad(p.pd.scratchpad_desc()));
-    } catch (const dnnl::error&) {
-      // No oneDNN implementation for this geometry: the reference kernel computes it.
-      p = ConvPlan{};
-      p.use_reference = true;
+    memory::desc x_any(to_dims(xs), Dt::f32, Tag::any);
+    memory::desc y_any(to_dims(ys), Dt::f32, Tag::any);
+    memory::desc w_any(p.w_md.dims(), Dt::f32, Tag::any);
+    const auto prop = dnnl::prop_kind::forward_inference;
+    const auto alg = dnnl::algorithm::convolution_direct;
+    // With a bias the descriptor takes it; without, the overload with no bias.
+    auto desc = has_bias ? dnnl::convolution_forward::desc(prop, alg, x_any, w_any, p.b_md, y_any,
+                                                           strides, dilations, pad_l, pad_r)
+                         : dnnl::convolution_forward::desc(prop, alg, x_any, w_any, y_any, strides,
+                                                           dilations, pad_l, pad_r);
+    dnnl::post_ops ops;
+    if (p.z_mode == ConvPlan::ZMode::kSum) ops.append_sum(1.0f);
+    if (p.z_mode == ConvPlan::ZMode::kBinary) ops.append_binary(dnnl::algorithm::binary_add, z_md);
+    if (!activation_post_ops(act_, ops)) throw dnnl::error(dnnl_unimplemented, "activation");
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(ops);
+    p.pd = dnnl::convolution_forward::primitive_desc(desc, user_scratchpad(attr), engine());
+    p.conv = dnnl::convolution_forward(p.pd);
+    p.x_md = same_bytes_or(p.x_md, p.pd.src_desc());
+    p.y_md = same_bytes_or(p.y_md, p.pd.dst_desc());
+    // The other plain layout, which a transpose reaches.
+    const Tag other = channels_last_ ? Tag::nchw : Tag::nhwc;
+    p.batch = xs[0];
+    if (p.pd.src_desc() != p.x_md) {
+      p.x_mem = memory(p.pd.src_desc(), engine());
+      p.x_transpose = p.pd.src_desc() == memory::desc(to_dims(xs), Dt::f32, other);
+      p.x_rows = channels_last_ ? xs[2] * xs[3] : xs[1];
+      p.x_cols = channels_last_ ? xs[1] : xs[2] * xs[3];
+      if (!p.x_transpose) p.x_reorder = make_reorder(p.x_md, p.pd.src_desc());
     }
+    if (p.pd.dst_desc() != p.y_md) {
+      p.y_mem = memory(p.pd.dst_desc(), engine());
+      p.y_transpose = p.pd.dst_desc() == memory::desc(to_dims(ys), Dt::f32, other);
+      // The primitive's Y: NHWC ([HW, C] per item) when the node's is NCHW, and vice versa.
+      p.y_rows = channels_last_ ? ys[1] : ys[2] * ys[3];
+      p.y_cols = channels_last_ ? ys[2] * ys[3] : ys[1];
+      if (!p.y_transpose) {
+        p.y_reorder = make_reorder(p.pd.dst_desc(), p.y_md);
+        if (p.z_mode == ConvPlan::ZMode::kSum)
+          p.y_reorder_in = make_reorder(p.y_md, p.pd.dst_desc());
+      }
+    }
+    p.w = PackedWeights(p.w_md, p.pd.weights_desc());
+    p.x_user = memory(p.x_md, engine(), nullptr);
+    p.y_user = memory(p.y_md, engine(), nullptr);
+    p.z_user = memory(z_md, engine(), nullptr);
+    p.args = {{DNNL_ARG_SRC, p.x_mem ? p.x_mem : p.x_user},
+              {DNNL_ARG_WEIGHTS, p.w.arg()},
+              {DNNL_ARG_DST, p.y_mem ? p.y_mem : p.y_user}};
+    if (has_bias) {
+      p.b_user = memory(p.b_md, engine(), nullptr);
+      p.args[DNNL_ARG_BIAS] = p.b_user;
+    }
+    if (p.z_mode == ConvPlan::ZMode::kBinary)
+      p.args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] = p.z_user;
+    add_scratchpad(p.args, make_scratchpad(p.pd.scratchpad_desc()));
     return p;
   }
 
-  static constexpr size_t kMaxPlans = 16;
-  std::unique_ptr<Kernel> ref_;
   bool constant_w_;
   bool channels_last_;   // FusedConv with NHWC X, Z and Y
   FusedActivation act_;  // FusedConv's activation (none for Conv)
-  std::mutex mu_;
-  std::map<PlanKey, ConvPlan> plans_;
-  PlanKey last_key_{};
-  ConvPlan* last_ = nullptr;  // the plan of the latest call (std::map nodes stay put)
 };
 
 // Declines (nullptr → the reference backend) what the graph already shows the fast path does

@@ -17,14 +17,13 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
-#include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
 #include "core/error.h"
 #include "ops/conv.h"
@@ -39,71 +38,27 @@ using Tag = memory::format_tag;
 using Dt = memory::data_type;
 
 struct DeconvPlan {
-  bool use_reference = false;
   dnnl::deconvolution_forward::primitive_desc pd;
   dnnl::deconvolution_forward deconv;
-  std::optional<dnnl::reorder> x_reorder, y_reorder, w_reorder;
-  memory x_mem, y_mem, w_mem;  // buffers in the primitive's layouts, when they differ
-  bool w_prepacked = false;    // w_mem holds the constant W, reordered once
-  memory x_user, w_user, b_user, y_user;
+  std::optional<dnnl::reorder> x_reorder, y_reorder;
+  memory x_mem, y_mem;  // buffers in the primitive's layouts, when they differ
+  PackedWeights w;
+  memory x_user, b_user, y_user;
   std::unordered_map<int, memory> args;
 };
 
 // X shape, W shape, Y shape, bias, thread count.
 using PlanKey = std::array<int64_t, 14>;
 
-class ConvTransposeKernel : public Kernel {
+class ConvTransposeKernel : public DnnlKernel<PlanKey, DeconvPlan> {
  public:
   explicit ConvTransposeKernel(const Node& node)
-      : ref_(make_reference_kernel(node)),
+      : DnnlKernel(node, "deconvolution"),
         constant_w_(node.has_input(1) && node.inputs[1]->is_constant()) {}
 
-  void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-               std::span<Tensor* const> outputs) override {
-    const Tensor* x = inputs.size() > 0 ? inputs[0] : nullptr;
-    const Tensor* w = inputs.size() > 1 ? inputs[1] : nullptr;
-    const Tensor* b = inputs.size() > 2 ? inputs[2] : nullptr;
-    Tensor* y = outputs.empty() ? nullptr : outputs[0];
-    if (!applies(x, w, b, y)) {
-      note_reference_fallback();
-      ref_->compute(ctx, inputs, outputs);
-      return;
-    }
-    std::lock_guard<std::mutex> lock(mu_);
-    // Set before the plan is made: oneDNN fixes a primitive's thread count when it is created.
-    const int64_t macs = x->numel() * w->dim(1) * w->dim(2) * w->dim(3);
-    const int threads = threads_for(ctx, static_cast<double>(macs) / 8);
-    set_threads(threads);
-    DeconvPlan& p = plan_for(ctx.node, *x, *w, b != nullptr, y->shape(), threads);
-    if (p.use_reference) {
-      note_reference_fallback();
-      ref_->compute(ctx, inputs, outputs);
-      return;
-    }
-    dnnl::stream& s = stream();
-    try {
-      p.x_user.set_data_handle(const_cast<float*>(x->data<float>()));
-      p.y_user.set_data_handle(y->data<float>());
-      if (b) p.b_user.set_data_handle(const_cast<float*>(b->data<float>()));
-      if (p.x_reorder) p.x_reorder->execute(s, p.x_user, p.x_mem);
-      if (!p.w_prepacked) {
-        p.w_user.set_data_handle(const_cast<float*>(w->data<float>()));
-        if (p.w_reorder) {
-          p.w_reorder->execute(s, p.w_user, p.w_mem);
-          p.w_prepacked = constant_w_;  // a constant W stays packed from now on
-        }
-      }
-      p.deconv.execute(s, p.args);
-      if (p.y_reorder) p.y_reorder->execute(s, p.y_mem, p.y_user);
-      s.wait();
-    } catch (const dnnl::error& e) {
-      raise(ErrorCode::kInternal, "{}: oneDNN deconvolution failed: {}", ctx.node.describe(),
-            e.what());
-    }
-  }
-
  private:
-  static bool applies(const Tensor* x, const Tensor* w, const Tensor* b, const Tensor* y) {
+  bool applies(const Call& c) const override {
+    const Tensor *x = c.in(0), *w = c.in(1), *b = c.in(2), *y = c.out(0);
     if (!x || !w || !y) return false;
     if (x->dtype() != DataType::kFloat32 || w->dtype() != DataType::kFloat32 ||
         y->dtype() != DataType::kFloat32)
@@ -113,44 +68,55 @@ class ConvTransposeKernel : public Kernel {
     return x->numel() > 0 && w->numel() > 0 && y->numel() > 0;
   }
 
-  DeconvPlan& plan_for(const Node& node, const Tensor& x, const Tensor& w, bool has_bias,
-                       const Shape& ys, int threads) {
-    PlanKey key{};
-    std::copy(x.shape().begin(), x.shape().end(), key.begin());
-    std::copy(w.shape().begin(), w.shape().end(), key.begin() + 4);
-    std::copy(ys.begin(), ys.end(), key.begin() + 8);
-    key[12] = has_bias;
-    key[13] = threads;
-    if (last_ && key == last_key_) return *last_;
-    auto it = plans_.find(key);
-    if (it == plans_.end()) {
-      if (plans_.size() >= kMaxPlans) plans_.clear();  // shapes keep changing: start over
-      it = plans_.emplace(key, make_plan(node, x.shape(), w.shape(), has_bias, ys)).first;
-    }
-    last_key_ = key;
-    last_ = &it->second;
-    return it->second;
+  int threads(const Call& c) const override {
+    const Tensor &x = *c.in(0), &w = *c.in(1);
+    const int64_t macs = x.numel() * w.dim(1) * w.dim(2) * w.dim(3);
+    return threads_for(c.ctx, static_cast<double>(macs) / 8);
   }
 
-  DeconvPlan make_plan(const Node& node, const Shape& xs, const Shape& ws, bool has_bias,
-                       const Shape& ys) const {
+  PlanKey key(const Call& c, int threads) const override {
+    PlanKey key{};
+    std::copy(c.in(0)->shape().begin(), c.in(0)->shape().end(), key.begin());
+    std::copy(c.in(1)->shape().begin(), c.in(1)->shape().end(), key.begin() + 4);
+    std::copy(c.out(0)->shape().begin(), c.out(0)->shape().end(), key.begin() + 8);
+    key[12] = c.in(2) != nullptr;
+    key[13] = threads;
+    return key;
+  }
+
+  std::optional<DeconvPlan> make_plan(const Call& c) const override {
+    return make_plan(c.node(), c.in(0)->shape(), c.in(1)->shape(), c.in(2) != nullptr,
+                     c.out(0)->shape());
+  }
+
+  void run(const Call& c, DeconvPlan& p) override {
+    const Tensor *x = c.in(0), *w = c.in(1), *b = c.in(2);
+    dnnl::stream& s = stream();
+    p.x_user.set_data_handle(const_cast<float*>(x->data<float>()));
+    p.y_user.set_data_handle(c.out(0)->data<float>());
+    if (b) p.b_user.set_data_handle(const_cast<float*>(b->data<float>()));
+    if (p.x_reorder) p.x_reorder->execute(s, p.x_user, p.x_mem);
+    p.w.prepare(s, w->data<float>(), constant_w_);
+    p.deconv.execute(s, p.args);
+    if (p.y_reorder) p.y_reorder->execute(s, p.y_mem, p.y_user);
+    s.wait();
+  }
+
+  // std::nullopt where the reference kernel computes it.
+  std::optional<DeconvPlan> make_plan(const Node& node, const Shape& xs, const Shape& ws,
+                                      bool has_bias, const Shape& ys) const {
     const ConvAttrs a = read_conv_attrs(node, xs, ws);
     DeconvPlan p;
     const int64_t g = a.group;
-    if (xs[1] != ws[0] || ws[0] % g != 0 || ys[0] != xs[0] || ys[1] != ws[1] * g) {
-      p.use_reference = true;  // the reference kernel reports the mismatch
-      return p;
-    }
+    if (xs[1] != ws[0] || ws[0] % g != 0 || ys[0] != xs[0] || ys[1] != ws[1] * g)
+      return std::nullopt;  // the reference kernel reports the mismatch
     const std::vector<int64_t> begin = conv_transpose_pad_begins(node, a, xs, ys);
     memory::dims strides(a.strides.begin(), a.strides.end()), dilations, pad_l, pad_r;
     for (size_t i = 0; i < 2; ++i) {
       const int64_t k_eff = (a.kernel[i] - 1) * a.dilations[i] + 1;
       const int64_t right = (xs[i + 2] - 1) * a.strides[i] + k_eff - begin[i] - ys[i + 2];
-      if (right < 0 || begin[i] < 0) {
-        p.use_reference = true;  // output beyond what oneDNN's deconvolution produces
-        return p;
-      }
-      dilations.push_back(a.dilations[i] - 1);  // oneDNN counts the gaps
+      if (right < 0 || begin[i] < 0) return std::nullopt;  // beyond what oneDNN produces
+      dilations.push_back(a.dilations[i] - 1);             // oneDNN counts the gaps
       pad_l.push_back(begin[i]);
       pad_r.push_back(right);
     }
@@ -159,61 +125,46 @@ class ConvTransposeKernel : public Kernel {
     const memory::desc y_md(to_dims(ys), Dt::f32, Tag::nchw);
     memory::desc b_md;
     if (has_bias) b_md = memory::desc({ocg * g}, Dt::f32, Tag::x);
-    try {
-      // ONNX's W: [G][IC/G][OC/G][KH][KW] in memory.
-      memory::desc w_md =
-          g == 1 ? memory::desc({ocg, icg, kh, kw}, Dt::f32,
-                                memory::dims{kh * kw, ocg * kh * kw, kw, 1})
-                 : memory::desc({g, ocg, icg, kh, kw}, Dt::f32,
-                                memory::dims{icg * ocg * kh * kw, kh * kw, ocg * kh * kw, kw, 1});
-      memory::desc x_any(to_dims(xs), Dt::f32, Tag::any);
-      memory::desc y_any(to_dims(ys), Dt::f32, Tag::any);
-      memory::desc w_any(w_md.dims(), Dt::f32, Tag::any);
-      const auto prop = dnnl::prop_kind::forward_inference;
-      const auto alg = dnnl::algorithm::deconvolution_direct;
-      auto desc = has_bias ? dnnl::deconvolution_forward::desc(prop, alg, x_any, w_any, b_md, y_any,
-                                                               strides, dilations, pad_l, pad_r)
-                           : dnnl::deconvolution_forward::desc(prop, alg, x_any, w_any, y_any,
-                                                               strides, dilations, pad_l, pad_r);
-      p.pd = dnnl::deconvolution_forward::primitive_desc(desc, user_scratchpad(), engine());
-      p.deconv = dnnl::deconvolution_forward(p.pd);
-      if (p.pd.src_desc() != x_md) {
-        p.x_mem = memory(p.pd.src_desc(), engine());
-        p.x_reorder = make_reorder(x_md, p.pd.src_desc());
-      }
-      if (p.pd.dst_desc() != y_md) {
-        p.y_mem = memory(p.pd.dst_desc(), engine());
-        p.y_reorder = make_reorder(p.pd.dst_desc(), y_md);
-      }
-      if (p.pd.weights_desc() != w_md) {
-        p.w_mem = memory(p.pd.weights_desc(), engine());
-        p.w_reorder = make_reorder(w_md, p.pd.weights_desc());
-      }
-      p.x_user = memory(x_md, engine(), nullptr);
-      p.y_user = memory(y_md, engine(), nullptr);
-      p.w_user = memory(w_md, engine(), nullptr);
-      p.args = {{DNNL_ARG_SRC, p.x_reorder ? p.x_mem : p.x_user},
-                {DNNL_ARG_WEIGHTS, p.w_reorder ? p.w_mem : p.w_user},
-                {DNNL_ARG_DST, p.y_reorder ? p.y_mem : p.y_user}};
-      if (has_bias) {
-        p.b_user = memory(b_md, engine(), nullptr);
-        p.args[DNNL_ARG_BIAS] = p.b_user;
-      }
-      add_scratchpad(p.args, make_scratchpad(p.pd.scratchpad_desc()));
-    } catch (const dnnl::error&) {
-      p = DeconvPlan{};  // no oneDNN implementation for this geometry
-      p.use_reference = true;
+    // ONNX's W: [G][IC/G][OC/G][KH][KW] in memory.
+    memory::desc w_md =
+        g == 1
+            ? memory::desc({ocg, icg, kh, kw}, Dt::f32, memory::dims{kh * kw, ocg * kh * kw, kw, 1})
+            : memory::desc({g, ocg, icg, kh, kw}, Dt::f32,
+                           memory::dims{icg * ocg * kh * kw, kh * kw, ocg * kh * kw, kw, 1});
+    memory::desc x_any(to_dims(xs), Dt::f32, Tag::any);
+    memory::desc y_any(to_dims(ys), Dt::f32, Tag::any);
+    memory::desc w_any(w_md.dims(), Dt::f32, Tag::any);
+    const auto prop = dnnl::prop_kind::forward_inference;
+    const auto alg = dnnl::algorithm::deconvolution_direct;
+    auto desc = has_bias ? dnnl::deconvolution_forward::desc(prop, alg, x_any, w_any, b_md, y_any,
+                                                             strides, dilations, pad_l, pad_r)
+                         : dnnl::deconvolution_forward::desc(prop, alg, x_any, w_any, y_any,
+                                                             strides, dilations, pad_l, pad_r);
+    p.pd = dnnl::deconvolution_forward::primitive_desc(desc, user_scratchpad(), engine());
+    p.deconv = dnnl::deconvolution_forward(p.pd);
+    if (p.pd.src_desc() != x_md) {
+      p.x_mem = memory(p.pd.src_desc(), engine());
+      p.x_reorder = make_reorder(x_md, p.pd.src_desc());
     }
+    if (p.pd.dst_desc() != y_md) {
+      p.y_mem = memory(p.pd.dst_desc(), engine());
+      p.y_reorder = make_reorder(p.pd.dst_desc(), y_md);
+    }
+    p.w = PackedWeights(w_md, p.pd.weights_desc());
+    p.x_user = memory(x_md, engine(), nullptr);
+    p.y_user = memory(y_md, engine(), nullptr);
+    p.args = {{DNNL_ARG_SRC, p.x_reorder ? p.x_mem : p.x_user},
+              {DNNL_ARG_WEIGHTS, p.w.arg()},
+              {DNNL_ARG_DST, p.y_reorder ? p.y_mem : p.y_user}};
+    if (has_bias) {
+      p.b_user = memory(b_md, engine(), nullptr);
+      p.args[DNNL_ARG_BIAS] = p.b_user;
+    }
+    add_scratchpad(p.args, make_scratchpad(p.pd.scratchpad_desc()));
     return p;
   }
 
-  static constexpr size_t kMaxPlans = 16;
-  std::unique_ptr<Kernel> ref_;
   bool constant_w_;
-  std::mutex mu_;
-  std::map<PlanKey, DeconvPlan> plans_;
-  PlanKey last_key_{};
-  DeconvPlan* last_ = nullptr;
 };
 
 // Declines (nullptr -> the reference backend) what the graph already shows is not 2-D float32.

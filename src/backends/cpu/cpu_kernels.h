@@ -15,7 +15,7 @@ void register_eltwise_kernels(KernelRegistry& r);    // Sigmoid, Tanh, Relu, ...
 void register_binary_kernels(KernelRegistry& r);     // Add, Sub, Mul, Div (loops)
 void register_resize_kernels(KernelRegistry& r);     // Resize, Upsample (tap tables)
 void register_transpose_kernels(KernelRegistry& r);  // Transpose (tiled)
-void register_recurrent_kernels(KernelRegistry& r);  // RNN, GRU, LSTM (AVX2 loops)
+void register_recurrent_kernels(KernelRegistry& r);  // RNN, GRU, LSTM (vector loops)
 void register_batchnorm_kernels(KernelRegistry& r);  // BatchNormalization (inference)
 void register_pool_kernels(KernelRegistry& r);       // MaxPool, AveragePool (oneDNN), Global*Pool
 void register_layout_kernels(KernelRegistry& r);     // ToChannelsLast, ToChannelsFirst
@@ -32,9 +32,5 @@ void register_concat_kernels(KernelRegistry& r);
 // fast path does not handle, seen only at run time), over the whole process. For tests and
 // diagnostics.
 int64_t reference_fallbacks();
-
-// Whether recurrent kernels (RNN, GRU, LSTM) created from now on may use AVX-512 where the CPU
-// has it (the default); false makes them take their AVX2 path. For tests.
-void allow_recurrent_avx512(bool allowed);
 
 }  // namespace tandem::cpu

@@ -32,20 +32,15 @@ bool known_not_float32(const Value* v) {
   return v && v->dtype != DataType::kUndefined && v->dtype != DataType::kFloat32;
 }
 
-void execute_src_dst(const KernelContext& ctx, const dnnl::primitive& prim,
-                     const dnnl::memory::desc& md, const float* src, float* dst, const char* what,
-                     const dnnl::memory& scratch) {
+void execute_src_dst(const dnnl::primitive& prim, const dnnl::memory::desc& md, const float* src,
+                     float* dst, const dnnl::memory& scratch) {
   dnnl::stream& s = stream();
-  try {
-    dnnl::memory src_mem(md, engine(), const_cast<float*>(src));
-    dnnl::memory dst_mem(md, engine(), dst);
-    std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_DST, dst_mem}};
-    add_scratchpad(args, scratch);
-    prim.execute(s, args);
-    s.wait();
-  } catch (const dnnl::error& e) {
-    raise(ErrorCode::kInternal, "{}: oneDNN {} failed: {}", ctx.node.describe(), what, e.what());
-  }
+  dnnl::memory src_mem(md, engine(), const_cast<float*>(src));
+  dnnl::memory dst_mem(md, engine(), dst);
+  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_DST, dst_mem}};
+  add_scratchpad(args, scratch);
+  prim.execute(s, args);
+  s.wait();
 }
 
 void set_threads(int threads) {
@@ -139,6 +134,23 @@ dnnl::reorder make_reorder(const dnnl::memory::desc& from, const dnnl::memory::d
   dnnl::reorder::primitive_desc pd(engine(), from, engine(), to, user_scratchpad());
   if (pd.scratchpad_desc().get_size() == 0) return dnnl::reorder(pd);
   return dnnl::reorder(dnnl::reorder::primitive_desc(engine(), from, engine(), to));
+}
+
+PackedWeights::PackedWeights(const dnnl::memory::desc& user_md, const dnnl::memory::desc& want)
+    : user(user_md, engine(), nullptr) {
+  if (want != user_md) {
+    packed = dnnl::memory(want, engine());
+    reorder = make_reorder(user_md, want);
+  }
+}
+
+void PackedWeights::prepare(dnnl::stream& s, const float* w, bool constant) {
+  if (prepacked) return;
+  user.set_data_handle(const_cast<float*>(w));
+  if (reorder) {
+    reorder->execute(s, user, packed);
+    prepacked = constant;
+  }
 }
 
 }  // namespace tandem::cpu

@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <oneapi/dnnl/dnnl.hpp>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -62,12 +63,10 @@ bool known_not_float32(const Value* v);
 
 // Runs a one-source, one-destination primitive (eltwise, softmax, ...) over plain float buffers
 // described by `md`, on this thread's stream, with the thread count the kernel set before it
-// made the primitive (set_threads). `what` names the primitive in the error raised if oneDNN
-// fails.
-// `scratch`: the primitive's scratch memory (make_scratchpad), if it needs one.
-void execute_src_dst(const KernelContext& ctx, const dnnl::primitive& prim,
-                     const dnnl::memory::desc& md, const float* src, float* dst, const char* what,
-                     const dnnl::memory& scratch = dnnl::memory());
+// made the primitive (set_threads). A dnnl::error propagates (DnnlKernel reports it, naming the
+// node). `scratch`: the primitive's scratch memory (make_scratchpad), if it needs one.
+void execute_src_dst(const dnnl::primitive& prim, const dnnl::memory::desc& md, const float* src,
+                     float* dst, const dnnl::memory& scratch = dnnl::memory());
 
 // Scratch memory. oneDNN's default ("library") scratchpad is kept per thread and sized when a
 // primitive is created, so a primitive created on one thread and run on another (a Model built
@@ -82,5 +81,23 @@ void add_scratchpad(std::unordered_map<int, dnnl::memory>& args, const dnnl::mem
 
 // A reorder primitive from layout `from` to layout `to` on engine().
 dnnl::reorder make_reorder(const dnnl::memory::desc& from, const dnnl::memory::desc& to);
+
+// A primitive's weights: the node's tensor (layout `user_md`) as it is when the primitive takes
+// that layout, else reordered into the one it wants (`want`) on every call, or once when the
+// weights are a constant of the model (prepacked).
+struct PackedWeights {
+  dnnl::memory user;                     // the node's tensor, pointed at each call's buffer
+  std::optional<dnnl::reorder> reorder;  // set when the primitive wants another layout
+  dnnl::memory packed;                   // the weights in that layout
+  bool prepacked = false;                // packed holds the constant weights, reordered once
+
+  PackedWeights() = default;
+  PackedWeights(const dnnl::memory::desc& user_md, const dnnl::memory::desc& want);
+  // The memory the primitive reads.
+  const dnnl::memory& arg() const { return reorder ? packed : user; }
+  // Readies the weights `w` for a call on stream `s`; `constant`: they never change, so once
+  // packed they stay so.
+  void prepare(dnnl::stream& s, const float* w, bool constant);
+};
 
 }  // namespace tandem::cpu

@@ -13,11 +13,10 @@
 // factory time when the graph shows them and run on the reference kernel when seen at run time.
 #include <cmath>
 #include <limits>
-#include <map>
-#include <mutex>
-#include <unordered_map>
+#include <optional>
 
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
 #include "core/error.h"
 #include "ops/shape_utils.h"
@@ -31,16 +30,16 @@ using Dt = memory::data_type;
 using Alg = dnnl::algorithm;
 
 struct EltwisePlan {
-  bool use_reference = false;  // oneDNN could not build a primitive for it
   memory::desc md;
   dnnl::eltwise_forward prim;
   memory scratch;  // the primitive's scratchpad (user mode)
 };
 
-class EltwiseKernel : public Kernel {
+// One plan per element count.
+class EltwiseKernel : public DnnlKernel<int64_t, EltwisePlan> {
  public:
   EltwiseKernel(const Node& node, Alg alg, float alpha, float beta)
-      : ref_(make_reference_kernel(node)), alg_(alg), alpha_(alpha), beta_(beta) {}
+      : DnnlKernel(node, "eltwise"), alg_(alg), alpha_(alpha), beta_(beta) {}
 
   // oneDNN's eltwise runs in place (src and dst the same buffer).
   int in_place_input(std::span<const TensorType* const> inputs,
@@ -51,53 +50,36 @@ class EltwiseKernel : public Kernel {
                : -1;
   }
 
-  void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-               std::span<Tensor* const> outputs) override {
-    const Tensor* x = inputs.empty() ? nullptr : inputs[0];
-    Tensor* y = outputs.empty() ? nullptr : outputs[0];
-    if (!x || !y || x->dtype() != DataType::kFloat32 || y->dtype() != DataType::kFloat32 ||
-        x->numel() == 0 || x->numel() != y->numel()) {
-      note_reference_fallback();
-      ref_->compute(ctx, inputs, outputs);
-      return;
-    }
-    std::lock_guard<std::mutex> lock(mu_);
-    set_threads(
-        threads_for(ctx, static_cast<double>(x->numel())));  // before oneDNN makes the primitive
-    EltwisePlan& p = plan_for(x->numel());
-    if (p.use_reference) {
-      note_reference_fallback();
-      ref_->compute(ctx, inputs, outputs);
-      return;
-    }
-    execute_src_dst(ctx, p.prim, p.md, x->data<float>(), y->data<float>(), "eltwise", p.scratch);
-  }
-
  private:
-  EltwisePlan& plan_for(int64_t n) {
-    auto it = plans_.find(n);
-    if (it != plans_.end()) return it->second;
-    if (plans_.size() >= kMaxPlans) plans_.clear();  // shapes keep changing: start over
-    EltwisePlan p;
-    try {
-      p.md = memory::desc({n}, Dt::f32, memory::format_tag::a);
-      dnnl::eltwise_forward::desc d(dnnl::prop_kind::forward_inference, alg_, p.md, alpha_, beta_);
-      dnnl::eltwise_forward::primitive_desc pd(d, user_scratchpad(), engine());
-      p.prim = dnnl::eltwise_forward(pd);
-      p.scratch = make_scratchpad(pd.scratchpad_desc());
-    } catch (const dnnl::error&) {
-      p = EltwisePlan{};
-      p.use_reference = true;
-    }
-    return plans_[n] = std::move(p);
+  bool applies(const Call& c) const override {
+    const Tensor* x = c.in(0);
+    const Tensor* y = c.out(0);
+    return x && y && x->dtype() == DataType::kFloat32 && y->dtype() == DataType::kFloat32 &&
+           x->numel() != 0 && x->numel() == y->numel();
   }
 
-  static constexpr size_t kMaxPlans = 16;
-  std::unique_ptr<Kernel> ref_;
+  int threads(const Call& c) const override {
+    return threads_for(c.ctx, static_cast<double>(c.in(0)->numel()));
+  }
+
+  int64_t key(const Call& c, int) const override { return c.in(0)->numel(); }
+
+  std::optional<EltwisePlan> make_plan(const Call& c) const override {
+    EltwisePlan p;
+    p.md = memory::desc({c.in(0)->numel()}, Dt::f32, memory::format_tag::a);
+    dnnl::eltwise_forward::desc d(dnnl::prop_kind::forward_inference, alg_, p.md, alpha_, beta_);
+    dnnl::eltwise_forward::primitive_desc pd(d, user_scratchpad(), engine());
+    p.prim = dnnl::eltwise_forward(pd);
+    p.scratch = make_scratchpad(pd.scratchpad_desc());
+    return p;
+  }
+
+  void run(const Call& c, EltwisePlan& p) override {
+    execute_src_dst(p.prim, p.md, c.in(0)->data<float>(), c.out(0)->data<float>(), p.scratch);
+  }
+
   Alg alg_;
   float alpha_, beta_;
-  std::mutex mu_;
-  std::map<int64_t, EltwisePlan> plans_;
 };
 
 // Whether the graph already shows a dtype other than float32 for input 0.

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
 #include "backends/cpu/simd.h"
 #include "ops/schema.h"
@@ -80,11 +81,11 @@ TANDEM_SIMD_DISPATCH(erf_loop, (const float* x, float* y, int64_t n), (x, y, n))
 
 // One float32 value per element, computed by `loop` over a contiguous range (Erf, Gelu): chunks
 // of 4096 values (whole vectors) spread over the threads, `cost` work units per value.
-class VectorLoopKernel : public Kernel {
+class VectorLoopKernel : public FallbackKernel {
  public:
   using Loop = std::function<void(const float* x, float* y, int64_t n)>;
   VectorLoopKernel(const Node& node, Loop loop, double cost)
-      : ref_(make_reference_kernel(node)), loop_(std::move(loop)), cost_(cost) {}
+      : FallbackKernel(node), loop_(std::move(loop)), cost_(cost) {}
 
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {
@@ -92,8 +93,7 @@ class VectorLoopKernel : public Kernel {
     Tensor* y = outputs[0];
     if (x->dtype() != DataType::kFloat32 || y->dtype() != DataType::kFloat32 ||
         x->numel() != y->numel()) {
-      note_reference_fallback();
-      ref_->compute(ctx, inputs, outputs);
+      fall_back({ctx, inputs, outputs});
       return;
     }
     const float* xd = x->data<float>();
@@ -108,14 +108,13 @@ class VectorLoopKernel : public Kernel {
   }
 
  private:
-  std::unique_ptr<Kernel> ref_;
   Loop loop_;
   double cost_;
 };
 
-class GeGLUKernel : public Kernel {
+class GeGLUKernel : public FallbackKernel {
  public:
-  GeGLUKernel(const Node& node, bool tanh) : ref_(make_reference_kernel(node)), tanh_(tanh) {}
+  GeGLUKernel(const Node& node, bool tanh) : FallbackKernel(node), tanh_(tanh) {}
 
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {
@@ -124,8 +123,7 @@ class GeGLUKernel : public Kernel {
     const int64_t d = x->rank() > 0 ? x->shape().back() : 0;
     if (x->dtype() != DataType::kFloat32 || y->dtype() != DataType::kFloat32 || d % 2 != 0 ||
         d == 0 || y->numel() * 2 != x->numel()) {
-      note_reference_fallback();
-      ref_->compute(ctx, inputs, outputs);
+      fall_back({ctx, inputs, outputs});
       return;
     }
     const int64_t half = d / 2, rows = x->numel() / d;
@@ -137,7 +135,6 @@ class GeGLUKernel : public Kernel {
   }
 
  private:
-  std::unique_ptr<Kernel> ref_;
   bool tanh_;
 };
 

@@ -11,6 +11,7 @@
 #endif
 
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
 #include "backends/cpu/transpose.h"
 #include "ops/schema.h"
@@ -88,10 +89,9 @@ void transpose_matrices(const KernelContext& ctx, const void* src, void* dst, in
 
 namespace {
 
-class LayoutKernel : public Kernel {
+class LayoutKernel : public FallbackKernel {
  public:
-  LayoutKernel(const Node& node, bool to_last)
-      : ref_(make_reference_kernel(node)), to_last_(to_last) {}
+  LayoutKernel(const Node& node, bool to_last) : FallbackKernel(node), to_last_(to_last) {}
 
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {
@@ -99,8 +99,7 @@ class LayoutKernel : public Kernel {
     Tensor* y = outputs.empty() ? nullptr : outputs[0];
     if (!x || !y || x->rank() != 4 || dtype_size(x->dtype()) != 4 || y->dtype() != x->dtype() ||
         y->numel() != x->numel()) {
-      note_reference_fallback();
-      ref_->compute(ctx, inputs, outputs);
+      fall_back({ctx, inputs, outputs});
       return;
     }
     // NCHW -> NHWC transposes [C, HW] per item; NHWC -> NCHW transposes [HW, C].
@@ -115,7 +114,6 @@ class LayoutKernel : public Kernel {
   }
 
  private:
-  std::unique_ptr<Kernel> ref_;
   bool to_last_;
 };
 

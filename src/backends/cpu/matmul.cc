@@ -15,13 +15,12 @@
 // model) is reordered once into the layout the primitive prefers (prepacked). 1-D operands,
 // other dtypes and empty tensors run on the reference kernel the node holds.
 #include <algorithm>
-#include <map>
-#include <mutex>
 #include <optional>
 #include <unordered_map>
 #include <vector>
 
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
 #include "core/error.h"
 #include "ops/schema.h"
@@ -33,13 +32,6 @@ namespace {
 
 using dnnl::memory;
 using Dt = memory::data_type;
-
-// Row-major strides of `dims`.
-memory::dims row_major(const memory::dims& dims) {
-  memory::dims s(dims.size(), 1);
-  for (size_t i = dims.size(); i-- > 1;) s[i - 1] = s[i] * dims[i];
-  return s;
-}
 
 // The problem as oneDNN sees it: the plain descriptors of A, B, Y (and C), all the same rank.
 struct Problem {
@@ -56,95 +48,100 @@ struct Problem {
 };
 
 struct MatmulPlan {
-  bool use_reference = false;  // oneDNN could not build a primitive for it
   Problem pr;
   dnnl::matmul::primitive_desc pd;
   dnnl::matmul prim;
-  std::optional<dnnl::reorder> b_reorder;  // set when the primitive wants another B layout
-  memory b_mem;                            // B in that layout
-  bool b_prepacked = false;                // b_mem holds the constant B, reordered once
-  std::vector<float> c_buf;                // beta * C expanded, when c_expand
-  memory scratch;                          // the primitive's scratchpad (user mode)
+  PackedWeights b;
+  std::vector<float> c_buf;  // beta * C expanded, when c_expand
+  memory scratch;            // the primitive's scratchpad (user mode)
 };
 
-class MatmulKernel : public Kernel {
+// One plan per (A, B, C or bias, residual) shapes.
+class MatmulKernel : public DnnlKernel<std::vector<int64_t>, MatmulPlan> {
  public:
   enum class Kind { kMatMul, kGemm, kFused };
 
   MatmulKernel(const Node& node, Kind kind)
-      : ref_(make_reference_kernel(node)),
+      : DnnlKernel(node, "matmul"),
         gemm_(kind == Kind::kGemm),
         fused_(kind == Kind::kFused),
         constant_b_(node.has_input(1) && node.inputs[1]->is_constant()) {}
 
-  void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-               std::span<Tensor* const> outputs) override {
-    const Tensor* a = inputs.size() > 0 ? inputs[0] : nullptr;
-    const Tensor* b = inputs.size() > 1 ? inputs[1] : nullptr;
-    const Tensor* c = gemm_ && inputs.size() > 2 ? inputs[2] : nullptr;
-    const Tensor* bias = fused_ && inputs.size() > 2 ? inputs[2] : nullptr;
-    const Tensor* residual = fused_ && inputs.size() > 3 ? inputs[3] : nullptr;
-    Tensor* y = outputs.empty() ? nullptr : outputs[0];
-    if (!applies(a, b, c, y) || !applies_fused(bias, residual)) {
-      note_reference_fallback();
-      ref_->compute(ctx, inputs, outputs);
-      return;
-    }
-    std::lock_guard<std::mutex> lock(mu_);
-    // Work: M * N * K multiply-adds (y's size times K), 16 to a vector instruction, so a
-    // multiply-add counts as 1/8 of an element moved. Set before the primitive is made, too:
-    // oneDNN sizes some primitives' thread team when it creates them.
-    const double k = static_cast<double>(a->shape().back());
-    set_threads(threads_for(ctx, static_cast<double>(y->numel()) * k / 8));
-    MatmulPlan& p = plan_for(ctx.node, *a, *b, gemm_ ? c : bias, residual, *y);
-    if (p.use_reference) {
-      note_reference_fallback();
-      ref_->compute(ctx, inputs, outputs);
-      return;
-    }
-    dnnl::stream& s = stream();
-    try {
-      memory a_mem(p.pr.a_md, engine(), const_cast<float*>(a->data<float>()));
-      memory y_mem(p.pr.y_md, engine(), y->data<float>());
-      memory weights;
-      if (p.b_prepacked) {
-        weights = p.b_mem;
-      } else {
-        memory b_user(p.pr.b_md, engine(), const_cast<float*>(b->data<float>()));
-        if (p.b_reorder) {
-          p.b_reorder->execute(s, b_user, p.b_mem);
-          weights = p.b_mem;
-          p.b_prepacked = constant_b_;  // a constant B stays packed from now on
-        } else {
-          weights = b_user;
-        }
-      }
-      std::unordered_map<int, memory> args{
-          {DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, y_mem}};
-      if (p.pr.has_c) {
-        const float* c_data = c->data<float>();
-        if (p.pr.c_expand) {
-          expand_c(p, *c);
-          c_data = p.c_buf.data();
-        }
-        args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] =
-            memory(p.pr.c_md, engine(), const_cast<float*>(c_data));
-      }
-      if (p.pr.has_bias)
-        args[DNNL_ARG_BIAS] =
-            memory(p.pr.bias_md, engine(), const_cast<float*>(bias->data<float>()));
-      if (p.pr.has_residual)
-        args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] =
-            memory(p.pr.residual_md, engine(), const_cast<float*>(residual->data<float>()));
-      add_scratchpad(args, p.scratch);
-      p.prim.execute(s, args);
-      s.wait();
-    } catch (const dnnl::error& e) {
-      raise(ErrorCode::kInternal, "{}: oneDNN matmul failed: {}", ctx.node.describe(), e.what());
-    }
+ private:
+  // Gemm's C, or FusedMatMul's bias and residual.
+  const Tensor* c_of(const Call& c) const { return gemm_ ? c.in(2) : nullptr; }
+  const Tensor* bias_of(const Call& c) const { return fused_ ? c.in(2) : nullptr; }
+  const Tensor* residual_of(const Call& c) const { return fused_ ? c.in(3) : nullptr; }
+
+  bool applies(const Call& c) const override {
+    return applies(c.in(0), c.in(1), c_of(c), c.out(0)) &&
+           applies_fused(bias_of(c), residual_of(c));
   }
 
- private:
+  // Work: M * N * K multiply-adds (y's size times K), 16 to a vector instruction, so a
+  // multiply-add counts as 1/8 of an element moved.
+  int threads(const Call& c) const override {
+    const double k = static_cast<double>(c.in(0)->shape().back());
+    return threads_for(c.ctx, static_cast<double>(c.out(0)->numel()) * k / 8);
+  }
+
+  std::vector<int64_t> key(const Call& call, int) const override {
+    const Tensor* c = gemm_ ? c_of(call) : bias_of(call);
+    const Tensor* residual = residual_of(call);
+    std::vector<int64_t> key = call.in(0)->shape();
+    key.push_back(-1);
+    key.insert(key.end(), call.in(1)->shape().begin(), call.in(1)->shape().end());
+    key.push_back(-1);
+    if (c) key.insert(key.end(), c->shape().begin(), c->shape().end());
+    key.push_back(-2);
+    if (residual) key.insert(key.end(), residual->shape().begin(), residual->shape().end());
+    return key;
+  }
+
+  std::optional<MatmulPlan> make_plan(const Call& call) const override {
+    const Node& node = call.node();
+    const Shape &as = call.in(0)->shape(), &bs = call.in(1)->shape(), &ys = call.out(0)->shape();
+    Problem pr;
+    if (gemm_) {
+      pr = gemm_problem(node, as, bs, c_of(call), ys);
+    } else if (fused_) {
+      pr = fused_problem(node, as, bs, bias_of(call), residual_of(call), ys);
+    } else {
+      pr = matmul_problem(node, as, bs, ys);
+    }
+    if (pr.unsupported) return std::nullopt;
+    return make_plan(std::move(pr));
+  }
+
+  void run(const Call& call, MatmulPlan& p) override {
+    const Tensor *a = call.in(0), *b = call.in(1), *c = c_of(call);
+    const Tensor *bias = bias_of(call), *residual = residual_of(call);
+    Tensor* y = call.out(0);
+    dnnl::stream& s = stream();
+    memory a_mem(p.pr.a_md, engine(), const_cast<float*>(a->data<float>()));
+    memory y_mem(p.pr.y_md, engine(), y->data<float>());
+    p.b.prepare(s, b->data<float>(), constant_b_);
+    std::unordered_map<int, memory> args{
+        {DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, p.b.arg()}, {DNNL_ARG_DST, y_mem}};
+    if (p.pr.has_c) {
+      const float* c_data = c->data<float>();
+      if (p.pr.c_expand) {
+        expand_c(p, *c);
+        c_data = p.c_buf.data();
+      }
+      args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] =
+          memory(p.pr.c_md, engine(), const_cast<float*>(c_data));
+    }
+    if (p.pr.has_bias)
+      args[DNNL_ARG_BIAS] = memory(p.pr.bias_md, engine(), const_cast<float*>(bias->data<float>()));
+    if (p.pr.has_residual)
+      args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] =
+          memory(p.pr.residual_md, engine(), const_cast<float*>(residual->data<float>()));
+    add_scratchpad(args, p.scratch);
+    p.prim.execute(s, args);
+    s.wait();
+  }
+
   // Whether the oneDNN path handles these tensors: float32, rank >= 2, data to compute.
   static bool applies(const Tensor* a, const Tensor* b, const Tensor* c, const Tensor* y) {
     if (!a || !b || !y) return false;
@@ -168,35 +165,6 @@ class MatmulKernel : public Kernel {
     p.c_buf.resize(static_cast<size_t>(m * n));
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j) p.c_buf[i * n + j] = p.pr.beta * cd[i * cs[0] + j * cs[1]];
-  }
-
-  // c: Gemm's C, or FusedMatMul's bias.
-  MatmulPlan& plan_for(const Node& node, const Tensor& a, const Tensor& b, const Tensor* c,
-                       const Tensor* residual, const Tensor& y) {
-    std::vector<int64_t> key = a.shape();
-    key.push_back(-1);
-    key.insert(key.end(), b.shape().begin(), b.shape().end());
-    key.push_back(-1);
-    if (c) key.insert(key.end(), c->shape().begin(), c->shape().end());
-    key.push_back(-2);
-    if (residual) key.insert(key.end(), residual->shape().begin(), residual->shape().end());
-    auto it = plans_.find(key);
-    if (it != plans_.end()) return it->second;
-    if (plans_.size() >= kMaxPlans) plans_.clear();  // shapes keep changing: start over
-    Problem pr;
-    if (gemm_) {
-      pr = gemm_problem(node, a.shape(), b.shape(), c, y.shape());
-    } else if (fused_) {
-      pr = fused_problem(node, a.shape(), b.shape(), c, residual, y.shape());
-    } else {
-      pr = matmul_problem(node, a.shape(), b.shape(), y.shape());
-    }
-    if (pr.unsupported) {
-      MatmulPlan fallback;
-      fallback.use_reference = true;
-      return plans_[key] = std::move(fallback);
-    }
-    return plans_[key] = make_plan(std::move(pr));
   }
 
   // MatMul(A, B) + bias + residual: the MatMul problem when the output is MatMul's own shape, the
@@ -327,45 +295,30 @@ class MatmulKernel : public Kernel {
   MatmulPlan make_plan(Problem pr) const {
     MatmulPlan p;
     p.pr = std::move(pr);
-    try {
-      dnnl::primitive_attr attr;
-      if (p.pr.alpha != 1.0f) attr.set_output_scales(0, {p.pr.alpha});
-      if (p.pr.has_c || p.pr.has_residual) {
-        dnnl::post_ops ops;
-        ops.append_binary(dnnl::algorithm::binary_add, p.pr.has_c ? p.pr.c_md : p.pr.residual_md);
-        attr.set_post_ops(ops);
-      }
-      // A constant B may take whatever layout the primitive likes best (prepacked once); a B
-      // computed at run time is used as it is.
-      memory::desc b_want = constant_b_
-                                ? memory::desc(p.pr.b_md.dims(), Dt::f32, memory::format_tag::any)
-                                : p.pr.b_md;
-      dnnl::matmul::desc desc = p.pr.has_bias
-                                    ? dnnl::matmul::desc(p.pr.a_md, b_want, p.pr.bias_md, p.pr.y_md)
-                                    : dnnl::matmul::desc(p.pr.a_md, b_want, p.pr.y_md);
-      p.pd = dnnl::matmul::primitive_desc(desc, user_scratchpad(attr), engine());
-      p.prim = dnnl::matmul(p.pd);
-      p.scratch = make_scratchpad(p.pd.scratchpad_desc());
-      if (p.pd.weights_desc() != p.pr.b_md) {
-        p.b_mem = memory(p.pd.weights_desc(), engine());
-        p.b_reorder = make_reorder(p.pr.b_md, p.pd.weights_desc());
-      }
-    } catch (const dnnl::error&) {
-      // No oneDNN implementation for this problem: the reference kernel computes it.
-      MatmulPlan fallback;
-      fallback.use_reference = true;
-      return fallback;
+    dnnl::primitive_attr attr;
+    if (p.pr.alpha != 1.0f) attr.set_output_scales(0, {p.pr.alpha});
+    if (p.pr.has_c || p.pr.has_residual) {
+      dnnl::post_ops ops;
+      ops.append_binary(dnnl::algorithm::binary_add, p.pr.has_c ? p.pr.c_md : p.pr.residual_md);
+      attr.set_post_ops(ops);
     }
+    // A constant B may take whatever layout the primitive likes best (prepacked once); a B
+    // computed at run time is used as it is.
+    memory::desc b_want =
+        constant_b_ ? memory::desc(p.pr.b_md.dims(), Dt::f32, memory::format_tag::any) : p.pr.b_md;
+    dnnl::matmul::desc desc = p.pr.has_bias
+                                  ? dnnl::matmul::desc(p.pr.a_md, b_want, p.pr.bias_md, p.pr.y_md)
+                                  : dnnl::matmul::desc(p.pr.a_md, b_want, p.pr.y_md);
+    p.pd = dnnl::matmul::primitive_desc(desc, user_scratchpad(attr), engine());
+    p.prim = dnnl::matmul(p.pd);
+    p.scratch = make_scratchpad(p.pd.scratchpad_desc());
+    p.b = PackedWeights(p.pr.b_md, p.pd.weights_desc());
     return p;
   }
 
-  static constexpr size_t kMaxPlans = 16;
-  std::unique_ptr<Kernel> ref_;
   bool gemm_;
   bool fused_;
   bool constant_b_;
-  std::mutex mu_;
-  std::map<std::vector<int64_t>, MatmulPlan> plans_;
 };
 
 // Declines (nullptr → the reference backend) what the graph already shows the fast path does

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
 #include "backends/cpu/simd.h"
 #include "core/error.h"
@@ -142,18 +143,15 @@ bool is_f32(const Tensor* t) {
 using FastFn = bool (*)(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                         std::span<Tensor* const> outputs);
 
-class NormKernel : public Kernel {
+class NormKernel : public FallbackKernel {
  public:
-  NormKernel(const Node& node, FastFn fast) : ref_(make_reference_kernel(node)), fast_(fast) {}
+  NormKernel(const Node& node, FastFn fast) : FallbackKernel(node), fast_(fast) {}
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {
-    if (fast_(ctx, inputs, outputs)) return;
-    note_reference_fallback();
-    ref_->compute(ctx, inputs, outputs);
+    if (!fast_(ctx, inputs, outputs)) fall_back({ctx, inputs, outputs});
   }
 
  private:
-  std::unique_ptr<Kernel> ref_;
   FastFn fast_;
 };
 

@@ -14,12 +14,12 @@
 //   pooling on NHWC memory, and global pools that add whole rows of C channels at a time.
 #include <algorithm>
 #include <limits>
-#include <map>
-#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
 #include "core/error.h"
 #include "ops/layout.h"
@@ -36,7 +36,6 @@ using Dt = memory::data_type;
 constexpr int64_t kMinParallelElements = 1 << 15;
 
 struct PoolPlan {
-  bool use_reference = false;
   memory::desc x_md, y_md;
   dnnl::pooling_v2_forward prim;
   memory scratch;  // the primitive's scratchpad (user mode)
@@ -46,62 +45,50 @@ Tag plain_tag(size_t rank) {
   return rank == 3 ? Tag::ncw : rank == 4 ? Tag::nchw : Tag::ncdhw;
 }
 
-class PoolKernel : public Kernel {
+// One plan per (X shape, Y shape).
+class PoolKernel : public DnnlKernel<std::vector<int64_t>, PoolPlan> {
  public:
   PoolKernel(const Node& node, bool is_max)
-      : ref_(make_reference_kernel(node)),
-        is_max_(is_max),
-        channels_last_(is_channels_last(node)) {}
-
-  void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-               std::span<Tensor* const> outputs) override {
-    const Tensor* x = inputs.empty() ? nullptr : inputs[0];
-    Tensor* y = outputs.empty() ? nullptr : outputs[0];
-    const bool indices = outputs.size() > 1 && outputs[1];
-    if (!x || !y || indices || x->dtype() != DataType::kFloat32 || x->rank() < 3 || x->rank() > 5 ||
-        y->rank() != x->rank() || x->numel() == 0 || y->numel() == 0) {
-      note_reference_fallback();
-      ref_->compute(ctx, inputs, outputs);
-      return;
-    }
-    std::lock_guard<std::mutex> lock(mu_);
-    set_threads(ctx.pool.size());  // before the plan: oneDNN primitives keep the count they see
-    PoolPlan& p = channels_last_
-                      ? plan_for(ctx.node, nhwc_to_nchw(x->shape()), nhwc_to_nchw(y->shape()))
-                      : plan_for(ctx.node, x->shape(), y->shape());
-    if (p.use_reference) {
-      note_reference_fallback();
-      ref_->compute(ctx, inputs, outputs);
-      return;
-    }
-    dnnl::stream& s = stream();
-    try {
-      memory src(p.x_md, engine(), const_cast<float*>(x->data<float>()));
-      memory dst(p.y_md, engine(), y->data<float>());
-      std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
-      add_scratchpad(args, p.scratch);
-      p.prim.execute(s, args);
-      s.wait();
-    } catch (const dnnl::error& e) {
-      raise(ErrorCode::kInternal, "{}: oneDNN pooling failed: {}", ctx.node.describe(), e.what());
-    }
-  }
+      : DnnlKernel(node, "pooling"), is_max_(is_max), channels_last_(is_channels_last(node)) {}
 
  private:
-  PoolPlan& plan_for(const Node& node, const Shape& xs, const Shape& ys) {
-    std::vector<int64_t> key = xs;
-    key.insert(key.end(), ys.begin(), ys.end());
-    auto it = plans_.find(key);
-    if (it != plans_.end()) return it->second;
-    if (plans_.size() >= kMaxPlans) plans_.clear();
-    return plans_[key] = make_plan(node, xs, ys);
+  bool applies(const Call& c) const override {
+    const Tensor* x = c.in(0);
+    const Tensor* y = c.out(0);
+    const bool indices = c.out(1) != nullptr;
+    return x && y && !indices && x->dtype() == DataType::kFloat32 && x->rank() >= 3 &&
+           x->rank() <= 5 && y->rank() == x->rank() && x->numel() != 0 && y->numel() != 0;
   }
 
-  // The oneDNN geometry for X -> Y as the schema (ops/pool.cc) and the reference kernel define
-  // it; use_reference where oneDNN would compute something else.
-  PoolPlan make_plan(const Node& node, const Shape& xs, const Shape& ys) const {
-    PoolPlan p;
-    p.use_reference = true;
+  // The whole pool: oneDNN's pooling primitives keep the count they see when made.
+  int threads(const Call& c) const override { return c.ctx.pool.size(); }
+
+  std::vector<int64_t> key(const Call& c, int) const override {
+    std::vector<int64_t> key = c.in(0)->shape();
+    key.insert(key.end(), c.out(0)->shape().begin(), c.out(0)->shape().end());
+    return key;
+  }
+
+  std::optional<PoolPlan> make_plan(const Call& c) const override {
+    const Shape& xs = c.in(0)->shape();
+    const Shape& ys = c.out(0)->shape();
+    return channels_last_ ? make_plan(c.node(), nhwc_to_nchw(xs), nhwc_to_nchw(ys))
+                          : make_plan(c.node(), xs, ys);
+  }
+
+  void run(const Call& c, PoolPlan& p) override {
+    dnnl::stream& s = stream();
+    memory src(p.x_md, engine(), const_cast<float*>(c.in(0)->data<float>()));
+    memory dst(p.y_md, engine(), c.out(0)->data<float>());
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
+    add_scratchpad(args, p.scratch);
+    p.prim.execute(s, args);
+    s.wait();
+  }
+
+  // The oneDNN geometry for X -> Y (NCHW shapes) as the schema (ops/pool.cc) and the reference
+  // kernel define it; std::nullopt where oneDNN would compute something else.
+  std::optional<PoolPlan> make_plan(const Node& node, const Shape& xs, const Shape& ys) const {
     const size_t n = xs.size() - 2;
     const std::vector<int64_t> kernel = node.attr_ints_or("kernel_shape", {});
     const std::vector<int64_t> strides = node.attr_ints_or("strides", std::vector<int64_t>(n, 1));
@@ -112,7 +99,7 @@ class PoolKernel : public Kernel {
     const bool include_pad = !is_max_ && node.attr_int_or("count_include_pad", 0) != 0;
     if (kernel.size() != n || strides.size() != n || dilations.size() != n ||
         pads.size() != 2 * n || ys[0] != xs[0] || ys[1] != xs[1])
-      return p;
+      return std::nullopt;
     memory::dims d_kernel, d_strides, d_dilation, pad_l, pad_r;
     for (size_t i = 0; i < n; ++i) {
       const int64_t in = xs[i + 2], out = ys[i + 2], s = strides[i];
@@ -130,44 +117,35 @@ class PoolKernel : public Kernel {
       // window becomes extra end padding.
       int64_t pr = pe;
       if ((in + pb + pr - k_eff) / s + 1 < out) {
-        if (include_pad) return p;  // ONNX does not count the extension; oneDNN would
+        if (include_pad) return std::nullopt;  // ONNX does not count the extension; oneDNN would
         pr = (out - 1) * s + k_eff - in - pb;
       }
-      if (in + pb + pr < k_eff || (in + pb + pr - k_eff) / s + 1 != out) return p;
+      if (in + pb + pr < k_eff || (in + pb + pr - k_eff) / s + 1 != out) return std::nullopt;
       // A window entirely in the padding: ONNX and oneDNN disagree on what it gives.
-      if (pb >= k_eff || pr >= k_eff) return p;
+      if (pb >= k_eff || pr >= k_eff) return std::nullopt;
       d_kernel.push_back(kernel[i]);
       d_strides.push_back(s);
       d_dilation.push_back(dilations[i] - 1);  // oneDNN counts the gaps
       pad_l.push_back(pb);
       pad_r.push_back(pr);
     }
-    try {
-      const Tag tag = channels_last_ ? Tag::nhwc : plain_tag(xs.size());
-      p.x_md = memory::desc(to_dims(xs), Dt::f32, tag);
-      p.y_md = memory::desc(to_dims(ys), Dt::f32, tag);
-      const auto alg = is_max_       ? dnnl::algorithm::pooling_max
-                       : include_pad ? dnnl::algorithm::pooling_avg_include_padding
-                                     : dnnl::algorithm::pooling_avg_exclude_padding;
-      dnnl::pooling_v2_forward::desc d(dnnl::prop_kind::forward_inference, alg, p.x_md, p.y_md,
-                                       d_strides, d_kernel, d_dilation, pad_l, pad_r);
-      dnnl::pooling_v2_forward::primitive_desc pd(d, user_scratchpad(), engine());
-      p.prim = dnnl::pooling_v2_forward(pd);
-      p.scratch = make_scratchpad(pd.scratchpad_desc());
-      p.use_reference = false;
-    } catch (const dnnl::error&) {
-      p = PoolPlan{};
-      p.use_reference = true;
-    }
+    const Tag tag = channels_last_ ? Tag::nhwc : plain_tag(xs.size());
+    PoolPlan p;
+    p.x_md = memory::desc(to_dims(xs), Dt::f32, tag);
+    p.y_md = memory::desc(to_dims(ys), Dt::f32, tag);
+    const auto alg = is_max_       ? dnnl::algorithm::pooling_max
+                     : include_pad ? dnnl::algorithm::pooling_avg_include_padding
+                                   : dnnl::algorithm::pooling_avg_exclude_padding;
+    dnnl::pooling_v2_forward::desc d(dnnl::prop_kind::forward_inference, alg, p.x_md, p.y_md,
+                                     d_strides, d_kernel, d_dilation, pad_l, pad_r);
+    dnnl::pooling_v2_forward::primitive_desc pd(d, user_scratchpad(), engine());
+    p.prim = dnnl::pooling_v2_forward(pd);
+    p.scratch = make_scratchpad(pd.scratchpad_desc());
     return p;
   }
 
-  static constexpr size_t kMaxPlans = 16;
-  std::unique_ptr<Kernel> ref_;
   bool is_max_;
   bool channels_last_;  // NHWC X and Y
-  std::mutex mu_;
-  std::map<std::vector<int64_t>, PoolPlan> plans_;
 };
 
 // acc[i] += row[i] and out[i] = max(out[i], row[i]) over one NHWC row of C channels (forced
@@ -182,12 +160,10 @@ void max_row(float* out, const float* row, int64_t c) {
 }
 
 // GlobalAveragePool / GlobalMaxPool over contiguous planes.
-class GlobalPoolKernel : public Kernel {
+class GlobalPoolKernel : public FallbackKernel {
  public:
   GlobalPoolKernel(const Node& node, bool is_max)
-      : ref_(make_reference_kernel(node)),
-        is_max_(is_max),
-        channels_last_(is_channels_last(node)) {}
+      : FallbackKernel(node), is_max_(is_max), channels_last_(is_channels_last(node)) {}
 
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {
@@ -196,8 +172,7 @@ class GlobalPoolKernel : public Kernel {
     if (!x || !y || x->dtype() != DataType::kFloat32 || x->rank() < 3 || x->numel() == 0 ||
         (channels_last_ && x->rank() != 4) ||
         y->numel() != x->dim(0) * x->dim(channels_last_ ? 3 : 1)) {
-      note_reference_fallback();
-      ref_->compute(ctx, inputs, outputs);
+      fall_back({ctx, inputs, outputs});
       return;
     }
     if (channels_last_) {
@@ -268,7 +243,6 @@ class GlobalPoolKernel : public Kernel {
     }
   }
 
-  std::unique_ptr<Kernel> ref_;
   bool is_max_;
   bool channels_last_;  // NHWC X and Y
 };

@@ -1,20 +1,22 @@
-// The CPU backend's RNN, GRU and LSTM: float32, hand-written AVX2/FMA loops, with AVX-512 for
-// the matrix products where the CPU has it.
+// The CPU backend's RNN, GRU and LSTM: float32, vector loops written once over simd.h's vector
+// type and compiled for AVX-512, AVX2 + FMA and SSE2 (the widest the CPU has, within simd.h's
+// cap).
 //
 // Per call: (1) the input projection X W^T + biases of every time step and direction at once,
 // one small GEMM over the prepacked W of all directions; (2) per direction the steps, each one
 // small GEMM h R^T over the prepacked R (a GEMV at batch 1) followed by the gate
-// nonlinearities, fused per 8 units (sigmoid as 1 / (1 + exp(-x)) with a polynomial exp, tanh as
-// a rational function: ~3e-7 relative error against double).
+// nonlinearities, fused per vector of units (simd.h's sigmoid, on its polynomial exp, and its
+// rational tanh).
 //
-// Packed layouts: each gate's H units are padded to Hp (a multiple of the vector width, 8 or 16
-// floats), so every gate starts on a vector boundary; a direction's N = gates * Hp columns. W is
+// Packed layouts: each gate's H units are padded to Hp (a multiple of the vector width: 4, 8 or
+// 16 floats), so every gate starts on a vector boundary; a direction's N = gates * Hp columns. W is
 // packed to [input, dirs * N], R to [dirs][H, N] (both transposed, zeros in the padding, in
 // column panels: see the GEMM below), the input-side biases to [dirs * N] (Wb + Rb, except GRU's
 // h gate, whose Rb stays apart since it sits inside the reset gate product), LSTM's peepholes to
 // [dirs][3][Hp]. Padded lanes compute values no real lane reads (the GEMMs read only the first H
 // entries of a state row). W, R, B and P that are constants of the model (initializers) are
-// packed once, the rest on every call.
+// packed once, the rest on every call. The layout depends on the vector width, so a kernel
+// reads simd::level() once per call, repacks when it changed, and runs every loop at that level.
 //
 // Threads: the projection's panels, and the (direction, batch chunk) tasks of the steps, run in
 // parallel only when the work is large enough to pay for the wake-up; at the sizes of small
@@ -23,27 +25,27 @@
 // Everything the ONNX operators define is supported: directions, layout 0/1, optional B,
 // sequence_lens (rows finish at their own length), initial_h/initial_c, peepholes, clip,
 // input_forget, linear_before_reset, every activation (sigmoid, tanh and relu vectorized, the
-// others through the shared scalar formulas of ops/recurrent.h). Other dtypes and CPUs without
-// AVX2/FMA go to the reference kernel (declined by the factory, or delegated per call).
+// others through the shared scalar formulas of ops/recurrent.h). Other dtypes go to the
+// reference kernel (declined by the factory, or delegated per call).
 #include "ops/recurrent.h"
-
-#include <immintrin.h>
 
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <cstring>
 #include <mutex>
 #include <new>
 #include <vector>
 
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
+#include "backends/cpu/simd.h"
 #include "core/error.h"
 #include "ops/shape_utils.h"
 
-#define TANDEM_AVX2 __attribute__((target("avx2,fma")))
-#define TANDEM_AVX512 __attribute__((target("avx2,fma,avx512f")))
+// Vector helpers are always inlined into bodies compiled for their width (simd.h): the
+// calling-convention note GCC gives for wide vectors does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace tandem::cpu {
 
@@ -86,88 +88,46 @@ bool dims_are(const Tensor* t, std::initializer_list<int64_t> dims) {
   return t->rank() == dims.size() && std::equal(dims.begin(), dims.end(), t->shape().begin());
 }
 
-// ---- Vector math (AVX2 + FMA) --------------------------------------------------------------
+// ---- Vector math ---------------------------------------------------------------------------
+//
+// Everything below is written once over the vector type V of simd.h (4, 8 or 16 floats) and
+// always inlined into the functions TANDEM_SIMD_DISPATCH_AT compiles for each instruction set.
 
-TANDEM_AVX2 inline __m256 exp8(__m256 x) {
-  // exp(x) = 2^n e^r, n = round(x / ln 2), |r| <= ln 2 / 2; x is clamped so 2^n stays normal.
-  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.33f)), _mm256_set1_ps(88.0f));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);  // ln 2 in two parts
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  const __m256i e =
-      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+using simd::load;
+using simd::splat;
+using simd::store;
+
+// a[0..lanes) + b[0..lanes)
+template <class V>
+TANDEM_SIMD_INLINE V add(const float* a, const float* b) {
+  return load<V>(a) + load<V>(b);
 }
 
-TANDEM_AVX2 inline __m256 sigmoid8(__m256 x) {
-  const __m256 one = _mm256_set1_ps(1.0f);
-  return _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
-}
-
-// tanh(x) = x P(x^2) / Q(x^2) on [-7.905, 7.905] (where float tanh reaches +-1), clamped
-// beyond: the rational approximation Eigen uses.
-TANDEM_AVX2 inline __m256 tanh8(__m256 a) {
-  const __m256 c = _mm256_set1_ps(7.90531110763549805f);
-  const __m256 x = _mm256_min_ps(_mm256_max_ps(a, _mm256_sub_ps(_mm256_setzero_ps(), c)), c);
-  const __m256 x2 = _mm256_mul_ps(x, x);
-  __m256 p = _mm256_set1_ps(-2.76076847742355e-16f);
-  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(2.00018790482477e-13f));
-  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-8.60467152213735e-11f));
-  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(5.12229709037114e-08f));
-  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(1.48572235717979e-05f));
-  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(6.37261928875436e-04f));
-  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(4.89352455891786e-03f));
-  __m256 q = _mm256_set1_ps(1.19825839466702e-06f);
-  q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(1.18534705686654e-04f));
-  q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(2.26843463243900e-03f));
-  q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(4.89352518554385e-03f));
-  return _mm256_div_ps(_mm256_mul_ps(p, x), q);
-}
-
-// a[0..8) + b[0..8)
-TANDEM_AVX2 inline __m256 add8(const float* a, const float* b) {
-  return _mm256_add_ps(_mm256_loadu_ps(a), _mm256_loadu_ps(b));
-}
-
-TANDEM_AVX2 inline __m256 apply(const Act& a, __m256 x) {
+template <class V>
+TANDEM_SIMD_INLINE V apply(const Act& a, V x) {
   switch (a.kind) {
     case ActKind::kSigmoid:
-      return sigmoid8(x);
+      return simd::sigmoid(x);
     case ActKind::kTanh:
-      return tanh8(x);
+      return simd::tanh_rational(x);
     case ActKind::kRelu:
-      return _mm256_max_ps(_mm256_setzero_ps(), x);  // NaN stays NaN, as in the reference
+      return x < 0.0f ? splat<V>(0.0f) : x;  // NaN stays NaN, as in the reference
     case ActKind::kScalar:
       break;
   }
-  alignas(32) float v[8];
-  _mm256_store_ps(v, x);
+  float v[simd::lanes<V>];
+  store(v, x);
   for (float& e : v) e = static_cast<float>((*a.scalar)(e));
-  return _mm256_load_ps(v);
+  return load<V>(v);
 }
 
 // ---- Small GEMM: C[m, :N] = init + A[m, :K] B for m < M --------------------------------------
 //
-// Vectors of `lanes` floats: 8 (AVX2) or 16 (AVX-512, where the CPU has it: twice the
-// multiply-adds per instruction). B is packed in column panels: [K, N] (N a multiple of lanes)
-// cut into panels of at most 128 columns, the vectors spread evenly over them, each panel stored
-// as its K rows one after the other (row stride: the panel's width), panel after panel. A tile
-// thus reads B sequentially, and a panel stays in cache while the row blocks of A go by. init is
-// one row of N (nullptr: zeros).
-
-enum class Isa { kAvx2, kAvx512 };
-
-int64_t lanes_of(Isa isa) {
-  return isa == Isa::kAvx512 ? 16 : 8;
-}
+// Vectors of `lanes` floats (16 with AVX-512: twice the multiply-adds per instruction of AVX2's
+// 8). B is packed in column panels: [K, N] (N a multiple of lanes) cut into panels of at most 128
+// columns, the vectors spread evenly over them, each panel stored as its K rows one after the
+// other (row stride: the panel's width), panel after panel. A tile thus reads B sequentially, and
+// a panel stays in cache while the row blocks of A go by. init is one row of N (nullptr: zeros).
 
 // `n` items spread evenly over `parts`: part p's first item and count (the first n % parts
 // parts get one more).
@@ -203,167 +163,125 @@ Floats to_panels(const std::vector<float>& dense, int64_t K, int64_t N, int64_t 
   return out;
 }
 
-// The tile dispatch shared by both instruction sets: a panel's `width / lanes` vectors in tiles
-// of up to kMaxNv (as many accumulators as the registers hold), spread evenly; TILE(V) runs one
-// tile of V vectors at column `col`.
-#define TANDEM_PANEL_TILES(lanes, kMaxNv, TILE)         \
-  const int64_t vecs = width / (lanes);                 \
-  const int64_t tiles = (vecs + (kMaxNv)-1) / (kMaxNv); \
-  const Spread spread(vecs, tiles);                     \
-  int64_t col = 0;                                      \
-  for (int64_t t = 0; t < tiles; ++t) {                 \
-    const int64_t nv = spread.count(t);                 \
-    const float* in = init ? init + col : nullptr;      \
-    switch (nv) {                                       \
-      TILE(1)                                           \
-      TILE(2)                                           \
-      TILE(3)                                           \
-      TILE(4)                                           \
-      TILE(5)                                           \
-      TILE(6)                                           \
-      TILE(7)                                           \
-      TILE(8)                                           \
-      default:                                          \
-        break;                                          \
-    }                                                   \
-    col += (lanes)*nv;                                  \
-  }
-
-// The row blocks of one panel: 4 rows at a time, then the 1 to 3 left.
-#define TANDEM_PANEL_ROWS(PANEL)                                                              \
-  int64_t m = 0;                                                                              \
-  for (; m + 4 <= M; m += 4) PANEL<4>(width, K, a + m * lda, lda, bp, in, cp + m * ldc, ldc); \
-  switch (M - m) {                                                                            \
-    case 3:                                                                                   \
-      PANEL<3>(width, K, a + m * lda, lda, bp, in, cp + m * ldc, ldc);                        \
-      break;                                                                                  \
-    case 2:                                                                                   \
-      PANEL<2>(width, K, a + m * lda, lda, bp, in, cp + m * ldc, ldc);                        \
-      break;                                                                                  \
-    case 1:                                                                                   \
-      PANEL<1>(width, K, a + m * lda, lda, bp, in, cp + m * ldc, ldc);                        \
-      break;                                                                                  \
-    default:                                                                                  \
-      break;                                                                                  \
-  }
-
-template <int MR, int NV>
-TANDEM_AVX2 inline void tile_avx2(int64_t K, const float* a, int64_t lda, const float* b,
-                                  int64_t ldb, const float* init, float* c, int64_t ldc) {
-  __m256 acc[MR][NV];
+// MR rows by NV vectors of C, accumulated in registers over the K rows of one panel of B.
+template <class V, int MR, int NV>
+TANDEM_SIMD_INLINE void tile(int64_t K, const float* a, int64_t lda, const float* b, int64_t ldb,
+                             const float* init, float* c, int64_t ldc) {
+  constexpr int64_t L = simd::lanes<V>;
+  V acc[MR][NV];
 #pragma GCC unroll 8
   for (int v = 0; v < NV; ++v) {
-    const __m256 i0 = init ? _mm256_loadu_ps(init + 8 * v) : _mm256_setzero_ps();
+    const V i0 = init ? load<V>(init + L * v) : splat<V>(0.0f);
 #pragma GCC unroll 4
     for (int m = 0; m < MR; ++m) acc[m][v] = i0;
   }
   for (int64_t k = 0; k < K; ++k) {
     const float* bk = b + k * ldb;
-    __m256 bv[NV];
+    V bv[NV];
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(bk + 8 * v);
+    for (int v = 0; v < NV; ++v) bv[v] = load<V>(bk + L * v);
 #pragma GCC unroll 4
     for (int m = 0; m < MR; ++m) {
-      const __m256 av = _mm256_broadcast_ss(a + m * lda + k);
+      const V av = splat<V>(a[m * lda + k]);
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) acc[m][v] = _mm256_fmadd_ps(av, bv[v], acc[m][v]);
+      for (int v = 0; v < NV; ++v) acc[m][v] = av * bv[v] + acc[m][v];
     }
   }
 #pragma GCC unroll 4
   for (int m = 0; m < MR; ++m) {
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) _mm256_storeu_ps(c + m * ldc + 8 * v, acc[m][v]);
+    for (int v = 0; v < NV; ++v) store(c + m * ldc + L * v, acc[m][v]);
   }
 }
 
-template <int MR>
-TANDEM_AVX2 void panel_avx2(int64_t width, int64_t K, const float* a, int64_t lda, const float* b,
-                            const float* init, float* c, int64_t ldc) {
-  constexpr int kMaxNv = MR == 1 ? 8 : MR == 2 ? 4 : 2;  // 16 ymm registers
-#define TANDEM_TILE(V)                                                                        \
-  case V:                                                                                     \
-    if constexpr (V <= kMaxNv) tile_avx2<MR, V>(K, a, lda, b + col, width, in, c + col, ldc); \
+// MR rows of one panel: its `width / lanes` vectors in tiles of up to kMaxNv (as many
+// accumulators as the registers hold), spread evenly.
+template <class V, int MR>
+TANDEM_SIMD_INLINE void panel_rows(int64_t width, int64_t K, const float* a, int64_t lda,
+                                   const float* b, const float* init, float* c, int64_t ldc) {
+  constexpr int64_t L = simd::lanes<V>;
+  constexpr int kMaxNv = simd::registers<V> >= 32 ? (MR <= 2 ? 8 : 4)  // 32 zmm registers
+                         : MR == 1                ? 8
+                         : MR == 2                ? 4
+                                                  : 2;  // 16 registers
+  const int64_t vecs = width / L;
+  const int64_t tiles = (vecs + kMaxNv - 1) / kMaxNv;
+  const Spread spread(vecs, tiles);
+  int64_t col = 0;
+  for (int64_t t = 0; t < tiles; ++t) {
+    const int64_t nv = spread.count(t);
+    const float* in = init ? init + col : nullptr;
+    const float* bt = b + col;
+    float* ct = c + col;
+    switch (nv) {
+#define TANDEM_TILE(NV)                                                             \
+  case NV:                                                                          \
+    if constexpr (NV <= kMaxNv) tile<V, MR, NV>(K, a, lda, bt, width, in, ct, ldc); \
     break;
-  TANDEM_PANEL_TILES(8, kMaxNv, TANDEM_TILE)
+      TANDEM_TILE(1)
+      TANDEM_TILE(2)
+      TANDEM_TILE(3)
+      TANDEM_TILE(4)
+      TANDEM_TILE(5)
+      TANDEM_TILE(6)
+      TANDEM_TILE(7)
+      TANDEM_TILE(8)
 #undef TANDEM_TILE
-}
-
-TANDEM_AVX2 void gemm_avx2(int64_t M, int64_t K, const float* a, int64_t lda, const float* bp,
-                           const float* in, float* cp, int64_t ldc, int64_t width) {
-  TANDEM_PANEL_ROWS(panel_avx2)
-}
-
-template <int MR, int NV>
-TANDEM_AVX512 inline void tile_avx512(int64_t K, const float* a, int64_t lda, const float* b,
-                                      int64_t ldb, const float* init, float* c, int64_t ldc) {
-  __m512 acc[MR][NV];
-#pragma GCC unroll 8
-  for (int v = 0; v < NV; ++v) {
-    const __m512 i0 = init ? _mm512_loadu_ps(init + 16 * v) : _mm512_setzero_ps();
-#pragma GCC unroll 4
-    for (int m = 0; m < MR; ++m) acc[m][v] = i0;
-  }
-  for (int64_t k = 0; k < K; ++k) {
-    const float* bk = b + k * ldb;
-    __m512 bv[NV];
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(bk + 16 * v);
-#pragma GCC unroll 4
-    for (int m = 0; m < MR; ++m) {
-      const __m512 av = _mm512_set1_ps(a[m * lda + k]);
-#pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_fmadd_ps(av, bv[v], acc[m][v]);
+      default:
+        break;
     }
-  }
-#pragma GCC unroll 4
-  for (int m = 0; m < MR; ++m) {
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(c + m * ldc + 16 * v, acc[m][v]);
+    col += L * nv;
   }
 }
 
-template <int MR>
-TANDEM_AVX512 void panel_avx512(int64_t width, int64_t K, const float* a, int64_t lda,
-                                const float* b, const float* init, float* c, int64_t ldc) {
-  constexpr int kMaxNv = MR <= 2 ? 8 : 4;  // 32 zmm registers
-#define TANDEM_TILE(V)                                                                          \
-  case V:                                                                                       \
-    if constexpr (V <= kMaxNv) tile_avx512<MR, V>(K, a, lda, b + col, width, in, c + col, ldc); \
-    break;
-  TANDEM_PANEL_TILES(16, kMaxNv, TANDEM_TILE)
-#undef TANDEM_TILE
-}
-
-TANDEM_AVX512 void gemm_avx512(int64_t M, int64_t K, const float* a, int64_t lda, const float* bp,
-                               const float* in, float* cp, int64_t ldc, int64_t width) {
-  TANDEM_PANEL_ROWS(panel_avx512)
-}
-
-#undef TANDEM_PANEL_TILES
-#undef TANDEM_PANEL_ROWS
-
-// b: packed in panels (to_panels with the ISA's lanes). Panels [p0, p1) (all by default)
-// outside, blocks of rows inside.
-void gemm(Isa isa, int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, const float* b,
-          const float* init, float* c, int64_t ldc, int64_t p0 = 0, int64_t p1 = -1) {
-  const Panels panels(N, lanes_of(isa));
-  if (p1 < 0) p1 = panels.count;
+// b: packed in panels (to_panels with this version's lanes). Panels [p0, p1) outside, blocks
+// of 4 rows (then the 1 to 3 left) inside.
+template <class V>
+TANDEM_SIMD_INLINE void gemm_panels_body(int64_t M, int64_t N, int64_t K, const float* a,
+                                         int64_t lda, const float* b, const float* init, float* c,
+                                         int64_t ldc, int64_t p0, int64_t p1) {
+  const Panels panels(N, simd::lanes<V>);
   for (int64_t p = p0; p < p1; ++p) {
     const int64_t col = panels.col(p), width = panels.width(p);
+    const float* bp = b + col * K;
     const float* in = init ? init + col : nullptr;
-    if (isa == Isa::kAvx512) {
-      gemm_avx512(M, K, a, lda, b + col * K, in, c + col, ldc, width);
-    } else {
-      gemm_avx2(M, K, a, lda, b + col * K, in, c + col, ldc, width);
+    float* cp = c + col;
+    int64_t m = 0;
+    for (; m + 4 <= M; m += 4)
+      panel_rows<V, 4>(width, K, a + m * lda, lda, bp, in, cp + m * ldc, ldc);
+    switch (M - m) {
+      case 3:
+        panel_rows<V, 3>(width, K, a + m * lda, lda, bp, in, cp + m * ldc, ldc);
+        break;
+      case 2:
+        panel_rows<V, 2>(width, K, a + m * lda, lda, bp, in, cp + m * ldc, ldc);
+        break;
+      case 1:
+        panel_rows<V, 1>(width, K, a + m * lda, lda, bp, in, cp + m * ldc, ldc);
+        break;
+      default:
+        break;
     }
   }
+}
+
+TANDEM_SIMD_DISPATCH_AT(gemm_panels,
+                        (int64_t M, int64_t N, int64_t K, const float* a, int64_t lda,
+                         const float* b, const float* init, float* c, int64_t ldc, int64_t p0,
+                         int64_t p1),
+                        (M, N, K, a, lda, b, init, c, ldc, p0, p1))
+
+// All of the panels, at `level`.
+void gemm(int level, int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, const float* b,
+          const float* init, float* c, int64_t ldc) {
+  gemm_panels(level, M, N, K, a, lda, b, init, c, ldc, 0, Panels(N, simd::lanes_at(level)).count);
 }
 
 // ---- Cells: one step of one batch row ------------------------------------------------------
 
 // What one direction's steps need.
 struct Direction {
-  int64_t hidden = 0, hp = 0, n = 0;  // H, H padded to 8, gates * Hp
+  int64_t hidden = 0, hp = 0, n = 0;  // H, H padded to whole vectors, gates * Hp
   const float* r = nullptr;           // packed R [H, N] (GRU without linear_before_reset:
   const float* r_h = nullptr;         // [H, 2 Hp] for z, r and r_h [H, Hp] for h)
   const float* rbh = nullptr;         // GRU: Rb of the h gate [Hp]
@@ -374,108 +292,153 @@ struct Direction {
   bool standard = false;  // the default activations and no clip (see Acts)
 };
 
+template <class V>
 struct Clip {
   bool on;
-  __m256 lo, hi;
-  TANDEM_AVX2 explicit Clip(float c) : on(c > 0), lo(_mm256_set1_ps(-c)), hi(_mm256_set1_ps(c)) {}
-  // NaN passes through, as std::clamp lets it in the reference.
-  TANDEM_AVX2 __m256 operator()(__m256 v) const {
-    return on ? _mm256_min_ps(hi, _mm256_max_ps(lo, v)) : v;
+  V lo, hi;
+  TANDEM_SIMD_INLINE explicit Clip(float c) : on(c > 0), lo(splat<V>(-c)), hi(splat<V>(c)) {}
+  // NaN passes through (both tests fail), as std::clamp lets it in the reference.
+  TANDEM_SIMD_INLINE V operator()(V v) const {
+    if (!on) return v;
+    v = v < lo ? lo : v;
+    return v > hi ? hi : v;
   }
 };
 
 // The activations as the cells apply them, clip included. kStd: the ONNX defaults (f sigmoid,
 // g and h tanh; RNN's f tanh) and no clip, known at compile time: straight-line code for the
 // common case.
-template <bool kStd>
+template <class V, bool kStd>
 struct Acts {
   const Direction& d;
-  Clip clip;
-  TANDEM_AVX2 explicit Acts(const Direction& dir) : d(dir), clip(dir.clip) {}
-  TANDEM_AVX2 __m256 f(__m256 x) const { return kStd ? sigmoid8(x) : apply(d.f, clip(x)); }
-  TANDEM_AVX2 __m256 g(__m256 x) const { return kStd ? tanh8(x) : apply(d.g, clip(x)); }
-  TANDEM_AVX2 __m256 h(__m256 x) const { return kStd ? tanh8(x) : apply(d.h, x); }  // unclipped
+  Clip<V> clip;
+  TANDEM_SIMD_INLINE explicit Acts(const Direction& dir) : d(dir), clip(dir.clip) {}
+  TANDEM_SIMD_INLINE V f(V x) const { return kStd ? simd::sigmoid(x) : apply(d.f, clip(x)); }
+  TANDEM_SIMD_INLINE V g(V x) const { return kStd ? simd::tanh_rational(x) : apply(d.g, clip(x)); }
+  TANDEM_SIMD_INLINE V h(V x) const {
+    return kStd ? simd::tanh_rational(x) : apply(d.h, x);
+  }  // unclipped
 };
 
 // xw: the row's input projection (with the biases), hr: h R^T; updates h.
-template <bool kStd>
-TANDEM_AVX2 void rnn_cell(const Direction& d, const float* xw, const float* hr, float* h) {
-  const Clip clip(d.clip);
-  for (int64_t j = 0; j < d.hp; j += 8) {
-    const __m256 v = add8(xw + j, hr + j);
-    _mm256_storeu_ps(h + j, kStd ? tanh8(v) : apply(d.f, clip(v)));
+template <class V, bool kStd>
+TANDEM_SIMD_INLINE void rnn_cell(const Direction& d, const float* xw, const float* hr, float* h) {
+  const Clip<V> clip(d.clip);
+  for (int64_t j = 0; j < d.hp; j += simd::lanes<V>) {
+    const V v = add<V>(xw + j, hr + j);
+    store(h + j, kStd ? simd::tanh_rational(v) : apply(d.f, clip(v)));
   }
 }
 
 // Gates i, o, f, c at 0, Hp, 2 Hp, 3 Hp; updates h and c.
-template <bool kStd>
-TANDEM_AVX2 void lstm_cell(const Direction& d, const float* xw, const float* hr, float* h,
-                           float* c) {
-  const Acts<kStd> act(d);
+template <class V, bool kStd>
+TANDEM_SIMD_INLINE void lstm_cell(const Direction& d, const float* xw, const float* hr, float* h,
+                                  float* c) {
+  const Acts<V, kStd> act(d);
   const int64_t hp = d.hp;
-  const __m256 one = _mm256_set1_ps(1.0f);
-  for (int64_t j = 0; j < hp; j += 8) {
-    const __m256 c0 = _mm256_loadu_ps(c + j);
-    __m256 pi = add8(xw + j, hr + j), po = add8(xw + hp + j, hr + hp + j);
-    __m256 pf = add8(xw + 2 * hp + j, hr + 2 * hp + j);
+  for (int64_t j = 0; j < hp; j += simd::lanes<V>) {
+    const V c0 = load<V>(c + j);
+    V pi = add<V>(xw + j, hr + j), po = add<V>(xw + hp + j, hr + hp + j);
+    V pf = add<V>(xw + 2 * hp + j, hr + 2 * hp + j);
     if (d.peep) {
-      pi = _mm256_fmadd_ps(_mm256_loadu_ps(d.peep + j), c0, pi);
-      pf = _mm256_fmadd_ps(_mm256_loadu_ps(d.peep + 2 * hp + j), c0, pf);
+      pi = load<V>(d.peep + j) * c0 + pi;
+      pf = load<V>(d.peep + 2 * hp + j) * c0 + pf;
     }
-    const __m256 fg = act.f(pf);
-    const __m256 ig = d.input_forget ? _mm256_sub_ps(one, fg) : act.f(pi);
-    const __m256 cc = act.g(add8(xw + 3 * hp + j, hr + 3 * hp + j));
-    const __m256 c1 = _mm256_fmadd_ps(fg, c0, _mm256_mul_ps(ig, cc));
-    if (d.peep) po = _mm256_fmadd_ps(_mm256_loadu_ps(d.peep + hp + j), c1, po);
-    const __m256 og = act.f(po);
-    _mm256_storeu_ps(c + j, c1);
-    _mm256_storeu_ps(h + j, _mm256_mul_ps(og, act.h(c1)));
+    const V fg = act.f(pf);
+    const V ig = d.input_forget ? 1.0f - fg : act.f(pi);
+    const V cc = act.g(add<V>(xw + 3 * hp + j, hr + 3 * hp + j));
+    const V c1 = fg * c0 + ig * cc;
+    if (d.peep) po = load<V>(d.peep + hp + j) * c1 + po;
+    const V og = act.f(po);
+    store(c + j, c1);
+    store(h + j, og * act.h(c1));
   }
 }
 
 // GRU with linear_before_reset: h~ = g(xw_h + r (hr_h + Rb_h)). Gates z, r, h at 0, Hp, 2 Hp.
-template <bool kStd>
-TANDEM_AVX2 void gru_lbr_cell(const Direction& d, const float* xw, const float* hr, float* h) {
-  const Acts<kStd> act(d);
+template <class V, bool kStd>
+TANDEM_SIMD_INLINE void gru_lbr_cell(const Direction& d, const float* xw, const float* hr,
+                                     float* h) {
+  const Acts<V, kStd> act(d);
   const int64_t hp = d.hp;
-  for (int64_t j = 0; j < hp; j += 8) {
-    const __m256 z = act.f(add8(xw + j, hr + j));
-    const __m256 r = act.f(add8(xw + hp + j, hr + hp + j));
-    const __m256 rec = add8(hr + 2 * hp + j, d.rbh + j);
-    const __m256 hh = act.g(_mm256_fmadd_ps(r, rec, _mm256_loadu_ps(xw + 2 * hp + j)));
-    const __m256 h0 = _mm256_loadu_ps(h + j);
-    _mm256_storeu_ps(h + j, _mm256_fmadd_ps(z, _mm256_sub_ps(h0, hh), hh));  // (1-z) hh + z h
+  for (int64_t j = 0; j < hp; j += simd::lanes<V>) {
+    const V z = act.f(add<V>(xw + j, hr + j));
+    const V r = act.f(add<V>(xw + hp + j, hr + hp + j));
+    const V rec = add<V>(hr + 2 * hp + j, d.rbh + j);
+    const V hh = act.g(r * rec + load<V>(xw + 2 * hp + j));
+    const V h0 = load<V>(h + j);
+    store(h + j, z * (h0 - hh) + hh);  // (1-z) hh + z h
   }
 }
 
 // GRU without linear_before_reset, first half: z into hr's z slot, r (.) h into rh.
-template <bool kStd>
-TANDEM_AVX2 void gru_gates(const Direction& d, const float* xw, float* hr, const float* h,
-                           float* rh) {
-  const Acts<kStd> act(d);
+template <class V, bool kStd>
+TANDEM_SIMD_INLINE void gru_gates(const Direction& d, const float* xw, float* hr, const float* h,
+                                  float* rh) {
+  const Acts<V, kStd> act(d);
   const int64_t hp = d.hp;
-  for (int64_t j = 0; j < hp; j += 8) {
-    const __m256 z = act.f(add8(xw + j, hr + j));
-    const __m256 r = act.f(add8(xw + hp + j, hr + hp + j));
-    _mm256_storeu_ps(hr + j, z);
-    _mm256_storeu_ps(rh + j, _mm256_mul_ps(r, _mm256_loadu_ps(h + j)));
+  for (int64_t j = 0; j < hp; j += simd::lanes<V>) {
+    const V z = act.f(add<V>(xw + j, hr + j));
+    const V r = act.f(add<V>(xw + hp + j, hr + hp + j));
+    store(hr + j, z);
+    store(rh + j, r * load<V>(h + j));
   }
 }
 
 // Second half: hr's h slot holds (r (.) h) R_h^T; h~ = g(xw_h + that + Rb_h).
-template <bool kStd>
-TANDEM_AVX2 void gru_finish(const Direction& d, const float* xw, const float* hr, float* h) {
-  const Acts<kStd> act(d);
+template <class V, bool kStd>
+TANDEM_SIMD_INLINE void gru_finish(const Direction& d, const float* xw, const float* hr, float* h) {
+  const Acts<V, kStd> act(d);
   const int64_t hp = d.hp;
-  for (int64_t j = 0; j < hp; j += 8) {
-    const __m256 z = _mm256_loadu_ps(hr + j);
-    const __m256 v =
-        _mm256_add_ps(add8(xw + 2 * hp + j, hr + 2 * hp + j), _mm256_loadu_ps(d.rbh + j));
-    const __m256 hh = act.g(v);
-    const __m256 h0 = _mm256_loadu_ps(h + j);
-    _mm256_storeu_ps(h + j, _mm256_fmadd_ps(z, _mm256_sub_ps(h0, hh), hh));
+  for (int64_t j = 0; j < hp; j += simd::lanes<V>) {
+    const V z = load<V>(hr + j);
+    const V v = add<V>(xw + 2 * hp + j, hr + 2 * hp + j) + load<V>(d.rbh + j);
+    const V hh = act.g(v);
+    const V h0 = load<V>(h + j);
+    store(h + j, z * (h0 - hh) + hh);
   }
 }
+
+// Which cell step `cell_step` runs.
+enum class Step { kRnn, kLstm, kGruLbr, kGruGates, kGruFinish };
+
+template <class V, bool kStd>
+TANDEM_SIMD_INLINE void cell_step_std(Step step, const Direction& d, const float* xw, float* hr,
+                                      float* h, float* aux) {
+  switch (step) {
+    case Step::kRnn:
+      rnn_cell<V, kStd>(d, xw, hr, h);
+      break;
+    case Step::kLstm:
+      lstm_cell<V, kStd>(d, xw, hr, h, aux);  // aux: c
+      break;
+    case Step::kGruLbr:
+      gru_lbr_cell<V, kStd>(d, xw, hr, h);
+      break;
+    case Step::kGruGates:
+      gru_gates<V, kStd>(d, xw, hr, h, aux);  // aux: r (.) h
+      break;
+    case Step::kGruFinish:
+      gru_finish<V, kStd>(d, xw, hr, h);
+      break;
+  }
+}
+
+template <class V>
+TANDEM_SIMD_INLINE void cell_step_body(Step step, const Direction& d, const float* xw, float* hr,
+                                       float* h, float* aux) {
+  if (d.standard) {
+    cell_step_std<V, true>(step, d, xw, hr, h, aux);
+  } else {
+    cell_step_std<V, false>(step, d, xw, hr, h, aux);
+  }
+}
+
+// One step of one batch row, with the vectors of `level` (those the weights were packed for).
+TANDEM_SIMD_DISPATCH_AT(cell_step,
+                        (Step step, const Direction& d, const float* xw, float* hr, float* h,
+                         float* aux),
+                        (step, d, xw, hr, h, aux))
 
 // ---- The kernel ----------------------------------------------------------------------------
 
@@ -491,20 +454,14 @@ struct Geometry {
   }
 };
 
-std::atomic<bool> avx512_allowed{true};  // see allow_recurrent_avx512
-
 // Work (multiply-adds) below which a parallel loop costs more than it saves: ~2M is some 20 us on
 // one core, against a few us to wake the other threads.
 constexpr int64_t kParallelWork = int64_t{1} << 21;
 
-class RecurrentKernel : public Kernel {
+class RecurrentKernel : public FallbackKernel {
  public:
   RecurrentKernel(const Node& node, Cell cell, std::vector<RecurrentActivation> acts)
-      : ref_(make_reference_kernel(node)),
-        cell_(cell),
-        acts_(std::move(acts)),
-        isa_(avx512_allowed.load() && __builtin_cpu_supports("avx512f") ? Isa::kAvx512
-                                                                        : Isa::kAvx2) {
+      : FallbackKernel(node), cell_(cell), acts_(std::move(acts)) {
     gates_ = cell == Cell::kLstm ? 4 : cell == Cell::kGru ? 3 : 1;
     const std::string dir = node.attr_string_or("direction", "forward");
     dirs_ = dir == "bidirectional" ? 2 : 1;
@@ -528,9 +485,13 @@ class RecurrentKernel : public Kernel {
     std::lock_guard<std::mutex> lock(mu_);
     Geometry geo;
     if (!applies(in, out, geo, lens_)) {
-      note_reference_fallback();
-      ref_->compute(ctx, inputs, outputs);
+      fall_back({ctx, inputs, outputs});
       return;
+    }
+    // The packed layout depends on the vector width: a new level (simd::cap_level) repacks.
+    if (const int level = simd::level(); level != level_) {
+      level_ = level;
+      packed_.fill(false);
     }
     pack(geo, in(1), in(2), in(3), cell_ == Cell::kLstm ? in(7) : nullptr);
     project_inputs(ctx, geo, *in(0));
@@ -597,7 +558,7 @@ class RecurrentKernel : public Kernel {
   // Packs what is not packed yet (constants) or changes per call (the rest).
   void pack(const Geometry& geo, const Tensor* w, const Tensor* r, const Tensor* b,
             const Tensor* p) {
-    const int64_t lanes = lanes_of(isa_);
+    const int64_t lanes = simd::lanes_at(level_);
     const int64_t H = geo.hidden, hp = round_up(H, lanes), n = gates_ * hp, dirs = dirs_;
     if (hp_ != hp || in_ != geo.in) {  // new sizes (a model whose weights are inputs)
       packed_.fill(false);
@@ -674,11 +635,12 @@ class RecurrentKernel : public Kernel {
     xw_.resize(static_cast<size_t>(rows * ld));
     const float* xd = x.data<float>();
     auto run = [&](int64_t p0, int64_t p1) {
-      gemm(isa_, rows, ld, geo.in, xd, geo.in, wp_.data(), xb_.data(), xw_.data(), ld, p0, p1);
+      gemm_panels(level_, rows, ld, geo.in, xd, geo.in, wp_.data(), xb_.data(), xw_.data(), ld, p0,
+                  p1);
     };
     // In parallel: the panels (each thread reads its share of W).
     const int threads = ctx.pool.size();
-    const int64_t panels = Panels(ld, lanes_of(isa_)).count;
+    const int64_t panels = Panels(ld, simd::lanes_at(level_)).count;
     if (threads > 1 && panels > 1 && rows * ld * geo.in >= kParallelWork) {
       ctx.pool.parallel_for(panels, run);
     } else {
@@ -746,11 +708,7 @@ class RecurrentKernel : public Kernel {
       float* s = scratch_.data() + id * per_task;
       float *h = s, *c = h + chunk_rows * hp, *rh = c + chunk_rows * hp,
             *gates = rh + chunk_rows * hp;
-      if (direction(d, geo.hidden).standard) {
-        run_direction<true>(geo, d, b0, b1, lens, h0, c0, h, c, rh, gates, y, yh, yc);
-      } else {
-        run_direction<false>(geo, d, b0, b1, lens, h0, c0, h, c, rh, gates, y, yh, yc);
-      }
+      run_direction(geo, d, b0, b1, lens, h0, c0, h, c, rh, gates, y, yh, yc);
     };
     const int64_t tasks = dirs_ * chunks;
     if (parallel && tasks > 1) {
@@ -763,7 +721,6 @@ class RecurrentKernel : public Kernel {
   }
 
   // Direction d over batch rows [b0, b1): the steps, then Y_h / Y_c.
-  template <bool kStd>
   void run_direction(const Geometry& geo, int64_t d, int64_t b0, int64_t b1,
                      const std::vector<int64_t>& lens, const Tensor* h0, const Tensor* c0, float* h,
                      float* c, float* rh, float* gates, Tensor* y, Tensor* yh, Tensor* yc) const {
@@ -780,9 +737,13 @@ class RecurrentKernel : public Kernel {
     int64_t steps = 0;
     for (int64_t i = b0; i < b1; ++i) steps = std::max(steps, lens[static_cast<size_t>(i)]);
     float* yd = y ? y->data<float>() : nullptr;
+    const Step first_step = cell_ == Cell::kRnn    ? Step::kRnn
+                            : cell_ == Cell::kLstm ? Step::kLstm
+                            : linear_before_reset_ ? Step::kGruLbr
+                                                   : Step::kGruGates;
     for (int64_t s = 0; s < steps; ++s) {
       // h R^T for every row (a finished row's result is not used).
-      gemm(isa_, rows, gru_two_phase() ? 2 * hp : n, H, h, hp, dir.r, nullptr, gates, n);
+      gemm(level_, rows, gru_two_phase() ? 2 * hp : n, H, h, hp, dir.r, nullptr, gates, n);
       for (int64_t i = 0; i < rows; ++i) {
         const int64_t len = lens[static_cast<size_t>(b0 + i)];
         if (s >= len) continue;
@@ -790,29 +751,17 @@ class RecurrentKernel : public Kernel {
         const float* xw = xw_.data() + geo.x_row(t, b0 + i) * ld + d * n;
         float* hi = h + i * hp;
         float* gi = gates + i * n;
-        switch (cell_) {
-          case Cell::kRnn:
-            rnn_cell<kStd>(dir, xw, gi, hi);
-            break;
-          case Cell::kLstm:
-            lstm_cell<kStd>(dir, xw, gi, hi, c + i * hp);
-            break;
-          case Cell::kGru:
-            if (linear_before_reset_)
-              gru_lbr_cell<kStd>(dir, xw, gi, hi);
-            else
-              gru_gates<kStd>(dir, xw, gi, hi, rh + i * hp);
-            break;
-        }
+        cell_step(level_, first_step, dir, xw, gi, hi,
+                  cell_ == Cell::kLstm ? c + i * hp : rh + i * hp);
       }
       if (gru_two_phase()) {
-        gemm(isa_, rows, hp, H, rh, hp, dir.r_h, nullptr, gates + 2 * hp, n);
+        gemm(level_, rows, hp, H, rh, hp, dir.r_h, nullptr, gates + 2 * hp, n);
         for (int64_t i = 0; i < rows; ++i) {
           const int64_t len = lens[static_cast<size_t>(b0 + i)];
           if (s >= len) continue;
           const int64_t t = backward ? len - 1 - s : s;
-          gru_finish<kStd>(dir, xw_.data() + geo.x_row(t, b0 + i) * ld + d * n, gates + i * n,
-                           h + i * hp);
+          cell_step(level_, Step::kGruFinish, dir, xw_.data() + geo.x_row(t, b0 + i) * ld + d * n,
+                    gates + i * n, h + i * hp, nullptr);
         }
       }
       if (yd) {
@@ -830,7 +779,6 @@ class RecurrentKernel : public Kernel {
     }
   }
 
-  std::unique_ptr<Kernel> ref_;
   Cell cell_;
   std::vector<RecurrentActivation> acts_;  // per direction: f, g[, h]
   std::vector<Act> act_kinds_;             // the same, as the vector loops apply them
@@ -839,7 +787,7 @@ class RecurrentKernel : public Kernel {
   float clip_ = 0;
   std::array<bool, 8> constant_{};  // input i is a constant of the model
   std::array<bool, 8> packed_{};    // input i's packed form is current (W 1, R 2, B 3, P 7)
-  Isa isa_;
+  int level_ = -1;                  // the simd level the packed weights are for
   int64_t hp_ = 0, in_ = 0;         // the sizes the packed weights have
   Floats wp_, rp_, xb_, rbh_, pp_;  // packed W, R, input-side bias, GRU Rb_h, P
   Floats xw_, scratch_;             // per call: input projection, states
@@ -848,11 +796,10 @@ class RecurrentKernel : public Kernel {
 };
 
 // Declines (nullptr → the reference backend) what the graph shows the fast path does not do:
-// another dtype than float32, or a CPU without AVX2/FMA. Unreadable activations are left to the
+// another dtype than float32. Unreadable activations are left to the
 // reference kernel too, which reports them.
 template <Cell kCell>
 std::unique_ptr<Kernel> make_recurrent(const Node& node) {
-  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return nullptr;
   if (!node.has_input(0) || known_not_float32(node.inputs[0])) return nullptr;
   const std::string dir = node.attr_string_or("direction", "forward");
   const int64_t dirs = dir == "bidirectional" ? 2 : 1;
@@ -870,10 +817,6 @@ std::unique_ptr<Kernel> make_recurrent(const Node& node) {
 }
 
 }  // namespace
-
-void allow_recurrent_avx512(bool allowed) {
-  avx512_allowed = allowed;
-}
 
 void register_recurrent_kernels(KernelRegistry& r) {
   r.add("RNN", make_recurrent<Cell::kRnn>);

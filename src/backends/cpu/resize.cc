@@ -9,11 +9,11 @@
 // outside the input run on the reference kernel.
 #include "ops/resize.h"
 
-#include <map>
 #include <mutex>
 #include <vector>
 
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
 #include "core/error.h"
 
@@ -109,9 +109,9 @@ void resize_rows(const ResizePlan& p, const float* x, float* y, int64_t begin, i
   }
 }
 
-class ResizeKernel : public Kernel {
+class ResizeKernel : public FallbackKernel {
  public:
-  explicit ResizeKernel(const Node& node) : ref_(make_reference_kernel(node)) {}
+  explicit ResizeKernel(const Node& node) : FallbackKernel(node) {}
 
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {
@@ -119,15 +119,13 @@ class ResizeKernel : public Kernel {
     Tensor* y = outputs.empty() ? nullptr : outputs[0];
     if (!x || !y || x->dtype() != DataType::kFloat32 || y->dtype() != DataType::kFloat32 ||
         x->numel() == 0 || y->numel() == 0 || x->rank() == 0 || x->rank() != y->rank()) {
-      note_reference_fallback();
-      ref_->compute(ctx, inputs, outputs);
+      fall_back({ctx, inputs, outputs});
       return;
     }
     std::lock_guard<std::mutex> lock(mu_);
     const ResizePlan& p = plan_for(ctx.node, inputs, x->shape(), y->shape());
     if (p.use_reference) {
-      note_reference_fallback();
-      ref_->compute(ctx, inputs, outputs);
+      fall_back({ctx, inputs, outputs});
       return;
     }
     const float* xd = x->data<float>();
@@ -167,17 +165,11 @@ class ResizeKernel : public Kernel {
         }
       }
     }
-    auto it = plans_.find(key);
-    if (it != plans_.end()) return it->second;
-    if (plans_.size() >= kMaxPlans) plans_.clear();  // shapes keep changing: start over
-    ResizeGeometry g = resize_geometry(node, inputs, ys);
-    return plans_[key] = make_plan(g, xs, ys);
+    return plans_.get(key, [&] { return make_plan(resize_geometry(node, inputs, ys), xs, ys); });
   }
 
-  static constexpr size_t kMaxPlans = 8;
-  std::unique_ptr<Kernel> ref_;
   std::mutex mu_;
-  std::map<std::vector<double>, ResizePlan> plans_;
+  PlanCache<std::vector<double>, ResizePlan, 8> plans_;
 };
 
 std::unique_ptr<Kernel> make_resize(const Node& node) {

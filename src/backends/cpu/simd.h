@@ -8,8 +8,14 @@
 // version uses vectors as wide as its registers: a vector wider than the target's registers is
 // not split cleanly by GCC (comparisons and selects become per-lane scalar code).
 //
-// exp, erf, tanh and sigmoid are polynomial approximations (about 2 float32 ulp for exp; about
-// 1.5e-7 absolute for erf), checked against the reference kernels in the CPU-vs-ref tests.
+// A kernel whose data layout depends on the vector width (weights packed in panels of whole
+// vectors) must run every step at the width it packed for: it reads level() once, packs with
+// lanes_at(level), and calls functions made by TANDEM_SIMD_DISPATCH_AT, which take that level as
+// their first argument instead of reading it again.
+//
+// exp, erf, tanh (two ways) and sigmoid are polynomial approximations (about 2 float32 ulp for
+// exp; about 1.5e-7 absolute for erf), checked against the reference kernels in the CPU-vs-ref
+// tests.
 #pragma once
 
 #include <cstdint>
@@ -58,6 +64,21 @@ int level();
 // Caps level() (tests run the narrower versions this way; the environment variable
 // TANDEM_SIMD_LEVEL=0|1 sets the cap at start-up); 2 lifts the cap.
 void cap_level(int max_level);
+
+// Floats per vector in the version that runs at `level` (a value level() returned).
+inline int64_t lanes_at(int level) {
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+  return level >= 2 ? 16 : level == 1 ? 8 : 4;
+#else
+  (void)level;
+  return 4;  // one version only (see TANDEM_SIMD_DISPATCH)
+#endif
+}
+
+// Vector registers the version using V has: 32 for AVX-512's vfloat16, 16 otherwise (AVX2's
+// ymm, SSE2's xmm on x86-64; at least that elsewhere). For sizing register tiles.
+template <class V>
+inline constexpr int registers = sizeof(V) == 64 ? 32 : 16;
 
 template <class V>
 TANDEM_SIMD_INLINE V splat(float v) {
@@ -185,6 +206,30 @@ TANDEM_SIMD_INLINE V tanh(V x) {
   return copysign((1.0f - e) / (1.0f + e), x);
 }
 
+// tanh(x) = x P(x^2) / Q(x^2) on [-7.905, 7.905] (where float tanh reaches +-1), clamped beyond:
+// the rational approximation Eigen uses (a few ulp, relative accuracy kept near 0; NaN stays
+// NaN). Two independent polynomials and one division: a shorter dependency chain than tanh
+// above, which matters in the recurrent cells, where each step waits on the last.
+template <class V>
+TANDEM_SIMD_INLINE V tanh_rational(V a) {
+  const V hi = splat<V>(7.90531110763549805f), lo = -hi;
+  V x = a < lo ? lo : a;  // written so that NaN fails both tests and passes through
+  x = x > hi ? hi : x;
+  const V x2 = x * x;
+  V p = splat<V>(-2.76076847742355e-16f);
+  p = p * x2 + 2.00018790482477e-13f;
+  p = p * x2 - 8.60467152213735e-11f;
+  p = p * x2 + 5.12229709037114e-08f;
+  p = p * x2 + 1.48572235717979e-05f;
+  p = p * x2 + 6.37261928875436e-04f;
+  p = p * x2 + 4.89352455891786e-03f;
+  V q = splat<V>(1.19825839466702e-06f);
+  q = q * x2 + 1.18534705686654e-04f;
+  q = q * x2 + 2.26843463243900e-03f;
+  q = q * x2 + 4.89352518554385e-03f;
+  return p * x / q;
+}
+
 // 1 / (1 + e^-x).
 template <class V>
 TANDEM_SIMD_INLINE V sigmoid(V x) {
@@ -195,8 +240,11 @@ TANDEM_SIMD_INLINE V sigmoid(V x) {
 
 // Defines `void name params` that runs name_body<V> args with the widest vectors the CPU has
 // (see the top of this file). Use it at namespace scope after the body template.
+// TANDEM_SIMD_DISPATCH_AT(name, params, args) defines `void name(int level, params)` instead,
+// which runs the version for `level` (a value level() returned earlier).
+#define TANDEM_SIMD_UNPAREN(...) __VA_ARGS__
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define TANDEM_SIMD_DISPATCH(name, params, args)                        \
+#define TANDEM_SIMD_VERSIONS(name, params, args)                        \
   __attribute__((target("arch=x86-64-v4"))) void name##_avx512 params { \
     name##_body<::tandem::cpu::simd::vfloat16> args;                    \
   }                                                                     \
@@ -205,23 +253,36 @@ TANDEM_SIMD_INLINE V sigmoid(V x) {
   }                                                                     \
   void name##_sse params {                                              \
     name##_body<::tandem::cpu::simd::vfloat4> args;                     \
-  }                                                                     \
-  void name params {                                                    \
-    switch (::tandem::cpu::simd::level()) {                             \
-      case 2:                                                           \
-        name##_avx512 args;                                             \
-        return;                                                         \
-      case 1:                                                           \
-        name##_avx2 args;                                               \
-        return;                                                         \
-      default:                                                          \
-        name##_sse args;                                                \
-    }                                                                   \
+  }
+#define TANDEM_SIMD_SWITCH(name, args, level) \
+  switch (level) {                            \
+    case 2:                                   \
+      name##_avx512 args;                     \
+      return;                                 \
+    case 1:                                   \
+      name##_avx2 args;                       \
+      return;                                 \
+    default:                                  \
+      name##_sse args;                        \
+  }
+#define TANDEM_SIMD_DISPATCH(name, params, args)                 \
+  TANDEM_SIMD_VERSIONS(name, params, args)                       \
+  void name params {                                             \
+    TANDEM_SIMD_SWITCH(name, args, ::tandem::cpu::simd::level()) \
+  }
+#define TANDEM_SIMD_DISPATCH_AT(name, params, args)       \
+  TANDEM_SIMD_VERSIONS(name, params, args)                \
+  void name(int simd_level, TANDEM_SIMD_UNPAREN params) { \
+    TANDEM_SIMD_SWITCH(name, args, simd_level)            \
   }
 #else
 #define TANDEM_SIMD_DISPATCH(name, params, args)    \
   void name params {                                \
     name##_body<::tandem::cpu::simd::vfloat4> args; \
+  }
+#define TANDEM_SIMD_DISPATCH_AT(name, params, args)           \
+  void name(int /*simd_level*/, TANDEM_SIMD_UNPAREN params) { \
+    name##_body<::tandem::cpu::simd::vfloat4> args;           \
   }
 #endif
 

@@ -8,12 +8,11 @@
 //
 // One primitive per input shape. Other dtypes, empty tensors and primitives oneDNN cannot build
 // run on the reference kernel.
-#include <map>
-#include <mutex>
-#include <unordered_map>
+#include <optional>
 #include <vector>
 
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
 #include "core/error.h"
 #include "ops/shape_utils.h"
@@ -26,50 +25,39 @@ using dnnl::memory;
 using Dt = memory::data_type;
 
 struct SoftmaxPlan {
-  bool use_reference = false;  // oneDNN could not build a primitive for it
   memory::desc md;
   dnnl::primitive prim;
   memory scratch;  // the primitive's scratchpad (user mode)
 };
 
-class SoftmaxKernel : public Kernel {
+// One plan per input shape.
+class SoftmaxKernel : public DnnlKernel<Shape, SoftmaxPlan> {
  public:
   SoftmaxKernel(const Node& node, bool log)
-      : ref_(make_reference_kernel(node)),
+      : DnnlKernel(node, "softmax"),
         log_(log),
         legacy_(node.opset < 13),
         axis_(node.attr_int_or("axis", node.opset < 13 ? 1 : -1)) {}
 
-  void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-               std::span<Tensor* const> outputs) override {
-    const Tensor* x = inputs.empty() ? nullptr : inputs[0];
-    Tensor* y = outputs.empty() ? nullptr : outputs[0];
-    if (!x || !y || x->dtype() != DataType::kFloat32 || y->dtype() != DataType::kFloat32 ||
-        x->numel() == 0 || x->rank() == 0 || x->rank() > DNNL_MAX_NDIMS ||
-        x->shape() != y->shape()) {
-      note_reference_fallback();
-      ref_->compute(ctx, inputs, outputs);
-      return;
-    }
-    std::lock_guard<std::mutex> lock(mu_);
-    set_threads(
-        threads_for(ctx, static_cast<double>(x->numel())));  // before oneDNN makes the primitive
-    SoftmaxPlan& p = plan_for(ctx.node, x->shape());
-    if (p.use_reference) {
-      note_reference_fallback();
-      ref_->compute(ctx, inputs, outputs);
-      return;
-    }
-    execute_src_dst(ctx, p.prim, p.md, x->data<float>(), y->data<float>(), "softmax", p.scratch);
+ private:
+  bool applies(const Call& c) const override {
+    const Tensor* x = c.in(0);
+    const Tensor* y = c.out(0);
+    return x && y && x->dtype() == DataType::kFloat32 && y->dtype() == DataType::kFloat32 &&
+           x->numel() != 0 && x->rank() != 0 && x->rank() <= DNNL_MAX_NDIMS &&
+           x->shape() == y->shape();
   }
 
- private:
-  SoftmaxPlan& plan_for(const Node& node, const Shape& shape) {
-    auto it = plans_.find(shape);
-    if (it != plans_.end()) return it->second;
-    if (plans_.size() >= kMaxPlans) plans_.clear();  // shapes keep changing: start over
+  int threads(const Call& c) const override {
+    return threads_for(c.ctx, static_cast<double>(c.in(0)->numel()));
+  }
+
+  Shape key(const Call& c, int) const override { return c.in(0)->shape(); }
+
+  std::optional<SoftmaxPlan> make_plan(const Call& c) const override {
+    const Shape& shape = c.in(0)->shape();
     const int64_t rank = static_cast<int64_t>(shape.size());
-    const int64_t axis = normalize_axis(axis_, rank, node);  // throws, naming the node
+    const int64_t axis = normalize_axis(axis_, rank, c.node());  // throws, naming the node
     memory::dims dims;
     int op_axis = 0;
     if (legacy_) {
@@ -82,34 +70,29 @@ class SoftmaxKernel : public Kernel {
       op_axis = static_cast<int>(axis);
     }
     SoftmaxPlan p;
-    try {
-      p.md = memory::desc(dims, Dt::f32, row_major(dims));
-      const auto prop = dnnl::prop_kind::forward_inference;
-      if (log_) {
-        dnnl::logsoftmax_forward::desc d(prop, p.md, op_axis);
-        dnnl::logsoftmax_forward::primitive_desc pd(d, user_scratchpad(), engine());
-        p.prim = dnnl::logsoftmax_forward(pd);
-        p.scratch = make_scratchpad(pd.scratchpad_desc());
-      } else {
-        dnnl::softmax_forward::desc d(prop, p.md, op_axis);
-        dnnl::softmax_forward::primitive_desc pd(d, user_scratchpad(), engine());
-        p.prim = dnnl::softmax_forward(pd);
-        p.scratch = make_scratchpad(pd.scratchpad_desc());
-      }
-    } catch (const dnnl::error&) {
-      p = SoftmaxPlan{};
-      p.use_reference = true;
+    p.md = memory::desc(dims, Dt::f32, row_major(dims));
+    const auto prop = dnnl::prop_kind::forward_inference;
+    if (log_) {
+      dnnl::logsoftmax_forward::desc d(prop, p.md, op_axis);
+      dnnl::logsoftmax_forward::primitive_desc pd(d, user_scratchpad(), engine());
+      p.prim = dnnl::logsoftmax_forward(pd);
+      p.scratch = make_scratchpad(pd.scratchpad_desc());
+    } else {
+      dnnl::softmax_forward::desc d(prop, p.md, op_axis);
+      dnnl::softmax_forward::primitive_desc pd(d, user_scratchpad(), engine());
+      p.prim = dnnl::softmax_forward(pd);
+      p.scratch = make_scratchpad(pd.scratchpad_desc());
     }
-    return plans_[shape] = std::move(p);
+    return p;
   }
 
-  static constexpr size_t kMaxPlans = 16;
-  std::unique_ptr<Kernel> ref_;
+  void run(const Call& c, SoftmaxPlan& p) override {
+    execute_src_dst(p.prim, p.md, c.in(0)->data<float>(), c.out(0)->data<float>(), p.scratch);
+  }
+
   bool log_;
   bool legacy_;  // opset < 13: coerce to 2-D
   int64_t axis_;
-  std::mutex mu_;
-  std::map<Shape, SoftmaxPlan> plans_;
 };
 
 // Declines (nullptr → the reference backend) an input the graph shows is not float32.

@@ -10,11 +10,11 @@
 // lines; the remaining axes are an outer loop.
 #include <algorithm>
 #include <cstring>
-#include <map>
 #include <mutex>
 #include <vector>
 
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
 #include "core/error.h"
 
@@ -104,9 +104,9 @@ void transpose_range(const TransposePlan& p, const E* x, E* y, int64_t begin, in
   }
 }
 
-class TransposeKernel : public Kernel {
+class TransposeKernel : public FallbackKernel {
  public:
-  explicit TransposeKernel(const Node& node) : ref_(make_reference_kernel(node)) {}
+  explicit TransposeKernel(const Node& node) : FallbackKernel(node) {}
 
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {
@@ -115,8 +115,7 @@ class TransposeKernel : public Kernel {
     const size_t es = x ? dtype_size(x->dtype()) : 0;
     if (!x || !y || x->dtype() == DataType::kString || x->dtype() != y->dtype() ||
         (es != 1 && es != 2 && es != 4 && es != 8) || x->numel() != y->numel()) {
-      note_reference_fallback();
-      ref_->compute(ctx, inputs, outputs);
+      fall_back({ctx, inputs, outputs});
       return;
     }
     if (y->numel() == 0) return;
@@ -154,16 +153,11 @@ class TransposeKernel : public Kernel {
     std::vector<int64_t> key = xs;
     key.push_back(-1);
     key.insert(key.end(), perm.begin(), perm.end());
-    auto it = plans_.find(key);
-    if (it != plans_.end()) return it->second;
-    if (plans_.size() >= kMaxPlans) plans_.clear();  // shapes keep changing: start over
-    return plans_[key] = make_plan(xs, perm);
+    return plans_.get(key, [&] { return make_plan(xs, perm); });
   }
 
-  static constexpr size_t kMaxPlans = 16;
-  std::unique_ptr<Kernel> ref_;
   std::mutex mu_;
-  std::map<std::vector<int64_t>, TransposePlan> plans_;
+  PlanCache<std::vector<int64_t>, TransposePlan> plans_;
 };
 
 std::unique_ptr<Kernel> make_transpose(const Node& node) {
