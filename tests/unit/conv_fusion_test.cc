@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "graph/passes/passes.h"
+#include "optimizer/passes.h"
 #include "onnx/loader.h"
 #include "onnx_builder.h"
 #include "tandem/model.h"

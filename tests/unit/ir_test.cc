@@ -1,8 +1,8 @@
 // The graph IR: wiring, rewiring, topological order, passes that need no shapes.
 #include <gtest/gtest.h>
 
-#include "graph/ir.h"
-#include "graph/passes/passes.h"
+#include "ir/ir.h"
+#include "optimizer/passes.h"
 #include "tandem/status.h"
 
 namespace tandem {
