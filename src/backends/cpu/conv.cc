@@ -11,7 +11,7 @@
 // oneDNN memories and arguments, re-pointed at each call's buffers. When W is a constant of the
 // model, it is reordered into the primitive's preferred layout once (prepacked) and kept. On
 // AVX-512 oneDNN 2.6 picks NHWC for every conv of the committed models: the channels_last pass
-// (graph/passes/channels_last.cc) lets chains of convs skip the layout changes.
+// (optimizer/channels_last.cc) lets chains of convs skip the layout changes.
 //
 // Anything else (1-D/3-D convs, other dtypes, empty tensors, a Z that broadcasts Y beyond the
 // conv's output, a primitive oneDNN cannot build) runs on the reference kernel, which the node

@@ -4,9 +4,9 @@
 // Relu, LeakyRelu (relu with a negative slope), Elu, Exp, Sqrt, Abs, HardSwish
 // (x * min(max(x + 3, 0), 6) / 6 = ONNX's x * max(0, min(1, x / 6 + 1 / 2))), Softplus
 // (soft_relu, log(1 + exp(x)) in 2.6) and Clip with constant bounds (clip: max(lo, min(hi, x))).
-// Erf has no oneDNN eltwise; it stays on the reference backend. So does Log: oneDNN's
-// eltwise_log is a polynomial approximation that is not exact where it matters (log(1) comes
-// out ~1e-7 from 0, which fails ONNX's test_log_example at atol 1e-7).
+// Erf has no oneDNN eltwise; the CPU backend's Erf is a vector loop in gelu.cc. Log stays on the
+// reference backend: oneDNN's eltwise_log is a polynomial approximation that is not exact where
+// it matters (log(1) comes out ~1e-7 from 0, which fails ONNX's test_log_example at atol 1e-7).
 //
 // The op does not care about the shape, so the tensor is described to oneDNN as one flat
 // [numel] row and the kernel keeps one primitive per element count. Other dtypes are declined at
