@@ -87,6 +87,26 @@ void reply_error(httplib::Response& res, int status, const std::string& message)
   reply_json(res, status, error_body(message));
 }
 
+// httplib's pool, counting the connections accepted but not yet taken by a thread. httplib
+// closes such a connection unanswered once stop() has been called, so a drain first waits for
+// this count to reach zero (see Server::run).
+class CountingPool : public httplib::TaskQueue {
+ public:
+  CountingPool(size_t threads, std::atomic<int64_t>& waiting) : pool_(threads), waiting_(waiting) {}
+  void enqueue(std::function<void()> fn) override {
+    ++waiting_;
+    pool_.enqueue([this, fn = std::move(fn)] {
+      --waiting_;
+      fn();
+    });
+  }
+  void shutdown() override { pool_.shutdown(); }
+
+ private:
+  httplib::ThreadPool pool_;
+  std::atomic<int64_t>& waiting_;
+};
+
 class Server {
  public:
   explicit Server(const ServeOptions& options) : options_(options) {
@@ -121,11 +141,12 @@ class Server {
   RequestLimits limits_;
   std::map<std::string, std::unique_ptr<Served>> models_;
   std::atomic<bool> draining_{false};
+  std::atomic<int64_t> waiting_connections_{0};
 };
 
 void Server::configure(httplib::Server& http) {
   const size_t threads = static_cast<size_t>(options_.http_threads);
-  http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  http.new_task_queue = [this, threads] { return new CountingPool(threads, waiting_connections_); };
   http.set_payload_max_length(options_.max_request_bytes);
   auto timeout = std::chrono::milliseconds(static_cast<int64_t>(options_.request_timeout_s * 1000));
   http.set_read_timeout(timeout);
@@ -447,7 +468,13 @@ int Server::run() {
 
   auto shut_down = [&] {
     draining_.store(true);
-    // Stops accepting; requests already accepted are answered first (listen returns once every
+    // Connections accepted but still waiting for a thread would be closed unanswered by stop():
+    // let the threads take them first (bounded: a thread held by an idle keep-alive connection
+    // frees within the keep-alive timeout).
+    const auto give_up = Clock::now() + std::chrono::duration<double>(options_.request_timeout_s);
+    while (waiting_connections_.load() > 0 && Clock::now() < give_up)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    // Stops accepting; requests already taken are answered first (listen returns once every
     // connection's handler has finished), then the models stop.
     http.stop();
     if (metrics_http) metrics_http->stop();
