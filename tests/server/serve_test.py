@@ -480,6 +480,48 @@ def test_worker_killed(s):
     check(status == 200, f"ready again after the restart: {status}")
 
 
+def test_health_follows_workers(s):
+    # gpt has one device: while its only worker is restarting, neither the model nor the server
+    # may say ready.
+    victims = [p for p, cmd in server_children(s.proc.pid) if any(b"/gpt/" in c for c in cmd)]
+    check(len(victims) == 1, f"gpt has one worker process: {victims}")
+    if not victims:
+        return
+    os.kill(victims[0], signal.SIGKILL)
+    seen = None
+    deadline = time.time() + 10
+    while time.time() < deadline and seen is None:
+        model = s.request("GET", "/v2/models/gpt/ready")[0]
+        server = s.request("GET", "/v2/health/ready")[0]
+        if model == 400 and server == 400:
+            seen = metric(s.metrics(), "tandem_device_up", model="gpt", device="cpu:0")
+        time.sleep(0.002)
+    check(seen is not None, "model and server not ready while the only worker restarts")
+    status, _, _ = s.request("GET", "/v2/models/resnet/ready")
+    check(status == 200, "another model stays ready meanwhile")
+    deadline = time.time() + TIMEOUT
+    while time.time() < deadline and s.request("GET", "/v2/health/ready")[0] != 200:
+        time.sleep(0.02)
+    check(s.request("GET", "/v2/models/gpt/ready")[0] == 200, "gpt ready again after its restart")
+
+
+def test_request_timeout():
+    # Every request takes longer than 1 ms: each gets 504, and the server still stops cleanly.
+    repo = os.path.join(TMP, "timeout")
+    os.makedirs(os.path.join(repo, "unet", "1"))
+    shutil.copy(os.path.join(MODELS, "sd_unet_tiny", "model.onnx"), os.path.join(repo, "unet", "1"))
+    s = Server(repo, "--request-timeout", "0.001")
+    try:
+        folder = os.path.join(MODELS, "sd_unet_tiny", "test_data_set_1")
+        inputs = [read_pb(os.path.join(folder, f"input_{i}.pb")) for i in range(3)]
+        body, headers = binary_request(inputs)
+        status, _, data = infer(s, "unet", body, headers)
+        check(status == 504 and b"--request-timeout" in data, f"timeout: want 504, got {status}")
+    finally:
+        code = s.stop()
+    check(code == 0, f"stops cleanly after a timed-out request: {code}")
+
+
 def test_sigterm_drains(s):
     folder = os.path.join(MODELS, "sd_unet_tiny", "test_data_set_1")
     inputs = [read_pb(os.path.join(folder, f"input_{i}.pb")) for i in range(3)]
@@ -569,19 +611,27 @@ def test_config_errors():
     check(r.returncode == 2 and "--http-port" in r.stderr, f"bad port: {r.stderr.strip()}")
 
 
+def timed(test, *args):
+    start = time.time()
+    test(*args)
+    print(f"{test.__name__}: {time.time() - start:.1f} s", flush=True)
+
+
 def main():
     try:
-        test_config_errors()
+        timed(test_config_errors)
+        timed(test_request_timeout)
         repo = make_repo()
         s = Server(repo, "--max-request-bytes", str(4 << 20), "--request-timeout", "60",
                    "--http-threads", "6", "--metrics-port", "0")
         try:
-            test_metadata(s)
-            test_infer_matches_tandem_run(s)
-            test_bad_requests(s)
-            test_batching(s)
-            test_worker_killed(s)
-            test_sigterm_drains(s)
+            timed(test_metadata, s)
+            timed(test_infer_matches_tandem_run, s)
+            timed(test_bad_requests, s)
+            timed(test_batching, s)
+            timed(test_worker_killed, s)
+            timed(test_health_follows_workers, s)
+            timed(test_sigterm_drains, s)
         finally:
             s.stop()
             if s.proc.returncode not in (0, None) or failures:
