@@ -88,6 +88,11 @@ void write_leaves(const json& v, Tensor& out, int64_t& i, const std::string& wha
       dt == DataType::kBFloat16) {
     if (!v.is_number()) bad(fmt::format("{} is not a number", where()));
     double x = v.get<double>();
+    // A double beyond the target's range converts with undefined behaviour: refuse it.
+    if (!std::isfinite(x) ||
+        (dt != DataType::kFloat64 &&
+         std::fabs(x) > static_cast<double>(std::numeric_limits<float>::max())))
+      bad(fmt::format("{} ({}) is out of range for {}", where(), v.dump(), dtype_name(dt)));
     switch (dt) {
       case DataType::kFloat32:
         out.data<float>()[at] = static_cast<float>(x);
@@ -430,6 +435,7 @@ std::vector<Tensor> match_inputs(const std::vector<TensorInfo>& model_inputs,
                                  std::vector<Tensor> inputs) {
   std::vector<Tensor> ordered;
   ordered.reserve(model_inputs.size());
+  std::map<std::string, std::pair<int64_t, std::string>> sizes;  // symbol -> size, first input
   for (const TensorInfo& info : model_inputs) {
     auto it = std::find_if(inputs.begin(), inputs.end(),
                            [&](const Tensor& t) { return t.name() == info.name; });
@@ -445,6 +451,16 @@ std::vector<Tensor> match_inputs(const std::vector<TensorInfo>& model_inputs,
     if (!fits)
       bad(fmt::format("input '{}' has shape {} but the model takes {}", info.name,
                       shape_str(it->shape()), declared_shape_str(info)));
+    // A named symbolic dim ("sequence") takes one size across all inputs: the model would
+    // refuse a mismatch only deep inside a kernel.
+    for (size_t d = 0; d < info.shape.size() && d < info.dim_names.size(); ++d) {
+      const std::string& symbol = info.dim_names[d];
+      if (info.shape[d] >= 0 || symbol.empty() || symbol == "?") continue;
+      auto [seen, fresh] = sizes.emplace(symbol, std::make_pair(it->dim(d), info.name));
+      if (!fresh && seen->second.first != it->dim(d))
+        bad(fmt::format("input '{}' has {} = {} but input '{}' has {} = {}", info.name, symbol,
+                        it->dim(d), seen->second.second, symbol, seen->second.first));
+    }
     ordered.push_back(std::move(*it));
     inputs.erase(it);
   }

@@ -6,18 +6,22 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "server/kserve.h"
 #include "tandem/status.h"
 
 namespace {
 
-tandem::TensorInfo info(const char* name, tandem::DataType dtype, tandem::Shape shape) {
+tandem::TensorInfo info(const char* name, tandem::DataType dtype, tandem::Shape shape,
+                        std::vector<std::string> dim_names = {}) {
   tandem::TensorInfo t;
   t.name = name;
   t.dtype = dtype;
   t.shape = std::move(shape);
+  t.dim_names = std::move(dim_names);
   return t;
 }
 
@@ -33,9 +37,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (binary) json_length = std::min(header, body.size());
   // A model with a batched float input, an unbatched one, integers and booleans; its outputs
   // have the same names, so the matched inputs can stand in for the outputs.
+  // Named symbolic dims tie the batch of x, ids and m together.
   const std::vector<TensorInfo> model = {
-      info("x", DataType::kFloat32, {-1, 2, 3}), info("t", DataType::kFloat32, {1}),
-      info("ids", DataType::kInt64, {-1, -1}), info("m", DataType::kBool, {-1})};
+      info("x", DataType::kFloat32, {-1, 2, 3}, {"batch", "", ""}),
+      info("t", DataType::kFloat32, {1}), info("ids", DataType::kInt64, {-1, -1}, {"batch", "?"}),
+      info("m", DataType::kBool, {-1}, {"batch"})};
   server::RequestLimits limits;
   limits.max_tensor_bytes = size_t{1} << 20;
   try {

@@ -342,6 +342,16 @@ def test_bad_requests(s):
         {"name": "attention_mask", "shape": [1, 2], "datatype": "INT64", "data": [1, 1]}]})
     status, _, _ = infer(s, "bert", ints.encode(), {})
     check(status == 400, f"a fraction in INT64 data: want 400, got {status}")
+    seq = json.dumps({"inputs": [
+        {"name": "input_ids", "shape": [1, 4], "datatype": "INT64", "data": [1, 2, 3, 4]},
+        {"name": "attention_mask", "shape": [1, 5], "datatype": "INT64", "data": [1] * 5}]})
+    status, _, data = infer(s, "bert", seq.encode(), {})
+    check(status == 400 and b"sequence" in data,
+          f"symbolic dim 'sequence' of two sizes: want 400, got {status} {data[:200]!r}")
+    big = json.dumps({"inputs": [{"name": "input", "shape": [1], "datatype": "FP32",
+                                  "data": [1e39]}]})
+    status, _, data = infer(s, "resnet", big.encode(), {})
+    check(status == 400 and b"out of range" in data, f"1e39 as FP32: want 400, got {status}")
     for path in ["/v2/models/nope/infer", "/v2/models/resnet/versions/7/infer",
                  "/v2/models/..%2F..%2Fetc/infer"]:
         status, _, data = s.request("POST", path, good, {})
