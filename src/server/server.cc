@@ -375,16 +375,17 @@ void Server::build_model(Served& m) {
   o.workers_per_device = c.workers;
   o.mode = c.mode;
   o.deadline = std::chrono::milliseconds(static_cast<int64_t>(options_.deadline_s * 1000));
-  m.predictor = std::make_unique<ParallelPredictor>(o);
   try {
+    m.predictor = std::make_unique<ParallelPredictor>(o);
     m.predictor->build();
+    m.inputs = m.predictor->inputs();
+    m.outputs = m.predictor->outputs();
+    // Only dtypes the protocol can carry (no string tensors).
+    for (const auto* list : {&m.inputs, &m.outputs})
+      for (const TensorInfo& t : *list) (void)kserve_datatype(t.dtype);
   } catch (const Error& e) {
     raise(e.code(), "model '{}' ({}): {}", m.entry.name, o.model_path, e.what());
   }
-  m.inputs = m.predictor->inputs();
-  m.outputs = m.predictor->outputs();
-  for (const TensorInfo& t : m.inputs) (void)kserve_datatype(t.dtype);  // servable dtypes only
-  for (const TensorInfo& t : m.outputs) (void)kserve_datatype(t.dtype);
   BatchPolicy policy;
   policy.max_batch_size = c.dynamic_batching ? c.max_batch_size : 0;
   policy.max_queue_delay = c.max_queue_delay;
