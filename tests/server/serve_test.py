@@ -359,6 +359,10 @@ def test_bad_requests(s):
     for path in ["/v2/models/nope", "/v2/models/nope/ready", "/v2/nothing"]:
         status, _, _ = s.request("GET", path)
         check(status == 404, f"GET {path}: want 404, got {status}")
+    # Long names go through the routes' regular expressions: refused, no crash.
+    for length in (1000, 8000, 20000):
+        status, _, _ = s.request("POST", "/v2/models/" + "a" * length + "/infer", good, {})
+        check(status in (404, 414), f"a {length}-character model name: got {status}")
     # Larger than --max-request-bytes (4 MiB here).
     status, _, _ = infer(s, "resnet", b"{" + b" " * (5 << 20) + b"}", {})
     check(status == 413, f"oversized body: want 413, got {status}")
