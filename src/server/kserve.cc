@@ -363,6 +363,11 @@ InferRequest parse_infer_request(std::string_view body, std::optional<uint64_t> 
     header = body.substr(0, *json_length);
     binary = body.substr(*json_length);
   }
+  if (header.size() > limits.max_json_bytes)
+    bad(
+        fmt::format("the request's JSON is {} bytes, more than the {} accepted: send large "
+                    "tensors as binary data (Inference-Header-Content-Length)",
+                    header.size(), limits.max_json_bytes));
   if (json_depth(header, limits.max_json_depth) > limits.max_json_depth)
     bad(fmt::format("request JSON is nested deeper than {} levels", limits.max_json_depth));
   json doc;

@@ -32,6 +32,9 @@ struct RequestLimits {
   size_t max_outputs = 256;
   // Nesting of JSON arrays and objects. A request needs about rank + 4.
   int max_json_depth = 48;
+  // The JSON part of a request. Parsed, JSON takes about 16 bytes per number: a larger tensor
+  // should come as binary data (the binary tensor data extension), which is copied once.
+  size_t max_json_bytes = size_t{16} << 20;
 };
 
 struct OutputRequest {

@@ -264,6 +264,13 @@ TEST(ServerKserve, MalformedRequestsNameTheProblem) {
     std::string message = error_of([&] { parse_infer_request(c.body, c.json_length); });
     EXPECT_NE(message.find(c.want), std::string::npos) << c.body << " -> " << message;
   }
+  RequestLimits small;
+  small.max_json_bytes = 64;
+  EXPECT_NE(error_of([&] {
+              parse_infer_request(R"({"inputs": [{)" + x + R"(, "data": [1, 2]}]})", std::nullopt,
+                                  small);
+            }).find("send large tensors as binary data"),
+            std::string::npos);
   EXPECT_NE(error_of([] { parse_header_length("-1"); }), "");
   EXPECT_NE(error_of([] { parse_header_length("99999999999999999999"); }), "");
   EXPECT_EQ(parse_header_length("0012"), 12u);
