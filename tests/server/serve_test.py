@@ -442,6 +442,21 @@ def server_children(pid):
     return kids
 
 
+def processes_mentioning(text):
+    """Pids whose command line mentions `text` (a worker outlives its server as an orphan)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
 def test_worker_killed(s):
     # Kill one of resnet's workers while 4 clients send 40 requests: none may fail.
     victims = [p for p, cmd in server_children(s.proc.pid)
@@ -536,6 +551,29 @@ def test_request_timeout():
     check(code == 0, f"stops cleanly after a timed-out request: {code}")
 
 
+def test_sigterm_while_building():
+    # SIGTERM between "listening" and "ready": the model being built finishes, the server stops
+    # with status 0 and leaves no worker behind.
+    repo = os.path.join(TMP, "early")
+    for name in ("a", "b"):
+        os.makedirs(os.path.join(repo, name, "1"))
+        shutil.copy(os.path.join(MODELS, "sd_unet_tiny", "model.onnx"),
+                    os.path.join(repo, name, "1"))
+    proc = subprocess.Popen([TANDEM, "serve", "--model-repository", repo, "--host", "127.0.0.1",
+                             "--http-port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        first = proc.stdout.readline()
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    check("listening" in first and proc.returncode == 0 and "stopped" in out,
+          f"SIGTERM while building: status {proc.returncode}, output {first + out!r}")
+    check(not processes_mentioning(repo + "/"), "no worker left after SIGTERM while building")
+
+
 def test_sigterm_drains(s):
     folder = os.path.join(MODELS, "sd_unet_tiny", "test_data_set_1")
     inputs = [read_pb(os.path.join(folder, f"input_{i}.pb")) for i in range(3)]
@@ -578,7 +616,7 @@ def test_sigterm_drains(s):
     check(code == 0, f"exit status 0 after SIGTERM, got {code}")
     s.thread.join(timeout=TIMEOUT)
     check(any("stopped" in line for line in s.lines), "the server says it stopped")
-    check(not server_children(s.proc.pid), "no worker process left")
+    check(not processes_mentioning(os.path.join(TMP, "repo") + "/"), "no worker process left")
 
 
 def test_config_errors():
@@ -635,6 +673,7 @@ def main():
     try:
         timed(test_config_errors)
         timed(test_request_timeout)
+        timed(test_sigterm_while_building)
         repo = make_repo()
         s = Server(repo, "--max-request-bytes", str(4 << 20), "--request-timeout", "60",
                    "--http-threads", "6", "--metrics-port", "0")
