@@ -30,7 +30,8 @@ from onnx import numpy_helper
 TANDEM = os.path.abspath(sys.argv[1])
 MODELS = os.path.abspath(sys.argv[2])
 TMP = tempfile.mkdtemp(prefix="serve_test_")
-TIMEOUT = 60  # seconds, for every single request and wait
+# Seconds, for every single request and wait; more for a sanitizer build (SERVE_TEST_TIMEOUT).
+TIMEOUT = float(os.environ.get("SERVE_TEST_TIMEOUT", "60"))
 failures = []
 passed = 0
 
@@ -575,7 +576,7 @@ def test_sigterm_while_building():
 
 
 def test_sigterm_drains(s):
-    folder = os.path.join(MODELS, "sd_unet_tiny", "test_data_set_1")
+    folder = os.path.join(MODELS, "sd_unet_tiny", "test_data_set_0")
     inputs = [read_pb(os.path.join(folder, f"input_{i}.pb")) for i in range(3)]
     ref = tandem_run(os.path.join(MODELS, "sd_unet_tiny"), inputs, "drain")[0][1]
     # More requests than the server's HTTP threads (6): some wait for a thread at the signal,
@@ -687,6 +688,11 @@ def main():
             timed(test_sigterm_drains, s)
         finally:
             s.stop()
+            s.thread.join(timeout=TIMEOUT)
+            # Under a sanitizer build, its reports land in the server's output.
+            reports = [line for line in s.lines
+                       if "Sanitizer" in line or "runtime error:" in line]
+            check(not reports, f"sanitizer reports in the server's output: {reports[:3]}")
             if s.proc.returncode not in (0, None) or failures:
                 print("server output:\n" + "".join(s.lines[-40:]))
     finally:
