@@ -58,6 +58,21 @@ struct Served {
 // runner's worker processes keep the default action (a blocked mask would be inherited instead).
 int g_signal_pipe[2] = {-1, -1};
 
+// A client that hangs up before its answer is written must cost only its connection: SIGPIPE's
+// default action would end the server. A no-op handler (not SIG_IGN, which exec keeps) makes the
+// write fail with EPIPE here while the workers keep the default.
+extern "C" void on_broken_pipe(int) {}
+
+// Installs `handler` for `sig`; returns the previous action.
+struct sigaction install_handler(int sig, void (*handler)(int)) {
+  struct sigaction action = {};
+  action.sa_handler = handler;
+  sigemptyset(&action.sa_mask);
+  struct sigaction old = {};
+  ::sigaction(sig, &action, &old);
+  return old;
+}
+
 extern "C" void on_stop_signal(int) {
   const char c = 1;
   ssize_t n = ::write(g_signal_pipe[1], &c, 1);
@@ -449,13 +464,9 @@ int Server::run() {
 
   TANDEM_CHECK(::pipe2(g_signal_pipe, O_CLOEXEC | O_NONBLOCK) == 0, ErrorCode::kRuntime,
                "pipe2: {}", std::strerror(errno));
-  struct sigaction sa {};
-  sa.sa_handler = on_stop_signal;
-  sigemptyset(&sa.sa_mask);
-  struct sigaction old_term {
-  }, old_int{};
-  ::sigaction(SIGTERM, &sa, &old_term);
-  ::sigaction(SIGINT, &sa, &old_int);
+  const struct sigaction old_term = install_handler(SIGTERM, on_stop_signal);
+  const struct sigaction old_int = install_handler(SIGINT, on_stop_signal);
+  const struct sigaction old_pipe = install_handler(SIGPIPE, on_broken_pipe);
 
   std::thread http_thread = start_listening(http);
   std::thread metrics_thread;
@@ -487,6 +498,7 @@ int Server::run() {
     }
     ::sigaction(SIGTERM, &old_term, nullptr);
     ::sigaction(SIGINT, &old_int, nullptr);
+    ::sigaction(SIGPIPE, &old_pipe, nullptr);
     ::close(g_signal_pipe[0]);
     ::close(g_signal_pipe[1]);
     g_signal_pipe[0] = g_signal_pipe[1] = -1;

@@ -17,6 +17,8 @@ import os
 import re
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -372,6 +374,25 @@ def test_bad_requests(s):
           "bad requests count as failures in /metrics")
 
 
+def test_client_hangs_up(s):
+    # Clients that send a request and reset the connection before the answer: the server writes
+    # into closed sockets (EPIPE, not a SIGPIPE that would end it) and goes on serving.
+    folder = os.path.join(MODELS, "sd_unet_tiny", "test_data_set_0")
+    inputs = [read_pb(os.path.join(folder, f"input_{i}.pb")) for i in range(3)]
+    body, headers = binary_request(inputs, binary_output=False)
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    request = (f"POST /v2/models/unet/infer HTTP/1.1\r\nHost: x\r\n{head}"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    for _ in range(8):
+        with socket.create_connection(("127.0.0.1", s.port), timeout=TIMEOUT) as c:
+            c.sendall(request)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    time.sleep(1)
+    check(s.proc.poll() is None, f"the server outlives clients that hang up: {s.proc.returncode}")
+    status, _, _ = infer(s, "unet", *binary_request(inputs))
+    check(status == 200, f"and answers the next request: {status}")
+
+
 def test_batching(s):
     rng = np.random.default_rng(7)
     n = 8
@@ -682,6 +703,7 @@ def main():
             timed(test_metadata, s)
             timed(test_infer_matches_tandem_run, s)
             timed(test_bad_requests, s)
+            timed(test_client_hangs_up, s)
             timed(test_batching, s)
             timed(test_worker_killed, s)
             timed(test_health_follows_workers, s)
