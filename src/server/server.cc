@@ -163,6 +163,9 @@ void Server::configure(httplib::Server& http) {
   const size_t threads = static_cast<size_t>(options_.http_threads);
   http.new_task_queue = [this, threads] { return new CountingPool(threads, waiting_connections_); };
   http.set_payload_max_length(options_.max_request_bytes);
+  // httplib closes a keep-alive connection after 5 requests by default: a client sending many
+  // would reconnect every fifth.
+  http.set_keep_alive_max_count(1000);
   auto timeout = std::chrono::milliseconds(static_cast<int64_t>(options_.request_timeout_s * 1000));
   http.set_read_timeout(timeout);
   http.set_write_timeout(timeout);
