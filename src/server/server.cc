@@ -29,7 +29,7 @@ namespace {
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-// One served model. Everything but `ready_` and the metrics is written before the model is
+// One served model. Everything but `built` and the metrics is written before the model is
 // marked built (release) and read only after that is seen (acquire).
 struct Served {
   ModelEntry entry;
@@ -130,7 +130,8 @@ class Server {
       s->entry = std::move(e);
       models_.emplace(s->entry.name, std::move(s));
     }
-    limits_.max_tensor_bytes = options.max_request_bytes * 4;  // JSON numbers are >= 2 bytes
+    // A decoded tensor can outgrow its request: "1," (2 bytes of JSON) becomes 8 bytes of INT64.
+    limits_.max_tensor_bytes = options.max_request_bytes * 4;
   }
 
   int run();
@@ -183,7 +184,9 @@ void Server::configure(httplib::Server& http) {
   http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;  // a handler's own error
     if (res.status == 404)
-      reply_error(res, 404, fmt::format("no endpoint {} {}", req.method, req.path));
+      reply_error(
+          res, 404,
+          fmt::format("no endpoint {} {}", req.method.substr(0, 16), req.path.substr(0, 256)));
     else if (res.status == 413)
       reply_error(res, 413, "request body is larger than --max-request-bytes");
   });
