@@ -228,6 +228,8 @@ Tensor parse_input(const json& in, size_t index, std::string_view binary, size_t
 
   std::optional<uint64_t> binary_size;
   if (const json* params = get_parameters(in, what)) {
+    // An extension this server lacks (shared memory regions...) must not be ignored silently.
+    check_keys(*params, {"binary_data_size"}, what + " parameters");
     if (const json* b = find(*params, "binary_data_size")) {
       if (!b->is_number_unsigned())
         bad(fmt::format("{}: parameter 'binary_data_size' must be a whole number >= 0", what));
@@ -422,6 +424,7 @@ InferRequest parse_infer_request(std::string_view body, std::optional<uint64_t> 
         bad(fmt::format("{}: 'name' must have 1 to 256 characters", what));
       out.binary = req.binary_output;
       if (const json* params = get_parameters(o, what)) {
+        check_keys(*params, {"binary_data"}, what + " parameters");  // no classification
         if (const json* b = find(*params, "binary_data")) {
           if (!b->is_boolean())
             bad(fmt::format("{}: parameter 'binary_data' must be true or false", what));

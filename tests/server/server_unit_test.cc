@@ -237,6 +237,12 @@ TEST(ServerKserve, MalformedRequestsNameTheProblem) {
       {R"({"inputs": [{)" + x + R"(, "data": [1, 2], "extra": 1}]})", std::nullopt,
        "unknown field 'extra'"},
       {R"({"inputs": [{)" + x + R"(}]})", std::nullopt, "missing 'data'"},
+      {R"({"inputs": [{)" + x + R"(, "parameters": {"shared_memory_region": "r"}}]})", std::nullopt,
+       "input 'x' parameters: unknown field 'shared_memory_region'"},
+      {R"({"inputs": [{)" + x +
+           R"(, "data": [1, 2]}], "outputs": [{"name": "y", )"
+           R"("parameters": {"classification": 3}}]})",
+       std::nullopt, "outputs[0] parameters: unknown field 'classification'"},
       {R"({"inputs": [{"name": "i", "shape": [1], "datatype": "INT8", "data": [128]}]})",
        std::nullopt, "out of range for int8"},
       {R"({"inputs": [{"name": "i", "shape": [1], "datatype": "UINT8", "data": [-1]}]})",
