@@ -374,6 +374,57 @@ def test_bad_requests(s):
           "bad requests count as failures in /metrics")
 
 
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*)\})?'
+                    r" (\S+)$")
+
+
+def test_metrics_format(s):
+    """/metrics in Prometheus's text format: HELP and TYPE before each family, well-formed
+    samples, histograms whose buckets are cumulative and end in +Inf = _count."""
+    text = s.metrics()
+    check(text.endswith("\n"), "metrics end with a newline")
+    types = {}
+    buckets = {}  # (family, labels without le) -> [(le, value)]
+    counts = {}
+    problems = []
+    for line in text.splitlines():
+        if line.startswith("# HELP ") or line.startswith("# TYPE "):
+            parts = line.split(" ", 3)
+            if len(parts) < 4:
+                problems.append(line)
+            elif parts[1] == "TYPE":
+                types[parts[2]] = parts[3]
+            continue
+        m = SAMPLE.match(line)
+        if not m:
+            problems.append(line)
+            continue
+        name, labels, value = m.group(1), m.group(3) or "", m.group(4)
+        try:
+            v = float(value)
+        except ValueError:
+            problems.append(line)
+            continue
+        family = re.sub(r"_(bucket|sum|count)$", "", name)
+        if family not in types and name not in types:
+            problems.append("no TYPE before: " + line)
+        if name.endswith("_bucket"):
+            le = re.search(r'le="([^"]*)"', labels).group(1)
+            rest = re.sub(r',?le="[^"]*"', "", labels)
+            buckets.setdefault((family, rest), []).append((float(le), v))
+        elif name.endswith("_count") and types.get(family) == "histogram":
+            counts[(family, labels)] = v
+    check(not problems, f"malformed metric lines: {problems[:3]}")
+    for key, rows in buckets.items():
+        les = [le for le, _ in rows]
+        values = [v for _, v in rows]
+        check(les == sorted(les) and les[-1] == float("inf") and values == sorted(values) and
+              counts.get(key) == values[-1], f"histogram {key}: {rows}")
+    check(types.get("tandem_batch_size") == "histogram" and
+          types.get("tandem_device_restarts_total") == "counter", f"metric types: {types}")
+    check(len(buckets) >= 12, f"3 histograms for each of 4 models: {len(buckets)}")
+
+
 def test_client_hangs_up(s):
     # Clients that send a request and reset the connection before the answer: the server writes
     # into closed sockets (EPIPE, not a SIGPIPE that would end it) and goes on serving.
@@ -704,6 +755,7 @@ def main():
             timed(test_infer_matches_tandem_run, s)
             timed(test_bad_requests, s)
             timed(test_client_hangs_up, s)
+            timed(test_metrics_format, s)
             timed(test_batching, s)
             timed(test_worker_killed, s)
             timed(test_health_follows_workers, s)
