@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
   tandem::cli::add_check_command(app, exit_code);
   tandem::cli::add_info_command(app, exit_code);
   tandem::cli::add_bench_command(app, exit_code);
+  tandem::cli::add_serve_command(app, exit_code);
   tandem::cli::add_worker_command(app, exit_code);
   try {
     app.parse(argc, argv);

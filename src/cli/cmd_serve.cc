@@ -1,0 +1,53 @@
+// tandem serve: the KServe v2 inference server (src/server).
+#include "cli/cli_common.h"
+#include "server/server.h"
+
+namespace tandem::cli {
+
+void add_serve_command(CLI::App& app, int& exit_code) {
+  auto opt = std::make_shared<server::ServeOptions>();
+  auto max_request_bytes = std::make_shared<int64_t>(static_cast<int64_t>(opt->max_request_bytes));
+  CLI::App* cmd = app.add_subcommand(
+      "serve",
+      "Serve a model repository over HTTP with the KServe v2 inference protocol (Triton's "
+      "clients work), with dynamic batching and Prometheus metrics.");
+  cmd->footer(
+      "Repository layout (Triton's): DIR/<name>/<version>/model.onnx, the highest version\n"
+      "served, and an optional DIR/<name>/config.json:\n"
+      "  {\"devices\": \"cpu:0,cpu:1\", \"workers\": 1, \"mode\": \"processes\",\n"
+      "   \"max_batch_size\": 8,\n"
+      "   \"dynamic_batching\": {\"max_queue_delay_us\": 2000, \"preferred_batch_size\": [4, 8]}}\n"
+      "Endpoints: GET /v2/health/live, /v2/health/ready, /v2, /v2/models/<name>[/versions/<v>],\n"
+      "/v2/models/<name>[/versions/<v>]/ready, /metrics; POST "
+      "/v2/models/<name>[/versions/<v>]/infer\n"
+      "(JSON tensors, or the binary tensor data extension). SIGTERM or SIGINT: stop accepting,\n"
+      "answer the requests in flight, exit 0.");
+  cmd->add_option("--model-repository", opt->repository, "folder of models (see below)")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  cmd->add_option("--host", opt->host, "address to listen on (default 0.0.0.0: every interface)");
+  cmd->add_option("--http-port", opt->http_port, "HTTP port (default 8000; 0: any free port)")
+      ->check(int_range(0, 65535));
+  cmd->add_option("--metrics-port", opt->metrics_port,
+                  "also serve /metrics on this port (0: any free port; default: only on the "
+                  "HTTP port)")
+      ->check(int_range(0, 65535));
+  cmd->add_option("--max-request-bytes", *max_request_bytes,
+                  "largest request body accepted; larger ones get 413 (default 64 MiB)")
+      ->check(int_range(1024, int64_t{1} << 40));
+  cmd->add_option("--request-timeout", opt->request_timeout_s,
+                  "seconds a request may wait for its answer before it gets 504 (default 60)")
+      ->check(real_range(0.001, kMaxSeconds));
+  cmd->add_option("--http-threads", opt->http_threads,
+                  "threads serving connections; more concurrent clients wait (default 32)")
+      ->check(int_range(1, 1024));
+  cmd->add_option("--deadline", opt->deadline_s,
+                  "seconds a shard may take before its worker counts as hung (default 120)")
+      ->check(real_range(0.001, kMaxSeconds));
+  cmd->callback([opt, max_request_bytes, &exit_code] {
+    opt->max_request_bytes = static_cast<size_t>(*max_request_bytes);
+    exit_code = server::serve(*opt);
+  });
+}
+
+}  // namespace tandem::cli

@@ -1,0 +1,202 @@
+#include "server/repository.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "onnx/safe_file.h"
+#include "tandem/parallel.h"
+
+namespace tandem::server {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+// A config file is a few lines; anything larger is not one.
+constexpr int64_t kMaxConfigBytes = 64 << 10;
+// Version folders: Triton's are positive integers. 18 digits keep them inside int64.
+constexpr size_t kMaxVersionDigits = 18;
+
+[[noreturn]] void config_error(const std::string& file, const std::string& field,
+                               const std::string& problem) {
+  raise(ErrorCode::kInvalidArgument, "{}: field '{}': {}", file, field, problem);
+}
+
+int64_t get_int(const json& v, const std::string& file, const std::string& field, int64_t min,
+                int64_t max) {
+  if (!v.is_number_integer())
+    config_error(file, field, fmt::format("must be a whole number (got {})", v.dump()));
+  // A non-negative literal is stored unsigned and may exceed int64: compare it as unsigned.
+  const bool out_of_range = v.is_number_unsigned()
+                                ? v.get<uint64_t>() > static_cast<uint64_t>(max) ||
+                                      static_cast<int64_t>(v.get<uint64_t>()) < min
+                                : v.get<int64_t>() < min || v.get<int64_t>() > max;
+  if (out_of_range)
+    config_error(file, field,
+                 fmt::format("must be between {} and {} (got {})", min, max, v.dump()));
+  return v.get<int64_t>();
+}
+
+bool all_digits(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+}  // namespace
+
+bool valid_model_name(const std::string& name) {
+  if (name.empty() || name.size() > 128 || name[0] == '.') return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
+  });
+}
+
+ModelConfig parse_model_config(const std::string& text, const std::string& file) {
+  json doc;
+  try {
+    doc = json::parse(text);
+  } catch (const json::exception& e) {
+    raise(ErrorCode::kInvalidArgument, "{}: not valid JSON: {}", file, e.what());
+  }
+  TANDEM_CHECK(doc.is_object(), ErrorCode::kInvalidArgument, "{}: must be a JSON object", file);
+  ModelConfig c;
+  for (const auto& [key, v] : doc.items()) {
+    if (key == "devices") {
+      std::string text_list;
+      if (v.is_number_integer()) {
+        text_list = std::to_string(get_int(v, file, key, 1, 1024));
+      } else if (v.is_string()) {
+        text_list = v.get<std::string>();
+        // parse_device_list reads a bare count with stoi: keep it short enough to fit.
+        if (all_digits(text_list) && text_list.size() > 4)
+          config_error(file, key, fmt::format("device count '{}' is too large", text_list));
+      } else if (v.is_array()) {
+        for (const json& d : v) {
+          if (!d.is_string()) config_error(file, key, "a device list must hold strings");
+          if (!text_list.empty()) text_list += ",";
+          text_list += d.get<std::string>();
+        }
+      } else {
+        config_error(file, key, "must be \"cpu:0,cpu:1\", a list of devices or a count");
+      }
+      try {
+        c.devices = parse_device_list(text_list);
+      } catch (const Error& e) {
+        config_error(file, key, e.what());
+      }
+    } else if (key == "workers") {
+      c.workers = static_cast<int>(get_int(v, file, key, 1, 64));
+    } else if (key == "mode") {
+      if (!v.is_string() ||
+          (v.get<std::string>() != "processes" && v.get<std::string>() != "threads"))
+        config_error(file, key,
+                     fmt::format("must be \"processes\" or \"threads\" (got {})", v.dump()));
+      c.mode = v.get<std::string>();
+    } else if (key == "max_batch_size") {
+      c.max_batch_size = get_int(v, file, key, 0, 1 << 20);
+    } else if (key == "dynamic_batching") {
+      if (!v.is_object()) config_error(file, key, "must be an object");
+      c.dynamic_batching = true;
+      for (const auto& [sub, sv] : v.items()) {
+        const std::string field = "dynamic_batching." + sub;
+        if (sub == "max_queue_delay_us") {
+          // Ten seconds: past that a client has long timed out.
+          c.max_queue_delay = std::chrono::microseconds(get_int(sv, file, field, 0, 10'000'000));
+        } else if (sub == "preferred_batch_size") {
+          if (!sv.is_array()) config_error(file, field, "must be a list of batch sizes");
+          for (const json& b : sv)
+            c.preferred_batch_sizes.push_back(get_int(b, file, field, 1, 1 << 20));
+        } else {
+          config_error(file, field,
+                       "unknown field (known: max_queue_delay_us, preferred_batch_size)");
+        }
+      }
+    } else {
+      config_error(file, key,
+                   "unknown field (known: devices, workers, mode, max_batch_size, "
+                   "dynamic_batching)");
+    }
+  }
+  if (c.dynamic_batching && c.max_batch_size < 2)
+    config_error(file, "dynamic_batching",
+                 fmt::format("needs max_batch_size of at least 2 (it is {})", c.max_batch_size));
+  for (int64_t b : c.preferred_batch_sizes)
+    if (b > c.max_batch_size)
+      config_error(file, "dynamic_batching.preferred_batch_size",
+                   fmt::format("{} is larger than max_batch_size {}", b, c.max_batch_size));
+  std::sort(c.preferred_batch_sizes.begin(), c.preferred_batch_sizes.end());
+  return c;
+}
+
+std::vector<ModelEntry> scan_repository(const fs::path& dir) {
+  std::error_code ec;
+  TANDEM_CHECK(fs::is_directory(dir, ec), ErrorCode::kNotFound,
+               "model repository '{}' is not a folder", dir.string());
+  const fs::path root = fs::canonical(dir, ec);
+  TANDEM_CHECK(!ec, ErrorCode::kNotFound, "model repository '{}': {}", dir.string(), ec.message());
+  std::vector<std::string> names;
+  for (const fs::directory_entry& e : fs::directory_iterator(root, ec)) {
+    std::string name = e.path().filename().string();
+    if (name.empty() || name[0] == '.') continue;  // .git, editors' files
+    std::error_code sub;
+    if (!fs::is_directory(e.path(), sub)) continue;  // a README beside the models
+    TANDEM_CHECK(valid_model_name(name), ErrorCode::kInvalidArgument,
+                 "model repository '{}': folder name '{}' is not a valid model name (1 to 128 "
+                 "of A-Z a-z 0-9 _ . -)",
+                 dir.string(), name);
+    names.push_back(name);
+  }
+  TANDEM_CHECK(!ec, ErrorCode::kRuntime, "model repository '{}': {}", dir.string(), ec.message());
+  std::sort(names.begin(), names.end());
+  TANDEM_CHECK(!names.empty(), ErrorCode::kNotFound,
+               "model repository '{}' holds no model folder (expected DIR/<name>/<version>/"
+               "model.onnx)",
+               dir.string());
+
+  std::vector<ModelEntry> models;
+  for (const std::string& name : names) {
+    ModelEntry m;
+    m.name = name;
+    const fs::path model_dir = resolve_inside(root, name, "model folder");
+    const fs::path config = model_dir / "config.json";
+    if (fs::exists(config, ec)) {
+      fs::path canonical = resolve_inside(root, name + "/config.json", "config.json");
+      RegularFile f(canonical, "config.json");
+      TANDEM_CHECK(f.size() <= kMaxConfigBytes, ErrorCode::kInvalidArgument,
+                   "{}: {} bytes, more than a config file's {}", config.string(), f.size(),
+                   kMaxConfigBytes);
+      std::string text(static_cast<size_t>(f.size()), '\0');
+      f.read_at(0, f.size(), text.data());
+      m.config = parse_model_config(text, config.string());
+    }
+    std::vector<std::pair<uint64_t, std::string>> versions;
+    for (const fs::directory_entry& e : fs::directory_iterator(model_dir, ec)) {
+      std::string v = e.path().filename().string();
+      // Triton ignores what is not a version folder; so does this.
+      if (!all_digits(v) || v.size() > kMaxVersionDigits) continue;
+      std::error_code sub;
+      if (!fs::is_directory(e.path(), sub)) continue;
+      if (!fs::exists(e.path() / "model.onnx", sub)) continue;
+      versions.emplace_back(std::stoull(v), v);
+    }
+    TANDEM_CHECK(!ec, ErrorCode::kRuntime, "model folder '{}': {}", model_dir.string(),
+                 ec.message());
+    TANDEM_CHECK(!versions.empty(), ErrorCode::kNotFound,
+                 "model '{}': no version folder with a model.onnx (expected {}/<version>/"
+                 "model.onnx)",
+                 name, model_dir.string());
+    std::sort(versions.begin(), versions.end());
+    for (const auto& [number, text] : versions) m.all_versions.push_back(text);
+    m.version = versions.back().second;
+    // The model file itself, resolved: a symlink that leaves the repository is refused here.
+    m.model_path = resolve_inside(root, name + "/" + m.version + "/model.onnx", "model file");
+    TANDEM_CHECK(fs::is_regular_file(m.model_path, ec), ErrorCode::kInvalidArgument,
+                 "model '{}': '{}' is not a regular file", name, m.model_path.string());
+    models.push_back(std::move(m));
+  }
+  return models;
+}
+
+}  // namespace tandem::server

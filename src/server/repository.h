@@ -1,0 +1,50 @@
+// The model repository of `tandem serve`, in Triton's layout:
+//
+//   DIR/<name>/config.json          optional; see ModelConfig
+//   DIR/<name>/<version>/model.onnx version: decimal digits; the highest one is served
+//
+// Folder names and config files are untrusted: names are restricted to a safe alphabet, every
+// path is resolved and must stay inside DIR (a symlink out of it is refused), and every config
+// field is checked, with errors that name the file and the field.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace tandem::server {
+
+struct ModelConfig {
+  std::vector<std::string> devices = {"cpu:0"};  // "devices": "cpu:0,cpu:1", a count, or a list
+  int workers = 1;                               // "workers": per device, 1..64
+  std::string mode = "processes";                // "mode": "processes" or "threads"
+  // "max_batch_size": the most batch items one merged run may hold; 0 (the default) runs every
+  // request as it came.
+  int64_t max_batch_size = 0;
+  // "dynamic_batching": {"max_queue_delay_us": N, "preferred_batch_size": [..]}. Present: requests
+  // wait up to the delay to be merged. Needs max_batch_size >= 2.
+  bool dynamic_batching = false;
+  std::chrono::microseconds max_queue_delay{0};
+  std::vector<int64_t> preferred_batch_sizes;
+};
+
+struct ModelEntry {
+  std::string name;
+  std::string version;                    // the served (highest) version
+  std::vector<std::string> all_versions;  // every version folder with a model.onnx, ascending
+  std::filesystem::path model_path;       // canonical, inside the repository
+  ModelConfig config;
+};
+
+// Parses and validates one config.json's text; `file` names it in errors.
+ModelConfig parse_model_config(const std::string& text, const std::string& file);
+
+// Scans the repository; throws tandem::Error naming the folder or file at the first problem.
+std::vector<ModelEntry> scan_repository(const std::filesystem::path& dir);
+
+// Whether `name` is an allowed model name: 1..128 of [A-Za-z0-9_.-], not starting with '.'.
+bool valid_model_name(const std::string& name);
+
+}  // namespace tandem::server
