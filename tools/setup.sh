@@ -14,8 +14,9 @@ packages=(
   # clang compiles the engine with -fopenmp too, against LLVM's OpenMP runtime (libomp-dev).
   clang libclang-rt-14-dev libomp-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev
-  # `tandem serve` (src/server): the HTTP server, Debian's compiled cpp-httplib
-  libcpp-httplib-dev
+  # `tandem serve` (src/server): the HTTP server, Debian's compiled cpp-httplib, found through
+  # pkg-config (not on a minimal Debian; CI machines happen to have it)
+  libcpp-httplib-dev pkg-config
   python3 python3-dev python3-numpy python3-onnx
   python3-pybind11 pybind11-dev python3-pytest python3-setuptools python3-pip python3-venv
 )
