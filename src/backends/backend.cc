@@ -5,14 +5,16 @@ namespace tandem {
 namespace {
 class FnKernel : public Kernel {
  public:
-  explicit FnKernel(ComputeFn fn) : fn_(fn) {}
+  FnKernel(ComputeFn fn, bool view) : fn_(fn), view_(view) {}
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {
     fn_(ctx, inputs, outputs);
   }
+  bool output_views_input() const override { return view_; }
 
  private:
   ComputeFn fn_;
+  bool view_;
 };
 }  // namespace
 
@@ -22,9 +24,19 @@ void KernelRegistry::add(const std::string& op_type, KernelFactory factory,
 }
 
 void KernelRegistry::add(const std::string& op_type, ComputeFn fn, const std::string& domain) {
-  add(op_type, [fn](const Node&) -> std::unique_ptr<Kernel> {
-    return std::make_unique<FnKernel>(fn);
-  }, domain);
+  add(
+      op_type,
+      [fn](const Node&) -> std::unique_ptr<Kernel> {
+        return std::make_unique<FnKernel>(fn, false);
+      },
+      domain);
+}
+
+void KernelRegistry::add_view(const std::string& op_type, ComputeFn fn, const std::string& domain) {
+  add(
+      op_type,
+      [fn](const Node&) -> std::unique_ptr<Kernel> { return std::make_unique<FnKernel>(fn, true); },
+      domain);
 }
 
 const KernelFactory* KernelRegistry::find(const std::string& domain,

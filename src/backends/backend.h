@@ -35,6 +35,10 @@ class Kernel {
                              const TensorType& output) const {
     return -1;
   }
+  // True when output 0 is always input 0's bytes under another shape (Reshape, Flatten, ...):
+  // the planner then makes the output a view of the input and skips the step. compute() must
+  // still give that result when it runs (a step whose shapes are known only at run time).
+  virtual bool output_views_input() const { return false; }
 };
 
 using ComputeFn = void (*)(const KernelContext& ctx, std::span<const Tensor* const> inputs,
@@ -46,6 +50,9 @@ class KernelRegistry {
   void add(const std::string& op_type, KernelFactory factory, const std::string& domain = "");
   // Stateless kernels: a plain function.
   void add(const std::string& op_type, ComputeFn fn, const std::string& domain = "");
+  // A stateless kernel whose output 0 is a view of input 0 (Kernel::output_views_input); `fn`
+  // copies the bytes for when the step runs after all.
+  void add_view(const std::string& op_type, ComputeFn fn, const std::string& domain = "");
   const KernelFactory* find(const std::string& domain, const std::string& op_type) const;
   std::vector<std::string> op_types() const;
 

@@ -1,8 +1,8 @@
 // Session: executes a Graph on one backend. For each distinct set of input shapes it makes a
-// plan once — concrete shapes for every value, constants folded (including the Shape -> Gather
-// -> Concat -> Reshape chains torch exports), arena offsets from value lifetimes — and then runs
-// the plan's steps. Nodes whose output shape depends on data only known at run time are inferred
-// and allocated at run time instead.
+// plan once (runtime/plan.h: concrete shapes for every value, constants folded, views and
+// in-place outputs, arena offsets from value lifetimes) and then runs the plan's steps. Nodes
+// whose output shape depends on data only known at run time are inferred and allocated at run
+// time instead.
 #pragma once
 
 #include <map>
@@ -14,6 +14,7 @@
 #include "core/thread_pool.h"
 #include "ir/ir.h"
 #include "ops/schema.h"
+#include "runtime/plan.h"
 #include "tandem/model.h"
 
 namespace tandem {
@@ -39,7 +40,6 @@ class Session {
   int threads() const { return pool_.size(); }
 
  private:
-  struct Plan;
   std::shared_ptr<Plan> plan_for(const std::vector<TensorType>& input_types);
   std::shared_ptr<Plan> make_plan(const std::vector<TensorType>& input_types);
 

@@ -84,7 +84,7 @@ TEST(BadInput, UnknownOpNamesOpTypeAndNode) {
   b.node("FrobnicateTensor", {"x"}, {"y"}, "mystery_node");
   std::string path = b.save(testing::temp_dir("unknown_op"));
   expect_error([&] { Model::build_from_file(path); }, ErrorCode::kUnsupported,
-               {"FrobnicateTensor", "mystery_node"});
+               {"FrobnicateTensor", "mystery_node", "no schema"});
 }
 
 TEST(BadInput, UnsupportedOpset) {

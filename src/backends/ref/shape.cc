@@ -147,11 +147,12 @@ void constant_kernel(const KernelContext& ctx, std::span<const Tensor* const> in
 }  // namespace
 
 void register_shape_ref_kernels(KernelRegistry& r) {
-  r.add("Reshape", copy_bytes);
-  r.add("Flatten", copy_bytes);
-  r.add("Squeeze", copy_bytes);
-  r.add("Unsqueeze", copy_bytes);
-  r.add("Identity", copy_bytes);
+  // The output is the input's bytes under another shape: planned as a view, no work.
+  r.add_view("Reshape", copy_bytes);
+  r.add_view("Flatten", copy_bytes);
+  r.add_view("Squeeze", copy_bytes);
+  r.add_view("Unsqueeze", copy_bytes);
+  r.add_view("Identity", copy_bytes);
   r.add("Shape", shape_kernel);
   r.add("Size", size_kernel);
   r.add("ConstantOfShape", constant_of_shape_kernel);
