@@ -52,4 +52,10 @@ std::vector<std::string> KernelRegistry::op_types() const {
   return names;
 }
 
+std::vector<std::pair<std::string, std::string>> KernelRegistry::keys() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (auto& [key, f] : factories_) out.push_back(key);
+  return out;
+}
+
 }  // namespace tandem

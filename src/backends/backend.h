@@ -55,6 +55,8 @@ class KernelRegistry {
   void add_view(const std::string& op_type, ComputeFn fn, const std::string& domain = "");
   const KernelFactory* find(const std::string& domain, const std::string& op_type) const;
   std::vector<std::string> op_types() const;
+  // Every (domain, op type) with a kernel; "" is the default ONNX domain.
+  std::vector<std::pair<std::string, std::string>> keys() const;
 
  private:
   std::map<std::pair<std::string, std::string>, KernelFactory> factories_;

@@ -35,6 +35,12 @@ std::vector<std::string> SchemaRegistry::op_types() const {
   return names;
 }
 
+std::vector<std::pair<std::string, std::string>> SchemaRegistry::keys() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (auto& [key, s] : schemas_) out.push_back(key);
+  return out;
+}
+
 const SchemaRegistry& schemas() {
   static const SchemaRegistry registry = [] {
     SchemaRegistry r;

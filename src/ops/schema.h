@@ -63,6 +63,8 @@ class SchemaRegistry {
   // nullptr when unknown.
   const OpSchema* find(const std::string& domain, const std::string& op_type) const;
   std::vector<std::string> op_types() const;
+  // Every (domain, op type) with a schema; "" is the default ONNX domain.
+  std::vector<std::pair<std::string, std::string>> keys() const;
 
  private:
   std::map<std::pair<std::string, std::string>, OpSchema> schemas_;
