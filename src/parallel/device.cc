@@ -11,6 +11,9 @@ namespace tandem {
 std::vector<std::string> parse_device_list(const std::string& text) {
   std::vector<std::string> devices;
   if (!text.empty() && text.find_first_not_of("0123456789") == std::string::npos) {
+    // At most 4 digits before converting: a longer count is out of range, not a stoi error.
+    TANDEM_CHECK(text.size() <= 4, ErrorCode::kInvalidArgument,
+                 "device count {} must be between 1 and 1024", text);
     int n = std::stoi(text);
     TANDEM_CHECK(n >= 1 && n <= 1024, ErrorCode::kInvalidArgument,
                  "device count {} must be between 1 and 1024", n);
@@ -29,7 +32,8 @@ std::vector<std::string> parse_device_list(const std::string& text) {
   for (size_t i = 0; i < devices.size(); ++i) {
     const std::string& d = devices[i];
     auto colon = d.find(':');
-    std::string kind = d.substr(0, colon), idx = colon == std::string::npos ? "" : d.substr(colon + 1);
+    std::string kind = d.substr(0, colon),
+                idx = colon == std::string::npos ? "" : d.substr(colon + 1);
     TANDEM_CHECK((kind == "cpu" || kind == "cuda") && !idx.empty() && idx.size() < 6 &&
                      idx.find_first_not_of("0123456789") == std::string::npos,
                  ErrorCode::kInvalidArgument,
@@ -45,6 +49,9 @@ std::vector<std::string> parse_device_list(const std::string& text) {
 
 namespace parallel {
 
+// No host has this many cores; a larger number is a typo (the Context checks the real count).
+constexpr int kMaxCoreNumber = 65536;
+
 std::vector<int> parse_core_list(const std::string& text) {
   std::vector<int> cores;
   std::stringstream ss(text);
@@ -58,6 +65,9 @@ std::vector<int> parse_core_list(const std::string& text) {
       } else {
         int a = std::stoi(part.substr(0, dash)), b = std::stoi(part.substr(dash + 1));
         TANDEM_CHECK(a <= b, ErrorCode::kInvalidArgument, "core range '{}' is reversed", part);
+        // Bounded before the loop: "0-2000000000" would otherwise list two billion cores.
+        TANDEM_CHECK(a >= 0 && b < kMaxCoreNumber, ErrorCode::kInvalidArgument,
+                     "core range '{}' goes beyond core {}", part, kMaxCoreNumber - 1);
         for (int c = a; c <= b; ++c) cores.push_back(c);
       }
     } catch (const std::logic_error&) {
@@ -72,8 +82,8 @@ std::vector<DeviceSpec> resolve_devices(const std::vector<std::string>& devices,
                                         const std::vector<std::vector<int>>& core_lists,
                                         int host_cores) {
   TANDEM_CHECK(core_lists.empty() || core_lists.size() == devices.size(),
-               ErrorCode::kInvalidArgument, "{} core lists given for {} devices",
-               core_lists.size(), devices.size());
+               ErrorCode::kInvalidArgument, "{} core lists given for {} devices", core_lists.size(),
+               devices.size());
   std::vector<DeviceSpec> specs;
   int cpu_count = 0;
   for (const std::string& d : devices) {

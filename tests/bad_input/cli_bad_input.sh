@@ -46,6 +46,10 @@ expect error "not a valid ONNX model" -- "$tandem" run --model "$tmp/garbage.onn
 expect error "not a valid ONNX model" -- "$tandem" run --model "$tmp/truncated.onnx"
 expect error "not a valid ONNX model" -- "$tandem" info --model "$tmp/empty.onnx"
 expect error "does not exist" -- "$tandem" run --model "$tmp/none.onnx"
+# Device counts and core ranges too large to convert or to list: one plain line, never "stoi"
+# or a loop over billions of cores.
+expect error "device count 99999999999999999999 must be between 1 and 1024" -- "$tandem" run --devices 99999999999999999999
+expect error "core range '0-2000000000' goes beyond core 65535" -- "$tandem" run --devices cpu:0 --cores 0-2000000000
 if [[ -f "$tmp/unknown_op.onnx" ]]; then
   expect error "NoSuchOp.*weird_node" -- "$tandem" run --model "$tmp/unknown_op.onnx"
 fi
