@@ -168,7 +168,7 @@ class ProcessEngine : public ParallelPredictor::Engine {
   // Shared with callers, under mu_.
   mutable std::mutex mu_;
   std::deque<std::shared_ptr<Request>> incoming_;  // admitted, for the supervisor to start
-  bool built_ = false, stopping_ = false, finalized_ = false;
+  bool built_ = false, finalized_ = false;         // stopping is the scheduler's (Scheduler::stop)
   std::string down_reason_;
   ParallelStats stats_;  // devices' state and supervisor errors; counters are the scheduler's
 };
@@ -654,12 +654,7 @@ void ProcessEngine::on_death(Worker& w, const std::string& cause) {
                        t.shard, kMaxShardAttempts, w.name(), w.last_error));
   }
   w.stopped_since.reset();
-  bool stopping;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stopping = stopping_;
-  }
-  if (stopping) {
+  if (scheduler_.stopping()) {
     w.state = Worker::kDown;
     update_all_down();  // requests still in flight fail rather than keep finalize() waiting
     return;
@@ -848,7 +843,8 @@ void ProcessEngine::supervise() {
   for (;;) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_ && incoming_.empty() && scheduler_.idle()) break;
+      // A request admitted before stop() is either in incoming_ or active in the scheduler.
+      if (scheduler_.stopping() && incoming_.empty() && scheduler_.idle()) break;
     }
     // Nothing may escape this thread (it would terminate the process): an unexpected failure
     // is recorded and the loop goes on.
@@ -896,7 +892,6 @@ void ProcessEngine::finalize() {
     std::lock_guard<std::mutex> lock(mu_);
     if (finalized_) return;
     finalized_ = true;
-    stopping_ = true;
   }
   scheduler_.stop();
   if (supervisor_.joinable()) {
