@@ -1,11 +1,67 @@
 // Schemas of the matmul family: MatMul (numpy matmul semantics), Gemm, and the fused ops
 // (com.tandem) the fusion passes make: Attention (MatMul -> scale -> mask -> Softmax -> MatMul)
 // and FusedMatMul (MatMul + bias + residual).
+#include "ops/matmul.h"
+
 #include "core/error.h"
 #include "ops/schema.h"
 #include "ops/shape_utils.h"
 
 namespace tandem {
+
+GemmAttrs GemmAttrs::parse(const Node& node) {
+  GemmAttrs g;
+  g.trans_a = node.attr_int_or("transA", 0) != 0;
+  g.trans_b = node.attr_int_or("transB", 0) != 0;
+  g.alpha = node.attr_float_or("alpha", 1.0f);
+  g.beta = node.attr_float_or("beta", 1.0f);
+  return g;
+}
+
+AttentionAttrs AttentionAttrs::parse(const Node& node) {
+  AttentionAttrs a;
+  a.q_perm = node.attr_ints_or("q_perm", {});
+  a.k_perm = node.attr_ints_or("k_perm", {});
+  a.v_perm = node.attr_ints_or("v_perm", {});
+  a.out_perm = node.attr_ints_or("out_perm", {});
+  a.scale = node.attr_float_or("scale", 1.0f);
+  a.fill = node.attr_float_or("fill", 0.0f);
+  return a;
+}
+
+Shape permuted(const Shape& s, const std::vector<int64_t>& perm, const Node& node,
+               const char* name) {
+  if (perm.empty()) return s;
+  const int64_t rank = static_cast<int64_t>(s.size());
+  TANDEM_CHECK(static_cast<int64_t>(perm.size()) == rank, ErrorCode::kInvalidArgument,
+               "{}: {} {} does not match an operand of rank {}", node.describe(), name,
+               fmt::format("{}", perm), rank);
+  std::vector<bool> seen(s.size(), false);
+  Shape out;
+  for (int64_t p : perm) {
+    TANDEM_CHECK(p >= 0 && p < rank && !seen[static_cast<size_t>(p)], ErrorCode::kInvalidModel,
+                 "{}: {} {} is not a permutation of 0..{}", node.describe(), name,
+                 fmt::format("{}", perm), rank - 1);
+    seen[static_cast<size_t>(p)] = true;
+    out.push_back(s[static_cast<size_t>(p)]);
+  }
+  return out;
+}
+
+GemmDims GemmAttrs::dims(const Shape& a, const Shape& b, const Node& node) const {
+  TANDEM_CHECK(a.size() == 2 && b.size() == 2, ErrorCode::kInvalidModel,
+               "{}: A and B must be 2-D, got {} and {}", node.describe(), shape_str(a),
+               shape_str(b));
+  GemmDims d;
+  d.m = trans_a ? a[1] : a[0];
+  d.k = trans_a ? a[0] : a[1];
+  d.n = trans_b ? b[0] : b[1];
+  const int64_t kb = trans_b ? b[1] : b[0];
+  TANDEM_CHECK(d.k == kb, ErrorCode::kInvalidArgument,
+               "{}: inner dimensions do not match: A {} (transA={}), B {} (transB={})",
+               node.describe(), shape_str(a), trans_a, shape_str(b), trans_b);
+  return d;
+}
 
 namespace {
 
@@ -46,38 +102,28 @@ Shape matmul_shape(const Shape& as, const Shape& bs, const Node& node) {
   return out;
 }
 
-std::vector<TensorType> infer_matmul(const InferContext& ctx) {
-  const Node& node = ctx.node;
-  const TensorType& a = ctx.input(0);
-  const TensorType& b = ctx.input(1);
+// A and B of MatMul and Gemm: one dtype, one the kernels take.
+void check_operand_dtypes(const Node& node, const TensorType& a, const TensorType& b) {
   TANDEM_CHECK(a.dtype == b.dtype, ErrorCode::kInvalidModel, "{}: input dtypes differ ({} vs {})",
                node.describe(), dtype_name(a.dtype), dtype_name(b.dtype));
   TANDEM_CHECK(matmul_dtype_ok(a.dtype), ErrorCode::kUnsupported, "{}: dtype {} is not supported",
                node.describe(), dtype_name(a.dtype));
-  return {{a.dtype, matmul_shape(a.shape, b.shape, node)}};
 }
 
-std::vector<TensorType> infer_gemm(const InferContext& ctx) {
+std::vector<TensorType> infer_matmul(const InferContext& ctx) {
+  const TensorType& a = ctx.input(0);
+  const TensorType& b = ctx.input(1);
+  check_operand_dtypes(ctx.node, a, b);
+  return {{a.dtype, matmul_shape(a.shape, b.shape, ctx.node)}};
+}
+
+std::vector<TensorType> infer_gemm(const InferContext& ctx, const GemmAttrs& g) {
   const Node& node = ctx.node;
   const TensorType& a = ctx.input(0);
   const TensorType& b = ctx.input(1);
-  TANDEM_CHECK(a.dtype == b.dtype, ErrorCode::kInvalidModel, "{}: input dtypes differ ({} vs {})",
-               node.describe(), dtype_name(a.dtype), dtype_name(b.dtype));
-  TANDEM_CHECK(matmul_dtype_ok(a.dtype), ErrorCode::kUnsupported, "{}: dtype {} is not supported",
-               node.describe(), dtype_name(a.dtype));
-  TANDEM_CHECK(a.shape.size() == 2 && b.shape.size() == 2, ErrorCode::kInvalidModel,
-               "{}: A and B must be 2-D, got {} and {}", node.describe(), shape_str(a.shape),
-               shape_str(b.shape));
-  bool ta = node.attr_int_or("transA", 0) != 0;
-  bool tb = node.attr_int_or("transB", 0) != 0;
-  int64_t m = ta ? a.shape[1] : a.shape[0];
-  int64_t k = ta ? a.shape[0] : a.shape[1];
-  int64_t kb = tb ? b.shape[1] : b.shape[0];
-  int64_t n = tb ? b.shape[0] : b.shape[1];
-  TANDEM_CHECK(k == kb, ErrorCode::kInvalidArgument,
-               "{}: inner dimensions do not match: A {} (transA={}), B {} (transB={})",
-               node.describe(), shape_str(a.shape), ta, shape_str(b.shape), tb);
-  Shape out{m, n};
+  check_operand_dtypes(node, a, b);
+  const GemmDims d = g.dims(a.shape, b.shape, node);
+  Shape out{d.m, d.n};
   if (ctx.has_input(2)) {
     const TensorType& c = ctx.input(2);
     TANDEM_CHECK(c.dtype == a.dtype, ErrorCode::kInvalidModel, "{}: C has dtype {}, expected {}",
@@ -90,26 +136,6 @@ std::vector<TensorType> infer_gemm(const InferContext& ctx) {
   return {{a.dtype, out}};
 }
 
-// `s` permuted by the Attention attribute `key` (absent or empty: unchanged), as Transpose would.
-Shape permuted(const Shape& s, const Node& node, const char* key) {
-  const std::vector<int64_t> perm = node.attr_ints_or(key, {});
-  if (perm.empty()) return s;
-  const int64_t rank = static_cast<int64_t>(s.size());
-  TANDEM_CHECK(static_cast<int64_t>(perm.size()) == rank, ErrorCode::kInvalidArgument,
-               "{}: {} {} does not match an operand of rank {}", node.describe(), key,
-               fmt::format("{}", perm), rank);
-  std::vector<bool> seen(s.size(), false);
-  Shape out;
-  for (int64_t p : perm) {
-    TANDEM_CHECK(p >= 0 && p < rank && !seen[static_cast<size_t>(p)], ErrorCode::kInvalidModel,
-                 "{}: {} {} is not a permutation of 0..{}", node.describe(), key,
-                 fmt::format("{}", perm), rank - 1);
-    seen[static_cast<size_t>(p)] = true;
-    out.push_back(s[static_cast<size_t>(p)]);
-  }
-  return out;
-}
-
 // Attention(Q, K, V, mask?, keep?), attributes scale, fill, q_perm, k_perm, v_perm, out_perm:
 // exactly the ops it replaces,
 //   S = MatMul(Transpose(Q, q_perm), Transpose(K, k_perm)) * scale  (K is MatMul's right operand,
@@ -117,7 +143,7 @@ Shape permuted(const Shape& s, const Node& node, const char* key) {
 //   S = S + mask;  S = Where(keep, S, fill);  P = Softmax(S, axis -1)
 //   Y = Transpose(MatMul(P, Transpose(V, v_perm)), out_perm)
 // with each optional piece left out when absent (a perm absent or empty: no Transpose).
-std::vector<TensorType> infer_attention(const InferContext& ctx) {
+std::vector<TensorType> infer_attention(const InferContext& ctx, const AttentionAttrs& a) {
   const Node& node = ctx.node;
   const TensorType& q = ctx.input(0);
   for (size_t i = 1; i < 4; ++i) {
@@ -129,8 +155,8 @@ std::vector<TensorType> infer_attention(const InferContext& ctx) {
   TANDEM_CHECK(q.dtype == DataType::kFloat32 || q.dtype == DataType::kFloat64,
                ErrorCode::kUnsupported, "{}: dtype {} is not supported (float32/float64 only)",
                node.describe(), dtype_name(q.dtype));
-  Shape s = matmul_shape(permuted(q.shape, node, "q_perm"),
-                         permuted(ctx.input(1).shape, node, "k_perm"), node);
+  Shape s = matmul_shape(permuted(q.shape, a.q_perm, node, "q_perm"),
+                         permuted(ctx.input(1).shape, a.k_perm, node, "k_perm"), node);
   if (ctx.has_input(3)) s = broadcast_shapes(s, ctx.input(3).shape, node);
   if (ctx.has_input(4)) {
     TANDEM_CHECK(ctx.input(4).dtype == DataType::kBool, ErrorCode::kInvalidModel,
@@ -140,8 +166,8 @@ std::vector<TensorType> infer_attention(const InferContext& ctx) {
   }
   TANDEM_CHECK(!s.empty(), ErrorCode::kInvalidModel, "{}: the scores are a scalar",
                node.describe());
-  Shape y = matmul_shape(s, permuted(ctx.input(2).shape, node, "v_perm"), node);
-  return {{q.dtype, permuted(y, node, "out_perm")}};
+  Shape y = matmul_shape(s, permuted(ctx.input(2).shape, a.v_perm, node, "v_perm"), node);
+  return {{q.dtype, permuted(y, a.out_perm, node, "out_perm")}};
 }
 
 // FusedMatMul(A, B, bias?, residual?) (com.tandem, fuse_matmul_bias.cc): exactly
@@ -163,8 +189,8 @@ std::vector<TensorType> infer_fused_matmul(const InferContext& ctx) {
 
 void register_matmul_schemas(SchemaRegistry& r) {
   r.add({"MatMul", 2, 2, infer_matmul, ""});
-  r.add({"Gemm", 2, 3, infer_gemm, ""});
-  r.add({"Attention", 3, 5, infer_attention, kFusedDomain});
+  r.add({"Gemm", 2, 3, with_attrs(infer_gemm), ""});
+  r.add({"Attention", 3, 5, with_attrs(infer_attention), kFusedDomain});
   r.add({"FusedMatMul", 2, 4, infer_fused_matmul, kFusedDomain});
 }
 

@@ -1,5 +1,7 @@
 // Schemas of the normalization family: BatchNormalization (inference), InstanceNormalization,
 // LayerNormalization, GroupNormalization, LpNormalization, LRN, MeanVarianceNormalization.
+#include "ops/normalization.h"
+
 #include <string>
 #include <vector>
 
@@ -8,6 +10,47 @@
 #include "ops/shape_utils.h"
 
 namespace tandem {
+
+NormAttrs NormAttrs::parse(const Node& node) {
+  NormAttrs a;
+  const std::string& op = node.op_type;
+  a.epsilon = node.attr_float_or("epsilon", 1e-5f);
+  if (op == "BatchNormalization") {
+    a.training = node.opset >= 14 ? node.attr_int_or("training_mode", 0) != 0
+                                  : node.outputs.size() > 1 && node.outputs[1] != nullptr;
+    a.per_element_stats = node.opset < 9 && node.attr_int_or("spatial", 1) == 0;
+    a.is_test = node.opset >= 7 || node.attr_int_or("is_test", 0) != 0;
+  } else if (op == "LayerNormalization") {
+    a.axis = node.attr_int_or("axis", -1);
+    a.stash_type = node.attr_int_or("stash_type", 1);
+    TANDEM_CHECK(a.stash_type == 1 || a.stash_type == 11, ErrorCode::kUnsupported,
+                 "{}: stash_type {} is not supported (1 = float32, 11 = float64)", node.describe(),
+                 a.stash_type);
+  } else if (op == "GroupNormalization" || op == "GroupNorm") {
+    a.num_groups = node.attr_int("num_groups");
+    TANDEM_CHECK(a.num_groups >= 1, ErrorCode::kInvalidModel, "{}: num_groups must be >= 1, got {}",
+                 node.describe(), a.num_groups);
+    const std::string act = node.attr_string_or("activation", "");
+    TANDEM_CHECK(act.empty() || act == "SiLU", ErrorCode::kInvalidModel,
+                 "{}: activation '{}' is not supported (\"\" or \"SiLU\")", node.describe(), act);
+    a.silu = act == "SiLU";
+  } else if (op == "LpNormalization") {
+    a.axis = node.attr_int_or("axis", -1);
+    a.p = node.attr_int_or("p", 2);
+    TANDEM_CHECK(a.p == 1 || a.p == 2, ErrorCode::kInvalidModel, "{}: p must be 1 or 2, got {}",
+                 node.describe(), a.p);
+  } else if (op == "LRN") {
+    a.size = node.attr_int("size");
+    TANDEM_CHECK(a.size >= 1, ErrorCode::kInvalidModel, "{}: size must be >= 1, got {}",
+                 node.describe(), a.size);
+    a.alpha = node.attr_float_or("alpha", 1e-4f);
+    a.beta = node.attr_float_or("beta", 0.75f);
+    a.bias = node.attr_float_or("bias", 1.0f);
+  } else if (op == "MeanVarianceNormalization") {
+    a.axes = node.attr_ints_or("axes", {0, 2, 3});
+  }
+  return a;
+}
 
 namespace {
 
@@ -38,21 +81,19 @@ void check_rank_at_least(const InferContext& ctx, size_t rank) {
                shape_str(ctx.input(0).shape), rank);
 }
 
-std::vector<TensorType> infer_batch_norm(const InferContext& ctx) {
+std::vector<TensorType> infer_batch_norm(const InferContext& ctx, const NormAttrs& a) {
   const Node& node = ctx.node;
   for (size_t i = 0; i < 5; ++i) check_float_input(ctx, i);
   check_rank_at_least(ctx, 2);
   // Training mode (batch statistics, running-stat updates) is refused (kUnsupported): opset >= 14
   // asks for it with training_mode=1; earlier opsets by requesting the extra outputs.
-  const bool training = node.opset >= 14 ? node.attr_int_or("training_mode", 0) != 0
-                                         : node.outputs.size() > 1 && node.outputs[1] != nullptr;
-  TANDEM_CHECK(!training, ErrorCode::kUnsupported,
+  TANDEM_CHECK(!a.training, ErrorCode::kUnsupported,
                "{}: training mode is not supported (inference only)", node.describe());
   const Shape& x = ctx.input(0).shape;
   const int64_t c = x[1];
   // Opset < 9 with spatial=0 has per-element statistics of shape [C, D1, ...].
   int64_t count = c;
-  if (node.opset < 9 && node.attr_int_or("spatial", 1) == 0) count = shape_numel(x) / x[0];
+  if (a.per_element_stats) count = shape_numel(x) / x[0];
   const char* names[] = {"", "scale", "B", "mean", "var"};
   for (size_t i = 1; i < 5; ++i) check_numel(ctx, i, count, names[i]);
   std::vector<TensorType> out{{ctx.input(0).dtype, x}};
@@ -61,7 +102,7 @@ std::vector<TensorType> infer_batch_norm(const InferContext& ctx) {
   return out;
 }
 
-std::vector<TensorType> infer_instance_norm(const InferContext& ctx) {
+std::vector<TensorType> infer_instance_norm(const InferContext& ctx, const NormAttrs&) {
   for (size_t i = 0; i < 3; ++i) check_float_input(ctx, i);
   check_rank_at_least(ctx, 3);
   const int64_t c = ctx.input(0).shape[1];
@@ -70,13 +111,13 @@ std::vector<TensorType> infer_instance_norm(const InferContext& ctx) {
   return {{ctx.input(0).dtype, ctx.input(0).shape}};
 }
 
-std::vector<TensorType> infer_layer_norm(const InferContext& ctx) {
+std::vector<TensorType> infer_layer_norm(const InferContext& ctx, const NormAttrs& a) {
   const Node& node = ctx.node;
   for (size_t i = 0; i < 3; ++i) check_float_input(ctx, i);
   check_rank_at_least(ctx, 1);
   const Shape& x = ctx.input(0).shape;
   const int64_t rank = static_cast<int64_t>(x.size());
-  const int64_t axis = normalize_axis(node.attr_int_or("axis", -1), rank, node);
+  const int64_t axis = normalize_axis(a.axis, rank, node);
   const Shape normalized(x.begin() + axis, x.end());
   // Scale and B broadcast (one way) to the normalized shape.
   for (size_t i = 1; i < 3; ++i) {
@@ -86,23 +127,19 @@ std::vector<TensorType> infer_layer_norm(const InferContext& ctx) {
                  "{}: {} of shape {} does not broadcast to the normalized shape {}",
                  node.describe(), i == 1 ? "Scale" : "B", shape_str(s), shape_str(normalized));
   }
-  const int64_t stash = node.attr_int_or("stash_type", 1);
-  TANDEM_CHECK(stash == 1 || stash == 11, ErrorCode::kUnsupported,
-               "{}: stash_type {} is not supported (1 = float32, 11 = float64)", node.describe(),
-               stash);
   Shape stat(x.begin(), x.begin() + axis);
   stat.resize(x.size(), 1);
-  const DataType stat_type = static_cast<DataType>(stash);
+  const DataType stat_type = static_cast<DataType>(a.stash_type);
   return {{ctx.input(0).dtype, x}, {stat_type, stat}, {stat_type, stat}};
 }
 
-std::vector<TensorType> infer_group_norm(const InferContext& ctx) {
+std::vector<TensorType> infer_group_norm(const InferContext& ctx, const NormAttrs& a) {
   const Node& node = ctx.node;
   for (size_t i = 0; i < 3; ++i) check_float_input(ctx, i);
   check_rank_at_least(ctx, 3);
   const int64_t c = ctx.input(0).shape[1];
-  const int64_t groups = node.attr_int("num_groups");
-  TANDEM_CHECK(groups >= 1 && c % groups == 0, ErrorCode::kInvalidModel,
+  const int64_t groups = a.num_groups;
+  TANDEM_CHECK(c % groups == 0, ErrorCode::kInvalidModel,
                "{}: num_groups {} must be >= 1 and divide the {} channels", node.describe(), groups,
                c);
   // Opset 18 has per-group scale/bias, opset 21 per-channel: accept either.
@@ -122,68 +159,57 @@ std::vector<TensorType> infer_group_norm(const InferContext& ctx) {
 //   Y = Reshape(Y, Shape(X)) * scale + bias, then Y * Sigmoid(Y) for "SiLU".
 // Each sample is cut into num_groups equal contiguous chunks, each normalized on its own; scale
 // and bias broadcast numpy-style (torch gives them as [C, 1, 1]).
-std::vector<TensorType> infer_group_norm_fused(const InferContext& ctx) {
+std::vector<TensorType> infer_group_norm_fused(const InferContext& ctx, const NormAttrs& a) {
   const Node& node = ctx.node;
   for (size_t i = 0; i < 3; ++i) check_float_input(ctx, i);
   const Shape& x = ctx.input(0).shape;
   check_rank_at_least(ctx, 1);
-  const int64_t groups = node.attr_int("num_groups");
-  TANDEM_CHECK(groups >= 1, ErrorCode::kInvalidModel, "{}: num_groups must be >= 1, got {}",
-               node.describe(), groups);
+  const int64_t groups = a.num_groups;
   const int64_t per_sample = x[0] > 0 ? shape_numel(x) / x[0] : 0;
   TANDEM_CHECK(per_sample % groups == 0, ErrorCode::kInvalidArgument,
                "{}: X of shape {} cannot be cut into {} groups per sample", node.describe(),
                shape_str(x), groups);
-  const std::string act = node.attr_string_or("activation", "");
-  TANDEM_CHECK(act.empty() || act == "SiLU", ErrorCode::kInvalidModel,
-               "{}: activation '{}' is not supported (\"\" or \"SiLU\")", node.describe(), act);
   std::vector<Shape> shapes{x};
   for (size_t i = 1; i < 3; ++i)
     if (ctx.has_input(i)) shapes.push_back(ctx.input(i).shape);
   return {{ctx.input(0).dtype, broadcast_shapes(shapes, node)}};
 }
 
-std::vector<TensorType> infer_lp_norm(const InferContext& ctx) {
+std::vector<TensorType> infer_lp_norm(const InferContext& ctx, const NormAttrs& a) {
   const Node& node = ctx.node;
   check_float_input(ctx, 0);
   const int64_t rank = static_cast<int64_t>(ctx.input(0).shape.size());
   TANDEM_CHECK(rank >= 1, ErrorCode::kInvalidModel, "{}: input must have rank >= 1",
                node.describe());
-  normalize_axis(node.attr_int_or("axis", -1), rank, node);
-  const int64_t p = node.attr_int_or("p", 2);
-  TANDEM_CHECK(p == 1 || p == 2, ErrorCode::kInvalidModel, "{}: p must be 1 or 2, got {}",
-               node.describe(), p);
+  normalize_axis(a.axis, rank, node);
   return {{ctx.input(0).dtype, ctx.input(0).shape}};
 }
 
-std::vector<TensorType> infer_lrn(const InferContext& ctx) {
+std::vector<TensorType> infer_lrn(const InferContext& ctx, const NormAttrs&) {
   check_float_input(ctx, 0);
   check_rank_at_least(ctx, 3);
-  const int64_t size = ctx.node.attr_int("size");
-  TANDEM_CHECK(size >= 1, ErrorCode::kInvalidModel, "{}: size must be >= 1, got {}",
-               ctx.node.describe(), size);
   return {{ctx.input(0).dtype, ctx.input(0).shape}};
 }
 
-std::vector<TensorType> infer_mvn(const InferContext& ctx) {
+std::vector<TensorType> infer_mvn(const InferContext& ctx, const NormAttrs& a) {
   const Node& node = ctx.node;
   check_float_input(ctx, 0);
   const int64_t rank = static_cast<int64_t>(ctx.input(0).shape.size());
-  for (int64_t a : node.attr_ints_or("axes", {0, 2, 3})) normalize_axis(a, rank, node);
+  for (int64_t axis : a.axes) normalize_axis(axis, rank, node);
   return {{ctx.input(0).dtype, ctx.input(0).shape}};
 }
 
 }  // namespace
 
 void register_normalization_schemas(SchemaRegistry& r) {
-  r.add({"BatchNormalization", 5, 5, infer_batch_norm});
-  r.add({"InstanceNormalization", 3, 3, infer_instance_norm});
-  r.add({"LayerNormalization", 1, 3, infer_layer_norm});
-  r.add({"GroupNormalization", 3, 3, infer_group_norm});
-  r.add({"GroupNorm", 1, 3, infer_group_norm_fused, kFusedDomain});
-  r.add({"LpNormalization", 1, 1, infer_lp_norm});
-  r.add({"LRN", 1, 1, infer_lrn});
-  r.add({"MeanVarianceNormalization", 1, 1, infer_mvn});
+  r.add({"BatchNormalization", 5, 5, with_attrs(infer_batch_norm)});
+  r.add({"InstanceNormalization", 3, 3, with_attrs(infer_instance_norm)});
+  r.add({"LayerNormalization", 1, 3, with_attrs(infer_layer_norm)});
+  r.add({"GroupNormalization", 3, 3, with_attrs(infer_group_norm)});
+  r.add({"GroupNorm", 1, 3, with_attrs(infer_group_norm_fused), kFusedDomain});
+  r.add({"LpNormalization", 1, 1, with_attrs(infer_lp_norm)});
+  r.add({"LRN", 1, 1, with_attrs(infer_lrn)});
+  r.add({"MeanVarianceNormalization", 1, 1, with_attrs(infer_mvn)});
 }
 
 }  // namespace tandem

@@ -1,5 +1,8 @@
 // Schemas of the pool family: MaxPool, AveragePool, LpPool (windowed, 1-D to 3-D) and
 // GlobalAveragePool, GlobalMaxPool, GlobalLpPool.
+#include "ops/pool.h"
+
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -24,49 +27,105 @@ void check_input(const InferContext& ctx, bool any_numeric) {
                dtype_name(x.dtype), any_numeric ? "/int8/uint8" : "");
 }
 
-// Output shape of a windowed pool; mirrors the kernel's geometry in backends/ref/pool.cc.
-Shape pooled_shape(const Node& node, const Shape& x) {
-  const size_t n = x.size() - 2;
-  std::vector<int64_t> kernel = node.attr_ints("kernel_shape");
-  std::vector<int64_t> strides = node.attr_ints_or("strides", std::vector<int64_t>(n, 1));
-  std::vector<int64_t> dilations = node.attr_ints_or("dilations", std::vector<int64_t>(n, 1));
-  std::vector<int64_t> pads = node.attr_ints_or("pads", std::vector<int64_t>(2 * n, 0));
-  const std::string auto_pad = node.attr_string_or("auto_pad", "NOTSET");
-  const bool ceil_mode = node.attr_int_or("ceil_mode", 0) != 0;
-  TANDEM_CHECK(
-      kernel.size() == n && strides.size() == n && dilations.size() == n && pads.size() == 2 * n,
-      ErrorCode::kInvalidModel,
-      "{}: kernel_shape {}, strides {}, dilations {}, pads {} must have {}, {}, {}, {} "
-      "values for input shape {}",
-      node.describe(), shape_str(kernel), shape_str(strides), shape_str(dilations), shape_str(pads),
-      n, n, n, 2 * n, shape_str(x));
-  TANDEM_CHECK(auto_pad == "NOTSET" || auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER" ||
-                   auto_pad == "VALID",
+}  // namespace
+
+PoolAttrs PoolAttrs::parse(const Node& node) {
+  PoolAttrs a;
+  a.kernel_shape = node.attr_ints_or("kernel_shape", {});
+  a.strides = node.attr_ints_or("strides", {});
+  a.dilations = node.attr_ints_or("dilations", {});
+  a.pads = node.attr_ints_or("pads", {});
+  a.auto_pad = node.attr_string_or("auto_pad", "NOTSET");
+  a.ceil_mode = node.attr_int_or("ceil_mode", 0) != 0;
+  a.count_include_pad = node.attr_int_or("count_include_pad", 0) != 0;
+  const int64_t storage_order = node.attr_int_or("storage_order", 0);
+  a.column_major_indices = storage_order == 1;
+  a.p = node.attr_int_or("p", 2);
+  TANDEM_CHECK(a.auto_pad == "NOTSET" || a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER" ||
+                   a.auto_pad == "VALID",
                ErrorCode::kUnsupported, "{}: auto_pad '{}' is not supported", node.describe(),
-               auto_pad);
+               a.auto_pad);
+  TANDEM_CHECK(storage_order == 0 || storage_order == 1, ErrorCode::kInvalidModel,
+               "{}: storage_order must be 0 or 1, got {}", node.describe(), storage_order);
+  TANDEM_CHECK(a.p >= 1, ErrorCode::kInvalidModel, "{}: p must be >= 1, got {}", node.describe(),
+               a.p);
+  return a;
+}
+
+bool PoolAttrs::fits(size_t n) const {
+  auto sized = [n](const std::vector<int64_t>& v, size_t want) {
+    return v.empty() || v.size() == want;
+  };
+  if (kernel_shape.size() != n || !sized(strides, n) || !sized(dilations, n) || !sized(pads, 2 * n))
+    return false;
+  auto all_at_least = [](const std::vector<int64_t>& v, int64_t lo) {
+    for (int64_t x : v)
+      if (x < lo) return false;
+    return true;
+  };
+  return all_at_least(kernel_shape, 1) && all_at_least(strides, 1) && all_at_least(dilations, 1) &&
+         all_at_least(pads, 0);
+}
+
+void PoolAttrs::check(const Shape& x, const Node& node) const {
+  TANDEM_CHECK(x.size() >= 3, ErrorCode::kInvalidArgument,
+               "{}: X must be [N, C, spatial...], got {}", node.describe(), shape_str(x));
+  const size_t n = x.size() - 2;
+  TANDEM_CHECK(fits(n), ErrorCode::kInvalidModel,
+               "{}: kernel_shape {}, strides {}, dilations {}, pads {} must have {}, {}, {}, {} "
+               "values (kernel_shape, strides and dilations >= 1, pads >= 0) for input shape {}",
+               node.describe(), shape_str(kernel_shape), shape_str(strides), shape_str(dilations),
+               shape_str(pads), n, n, n, 2 * n, shape_str(x));
+}
+
+PoolAxis PoolAttrs::axis(size_t i, size_t n, int64_t in, int64_t out) const {
+  PoolAxis a;
+  a.kernel = kernel_shape[i];
+  a.stride = strides.empty() ? 1 : strides[i];
+  a.dilation = dilations.empty() ? 1 : dilations[i];
+  if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+    const int64_t total = std::max<int64_t>(0, (out - 1) * a.stride + a.extent() - in);
+    a.pad_begin = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+    a.pad_end = total - a.pad_begin;
+  } else if (auto_pad == "NOTSET" && !pads.empty()) {
+    a.pad_begin = pads[i];
+    a.pad_end = pads[i + n];
+  }
+  return a;
+}
+
+Shape PoolAttrs::unpooled_shape(const Shape& x, const Node& node) const {
+  check(x, node);
+  const size_t n = x.size() - 2;
+  Shape out = x;
+  for (size_t i = 0; i < n; ++i) {
+    const PoolAxis a = axis(i, n, x[i + 2], 0);
+    out[i + 2] = (x[i + 2] - 1) * a.stride + a.kernel - a.pad_begin - a.pad_end;
+  }
+  return out;
+}
+
+Shape PoolAttrs::output_shape(const Shape& x, const Node& node) const {
+  check(x, node);
+  const size_t n = x.size() - 2;
   Shape out{x[0], x[1]};
   for (size_t i = 0; i < n; ++i) {
-    TANDEM_CHECK(
-        kernel[i] >= 1 && strides[i] >= 1 && dilations[i] >= 1 && pads[i] >= 0 && pads[i + n] >= 0,
-        ErrorCode::kInvalidModel,
-        "{}: kernel_shape {}, strides {}, dilations {} must be >= 1 and pads {} >= 0",
-        node.describe(), shape_str(kernel), shape_str(strides), shape_str(dilations),
-        shape_str(pads));
-    const int64_t in = x[i + 2], s = strides[i];
-    const int64_t k_eff = (kernel[i] - 1) * dilations[i] + 1;
+    const int64_t in = x[i + 2];
+    // The explicit pads (SAME_* is sized from the output, so its padding does not matter here).
+    const PoolAxis a = axis(i, n, in, 0);
+    const int64_t s = a.stride, k_eff = a.extent();
     int64_t o;
     if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
       o = (in + s - 1) / s;
     } else {
-      const int64_t pb = auto_pad == "VALID" ? 0 : pads[i];
-      const int64_t padded = auto_pad == "VALID" ? in : in + pads[i] + pads[i + n];
+      const int64_t padded = in + a.pad_begin + a.pad_end;
       TANDEM_CHECK(padded >= k_eff, ErrorCode::kInvalidArgument,
                    "{}: spatial axis {} of size {} (padded {}) is smaller than the window {}",
                    node.describe(), i, in, padded, k_eff);
       if (ceil_mode) {
         o = (padded - k_eff + s - 1) / s + 1;
         // A last window starting inside the end padding would see no input: drop it.
-        if ((o - 1) * s >= in + pb) --o;
+        if ((o - 1) * s >= in + a.pad_begin) --o;
       } else {
         o = (padded - k_eff) / s + 1;
       }
@@ -76,29 +135,21 @@ Shape pooled_shape(const Node& node, const Shape& x) {
   return out;
 }
 
-std::vector<TensorType> infer_max_pool(const InferContext& ctx) {
+namespace {
+
+std::vector<TensorType> infer_max_pool(const InferContext& ctx, const PoolAttrs& a) {
   check_input(ctx, true);
-  const int64_t storage_order = ctx.node.attr_int_or("storage_order", 0);
-  TANDEM_CHECK(storage_order == 0 || storage_order == 1, ErrorCode::kInvalidModel,
-               "{}: storage_order must be 0 or 1, got {}", ctx.node.describe(), storage_order);
-  Shape out = pooled_shape(ctx.node, ctx.input(0).shape);
+  Shape out = a.output_shape(ctx.input(0).shape, ctx.node);
   return {TensorType{ctx.input(0).dtype, out}, TensorType{DataType::kInt64, out}};
 }
 
-std::vector<TensorType> infer_average_pool(const InferContext& ctx) {
+// AveragePool and LpPool (PoolAttrs::parse checked p).
+std::vector<TensorType> infer_average_pool(const InferContext& ctx, const PoolAttrs& a) {
   check_input(ctx, false);
-  return {TensorType{ctx.input(0).dtype, pooled_shape(ctx.node, ctx.input(0).shape)}};
+  return {TensorType{ctx.input(0).dtype, a.output_shape(ctx.input(0).shape, ctx.node)}};
 }
 
-std::vector<TensorType> infer_lp_pool(const InferContext& ctx) {
-  check_input(ctx, false);
-  const int64_t p = ctx.node.attr_int_or("p", 2);
-  TANDEM_CHECK(p >= 1, ErrorCode::kInvalidModel, "{}: p must be >= 1, got {}", ctx.node.describe(),
-               p);
-  return {TensorType{ctx.input(0).dtype, pooled_shape(ctx.node, ctx.input(0).shape)}};
-}
-
-std::vector<TensorType> infer_global_pool(const InferContext& ctx) {
+std::vector<TensorType> infer_global_pool(const InferContext& ctx, const PoolAttrs&) {
   check_input(ctx, ctx.node.op_type == "GlobalMaxPool");
   Shape out = ctx.input(0).shape;
   for (size_t i = 2; i < out.size(); ++i) out[i] = 1;
@@ -107,7 +158,7 @@ std::vector<TensorType> infer_global_pool(const InferContext& ctx) {
 
 // MaxUnpool: the output shape is the output_shape input when given, else per spatial axis
 // (in - 1) * stride + kernel - pad_begin - pad_end.
-std::vector<TensorType> infer_max_unpool(const InferContext& ctx) {
+std::vector<TensorType> infer_max_unpool(const InferContext& ctx, const PoolAttrs& a) {
   const Node& node = ctx.node;
   const TensorType& x = ctx.input(0);
   TANDEM_CHECK(ctx.input(1).dtype == DataType::kInt64 && ctx.input(1).shape == x.shape,
@@ -121,31 +172,19 @@ std::vector<TensorType> infer_max_unpool(const InferContext& ctx) {
                  x.shape.size());
     return {{x.dtype, out}};
   }
-  TANDEM_CHECK(x.shape.size() >= 3, ErrorCode::kInvalidArgument,
-               "{}: X must be [N, C, spatial...], got {}", node.describe(), shape_str(x.shape));
-  const size_t n = x.shape.size() - 2;
-  std::vector<int64_t> kernel = node.attr_ints("kernel_shape");
-  std::vector<int64_t> strides = node.attr_ints_or("strides", std::vector<int64_t>(n, 1));
-  std::vector<int64_t> pads = node.attr_ints_or("pads", std::vector<int64_t>(2 * n, 0));
-  TANDEM_CHECK(kernel.size() == n && strides.size() == n && pads.size() == 2 * n,
-               ErrorCode::kInvalidModel,
-               "{}: kernel_shape/strides/pads do not match {} spatial axes", node.describe(), n);
-  Shape out = x.shape;
-  for (size_t i = 0; i < n; ++i)
-    out[i + 2] = (x.shape[i + 2] - 1) * strides[i] + kernel[i] - pads[i] - pads[i + n];
-  return {{x.dtype, out}};
+  return {{x.dtype, a.unpooled_shape(x.shape, node)}};
 }
 
 }  // namespace
 
 void register_pool_schemas(SchemaRegistry& r) {
-  r.add({"MaxPool", 1, 1, infer_max_pool});
-  r.add({"AveragePool", 1, 1, infer_average_pool});
-  r.add({"LpPool", 1, 1, infer_lp_pool});
-  r.add({"GlobalAveragePool", 1, 1, infer_global_pool});
-  r.add({"GlobalMaxPool", 1, 1, infer_global_pool});
-  r.add({"GlobalLpPool", 1, 1, infer_global_pool});
-  r.add({"MaxUnpool", 2, 3, infer_max_unpool});
+  r.add({"MaxPool", 1, 1, with_attrs(infer_max_pool)});
+  r.add({"AveragePool", 1, 1, with_attrs(infer_average_pool)});
+  r.add({"LpPool", 1, 1, with_attrs(infer_average_pool)});
+  r.add({"GlobalAveragePool", 1, 1, with_attrs(infer_global_pool)});
+  r.add({"GlobalMaxPool", 1, 1, with_attrs(infer_global_pool)});
+  r.add({"GlobalLpPool", 1, 1, with_attrs(infer_global_pool)});
+  r.add({"MaxUnpool", 2, 3, with_attrs(infer_max_unpool)});
 }
 
 }  // namespace tandem

@@ -44,6 +44,14 @@ class InferContext {
 
 using InferFn = std::function<std::vector<TensorType>(const InferContext&)>;
 
+// Shape inference for an op family with a typed attribute struct (ops/<family>.h): `Attrs::parse`
+// reads and checks the node's attributes, and the same struct is what the family's kernels get
+// (KernelRegistry::add with an Attrs parameter), so each attribute rule is written once.
+template <class Attrs>
+InferFn with_attrs(std::vector<TensorType> (*infer)(const InferContext&, const Attrs&)) {
+  return [infer](const InferContext& ctx) { return infer(ctx, Attrs::parse(ctx.node)); };
+}
+
 // The domain of the ops Tandem's fusion passes create (FusedConv, Gelu, GroupNorm, Attention, ...).
 // Models never contain them unless a user writes them; each has a schema and a reference kernel
 // like any ONNX op.

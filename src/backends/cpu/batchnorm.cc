@@ -15,6 +15,7 @@
 #include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
 #include "core/error.h"
+#include "ops/normalization.h"
 
 namespace tandem::cpu {
 
@@ -25,8 +26,8 @@ constexpr int64_t kMinParallelElements = 1 << 15;
 
 class BatchNormKernel : public FallbackKernel {
  public:
-  explicit BatchNormKernel(const Node& node)
-      : FallbackKernel(node), eps_(node.attr_float_or("epsilon", 1e-5f)) {
+  BatchNormKernel(const Node& node, const NormAttrs& attrs)
+      : FallbackKernel(node), eps_(attrs.epsilon) {
     constant_params_ = true;
     for (size_t i = 1; i < 5; ++i)
       if (!node.has_input(i) || !node.inputs[i]->is_constant()) constant_params_ = false;
@@ -109,10 +110,9 @@ std::unique_ptr<Kernel> make_batch_norm(const Node& node) {
     if (!v || known_not_float32(v)) return nullptr;
   for (size_t i = 1; i < node.outputs.size(); ++i)
     if (node.outputs[i]) return nullptr;  // training statistics
-  if (node.opset >= 14 && node.attr_int_or("training_mode", 0) != 0) return nullptr;
-  if (node.opset < 9 && node.attr_int_or("spatial", 1) == 0) return nullptr;
-  if (node.opset < 7 && node.attr_int_or("is_test", 0) == 0) return nullptr;
-  return std::make_unique<BatchNormKernel>(node);
+  const NormAttrs attrs = NormAttrs::parse(node);
+  if (attrs.training || attrs.per_element_stats || !attrs.is_test) return nullptr;
+  return std::make_unique<BatchNormKernel>(node, attrs);
 }
 
 }  // namespace

@@ -14,6 +14,8 @@
 // Per (A, B, C) shapes the kernel keeps a prepared primitive; a constant B (a weight of the
 // model) is reordered once into the layout the primitive prefers (prepacked). 1-D operands,
 // other dtypes and empty tensors run on the reference kernel the node holds.
+#include "ops/matmul.h"
+
 #include <algorithm>
 #include <optional>
 #include <unordered_map>
@@ -65,6 +67,7 @@ class MatmulKernel : public DnnlKernel<std::vector<int64_t>, MatmulPlan> {
       : DnnlKernel(node, "matmul"),
         gemm_(kind == Kind::kGemm),
         fused_(kind == Kind::kFused),
+        gemm_attrs_(gemm_ ? GemmAttrs::parse(node) : GemmAttrs{}),
         constant_b_(node.has_input(1) && node.inputs[1]->is_constant()) {}
 
  private:
@@ -103,7 +106,7 @@ class MatmulKernel : public DnnlKernel<std::vector<int64_t>, MatmulPlan> {
     const Shape &as = call.in(0)->shape(), &bs = call.in(1)->shape(), &ys = call.out(0)->shape();
     Problem pr;
     if (gemm_) {
-      pr = gemm_problem(node, as, bs, c_of(call), ys);
+      pr = gemm_problem(node, gemm_attrs_, as, bs, c_of(call), ys);
     } else if (fused_) {
       pr = fused_problem(node, as, bs, bias_of(call), residual_of(call), ys);
     } else {
@@ -253,16 +256,11 @@ class MatmulKernel : public DnnlKernel<std::vector<int64_t>, MatmulPlan> {
     return pr;
   }
 
-  static Problem gemm_problem(const Node& node, const Shape& as, const Shape& bs, const Tensor* c,
-                              const Shape& ys) {
-    TANDEM_CHECK(as.size() == 2 && bs.size() == 2, ErrorCode::kInvalidModel,
-                 "{}: A and B must be 2-D, got {} and {}", node.describe(), shape_str(as),
-                 shape_str(bs));
-    const bool ta = node.attr_int_or("transA", 0) != 0;
-    const bool tb = node.attr_int_or("transB", 0) != 0;
-    const int64_t m = ta ? as[1] : as[0], k = ta ? as[0] : as[1];
-    const int64_t n = tb ? bs[0] : bs[1];
-    TANDEM_CHECK((tb ? bs[1] : bs[0]) == k && ys == Shape({m, n}), ErrorCode::kInvalidArgument,
+  static Problem gemm_problem(const Node& node, const GemmAttrs& g, const Shape& as,
+                              const Shape& bs, const Tensor* c, const Shape& ys) {
+    const bool ta = g.trans_a, tb = g.trans_b;
+    const auto [m, k, n] = g.dims(as, bs, node);
+    TANDEM_CHECK(ys == Shape({m, n}), ErrorCode::kInvalidArgument,
                  "{}: shapes do not match: A {}, B {}, Y {}", node.describe(), shape_str(as),
                  shape_str(bs), shape_str(ys));
     Problem pr;
@@ -272,8 +270,8 @@ class MatmulKernel : public DnnlKernel<std::vector<int64_t>, MatmulPlan> {
     pr.a_md = memory::desc({m, k}, Dt::f32, ta ? memory::dims{1, m} : memory::dims{k, 1});
     pr.b_md = memory::desc({k, n}, Dt::f32, tb ? memory::dims{1, k} : memory::dims{n, 1});
     pr.y_md = memory::desc({m, n}, Dt::f32, memory::dims{n, 1});
-    pr.alpha = node.attr_float_or("alpha", 1.0f);
-    pr.beta = node.attr_float_or("beta", 1.0f);
+    pr.alpha = g.alpha;
+    pr.beta = g.beta;
     if (c) {
       const Shape& cs = c->shape();
       TANDEM_CHECK(cs.size() <= 2 && broadcast_shapes(cs, {m, n}, node) == Shape({m, n}),
@@ -318,6 +316,7 @@ class MatmulKernel : public DnnlKernel<std::vector<int64_t>, MatmulPlan> {
 
   bool gemm_;
   bool fused_;
+  GemmAttrs gemm_attrs_;  // Gemm only
   bool constant_b_;
 };
 

@@ -12,6 +12,8 @@
 // LayerNormalization with stash_type double or scale/bias that are not one value or one per
 // normalized element, GroupNorm whose groups split channels or whose scale/bias are not per
 // channel (the fused op broadcasts them numpy-style).
+#include "ops/normalization.h"
+
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -140,24 +142,27 @@ bool is_f32(const Tensor* t) {
 }
 
 // The fast path of a node, or false to hand the call to the reference kernel.
-using FastFn = bool (*)(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                        std::span<Tensor* const> outputs);
+// A fast path: false when it does not cover the call (the reference kernel then runs it).
+using FastFn = bool (*)(const KernelContext& ctx, const NormAttrs& attrs,
+                        std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs);
 
 class NormKernel : public FallbackKernel {
  public:
-  NormKernel(const Node& node, FastFn fast) : FallbackKernel(node), fast_(fast) {}
+  NormKernel(const Node& node, FastFn fast)
+      : FallbackKernel(node), fast_(fast), attrs_(NormAttrs::parse(node)) {}
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {
-    if (!fast_(ctx, inputs, outputs)) fall_back({ctx, inputs, outputs});
+    if (!fast_(ctx, attrs_, inputs, outputs)) fall_back({ctx, inputs, outputs});
   }
 
  private:
   FastFn fast_;
+  NormAttrs attrs_;
 };
 
 // InstanceNormalization: per (n, c) over the spatial dims.
-bool instance_norm(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                   std::span<Tensor* const> outputs) {
+bool instance_norm(const KernelContext& ctx, const NormAttrs& attrs,
+                   std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Tensor* x = inputs[0];
   const Tensor* scale = inputs.size() > 1 ? inputs[1] : nullptr;
   const Tensor* bias = inputs.size() > 2 ? inputs[2] : nullptr;
@@ -168,7 +173,7 @@ bool instance_norm(const KernelContext& ctx, std::span<const Tensor* const> inpu
   const int64_t batch = x->dim(0), channels = x->dim(1);
   if (scale->numel() != channels || bias->numel() != channels) return false;
   const int64_t inner = batch * channels > 0 ? x->numel() / (batch * channels) : 0;
-  const double eps = ctx.node.attr_float_or("epsilon", 1e-5f);
+  const double eps = attrs.epsilon;
   const float* xd = x->data<float>();
   const float* sd = scale->data<float>();
   const float* bd = bias->data<float>();
@@ -202,14 +207,14 @@ const float* per_element(const Tensor* t, int64_t inner, std::vector<float>& one
   return nullptr;
 }
 
-bool layer_norm(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                std::span<Tensor* const> outputs) {
+bool layer_norm(const KernelContext& ctx, const NormAttrs& attrs,
+                std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
   const Tensor* x = inputs[0];
   Tensor* y = outputs[0];
   if (!is_f32(x) || !is_f32(y) || y->shape() != x->shape()) return false;
   const int64_t rank = static_cast<int64_t>(x->rank());
-  const int64_t axis = normalize_axis(node.attr_int_or("axis", -1), rank, node);
+  const int64_t axis = normalize_axis(attrs.axis, rank, node);
   int64_t inner = 1;
   for (int64_t d = axis; d < rank; ++d) inner *= x->dim(static_cast<size_t>(d));
   const int64_t outer = inner > 0 ? x->numel() / inner : 0;
@@ -222,7 +227,7 @@ bool layer_norm(const KernelContext& ctx, std::span<const Tensor* const> inputs,
   const float* gamma = per_element(inputs.size() > 1 ? inputs[1] : nullptr, inner, g1, ok);
   const float* beta = per_element(inputs.size() > 2 ? inputs[2] : nullptr, inner, b1, ok);
   if (!ok) return false;
-  const double eps = node.attr_float_or("epsilon", 1e-5f);
+  const double eps = attrs.epsilon;
   const float* xd = x->data<float>();
   float* yd = y->data<float>();
   float* md = mean_out ? mean_out->data<float>() : nullptr;
@@ -250,16 +255,15 @@ const float* per_channel(const Tensor* t, const Shape& x, int64_t& count) {
   return t->data<float>();
 }
 
-bool group_norm(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                std::span<Tensor* const> outputs) {
-  const Node& node = ctx.node;
+bool group_norm(const KernelContext& ctx, const NormAttrs& attrs,
+                std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Tensor* x = inputs[0];
   const Tensor* scale = inputs.size() > 1 ? inputs[1] : nullptr;
   const Tensor* bias = inputs.size() > 2 ? inputs[2] : nullptr;
   Tensor* y = outputs[0];
   if (!is_f32(x) || !is_f32(y) || x->rank() < 2 || y->shape() != x->shape()) return false;
   const int64_t batch = x->dim(0), channels = x->dim(1);
-  const int64_t groups = node.attr_int("num_groups");
+  const int64_t groups = attrs.num_groups;
   if (groups < 1 || channels % groups != 0) return false;
   int64_t ns = 1, nb = 1;
   const float one = 1.0f, zero = 0.0f;
@@ -268,8 +272,8 @@ bool group_norm(const KernelContext& ctx, std::span<const Tensor* const> inputs,
   if (!sd || !bd || (ns != 1 && ns != channels) || (nb != 1 && nb != channels)) return false;
   const int64_t inner = batch * channels > 0 ? x->numel() / (batch * channels) : 0;
   const int64_t per_group = channels / groups;
-  const double eps = node.attr_float_or("epsilon", 1e-5f);
-  const bool silu = node.attr_string_or("activation", "") == "SiLU";
+  const double eps = attrs.epsilon;
+  const bool silu = attrs.silu;
   const float* xd = x->data<float>();
   float* yd = y->data<float>();
   parallel_for_work(ctx, batch * groups, 3.0 * per_group * inner, [&](int64_t begin, int64_t end) {

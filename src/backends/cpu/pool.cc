@@ -12,6 +12,8 @@
 //   adds the lanes in double.
 // - The channels-last forms of all four (kFusedDomain, channels_last = 1, ops/layout.h): oneDNN
 //   pooling on NHWC memory, and global pools that add whole rows of C channels at a time.
+#include "ops/pool.h"
+
 #include <algorithm>
 #include <limits>
 #include <optional>
@@ -49,7 +51,10 @@ Tag plain_tag(size_t rank) {
 class PoolKernel : public DnnlKernel<std::vector<int64_t>, PoolPlan> {
  public:
   PoolKernel(const Node& node, bool is_max)
-      : DnnlKernel(node, "pooling"), is_max_(is_max), channels_last_(is_channels_last(node)) {}
+      : DnnlKernel(node, "pooling"),
+        is_max_(is_max),
+        channels_last_(is_channels_last(node)),
+        attrs_(PoolAttrs::parse(node)) {}
 
  private:
   bool applies(const Call& c) const override {
@@ -72,8 +77,7 @@ class PoolKernel : public DnnlKernel<std::vector<int64_t>, PoolPlan> {
   std::optional<PoolPlan> make_plan(const Call& c) const override {
     const Shape& xs = c.in(0)->shape();
     const Shape& ys = c.out(0)->shape();
-    return channels_last_ ? make_plan(c.node(), nhwc_to_nchw(xs), nhwc_to_nchw(ys))
-                          : make_plan(c.node(), xs, ys);
+    return channels_last_ ? make_plan(nhwc_to_nchw(xs), nhwc_to_nchw(ys)) : make_plan(xs, ys);
   }
 
   void run(const Call& c, PoolPlan& p) override {
@@ -88,31 +92,15 @@ class PoolKernel : public DnnlKernel<std::vector<int64_t>, PoolPlan> {
 
   // The oneDNN geometry for X -> Y (NCHW shapes) as the schema (ops/pool.cc) and the reference
   // kernel define it; std::nullopt where oneDNN would compute something else.
-  std::optional<PoolPlan> make_plan(const Node& node, const Shape& xs, const Shape& ys) const {
+  std::optional<PoolPlan> make_plan(const Shape& xs, const Shape& ys) const {
     const size_t n = xs.size() - 2;
-    const std::vector<int64_t> kernel = node.attr_ints_or("kernel_shape", {});
-    const std::vector<int64_t> strides = node.attr_ints_or("strides", std::vector<int64_t>(n, 1));
-    const std::vector<int64_t> dilations =
-        node.attr_ints_or("dilations", std::vector<int64_t>(n, 1));
-    const std::vector<int64_t> pads = node.attr_ints_or("pads", std::vector<int64_t>(2 * n, 0));
-    const std::string auto_pad = node.attr_string_or("auto_pad", "NOTSET");
-    const bool include_pad = !is_max_ && node.attr_int_or("count_include_pad", 0) != 0;
-    if (kernel.size() != n || strides.size() != n || dilations.size() != n ||
-        pads.size() != 2 * n || ys[0] != xs[0] || ys[1] != xs[1])
-      return std::nullopt;
+    const bool include_pad = !is_max_ && attrs_.count_include_pad;
+    if (!attrs_.fits(n) || ys[0] != xs[0] || ys[1] != xs[1]) return std::nullopt;
     memory::dims d_kernel, d_strides, d_dilation, pad_l, pad_r;
     for (size_t i = 0; i < n; ++i) {
-      const int64_t in = xs[i + 2], out = ys[i + 2], s = strides[i];
-      const int64_t k_eff = (kernel[i] - 1) * dilations[i] + 1;
-      int64_t pb = 0, pe = 0;
-      if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-        const int64_t total = std::max<int64_t>(0, (out - 1) * s + k_eff - in);
-        pb = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
-        pe = total - pb;
-      } else if (auto_pad == "NOTSET") {
-        pb = pads[i];
-        pe = pads[i + n];
-      }
+      const int64_t in = xs[i + 2], out = ys[i + 2];
+      const PoolAxis axis = attrs_.axis(i, n, in, out);
+      const int64_t s = axis.stride, k_eff = axis.extent(), pb = axis.pad_begin, pe = axis.pad_end;
       // oneDNN's output size is (in + pb + pr - k_eff) / s + 1 (floor). ceil_mode's extra
       // window becomes extra end padding.
       int64_t pr = pe;
@@ -123,9 +111,9 @@ class PoolKernel : public DnnlKernel<std::vector<int64_t>, PoolPlan> {
       if (in + pb + pr < k_eff || (in + pb + pr - k_eff) / s + 1 != out) return std::nullopt;
       // A window entirely in the padding: ONNX and oneDNN disagree on what it gives.
       if (pb >= k_eff || pr >= k_eff) return std::nullopt;
-      d_kernel.push_back(kernel[i]);
+      d_kernel.push_back(axis.kernel);
       d_strides.push_back(s);
-      d_dilation.push_back(dilations[i] - 1);  // oneDNN counts the gaps
+      d_dilation.push_back(axis.dilation - 1);  // oneDNN counts the gaps
       pad_l.push_back(pb);
       pad_r.push_back(pr);
     }
@@ -146,6 +134,7 @@ class PoolKernel : public DnnlKernel<std::vector<int64_t>, PoolPlan> {
 
   bool is_max_;
   bool channels_last_;  // NHWC X and Y
+  PoolAttrs attrs_;
 };
 
 // acc[i] += row[i] and out[i] = max(out[i], row[i]) over one NHWC row of C channels (forced

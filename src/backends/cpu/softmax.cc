@@ -8,6 +8,8 @@
 //
 // One primitive per input shape. Other dtypes, empty tensors and primitives oneDNN cannot build
 // run on the reference kernel.
+#include "ops/softmax.h"
+
 #include <optional>
 #include <vector>
 
@@ -15,7 +17,6 @@
 #include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
 #include "core/error.h"
-#include "ops/shape_utils.h"
 
 namespace tandem::cpu {
 
@@ -34,10 +35,7 @@ struct SoftmaxPlan {
 class SoftmaxKernel : public DnnlKernel<Shape, SoftmaxPlan> {
  public:
   SoftmaxKernel(const Node& node, bool log)
-      : DnnlKernel(node, "softmax"),
-        log_(log),
-        legacy_(node.opset < 13),
-        axis_(node.attr_int_or("axis", node.opset < 13 ? 1 : -1)) {}
+      : DnnlKernel(node, "softmax"), log_(log), attrs_(SoftmaxAttrs::parse(node)) {}
 
  private:
   bool applies(const Call& c) const override {
@@ -56,18 +54,15 @@ class SoftmaxKernel : public DnnlKernel<Shape, SoftmaxPlan> {
 
   std::optional<SoftmaxPlan> make_plan(const Call& c) const override {
     const Shape& shape = c.in(0)->shape();
-    const int64_t rank = static_cast<int64_t>(shape.size());
-    const int64_t axis = normalize_axis(axis_, rank, c.node());  // throws, naming the node
+    const SoftmaxRows rows = attrs_.rows(shape, c.node());  // throws, naming the node
     memory::dims dims;
     int op_axis = 0;
-    if (legacy_) {
-      int64_t outer = 1, inner = 1;
-      for (int64_t d = 0; d < rank; ++d) (d < axis ? outer : inner) *= shape[d];
-      dims = {outer, inner};
+    if (attrs_.coerce_to_2d) {
+      dims = {rows.outer, rows.n};
       op_axis = 1;
     } else {
       dims = to_dims(shape);
-      op_axis = static_cast<int>(axis);
+      op_axis = static_cast<int>(rows.axis);
     }
     SoftmaxPlan p;
     p.md = memory::desc(dims, Dt::f32, row_major(dims));
@@ -91,8 +86,7 @@ class SoftmaxKernel : public DnnlKernel<Shape, SoftmaxPlan> {
   }
 
   bool log_;
-  bool legacy_;  // opset < 13: coerce to 2-D
-  int64_t axis_;
+  SoftmaxAttrs attrs_;
 };
 
 // Declines (nullptr → the reference backend) an input the graph shows is not float32.

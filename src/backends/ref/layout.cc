@@ -37,7 +37,7 @@ void copy_to_channels_first(const KernelContext& ctx, const Tensor& src, Tensor&
 }
 
 void run_on_channels_first(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                           std::span<Tensor* const> outputs, ComputeFn fn) {
+                           std::span<Tensor* const> outputs, const NchwFn& nchw) {
   TANDEM_CHECK(!inputs.empty() && inputs[0] && inputs[0]->rank() == 4 && !outputs.empty() &&
                    outputs[0] && outputs[0]->rank() == 4,
                ErrorCode::kInvalidModel, "{}: channels_last needs rank-4 X and Y",
@@ -49,7 +49,7 @@ void run_on_channels_first(const KernelContext& ctx, std::span<const Tensor* con
   ins[0] = &x;
   std::vector<Tensor*> outs(outputs.begin(), outputs.end());
   outs[0] = &y;
-  fn(ctx, ins, outs);
+  nchw(ins, outs);
   copy_to_channels_last(ctx, y, *outputs[0]);
 }
 

@@ -1,6 +1,8 @@
 // Reference kernels of the matmul family: MatMul and Gemm. Plain loops in i-k-j order (the
 // innermost loop walks a row of B and a row of the output contiguously), parallel over rows.
 // The fused Attention and FusedMatMul run as the chains of ops they replace (see op_chain.h).
+#include "ops/matmul.h"
+
 #include <map>
 #include <mutex>
 #include <vector>
@@ -145,21 +147,17 @@ void gemm_typed(const KernelContext& ctx, const T* a, const T* b, const Tensor* 
   });
 }
 
-void gemm_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                 std::span<Tensor* const> outputs) {
+void gemm_kernel(const KernelContext& ctx, const GemmAttrs& g,
+                 std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
   const Tensor& a = *inputs[0];
   const Tensor& b = *inputs[1];
   const Tensor* c = inputs.size() > 2 ? inputs[2] : nullptr;
   Tensor& y = *outputs[0];
-  bool ta = node.attr_int_or("transA", 0) != 0;
-  bool tb = node.attr_int_or("transB", 0) != 0;
-  float alpha = node.attr_float_or("alpha", 1.0f);
-  float beta = node.attr_float_or("beta", 1.0f);
-  int64_t m = ta ? a.dim(1) : a.dim(0);
-  int64_t k = ta ? a.dim(0) : a.dim(1);
-  int64_t n = tb ? b.dim(0) : b.dim(1);
-  TANDEM_CHECK((tb ? b.dim(1) : b.dim(0)) == k && y.numel() == m * n, ErrorCode::kInvalidArgument,
+  const bool ta = g.trans_a, tb = g.trans_b;
+  const float alpha = g.alpha, beta = g.beta;
+  const auto [m, k, n] = g.dims(a.shape(), b.shape(), node);
+  TANDEM_CHECK(y.numel() == m * n, ErrorCode::kInvalidArgument,
                "{}: shapes do not match: A {}, B {}, Y {}", node.describe(), shape_str(a.shape()),
                shape_str(b.shape()), shape_str(y.shape()));
   if (a.dtype() == DataType::kFloat16) {
@@ -187,7 +185,8 @@ void gemm_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs
 // take Q's dtype, so there is one chain per dtype seen.
 class AttentionRefKernel : public Kernel {
  public:
-  explicit AttentionRefKernel(const Node& node) : node_(node) {}
+  explicit AttentionRefKernel(const Node& node)
+      : node_(node), attrs_(AttentionAttrs::parse(node)) {}
 
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {
@@ -210,32 +209,30 @@ class AttentionRefKernel : public Kernel {
       dispatch_float(dt, node_, [&](auto tag) { t.data<decltype(tag)>()[0] = decltype(tag)(v); });
       return c->constant(std::move(t));
     };
-    auto transposed = [&](Value* v, const char* key) {
-      std::vector<int64_t> perm = node_.attr_ints_or(key, {});
+    auto transposed = [&](Value* v, const std::vector<int64_t>& perm) {
       if (perm.empty()) return v;
       Attribute a;
       a.kind = Attribute::Kind::kInts;
       a.ints = perm;
       return c->add("Transpose", {v}, {{"perm", a}});
     };
-    Value* q = transposed(c->input(0), "q_perm");
-    Value* k = transposed(c->input(1), "k_perm");
-    Value* v = transposed(c->input(2), "v_perm");
+    Value* q = transposed(c->input(0), attrs_.q_perm);
+    Value* k = transposed(c->input(1), attrs_.k_perm);
+    Value* v = transposed(c->input(2), attrs_.v_perm);
     Value* s = c->add("MatMul", {q, k});
-    const float scale = node_.attr_float_or("scale", 1.0f);
-    if (scale != 1.0f) s = c->add("Mul", {s, scalar(scale)});
+    if (attrs_.scale != 1.0f) s = c->add("Mul", {s, scalar(attrs_.scale)});
     if (node_.has_input(3)) s = c->add("Add", {s, c->input(3)});
-    if (node_.has_input(4))
-      s = c->add("Where", {c->input(4), s, scalar(node_.attr_float_or("fill", 0.0f))});
+    if (node_.has_input(4)) s = c->add("Where", {c->input(4), s, scalar(attrs_.fill)});
     Attribute axis;
     axis.kind = Attribute::Kind::kInt;
     axis.i = -1;
     Value* p = c->add("Softmax", {s}, {{"axis", axis}}, 13);
-    transposed(c->add("MatMul", {p, v}), "out_perm");
+    transposed(c->add("MatMul", {p, v}), attrs_.out_perm);
     return c;
   }
 
   const Node& node_;
+  AttentionAttrs attrs_;
   std::mutex mu_;
   std::map<DataType, std::unique_ptr<OpChain>> chains_;
 };

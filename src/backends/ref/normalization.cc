@@ -1,5 +1,7 @@
 // Reference kernels of the normalization family. Statistics (means, variances, norms) are
 // accumulated in double so these kernels are accurate references; outputs are rounded once.
+#include "ops/normalization.h"
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -39,15 +41,14 @@ void mean_var(const T* p, int64_t count, int64_t stride, double& mean, double& v
   var = count > 0 ? sq / double(count) : 0.0;
 }
 
-void batch_norm(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                std::span<Tensor* const> outputs) {
+void batch_norm(const KernelContext& ctx, const NormAttrs& attrs,
+                std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
   const Tensor& x = *inputs[0];
   Tensor& y = *outputs[0];
-  const bool training = node.opset >= 14 && node.attr_int_or("training_mode", 0) != 0;
-  TANDEM_CHECK(!training, ErrorCode::kUnsupported,
+  TANDEM_CHECK(!attrs.training, ErrorCode::kUnsupported,
                "{}: training mode is not supported (inference only)", node.describe());
-  const double eps = node.attr_float_or("epsilon", 1e-5f);
+  const double eps = attrs.epsilon;
   const std::vector<double> scale = as_doubles(*inputs[1], node);
   const std::vector<double> bias = as_doubles(*inputs[2], node);
   const std::vector<double> mean = as_doubles(*inputs[3], node);
@@ -79,12 +80,12 @@ void batch_norm(const KernelContext& ctx, std::span<const Tensor* const> inputs,
   });
 }
 
-void instance_norm(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                   std::span<Tensor* const> outputs) {
+void instance_norm(const KernelContext& ctx, const NormAttrs& attrs,
+                   std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
   const Tensor& x = *inputs[0];
   Tensor& y = *outputs[0];
-  const double eps = node.attr_float_or("epsilon", 1e-5f);
+  const double eps = attrs.epsilon;
   const std::vector<double> scale = as_doubles(*inputs[1], node);
   const std::vector<double> bias = as_doubles(*inputs[2], node);
   const int64_t batch = x.dim(0), channels = x.dim(1);
@@ -109,16 +110,16 @@ void instance_norm(const KernelContext& ctx, std::span<const Tensor* const> inpu
   });
 }
 
-void layer_norm(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                std::span<Tensor* const> outputs) {
+void layer_norm(const KernelContext& ctx, const NormAttrs& attrs,
+                std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
   const Tensor& x = *inputs[0];
   Tensor& y = *outputs[0];
   Tensor* mean_out = outputs.size() > 1 ? outputs[1] : nullptr;
   Tensor* inv_out = outputs.size() > 2 ? outputs[2] : nullptr;
   const int64_t rank = static_cast<int64_t>(x.rank());
-  const int64_t axis = normalize_axis(node.attr_int_or("axis", -1), rank, node);
-  const double eps = node.attr_float_or("epsilon", 1e-5f);
+  const int64_t axis = normalize_axis(attrs.axis, rank, node);
+  const double eps = attrs.epsilon;
   const Shape normalized(x.shape().begin() + axis, x.shape().end());
   const int64_t inner = shape_numel(normalized);
   const int64_t outer = inner > 0 ? x.numel() / inner : 0;
@@ -175,13 +176,13 @@ void layer_norm(const KernelContext& ctx, std::span<const Tensor* const> inputs,
   }
 }
 
-void group_norm(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                std::span<Tensor* const> outputs) {
+void group_norm(const KernelContext& ctx, const NormAttrs& attrs,
+                std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
   const Tensor& x = *inputs[0];
   Tensor& y = *outputs[0];
-  const double eps = node.attr_float_or("epsilon", 1e-5f);
-  const int64_t groups = node.attr_int("num_groups");
+  const double eps = attrs.epsilon;
+  const int64_t groups = attrs.num_groups;
   const std::vector<double> scale = as_doubles(*inputs[1], node);
   const std::vector<double> bias = as_doubles(*inputs[2], node);
   const int64_t batch = x.dim(0), channels = x.dim(1);
@@ -221,16 +222,16 @@ void group_norm(const KernelContext& ctx, std::span<const Tensor* const> inputs,
 // The fused GroupNorm (com.tandem, see ops/normalization.cc): each sample cut into num_groups
 // contiguous chunks normalized on their own, then * scale + bias broadcast numpy-style, then
 // optionally SiLU. Computed in double, rounded once.
-void group_norm_fused(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                      std::span<Tensor* const> outputs) {
+void group_norm_fused(const KernelContext& ctx, const NormAttrs& attrs,
+                      std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
   const Tensor& x = *inputs[0];
   const Tensor* scale = inputs.size() > 1 ? inputs[1] : nullptr;
   const Tensor* bias = inputs.size() > 2 ? inputs[2] : nullptr;
   Tensor& y = *outputs[0];
-  const double eps = node.attr_float_or("epsilon", 1e-5f);
-  const int64_t groups = node.attr_int("num_groups");
-  const bool silu = node.attr_string_or("activation", "") == "SiLU";
+  const double eps = attrs.epsilon;
+  const int64_t groups = attrs.num_groups;
+  const bool silu = attrs.silu;
   const int64_t batch = x.rank() > 0 ? x.dim(0) : 1;
   const int64_t chunk = batch * groups > 0 ? x.numel() / (batch * groups) : 0;
   TANDEM_CHECK(groups >= 1 && chunk * batch * groups == x.numel(), ErrorCode::kInvalidArgument,
@@ -292,15 +293,13 @@ AxisSplit split_at(const Shape& shape, int64_t axis) {
   return s;
 }
 
-void lp_norm(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-             std::span<Tensor* const> outputs) {
+void lp_norm(const KernelContext& ctx, const NormAttrs& attrs,
+             std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
   const Tensor& x = *inputs[0];
   Tensor& y = *outputs[0];
-  const int64_t axis = normalize_axis(node.attr_int_or("axis", -1), int64_t(x.rank()), node);
-  const int64_t p = node.attr_int_or("p", 2);
-  TANDEM_CHECK(p == 1 || p == 2, ErrorCode::kInvalidModel, "{}: p must be 1 or 2, got {}",
-               node.describe(), p);
+  const int64_t axis = normalize_axis(attrs.axis, int64_t(x.rank()), node);
+  const int64_t p = attrs.p;  // 1 or 2 (parse checked)
   const AxisSplit s = split_at(x.shape(), axis);
   dispatch_float(x.dtype(), node, [&](auto tag) {
     using T = decltype(tag);
@@ -323,17 +322,13 @@ void lp_norm(const KernelContext& ctx, std::span<const Tensor* const> inputs,
   });
 }
 
-void lrn(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+void lrn(const KernelContext& ctx, const NormAttrs& attrs, std::span<const Tensor* const> inputs,
          std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
   const Tensor& x = *inputs[0];
   Tensor& y = *outputs[0];
-  const int64_t size = node.attr_int("size");
-  TANDEM_CHECK(size >= 1, ErrorCode::kInvalidModel, "{}: size must be >= 1, got {}",
-               node.describe(), size);
-  const double alpha = node.attr_float_or("alpha", 1e-4f);
-  const double beta = node.attr_float_or("beta", 0.75f);
-  const double bias = node.attr_float_or("bias", 1.0f);
+  const int64_t size = attrs.size;  // >= 1 (parse checked)
+  const double alpha = attrs.alpha, beta = attrs.beta, bias = attrs.bias;
   const int64_t batch = x.dim(0), channels = x.dim(1);
   const int64_t inner = batch * channels > 0 ? x.numel() / (batch * channels) : 0;
   // The window over channels: [c - floor((size-1)/2), c + ceil((size-1)/2)].
@@ -361,16 +356,15 @@ void lrn(const KernelContext& ctx, std::span<const Tensor* const> inputs,
   });
 }
 
-void mean_variance_norm(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                        std::span<Tensor* const> outputs) {
+void mean_variance_norm(const KernelContext& ctx, const NormAttrs& attrs,
+                        std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
   const Tensor& x = *inputs[0];
   Tensor& y = *outputs[0];
   const int64_t rank = static_cast<int64_t>(x.rank());
   // Statistics have the input's shape with the reduced axes set to 1.
   Shape stat_shape = x.shape();
-  for (int64_t a : node.attr_ints_or("axes", {0, 2, 3}))
-    stat_shape[normalize_axis(a, rank, node)] = 1;
+  for (int64_t a : attrs.axes) stat_shape[normalize_axis(a, rank, node)] = 1;
   const int64_t stats = shape_numel(stat_shape);
   const int64_t count = stats > 0 ? x.numel() / stats : 0;
   const std::vector<int64_t> strides = broadcast_strides(stat_shape, x.shape());

@@ -5,6 +5,8 @@
 // the in-bounds input positions of each output position's window are listed up front; a window
 // is then the cartesian product of three such lists, so padding never needs a branch in the
 // inner loops. Work is split over (batch, channel) planes.
+#include "ops/pool.h"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -37,17 +39,13 @@ struct PoolGeometry {
   std::array<AxisWindows, 3> axes;
 };
 
-PoolGeometry pool_geometry(const Node& node, const Shape& x, const Shape& y) {
+PoolGeometry pool_geometry(const PoolAttrs& attrs, const Node& node, const Shape& x,
+                           const Shape& y) {
+  attrs.check(x, node);
+  TANDEM_CHECK(y.size() == x.size(), ErrorCode::kInvalidModel,
+               "{}: output shape {} does not fit input shape {}", node.describe(), shape_str(y),
+               shape_str(x));
   const size_t n = x.size() - 2, off = 3 - n;
-  std::vector<int64_t> kernel = node.attr_ints("kernel_shape");
-  std::vector<int64_t> strides = node.attr_ints_or("strides", std::vector<int64_t>(n, 1));
-  std::vector<int64_t> dilations = node.attr_ints_or("dilations", std::vector<int64_t>(n, 1));
-  std::vector<int64_t> pads = node.attr_ints_or("pads", std::vector<int64_t>(2 * n, 0));
-  const std::string auto_pad = node.attr_string_or("auto_pad", "NOTSET");
-  TANDEM_CHECK(kernel.size() == n && strides.size() == n && dilations.size() == n &&
-                   pads.size() == 2 * n && y.size() == x.size(),
-               ErrorCode::kInvalidModel, "{}: pooling attributes do not fit input shape {}",
-               node.describe(), shape_str(x));
   PoolGeometry g;
   g.planes = x[0] * x[1];
   for (size_t a = 0; a < 3; ++a) {
@@ -58,24 +56,17 @@ PoolGeometry pool_geometry(const Node& node, const Shape& x, const Shape& y) {
       continue;
     }
     const size_t i = a - off;
-    const int64_t in = x[2 + i], out = y[2 + i], s = strides[i], d = dilations[i];
-    const int64_t k_eff = (kernel[i] - 1) * d + 1;
-    int64_t pad_begin = 0, pad_end = 0;
-    if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-      const int64_t total = std::max<int64_t>(0, (out - 1) * s + k_eff - in);
-      pad_begin = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
-      pad_end = total - pad_begin;
-    } else if (auto_pad == "NOTSET") {
-      pad_begin = pads[i];
-      pad_end = pads[i + n];
-    }
+    const int64_t in = x[2 + i], out = y[2 + i];
+    const PoolAxis axis = attrs.axis(i, n, in, out);
+    const int64_t s = axis.stride, d = axis.dilation, pad_begin = axis.pad_begin,
+                  pad_end = axis.pad_end;
     g.in[a] = in;
     g.out[a] = out;
     w.taps.resize(out);
     w.padded_count.resize(out);
     for (int64_t o = 0; o < out; ++o) {
       int64_t counted = 0;
-      for (int64_t k = 0; k < kernel[i]; ++k) {
+      for (int64_t k = 0; k < axis.kernel; ++k) {
         const int64_t pos = o * s - pad_begin + k * d;
         if (pos >= 0 && pos < in) w.taps[o].push_back(pos);
         if (pos < in + pad_end) ++counted;  // pos >= -pad_begin always holds
@@ -112,14 +103,14 @@ void for_each_window(const KernelContext& ctx, const PoolGeometry& g, Fn&& fn) {
   });
 }
 
-void max_pool(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-              std::span<Tensor* const> outputs) {
+void max_pool(const KernelContext& ctx, const PoolAttrs& attrs,
+              std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
   const Tensor& x = *inputs[0];
   Tensor& y = *outputs[0];
   Tensor* indices = outputs.size() > 1 ? outputs[1] : nullptr;
-  PoolGeometry g = pool_geometry(node, x.shape(), y.shape());
-  const bool col_major = node.attr_int_or("storage_order", 0) == 1;
+  PoolGeometry g = pool_geometry(attrs, node, x.shape(), y.shape());
+  const bool col_major = attrs.column_major_indices;
   const int64_t in_plane = g.in[0] * g.in[1] * g.in[2];
   const int64_t out_plane = g.out[0] * g.out[1] * g.out[2];
   dispatch_numeric(x.dtype(), node, [&](auto tag) {
@@ -158,13 +149,14 @@ void max_pool(const KernelContext& ctx, std::span<const Tensor* const> inputs,
 }
 
 // AveragePool and LpPool (Lp when p > 0).
-void average_or_lp_pool(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                        std::span<Tensor* const> outputs, int64_t p_norm) {
+void average_or_lp_pool(const KernelContext& ctx, const PoolAttrs& attrs,
+                        std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs,
+                        int64_t p_norm) {
   const Node& node = ctx.node;
   const Tensor& x = *inputs[0];
   Tensor& y = *outputs[0];
-  PoolGeometry g = pool_geometry(node, x.shape(), y.shape());
-  const bool include_pad = node.attr_int_or("count_include_pad", 0) != 0;
+  PoolGeometry g = pool_geometry(attrs, node, x.shape(), y.shape());
+  const bool include_pad = attrs.count_include_pad;
   const int64_t in_plane = g.in[0] * g.in[1] * g.in[2];
   const int64_t out_plane = g.out[0] * g.out[1] * g.out[2];
   dispatch_float(x.dtype(), node, [&](auto tag) {
@@ -188,30 +180,28 @@ void average_or_lp_pool(const KernelContext& ctx, std::span<const Tensor* const>
   });
 }
 
-void average_pool(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                  std::span<Tensor* const> outputs) {
-  average_or_lp_pool(ctx, inputs, outputs, 0);
+void average_pool(const KernelContext& ctx, const PoolAttrs& attrs,
+                  std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
+  average_or_lp_pool(ctx, attrs, inputs, outputs, 0);
 }
 
-void lp_pool(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-             std::span<Tensor* const> outputs) {
-  const int64_t p = ctx.node.attr_int_or("p", 2);
-  TANDEM_CHECK(p >= 1, ErrorCode::kInvalidModel, "{}: p must be >= 1, got {}", ctx.node.describe(),
-               p);
-  average_or_lp_pool(ctx, inputs, outputs, p);
+void lp_pool(const KernelContext& ctx, const PoolAttrs& attrs,
+             std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
+  average_or_lp_pool(ctx, attrs, inputs, outputs, attrs.p);  // parse() checked p >= 1
 }
 
 // Global pools: one value per (batch, channel) plane.
 enum class GlobalKind { kAverage, kMax, kLp };
 
-void global_pool(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                 std::span<Tensor* const> outputs, GlobalKind kind) {
+void global_pool(const KernelContext& ctx, const PoolAttrs& attrs,
+                 std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs,
+                 GlobalKind kind) {
   const Node& node = ctx.node;
   const Tensor& x = *inputs[0];
   Tensor& y = *outputs[0];
   const int64_t planes = x.dim(0) * x.dim(1);
   const int64_t size = planes > 0 ? x.numel() / planes : 0;
-  const double p = double(node.attr_int_or("p", 2));
+  const double p = double(attrs.p);
   auto run = [&](auto tag) {
     using T = decltype(tag);
     const T* xd = x.data<T>();
@@ -242,35 +232,29 @@ void global_pool(const KernelContext& ctx, std::span<const Tensor* const> inputs
   }
 }
 
-void global_average_pool(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                         std::span<Tensor* const> outputs) {
-  global_pool(ctx, inputs, outputs, GlobalKind::kAverage);
+void global_average_pool(const KernelContext& ctx, const PoolAttrs& attrs,
+                         std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
+  global_pool(ctx, attrs, inputs, outputs, GlobalKind::kAverage);
 }
-void global_max_pool(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                     std::span<Tensor* const> outputs) {
-  global_pool(ctx, inputs, outputs, GlobalKind::kMax);
+void global_max_pool(const KernelContext& ctx, const PoolAttrs& attrs,
+                     std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
+  global_pool(ctx, attrs, inputs, outputs, GlobalKind::kMax);
 }
-void global_lp_pool(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                    std::span<Tensor* const> outputs) {
-  global_pool(ctx, inputs, outputs, GlobalKind::kLp);
+void global_lp_pool(const KernelContext& ctx, const PoolAttrs& attrs,
+                    std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
+  global_pool(ctx, attrs, inputs, outputs, GlobalKind::kLp);
 }
 
 // MaxUnpool: Y starts zero; X[i] goes to the flat position I[i] (MaxPool's Indices) of the
 // default output shape (in - 1) * stride + kernel - pads. An explicit, larger output_shape keeps
 // those coordinates (the extra rows/columns stay zero).
-void max_unpool(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                std::span<Tensor* const> outputs) {
+void max_unpool(const KernelContext& ctx, const PoolAttrs& attrs,
+                std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
   const Tensor& x = *inputs[0];
   const int64_t* idx = inputs[1]->data<int64_t>();
   Tensor& y = *outputs[0];
-  const size_t n = x.rank() - 2;
-  std::vector<int64_t> kernel = node.attr_ints("kernel_shape");
-  std::vector<int64_t> strides = node.attr_ints_or("strides", std::vector<int64_t>(n, 1));
-  std::vector<int64_t> pads = node.attr_ints_or("pads", std::vector<int64_t>(2 * n, 0));
-  Shape def = x.shape();
-  for (size_t i = 0; i < n; ++i)
-    def[i + 2] = (x.dim(i + 2) - 1) * strides[i] + kernel[i] - pads[i] - pads[i + n];
+  const Shape def = attrs.unpooled_shape(x.shape(), node);
   const int64_t def_numel = shape_numel(def);
   const std::vector<int64_t> def_strides = contiguous_strides(def);
   const std::vector<int64_t> y_strides = contiguous_strides(y.shape());
@@ -293,6 +277,16 @@ void max_unpool(const KernelContext& ctx, std::span<const Tensor* const> inputs,
   }
 }
 
+// A pool kernel run on a channels-last node (NHWC X and Y).
+template <AttrComputeFn<PoolAttrs> kNchwPool>
+void on_channels_first(const KernelContext& ctx, const PoolAttrs& attrs,
+                       std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
+  run_on_channels_first(ctx, inputs, outputs,
+                        [&](std::span<const Tensor* const> in, std::span<Tensor* const> out) {
+                          kNchwPool(ctx, attrs, in, out);
+                        });
+}
+
 }  // namespace
 
 void register_pool_ref_kernels(KernelRegistry& r) {
@@ -304,28 +298,10 @@ void register_pool_ref_kernels(KernelRegistry& r) {
   r.add("GlobalLpPool", global_lp_pool);
   r.add("MaxUnpool", max_unpool);
   // The channels-last pools (ops/layout.h): the ONNX kernels on an NCHW copy.
-  r.add(
-      "MaxPool",
-      +[](const KernelContext& ctx, std::span<const Tensor* const> in,
-          std::span<Tensor* const> out) { run_on_channels_first(ctx, in, out, max_pool); },
-      kFusedDomain);
-  r.add(
-      "AveragePool",
-      +[](const KernelContext& ctx, std::span<const Tensor* const> in,
-          std::span<Tensor* const> out) { run_on_channels_first(ctx, in, out, average_pool); },
-      kFusedDomain);
-  r.add(
-      "GlobalAveragePool",
-      +[](const KernelContext& ctx, std::span<const Tensor* const> in,
-          std::span<Tensor* const> out) {
-        run_on_channels_first(ctx, in, out, global_average_pool);
-      },
-      kFusedDomain);
-  r.add(
-      "GlobalMaxPool",
-      +[](const KernelContext& ctx, std::span<const Tensor* const> in,
-          std::span<Tensor* const> out) { run_on_channels_first(ctx, in, out, global_max_pool); },
-      kFusedDomain);
+  r.add("MaxPool", on_channels_first<max_pool>, kFusedDomain);
+  r.add("AveragePool", on_channels_first<average_pool>, kFusedDomain);
+  r.add("GlobalAveragePool", on_channels_first<global_average_pool>, kFusedDomain);
+  r.add("GlobalMaxPool", on_channels_first<global_max_pool>, kFusedDomain);
 }
 
 }  // namespace tandem

@@ -1,8 +1,9 @@
 // Reference kernels of the softmax family: Softmax, LogSoftmax, Hardmax.
 //
-// The input is viewed as [outer, n, inner] and the op runs over each of the outer*inner rows of
-// length n (stride inner). Opset >= 13: n is the single dim at `axis` (default -1). Opset < 13:
-// the input is coerced to 2-D at `axis` (default 1), i.e. n = prod(dims[axis:]) and inner = 1.
+// The input is viewed as [outer, n, inner] (SoftmaxAttrs::rows, ops/softmax.h) and the op runs
+// over each of the outer*inner rows of length n (stride inner).
+#include "ops/softmax.h"
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -11,7 +12,6 @@
 #include "backends/ref/dispatch.h"
 #include "core/error.h"
 #include "core/half.h"
-#include "ops/shape_utils.h"
 
 namespace tandem {
 
@@ -19,28 +19,8 @@ namespace {
 
 enum class Mode { kSoftmax, kLogSoftmax, kHardmax };
 
-struct RowView {
-  int64_t outer = 1, n = 1, inner = 1;
-};
-
-RowView row_view(const Node& node, const Shape& shape) {
-  int64_t rank = static_cast<int64_t>(shape.size());
-  RowView v;
-  if (rank == 0) return v;
-  int64_t axis = normalize_axis(node.attr_int_or("axis", node.opset >= 13 ? -1 : 1), rank, node);
-  v.n = 1;
-  for (int64_t d = 0; d < axis; ++d) v.outer *= shape[d];
-  if (node.opset >= 13) {
-    v.n = shape[axis];
-    for (int64_t d = axis + 1; d < rank; ++d) v.inner *= shape[d];
-  } else {
-    for (int64_t d = axis; d < rank; ++d) v.n *= shape[d];
-  }
-  return v;
-}
-
 template <typename T>
-void softmax_rows(const KernelContext& ctx, Mode mode, const RowView& v, const T* x, T* y) {
+void softmax_rows(const KernelContext& ctx, Mode mode, const SoftmaxRows& v, const T* x, T* y) {
   ctx.pool.parallel_for(
       v.outer * v.inner,
       [&](int64_t begin, int64_t end) {
@@ -83,11 +63,11 @@ void softmax_rows(const KernelContext& ctx, Mode mode, const RowView& v, const T
 }
 
 template <Mode kMode>
-void softmax_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                    std::span<Tensor* const> outputs) {
+void softmax_kernel(const KernelContext& ctx, const SoftmaxAttrs& attrs,
+                    std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Tensor& x = *inputs[0];
   Tensor& y = *outputs[0];
-  RowView v = row_view(ctx.node, x.shape());
+  const SoftmaxRows v = attrs.rows(x.shape(), ctx.node);
   if (x.dtype() == DataType::kFloat16) {
     // Computed in float32.
     std::vector<float> xf(static_cast<size_t>(x.numel())), yf(xf.size());
