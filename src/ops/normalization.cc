@@ -18,6 +18,7 @@ NormAttrs NormAttrs::parse(const Node& node) {
   if (op == "BatchNormalization") {
     a.training = node.opset >= 14 ? node.attr_int_or("training_mode", 0) != 0
                                   : node.outputs.size() > 1 && node.outputs[1] != nullptr;
+    a.momentum = node.attr_float_or("momentum", 0.9f);
     a.per_element_stats = node.opset < 9 && node.attr_int_or("spatial", 1) == 0;
     a.is_test = node.opset >= 7 || node.attr_int_or("is_test", 0) != 0;
   } else if (op == "LayerNormalization") {
@@ -85,10 +86,12 @@ std::vector<TensorType> infer_batch_norm(const InferContext& ctx, const NormAttr
   const Node& node = ctx.node;
   for (size_t i = 0; i < 5; ++i) check_float_input(ctx, i);
   check_rank_at_least(ctx, 2);
-  // Training mode (batch statistics, running-stat updates) is refused (kUnsupported): opset >= 14
-  // asks for it with training_mode=1; earlier opsets by requesting the extra outputs.
-  TANDEM_CHECK(!a.training, ErrorCode::kUnsupported,
-               "{}: training mode is not supported (inference only)", node.describe());
+  // Training mode (opset >= 14, training_mode = 1) normalises with the batch's statistics and
+  // gives the updated running mean and variance as outputs 1 and 2. Earlier opsets asked for it
+  // by wiring their five statistics outputs, a form Tandem refuses.
+  TANDEM_CHECK(!a.training || node.opset >= 14, ErrorCode::kUnsupported,
+               "{}: training mode before opset 14 (statistics outputs) is not supported",
+               node.describe());
   const Shape& x = ctx.input(0).shape;
   const int64_t c = x[1];
   // Opset < 9 with spatial=0 has per-element statistics of shape [C, D1, ...].
@@ -97,7 +100,7 @@ std::vector<TensorType> infer_batch_norm(const InferContext& ctx, const NormAttr
   const char* names[] = {"", "scale", "B", "mean", "var"};
   for (size_t i = 1; i < 5; ++i) check_numel(ctx, i, count, names[i]);
   std::vector<TensorType> out{{ctx.input(0).dtype, x}};
-  // Placeholders for the (training-only) statistics outputs, never computed.
+  // The running mean and variance (training mode; placeholders, never computed, otherwise).
   for (size_t i = 1; i < node.outputs.size(); ++i) out.push_back({ctx.input(3).dtype, {c}});
   return out;
 }

@@ -19,9 +19,11 @@ struct NormAttrs {
   int64_t stash_type = 1;  // LayerNormalization: the statistics' dtype, 1 (float32) or 11 (float64)
   int64_t num_groups = 0;  // GroupNormalization, GroupNorm: >= 1
   bool silu = false;       // GroupNorm: activation "SiLU" (else "")
-  // BatchNormalization: training mode was asked for (opset >= 14: training_mode = 1; before: the
-  // statistics outputs are wired), which Tandem refuses.
+  // BatchNormalization: training mode was asked for (opset >= 14: training_mode = 1, computed
+  // with the batch's statistics; before: the statistics outputs are wired, which is refused).
   bool training = false;
+  float momentum =
+      0.9f;  // BatchNormalization, training: running = input * momentum + batch * (1 - momentum)
   // BatchNormalization, opset < 9 with spatial = 0: one statistic per element of a sample.
   bool per_element_stats = false;
   // BatchNormalization, opset < 7: is_test (the reference kernel computes inference either way).

@@ -57,14 +57,39 @@ TEST(BatchNormalization, Inference) {
   }
 }
 
-TEST(BatchNormalization, TrainingModeUnsupported) {
+// Training mode (opset >= 14): normalised with the batch's mean and biased variance per channel,
+// and the running statistics input * momentum + batch * (1 - momentum) as outputs 1 and 2.
+TEST(BatchNormalization, TrainingModeUsesBatchStatistics) {
+  // X [2, 2, 2]: channel 0 holds 1, 2, 5, 6 (mean 3.5, variance 4.25), channel 1 holds 3, 4, 7, 8
+  // (mean 5.5, variance 4.25).
+  Tensor x = f32({2, 2, 2}, {1, 2, 3, 4, 5, 6, 7, 8});
+  Tensor scale = f32({2}, {1, 2}), b = f32({2}, {0, 1});
+  Tensor mean = f32({2}, {0, 1}), var = f32({2}, {1, 2});
+  auto out = run_ref_op("BatchNormalization", {x, scale, b, mean, var},
+                        {{"training_mode", attr_int(1)}, {"momentum", attr_float(0.8f)},
+                         {"epsilon", attr_float(0.0f)}},
+                        3, 15);
+  const double sd = std::sqrt(4.25);
+  std::vector<float> want;
+  for (float v : {1, 2, 3, 4, 5, 6, 7, 8}) {
+    const int c = (int(v) - 1) / 2 % 2;
+    want.push_back(float(c == 0 ? (v - 3.5) / sd : 2 * (v - 5.5) / sd + 1));
+  }
+  EXPECT_LT(max_abs_diff(out[0], f32({2, 2, 2}, want)), 1e-5);
+  EXPECT_LT(max_abs_diff(out[1], f32({2}, {0.8f * 0 + 0.2f * 3.5f, 0.8f * 1 + 0.2f * 5.5f})), 1e-6);
+  EXPECT_LT(max_abs_diff(out[2], f32({2}, {0.8f * 1 + 0.2f * 4.25f, 0.8f * 2 + 0.2f * 4.25f})),
+            1e-6);
+}
+
+// Before opset 14 training mode meant wiring the five statistics outputs: still refused.
+TEST(BatchNormalization, TrainingModeBeforeOpset14Unsupported) {
   Tensor x = f32({1, 1, 1}, {1}), one = f32({1}, {1});
   try {
-    run_ref_op("BatchNormalization", {x, one, one, one, one}, {{"training_mode", attr_int(1)}}, 1,
-               15);
+    run_ref_op("BatchNormalization", {x, one, one, one, one}, {}, 5, 9);
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+    EXPECT_NE(std::string(e.what()).find("before opset 14"), std::string::npos) << e.what();
   }
 }
 

@@ -129,7 +129,9 @@ TEST(OpAttrs, NormalizationChecksTheFieldsOfItsOp) {
   EXPECT_EQ(error_of([&] { NormAttrs::parse(make_node("InstanceNormalization", 6)); }), "");
   Node bn = make_node("BatchNormalization", 15);
   set_int(bn, "training_mode", 1);
-  EXPECT_TRUE(NormAttrs::parse(bn).training);
+  const NormAttrs b = NormAttrs::parse(bn);
+  EXPECT_TRUE(b.training);
+  EXPECT_FLOAT_EQ(b.momentum, 0.9f);
 }
 
 TEST(OpAttrs, AttentionPermutationsAreChecked) {

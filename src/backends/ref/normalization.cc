@@ -8,6 +8,7 @@
 
 #include "backends/backend.h"
 #include "backends/ref/dispatch.h"
+#include "backends/ref/value_io.h"
 #include "core/error.h"
 #include "ops/schema.h"
 #include "ops/shape_utils.h"
@@ -46,15 +47,51 @@ void batch_norm(const KernelContext& ctx, const NormAttrs& attrs,
   const Node& node = ctx.node;
   const Tensor& x = *inputs[0];
   Tensor& y = *outputs[0];
-  TANDEM_CHECK(!attrs.training, ErrorCode::kUnsupported,
-               "{}: training mode is not supported (inference only)", node.describe());
   const double eps = attrs.epsilon;
   const std::vector<double> scale = as_doubles(*inputs[1], node);
   const std::vector<double> bias = as_doubles(*inputs[2], node);
-  const std::vector<double> mean = as_doubles(*inputs[3], node);
-  const std::vector<double> var = as_doubles(*inputs[4], node);
+  std::vector<double> mean = as_doubles(*inputs[3], node);
+  std::vector<double> var = as_doubles(*inputs[4], node);
   const int64_t batch = x.dim(0), channels = x.dim(1);
   const int64_t inner = batch * channels > 0 ? x.numel() / (batch * channels) : 0;
+  if (attrs.training) {
+    // Normalise with the batch's mean and biased variance per channel (over batch and spatial
+    // axes), and give the running statistics input * momentum + batch * (1 - momentum).
+    TANDEM_CHECK(int64_t(mean.size()) == channels && int64_t(var.size()) == channels,
+                 ErrorCode::kInvalidModel, "{}: mean and var must have {} elements",
+                 node.describe(), channels);
+    std::vector<double> batch_mean(mean.size()), batch_var(var.size());
+    dispatch_float(x.dtype(), node, [&](auto tag) {
+      using T = decltype(tag);
+      const T* xd = x.data<T>();
+      for (int64_t c = 0; c < channels; ++c) {
+        double sum = 0, sq = 0;
+        for (int64_t n = 0; n < batch; ++n)
+          for (int64_t i = 0; i < inner; ++i) sum += xd[(n * channels + c) * inner + i];
+        const double count = double(batch * inner);
+        const double m = count > 0 ? sum / count : 0.0;
+        for (int64_t n = 0; n < batch; ++n)
+          for (int64_t i = 0; i < inner; ++i) {
+            const double d = xd[(n * channels + c) * inner + i] - m;
+            sq += d * d;
+          }
+        batch_mean[c] = m;
+        batch_var[c] = count > 0 ? sq / count : 0.0;
+      }
+    });
+    const double momentum = attrs.momentum;
+    for (size_t k = 1; k < 3 && k < outputs.size(); ++k) {
+      if (!outputs[k]) continue;
+      const std::vector<double>& input = k == 1 ? mean : var;
+      const std::vector<double>& current = k == 1 ? batch_mean : batch_var;
+      std::vector<double> running(input.size());
+      for (size_t c = 0; c < input.size(); ++c)
+        running[c] = input[c] * momentum + current[c] * (1 - momentum);
+      write_doubles(*outputs[k], running, node);
+    }
+    mean = std::move(batch_mean);
+    var = std::move(batch_var);
+  }
   // Per-channel parameters, or (opset < 9, spatial=0) one per element of a sample.
   const bool per_element = static_cast<int64_t>(scale.size()) != channels;
   const size_t want = per_element ? size_t(channels * inner) : size_t(channels);
