@@ -9,18 +9,16 @@
 #include "op_test_util.h"
 #include "tandem/status.h"
 #include "tandem/tensor.h"
+#include "test_tensors.h"
 
 namespace tandem {
 namespace {
 
 using testing::attr_float;
 using testing::attr_string;
+using testing::f32;
 using testing::max_abs_diff;
 using testing::run_ref_op;
-
-Tensor f32(Shape s, std::vector<float> v) {
-  return Tensor::from_vector(DataType::kFloat32, s, v);
-}
 
 const std::vector<float> kX = {-3.0f, -1.5f, -0.2f, 0.0f, 0.1f, 0.7f, 2.0f, 5.0f};
 

@@ -9,6 +9,7 @@
 #include "op_test_util.h"
 #include "tandem/status.h"
 #include "tandem/tensor.h"
+#include "test_tensors.h"
 
 namespace tandem {
 namespace {
@@ -16,19 +17,13 @@ namespace {
 using testing::attr_int;
 using testing::attr_ints;
 using testing::attr_string;
+using testing::f32;
 using testing::max_abs_diff;
 using testing::run_ref_op;
 
-Tensor f32(Shape s, std::vector<float> v) {
-  return Tensor::from_vector(DataType::kFloat32, s, v);
-}
-
-Tensor random_tensor(Shape s, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(static_cast<size_t>(shape_numel(s)));
-  for (float& x : v) x = dist(gen);
-  return f32(s, v);
+// Float32, uniform in [-1, 1).
+Tensor random_f32(const Shape& s, uint32_t seed) {
+  return testing::random_tensor(DataType::kFloat32, s, seed);
 }
 
 // Spatial shapes padded to 3 axes with leading 1s, for the naive loops below.
@@ -110,9 +105,9 @@ TEST(Conv, MatchesNaiveDefinition) {
   };
   uint32_t seed = 1;
   for (const ConvCase& c : cases) {
-    Tensor x = random_tensor(c.x, seed++);
-    Tensor w = random_tensor(c.w, seed++);
-    Tensor b = random_tensor({c.w[0]}, seed++);
+    Tensor x = random_f32(c.x, seed++);
+    Tensor w = random_f32(c.w, seed++);
+    Tensor b = random_f32({c.w[0]}, seed++);
     std::vector<int64_t> pads = c.pads_begin;
     pads.insert(pads.end(), c.pads_end.begin(), c.pads_end.end());
     auto y = run_ref_op("Conv", {x, w, b},
@@ -127,8 +122,8 @@ TEST(Conv, MatchesNaiveDefinition) {
 
 TEST(Conv, AutoPadSameLowerAndUpper) {
   // in 7, kernel 4, stride 2 -> out 4; total padding 3: SAME_UPPER puts 1 first, SAME_LOWER 2.
-  Tensor x = random_tensor({1, 2, 7, 7}, 11);
-  Tensor w = random_tensor({3, 2, 4, 4}, 12);
+  Tensor x = random_f32({1, 2, 7, 7}, 11);
+  Tensor w = random_f32({3, 2, 4, 4}, 12);
   for (auto [mode, begin] : {std::pair{"SAME_UPPER", int64_t(1)}, {"SAME_LOWER", int64_t(2)}}) {
     auto y = run_ref_op("Conv", {x, w},
                         {{"auto_pad", attr_string(mode)}, {"strides", attr_ints({2, 2})}});
@@ -166,7 +161,7 @@ TEST(ConvTranspose, MatchesScatterDefinition) {
   const Shape xs{2, 4, 3, 4}, ws{4, 3, 3, 2};
   const int64_t group = 2, M = 6;
   const std::array<int64_t, 2> s{2, 3}, d{1, 2}, pb{1, 0}, pe{0, 1}, op{1, 2};
-  Tensor x = random_tensor(xs, 21), w = random_tensor(ws, 22), b = random_tensor({M}, 23);
+  Tensor x = random_f32(xs, 21), w = random_f32(ws, 22), b = random_f32({M}, 23);
   std::array<int64_t, 2> out;
   for (int a = 0; a < 2; ++a)
     out[a] = s[a] * (xs[2 + a] - 1) + op[a] + (ws[2 + a] - 1) * d[a] + 1 - pb[a] - pe[a];
@@ -200,15 +195,15 @@ TEST(ConvTranspose, MatchesScatterDefinition) {
 }
 
 TEST(Conv, Errors) {
-  Tensor x = random_tensor({1, 3, 5, 5}, 31);
+  Tensor x = random_f32({1, 3, 5, 5}, 31);
   // Channel mismatch: W expects 2 input channels.
-  EXPECT_THROW(run_ref_op("Conv", {x, random_tensor({4, 2, 3, 3}, 32)}), Error);
+  EXPECT_THROW(run_ref_op("Conv", {x, random_f32({4, 2, 3, 3}, 32)}), Error);
   // Kernel larger than the (unpadded) input.
-  EXPECT_THROW(run_ref_op("Conv", {x, random_tensor({4, 3, 7, 7}, 33)}), Error);
+  EXPECT_THROW(run_ref_op("Conv", {x, random_f32({4, 3, 7, 7}, 33)}), Error);
   // kernel_shape attribute disagreeing with W.
-  EXPECT_THROW(run_ref_op("Conv", {x, random_tensor({4, 3, 3, 3}, 34)},
-                          {{"kernel_shape", attr_ints({2, 2})}}),
-               Error);
+  EXPECT_THROW(
+      run_ref_op("Conv", {x, random_f32({4, 3, 3, 3}, 34)}, {{"kernel_shape", attr_ints({2, 2})}}),
+      Error);
   // Integer input is not supported.
   Tensor xi = Tensor::from_vector(DataType::kInt32, {1, 1, 2, 2}, std::vector<int32_t>{1, 2, 3, 4});
   Tensor wi = Tensor::from_vector(DataType::kInt32, {1, 1, 1, 1}, std::vector<int32_t>{1});

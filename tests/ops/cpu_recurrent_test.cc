@@ -19,9 +19,9 @@
 
 #include "backends/backend.h"
 #include "backends/cpu/cpu_backend.h"
-#include "backends/ref/ref_backend.h"
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/simd.h"
+#include "backends/ref/ref_backend.h"
 #include "core/thread_pool.h"
 #include "ir/ir.h"
 #include "op_test_util.h"

@@ -9,27 +9,19 @@
 #include "op_test_util.h"
 #include "tandem/status.h"
 #include "tandem/tensor.h"
+#include "test_tensors.h"
 
 namespace tandem {
 namespace {
 
 using testing::attr_int;
 using testing::attr_string;
+using testing::boolean;
+using testing::f32;
+using testing::i32;
+using testing::i64;
 using testing::max_abs_diff;
 using testing::run_ref_op;
-
-Tensor f32(Shape s, std::vector<float> v) {
-  return Tensor::from_vector(DataType::kFloat32, s, v);
-}
-Tensor i32(Shape s, std::vector<int32_t> v) {
-  return Tensor::from_vector(DataType::kInt32, s, v);
-}
-Tensor i64(Shape s, std::vector<int64_t> v) {
-  return Tensor::from_vector(DataType::kInt64, s, v);
-}
-Tensor boolean(Shape s, std::vector<uint8_t> v) {
-  return Tensor::from_vector(DataType::kBool, s, v);
-}
 
 template <typename T>
 std::vector<T> values(const Tensor& t) {

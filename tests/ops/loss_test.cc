@@ -8,21 +8,17 @@
 #include "op_test_util.h"
 #include "tandem/status.h"
 #include "tandem/tensor.h"
+#include "test_tensors.h"
 
 namespace tandem {
 namespace {
 
 using testing::attr_int;
 using testing::attr_string;
+using testing::f32;
+using testing::i64;
 using testing::max_abs_diff;
 using testing::run_ref_op;
-
-Tensor f32(Shape s, std::vector<float> v) {
-  return Tensor::from_vector(DataType::kFloat32, s, v);
-}
-Tensor i64(Shape s, std::vector<int64_t> v) {
-  return Tensor::from_vector(DataType::kInt64, s, v);
-}
 
 // input [2, 3] (N=2, C=3), targets 2 and 0.
 const std::vector<float> kIn = {0.1f, -0.5f, 1.5f, 2.0f, 0.3f, -1.0f};

@@ -7,6 +7,7 @@
 #include "op_test_util.h"
 #include "tandem/status.h"
 #include "tandem/tensor.h"
+#include "test_tensors.h"
 
 namespace tandem {
 namespace {
@@ -23,9 +24,7 @@ std::vector<float> seq(int64_t n, float scale = 0.1f) {
   return v;
 }
 
-Tensor f32(Shape s, std::vector<float> v) {
-  return Tensor::from_vector(DataType::kFloat32, s, v);
-}
+using testing::f32;
 
 TEST(MatMul, TwoDMatchesNaive) {
   const int64_t m = 3, k = 4, n = 5;

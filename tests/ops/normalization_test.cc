@@ -7,6 +7,7 @@
 #include "op_test_util.h"
 #include "tandem/status.h"
 #include "tandem/tensor.h"
+#include "test_tensors.h"
 
 namespace tandem {
 namespace {
@@ -14,12 +15,9 @@ namespace {
 using testing::attr_float;
 using testing::attr_int;
 using testing::attr_ints;
+using testing::f32;
 using testing::max_abs_diff;
 using testing::run_ref_op;
-
-Tensor f32(Shape s, std::vector<float> v) {
-  return Tensor::from_vector(DataType::kFloat32, s, v);
-}
 
 std::vector<float> random_values(int64_t n, uint32_t seed) {
   std::mt19937 gen(seed);

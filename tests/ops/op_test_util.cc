@@ -6,10 +6,10 @@
 #include <stdexcept>
 
 #include "backends/backend.h"
+#include "backends/ref/ref_backend.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "ops/schema.h"
-#include "backends/ref/ref_backend.h"
 
 namespace tandem::testing {
 

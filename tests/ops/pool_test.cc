@@ -6,6 +6,7 @@
 #include "op_test_util.h"
 #include "tandem/status.h"
 #include "tandem/tensor.h"
+#include "test_tensors.h"
 
 namespace tandem {
 namespace {
@@ -13,15 +14,10 @@ namespace {
 using testing::attr_int;
 using testing::attr_ints;
 using testing::attr_string;
+using testing::f32;
+using testing::i64;
 using testing::max_abs_diff;
 using testing::run_ref_op;
-
-Tensor f32(Shape s, std::vector<float> v) {
-  return Tensor::from_vector(DataType::kFloat32, s, v);
-}
-Tensor i64(Shape s, std::vector<int64_t> v) {
-  return Tensor::from_vector(DataType::kInt64, s, v);
-}
 
 // 4x4 ramp 1..16.
 Tensor ramp4x4() {

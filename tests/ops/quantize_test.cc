@@ -7,26 +7,18 @@
 #include "op_test_util.h"
 #include "tandem/status.h"
 #include "tandem/tensor.h"
+#include "test_tensors.h"
 
 namespace tandem {
 namespace {
 
 using testing::attr_int;
+using testing::f32;
+using testing::i32;
 using testing::max_abs_diff;
 using testing::run_ref_op;
-
-Tensor f32(Shape s, std::vector<float> v) {
-  return Tensor::from_vector(DataType::kFloat32, s, v);
-}
-Tensor u8(Shape s, std::vector<uint8_t> v) {
-  return Tensor::from_vector(DataType::kUInt8, s, v);
-}
-Tensor s8(Shape s, std::vector<int8_t> v) {
-  return Tensor::from_vector(DataType::kInt8, s, v);
-}
-Tensor i32(Shape s, std::vector<int32_t> v) {
-  return Tensor::from_vector(DataType::kInt32, s, v);
-}
+using testing::s8;
+using testing::u8;
 
 TEST(QuantizeLinear, RoundsHalfToEvenAndSaturates) {
   // x / 2 = 0.5, 1.5, 2.5, -1.5, 300, -300 -> 0, 2, 2, -2 (+10), saturated.

@@ -7,6 +7,7 @@
 #include "op_test_util.h"
 #include "tandem/status.h"
 #include "tandem/tensor.h"
+#include "test_tensors.h"
 
 namespace tandem {
 namespace {
@@ -16,15 +17,10 @@ using testing::attr_floats;
 using testing::attr_int;
 using testing::attr_ints;
 using testing::attr_string;
+using testing::f32;
+using testing::i64;
 using testing::max_abs_diff;
 using testing::run_ref_op;
-
-Tensor f32(Shape s, std::vector<float> v) {
-  return Tensor::from_vector(DataType::kFloat32, s, v);
-}
-Tensor i64(Shape s, std::vector<int64_t> v) {
-  return Tensor::from_vector(DataType::kInt64, s, v);
-}
 const Tensor kNone;  // an omitted optional input
 
 TEST(Resize, NearestUpsampleScales) {

@@ -9,6 +9,7 @@
 #include "core/half.h"
 #include "op_test_util.h"
 #include "tandem/status.h"
+#include "test_tensors.h"
 
 namespace tandem {
 namespace {
@@ -17,18 +18,11 @@ using testing::attr_float;
 using testing::attr_int;
 using testing::attr_ints;
 using testing::attr_string;
+using testing::f32;
+using testing::i32;
+using testing::i64;
 using testing::max_abs_diff;
 using testing::run_ref_op;
-
-Tensor f32(Shape s, std::vector<float> v) {
-  return Tensor::from_vector(DataType::kFloat32, s, v);
-}
-Tensor i64(Shape s, std::vector<int64_t> v) {
-  return Tensor::from_vector(DataType::kInt64, s, v);
-}
-Tensor i32(Shape s, std::vector<int32_t> v) {
-  return Tensor::from_vector(DataType::kInt32, s, v);
-}
 Tensor iota_f32(Shape s) {
   std::vector<float> v(static_cast<size_t>(shape_numel(s)));
   for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i);
