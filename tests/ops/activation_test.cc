@@ -18,6 +18,7 @@ using testing::attr_float;
 using testing::attr_string;
 using testing::f32;
 using testing::max_abs_diff;
+using testing::OpTest;
 using testing::run_ref_op;
 
 const std::vector<float> kX = {-3.0f, -1.5f, -0.2f, 0.0f, 0.1f, 0.7f, 2.0f, 5.0f};
@@ -105,21 +106,26 @@ TEST(Activation, PReluBroadcastsSlope) {
 TEST(Activation, ClipAttributesAndInputs) {
   Tensor x = f32({5}, {-2, -0.5f, 0, 0.5f, 2});
   // Opset 6: attributes.
-  Tensor out = run_ref_op("Clip", {x}, {{"min", attr_float(-1)}, {"max", attr_float(1)}}, 1, 6)[0];
+  Tensor out = OpTest("Clip")
+                   .inputs({x})
+                   .attr("min", attr_float(-1))
+                   .attr("max", attr_float(1))
+                   .opset(6)
+                   .run_ref()[0];
   EXPECT_EQ(out.data<float>()[0], -1.0f);
   EXPECT_EQ(out.data<float>()[4], 1.0f);
   // Opset 13: inputs; only max given.
-  out = run_ref_op("Clip", {x, Tensor(), f32({}, {0.2f})}, {}, 1, 13)[0];
+  out = OpTest("Clip").inputs({x, Tensor(), f32({}, {0.2f})}).opset(13).run_ref()[0];
   EXPECT_LT(max_abs_diff(out, f32({5}, {-2, -0.5f, 0, 0.2f, 0.2f})), 1e-7);
   // No bounds: unchanged, including infinities.
   const float inf = std::numeric_limits<float>::infinity();
-  out = run_ref_op("Clip", {f32({2}, {-inf, inf})}, {}, 1, 13)[0];
+  out = OpTest("Clip").inputs({f32({2}, {-inf, inf})}).opset(13).run_ref()[0];
   EXPECT_EQ(out.data<float>()[0], -inf);
   // Integers.
   Tensor i = Tensor::from_vector(DataType::kInt64, {3}, std::vector<int64_t>{-9, 3, 9});
   Tensor lo = Tensor::from_vector(DataType::kInt64, {}, std::vector<int64_t>{-5});
   Tensor hi = Tensor::from_vector(DataType::kInt64, {}, std::vector<int64_t>{5});
-  Tensor iout = run_ref_op("Clip", {i, lo, hi}, {}, 1, 13)[0];
+  Tensor iout = OpTest("Clip").inputs({i, lo, hi}).opset(13).run_ref()[0];
   EXPECT_EQ(iout.data<int64_t>()[0], -5);
   EXPECT_EQ(iout.data<int64_t>()[1], 3);
   EXPECT_EQ(iout.data<int64_t>()[2], 5);
@@ -130,7 +136,7 @@ TEST(Activation, Errors) {
   EXPECT_THROW(run_ref_op("Sigmoid", {i}), Error);
   EXPECT_THROW(run_ref_op("Gelu", {f32({1}, {1})}, {{"approximate", attr_string("erf")}}), Error);
   // Clip bound of another dtype.
-  EXPECT_THROW(run_ref_op("Clip", {f32({1}, {1}), i}, {}, 1, 13), Error);
+  EXPECT_THROW(OpTest("Clip").inputs({f32({1}, {1}), i}).opset(13).run_ref(), Error);
 }
 
 // PRelu before opset 7: a 1-D slope of C = X.shape[1] values is per channel (axis 1).
@@ -145,16 +151,21 @@ TEST(Activation, PReluLegacyPerChannelSlope) {
         expect[i] = 0.1f * static_cast<float>(c + 1) * xv[i];
       }
   const Tensor slope = f32({3}, {0.1f, 0.2f, 0.3f});
-  Tensor out = run_ref_op("PRelu", {f32({2, 3, 2}, xv), slope}, {}, 1, 6)[0];
+  Tensor out = OpTest("PRelu").inputs({f32({2, 3, 2}, xv), slope}).opset(6).run_ref()[0];
   ASSERT_EQ(out.shape(), (Shape{2, 3, 2}));
   EXPECT_LT(max_abs_diff(out, f32({2, 3, 2}, expect)), 1e-6);
   // Rank 4, positives pass through.
-  out = run_ref_op("PRelu", {f32({1, 3, 1, 2}, {-1, 1, -1, 1, -1, 1}), slope}, {}, 1, 6)[0];
+  out = OpTest("PRelu")
+            .inputs({f32({1, 3, 1, 2}, {-1, 1, -1, 1, -1, 1}), slope})
+            .opset(6)
+            .run_ref()[0];
   EXPECT_LT(max_abs_diff(out, f32({1, 3, 1, 2}, {-0.1f, 1, -0.2f, 1, -0.3f, 1})), 1e-7);
   // From opset 7 the slope broadcasts numpy-style: [3] against X [2,3,2] is an error.
-  EXPECT_THROW(run_ref_op("PRelu", {f32({2, 3, 2}, xv), slope}, {}, 1, 7), Error);
+  EXPECT_THROW(OpTest("PRelu").inputs({f32({2, 3, 2}, xv), slope}).opset(7).run_ref(), Error);
   // Opset 6 with a slope that is neither per channel nor broadcastable.
-  EXPECT_THROW(run_ref_op("PRelu", {f32({2, 3, 2}, xv), f32({4}, {1, 2, 3, 4})}, {}, 1, 6), Error);
+  EXPECT_THROW(
+      OpTest("PRelu").inputs({f32({2, 3, 2}, xv), f32({4}, {1, 2, 3, 4})}).opset(6).run_ref(),
+      Error);
 }
 
 }  // namespace

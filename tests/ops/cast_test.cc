@@ -13,6 +13,7 @@ namespace tandem {
 namespace {
 
 using testing::attr_int;
+using testing::OpTest;
 using testing::run_ref_op;
 
 Tensor cast(const Tensor& x, DataType to) {
@@ -70,7 +71,7 @@ TEST(Cast, Float16AndBFloat16RoundTrip) {
 TEST(Cast, CastLikeTakesTheSecondInputsDtype) {
   Tensor x = Tensor::from_vector(DataType::kFloat64, {2}, std::vector<double>{1.5, -3.25});
   Tensor like = Tensor::from_vector(DataType::kFloat32, {1}, std::vector<float>{0});
-  Tensor out = run_ref_op("CastLike", {x, like}, {}, 1, 15)[0];
+  Tensor out = OpTest("CastLike").inputs({x, like}).opset(15).run_ref()[0];
   EXPECT_EQ(out.dtype(), DataType::kFloat32);
   EXPECT_EQ(values<float>(out), (std::vector<float>{1.5f, -3.25f}));
 }

@@ -16,6 +16,7 @@ using testing::attr_string;
 using testing::f32;
 using testing::i64;
 using testing::max_abs_diff;
+using testing::OpTest;
 using testing::run_ref_op;
 
 TEST(NonMaxSuppression, SuppressesOverlapsPerClass) {
@@ -37,14 +38,18 @@ TEST(RoiAlign, AverageOfBilinearSamples) {
   // output_half_pixel mode (opset 10) averages 4 samples at 0.5/1.5 -> mean of x+4y = 1 + 4 = 5.
   std::vector<float> img(16);
   for (int i = 0; i < 16; ++i) img[i] = float(i % 4 + 4 * (i / 4));
-  auto out =
-      run_ref_op("RoiAlign", {f32({1, 1, 4, 4}, img), f32({1, 4}, {0, 0, 2, 2}), i64({1}, {0})},
-                 {{"sampling_ratio", attr_int(2)}}, 1, 10);
+  auto out = OpTest("RoiAlign")
+                 .inputs({f32({1, 1, 4, 4}, img), f32({1, 4}, {0, 0, 2, 2}), i64({1}, {0})})
+                 .attr("sampling_ratio", 2)
+                 .opset(10)
+                 .run_ref();
   EXPECT_LT(max_abs_diff(out[0], f32({1, 1, 1, 1}, {5})), 1e-5);
   // half_pixel (opset 16) shifts the roi by -0.5: samples at 0/1 -> mean 0.5 + 4 * 0.5 = 2.5.
-  auto hp =
-      run_ref_op("RoiAlign", {f32({1, 1, 4, 4}, img), f32({1, 4}, {0, 0, 2, 2}), i64({1}, {0})},
-                 {{"sampling_ratio", attr_int(2)}}, 1, 16);
+  auto hp = OpTest("RoiAlign")
+                .inputs({f32({1, 1, 4, 4}, img), f32({1, 4}, {0, 0, 2, 2}), i64({1}, {0})})
+                .attr("sampling_ratio", 2)
+                .opset(16)
+                .run_ref();
   EXPECT_LT(max_abs_diff(hp[0], f32({1, 1, 1, 1}, {2.5f})), 1e-5);
 }
 
@@ -52,18 +57,21 @@ TEST(GridSample, BilinearNearestAndPadding) {
   // 2x2 image [[1, 2], [3, 4]]; align_corners: -1/1 are pixel centres.
   Tensor x = f32({1, 1, 2, 2}, {1, 2, 3, 4});
   Tensor grid = f32({1, 1, 3, 2}, {0, 0, -1, -1, 1, -1});
-  auto bil = run_ref_op("GridSample", {x, grid}, {{"align_corners", attr_int(1)}}, 1, 16);
+  auto bil = OpTest("GridSample").inputs({x, grid}).attr("align_corners", 1).opset(16).run_ref();
   EXPECT_LT(max_abs_diff(bil[0], f32({1, 1, 1, 3}, {2.5f, 1, 2})), 1e-6);
   // Without align_corners -1 is the image edge: (-0.5, -0.5) blends pixel 1 with zero padding
   // (weight 1/4), border padding repeats it.
   Tensor corner = f32({1, 1, 1, 2}, {-1, -1});
-  auto zeros = run_ref_op("GridSample", {x, corner}, {}, 1, 16);
+  auto zeros = OpTest("GridSample").inputs({x, corner}).opset(16).run_ref();
   EXPECT_LT(max_abs_diff(zeros[0], f32({1, 1, 1, 1}, {0.25f})), 1e-6);
   auto border =
-      run_ref_op("GridSample", {x, corner}, {{"padding_mode", attr_string("border")}}, 1, 16);
+      OpTest("GridSample").inputs({x, corner}).attr("padding_mode", "border").opset(16).run_ref();
   EXPECT_LT(max_abs_diff(border[0], f32({1, 1, 1, 1}, {1})), 1e-6);
-  auto near = run_ref_op("GridSample", {x, f32({1, 1, 1, 2}, {0.6f, 0.6f})},
-                         {{"mode", attr_string("nearest")}}, 1, 16);
+  auto near = OpTest("GridSample")
+                  .inputs({x, f32({1, 1, 1, 2}, {0.6f, 0.6f})})
+                  .attr("mode", "nearest")
+                  .opset(16)
+                  .run_ref();
   EXPECT_LT(max_abs_diff(near[0], f32({1, 1, 1, 1}, {4})), 1e-6);
 }
 
@@ -71,10 +79,12 @@ TEST(DetectionErrors, BadShapesAndModes) {
   EXPECT_THROW(run_ref_op("NonMaxSuppression",
                           {f32({1, 2, 4}, std::vector<float>(8)), f32({1, 1, 3}, {1, 2, 3})}),
                Error);
-  EXPECT_THROW(
-      run_ref_op("GridSample", {f32({1, 1, 2, 2}, {1, 2, 3, 4}), f32({1, 1, 1, 2}, {0, 0})},
-                 {{"mode", attr_string("cubic")}}, 1, 16),
-      Error);
+  EXPECT_THROW(OpTest("GridSample")
+                   .inputs({f32({1, 1, 2, 2}, {1, 2, 3, 4}), f32({1, 1, 1, 2}, {0, 0})})
+                   .attr("mode", "cubic")
+                   .opset(16)
+                   .run_ref(),
+               Error);
 }
 
 }  // namespace

@@ -21,6 +21,7 @@ using testing::f32;
 using testing::i32;
 using testing::i64;
 using testing::max_abs_diff;
+using testing::OpTest;
 using testing::run_ref_op;
 
 template <typename T>
@@ -261,17 +262,29 @@ TEST(Elementwise, Errors) {
 TEST(Elementwise, LegacyAxisBroadcast) {
   const Tensor a = f32({2, 3}, {1, 2, 3, 4, 5, 6});
   // B [2] along axis 0: one value per row (numpy would reject [2] against [2,3]).
-  Tensor out = run_ref_op("Add", {a, f32({2}, {10, 20})},
-                          {{"broadcast", attr_int(1)}, {"axis", attr_int(0)}}, 1, 6)[0];
+  Tensor out = OpTest("Add")
+                   .inputs({a, f32({2}, {10, 20})})
+                   .attr("broadcast", 1)
+                   .attr("axis", 0)
+                   .opset(6)
+                   .run_ref()[0];
   ASSERT_EQ(out.shape(), (Shape{2, 3}));
   EXPECT_EQ(max_abs_diff(out, f32({2, 3}, {11, 12, 13, 24, 25, 26})), 0);
   // B [3] along axis 1 is the suffix case.
-  out = run_ref_op("Sub", {a, f32({3}, {1, 2, 3})},
-                   {{"broadcast", attr_int(1)}, {"axis", attr_int(1)}}, 1, 6)[0];
+  out = OpTest("Sub")
+            .inputs({a, f32({3}, {1, 2, 3})})
+            .attr("broadcast", 1)
+            .attr("axis", 1)
+            .opset(6)
+            .run_ref()[0];
   EXPECT_EQ(max_abs_diff(out, f32({2, 3}, {0, 0, 0, 3, 3, 3})), 0);
   // Size-1 dims in B broadcast as usual: B [2,1] at axis 0.
-  out = run_ref_op("Mul", {a, f32({2, 1}, {2, 3})},
-                   {{"broadcast", attr_int(1)}, {"axis", attr_int(0)}}, 1, 6)[0];
+  out = OpTest("Mul")
+            .inputs({a, f32({2, 1}, {2, 3})})
+            .attr("broadcast", 1)
+            .attr("axis", 0)
+            .opset(6)
+            .run_ref()[0];
   EXPECT_EQ(max_abs_diff(out, f32({2, 3}, {2, 4, 6, 12, 15, 18})), 0);
 
   // Rank 4: A [2,3,2,2], B [3,2] at axis 1: b[c][h] added to every a[n][c][h][w].
@@ -285,26 +298,46 @@ TEST(Elementwise, LegacyAxisBroadcast) {
           const int i = ((n * 3 + c) * 2 + h) * 2 + w;
           expect[i] = av[i] + bv[c * 2 + h];
         }
-  out = run_ref_op("Add", {f32({2, 3, 2, 2}, av), f32({3, 2}, bv)},
-                   {{"broadcast", attr_int(1)}, {"axis", attr_int(1)}}, 1, 6)[0];
+  out = OpTest("Add")
+            .inputs({f32({2, 3, 2, 2}, av), f32({3, 2}, bv)})
+            .attr("broadcast", 1)
+            .attr("axis", 1)
+            .opset(6)
+            .run_ref()[0];
   EXPECT_EQ(max_abs_diff(out, f32({2, 3, 2, 2}, expect)), 0);
 
   // Comparisons and Pow take the same path; the output keeps A's shape.
-  out = run_ref_op("Greater", {a, f32({2}, {2, 5})},
-                   {{"broadcast", attr_int(1)}, {"axis", attr_int(0)}}, 1, 6)[0];
+  out = OpTest("Greater")
+            .inputs({a, f32({2}, {2, 5})})
+            .attr("broadcast", 1)
+            .attr("axis", 0)
+            .opset(6)
+            .run_ref()[0];
   EXPECT_EQ(values<uint8_t>(out), (std::vector<uint8_t>{0, 0, 1, 0, 0, 1}));
-  out = run_ref_op("Pow", {a, f32({2}, {1, 2})},
-                   {{"broadcast", attr_int(1)}, {"axis", attr_int(0)}}, 1, 6)[0];
+  out = OpTest("Pow")
+            .inputs({a, f32({2}, {1, 2})})
+            .attr("broadcast", 1)
+            .attr("axis", 0)
+            .opset(6)
+            .run_ref()[0];
   EXPECT_EQ(max_abs_diff(out, f32({2, 3}, {1, 2, 3, 16, 25, 36})), 0);
 
   // From opset 7 `axis` means nothing and numpy rules apply: [2] against [2,3] is an error.
-  EXPECT_THROW(run_ref_op("Add", {a, f32({2}, {10, 20})}, {}, 1, 7), Error);
+  EXPECT_THROW(OpTest("Add").inputs({a, f32({2}, {10, 20})}).opset(7).run_ref(), Error);
   // B must fit inside A at `axis`: dims that disagree, or running past A's rank.
-  EXPECT_THROW(run_ref_op("Add", {a, f32({3}, {1, 2, 3})},
-                          {{"broadcast", attr_int(1)}, {"axis", attr_int(0)}}, 1, 6),
+  EXPECT_THROW(OpTest("Add")
+                   .inputs({a, f32({3}, {1, 2, 3})})
+                   .attr("broadcast", 1)
+                   .attr("axis", 0)
+                   .opset(6)
+                   .run_ref(),
                Error);
-  EXPECT_THROW(run_ref_op("Add", {a, f32({3, 1}, {1, 2, 3})},
-                          {{"broadcast", attr_int(1)}, {"axis", attr_int(1)}}, 1, 6),
+  EXPECT_THROW(OpTest("Add")
+                   .inputs({a, f32({3, 1}, {1, 2, 3})})
+                   .attr("broadcast", 1)
+                   .attr("axis", 1)
+                   .opset(6)
+                   .run_ref(),
                Error);
 }
 

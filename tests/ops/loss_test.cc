@@ -18,6 +18,7 @@ using testing::attr_string;
 using testing::f32;
 using testing::i64;
 using testing::max_abs_diff;
+using testing::OpTest;
 using testing::run_ref_op;
 
 // input [2, 3] (N=2, C=3), targets 2 and 0.
@@ -45,8 +46,11 @@ TEST(NegativeLogLikelihoodLoss, SpatialWithIgnoreIndex) {
 }
 
 TEST(SoftmaxCrossEntropyLoss, MatchesLogSoftmaxThenNll) {
-  auto out = run_ref_op("SoftmaxCrossEntropyLoss", {f32({2, 3}, kIn), i64({2}, {2, 0})},
-                        {{"reduction", attr_string("none")}}, 2);
+  auto out = OpTest("SoftmaxCrossEntropyLoss")
+                 .inputs({f32({2, 3}, kIn), i64({2}, {2, 0})})
+                 .attr("reduction", "none")
+                 .outputs(2)
+                 .run_ref();
   std::vector<float> logp(6), loss(2);
   for (int n = 0; n < 2; ++n) {
     double s = 0;

@@ -17,6 +17,7 @@ using testing::attr_int;
 using testing::attr_ints;
 using testing::f32;
 using testing::max_abs_diff;
+using testing::OpTest;
 using testing::run_ref_op;
 
 std::vector<float> random_values(int64_t n, uint32_t seed) {
@@ -49,8 +50,11 @@ TEST(BatchNormalization, Inference) {
   Tensor scale = f32({2}, {2, 0.5f}), b = f32({2}, {1, -1}), mean = f32({2}, {2, 15}),
          var = f32({2}, {4, 25});
   for (int opset : {9, 14, 15}) {
-    auto y = run_ref_op("BatchNormalization", {x, scale, b, mean, var},
-                        {{"epsilon", attr_float(0)}}, 1, opset);
+    auto y = OpTest("BatchNormalization")
+                 .inputs({x, scale, b, mean, var})
+                 .attr("epsilon", attr_float(0))
+                 .opset(opset)
+                 .run_ref();
     EXPECT_LT(max_abs_diff(y[0], f32({1, 2, 2}, {0, 2, -1.5f, -0.5f})), 1e-6) << opset;
   }
 }
@@ -58,8 +62,11 @@ TEST(BatchNormalization, Inference) {
 TEST(BatchNormalization, TrainingModeUnsupported) {
   Tensor x = f32({1, 1, 1}, {1}), one = f32({1}, {1});
   try {
-    run_ref_op("BatchNormalization", {x, one, one, one, one}, {{"training_mode", attr_int(1)}}, 1,
-               15);
+    OpTest("BatchNormalization")
+        .inputs({x, one, one, one, one})
+        .attr("training_mode", 1)
+        .opset(15)
+        .run_ref();
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
@@ -84,7 +91,7 @@ TEST(LayerNormalization, AxisWithBroadcastScaleAndStats) {
   const auto v = random_values(2 * 3 * 4, 2);
   Tensor x = f32({2, 3, 4}, v);
   Tensor scale = f32({4}, {1, 2, 3, 4}), b = f32({1, 4}, {0, 0, 1, 1});
-  auto y = run_ref_op("LayerNormalization", {x, scale, b}, {{"axis", attr_int(-2)}}, 3);
+  auto y = OpTest("LayerNormalization").inputs({x, scale, b}).attr("axis", -2).outputs(3).run_ref();
   // axis -2: normalise over the last 12 values of each batch item; scale broadcasts over [3, 4].
   auto norm = normalize_runs(v, 2, 1e-5);
   std::vector<float> want(v.size());
@@ -105,8 +112,11 @@ TEST(GroupNormalization, PerGroupAndPerChannelScale) {
   Tensor x = f32({1, 4, 3}, v);
   auto norm = normalize_runs(v, 2, 1e-5);  // 2 groups of 2 channels x 3 = 6 contiguous values
   // Opset 18: scale/bias per group.
-  auto y = run_ref_op("GroupNormalization", {x, f32({2}, {2, 3}), f32({2}, {1, -1})},
-                      {{"num_groups", attr_int(2)}}, 1, 18);
+  auto y = OpTest("GroupNormalization")
+               .inputs({x, f32({2}, {2, 3}), f32({2}, {1, -1})})
+               .attr("num_groups", 2)
+               .opset(18)
+               .run_ref();
   std::vector<float> want(v.size());
   for (size_t i = 0; i < v.size(); ++i) {
     const int g = int(i / 6);
@@ -114,8 +124,11 @@ TEST(GroupNormalization, PerGroupAndPerChannelScale) {
   }
   EXPECT_LT(max_abs_diff(y[0], f32({1, 4, 3}, want)), 1e-5);
   // Per-channel scale/bias (opset 21 layout).
-  y = run_ref_op("GroupNormalization", {x, f32({4}, {1, 2, 3, 4}), f32({4}, {0, 0, 0, 1})},
-                 {{"num_groups", attr_int(2)}}, 1, 18);
+  y = OpTest("GroupNormalization")
+          .inputs({x, f32({4}, {1, 2, 3, 4}), f32({4}, {0, 0, 0, 1})})
+          .attr("num_groups", 2)
+          .opset(18)
+          .run_ref();
   for (size_t i = 0; i < v.size(); ++i) {
     const int c = int(i / 3);
     want[i] = float(norm[i] * (c + 1) + (c == 3 ? 1 : 0));
@@ -166,8 +179,11 @@ TEST(MeanVarianceNormalization, DefaultAxes) {
 TEST(Normalization, Errors) {
   Tensor x = f32({1, 4, 2}, std::vector<float>(8, 1.0f));
   // GroupNormalization: 3 groups do not divide 4 channels.
-  EXPECT_THROW(run_ref_op("GroupNormalization", {x, f32({3}, {1, 1, 1}), f32({3}, {0, 0, 0})},
-                          {{"num_groups", attr_int(3)}}, 1, 18),
+  EXPECT_THROW(OpTest("GroupNormalization")
+                   .inputs({x, f32({3}, {1, 1, 1}), f32({3}, {0, 0, 0})})
+                   .attr("num_groups", 3)
+                   .opset(18)
+                   .run_ref(),
                Error);
   // InstanceNormalization: scale of the wrong size.
   EXPECT_THROW(

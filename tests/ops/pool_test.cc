@@ -17,6 +17,7 @@ using testing::attr_string;
 using testing::f32;
 using testing::i64;
 using testing::max_abs_diff;
+using testing::OpTest;
 using testing::run_ref_op;
 
 // 4x4 ramp 1..16.
@@ -28,23 +29,29 @@ Tensor ramp4x4() {
 
 TEST(MaxPool, StridedWithIndices) {
   Tensor x = ramp4x4();
-  auto y = run_ref_op("MaxPool", {x},
-                      {{"kernel_shape", attr_ints({2, 2})}, {"strides", attr_ints({2, 2})}}, 2);
+  auto y = OpTest("MaxPool")
+               .inputs({x})
+               .attr("kernel_shape", {2, 2})
+               .attr("strides", {2, 2})
+               .outputs(2)
+               .run_ref();
   EXPECT_EQ(max_abs_diff(y[0], f32({1, 1, 2, 2}, {6, 8, 14, 16})), 0.0);
   EXPECT_EQ(max_abs_diff(y[1], i64({1, 1, 2, 2}, {5, 7, 13, 15})), 0.0);
   // Column-major indices: position (h, w) numbered h + w * 4.
-  y = run_ref_op("MaxPool", {x},
-                 {{"kernel_shape", attr_ints({2, 2})},
-                  {"strides", attr_ints({2, 2})},
-                  {"storage_order", attr_int(1)}},
-                 2);
+  y = OpTest("MaxPool")
+          .inputs({x})
+          .attr("kernel_shape", {2, 2})
+          .attr("strides", {2, 2})
+          .attr("storage_order", 1)
+          .outputs(2)
+          .run_ref();
   EXPECT_EQ(max_abs_diff(y[1], i64({1, 1, 2, 2}, {1 + 4, 1 + 12, 3 + 4, 3 + 12})), 0.0);
 }
 
 TEST(MaxPool, IndicesCountBatchAndChannel) {
   // Second plane of [1, 2, 2] input: indices are flat over the whole tensor.
   Tensor x = f32({1, 2, 3}, {3, 1, 2, 0, 5, 4});
-  auto y = run_ref_op("MaxPool", {x}, {{"kernel_shape", attr_ints({3})}}, 2);
+  auto y = OpTest("MaxPool").inputs({x}).attr("kernel_shape", {3}).outputs(2).run_ref();
   EXPECT_EQ(max_abs_diff(y[0], f32({1, 2, 1}, {3, 5})), 0.0);
   EXPECT_EQ(max_abs_diff(y[1], i64({1, 2, 1}, {0, 4})), 0.0);
 }

@@ -16,6 +16,7 @@ using testing::attr_int;
 using testing::f32;
 using testing::i32;
 using testing::max_abs_diff;
+using testing::OpTest;
 using testing::run_ref_op;
 using testing::s8;
 using testing::u8;
@@ -31,9 +32,11 @@ TEST(QuantizeLinear, RoundsHalfToEvenAndSaturates) {
 
 TEST(QuantizeLinear, PerAxis) {
   // [2, 2] with axis 0 scales {1, 10}: rows use different scales and zero points.
-  auto out = run_ref_op("QuantizeLinear",
-                        {f32({2, 2}, {1, 2, 30, 40}), f32({2}, {1, 10}), u8({2}, {0, 100})},
-                        {{"axis", attr_int(0)}}, 1, 13);
+  auto out = OpTest("QuantizeLinear")
+                 .inputs({f32({2, 2}, {1, 2, 30, 40}), f32({2}, {1, 10}), u8({2}, {0, 100})})
+                 .attr("axis", 0)
+                 .opset(13)
+                 .run_ref();
   EXPECT_EQ(max_abs_diff(out[0], u8({2, 2}, {1, 2, 103, 104})), 0);
 }
 
@@ -46,7 +49,8 @@ TEST(DequantizeLinear, PerTensorAndInt32) {
 
 TEST(DynamicQuantizeLinear, ScaleAndZeroPoint) {
   // range [-1, 2.06]: scale = 3.06 / 255 = 0.012, zp = round(1 / 0.012) = 83.
-  auto out = run_ref_op("DynamicQuantizeLinear", {f32({3}, {-1.0f, 0.0f, 2.06f})}, {}, 3);
+  auto out =
+      OpTest("DynamicQuantizeLinear").inputs({f32({3}, {-1.0f, 0.0f, 2.06f})}).outputs(3).run_ref();
   EXPECT_NEAR(out[1].data<float>()[0], 0.012f, 1e-7);
   EXPECT_EQ(out[2].data<uint8_t>()[0], 83);
   EXPECT_EQ(max_abs_diff(out[0], u8({3}, {0, 83, 255})), 0);
@@ -83,8 +87,11 @@ TEST(QLinearConv, WithBias) {
 }
 
 TEST(QuantizeErrors, BadScaleShapeAndDtype) {
-  EXPECT_THROW(run_ref_op("QuantizeLinear", {f32({2, 2}, {1, 2, 3, 4}), f32({3}, {1, 1, 1})},
-                          {{"axis", attr_int(0)}}, 1, 13),
+  EXPECT_THROW(OpTest("QuantizeLinear")
+                   .inputs({f32({2, 2}, {1, 2, 3, 4}), f32({3}, {1, 1, 1})})
+                   .attr("axis", 0)
+                   .opset(13)
+                   .run_ref(),
                Error);
   EXPECT_THROW(run_ref_op("DequantizeLinear", {f32({1}, {1}), f32({}, {1})}), Error);
 }

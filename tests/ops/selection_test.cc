@@ -15,6 +15,7 @@ using testing::attr_int;
 using testing::f32;
 using testing::i64;
 using testing::max_abs_diff;
+using testing::OpTest;
 using testing::run_ref_op;
 Tensor cond(std::vector<uint8_t> v) {
   return Tensor::from_vector(DataType::kBool, {int64_t(v.size())}, v);
@@ -33,23 +34,32 @@ TEST(Compress, AxisAndFlattened) {
 
 TEST(Unique, SortedUnsortedAndAxis) {
   Tensor x = f32({6}, {2, 1, 1, 3, 4, 3});
-  auto s = run_ref_op("Unique", {x}, {}, 4, 11);
+  auto s = OpTest("Unique").inputs({x}).outputs(4).opset(11).run_ref();
   EXPECT_EQ(max_abs_diff(s[0], f32({4}, {1, 2, 3, 4})), 0);
   EXPECT_EQ(max_abs_diff(s[1], i64({4}, {1, 0, 3, 4})), 0);
   EXPECT_EQ(max_abs_diff(s[2], i64({6}, {1, 0, 0, 2, 3, 2})), 0);
   EXPECT_EQ(max_abs_diff(s[3], i64({4}, {2, 1, 2, 1})), 0);
-  auto u = run_ref_op("Unique", {x}, {{"sorted", attr_int(0)}}, 4, 11);
+  auto u = OpTest("Unique").inputs({x}).attr("sorted", 0).outputs(4).opset(11).run_ref();
   EXPECT_EQ(max_abs_diff(u[0], f32({4}, {2, 1, 3, 4})), 0);
   // Rows along axis 0: [1,0], [0,1], [1,0] -> sorted [0,1], [1,0].
-  auto a = run_ref_op("Unique", {f32({3, 2}, {1, 0, 0, 1, 1, 0})}, {{"axis", attr_int(0)}}, 4, 11);
+  auto a = OpTest("Unique")
+               .inputs({f32({3, 2}, {1, 0, 0, 1, 1, 0})})
+               .attr("axis", 0)
+               .outputs(4)
+               .opset(11)
+               .run_ref();
   EXPECT_EQ(max_abs_diff(a[0], f32({2, 2}, {0, 1, 1, 0})), 0);
   EXPECT_EQ(max_abs_diff(a[2], i64({3}, {1, 0, 1})), 0);
 }
 
 TEST(ReverseSequence, BatchAxis0) {
   // [batch 2, time 3]; lengths 2 and 3.
-  auto out = run_ref_op("ReverseSequence", {f32({2, 3}, {1, 2, 3, 4, 5, 6}), i64({2}, {2, 3})},
-                        {{"batch_axis", attr_int(0)}, {"time_axis", attr_int(1)}}, 1, 10);
+  auto out = OpTest("ReverseSequence")
+                 .inputs({f32({2, 3}, {1, 2, 3, 4, 5, 6}), i64({2}, {2, 3})})
+                 .attr("batch_axis", 0)
+                 .attr("time_axis", 1)
+                 .opset(10)
+                 .run_ref();
   EXPECT_EQ(max_abs_diff(out[0], f32({2, 3}, {2, 1, 3, 6, 5, 4})), 0);
 }
 
@@ -63,9 +73,11 @@ TEST(Det, BatchOfMatrices) {
 }
 
 TEST(SelectionErrors, BadInputs) {
-  EXPECT_THROW(
-      run_ref_op("ReverseSequence", {f32({2, 2}, {1, 2, 3, 4}), i64({2}, {3, 1})}, {}, 1, 10),
-      Error);
+  EXPECT_THROW(OpTest("ReverseSequence")
+                   .inputs({f32({2, 2}, {1, 2, 3, 4}), i64({2}, {3, 1})})
+                   .opset(10)
+                   .run_ref(),
+               Error);
   EXPECT_THROW(run_ref_op("Det", {f32({2, 3}, {1, 2, 3, 4, 5, 6})}), Error);
   EXPECT_THROW(run_ref_op("Compress", {f32({2}, {1, 2}), cond({1, 1, 1})}, {{"axis", attr_int(0)}}),
                Error);

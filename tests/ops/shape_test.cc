@@ -19,6 +19,7 @@ using testing::attr_ints;
 using testing::f32;
 using testing::i64;
 using testing::max_abs_diff;
+using testing::OpTest;
 using testing::run_ref_op;
 Tensor iota_f32(Shape s) {
   std::vector<float> v(static_cast<size_t>(shape_numel(s)));
@@ -38,8 +39,11 @@ TEST(Reshape, ZeroCopiesAndMinusOneInfers) {
   EXPECT_EQ(out[0].shape(), (Shape{2, 6, 2}));
   EXPECT_EQ(max_abs_diff(out[0], iota_f32({2, 6, 2})), 0);
   // allowzero=1: a 0 is a real zero-size dim.
-  auto z = run_ref_op("Reshape", {f32({0, 3}, {}), i64({2}, {3, 0})}, {{"allowzero", attr_int(1)}},
-                      1, 14);
+  auto z = OpTest("Reshape")
+               .inputs({f32({0, 3}, {}), i64({2}, {3, 0})})
+               .attr("allowzero", 1)
+               .opset(14)
+               .run_ref();
   EXPECT_EQ(z[0].shape(), (Shape{3, 0}));
 }
 
@@ -66,24 +70,25 @@ TEST(Flatten, AxisIncludingNegativeAndZero) {
 TEST(SqueezeUnsqueeze, AttributeAndInputForms) {
   Tensor x = iota_f32({1, 3, 1, 2});
   EXPECT_EQ(run_ref_op("Squeeze", {x})[0].shape(), (Shape{3, 2}));
-  EXPECT_EQ(run_ref_op("Squeeze", {x, i64({1}, {-2})}, {}, 1, 13)[0].shape(), (Shape{1, 3, 2}));
-  EXPECT_EQ(run_ref_op("Squeeze", {x}, {{"axes", attr_ints({0})}}, 1, 11)[0].shape(),
+  EXPECT_EQ(OpTest("Squeeze").inputs({x, i64({1}, {-2})}).opset(13).run_ref()[0].shape(),
+            (Shape{1, 3, 2}));
+  EXPECT_EQ(OpTest("Squeeze").inputs({x}).attr("axes", {0}).opset(11).run_ref()[0].shape(),
             (Shape{3, 1, 2}));
-  EXPECT_THROW(run_ref_op("Squeeze", {x, i64({1}, {1})}, {}, 1, 13), Error);
+  EXPECT_THROW(OpTest("Squeeze").inputs({x, i64({1}, {1})}).opset(13).run_ref(), Error);
   Tensor y = iota_f32({3, 2});
-  auto u = run_ref_op("Unsqueeze", {y, i64({2}, {3, 0})}, {}, 1, 13);
+  auto u = OpTest("Unsqueeze").inputs({y, i64({2}, {3, 0})}).opset(13).run_ref();
   EXPECT_EQ(u[0].shape(), (Shape{1, 3, 2, 1}));
   EXPECT_EQ(max_abs_diff(u[0], iota_f32({1, 3, 2, 1})), 0);
-  EXPECT_EQ(run_ref_op("Unsqueeze", {y}, {{"axes", attr_ints({-1})}}, 1, 11)[0].shape(),
+  EXPECT_EQ(OpTest("Unsqueeze").inputs({y}).attr("axes", {-1}).opset(11).run_ref()[0].shape(),
             (Shape{3, 2, 1}));
 }
 
 TEST(Shape, StartEndAndSize) {
   Tensor x = iota_f32({2, 3, 4});
   EXPECT_EQ(max_abs_diff(run_ref_op("Shape", {x})[0], i64({3}, {2, 3, 4})), 0);
-  auto s = run_ref_op("Shape", {x}, {{"start", attr_int(-2)}}, 1, 15);
+  auto s = OpTest("Shape").inputs({x}).attr("start", -2).opset(15).run_ref();
   EXPECT_EQ(max_abs_diff(s[0], i64({2}, {3, 4})), 0);
-  auto clipped = run_ref_op("Shape", {x}, {{"start", attr_int(1)}, {"end", attr_int(10)}}, 1, 15);
+  auto clipped = OpTest("Shape").inputs({x}).attr("start", 1).attr("end", 10).opset(15).run_ref();
   EXPECT_EQ(max_abs_diff(clipped[0], i64({2}, {3, 4})), 0);
   auto size = run_ref_op("Size", {x});
   EXPECT_EQ(size[0].shape(), Shape{});

@@ -22,6 +22,7 @@ using testing::f32;
 using testing::i32;
 using testing::i64;
 using testing::max_abs_diff;
+using testing::OpTest;
 using testing::run_ref_op;
 Tensor iota_f32(Shape s) {
   std::vector<float> v(static_cast<size_t>(shape_numel(s)));
@@ -69,19 +70,33 @@ TEST(Concat, AxesAndErrors) {
 
 TEST(Split, EqualAttributeInputAndNumOutputs) {
   Tensor x = iota_f32({2, 5});
-  auto eq = run_ref_op("Split", {iota_f32({4})}, {}, 2);
+  auto eq = OpTest("Split").inputs({iota_f32({4})}).outputs(2).run_ref();
   EXPECT_EQ(max_abs_diff(eq[1], f32({2}, {2, 3})), 0);
-  auto attr =
-      run_ref_op("Split", {x}, {{"axis", attr_int(1)}, {"split", attr_ints({2, 3})}}, 2, 11);
+  auto attr = OpTest("Split")
+                  .inputs({x})
+                  .attr("axis", 1)
+                  .attr("split", {2, 3})
+                  .outputs(2)
+                  .opset(11)
+                  .run_ref();
   EXPECT_EQ(max_abs_diff(attr[0], f32({2, 2}, {0, 1, 5, 6})), 0);
   EXPECT_EQ(max_abs_diff(attr[1], f32({2, 3}, {2, 3, 4, 7, 8, 9})), 0);
-  auto in = run_ref_op("Split", {x, i64({2}, {4, 1})}, {{"axis", attr_int(-1)}}, 2, 13);
+  auto in =
+      OpTest("Split").inputs({x, i64({2}, {4, 1})}).attr("axis", -1).outputs(2).opset(13).run_ref();
   EXPECT_EQ(max_abs_diff(in[1], f32({2, 1}, {4, 9})), 0);
   // num_outputs=2 over 5: chunks of 3 and 2.
-  auto n = run_ref_op("Split", {x}, {{"axis", attr_int(1)}, {"num_outputs", attr_int(2)}}, 2, 18);
+  auto n = OpTest("Split")
+               .inputs({x})
+               .attr("axis", 1)
+               .attr("num_outputs", 2)
+               .outputs(2)
+               .opset(18)
+               .run_ref();
   EXPECT_EQ(n[0].shape(), (Shape{2, 3}));
   EXPECT_EQ(max_abs_diff(n[1], f32({2, 2}, {3, 4, 8, 9})), 0);
-  EXPECT_THROW(run_ref_op("Split", {x, i64({2}, {1, 1})}, {{"axis", attr_int(1)}}, 2, 13), Error);
+  EXPECT_THROW(
+      OpTest("Split").inputs({x, i64({2}, {1, 1})}).attr("axis", 1).outputs(2).opset(13).run_ref(),
+      Error);
 }
 
 TEST(Slice, StepsClampingAndAttributes) {
@@ -92,9 +107,13 @@ TEST(Slice, StepsClampingAndAttributes) {
   EXPECT_EQ(max_abs_diff(out[0], f32({3, 2}, {9, 11, 5, 7, 1, 3})), 0);
   auto empty = run_ref_op("Slice", {x, i64({1}, {5}), i64({1}, {10})});
   EXPECT_EQ(empty[0].shape(), (Shape{0, 4}));
-  auto old = run_ref_op(
-      "Slice", {x},
-      {{"starts", attr_ints({1})}, {"ends", attr_ints({3})}, {"axes", attr_ints({1})}}, 1, 9);
+  auto old = OpTest("Slice")
+                 .inputs({x})
+                 .attr("starts", {1})
+                 .attr("ends", {3})
+                 .attr("axes", {1})
+                 .opset(9)
+                 .run_ref();
   EXPECT_EQ(max_abs_diff(old[0], f32({3, 2}, {1, 2, 5, 6, 9, 10})), 0);
   EXPECT_THROW(run_ref_op("Slice", {x, i64({1}, {0}), i64({1}, {1}), i64({1}, {0}), i64({1}, {0})}),
                Error);
@@ -128,14 +147,24 @@ TEST(GatherElementsAndND, Basics) {
 
 TEST(Scatter, ElementsAndND) {
   Tensor x = f32({2, 3}, {1, 1, 1, 1, 1, 1});
-  auto none = run_ref_op("ScatterElements", {x, i64({1, 2}, {2, 0}), f32({1, 2}, {5, 6})},
-                         {{"axis", attr_int(1)}}, 1, 16);
+  auto none = OpTest("ScatterElements")
+                  .inputs({x, i64({1, 2}, {2, 0}), f32({1, 2}, {5, 6})})
+                  .attr("axis", 1)
+                  .opset(16)
+                  .run_ref();
   EXPECT_EQ(max_abs_diff(none[0], f32({2, 3}, {6, 1, 5, 1, 1, 1})), 0);
-  auto add = run_ref_op("ScatterElements", {x, i64({1, 2}, {1, 1}), f32({1, 2}, {5, 6})},
-                        {{"axis", attr_int(1)}, {"reduction", attr_string("add")}}, 1, 16);
+  auto add = OpTest("ScatterElements")
+                 .inputs({x, i64({1, 2}, {1, 1}), f32({1, 2}, {5, 6})})
+                 .attr("axis", 1)
+                 .attr("reduction", "add")
+                 .opset(16)
+                 .run_ref();
   EXPECT_EQ(max_abs_diff(add[0], f32({2, 3}, {1, 12, 1, 1, 1, 1})), 0);
-  auto nd = run_ref_op("ScatterND", {x, i64({1, 1}, {1}), f32({1, 3}, {2, 3, 4})},
-                       {{"reduction", attr_string("mul")}}, 1, 16);
+  auto nd = OpTest("ScatterND")
+                .inputs({x, i64({1, 1}, {1}), f32({1, 3}, {2, 3, 4})})
+                .attr("reduction", "mul")
+                .opset(16)
+                .run_ref();
   EXPECT_EQ(max_abs_diff(nd[0], f32({2, 3}, {1, 1, 1, 2, 3, 4})), 0);
   EXPECT_THROW(run_ref_op("ScatterND", {x, i64({1, 2}, {0, 3}), f32({1}, {2})}), Error);
 }
@@ -155,11 +184,16 @@ TEST(Pad, Modes) {
   auto e = run_ref_op("Pad", {x, i64({4}, {1, 0, 0, 1})}, {{"mode", attr_string("edge")}});
   EXPECT_EQ(max_abs_diff(e[0], f32({3, 4}, {1, 2, 3, 3, 1, 2, 3, 3, 4, 5, 6, 6})), 0);
   // Negative pads crop; opset 2-10 form with pads/value attributes.
-  auto old =
-      run_ref_op("Pad", {x}, {{"pads", attr_ints({0, -1, 0, 0})}, {"value", attr_float(0)}}, 1, 10);
+  auto old = OpTest("Pad")
+                 .inputs({x})
+                 .attr("pads", {0, -1, 0, 0})
+                 .attr("value", attr_float(0))
+                 .opset(10)
+                 .run_ref();
   EXPECT_EQ(max_abs_diff(old[0], f32({2, 2}, {2, 3, 5, 6})), 0);
   // opset 18 axes input.
-  auto ax = run_ref_op("Pad", {x, i64({2}, {1, 0}), Tensor(), i64({1}, {-1})}, {}, 1, 18);
+  auto ax =
+      OpTest("Pad").inputs({x, i64({2}, {1, 0}), Tensor(), i64({1}, {-1})}).opset(18).run_ref();
   EXPECT_EQ(max_abs_diff(ax[0], f32({2, 4}, {0, 1, 2, 3, 0, 4, 5, 6})), 0);
   EXPECT_THROW(run_ref_op("Pad", {x, i64({2}, {1, 1})}), Error);
 }
@@ -212,13 +246,17 @@ TEST(CumSum, ExclusiveReverse) {
 
 TEST(TopK, LargestSmallestAndTies) {
   Tensor x = f32({2, 4}, {1, 3, 3, 2, 0, -1, 5, 0});
-  auto out = run_ref_op("TopK", {x, i64({1}, {2})}, {}, 2);
+  auto out = OpTest("TopK").inputs({x, i64({1}, {2})}).outputs(2).run_ref();
   EXPECT_EQ(max_abs_diff(out[0], f32({2, 2}, {3, 3, 5, 0})), 0);
   EXPECT_EQ(max_abs_diff(out[1], i64({2, 2}, {1, 2, 2, 0})), 0);
-  auto small =
-      run_ref_op("TopK", {x, i64({1}, {1})}, {{"largest", attr_int(0)}, {"axis", attr_int(0)}}, 2);
+  auto small = OpTest("TopK")
+                   .inputs({x, i64({1}, {1})})
+                   .attr("largest", 0)
+                   .attr("axis", 0)
+                   .outputs(2)
+                   .run_ref();
   EXPECT_EQ(max_abs_diff(small[1], i64({1, 4}, {1, 1, 0, 1})), 0);
-  EXPECT_THROW(run_ref_op("TopK", {x, i64({1}, {5})}, {}, 2), Error);
+  EXPECT_THROW(OpTest("TopK").inputs({x, i64({1}, {5})}).outputs(2).run_ref(), Error);
 }
 
 TEST(Einsum, MatmulTraceDiagonalEllipsis) {

@@ -24,7 +24,7 @@ Tensor scalar_i64(int64_t v);                     // shape []
 // dtypes take the values as drawn; int32 / int64 / int8 round 4 * value (small signed integers).
 Tensor random_tensor(DataType dt, const Shape& s, uint32_t seed, float scale = 1.0f);
 // Float32, uniform in [lo, hi).
-Tensor random_uniform(const Shape& s, uint32_t seed, float lo, float hi);
+Tensor random_uniform(const Shape& s, uint32_t seed, float lo = -1.0f, float hi = 1.0f);
 // Random bytes for any fixed-size dtype (bool: 0 / 1); float bit patterns may be NaN, so only
 // for ops that move data and are compared bytewise.
 Tensor random_bytes(DataType dt, const Shape& s, uint32_t seed);
