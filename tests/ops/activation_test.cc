@@ -19,7 +19,6 @@ using testing::attr_string;
 using testing::f32;
 using testing::max_abs_diff;
 using testing::OpTest;
-using testing::run_ref_op;
 
 const std::vector<float> kX = {-3.0f, -1.5f, -0.2f, 0.0f, 0.1f, 0.7f, 2.0f, 5.0f};
 
@@ -28,7 +27,7 @@ void expect_formula(const std::string& op, const std::function<double(double)>& 
                     const std::map<std::string, Attribute>& attrs = {}) {
   std::vector<float> want;
   for (float v : kX) want.push_back(static_cast<float>(f(v)));
-  Tensor got = run_ref_op(op, {f32({2, 4}, kX)}, attrs)[0];
+  Tensor got = OpTest(op).input(f32({2, 4}, kX)).attrs(attrs).run_ref()[0];
   EXPECT_LT(max_abs_diff(got, f32({2, 4}, want)), 2e-6) << op;
 }
 
@@ -72,21 +71,21 @@ TEST(Activation, Formulas) {
 }
 
 TEST(Activation, SigmoidAndSoftplusStayFinite) {
-  Tensor got = run_ref_op("Sigmoid", {f32({2}, {-1000.0f, 1000.0f})})[0];
+  Tensor got = OpTest("Sigmoid").input(f32({2}, {-1000.0f, 1000.0f})).run_ref()[0];
   EXPECT_EQ(got.data<float>()[0], 0.0f);
   EXPECT_EQ(got.data<float>()[1], 1.0f);
-  got = run_ref_op("Softplus", {f32({2}, {-1000.0f, 1000.0f})})[0];
+  got = OpTest("Softplus").input(f32({2}, {-1000.0f, 1000.0f})).run_ref()[0];
   EXPECT_EQ(got.data<float>()[0], 0.0f);
   EXPECT_EQ(got.data<float>()[1], 1000.0f);
 }
 
 TEST(Activation, ReluOnIntegersAndFloat16) {
   Tensor i = Tensor::from_vector(DataType::kInt32, {3}, std::vector<int32_t>{-4, 0, 7});
-  Tensor out = run_ref_op("Relu", {i})[0];
+  Tensor out = OpTest("Relu").input(i).run_ref()[0];
   EXPECT_EQ(out.data<int32_t>()[0], 0);
   EXPECT_EQ(out.data<int32_t>()[2], 7);
   std::vector<uint16_t> h = {float_to_half(-1.0f), float_to_half(2.5f)};
-  Tensor hout = run_ref_op("Relu", {Tensor::from_vector(DataType::kFloat16, {2}, h)})[0];
+  Tensor hout = OpTest("Relu").input(Tensor::from_vector(DataType::kFloat16, {2}, h)).run_ref()[0];
   ASSERT_EQ(hout.dtype(), DataType::kFloat16);
   EXPECT_EQ(half_to_float(hout.data<uint16_t>()[0]), 0.0f);
   EXPECT_EQ(half_to_float(hout.data<uint16_t>()[1]), 2.5f);
@@ -95,12 +94,14 @@ TEST(Activation, ReluOnIntegersAndFloat16) {
 TEST(Activation, PReluBroadcastsSlope) {
   // X [1,2,2,2], slope [2,1,1]: one slope per channel.
   Tensor x = f32({1, 2, 2, 2}, {-1, 2, -3, 4, -1, 2, -3, 4});
-  Tensor out = run_ref_op("PRelu", {x, f32({2, 1, 1}, {0.5f, 0.1f})})[0];
+  Tensor out = OpTest("PRelu").inputs({x, f32({2, 1, 1}, {0.5f, 0.1f})}).run_ref()[0];
   EXPECT_LT(max_abs_diff(out, f32({1, 2, 2, 2}, {-0.5f, 2, -1.5f, 4, -0.1f, 2, -0.3f, 4})), 1e-7);
-  out = run_ref_op("PRelu", {x, f32({1}, {0.25f})})[0];
+  out = OpTest("PRelu").inputs({x, f32({1}, {0.25f})}).run_ref()[0];
   EXPECT_EQ(out.data<float>()[2], -0.75f);
   // A slope that would enlarge X is rejected.
-  EXPECT_THROW(run_ref_op("PRelu", {f32({2}, {1, 2}), f32({3, 2}, std::vector<float>(6))}), Error);
+  EXPECT_THROW(
+      OpTest("PRelu").inputs({f32({2}, {1, 2}), f32({3, 2}, std::vector<float>(6))}).run_ref(),
+      Error);
 }
 
 TEST(Activation, ClipAttributesAndInputs) {
@@ -133,8 +134,8 @@ TEST(Activation, ClipAttributesAndInputs) {
 
 TEST(Activation, Errors) {
   Tensor i = Tensor::from_vector(DataType::kInt32, {1}, std::vector<int32_t>{1});
-  EXPECT_THROW(run_ref_op("Sigmoid", {i}), Error);
-  EXPECT_THROW(run_ref_op("Gelu", {f32({1}, {1})}, {{"approximate", attr_string("erf")}}), Error);
+  EXPECT_THROW(OpTest("Sigmoid").input(i).run_ref(), Error);
+  EXPECT_THROW(OpTest("Gelu").input(f32({1}, {1})).attr("approximate", "erf").run_ref(), Error);
   // Clip bound of another dtype.
   EXPECT_THROW(OpTest("Clip").inputs({f32({1}, {1}), i}).opset(13).run_ref(), Error);
 }

@@ -14,10 +14,9 @@ namespace {
 
 using testing::attr_int;
 using testing::OpTest;
-using testing::run_ref_op;
 
 Tensor cast(const Tensor& x, DataType to) {
-  return run_ref_op("Cast", {x}, {{"to", attr_int(static_cast<int>(to))}})[0];
+  return OpTest("Cast").input(x).attr("to", attr_int(static_cast<int>(to))).run_ref()[0];
 }
 
 template <typename T>
@@ -85,7 +84,7 @@ TEST(Cast, Errors) {
     EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
     EXPECT_NE(std::string(e.what()).find("string"), std::string::npos);
   }
-  EXPECT_THROW(run_ref_op("Cast", {x}), Error);  // no `to`
+  EXPECT_THROW(OpTest("Cast").input(x).run_ref(), Error);  // no `to`
 }
 
 }  // namespace

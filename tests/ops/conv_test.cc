@@ -19,7 +19,7 @@ using testing::attr_ints;
 using testing::attr_string;
 using testing::f32;
 using testing::max_abs_diff;
-using testing::run_ref_op;
+using testing::OpTest;
 
 // Float32, uniform in [-1, 1).
 Tensor random_f32(const Shape& s, uint32_t seed) {
@@ -90,7 +90,7 @@ TEST(Conv, HandComputed2D) {
   Tensor x = f32({1, 1, 3, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9});
   Tensor w = f32({1, 1, 2, 2}, {1, 1, 1, 1});
   Tensor b = f32({1}, {0.5f});
-  auto y = run_ref_op("Conv", {x, w, b});
+  auto y = OpTest("Conv").inputs({x, w, b}).run_ref();
   EXPECT_EQ(y[0].shape(), (Shape{1, 1, 2, 2}));
   EXPECT_EQ(max_abs_diff(y[0], f32({1, 1, 2, 2}, {12.5f, 16.5f, 24.5f, 28.5f})), 0.0);
 }
@@ -110,11 +110,13 @@ TEST(Conv, MatchesNaiveDefinition) {
     Tensor b = random_f32({c.w[0]}, seed++);
     std::vector<int64_t> pads = c.pads_begin;
     pads.insert(pads.end(), c.pads_end.begin(), c.pads_end.end());
-    auto y = run_ref_op("Conv", {x, w, b},
-                        {{"group", attr_int(c.group)},
-                         {"strides", attr_ints(c.strides)},
-                         {"dilations", attr_ints(c.dilations)},
-                         {"pads", attr_ints(pads)}});
+    auto y = OpTest("Conv")
+                 .inputs({x, w, b})
+                 .attr("group", attr_int(c.group))
+                 .attr("strides", attr_ints(c.strides))
+                 .attr("dilations", attr_ints(c.dilations))
+                 .attr("pads", attr_ints(pads))
+                 .run_ref();
     Tensor want = naive_conv(c, x, w, &b);
     EXPECT_LT(max_abs_diff(y[0], want), 1e-4) << shape_str(c.x) << " " << shape_str(c.w);
   }
@@ -125,16 +127,19 @@ TEST(Conv, AutoPadSameLowerAndUpper) {
   Tensor x = random_f32({1, 2, 7, 7}, 11);
   Tensor w = random_f32({3, 2, 4, 4}, 12);
   for (auto [mode, begin] : {std::pair{"SAME_UPPER", int64_t(1)}, {"SAME_LOWER", int64_t(2)}}) {
-    auto y = run_ref_op("Conv", {x, w},
-                        {{"auto_pad", attr_string(mode)}, {"strides", attr_ints({2, 2})}});
+    auto y = OpTest("Conv")
+                 .inputs({x, w})
+                 .attr("auto_pad", attr_string(mode))
+                 .attr("strides", {2, 2})
+                 .run_ref();
     ConvCase c{{1, 2, 7, 7},   {3, 2, 4, 4},          1, {2, 2}, {1, 1},
                {begin, begin}, {3 - begin, 3 - begin}};
     Tensor want = naive_conv(c, x, w, nullptr);
     ASSERT_EQ(y[0].shape(), (Shape{1, 3, 4, 4})) << mode;
     EXPECT_LT(max_abs_diff(y[0], want), 1e-5) << mode;
   }
-  auto valid = run_ref_op("Conv", {x, w},
-                          {{"auto_pad", attr_string("VALID")}, {"strides", attr_ints({2, 2})}});
+  auto valid =
+      OpTest("Conv").inputs({x, w}).attr("auto_pad", "VALID").attr("strides", {2, 2}).run_ref();
   EXPECT_EQ(valid[0].shape(), (Shape{1, 3, 2, 2}));
 }
 
@@ -142,17 +147,22 @@ TEST(ConvTranspose, HandComputed1D) {
   // x = [1, 2], w = [1, 10, 100], stride 2: x0*w lands at 0..2, x1*w at 2..4.
   Tensor x = f32({1, 1, 2}, {1, 2});
   Tensor w = f32({1, 1, 3}, {1, 10, 100});
-  auto y = run_ref_op("ConvTranspose", {x, w}, {{"strides", attr_ints({2})}});
+  auto y = OpTest("ConvTranspose").inputs({x, w}).attr("strides", {2}).run_ref();
   EXPECT_EQ(max_abs_diff(y[0], f32({1, 1, 5}, {1, 10, 102, 20, 200})), 0.0);
   // pads [1, 1] crop one element each side; output_padding adds one (zero) at the end.
-  y = run_ref_op("ConvTranspose", {x, w},
-                 {{"strides", attr_ints({2})},
-                  {"pads", attr_ints({1, 1})},
-                  {"output_padding", attr_ints({1})}});
+  y = OpTest("ConvTranspose")
+          .inputs({x, w})
+          .attr("strides", {2})
+          .attr("pads", {1, 1})
+          .attr("output_padding", {1})
+          .run_ref();
   EXPECT_EQ(max_abs_diff(y[0], f32({1, 1, 4}, {10, 102, 20, 200})), 0.0);
   // output_shape 6: the extra element goes to the end.
-  y = run_ref_op("ConvTranspose", {x, w},
-                 {{"strides", attr_ints({2})}, {"output_shape", attr_ints({6})}});
+  y = OpTest("ConvTranspose")
+          .inputs({x, w})
+          .attr("strides", {2})
+          .attr("output_shape", {6})
+          .run_ref();
   EXPECT_EQ(max_abs_diff(y[0], f32({1, 1, 6}, {1, 10, 102, 20, 200, 0})), 0.0);
 }
 
@@ -185,30 +195,34 @@ TEST(ConvTranspose, MatchesScatterDefinition) {
                     x.data<float>()[((n * 4 + c) * 3 + i0) * 4 + i1] *
                     w.data<float>()[((c * 3 + mi) * 3 + k0) * 2 + k1];
               }
-  auto y = run_ref_op("ConvTranspose", {x, w, b},
-                      {{"group", attr_int(group)},
-                       {"strides", attr_ints({2, 3})},
-                       {"dilations", attr_ints({1, 2})},
-                       {"pads", attr_ints({1, 0, 0, 1})},
-                       {"output_padding", attr_ints({1, 2})}});
+  auto y = OpTest("ConvTranspose")
+               .inputs({x, w, b})
+               .attr("group", attr_int(group))
+               .attr("strides", {2, 3})
+               .attr("dilations", {1, 2})
+               .attr("pads", {1, 0, 0, 1})
+               .attr("output_padding", {1, 2})
+               .run_ref();
   EXPECT_LT(max_abs_diff(y[0], want), 1e-5);
 }
 
 TEST(Conv, Errors) {
   Tensor x = random_f32({1, 3, 5, 5}, 31);
   // Channel mismatch: W expects 2 input channels.
-  EXPECT_THROW(run_ref_op("Conv", {x, random_f32({4, 2, 3, 3}, 32)}), Error);
+  EXPECT_THROW(OpTest("Conv").inputs({x, random_f32({4, 2, 3, 3}, 32)}).run_ref(), Error);
   // Kernel larger than the (unpadded) input.
-  EXPECT_THROW(run_ref_op("Conv", {x, random_f32({4, 3, 7, 7}, 33)}), Error);
+  EXPECT_THROW(OpTest("Conv").inputs({x, random_f32({4, 3, 7, 7}, 33)}).run_ref(), Error);
   // kernel_shape attribute disagreeing with W.
-  EXPECT_THROW(
-      run_ref_op("Conv", {x, random_f32({4, 3, 3, 3}, 34)}, {{"kernel_shape", attr_ints({2, 2})}}),
-      Error);
+  EXPECT_THROW(OpTest("Conv")
+                   .inputs({x, random_f32({4, 3, 3, 3}, 34)})
+                   .attr("kernel_shape", {2, 2})
+                   .run_ref(),
+               Error);
   // Integer input is not supported.
   Tensor xi = Tensor::from_vector(DataType::kInt32, {1, 1, 2, 2}, std::vector<int32_t>{1, 2, 3, 4});
   Tensor wi = Tensor::from_vector(DataType::kInt32, {1, 1, 1, 1}, std::vector<int32_t>{1});
   try {
-    run_ref_op("Conv", {xi, wi});
+    OpTest("Conv").inputs({xi, wi}).run_ref();
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kUnsupported);

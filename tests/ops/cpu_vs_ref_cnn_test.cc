@@ -39,7 +39,6 @@ using testing::max_abs;
 using testing::max_abs_diff;
 using testing::OpTest;
 using testing::random_tensor;
-using testing::run_ref_op;
 using testing::Tolerance;
 
 // `t` [N, C, H, W] as NHWC [N, H, W, C].
@@ -117,18 +116,21 @@ const std::vector<ConvGeometry>& geometries() {
 Tensor unfused_reference(const ConvGeometry& g, const Act& act, const std::vector<Tensor>& in,
                          const std::map<std::string, Attribute>& conv_attrs) {
   std::vector<Tensor> conv_in(in.begin(), in.begin() + std::min<size_t>(in.size(), 3));
-  Tensor y = run_ref_op("Conv", conv_in, conv_attrs)[0];
-  if (in.size() > 3 && in[3].defined()) y = run_ref_op("Add", {y, in[3]})[0];
+  Tensor y = OpTest("Conv").inputs(conv_in).attrs(conv_attrs).run_ref()[0];
+  if (in.size() > 3 && in[3].defined()) y = OpTest("Add").inputs({y, in[3]}).run_ref()[0];
   auto p = [&](size_t i, float dflt) { return i < act.params.size() ? act.params[i] : dflt; };
   const float inf = std::numeric_limits<float>::infinity();
   if (act.name == "Relu" || act.name == "Sigmoid" || act.name == "Tanh" ||
       act.name == "HardSwish") {
-    y = run_ref_op(act.name, {y})[0];
+    y = OpTest(act.name).input(y).run_ref()[0];
   } else if (act.name == "LeakyRelu") {
-    y = run_ref_op("LeakyRelu", {y}, {{"alpha", attr_float(p(0, 0.01f))}})[0];
+    y = OpTest("LeakyRelu").input(y).attr("alpha", attr_float(p(0, 0.01f))).run_ref()[0];
   } else if (act.name == "HardSigmoid") {
-    y = run_ref_op("HardSigmoid", {y},
-                   {{"alpha", attr_float(p(0, 0.2f))}, {"beta", attr_float(p(1, 0.5f))}})[0];
+    y = OpTest("HardSigmoid")
+            .input(y)
+            .attr("alpha", attr_float(p(0, 0.2f)))
+            .attr("beta", attr_float(p(1, 0.5f)))
+            .run_ref()[0];
   } else if (act.name == "Clip") {
     y = OpTest("Clip")
             .inputs({y})
@@ -137,7 +139,7 @@ Tensor unfused_reference(const ConvGeometry& g, const Act& act, const std::vecto
             .opset(6)
             .run_ref()[0];
   } else if (act.name == "SiLU") {
-    y = run_ref_op("Mul", {y, run_ref_op("Sigmoid", {y})[0]})[0];
+    y = OpTest("Mul").inputs({y, OpTest("Sigmoid").input(y).run_ref()[0]}).run_ref()[0];
   }
   return y;
 }
@@ -151,10 +153,11 @@ TANDEM_FAST_TABLE_TEST(CpuVsRefCnn, FusedConvTable, {"com.tandem:FusedConv"}) {
     if (!g.strides.empty()) conv_attrs["strides"] = attr_ints(g.strides);
     if (!g.pads.empty()) conv_attrs["pads"] = attr_ints(g.pads);
     if (!g.dilations.empty()) conv_attrs["dilations"] = attr_ints(g.dilations);
-    const Shape y_shape = run_ref_op("Conv",
-                                     {random_tensor(DataType::kFloat32, g.x, 1),
-                                      random_tensor(DataType::kFloat32, g.w, 2)},
-                                     conv_attrs)[0]
+    const Shape y_shape = OpTest("Conv")
+                              .inputs({random_tensor(DataType::kFloat32, g.x, 1),
+                                       random_tensor(DataType::kFloat32, g.w, 2)})
+                              .attrs(conv_attrs)
+                              .run_ref()[0]
                               .shape();
     for (const Act& act : activations()) {
       for (int variant = 0; variant < 4; ++variant) {
@@ -445,7 +448,7 @@ TANDEM_FAST_TABLE_TEST(CpuVsRefCnn, ChannelsLastPools,
     const std::string name = "channels-last " + c.op + " " + shape_str(c.x);
     check(OpTest(c.op).domain(kFusedDomain).attrs(attrs).input(nhwc_of(x)));
     // The reference channels-last pool is the ONNX pool on NCHW, permuted.
-    const Tensor want = nhwc_of(run_ref_op(c.op, {x}, c.attrs)[0]);
+    const Tensor want = nhwc_of(OpTest(c.op).input(x).attrs(c.attrs).run_ref()[0]);
     EXPECT_EQ(
         max_abs_diff(
             OpTest(c.op).inputs({nhwc_of(x)}).attrs(attrs).domain(kFusedDomain).run_ref()[0], want),

@@ -40,7 +40,6 @@ using testing::OpRun;
 using testing::OpTest;
 using testing::random_bytes;
 using testing::random_tensor;
-using testing::run_ref_op;
 using testing::scalar_f32;
 using testing::Tolerance;
 
@@ -518,7 +517,7 @@ TEST(CpuVsRef, ConvKernelReuse) {
     uint32_t seed = 20;
     for (const auto& [xs, wt] : calls) {
       Tensor xt = random_tensor(DataType::kFloat32, xs, seed++);
-      std::vector<Tensor> ref = run_ref_op("Conv", {xt, *wt}, node->attrs);
+      std::vector<Tensor> ref = OpTest("Conv").inputs({xt, *wt}).attrs(node->attrs).run_ref();
       Tensor yt(DataType::kFloat32, ref[0].shape());
       std::vector<const Tensor*> ins{&xt, wt};
       std::vector<Tensor*> outs{&yt};

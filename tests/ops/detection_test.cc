@@ -17,19 +17,21 @@ using testing::f32;
 using testing::i64;
 using testing::max_abs_diff;
 using testing::OpTest;
-using testing::run_ref_op;
 
 TEST(NonMaxSuppression, SuppressesOverlapsPerClass) {
   // Boxes 0 and 1 overlap with IoU 0.9 / 1.1 ≈ 0.82; box 2 is apart.
   Tensor boxes = f32({1, 3, 4}, {0, 0, 1, 1, 0.1f, 0, 1.1f, 1, 5, 5, 6, 6});
   Tensor scores = f32({1, 1, 3}, {0.8f, 0.9f, 0.3f});
-  auto out = run_ref_op("NonMaxSuppression",
-                        {boxes, scores, i64({1}, {3}), f32({1}, {0.5f}), f32({1}, {0.0f})});
+  auto out = OpTest("NonMaxSuppression")
+                 .inputs({boxes, scores, i64({1}, {3}), f32({1}, {0.5f}), f32({1}, {0.0f})})
+                 .run_ref();
   EXPECT_EQ(max_abs_diff(out[0], i64({2, 3}, {0, 0, 1, 0, 0, 2})), 0);
   // A higher IoU threshold keeps both; max 1 per class keeps only the best.
-  auto keep = run_ref_op("NonMaxSuppression", {boxes, scores, i64({1}, {3}), f32({1}, {0.85f})});
+  auto keep = OpTest("NonMaxSuppression")
+                  .inputs({boxes, scores, i64({1}, {3}), f32({1}, {0.85f})})
+                  .run_ref();
   EXPECT_EQ(keep[0].shape(), (Shape{3, 3}));
-  auto one = run_ref_op("NonMaxSuppression", {boxes, scores, i64({1}, {1})});
+  auto one = OpTest("NonMaxSuppression").inputs({boxes, scores, i64({1}, {1})}).run_ref();
   EXPECT_EQ(max_abs_diff(one[0], i64({1, 3}, {0, 0, 1})), 0);
 }
 
@@ -76,8 +78,9 @@ TEST(GridSample, BilinearNearestAndPadding) {
 }
 
 TEST(DetectionErrors, BadShapesAndModes) {
-  EXPECT_THROW(run_ref_op("NonMaxSuppression",
-                          {f32({1, 2, 4}, std::vector<float>(8)), f32({1, 1, 3}, {1, 2, 3})}),
+  EXPECT_THROW(OpTest("NonMaxSuppression")
+                   .inputs({f32({1, 2, 4}, std::vector<float>(8)), f32({1, 1, 3}, {1, 2, 3})})
+                   .run_ref(),
                Error);
   EXPECT_THROW(OpTest("GridSample")
                    .inputs({f32({1, 1, 2, 2}, {1, 2, 3, 4}), f32({1, 1, 1, 2}, {0, 0})})

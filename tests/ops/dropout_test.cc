@@ -11,7 +11,6 @@ namespace {
 
 using testing::max_abs_diff;
 using testing::OpTest;
-using testing::run_ref_op;
 
 TEST(Dropout, InferenceCopiesAndMasksTrue) {
   Tensor x = Tensor::from_vector(DataType::kFloat32, {2, 2}, std::vector<float>{1, -2, 3, 4});

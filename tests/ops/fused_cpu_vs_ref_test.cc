@@ -35,7 +35,6 @@ using testing::expect_fast_matches_ref;
 using testing::OpRun;
 using testing::OpTest;
 using testing::random_uniform;
-using testing::run_op;
 using testing::Tolerance;
 
 // Runs `t` on both backends and compares every output within tol * (1 + max |ref|). `fast`:
@@ -104,7 +103,10 @@ TEST(FusedCpuVsRef, GeluKeepsNaNAndInfinities) {
   const float vals[] = {std::nanf(""), inf, -inf, 0.0f, -0.0f};
   std::copy(vals, vals + 5, x.data<float>());
   for (const char* approx : {"none", "tanh"}) {
-    OpRun r = run_op(cpu_backend(), "com.tandem:Gelu", {x}, {{"approximate", attr_string(approx)}});
+    OpRun r = OpTest("com.tandem:Gelu")
+                  .input(x)
+                  .attr("approximate", attr_string(approx))
+                  .run(cpu_backend());
     const float* y = r.outputs[0].data<float>();
     EXPECT_TRUE(std::isnan(y[0])) << approx;
     EXPECT_EQ(y[1], inf) << approx;
@@ -343,7 +345,10 @@ TEST(FusedCpuVsRef, AttentionFullyMaskedRowIsUniform) {
   for (int i = 0; i < 6; ++i) keep.data<bool>()[i] = i >= 3;  // row 0 fully masked
   std::map<std::string, Attribute> attrs{{"fill", attr_float(-3.4028235e38f)}};
   compare(OpTest("com.tandem:Attention").attrs(attrs).inputs({q, k, v, Tensor(), keep}), true);
-  OpRun r = run_op(cpu_backend(), "com.tandem:Attention", {q, k, v, Tensor(), keep}, attrs);
+  OpRun r = OpTest("com.tandem:Attention")
+                .inputs({q, k, v, Tensor(), keep})
+                .attrs(attrs)
+                .run(cpu_backend());
   for (int c = 0; c < 4; ++c) {
     const float* vd = v.data<float>();
     EXPECT_NEAR(r.outputs[0].data<float>()[c], (vd[c] + vd[4 + c] + vd[8 + c]) / 3, 1e-6);

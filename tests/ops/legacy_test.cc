@@ -17,7 +17,6 @@ using testing::attr_ints;
 using testing::f32;
 using testing::max_abs_diff;
 using testing::OpTest;
-using testing::run_ref_op;
 
 TEST(LegacyOpsets, SuffixBroadcastRuns) {
   auto out = OpTest("Add")

@@ -17,7 +17,6 @@ using testing::f32;
 using testing::i64;
 using testing::max_abs_diff;
 using testing::OpTest;
-using testing::run_ref_op;
 
 TEST(MaxUnpool, DefaultAndExplicitShape) {
   std::map<std::string, Attribute> attrs = {{"kernel_shape", attr_ints({2, 2})},

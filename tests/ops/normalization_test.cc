@@ -18,7 +18,6 @@ using testing::attr_ints;
 using testing::f32;
 using testing::max_abs_diff;
 using testing::OpTest;
-using testing::run_ref_op;
 
 std::vector<float> random_values(int64_t n, uint32_t seed) {
   std::mt19937 gen(seed);
@@ -77,7 +76,7 @@ TEST(InstanceNormalization, PerChannel) {
   const auto v = random_values(2 * 3 * 5, 1);
   Tensor x = f32({2, 3, 5}, v);
   Tensor scale = f32({3}, {1, 2, -1}), b = f32({3}, {0, 1, 0.5f});
-  auto y = run_ref_op("InstanceNormalization", {x, scale, b}, {{"epsilon", attr_float(1e-3f)}});
+  auto y = OpTest("InstanceNormalization").inputs({x, scale, b}).attr("epsilon", 1e-3f).run_ref();
   auto norm = normalize_runs(v, 6, 1e-3);
   std::vector<float> want(v.size());
   for (size_t i = 0; i < v.size(); ++i) {
@@ -138,20 +137,22 @@ TEST(GroupNormalization, PerGroupAndPerChannelScale) {
 
 TEST(LpNormalization, P1AndP2) {
   Tensor x = f32({2, 2}, {3, 4, 0, -2});
-  auto y = run_ref_op("LpNormalization", {x}, {{"axis", attr_int(1)}});
+  auto y = OpTest("LpNormalization").input(x).attr("axis", 1).run_ref();
   EXPECT_LT(max_abs_diff(y[0], f32({2, 2}, {0.6f, 0.8f, 0, -1})), 1e-6);
-  y = run_ref_op("LpNormalization", {x}, {{"axis", attr_int(0)}, {"p", attr_int(1)}});
+  y = OpTest("LpNormalization").input(x).attr("axis", 0).attr("p", 1).run_ref();
   EXPECT_LT(max_abs_diff(y[0], f32({2, 2}, {1, 4.f / 6, 0, -2.f / 6})), 1e-6);
 }
 
 TEST(LRN, ChannelWindow) {
   // size 3: channel c sums squares of c-1..c+1.
   Tensor x = f32({1, 3, 1, 1}, {1, 2, 3});
-  auto y = run_ref_op("LRN", {x},
-                      {{"size", attr_int(3)},
-                       {"alpha", attr_float(0.3f)},
-                       {"beta", attr_float(0.5f)},
-                       {"bias", attr_float(2)}});
+  auto y = OpTest("LRN")
+               .input(x)
+               .attr("size", 3)
+               .attr("alpha", 0.3f)
+               .attr("beta", 0.5f)
+               .attr("bias", attr_float(2))
+               .run_ref();
   const double sums[] = {1 + 4, 1 + 4 + 9, 4 + 9};
   std::vector<float> want(3);
   for (int c = 0; c < 3; ++c) want[c] = float((c + 1) / std::pow(2 + 0.3f / 3 * sums[c], 0.5f));
@@ -161,7 +162,7 @@ TEST(LRN, ChannelWindow) {
 TEST(MeanVarianceNormalization, DefaultAxes) {
   const auto v = random_values(2 * 2 * 2 * 2, 4);
   Tensor x = f32({2, 2, 2, 2}, v);
-  auto y = run_ref_op("MeanVarianceNormalization", {x});
+  auto y = OpTest("MeanVarianceNormalization").input(x).run_ref();
   // Default axes {0, 2, 3}: statistics per channel over batch and spatial.
   for (int c = 0; c < 2; ++c) {
     std::vector<int> idx;
@@ -186,12 +187,14 @@ TEST(Normalization, Errors) {
                    .run_ref(),
                Error);
   // InstanceNormalization: scale of the wrong size.
-  EXPECT_THROW(
-      run_ref_op("InstanceNormalization", {x, f32({3}, {1, 1, 1}), f32({4}, {0, 0, 0, 0})}), Error);
+  EXPECT_THROW(OpTest("InstanceNormalization")
+                   .inputs({x, f32({3}, {1, 1, 1}), f32({4}, {0, 0, 0, 0})})
+                   .run_ref(),
+               Error);
   // LayerNormalization: axis out of range.
-  EXPECT_THROW(run_ref_op("LayerNormalization", {x}, {{"axis", attr_int(3)}}), Error);
+  EXPECT_THROW(OpTest("LayerNormalization").input(x).attr("axis", 3).run_ref(), Error);
   // LRN without size.
-  EXPECT_THROW(run_ref_op("LRN", {x}), Error);
+  EXPECT_THROW(OpTest("LRN").input(x).run_ref(), Error);
 }
 
 }  // namespace

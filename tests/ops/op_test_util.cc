@@ -294,16 +294,6 @@ OpRun OpTest::run(const Backend& backend) const {
   return run;
 }
 
-std::vector<Tensor> run_ref_op(const std::string& op_type, const std::vector<Tensor>& inputs,
-                               const std::map<std::string, Attribute>& attrs) {
-  return OpTest(op_type).inputs(inputs).attrs(attrs).run_ref();
-}
-
-OpRun run_op(const Backend& backend, const std::string& op_type, const std::vector<Tensor>& inputs,
-             const std::map<std::string, Attribute>& attrs) {
-  return OpTest(op_type).inputs(inputs).attrs(attrs).run(backend);
-}
-
 static double element_as_double(const Tensor& t, int64_t i) {
   switch (t.dtype()) {
     case DataType::kFloat32:

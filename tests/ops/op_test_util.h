@@ -110,13 +110,6 @@ class OpTest {
   int repeats_ = 1;
 };
 
-// Short forms for the common case (default domain or a "domain:Op" op_type, opset 17, one
-// output); anything more goes through OpTest.
-std::vector<Tensor> run_ref_op(const std::string& op_type, const std::vector<Tensor>& inputs,
-                               const std::map<std::string, Attribute>& attrs = {});
-OpRun run_op(const Backend& backend, const std::string& op_type, const std::vector<Tensor>& inputs,
-             const std::map<std::string, Attribute>& attrs = {});
-
 // "name=value" for an attribute: 2, 0.5, "SAME_UPPER", [1, 1], ["Relu", "Tanh"].
 std::string attr_str(const Attribute& a);
 

@@ -17,16 +17,18 @@ using testing::f32;
 using testing::i32;
 using testing::max_abs_diff;
 using testing::OpTest;
-using testing::run_ref_op;
 using testing::s8;
 using testing::u8;
 
 TEST(QuantizeLinear, RoundsHalfToEvenAndSaturates) {
   // x / 2 = 0.5, 1.5, 2.5, -1.5, 300, -300 -> 0, 2, 2, -2 (+10), saturated.
-  auto out = run_ref_op("QuantizeLinear",
-                        {f32({6}, {1, 3, 5, -3, 600, -600}), f32({}, {2}), u8({}, {10})});
+  auto out = OpTest("QuantizeLinear")
+                 .inputs({f32({6}, {1, 3, 5, -3, 600, -600}), f32({}, {2}), u8({}, {10})})
+                 .run_ref();
   EXPECT_EQ(max_abs_diff(out[0], u8({6}, {10, 12, 12, 8, 255, 0})), 0);
-  auto s = run_ref_op("QuantizeLinear", {f32({3}, {1, 3, -600}), f32({}, {2}), s8({}, {0})});
+  auto s = OpTest("QuantizeLinear")
+               .inputs({f32({3}, {1, 3, -600}), f32({}, {2}), s8({}, {0})})
+               .run_ref();
   EXPECT_EQ(max_abs_diff(s[0], s8({3}, {0, 2, -128})), 0);
 }
 
@@ -41,9 +43,11 @@ TEST(QuantizeLinear, PerAxis) {
 }
 
 TEST(DequantizeLinear, PerTensorAndInt32) {
-  auto out = run_ref_op("DequantizeLinear", {u8({3}, {0, 10, 255}), f32({}, {0.5f}), u8({}, {10})});
+  auto out = OpTest("DequantizeLinear")
+                 .inputs({u8({3}, {0, 10, 255}), f32({}, {0.5f}), u8({}, {10})})
+                 .run_ref();
   EXPECT_LT(max_abs_diff(out[0], f32({3}, {-5, 0, 122.5f})), 1e-6);
-  auto i = run_ref_op("DequantizeLinear", {i32({2}, {-4, 6}), f32({}, {0.25f})});
+  auto i = OpTest("DequantizeLinear").inputs({i32({2}, {-4, 6}), f32({}, {0.25f})}).run_ref();
   EXPECT_LT(max_abs_diff(i[0], f32({2}, {-1, 1.5f})), 1e-6);
 }
 
@@ -58,31 +62,36 @@ TEST(DynamicQuantizeLinear, ScaleAndZeroPoint) {
 
 TEST(MatMulInteger, ZeroPoints) {
   // (A - 1) @ (B - 2) with A [2,2], B [2,1].
-  auto out = run_ref_op("MatMulInteger",
-                        {u8({2, 2}, {1, 2, 3, 4}), u8({2, 1}, {3, 5}), u8({}, {1}), u8({}, {2})});
+  auto out = OpTest("MatMulInteger")
+                 .inputs({u8({2, 2}, {1, 2, 3, 4}), u8({2, 1}, {3, 5}), u8({}, {1}), u8({}, {2})})
+                 .run_ref();
   EXPECT_EQ(max_abs_diff(out[0], i32({2, 1}, {0 * 1 + 1 * 3, 2 * 1 + 3 * 3})), 0);
 }
 
 TEST(QLinearMatMul, Requantizes) {
   // real A = [[1, 2]] * 0.5, real B = [[2], [4]] * 0.25 -> 0.5*0.5 + 1*1 = 1.25; / 0.25 = 5 (+3).
-  auto out = run_ref_op("QLinearMatMul",
-                        {u8({1, 2}, {1, 2}), f32({}, {0.5f}), u8({}, {0}), u8({2, 1}, {2, 4}),
-                         f32({}, {0.25f}), u8({}, {0}), f32({}, {0.25f}), u8({}, {3})});
+  auto out = OpTest("QLinearMatMul")
+                 .inputs({u8({1, 2}, {1, 2}), f32({}, {0.5f}), u8({}, {0}), u8({2, 1}, {2, 4}),
+                          f32({}, {0.25f}), u8({}, {0}), f32({}, {0.25f}), u8({}, {3})})
+                 .run_ref();
   EXPECT_EQ(max_abs_diff(out[0], u8({1, 1}, {8})), 0);
 }
 
 TEST(ConvInteger, OneByOneKernel) {
   // 1x1 conv: y = (x - 1) * (w - 0) per pixel.
-  auto out = run_ref_op("ConvInteger",
-                        {u8({1, 1, 2, 2}, {1, 2, 3, 4}), u8({1, 1, 1, 1}, {3}), u8({}, {1})});
+  auto out = OpTest("ConvInteger")
+                 .inputs({u8({1, 1, 2, 2}, {1, 2, 3, 4}), u8({1, 1, 1, 1}, {3}), u8({}, {1})})
+                 .run_ref();
   EXPECT_EQ(max_abs_diff(out[0], i32({1, 1, 2, 2}, {0, 3, 6, 9})), 0);
 }
 
 TEST(QLinearConv, WithBias) {
   // real x = [2, 4] * 1, w = 2 * 0.5 = 1, bias 4 * (1 * 0.5) = 2 -> y = 4, 6; / 2 = 2, 3.
-  auto out = run_ref_op("QLinearConv",
-                        {u8({1, 1, 1, 2}, {2, 4}), f32({}, {1}), u8({}, {0}), u8({1, 1, 1, 1}, {2}),
-                         f32({1}, {0.5f}), u8({1}, {0}), f32({}, {2}), u8({}, {0}), i32({1}, {4})});
+  auto out =
+      OpTest("QLinearConv")
+          .inputs({u8({1, 1, 1, 2}, {2, 4}), f32({}, {1}), u8({}, {0}), u8({1, 1, 1, 1}, {2}),
+                   f32({1}, {0.5f}), u8({1}, {0}), f32({}, {2}), u8({}, {0}), i32({1}, {4})})
+          .run_ref();
   EXPECT_EQ(max_abs_diff(out[0], u8({1, 1, 1, 2}, {2, 3})), 0);
 }
 
@@ -93,7 +102,7 @@ TEST(QuantizeErrors, BadScaleShapeAndDtype) {
                    .opset(13)
                    .run_ref(),
                Error);
-  EXPECT_THROW(run_ref_op("DequantizeLinear", {f32({1}, {1}), f32({}, {1})}), Error);
+  EXPECT_THROW(OpTest("DequantizeLinear").inputs({f32({1}, {1}), f32({}, {1})}).run_ref(), Error);
 }
 
 }  // namespace

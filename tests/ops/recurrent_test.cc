@@ -18,7 +18,6 @@ using testing::attr_string;
 using testing::f32;
 using testing::max_abs_diff;
 using testing::OpTest;
-using testing::run_ref_op;
 double sig(double x) {
   return 1 / (1 + std::exp(-x));
 }

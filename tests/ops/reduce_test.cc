@@ -18,7 +18,6 @@ using testing::f32;
 using testing::i64;
 using testing::max_abs_diff;
 using testing::OpTest;
-using testing::run_ref_op;
 
 // x[i][j][k] = i*6 + j*2 + k - 5 for shape [2,3,2].
 std::vector<float> ramp() {
@@ -149,14 +148,17 @@ TEST(Reduce, IntegerTypes) {
 
 TEST(ArgMax, AxisKeepdimsAndLastIndex) {
   Tensor x = f32({2, 3}, {1, 5, 5, 7, 2, 7});
-  auto a = run_ref_op("ArgMax", {x}, {{"axis", attr_int(1)}});
+  auto a = OpTest("ArgMax").input(x).attr("axis", 1).run_ref();
   EXPECT_EQ(a[0].shape(), (Shape{2, 1}));
   EXPECT_EQ(max_abs_diff(a[0], i64({2, 1}, {1, 0})), 0);
-  auto last = run_ref_op(
-      "ArgMax", {x},
-      {{"axis", attr_int(1)}, {"select_last_index", attr_int(1)}, {"keepdims", attr_int(0)}});
+  auto last = OpTest("ArgMax")
+                  .input(x)
+                  .attr("axis", 1)
+                  .attr("select_last_index", 1)
+                  .attr("keepdims", 0)
+                  .run_ref();
   EXPECT_EQ(max_abs_diff(last[0], i64({2}, {2, 2})), 0);
-  auto mn = run_ref_op("ArgMin", {x}, {{"axis", attr_int(-2)}, {"keepdims", attr_int(0)}});
+  auto mn = OpTest("ArgMin").input(x).attr("axis", -2).attr("keepdims", 0).run_ref();
   EXPECT_EQ(max_abs_diff(mn[0], i64({3}, {0, 1, 0})), 0);
 }
 
@@ -164,7 +166,7 @@ TEST(Reduce, BadAxisThrows) {
   EXPECT_THROW(
       OpTest("ReduceSum").inputs({f32({2, 2}, {1, 2, 3, 4}), i64({1}, {2})}).opset(13).run_ref(),
       Error);
-  EXPECT_THROW(run_ref_op("ArgMax", {f32({2, 2}, {1, 2, 3, 4})}, {{"axis", attr_int(-3)}}), Error);
+  EXPECT_THROW(OpTest("ArgMax").input(f32({2, 2}, {1, 2, 3, 4})).attr("axis", -3).run_ref(), Error);
 }
 
 }  // namespace

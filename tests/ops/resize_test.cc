@@ -21,7 +21,6 @@ using testing::f32;
 using testing::i64;
 using testing::max_abs_diff;
 using testing::OpTest;
-using testing::run_ref_op;
 const Tensor kNone;  // an omitted optional input
 
 TEST(Resize, NearestUpsampleScales) {

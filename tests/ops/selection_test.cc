@@ -16,19 +16,18 @@ using testing::f32;
 using testing::i64;
 using testing::max_abs_diff;
 using testing::OpTest;
-using testing::run_ref_op;
 Tensor cond(std::vector<uint8_t> v) {
   return Tensor::from_vector(DataType::kBool, {int64_t(v.size())}, v);
 }
 
 TEST(Compress, AxisAndFlattened) {
   Tensor x = f32({2, 3}, {1, 2, 3, 4, 5, 6});
-  auto a1 = run_ref_op("Compress", {x, cond({1, 0, 1})}, {{"axis", attr_int(1)}});
+  auto a1 = OpTest("Compress").inputs({x, cond({1, 0, 1})}).attr("axis", 1).run_ref();
   EXPECT_EQ(max_abs_diff(a1[0], f32({2, 2}, {1, 3, 4, 6})), 0);
   // A condition shorter than the axis drops the rest.
-  auto a0 = run_ref_op("Compress", {x, cond({0})}, {{"axis", attr_int(0)}});
+  auto a0 = OpTest("Compress").inputs({x, cond({0})}).attr("axis", 0).run_ref();
   EXPECT_EQ(a0[0].shape(), (Shape{0, 3}));
-  auto flat = run_ref_op("Compress", {x, cond({0, 1, 0, 0, 1})});
+  auto flat = OpTest("Compress").inputs({x, cond({0, 1, 0, 0, 1})}).run_ref();
   EXPECT_EQ(max_abs_diff(flat[0], f32({2}, {2, 5})), 0);
 }
 
@@ -66,9 +65,9 @@ TEST(ReverseSequence, BatchAxis0) {
 TEST(Det, BatchOfMatrices) {
   // det [[1,2],[3,4]] = -2; det of a row swap of the identity = -1; 3x3 example = 1*(5*9-6*8)
   // - 2*(4*9-6*7) + 3*(4*8-5*7) = -3 + 12 - 9 = 0 with the last entry 9; use 10: -3.
-  auto out = run_ref_op("Det", {f32({2, 2, 2}, {1, 2, 3, 4, 0, 1, 1, 0})});
+  auto out = OpTest("Det").input(f32({2, 2, 2}, {1, 2, 3, 4, 0, 1, 1, 0})).run_ref();
   EXPECT_LT(max_abs_diff(out[0], f32({2}, {-2, -1})), 1e-6);
-  auto d3 = run_ref_op("Det", {f32({3, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 10})});
+  auto d3 = OpTest("Det").input(f32({3, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 10})).run_ref();
   EXPECT_LT(max_abs_diff(d3[0], f32({}, {-3})), 1e-5);
 }
 
@@ -78,9 +77,10 @@ TEST(SelectionErrors, BadInputs) {
                    .opset(10)
                    .run_ref(),
                Error);
-  EXPECT_THROW(run_ref_op("Det", {f32({2, 3}, {1, 2, 3, 4, 5, 6})}), Error);
-  EXPECT_THROW(run_ref_op("Compress", {f32({2}, {1, 2}), cond({1, 1, 1})}, {{"axis", attr_int(0)}}),
-               Error);
+  EXPECT_THROW(OpTest("Det").input(f32({2, 3}, {1, 2, 3, 4, 5, 6})).run_ref(), Error);
+  EXPECT_THROW(
+      OpTest("Compress").inputs({f32({2}, {1, 2}), cond({1, 1, 1})}).attr("axis", 0).run_ref(),
+      Error);
 }
 
 }  // namespace

@@ -16,7 +16,6 @@ using testing::attr_int;
 using testing::f32;
 using testing::max_abs_diff;
 using testing::OpTest;
-using testing::run_ref_op;
 
 // Softmax over groups: element i belongs to group group_of(i).
 template <typename G>
@@ -62,11 +61,11 @@ TEST(Softmax, Opset11CoercesTo2D) {
 }
 
 TEST(Softmax, LargeValuesStayFinite) {
-  auto out = run_ref_op("Softmax", {f32({3}, {1000, 1001, 1002})});
+  auto out = OpTest("Softmax").input(f32({3}, {1000, 1001, 1002})).run_ref();
   auto want = softmax_by_group(
       {0, 1, 2}, [](size_t) { return int64_t(0); }, false);
   EXPECT_LT(max_abs_diff(out[0], f32({3}, want)), 1e-6);
-  auto lout = run_ref_op("LogSoftmax", {f32({3}, {1000, 1001, 1002})});
+  auto lout = OpTest("LogSoftmax").input(f32({3}, {1000, 1001, 1002})).run_ref();
   auto lwant = softmax_by_group(
       {0, 1, 2}, [](size_t) { return int64_t(0); }, true);
   EXPECT_LT(max_abs_diff(lout[0], f32({3}, lwant)), 1e-5);
@@ -84,10 +83,14 @@ TEST(Hardmax, FirstMaximumWins) {
 }
 
 TEST(Softmax, DoubleAndBadAxis) {
-  auto out = run_ref_op("Softmax", {Tensor::from_vector<double>(DataType::kFloat64, {2}, {0, 0})});
+  auto out = OpTest("Softmax")
+                 .input(Tensor::from_vector<double>(DataType::kFloat64, {2}, {0, 0}))
+                 .run_ref();
   EXPECT_DOUBLE_EQ(out[0].data<double>()[1], 0.5);
-  EXPECT_THROW(run_ref_op("Softmax", {f32({2, 3}, kX)}, {{"axis", attr_int(2)}}), Error);
-  EXPECT_THROW(run_ref_op("Softmax", {Tensor::from_vector<int32_t>(DataType::kInt32, {2}, {1, 2})}),
+  EXPECT_THROW(OpTest("Softmax").input(f32({2, 3}, kX)).attr("axis", 2).run_ref(), Error);
+  EXPECT_THROW(OpTest("Softmax")
+                   .input(Tensor::from_vector<int32_t>(DataType::kInt32, {2}, {1, 2}))
+                   .run_ref(),
                Error);
 }
 
