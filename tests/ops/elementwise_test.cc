@@ -208,28 +208,22 @@ TEST(Elementwise, VariadicMaxMinSumMean) {
 }
 
 TEST(Elementwise, ComparisonsAndLogic) {
+  auto run = [](const char* op, const Tensor& x, const Tensor& y) {
+    return values<uint8_t>(OpTest(op).inputs({x, y}).run_ref()[0]);
+  };
   Tensor a = i64({2, 2}, {1, 2, 3, 4});
   Tensor b = i64({2}, {2, 3});
-  EXPECT_EQ(values<uint8_t>(OpTest("Equal").inputs({a, b}).run_ref()[0]),
-            (std::vector<uint8_t>{0, 0, 0, 0}));
-  EXPECT_EQ(values<uint8_t>(OpTest("Less").inputs({a, b}).run_ref()[0]),
-            (std::vector<uint8_t>{1, 1, 0, 0}));
-  EXPECT_EQ(values<uint8_t>(OpTest("Greater").inputs({a, b}).run_ref()[0]),
-            (std::vector<uint8_t>{0, 0, 1, 1}));
-  EXPECT_EQ(values<uint8_t>(OpTest("LessOrEqual").inputs({a, b}).run_ref()[0]),
-            (std::vector<uint8_t>{1, 1, 0, 0}));
-  EXPECT_EQ(values<uint8_t>(OpTest("GreaterOrEqual").inputs({a, i64({}, {2})}).run_ref()[0]),
-            (std::vector<uint8_t>{0, 1, 1, 1}));
+  EXPECT_EQ(run("Equal", a, b), (std::vector<uint8_t>{0, 0, 0, 0}));
+  EXPECT_EQ(run("Less", a, b), (std::vector<uint8_t>{1, 1, 0, 0}));
+  EXPECT_EQ(run("Greater", a, b), (std::vector<uint8_t>{0, 0, 1, 1}));
+  EXPECT_EQ(run("LessOrEqual", a, b), (std::vector<uint8_t>{1, 1, 0, 0}));
+  EXPECT_EQ(run("GreaterOrEqual", a, i64({}, {2})), (std::vector<uint8_t>{0, 1, 1, 1}));
   Tensor p = boolean({4}, {0, 0, 1, 1});
   Tensor q = boolean({4}, {0, 1, 0, 1});
-  EXPECT_EQ(values<uint8_t>(OpTest("And").inputs({p, q}).run_ref()[0]),
-            (std::vector<uint8_t>{0, 0, 0, 1}));
-  EXPECT_EQ(values<uint8_t>(OpTest("Or").inputs({p, q}).run_ref()[0]),
-            (std::vector<uint8_t>{0, 1, 1, 1}));
-  EXPECT_EQ(values<uint8_t>(OpTest("Xor").inputs({p, q}).run_ref()[0]),
-            (std::vector<uint8_t>{0, 1, 1, 0}));
-  EXPECT_EQ(values<uint8_t>(OpTest("Equal").inputs({p, q}).run_ref()[0]),
-            (std::vector<uint8_t>{1, 0, 0, 1}));
+  EXPECT_EQ(run("And", p, q), (std::vector<uint8_t>{0, 0, 0, 1}));
+  EXPECT_EQ(run("Or", p, q), (std::vector<uint8_t>{0, 1, 1, 1}));
+  EXPECT_EQ(run("Xor", p, q), (std::vector<uint8_t>{0, 1, 1, 0}));
+  EXPECT_EQ(run("Equal", p, q), (std::vector<uint8_t>{1, 0, 0, 1}));
 }
 
 TEST(Elementwise, WhereBroadcastsThreeWays) {
@@ -282,30 +276,19 @@ TEST(Elementwise, Errors) {
 // rank(A) - rank(B), numpy's suffix alignment). Expected values: out[i][j] = a[i][j] op b[...].
 TEST(Elementwise, LegacyAxisBroadcast) {
   const Tensor a = f32({2, 3}, {1, 2, 3, 4, 5, 6});
+  // `op` at opset 6 with broadcast = 1 and B lined up at `axis`.
+  auto legacy = [](const char* op, const Tensor& x, const Tensor& y, int axis) {
+    return OpTest(op).inputs({x, y}).attr("broadcast", 1).attr("axis", axis).opset(6);
+  };
   // B [2] along axis 0: one value per row (numpy would reject [2] against [2,3]).
-  Tensor out = OpTest("Add")
-                   .inputs({a, f32({2}, {10, 20})})
-                   .attr("broadcast", 1)
-                   .attr("axis", 0)
-                   .opset(6)
-                   .run_ref()[0];
+  Tensor out = legacy("Add", a, f32({2}, {10, 20}), 0).run_ref()[0];
   ASSERT_EQ(out.shape(), (Shape{2, 3}));
   EXPECT_EQ(max_abs_diff(out, f32({2, 3}, {11, 12, 13, 24, 25, 26})), 0);
   // B [3] along axis 1 is the suffix case.
-  out = OpTest("Sub")
-            .inputs({a, f32({3}, {1, 2, 3})})
-            .attr("broadcast", 1)
-            .attr("axis", 1)
-            .opset(6)
-            .run_ref()[0];
+  out = legacy("Sub", a, f32({3}, {1, 2, 3}), 1).run_ref()[0];
   EXPECT_EQ(max_abs_diff(out, f32({2, 3}, {0, 0, 0, 3, 3, 3})), 0);
   // Size-1 dims in B broadcast as usual: B [2,1] at axis 0.
-  out = OpTest("Mul")
-            .inputs({a, f32({2, 1}, {2, 3})})
-            .attr("broadcast", 1)
-            .attr("axis", 0)
-            .opset(6)
-            .run_ref()[0];
+  out = legacy("Mul", a, f32({2, 1}, {2, 3}), 0).run_ref()[0];
   EXPECT_EQ(max_abs_diff(out, f32({2, 3}, {2, 4, 6, 12, 15, 18})), 0);
 
   // Rank 4: A [2,3,2,2], B [3,2] at axis 1: b[c][h] added to every a[n][c][h][w].
@@ -319,47 +302,20 @@ TEST(Elementwise, LegacyAxisBroadcast) {
           const int i = ((n * 3 + c) * 2 + h) * 2 + w;
           expect[i] = av[i] + bv[c * 2 + h];
         }
-  out = OpTest("Add")
-            .inputs({f32({2, 3, 2, 2}, av), f32({3, 2}, bv)})
-            .attr("broadcast", 1)
-            .attr("axis", 1)
-            .opset(6)
-            .run_ref()[0];
+  out = legacy("Add", f32({2, 3, 2, 2}, av), f32({3, 2}, bv), 1).run_ref()[0];
   EXPECT_EQ(max_abs_diff(out, f32({2, 3, 2, 2}, expect)), 0);
 
   // Comparisons and Pow take the same path; the output keeps A's shape.
-  out = OpTest("Greater")
-            .inputs({a, f32({2}, {2, 5})})
-            .attr("broadcast", 1)
-            .attr("axis", 0)
-            .opset(6)
-            .run_ref()[0];
+  out = legacy("Greater", a, f32({2}, {2, 5}), 0).run_ref()[0];
   EXPECT_EQ(values<uint8_t>(out), (std::vector<uint8_t>{0, 0, 1, 0, 0, 1}));
-  out = OpTest("Pow")
-            .inputs({a, f32({2}, {1, 2})})
-            .attr("broadcast", 1)
-            .attr("axis", 0)
-            .opset(6)
-            .run_ref()[0];
+  out = legacy("Pow", a, f32({2}, {1, 2}), 0).run_ref()[0];
   EXPECT_EQ(max_abs_diff(out, f32({2, 3}, {1, 2, 3, 16, 25, 36})), 0);
 
   // From opset 7 `axis` means nothing and numpy rules apply: [2] against [2,3] is an error.
   EXPECT_THROW(OpTest("Add").inputs({a, f32({2}, {10, 20})}).opset(7).run_ref(), Error);
   // B must fit inside A at `axis`: dims that disagree, or running past A's rank.
-  EXPECT_THROW(OpTest("Add")
-                   .inputs({a, f32({3}, {1, 2, 3})})
-                   .attr("broadcast", 1)
-                   .attr("axis", 0)
-                   .opset(6)
-                   .run_ref(),
-               Error);
-  EXPECT_THROW(OpTest("Add")
-                   .inputs({a, f32({3, 1}, {1, 2, 3})})
-                   .attr("broadcast", 1)
-                   .attr("axis", 1)
-                   .opset(6)
-                   .run_ref(),
-               Error);
+  EXPECT_THROW(legacy("Add", a, f32({3}, {1, 2, 3}), 0).run_ref(), Error);
+  EXPECT_THROW(legacy("Add", a, f32({3, 1}, {1, 2, 3}), 1).run_ref(), Error);
 }
 
 }  // namespace
