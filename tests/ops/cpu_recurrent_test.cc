@@ -12,8 +12,6 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <limits>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -21,12 +19,9 @@
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/simd.h"
-#include "backends/ref/ref_backend.h"
-#include "core/thread_pool.h"
 #include "fast_vs_ref.h"
 #include "ir/ir.h"
 #include "op_test_util.h"
-#include "ops/schema.h"
 #include "tandem/status.h"
 #include "tandem/tensor.h"
 #include "test_tensors.h"
@@ -114,56 +109,6 @@ std::map<std::string, Attribute> make_attrs(const RnnCase& c) {
   if (!c.alpha.empty()) a["activation_alpha"] = attr_floats(c.alpha);
   if (!c.beta.empty()) a["activation_beta"] = attr_floats(c.beta);
   return a;
-}
-
-// A one-node graph for `c` whose outputs are the ones c.outputs asks for (the others omitted).
-struct RnnNode {
-  Graph g;
-  Node* node = nullptr;
-  std::vector<TensorType> out_types;  // per output slot, omitted ones included
-};
-
-void build(RnnNode& n, const RnnCase& c, const std::vector<Tensor>& in) {
-  std::vector<Value*> ins;
-  std::vector<TensorType> types(in.size());
-  std::vector<const TensorType*> type_ptrs;
-  std::vector<const Tensor*> values;
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (!in[i].defined()) {
-      ins.push_back(nullptr);
-      type_ptrs.push_back(nullptr);
-      values.push_back(nullptr);
-      continue;
-    }
-    Value* v = n.g.add_value("in" + std::to_string(i));
-    v->dtype = in[i].dtype();
-    v->shape = in[i].shape();
-    v->shape_known = true;
-    // W, R, B, P are initializers unless the case says otherwise.
-    const bool weight = i == 1 || i == 2 || i == 3 || i == 7;
-    if (weight && c.constant_weights) v->constant = in[i];
-    ins.push_back(v);
-    types[i] = {in[i].dtype(), in[i].shape()};
-    type_ptrs.push_back(&types[i]);
-    values.push_back(&in[i]);
-  }
-  const size_t num_out = c.op == "LSTM" ? 3 : 2;
-  size_t last = 0;
-  for (size_t i = 0; i < num_out; ++i)
-    if (c.outputs[i]) last = i + 1;
-  std::vector<Value*> outs;
-  for (size_t i = 0; i < last; ++i)
-    outs.push_back(c.outputs[i] ? n.g.add_value("out" + std::to_string(i)) : nullptr);
-  n.node = n.g.add_node(c.op, "test_" + c.op, ins, outs);
-  n.node->attrs = make_attrs(c);
-  n.node->opset = 14;
-  n.out_types = infer_node(*n.node, type_ptrs, values);
-  for (size_t i = 0; i < outs.size(); ++i) {
-    if (!outs[i]) continue;
-    outs[i]->dtype = n.out_types[i].dtype;
-    outs[i]->shape = n.out_types[i].shape;
-    outs[i]->shape_known = true;
-  }
 }
 
 // The case as an OpTest: W, R, B and P are initializers unless the case says otherwise, and
@@ -355,26 +300,16 @@ TEST(CpuRecurrent, LevelChangesBetweenCalls) {
   c.input = 6;
   c.bias = c.peepholes = true;
   const std::vector<Tensor> in = make_inputs(c, 77);
-  RnnNode n;
-  build(n, c, in);
-  const std::vector<Tensor> ref = op_test(c, in).run_ref();
-  std::unique_ptr<Kernel> k = (*cpu_backend().kernels().find("", c.op))(*n.node);
-  ASSERT_TRUE(k);
-  std::vector<const Tensor*> ins;
-  for (const Tensor& t : in) ins.push_back(t.defined() ? &t : nullptr);
-  ThreadPool pool(1);
-  KernelContext ctx{*n.node, pool};
+  const OpTest t = op_test(c, in);
+  const std::vector<Tensor> ref = t.run_ref();
+  const testing::PreparedOp k = t.prepare(cpu_backend());
+  ASSERT_EQ(k.backend(), "cpu");
   const int top = cpu::simd::level();
   for (int level : {2, 0, 1, 2}) {
     cpu::simd::cap_level(std::min(level, top));
     SCOPED_TRACE("simd level " + std::to_string(cpu::simd::level()));
-    std::vector<Tensor> outs;
-    std::vector<Tensor*> ptrs;
-    for (size_t i = 0; i < ref.size(); ++i) {
-      outs.emplace_back(ref[i].dtype(), ref[i].shape());
-    }
-    for (Tensor& t : outs) ptrs.push_back(&t);
-    k->compute(ctx, ins, ptrs);
+    const std::vector<Tensor> outs = k.compute(in);
+    ASSERT_EQ(outs.size(), ref.size());
     for (size_t i = 0; i < outs.size(); ++i) {
       EXPECT_LE(max_abs_diff(outs[i], ref[i]), 1e-5 * (1 + max_abs(ref[i]))) << "output " << i;
     }

@@ -11,13 +11,11 @@
 #include <cmath>
 #include <iostream>
 #include <limits>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "backends/backend.h"
 #include "backends/cpu/cpu_backend.h"
-#include "backends/cpu/cpu_kernels.h"
 #include "fast_vs_ref.h"
 #include "op_test_util.h"
 #include "ops/schema.h"

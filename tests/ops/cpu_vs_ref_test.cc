@@ -6,16 +6,13 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <iostream>
 #include <limits>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "backends/backend.h"
 #include "backends/cpu/cpu_backend.h"
-#include "backends/cpu/cpu_kernels.h"
 #include "core/thread_pool.h"
 #include "fast_vs_ref.h"
 #include "op_test_util.h"

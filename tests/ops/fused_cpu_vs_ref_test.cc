@@ -8,15 +8,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "backends/backend.h"
 #include "backends/cpu/cpu_backend.h"
-#include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/simd.h"
 #include "fast_vs_ref.h"
 #include "op_test_util.h"

@@ -222,17 +222,18 @@ std::vector<Tensor> OpTest::run_ref() const {
   return run(reference_backend()).outputs;
 }
 
-OpRun OpTest::run(const Backend& backend) const {
-  Graph g;
+PreparedOp::PreparedOp() = default;
+PreparedOp::PreparedOp(PreparedOp&&) noexcept = default;
+PreparedOp::~PreparedOp() = default;
+
+PreparedOp OpTest::prepare(const Backend& backend) const {
+  PreparedOp p;
+  p.graph_ = std::make_unique<Graph>();
+  Graph& g = *p.graph_;
   std::vector<Value*> ins, outs;
-  std::vector<TensorType> types(inputs_.size());
-  std::vector<const TensorType*> type_ptrs;
-  std::vector<const Tensor*> values;
   for (size_t i = 0; i < inputs_.size(); ++i) {
     if (!inputs_[i].defined()) {
       ins.push_back(nullptr);
-      type_ptrs.push_back(nullptr);
-      values.push_back(nullptr);
       continue;
     }
     Value* v = g.add_value("in" + std::to_string(i));
@@ -241,20 +242,28 @@ OpRun OpTest::run(const Backend& backend) const {
     v->shape_known = true;
     if (i < constant_.size() && constant_[i]) v->constant = inputs_[i];
     ins.push_back(v);
-    types[i] = {inputs_[i].dtype(), inputs_[i].shape()};
-    type_ptrs.push_back(&types[i]);
-    values.push_back(&inputs_[i]);
   }
-  auto omitted = [&](size_t i) { return i < omitted_.size() && omitted_[i]; };
-  for (int i = 0; i < num_outputs_; ++i)
-    outs.push_back(omitted(size_t(i)) ? nullptr : g.add_value("out" + std::to_string(i)));
+  for (int i = 0; i < num_outputs_; ++i) {
+    const bool omitted = size_t(i) < omitted_.size() && omitted_[size_t(i)];
+    outs.push_back(omitted ? nullptr : g.add_value("out" + std::to_string(i)));
+  }
   Node* node = g.add_node(op_, "test_" + op_, ins, outs);
   node->domain = domain_;
   node->attrs = attrs_;
   node->opset = opset_;
+  p.node_ = node;
 
-  // Per output slot, omitted ones included.
-  std::vector<TensorType> out_types = infer_node(*node, type_ptrs, values);
+  // The node's values carry their dtypes and shapes, as in a planned session.
+  std::vector<TensorType> types(inputs_.size());
+  std::vector<const TensorType*> type_ptrs;
+  std::vector<const Tensor*> values;
+  for (size_t i = 0; i < inputs_.size(); ++i) {
+    const bool has = inputs_[i].defined();
+    if (has) types[i] = {inputs_[i].dtype(), inputs_[i].shape()};
+    type_ptrs.push_back(has ? &types[i] : nullptr);
+    values.push_back(has ? &inputs_[i] : nullptr);
+  }
+  const std::vector<TensorType> out_types = infer_node(*node, type_ptrs, values);
   for (size_t i = 0; i < out_types.size() && i < outs.size(); ++i) {
     if (!outs[i]) continue;
     outs[i]->dtype = out_types[i].dtype;
@@ -262,35 +271,53 @@ OpRun OpTest::run(const Backend& backend) const {
     outs[i]->shape_known = true;
   }
 
-  OpRun run;
-  std::unique_ptr<Kernel> kernel;
   for (const Backend* b : {&backend, &reference_backend()}) {
     const KernelFactory* factory = b->kernels().find(domain_, op_);
-    if (factory) kernel = (*factory)(*node);
-    if (kernel) {
-      run.backend = b->name();
+    if (factory) p.kernel_ = (*factory)(*node);
+    if (p.kernel_) {
+      p.backend_ = b->name();
       break;
     }
   }
-  TANDEM_CHECK(kernel, ErrorCode::kUnsupported, "no kernel for {}", key());
-  ThreadPool pool(threads_);
-  KernelContext ctx{*node, pool};
-  for (int r = 0; r < std::max(repeats_, 1); ++r) {
-    run.outputs.clear();
-    std::vector<Tensor*> out_ptrs;
-    for (size_t i = 0; i < outs.size(); ++i) {
-      run.outputs.emplace_back();
-      if (outs[i] && i < out_types.size())
-        run.outputs.back() = Tensor(out_types[i].dtype, out_types[i].shape);
-    }
-    for (auto& t : run.outputs) out_ptrs.push_back(t.defined() ? &t : nullptr);
-    // As in the executor: reference kernels get zeroed outputs, other kernels must write every
-    // element, so their outputs start as NaN (0xFF bytes) and a missed element fails the test.
-    if (run.backend != reference_backend().name())
-      for (auto& t : run.outputs)
-        if (t.defined() && t.nbytes()) std::memset(t.raw(), 0xFF, t.nbytes());
-    kernel->compute(ctx, values, out_ptrs);
+  TANDEM_CHECK(p.kernel_, ErrorCode::kUnsupported, "no kernel for {}", key());
+  p.pool_ = std::make_unique<ThreadPool>(threads_);
+  return p;
+}
+
+std::vector<Tensor> PreparedOp::compute(const std::vector<Tensor>& inputs) const {
+  std::vector<TensorType> types(inputs.size());
+  std::vector<const TensorType*> type_ptrs;
+  std::vector<const Tensor*> values;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const bool has = inputs[i].defined();
+    if (has) types[i] = {inputs[i].dtype(), inputs[i].shape()};
+    type_ptrs.push_back(has ? &types[i] : nullptr);
+    values.push_back(has ? &inputs[i] : nullptr);
   }
+  // Per output slot, omitted ones included.
+  const std::vector<TensorType> out_types = infer_node(*node_, type_ptrs, values);
+  std::vector<Tensor> outputs(node_->outputs.size());
+  std::vector<Tensor*> out_ptrs;
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    if (node_->outputs[i] && i < out_types.size())
+      outputs[i] = Tensor(out_types[i].dtype, out_types[i].shape);
+    out_ptrs.push_back(outputs[i].defined() ? &outputs[i] : nullptr);
+  }
+  // As in the executor: reference kernels get zeroed outputs, other kernels must write every
+  // element, so their outputs start as NaN (0xFF bytes) and a missed element fails the test.
+  if (backend_ != reference_backend().name())
+    for (Tensor& t : outputs)
+      if (t.defined() && t.nbytes()) std::memset(t.raw(), 0xFF, t.nbytes());
+  KernelContext ctx{*node_, *pool_};
+  kernel_->compute(ctx, values, out_ptrs);
+  return outputs;
+}
+
+OpRun OpTest::run(const Backend& backend) const {
+  const PreparedOp p = prepare(backend);
+  OpRun run;
+  run.backend = p.backend();
+  for (int r = 0; r < std::max(repeats_, 1); ++r) run.outputs = p.compute(inputs_);
   return run;
 }
 

@@ -8,6 +8,7 @@
 
 #include <initializer_list>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,7 +16,9 @@
 
 namespace tandem {
 class Backend;
-}
+class Kernel;
+class ThreadPool;
+}  // namespace tandem
 
 namespace tandem::testing {
 
@@ -32,6 +35,8 @@ struct OpRun {
   std::vector<Tensor> outputs;
   std::string backend;
 };
+
+class PreparedOp;
 
 // One op, its attributes and inputs, and how to run it. Defaults: opset 17, one output, no
 // constant inputs, 2 threads, one compute call.
@@ -84,6 +89,9 @@ class OpTest {
   OpRun run(const Backend& backend) const;
   // On the reference backend; its outputs.
   std::vector<Tensor> run_ref() const;
+  // The node and the kernel run() would make, kept to be called several times (one kernel
+  // instance across calls). Throws when no backend has a kernel for the node.
+  PreparedOp prepare(const Backend& backend) const;
 
   const std::string& op_type() const { return op_; }
   const std::string& domain() const { return domain_; }
@@ -108,6 +116,28 @@ class OpTest {
   std::vector<bool> omitted_;
   int threads_ = 2;
   int repeats_ = 1;
+};
+
+// One kernel made from an OpTest's node (OpTest::prepare), with its graph and thread pool.
+class PreparedOp {
+ public:
+  PreparedOp(PreparedOp&&) noexcept;
+  ~PreparedOp();
+  // Whose kernel it is: the backend asked for, or the reference backend's when that declined.
+  const std::string& backend() const { return backend_; }
+  // One compute call on `inputs` (shaped as the node's, omitted ones undefined); the outputs are
+  // allocated from the shapes the schema infers for these inputs, zeroed for a reference kernel
+  // and NaN-filled for any other. Omitted outputs come back undefined.
+  std::vector<Tensor> compute(const std::vector<Tensor>& inputs) const;
+
+ private:
+  friend class OpTest;
+  PreparedOp();
+  std::unique_ptr<Graph> graph_;
+  Node* node_ = nullptr;
+  std::unique_ptr<Kernel> kernel_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::string backend_;
 };
 
 // "name=value" for an attribute: 2, 0.5, "SAME_UPPER", [1, 1], ["Relu", "Tanh"].
