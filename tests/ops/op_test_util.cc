@@ -22,6 +22,20 @@ std::pair<std::string, std::string> split_op(const std::string& op_type) {
   if (colon == std::string::npos) return {"", op_type};
   return {op_type.substr(0, colon), op_type.substr(colon + 1)};
 }
+// The schema's output types for `node` on these inputs (an undefined Tensor: omitted).
+std::vector<TensorType> infer_outputs(const Node& node, const std::vector<Tensor>& inputs) {
+  std::vector<TensorType> types(inputs.size());
+  std::vector<const TensorType*> type_ptrs;
+  std::vector<const Tensor*> values;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const bool has = inputs[i].defined();
+    if (has) types[i] = {inputs[i].dtype(), inputs[i].shape()};
+    type_ptrs.push_back(has ? &types[i] : nullptr);
+    values.push_back(has ? &inputs[i] : nullptr);
+  }
+  return infer_node(node, type_ptrs, values);
+}
+
 }  // namespace
 
 Attribute attr_int(int64_t v) {
@@ -254,16 +268,7 @@ PreparedOp OpTest::prepare(const Backend& backend) const {
   p.node_ = node;
 
   // The node's values carry their dtypes and shapes, as in a planned session.
-  std::vector<TensorType> types(inputs_.size());
-  std::vector<const TensorType*> type_ptrs;
-  std::vector<const Tensor*> values;
-  for (size_t i = 0; i < inputs_.size(); ++i) {
-    const bool has = inputs_[i].defined();
-    if (has) types[i] = {inputs_[i].dtype(), inputs_[i].shape()};
-    type_ptrs.push_back(has ? &types[i] : nullptr);
-    values.push_back(has ? &inputs_[i] : nullptr);
-  }
-  const std::vector<TensorType> out_types = infer_node(*node, type_ptrs, values);
+  const std::vector<TensorType> out_types = infer_outputs(*node, inputs_);
   for (size_t i = 0; i < out_types.size() && i < outs.size(); ++i) {
     if (!outs[i]) continue;
     outs[i]->dtype = out_types[i].dtype;
@@ -285,17 +290,10 @@ PreparedOp OpTest::prepare(const Backend& backend) const {
 }
 
 std::vector<Tensor> PreparedOp::compute(const std::vector<Tensor>& inputs) const {
-  std::vector<TensorType> types(inputs.size());
-  std::vector<const TensorType*> type_ptrs;
-  std::vector<const Tensor*> values;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    const bool has = inputs[i].defined();
-    if (has) types[i] = {inputs[i].dtype(), inputs[i].shape()};
-    type_ptrs.push_back(has ? &types[i] : nullptr);
-    values.push_back(has ? &inputs[i] : nullptr);
-  }
   // Per output slot, omitted ones included.
-  const std::vector<TensorType> out_types = infer_node(*node_, type_ptrs, values);
+  const std::vector<TensorType> out_types = infer_outputs(*node_, inputs);
+  std::vector<const Tensor*> values;
+  for (const Tensor& t : inputs) values.push_back(t.defined() ? &t : nullptr);
   std::vector<Tensor> outputs(node_->outputs.size());
   std::vector<Tensor*> out_ptrs;
   for (size_t i = 0; i < outputs.size(); ++i) {
