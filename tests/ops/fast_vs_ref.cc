@@ -129,6 +129,10 @@ FastTable::FastTable(std::string name, std::vector<std::string> covers)
   table_list().push_back(this);
 }
 
+FastTable::~FastTable() {
+  std::erase(table_list(), this);
+}
+
 const std::vector<const FastTable*>& fast_tables() {
   return table_list();
 }

@@ -72,6 +72,9 @@ FastRun expect_fast_matches_ref(const OpTest& t, const Backend& fast, Tolerance 
 class FastTable {
  public:
   FastTable(std::string name, std::vector<std::string> covers);
+  ~FastTable();
+  FastTable(const FastTable&) = delete;
+  FastTable& operator=(const FastTable&) = delete;
   const std::string& name() const { return name_; }
   const std::vector<std::string>& covers() const { return covers_; }
 
