@@ -14,8 +14,6 @@
 namespace tandem {
 namespace {
 
-using testing::attr_int;
-using testing::attr_string;
 using testing::boolean;
 using testing::f32;
 using testing::i32;

@@ -37,7 +37,7 @@ using testing::Tolerance;
 // Runs `t` on both backends and compares every output within tol * (1 + max |ref|). `fast`:
 // whether the CPU kernel must compute it itself; otherwise the CPU kernel is made and hands
 // every call to the reference kernel.
-void compare(const OpTest& t, bool fast, double tol = 1e-5) {
+void check(const OpTest& t, bool fast, double tol = 1e-5) {
   expect_fast_matches_ref(t, cpu_backend(), Tolerance::scaled(tol),
                           Expect::takes_or_hands_over(fast));
 }
@@ -65,7 +65,7 @@ TANDEM_FAST_TABLE_TEST(FusedCpuVsRef, GeluTable, {"Gelu", "com.tandem:Gelu"}) {
         for (const Shape& s : shapes) {
           // Wide inputs reach both tails of erf / tanh.
           const Tensor x = random_uniform(s, seed++, -9.0f, 9.0f);
-          compare(OpTest(op).attr("approximate", approx).input(x), true);
+          check(OpTest(op).attr("approximate", approx).input(x), true);
         }
       }
     }
@@ -85,10 +85,10 @@ TANDEM_FAST_TABLE_TEST(FusedCpuVsRef, GeGLUTable, {"com.tandem:GeGLU"}) {
     uint32_t seed = 50;
     for (const char* approx : {"none", "tanh"}) {
       for (const Case& c : cases) {
-        compare(OpTest("com.tandem:GeGLU")
-                    .attr("approximate", approx)
-                    .input(random_uniform(c.x, seed++, -4, 4)),
-                c.fast);
+        check(OpTest("com.tandem:GeGLU")
+                  .attr("approximate", approx)
+                  .input(random_uniform(c.x, seed++, -4, 4)),
+              c.fast);
       }
     }
   });
@@ -154,7 +154,7 @@ TANDEM_FAST_TABLE_TEST(FusedCpuVsRef, GroupNormTable, {"com.tandem:GroupNorm"}) 
                                              {"epsilon", attr_float(c.eps)}};
       if (!c.activation.empty()) attrs["activation"] = attr_string(c.activation);
       SCOPED_TRACE("GroupNorm " + c.name);
-      compare(OpTest("com.tandem:GroupNorm").attrs(attrs).inputs(inputs), c.fast, 1e-4);
+      check(OpTest("com.tandem:GroupNorm").attrs(attrs).inputs(inputs), c.fast, 1e-4);
     }
   });
 }
@@ -169,7 +169,7 @@ TANDEM_FAST_TABLE_TEST(FusedCpuVsRef, InstanceNormTable, {"InstanceNormalization
       for (float offset : {0.0f, 50.0f}) {
         std::vector<Tensor> inputs{random_uniform(s, seed++, offset - 1, offset + 1),
                                    random_uniform({s[1]}, seed++), random_uniform({s[1]}, seed++)};
-        compare(OpTest("InstanceNormalization").attr("epsilon", 1e-5f).inputs(inputs), true, 1e-4);
+        check(OpTest("InstanceNormalization").attr("epsilon", 1e-5f).inputs(inputs), true, 1e-4);
       }
     }
   });
@@ -205,8 +205,8 @@ TANDEM_FAST_TABLE_TEST(FusedCpuVsRef, LayerNormTable, {"LayerNormalization"}) {
       if (!c.bias.empty()) inputs.push_back(random_uniform(c.bias, seed++));
       std::map<std::string, Attribute> attrs{{"axis", attr_int(c.axis)},
                                              {"epsilon", attr_float(c.eps)}};
-      compare(OpTest("LayerNormalization").attrs(attrs).inputs(inputs).outputs(c.outputs), c.fast,
-              1e-4);
+      check(OpTest("LayerNormalization").attrs(attrs).inputs(inputs).outputs(c.outputs), c.fast,
+            1e-4);
     }
   });
 }
@@ -328,8 +328,7 @@ TANDEM_FAST_TABLE_TEST(FusedCpuVsRef, AttentionTable, {"com.tandem:Attention"}) 
       for (auto& [key, p] : perms)
         if (!p->empty()) attrs[key] = attr_ints(*p);
       for (int threads : {1, 2})
-        compare(OpTest("com.tandem:Attention").attrs(attrs).inputs(inputs).threads(threads),
-                c.fast);
+        check(OpTest("com.tandem:Attention").attrs(attrs).inputs(inputs).threads(threads), c.fast);
     }
   });
 }
@@ -341,7 +340,7 @@ TEST(FusedCpuVsRef, AttentionFullyMaskedRowIsUniform) {
   Tensor keep(DataType::kBool, {1, 1, 2, 3});
   for (int i = 0; i < 6; ++i) keep.data<bool>()[i] = i >= 3;  // row 0 fully masked
   std::map<std::string, Attribute> attrs{{"fill", attr_float(-3.4028235e38f)}};
-  compare(OpTest("com.tandem:Attention").attrs(attrs).inputs({q, k, v, Tensor(), keep}), true);
+  check(OpTest("com.tandem:Attention").attrs(attrs).inputs({q, k, v, Tensor(), keep}), true);
   OpRun r = OpTest("com.tandem:Attention")
                 .inputs({q, k, v, Tensor(), keep})
                 .attrs(attrs)
@@ -383,14 +382,14 @@ TANDEM_FAST_TABLE_TEST(FusedCpuVsRef, FusedMatMulTable, {"com.tandem:FusedMatMul
     std::vector<Tensor> inputs{random_uniform(c.a, seed++), random_uniform(c.b, seed++),
                                c.bias.empty() ? Tensor() : random_uniform(c.bias, seed++),
                                c.residual.empty() ? Tensor() : random_uniform(c.residual, seed++)};
-    compare(OpTest("com.tandem:FusedMatMul").inputs(inputs), c.fast);
+    check(OpTest("com.tandem:FusedMatMul").inputs(inputs), c.fast);
   }
 }
 
 // ---- Transpose, Resize ----------------------------------------------------------------------
 
 // Exact data movement: any difference is a bug. The CPU kernel must compute it itself.
-void compare_exact(const OpTest& t) {
+void check_exact(const OpTest& t) {
   expect_fast_matches_ref(t, cpu_backend(), Tolerance::exact_bytes(), Expect::takes());
 }
 
@@ -443,7 +442,7 @@ TANDEM_FAST_TABLE_TEST(FusedCpuVsRef, TransposeTable, {"Transpose"}) {
   for (const Case& c : cases) {
     std::map<std::string, Attribute> attrs;
     if (!c.perm.empty()) attrs["perm"] = attr_ints(c.perm);
-    compare_exact(OpTest("Transpose").attrs(attrs).input(iota(c.dtype, c.x)));
+    check_exact(OpTest("Transpose").attrs(attrs).input(iota(c.dtype, c.x)));
   }
 }
 
@@ -480,7 +479,7 @@ TANDEM_FAST_TABLE_TEST(FusedCpuVsRef, ResizeNearestTable, {"Resize"}) {
                                            std::vector<int64_t>(c.sizes)));
     }
     SCOPED_TRACE("Resize " + c.name);
-    compare_exact(OpTest("Resize").opset(13).attrs(attrs).inputs(inputs));
+    check_exact(OpTest("Resize").opset(13).attrs(attrs).inputs(inputs));
   }
 }
 

@@ -13,8 +13,6 @@
 namespace tandem {
 namespace {
 
-using testing::attr_int;
-using testing::attr_string;
 using testing::f32;
 using testing::i64;
 using testing::max_abs_diff;

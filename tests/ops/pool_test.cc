@@ -13,7 +13,6 @@ namespace {
 
 using testing::attr_int;
 using testing::attr_ints;
-using testing::attr_string;
 using testing::f32;
 using testing::i64;
 using testing::max_abs_diff;

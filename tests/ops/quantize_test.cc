@@ -12,7 +12,6 @@
 namespace tandem {
 namespace {
 
-using testing::attr_int;
 using testing::f32;
 using testing::i32;
 using testing::max_abs_diff;

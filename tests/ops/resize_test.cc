@@ -15,7 +15,6 @@ namespace {
 using testing::attr_float;
 using testing::attr_floats;
 using testing::attr_int;
-using testing::attr_ints;
 using testing::attr_string;
 using testing::f32;
 using testing::i64;
