@@ -107,12 +107,8 @@ TEST(Activation, PReluBroadcastsSlope) {
 TEST(Activation, ClipAttributesAndInputs) {
   Tensor x = f32({5}, {-2, -0.5f, 0, 0.5f, 2});
   // Opset 6: attributes.
-  Tensor out = OpTest("Clip")
-                   .inputs({x})
-                   .attr("min", attr_float(-1))
-                   .attr("max", attr_float(1))
-                   .opset(6)
-                   .run_ref()[0];
+  Tensor out =
+      OpTest("Clip").inputs({x}).attr("min", -1.0f).attr("max", 1.0f).opset(6).run_ref()[0];
   EXPECT_EQ(out.data<float>()[0], -1.0f);
   EXPECT_EQ(out.data<float>()[4], 1.0f);
   // Opset 13: inputs; only max given.

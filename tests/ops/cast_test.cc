@@ -16,7 +16,7 @@ using testing::attr_int;
 using testing::OpTest;
 
 Tensor cast(const Tensor& x, DataType to) {
-  return OpTest("Cast").input(x).attr("to", attr_int(static_cast<int>(to))).run_ref()[0];
+  return OpTest("Cast").input(x).attr("to", static_cast<int>(to)).run_ref()[0];
 }
 
 template <typename T>

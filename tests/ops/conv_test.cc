@@ -113,9 +113,9 @@ TEST(Conv, MatchesNaiveDefinition) {
     auto y = OpTest("Conv")
                  .inputs({x, w, b})
                  .attr("group", attr_int(c.group))
-                 .attr("strides", attr_ints(c.strides))
-                 .attr("dilations", attr_ints(c.dilations))
-                 .attr("pads", attr_ints(pads))
+                 .attr("strides", c.strides)
+                 .attr("dilations", c.dilations)
+                 .attr("pads", pads)
                  .run_ref();
     Tensor want = naive_conv(c, x, w, &b);
     EXPECT_LT(max_abs_diff(y[0], want), 1e-4) << shape_str(c.x) << " " << shape_str(c.w);
@@ -127,11 +127,7 @@ TEST(Conv, AutoPadSameLowerAndUpper) {
   Tensor x = random_f32({1, 2, 7, 7}, 11);
   Tensor w = random_f32({3, 2, 4, 4}, 12);
   for (auto [mode, begin] : {std::pair{"SAME_UPPER", int64_t(1)}, {"SAME_LOWER", int64_t(2)}}) {
-    auto y = OpTest("Conv")
-                 .inputs({x, w})
-                 .attr("auto_pad", attr_string(mode))
-                 .attr("strides", {2, 2})
-                 .run_ref();
+    auto y = OpTest("Conv").inputs({x, w}).attr("auto_pad", mode).attr("strides", {2, 2}).run_ref();
     ConvCase c{{1, 2, 7, 7},   {3, 2, 4, 4},          1, {2, 2}, {1, 1},
                {begin, begin}, {3 - begin, 3 - begin}};
     Tensor want = naive_conv(c, x, w, nullptr);

@@ -122,18 +122,18 @@ Tensor unfused_reference(const ConvGeometry& g, const Act& act, const std::vecto
       act.name == "HardSwish") {
     y = OpTest(act.name).input(y).run_ref()[0];
   } else if (act.name == "LeakyRelu") {
-    y = OpTest("LeakyRelu").input(y).attr("alpha", attr_float(p(0, 0.01f))).run_ref()[0];
+    y = OpTest("LeakyRelu").input(y).attr("alpha", p(0, 0.01f)).run_ref()[0];
   } else if (act.name == "HardSigmoid") {
     y = OpTest("HardSigmoid")
             .input(y)
-            .attr("alpha", attr_float(p(0, 0.2f)))
-            .attr("beta", attr_float(p(1, 0.5f)))
+            .attr("alpha", p(0, 0.2f))
+            .attr("beta", p(1, 0.5f))
             .run_ref()[0];
   } else if (act.name == "Clip") {
     y = OpTest("Clip")
             .inputs({y})
-            .attr("min", attr_float(p(0, -inf)))
-            .attr("max", attr_float(p(1, inf)))
+            .attr("min", p(0, -inf))
+            .attr("max", p(1, inf))
             .opset(6)
             .run_ref()[0];
   } else if (act.name == "SiLU") {

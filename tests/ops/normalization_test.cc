@@ -49,7 +49,7 @@ TEST(BatchNormalization, Inference) {
   for (int opset : {9, 14, 15}) {
     auto y = OpTest("BatchNormalization")
                  .inputs({x, scale, b, mean, var})
-                 .attr("epsilon", attr_float(0))
+                 .attr("epsilon", 0.0f)
                  .opset(opset)
                  .run_ref();
     EXPECT_LT(max_abs_diff(y[0], f32({1, 2, 2}, {0, 2, -1.5f, -0.5f})), 1e-6) << opset;
@@ -149,7 +149,7 @@ TEST(LRN, ChannelWindow) {
                .attr("size", 3)
                .attr("alpha", 0.3f)
                .attr("beta", 0.5f)
-               .attr("bias", attr_float(2))
+               .attr("bias", 2.0f)
                .run_ref();
   const double sums[] = {1 + 4, 1 + 4 + 9, 4 + 9};
   std::vector<float> want(3);

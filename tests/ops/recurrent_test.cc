@@ -32,7 +32,7 @@ TEST(RNN, ForwardReverseAndBias) {
     return OpTest("RNN")
         .inputs({x, w, r, b, Tensor(), h0})
         .attr("hidden_size", 1)
-        .attr("direction", attr_string(dir))
+        .attr("direction", dir)
         .outputs(2)
         .run_ref();
   };

@@ -42,7 +42,7 @@ TEST(Resize, NearestModes) {
         .inputs({x, kNone, f32({1}, {2})})
         .attr("mode", "nearest")
         .attr("coordinate_transformation_mode", "asymmetric")
-        .attr("nearest_mode", attr_string(nearest_mode))
+        .attr("nearest_mode", nearest_mode)
         .opset(13)
         .run_ref()[0];
   };
@@ -120,7 +120,7 @@ TEST(Resize, TfCropAndResizeExtrapolates) {
                .inputs({x, f32({2}, {0.5f, 1.5f}), kNone, i64({1}, {3})})
                .attr("mode", "linear")
                .attr("coordinate_transformation_mode", "tf_crop_and_resize")
-               .attr("extrapolation_value", attr_float(7))
+               .attr("extrapolation_value", 7.0f)
                .opset(13)
                .run_ref();
   EXPECT_LT(max_abs_diff(y[0], f32({3}, {20, 40, 7})), 1e-5);
@@ -158,7 +158,7 @@ TEST(Resize, Opset18AxesAndAspectRatio) {
 
 TEST(Upsample, Opset7AttributeAndOpset9Input) {
   Tensor x = f32({1, 2}, {1, 2});
-  auto y7 = OpTest("Upsample").inputs({x}).attr("scales", attr_floats({2, 2})).opset(7).run_ref();
+  auto y7 = OpTest("Upsample").inputs({x}).attr("scales", {2.0f, 2.0f}).opset(7).run_ref();
   auto y9 = OpTest("Upsample").inputs({x, f32({2}, {2, 2})}).opset(9).run_ref();
   Tensor want = f32({2, 4}, {1, 1, 2, 2, 1, 1, 2, 2});
   EXPECT_EQ(max_abs_diff(y7[0], want), 0.0);

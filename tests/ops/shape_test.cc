@@ -139,7 +139,7 @@ TEST(EyeLike, OffsetAndDtype) {
   EXPECT_EQ(max_abs_diff(out[0], f32({3, 4}, {0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1})), 0);
   auto ints = OpTest("EyeLike")
                   .input(iota_f32({2, 2}))
-                  .attr("dtype", attr_int(static_cast<int64_t>(DataType::kInt64)))
+                  .attr("dtype", static_cast<int64_t>(DataType::kInt64))
                   .run_ref();
   EXPECT_EQ(max_abs_diff(ints[0], i64({2, 2}, {1, 0, 0, 1})), 0);
 }

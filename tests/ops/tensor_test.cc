@@ -195,12 +195,8 @@ TEST(Pad, Modes) {
   auto e = OpTest("Pad").inputs({x, i64({4}, {1, 0, 0, 1})}).attr("mode", "edge").run_ref();
   EXPECT_EQ(max_abs_diff(e[0], f32({3, 4}, {1, 2, 3, 3, 1, 2, 3, 3, 4, 5, 6, 6})), 0);
   // Negative pads crop; opset 2-10 form with pads/value attributes.
-  auto old = OpTest("Pad")
-                 .inputs({x})
-                 .attr("pads", {0, -1, 0, 0})
-                 .attr("value", attr_float(0))
-                 .opset(10)
-                 .run_ref();
+  auto old =
+      OpTest("Pad").inputs({x}).attr("pads", {0, -1, 0, 0}).attr("value", 0.0f).opset(10).run_ref();
   EXPECT_EQ(max_abs_diff(old[0], f32({2, 2}, {2, 3, 5, 6})), 0);
   // opset 18 axes input.
   auto ax =
