@@ -9,18 +9,16 @@
 #include "op_test_util.h"
 #include "tandem/status.h"
 #include "tandem/tensor.h"
+#include "test_tensors.h"
 
 namespace tandem {
 namespace {
 
 using testing::attr_float;
 using testing::attr_string;
+using testing::f32;
 using testing::max_abs_diff;
-using testing::run_ref_op;
-
-Tensor f32(Shape s, std::vector<float> v) {
-  return Tensor::from_vector(DataType::kFloat32, s, v);
-}
+using testing::OpTest;
 
 const std::vector<float> kX = {-3.0f, -1.5f, -0.2f, 0.0f, 0.1f, 0.7f, 2.0f, 5.0f};
 
@@ -29,7 +27,7 @@ void expect_formula(const std::string& op, const std::function<double(double)>& 
                     const std::map<std::string, Attribute>& attrs = {}) {
   std::vector<float> want;
   for (float v : kX) want.push_back(static_cast<float>(f(v)));
-  Tensor got = run_ref_op(op, {f32({2, 4}, kX)}, attrs)[0];
+  Tensor got = OpTest(op).input(f32({2, 4}, kX)).attrs(attrs).run_ref()[0];
   EXPECT_LT(max_abs_diff(got, f32({2, 4}, want)), 2e-6) << op;
 }
 
@@ -73,21 +71,21 @@ TEST(Activation, Formulas) {
 }
 
 TEST(Activation, SigmoidAndSoftplusStayFinite) {
-  Tensor got = run_ref_op("Sigmoid", {f32({2}, {-1000.0f, 1000.0f})})[0];
+  Tensor got = OpTest("Sigmoid").input(f32({2}, {-1000.0f, 1000.0f})).run_ref()[0];
   EXPECT_EQ(got.data<float>()[0], 0.0f);
   EXPECT_EQ(got.data<float>()[1], 1.0f);
-  got = run_ref_op("Softplus", {f32({2}, {-1000.0f, 1000.0f})})[0];
+  got = OpTest("Softplus").input(f32({2}, {-1000.0f, 1000.0f})).run_ref()[0];
   EXPECT_EQ(got.data<float>()[0], 0.0f);
   EXPECT_EQ(got.data<float>()[1], 1000.0f);
 }
 
 TEST(Activation, ReluOnIntegersAndFloat16) {
   Tensor i = Tensor::from_vector(DataType::kInt32, {3}, std::vector<int32_t>{-4, 0, 7});
-  Tensor out = run_ref_op("Relu", {i})[0];
+  Tensor out = OpTest("Relu").input(i).run_ref()[0];
   EXPECT_EQ(out.data<int32_t>()[0], 0);
   EXPECT_EQ(out.data<int32_t>()[2], 7);
   std::vector<uint16_t> h = {float_to_half(-1.0f), float_to_half(2.5f)};
-  Tensor hout = run_ref_op("Relu", {Tensor::from_vector(DataType::kFloat16, {2}, h)})[0];
+  Tensor hout = OpTest("Relu").input(Tensor::from_vector(DataType::kFloat16, {2}, h)).run_ref()[0];
   ASSERT_EQ(hout.dtype(), DataType::kFloat16);
   EXPECT_EQ(half_to_float(hout.data<uint16_t>()[0]), 0.0f);
   EXPECT_EQ(half_to_float(hout.data<uint16_t>()[1]), 2.5f);
@@ -96,32 +94,35 @@ TEST(Activation, ReluOnIntegersAndFloat16) {
 TEST(Activation, PReluBroadcastsSlope) {
   // X [1,2,2,2], slope [2,1,1]: one slope per channel.
   Tensor x = f32({1, 2, 2, 2}, {-1, 2, -3, 4, -1, 2, -3, 4});
-  Tensor out = run_ref_op("PRelu", {x, f32({2, 1, 1}, {0.5f, 0.1f})})[0];
+  Tensor out = OpTest("PRelu").inputs({x, f32({2, 1, 1}, {0.5f, 0.1f})}).run_ref()[0];
   EXPECT_LT(max_abs_diff(out, f32({1, 2, 2, 2}, {-0.5f, 2, -1.5f, 4, -0.1f, 2, -0.3f, 4})), 1e-7);
-  out = run_ref_op("PRelu", {x, f32({1}, {0.25f})})[0];
+  out = OpTest("PRelu").inputs({x, f32({1}, {0.25f})}).run_ref()[0];
   EXPECT_EQ(out.data<float>()[2], -0.75f);
   // A slope that would enlarge X is rejected.
-  EXPECT_THROW(run_ref_op("PRelu", {f32({2}, {1, 2}), f32({3, 2}, std::vector<float>(6))}), Error);
+  EXPECT_THROW(
+      OpTest("PRelu").inputs({f32({2}, {1, 2}), f32({3, 2}, std::vector<float>(6))}).run_ref(),
+      Error);
 }
 
 TEST(Activation, ClipAttributesAndInputs) {
   Tensor x = f32({5}, {-2, -0.5f, 0, 0.5f, 2});
   // Opset 6: attributes.
-  Tensor out = run_ref_op("Clip", {x}, {{"min", attr_float(-1)}, {"max", attr_float(1)}}, 1, 6)[0];
+  Tensor out =
+      OpTest("Clip").inputs({x}).attr("min", -1.0f).attr("max", 1.0f).opset(6).run_ref()[0];
   EXPECT_EQ(out.data<float>()[0], -1.0f);
   EXPECT_EQ(out.data<float>()[4], 1.0f);
   // Opset 13: inputs; only max given.
-  out = run_ref_op("Clip", {x, Tensor(), f32({}, {0.2f})}, {}, 1, 13)[0];
+  out = OpTest("Clip").inputs({x, Tensor(), f32({}, {0.2f})}).opset(13).run_ref()[0];
   EXPECT_LT(max_abs_diff(out, f32({5}, {-2, -0.5f, 0, 0.2f, 0.2f})), 1e-7);
   // No bounds: unchanged, including infinities.
   const float inf = std::numeric_limits<float>::infinity();
-  out = run_ref_op("Clip", {f32({2}, {-inf, inf})}, {}, 1, 13)[0];
+  out = OpTest("Clip").inputs({f32({2}, {-inf, inf})}).opset(13).run_ref()[0];
   EXPECT_EQ(out.data<float>()[0], -inf);
   // Integers.
   Tensor i = Tensor::from_vector(DataType::kInt64, {3}, std::vector<int64_t>{-9, 3, 9});
   Tensor lo = Tensor::from_vector(DataType::kInt64, {}, std::vector<int64_t>{-5});
   Tensor hi = Tensor::from_vector(DataType::kInt64, {}, std::vector<int64_t>{5});
-  Tensor iout = run_ref_op("Clip", {i, lo, hi}, {}, 1, 13)[0];
+  Tensor iout = OpTest("Clip").inputs({i, lo, hi}).opset(13).run_ref()[0];
   EXPECT_EQ(iout.data<int64_t>()[0], -5);
   EXPECT_EQ(iout.data<int64_t>()[1], 3);
   EXPECT_EQ(iout.data<int64_t>()[2], 5);
@@ -129,10 +130,10 @@ TEST(Activation, ClipAttributesAndInputs) {
 
 TEST(Activation, Errors) {
   Tensor i = Tensor::from_vector(DataType::kInt32, {1}, std::vector<int32_t>{1});
-  EXPECT_THROW(run_ref_op("Sigmoid", {i}), Error);
-  EXPECT_THROW(run_ref_op("Gelu", {f32({1}, {1})}, {{"approximate", attr_string("erf")}}), Error);
+  EXPECT_THROW(OpTest("Sigmoid").input(i).run_ref(), Error);
+  EXPECT_THROW(OpTest("Gelu").input(f32({1}, {1})).attr("approximate", "erf").run_ref(), Error);
   // Clip bound of another dtype.
-  EXPECT_THROW(run_ref_op("Clip", {f32({1}, {1}), i}, {}, 1, 13), Error);
+  EXPECT_THROW(OpTest("Clip").inputs({f32({1}, {1}), i}).opset(13).run_ref(), Error);
 }
 
 // PRelu before opset 7: a 1-D slope of C = X.shape[1] values is per channel (axis 1).
@@ -147,16 +148,21 @@ TEST(Activation, PReluLegacyPerChannelSlope) {
         expect[i] = 0.1f * static_cast<float>(c + 1) * xv[i];
       }
   const Tensor slope = f32({3}, {0.1f, 0.2f, 0.3f});
-  Tensor out = run_ref_op("PRelu", {f32({2, 3, 2}, xv), slope}, {}, 1, 6)[0];
+  Tensor out = OpTest("PRelu").inputs({f32({2, 3, 2}, xv), slope}).opset(6).run_ref()[0];
   ASSERT_EQ(out.shape(), (Shape{2, 3, 2}));
   EXPECT_LT(max_abs_diff(out, f32({2, 3, 2}, expect)), 1e-6);
   // Rank 4, positives pass through.
-  out = run_ref_op("PRelu", {f32({1, 3, 1, 2}, {-1, 1, -1, 1, -1, 1}), slope}, {}, 1, 6)[0];
+  out = OpTest("PRelu")
+            .inputs({f32({1, 3, 1, 2}, {-1, 1, -1, 1, -1, 1}), slope})
+            .opset(6)
+            .run_ref()[0];
   EXPECT_LT(max_abs_diff(out, f32({1, 3, 1, 2}, {-0.1f, 1, -0.2f, 1, -0.3f, 1})), 1e-7);
   // From opset 7 the slope broadcasts numpy-style: [3] against X [2,3,2] is an error.
-  EXPECT_THROW(run_ref_op("PRelu", {f32({2, 3, 2}, xv), slope}, {}, 1, 7), Error);
+  EXPECT_THROW(OpTest("PRelu").inputs({f32({2, 3, 2}, xv), slope}).opset(7).run_ref(), Error);
   // Opset 6 with a slope that is neither per channel nor broadcastable.
-  EXPECT_THROW(run_ref_op("PRelu", {f32({2, 3, 2}, xv), f32({4}, {1, 2, 3, 4})}, {}, 1, 6), Error);
+  EXPECT_THROW(
+      OpTest("PRelu").inputs({f32({2, 3, 2}, xv), f32({4}, {1, 2, 3, 4})}).opset(6).run_ref(),
+      Error);
 }
 
 }  // namespace

@@ -13,10 +13,10 @@ namespace tandem {
 namespace {
 
 using testing::attr_int;
-using testing::run_ref_op;
+using testing::OpTest;
 
 Tensor cast(const Tensor& x, DataType to) {
-  return run_ref_op("Cast", {x}, {{"to", attr_int(static_cast<int>(to))}})[0];
+  return OpTest("Cast").input(x).attr("to", static_cast<int>(to)).run_ref()[0];
 }
 
 template <typename T>
@@ -70,7 +70,7 @@ TEST(Cast, Float16AndBFloat16RoundTrip) {
 TEST(Cast, CastLikeTakesTheSecondInputsDtype) {
   Tensor x = Tensor::from_vector(DataType::kFloat64, {2}, std::vector<double>{1.5, -3.25});
   Tensor like = Tensor::from_vector(DataType::kFloat32, {1}, std::vector<float>{0});
-  Tensor out = run_ref_op("CastLike", {x, like}, {}, 1, 15)[0];
+  Tensor out = OpTest("CastLike").inputs({x, like}).opset(15).run_ref()[0];
   EXPECT_EQ(out.dtype(), DataType::kFloat32);
   EXPECT_EQ(values<float>(out), (std::vector<float>{1.5f, -3.25f}));
 }
@@ -84,7 +84,7 @@ TEST(Cast, Errors) {
     EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
     EXPECT_NE(std::string(e.what()).find("string"), std::string::npos);
   }
-  EXPECT_THROW(run_ref_op("Cast", {x}), Error);  // no `to`
+  EXPECT_THROW(OpTest("Cast").input(x).run_ref(), Error);  // no `to`
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "op_test_util.h"
 #include "tandem/status.h"
 #include "tandem/tensor.h"
+#include "test_tensors.h"
 
 namespace tandem {
 namespace {
@@ -16,19 +17,13 @@ namespace {
 using testing::attr_int;
 using testing::attr_ints;
 using testing::attr_string;
+using testing::f32;
 using testing::max_abs_diff;
-using testing::run_ref_op;
+using testing::OpTest;
 
-Tensor f32(Shape s, std::vector<float> v) {
-  return Tensor::from_vector(DataType::kFloat32, s, v);
-}
-
-Tensor random_tensor(Shape s, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(static_cast<size_t>(shape_numel(s)));
-  for (float& x : v) x = dist(gen);
-  return f32(s, v);
+// Float32, uniform in [-1, 1).
+Tensor random_f32(const Shape& s, uint32_t seed) {
+  return testing::random_tensor(DataType::kFloat32, s, seed);
 }
 
 // Spatial shapes padded to 3 axes with leading 1s, for the naive loops below.
@@ -95,7 +90,7 @@ TEST(Conv, HandComputed2D) {
   Tensor x = f32({1, 1, 3, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9});
   Tensor w = f32({1, 1, 2, 2}, {1, 1, 1, 1});
   Tensor b = f32({1}, {0.5f});
-  auto y = run_ref_op("Conv", {x, w, b});
+  auto y = OpTest("Conv").inputs({x, w, b}).run_ref();
   EXPECT_EQ(y[0].shape(), (Shape{1, 1, 2, 2}));
   EXPECT_EQ(max_abs_diff(y[0], f32({1, 1, 2, 2}, {12.5f, 16.5f, 24.5f, 28.5f})), 0.0);
 }
@@ -110,16 +105,18 @@ TEST(Conv, MatchesNaiveDefinition) {
   };
   uint32_t seed = 1;
   for (const ConvCase& c : cases) {
-    Tensor x = random_tensor(c.x, seed++);
-    Tensor w = random_tensor(c.w, seed++);
-    Tensor b = random_tensor({c.w[0]}, seed++);
+    Tensor x = random_f32(c.x, seed++);
+    Tensor w = random_f32(c.w, seed++);
+    Tensor b = random_f32({c.w[0]}, seed++);
     std::vector<int64_t> pads = c.pads_begin;
     pads.insert(pads.end(), c.pads_end.begin(), c.pads_end.end());
-    auto y = run_ref_op("Conv", {x, w, b},
-                        {{"group", attr_int(c.group)},
-                         {"strides", attr_ints(c.strides)},
-                         {"dilations", attr_ints(c.dilations)},
-                         {"pads", attr_ints(pads)}});
+    auto y = OpTest("Conv")
+                 .inputs({x, w, b})
+                 .attr("group", attr_int(c.group))
+                 .attr("strides", c.strides)
+                 .attr("dilations", c.dilations)
+                 .attr("pads", pads)
+                 .run_ref();
     Tensor want = naive_conv(c, x, w, &b);
     EXPECT_LT(max_abs_diff(y[0], want), 1e-4) << shape_str(c.x) << " " << shape_str(c.w);
   }
@@ -127,19 +124,18 @@ TEST(Conv, MatchesNaiveDefinition) {
 
 TEST(Conv, AutoPadSameLowerAndUpper) {
   // in 7, kernel 4, stride 2 -> out 4; total padding 3: SAME_UPPER puts 1 first, SAME_LOWER 2.
-  Tensor x = random_tensor({1, 2, 7, 7}, 11);
-  Tensor w = random_tensor({3, 2, 4, 4}, 12);
+  Tensor x = random_f32({1, 2, 7, 7}, 11);
+  Tensor w = random_f32({3, 2, 4, 4}, 12);
   for (auto [mode, begin] : {std::pair{"SAME_UPPER", int64_t(1)}, {"SAME_LOWER", int64_t(2)}}) {
-    auto y = run_ref_op("Conv", {x, w},
-                        {{"auto_pad", attr_string(mode)}, {"strides", attr_ints({2, 2})}});
+    auto y = OpTest("Conv").inputs({x, w}).attr("auto_pad", mode).attr("strides", {2, 2}).run_ref();
     ConvCase c{{1, 2, 7, 7},   {3, 2, 4, 4},          1, {2, 2}, {1, 1},
                {begin, begin}, {3 - begin, 3 - begin}};
     Tensor want = naive_conv(c, x, w, nullptr);
     ASSERT_EQ(y[0].shape(), (Shape{1, 3, 4, 4})) << mode;
     EXPECT_LT(max_abs_diff(y[0], want), 1e-5) << mode;
   }
-  auto valid = run_ref_op("Conv", {x, w},
-                          {{"auto_pad", attr_string("VALID")}, {"strides", attr_ints({2, 2})}});
+  auto valid =
+      OpTest("Conv").inputs({x, w}).attr("auto_pad", "VALID").attr("strides", {2, 2}).run_ref();
   EXPECT_EQ(valid[0].shape(), (Shape{1, 3, 2, 2}));
 }
 
@@ -147,17 +143,22 @@ TEST(ConvTranspose, HandComputed1D) {
   // x = [1, 2], w = [1, 10, 100], stride 2: x0*w lands at 0..2, x1*w at 2..4.
   Tensor x = f32({1, 1, 2}, {1, 2});
   Tensor w = f32({1, 1, 3}, {1, 10, 100});
-  auto y = run_ref_op("ConvTranspose", {x, w}, {{"strides", attr_ints({2})}});
+  auto y = OpTest("ConvTranspose").inputs({x, w}).attr("strides", {2}).run_ref();
   EXPECT_EQ(max_abs_diff(y[0], f32({1, 1, 5}, {1, 10, 102, 20, 200})), 0.0);
   // pads [1, 1] crop one element each side; output_padding adds one (zero) at the end.
-  y = run_ref_op("ConvTranspose", {x, w},
-                 {{"strides", attr_ints({2})},
-                  {"pads", attr_ints({1, 1})},
-                  {"output_padding", attr_ints({1})}});
+  y = OpTest("ConvTranspose")
+          .inputs({x, w})
+          .attr("strides", {2})
+          .attr("pads", {1, 1})
+          .attr("output_padding", {1})
+          .run_ref();
   EXPECT_EQ(max_abs_diff(y[0], f32({1, 1, 4}, {10, 102, 20, 200})), 0.0);
   // output_shape 6: the extra element goes to the end.
-  y = run_ref_op("ConvTranspose", {x, w},
-                 {{"strides", attr_ints({2})}, {"output_shape", attr_ints({6})}});
+  y = OpTest("ConvTranspose")
+          .inputs({x, w})
+          .attr("strides", {2})
+          .attr("output_shape", {6})
+          .run_ref();
   EXPECT_EQ(max_abs_diff(y[0], f32({1, 1, 6}, {1, 10, 102, 20, 200, 0})), 0.0);
 }
 
@@ -166,7 +167,7 @@ TEST(ConvTranspose, MatchesScatterDefinition) {
   const Shape xs{2, 4, 3, 4}, ws{4, 3, 3, 2};
   const int64_t group = 2, M = 6;
   const std::array<int64_t, 2> s{2, 3}, d{1, 2}, pb{1, 0}, pe{0, 1}, op{1, 2};
-  Tensor x = random_tensor(xs, 21), w = random_tensor(ws, 22), b = random_tensor({M}, 23);
+  Tensor x = random_f32(xs, 21), w = random_f32(ws, 22), b = random_f32({M}, 23);
   std::array<int64_t, 2> out;
   for (int a = 0; a < 2; ++a)
     out[a] = s[a] * (xs[2 + a] - 1) + op[a] + (ws[2 + a] - 1) * d[a] + 1 - pb[a] - pe[a];
@@ -190,30 +191,34 @@ TEST(ConvTranspose, MatchesScatterDefinition) {
                     x.data<float>()[((n * 4 + c) * 3 + i0) * 4 + i1] *
                     w.data<float>()[((c * 3 + mi) * 3 + k0) * 2 + k1];
               }
-  auto y = run_ref_op("ConvTranspose", {x, w, b},
-                      {{"group", attr_int(group)},
-                       {"strides", attr_ints({2, 3})},
-                       {"dilations", attr_ints({1, 2})},
-                       {"pads", attr_ints({1, 0, 0, 1})},
-                       {"output_padding", attr_ints({1, 2})}});
+  auto y = OpTest("ConvTranspose")
+               .inputs({x, w, b})
+               .attr("group", attr_int(group))
+               .attr("strides", {2, 3})
+               .attr("dilations", {1, 2})
+               .attr("pads", {1, 0, 0, 1})
+               .attr("output_padding", {1, 2})
+               .run_ref();
   EXPECT_LT(max_abs_diff(y[0], want), 1e-5);
 }
 
 TEST(Conv, Errors) {
-  Tensor x = random_tensor({1, 3, 5, 5}, 31);
+  Tensor x = random_f32({1, 3, 5, 5}, 31);
   // Channel mismatch: W expects 2 input channels.
-  EXPECT_THROW(run_ref_op("Conv", {x, random_tensor({4, 2, 3, 3}, 32)}), Error);
+  EXPECT_THROW(OpTest("Conv").inputs({x, random_f32({4, 2, 3, 3}, 32)}).run_ref(), Error);
   // Kernel larger than the (unpadded) input.
-  EXPECT_THROW(run_ref_op("Conv", {x, random_tensor({4, 3, 7, 7}, 33)}), Error);
+  EXPECT_THROW(OpTest("Conv").inputs({x, random_f32({4, 3, 7, 7}, 33)}).run_ref(), Error);
   // kernel_shape attribute disagreeing with W.
-  EXPECT_THROW(run_ref_op("Conv", {x, random_tensor({4, 3, 3, 3}, 34)},
-                          {{"kernel_shape", attr_ints({2, 2})}}),
+  EXPECT_THROW(OpTest("Conv")
+                   .inputs({x, random_f32({4, 3, 3, 3}, 34)})
+                   .attr("kernel_shape", {2, 2})
+                   .run_ref(),
                Error);
   // Integer input is not supported.
   Tensor xi = Tensor::from_vector(DataType::kInt32, {1, 1, 2, 2}, std::vector<int32_t>{1, 2, 3, 4});
   Tensor wi = Tensor::from_vector(DataType::kInt32, {1, 1, 1, 1}, std::vector<int32_t>{1});
   try {
-    run_ref_op("Conv", {xi, wi});
+    OpTest("Conv").inputs({xi, wi}).run_ref();
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kUnsupported);

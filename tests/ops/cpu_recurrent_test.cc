@@ -12,22 +12,19 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <limits>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "backends/backend.h"
 #include "backends/cpu/cpu_backend.h"
-#include "backends/ref/ref_backend.h"
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/simd.h"
-#include "core/thread_pool.h"
+#include "fast_vs_ref.h"
 #include "ir/ir.h"
 #include "op_test_util.h"
-#include "ops/schema.h"
 #include "tandem/status.h"
 #include "tandem/tensor.h"
+#include "test_tensors.h"
 
 namespace tandem {
 namespace {
@@ -36,7 +33,13 @@ using testing::attr_float;
 using testing::attr_floats;
 using testing::attr_int;
 using testing::attr_string;
+using testing::Expect;
+using testing::expect_fast_matches_ref;
+using testing::max_abs;
 using testing::max_abs_diff;
+using testing::OpTest;
+using testing::random_tensor;
+using testing::Tolerance;
 
 struct RnnCase {
   std::string name;
@@ -59,28 +62,6 @@ struct RnnCase {
 
 int64_t gates(const std::string& op) {
   return op == "LSTM" ? 4 : op == "GRU" ? 3 : 1;
-}
-
-Tensor random_tensor(DataType dt, const Shape& s, uint32_t seed, float scale) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> dist(-scale, scale);
-  Tensor t(dt, s);
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    if (dt == DataType::kFloat64)
-      t.data<double>()[i] = dist(gen);
-    else
-      t.data<float>()[i] = dist(gen);
-  }
-  return t;
-}
-
-double max_abs(const Tensor& t) {
-  double m = 0;
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    const double v = t.dtype() == DataType::kFloat64 ? t.data<double>()[i] : t.data<float>()[i];
-    m = std::max(m, std::abs(v));
-  }
-  return m;
 }
 
 // The node's inputs (X, W, R, B, sequence_lens, initial_h[, initial_c, P]); absent ones are
@@ -124,115 +105,35 @@ std::map<std::string, Attribute> make_attrs(const RnnCase& c) {
   if (c.layout) a["layout"] = attr_int(c.layout);
   if (c.clip > 0) a["clip"] = attr_float(c.clip);
   if (c.input_forget) a["input_forget"] = attr_int(1);
-  if (!c.activations.empty()) {
-    Attribute s;
-    s.kind = Attribute::Kind::kStrings;
-    s.strings = c.activations;
-    a["activations"] = s;
-  }
+  if (!c.activations.empty()) a["activations"] = testing::attr_strings(c.activations);
   if (!c.alpha.empty()) a["activation_alpha"] = attr_floats(c.alpha);
   if (!c.beta.empty()) a["activation_beta"] = attr_floats(c.beta);
   return a;
 }
 
-// A one-node graph for `c` whose outputs are the ones c.outputs asks for (the others omitted).
-struct RnnNode {
-  Graph g;
-  Node* node = nullptr;
-  std::vector<TensorType> out_types;  // per output slot, omitted ones included
-};
-
-void build(RnnNode& n, const RnnCase& c, const std::vector<Tensor>& in) {
-  std::vector<Value*> ins;
-  std::vector<TensorType> types(in.size());
-  std::vector<const TensorType*> type_ptrs;
-  std::vector<const Tensor*> values;
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (!in[i].defined()) {
-      ins.push_back(nullptr);
-      type_ptrs.push_back(nullptr);
-      values.push_back(nullptr);
-      continue;
-    }
-    Value* v = n.g.add_value("in" + std::to_string(i));
-    v->dtype = in[i].dtype();
-    v->shape = in[i].shape();
-    v->shape_known = true;
-    // W, R, B, P are initializers unless the case says otherwise.
-    const bool weight = i == 1 || i == 2 || i == 3 || i == 7;
-    if (weight && c.constant_weights) v->constant = in[i];
-    ins.push_back(v);
-    types[i] = {in[i].dtype(), in[i].shape()};
-    type_ptrs.push_back(&types[i]);
-    values.push_back(&in[i]);
-  }
+// The case as an OpTest: W, R, B and P are initializers unless the case says otherwise, and
+// the outputs c.outputs does not ask for are omitted from the node.
+OpTest op_test(const RnnCase& c, const std::vector<Tensor>& in) {
+  OpTest t = OpTest(c.op).opset(14).attrs(make_attrs(c)).inputs(in).threads(c.threads);
+  if (c.constant_weights)
+    for (size_t i : {1, 2, 3, 7})
+      if (i < in.size() && in[i].defined()) t.constant(i);
   const size_t num_out = c.op == "LSTM" ? 3 : 2;
   size_t last = 0;
   for (size_t i = 0; i < num_out; ++i)
     if (c.outputs[i]) last = i + 1;
-  std::vector<Value*> outs;
+  t.outputs(static_cast<int>(last));
   for (size_t i = 0; i < last; ++i)
-    outs.push_back(c.outputs[i] ? n.g.add_value("out" + std::to_string(i)) : nullptr);
-  n.node = n.g.add_node(c.op, "test_" + c.op, ins, outs);
-  n.node->attrs = make_attrs(c);
-  n.node->opset = 14;
-  n.out_types = infer_node(*n.node, type_ptrs, values);
-  for (size_t i = 0; i < outs.size(); ++i) {
-    if (!outs[i]) continue;
-    outs[i]->dtype = n.out_types[i].dtype;
-    outs[i]->shape = n.out_types[i].shape;
-    outs[i]->shape_known = true;
-  }
+    if (!c.outputs[i]) t.omit_output(i);
+  return t;
 }
 
-// Runs the kernel `factory` makes (nullptr: declined) twice on the same inputs, with the
-// outputs NaN-filled before each call so any entry the kernel leaves unwritten shows.
-bool run(const KernelFactory* factory, RnnNode& n, const RnnCase& c, const std::vector<Tensor>& in,
-         std::vector<Tensor>& outs, int threads) {
-  std::unique_ptr<Kernel> k = factory ? (*factory)(*n.node) : nullptr;
-  if (!k) return false;
-  std::vector<const Tensor*> ins;
-  for (const Tensor& t : in) ins.push_back(t.defined() ? &t : nullptr);
-  ThreadPool pool(threads);
-  KernelContext ctx{*n.node, pool};
-  for (int rep = 0; rep < 2; ++rep) {
-    outs.clear();
-    std::vector<Tensor*> ptrs;
-    for (size_t i = 0; i < n.node->outputs.size(); ++i) {
-      outs.emplace_back();
-      if (!n.node->outputs[i]) continue;
-      outs.back() = Tensor(n.out_types[i].dtype, n.out_types[i].shape);
-      for (int64_t e = 0; e < outs.back().numel(); ++e) {
-        if (outs.back().dtype() == DataType::kFloat64)
-          outs.back().data<double>()[e] = std::numeric_limits<double>::quiet_NaN();
-        else
-          outs.back().data<float>()[e] = std::numeric_limits<float>::quiet_NaN();
-      }
-    }
-    for (Tensor& t : outs) ptrs.push_back(t.defined() ? &t : nullptr);
-    k->compute(ctx, ins, ptrs);
-  }
-  return true;
-}
-
+// The fast kernel against the reference one, compute called twice on NaN-filled outputs; it
+// must really run (no call handed to the reference kernel) unless the case expects a decline.
 void check(const RnnCase& c, uint32_t seed) {
   SCOPED_TRACE(c.name);
-  const std::vector<Tensor> in = make_inputs(c, seed);
-  RnnNode n;
-  build(n, c, in);
-  const int64_t before = cpu::reference_fallbacks();
-  std::vector<Tensor> cpu, ref;
-  const bool fast = run(cpu_backend().kernels().find("", c.op), n, c, in, cpu, c.threads);
-  EXPECT_EQ(cpu::reference_fallbacks() - before, 0) << "handed over to the reference kernel";
-  EXPECT_EQ(fast, !c.expect_declined) << (fast ? "not declined" : "declined");
-  ASSERT_TRUE(run(reference_backend().kernels().find("", c.op), n, c, in, ref, 2));
-  if (!fast) return;
-  ASSERT_EQ(cpu.size(), ref.size());
-  for (size_t i = 0; i < cpu.size(); ++i) {
-    if (!cpu[i].defined()) continue;
-    const double diff = max_abs_diff(cpu[i], ref[i]);
-    EXPECT_LE(diff, 1e-5 * (1 + max_abs(ref[i]))) << "output " << i;
-  }
+  expect_fast_matches_ref(op_test(c, make_inputs(c, seed)), cpu_backend(), Tolerance::scaled(1e-5),
+                          Expect::takes_or_declines(!c.expect_declined));
 }
 
 // Every (cell, direction, batch, seq, hidden); the options vary with the case's index so that
@@ -379,11 +280,11 @@ void at_each_level(void (*cases)()) {
   cpu::simd::cap_level(top);
 }
 
-TEST(CpuRecurrent, Table) {
+TANDEM_FAST_TABLE_TEST(CpuRecurrent, Table, {"RNN", "GRU", "LSTM"}) {
   at_each_level(table_cases);
 }
 
-TEST(CpuRecurrent, Options) {
+TANDEM_FAST_TABLE_TEST(CpuRecurrent, Options, {"RNN", "GRU", "LSTM"}) {
   at_each_level(option_cases);
 }
 
@@ -399,27 +300,16 @@ TEST(CpuRecurrent, LevelChangesBetweenCalls) {
   c.input = 6;
   c.bias = c.peepholes = true;
   const std::vector<Tensor> in = make_inputs(c, 77);
-  RnnNode n;
-  build(n, c, in);
-  std::vector<Tensor> ref;
-  ASSERT_TRUE(run(reference_backend().kernels().find("", c.op), n, c, in, ref, 1));
-  std::unique_ptr<Kernel> k = (*cpu_backend().kernels().find("", c.op))(*n.node);
-  ASSERT_TRUE(k);
-  std::vector<const Tensor*> ins;
-  for (const Tensor& t : in) ins.push_back(t.defined() ? &t : nullptr);
-  ThreadPool pool(1);
-  KernelContext ctx{*n.node, pool};
+  const OpTest t = op_test(c, in);
+  const std::vector<Tensor> ref = t.run_ref();
+  const testing::PreparedOp k = t.prepare(cpu_backend());
+  ASSERT_EQ(k.backend(), "cpu");
   const int top = cpu::simd::level();
   for (int level : {2, 0, 1, 2}) {
     cpu::simd::cap_level(std::min(level, top));
     SCOPED_TRACE("simd level " + std::to_string(cpu::simd::level()));
-    std::vector<Tensor> outs;
-    std::vector<Tensor*> ptrs;
-    for (size_t i = 0; i < ref.size(); ++i) {
-      outs.emplace_back(ref[i].dtype(), ref[i].shape());
-    }
-    for (Tensor& t : outs) ptrs.push_back(&t);
-    k->compute(ctx, ins, ptrs);
+    const std::vector<Tensor> outs = k.compute(in);
+    ASSERT_EQ(outs.size(), ref.size());
     for (size_t i = 0; i < outs.size(); ++i) {
       EXPECT_LE(max_abs_diff(outs[i], ref[i]), 1e-5 * (1 + max_abs(ref[i]))) << "output " << i;
     }
@@ -438,11 +328,8 @@ TEST(CpuRecurrent, BadSequenceLength) {
   std::vector<Tensor> in = make_inputs(c, 1);
   in.resize(5);
   in[4] = Tensor::from_vector(DataType::kInt32, {2}, std::vector<int32_t>{3, 4});
-  RnnNode n;
-  build(n, c, in);
-  std::vector<Tensor> outs;
   const int64_t before = cpu::reference_fallbacks();
-  EXPECT_THROW(run(cpu_backend().kernels().find("", "GRU"), n, c, in, outs, 1), Error);
+  EXPECT_THROW(op_test(c, in).run(cpu_backend()), Error);
   EXPECT_EQ(cpu::reference_fallbacks() - before, 1);
 }
 

@@ -11,17 +11,17 @@
 #include <cmath>
 #include <iostream>
 #include <limits>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "backends/backend.h"
 #include "backends/cpu/cpu_backend.h"
-#include "backends/cpu/cpu_kernels.h"
+#include "fast_vs_ref.h"
 #include "op_test_util.h"
 #include "ops/schema.h"
 #include "tandem/status.h"
 #include "tandem/tensor.h"
+#include "test_tensors.h"
 
 namespace tandem {
 namespace {
@@ -31,32 +31,13 @@ using testing::attr_floats;
 using testing::attr_int;
 using testing::attr_ints;
 using testing::attr_string;
+using testing::Expect;
+using testing::expect_fast_matches_ref;
+using testing::max_abs;
 using testing::max_abs_diff;
-using testing::OpRun;
-using testing::run_op;
-using testing::run_ref_op;
-
-Tensor random_tensor(DataType dt, const Shape& s, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> dist(-scale, scale);
-  Tensor t(dt, s);
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    if (dt == DataType::kFloat64) {
-      t.data<double>()[i] = dist(gen);
-    } else {
-      t.data<float>()[i] = dist(gen);
-    }
-  }
-  return t;
-}
-
-double max_abs(const Tensor& t) {
-  double m = 0;
-  for (int64_t i = 0; i < t.numel(); ++i)
-    m = std::max(m, std::abs(t.dtype() == DataType::kFloat64 ? t.data<double>()[i]
-                                                             : double(t.data<float>()[i])));
-  return m;
-}
+using testing::OpTest;
+using testing::random_tensor;
+using testing::Tolerance;
 
 // `t` [N, C, H, W] as NHWC [N, H, W, C].
 Tensor nhwc_of(const Tensor& t) {
@@ -71,24 +52,16 @@ Tensor nhwc_of(const Tensor& t) {
   return out;
 }
 
-// Runs the op on the CPU and the reference backends (compute called twice: cached plans and
-// prepacked weights are used on the second call) and compares output 0. Returns whether the
-// CPU backend declined the node; `fallback` says whether its kernel is expected to hand both
-// calls to the reference kernel.
-bool compare(const std::string& name, const std::string& op, const std::vector<Tensor>& inputs,
-             const std::map<std::string, Attribute>& attrs, const std::vector<bool>& constant,
-             const std::string& domain = "", bool fallback = false, int num_outputs = 1) {
-  SCOPED_TRACE(name);
-  const int64_t before = cpu::reference_fallbacks();
-  OpRun cpu = run_op(cpu_backend(), op, inputs, attrs, num_outputs, 17, constant, 2, 2, domain);
-  std::vector<Tensor> ref = run_ref_op(op, inputs, attrs, num_outputs, 17, domain);
-  const double diff = max_abs_diff(cpu.outputs.at(0), ref.at(0));
-  EXPECT_LE(diff, 1e-4 * (1 + max_abs(ref[0]))) << name << ": max |cpu - ref| = " << diff;
-  if (cpu.backend == "cpu") {
-    EXPECT_EQ(cpu::reference_fallbacks() - before, fallback ? 2 : 0)
-        << name << (fallback ? ": expected to run on the reference kernel" : ": fell back");
-  }
-  return cpu.backend != "cpu";
+// The tables' comparison: every output within 1e-4 * (1 + max |ref|), compute called twice
+// (cached plans and prepacked weights are used on the second call), and the path the CPU
+// backend takes as `expect` says.
+void check(const OpTest& t, Expect expect = Expect::takes()) {
+  expect_fast_matches_ref(t, cpu_backend(), Tolerance::scaled(1e-4), expect);
+}
+
+// FusedConv and its channels-last form, in the fused domain.
+OpTest fused_conv(const std::vector<Tensor>& in, const std::map<std::string, Attribute>& attrs) {
+  return OpTest("FusedConv").domain(kFusedDomain).attrs(attrs).inputs(in);
 }
 
 // ---- FusedConv ------------------------------------------------------------------------------
@@ -141,28 +114,35 @@ const std::vector<ConvGeometry>& geometries() {
 Tensor unfused_reference(const ConvGeometry& g, const Act& act, const std::vector<Tensor>& in,
                          const std::map<std::string, Attribute>& conv_attrs) {
   std::vector<Tensor> conv_in(in.begin(), in.begin() + std::min<size_t>(in.size(), 3));
-  Tensor y = run_ref_op("Conv", conv_in, conv_attrs)[0];
-  if (in.size() > 3 && in[3].defined()) y = run_ref_op("Add", {y, in[3]})[0];
+  Tensor y = OpTest("Conv").inputs(conv_in).attrs(conv_attrs).run_ref()[0];
+  if (in.size() > 3 && in[3].defined()) y = OpTest("Add").inputs({y, in[3]}).run_ref()[0];
   auto p = [&](size_t i, float dflt) { return i < act.params.size() ? act.params[i] : dflt; };
   const float inf = std::numeric_limits<float>::infinity();
   if (act.name == "Relu" || act.name == "Sigmoid" || act.name == "Tanh" ||
       act.name == "HardSwish") {
-    y = run_ref_op(act.name, {y})[0];
+    y = OpTest(act.name).input(y).run_ref()[0];
   } else if (act.name == "LeakyRelu") {
-    y = run_ref_op("LeakyRelu", {y}, {{"alpha", attr_float(p(0, 0.01f))}})[0];
+    y = OpTest("LeakyRelu").input(y).attr("alpha", p(0, 0.01f)).run_ref()[0];
   } else if (act.name == "HardSigmoid") {
-    y = run_ref_op("HardSigmoid", {y},
-                   {{"alpha", attr_float(p(0, 0.2f))}, {"beta", attr_float(p(1, 0.5f))}})[0];
+    y = OpTest("HardSigmoid")
+            .input(y)
+            .attr("alpha", p(0, 0.2f))
+            .attr("beta", p(1, 0.5f))
+            .run_ref()[0];
   } else if (act.name == "Clip") {
-    y = run_ref_op("Clip", {y}, {{"min", attr_float(p(0, -inf))}, {"max", attr_float(p(1, inf))}},
-                   1, 6)[0];
+    y = OpTest("Clip")
+            .inputs({y})
+            .attr("min", p(0, -inf))
+            .attr("max", p(1, inf))
+            .opset(6)
+            .run_ref()[0];
   } else if (act.name == "SiLU") {
-    y = run_ref_op("Mul", {y, run_ref_op("Sigmoid", {y})[0]})[0];
+    y = OpTest("Mul").inputs({y, OpTest("Sigmoid").input(y).run_ref()[0]}).run_ref()[0];
   }
   return y;
 }
 
-TEST(CpuVsRefCnn, FusedConvTable) {
+TANDEM_FAST_TABLE_TEST(CpuVsRefCnn, FusedConvTable, {"com.tandem:FusedConv"}) {
   int cases = 0;
   uint32_t seed = 3000;
   for (const ConvGeometry& g : geometries()) {
@@ -171,10 +151,11 @@ TEST(CpuVsRefCnn, FusedConvTable) {
     if (!g.strides.empty()) conv_attrs["strides"] = attr_ints(g.strides);
     if (!g.pads.empty()) conv_attrs["pads"] = attr_ints(g.pads);
     if (!g.dilations.empty()) conv_attrs["dilations"] = attr_ints(g.dilations);
-    const Shape y_shape = run_ref_op("Conv",
-                                     {random_tensor(DataType::kFloat32, g.x, 1),
-                                      random_tensor(DataType::kFloat32, g.w, 2)},
-                                     conv_attrs)[0]
+    const Shape y_shape = OpTest("Conv")
+                              .inputs({random_tensor(DataType::kFloat32, g.x, 1),
+                                       random_tensor(DataType::kFloat32, g.w, 2)})
+                              .attrs(conv_attrs)
+                              .run_ref()[0]
                               .shape();
     for (const Act& act : activations()) {
       for (int variant = 0; variant < 4; ++variant) {
@@ -190,10 +171,9 @@ TEST(CpuVsRefCnn, FusedConvTable) {
             "FusedConv " + g.name + " " + (act.name.empty() ? "no activation" : act.name) + " " +
             std::to_string(act.params.size()) + " params" + (bias ? " B" : "") + (z ? " Z" : "");
         SCOPED_TRACE(name);
-        EXPECT_FALSE(
-            compare(name, "FusedConv", in, attrs, {false, true, true, false}, kFusedDomain));
+        check(fused_conv(in, attrs).constants({false, true, true, false}));
         // The oracle itself: the reference FusedConv equals the unfused reference ops.
-        std::vector<Tensor> fused = run_ref_op("FusedConv", in, attrs, 1, 17, kFusedDomain);
+        std::vector<Tensor> fused = fused_conv(in, attrs).run_ref();
         Tensor unfused = unfused_reference(g, act, in, conv_attrs);
         EXPECT_LE(max_abs_diff(fused[0], unfused), 1e-6 * (1 + max_abs(unfused)));
         ++cases;
@@ -205,7 +185,7 @@ TEST(CpuVsRefCnn, FusedConvTable) {
 
 // Z that broadcasts (per channel, or to a larger output) runs on the reference kernel; Clip with
 // lo > hi is declined (oneDNN's clip differs there); W computed at run time stays fast.
-TEST(CpuVsRefCnn, FusedConvEdgeCases) {
+TANDEM_FAST_TABLE_TEST(CpuVsRefCnn, FusedConvEdgeCases, {"com.tandem:FusedConv"}) {
   const Tensor x = random_tensor(DataType::kFloat32, {1, 3, 6, 6}, 1);
   const Tensor w = random_tensor(DataType::kFloat32, {4, 3, 3, 3}, 2);
   const Tensor b = random_tensor(DataType::kFloat32, {4}, 3);
@@ -226,34 +206,32 @@ TEST(CpuVsRefCnn, FusedConvEdgeCases) {
         std::copy_n(zi.data<float>(), zi.numel(), padded.data<float>());
         zi = nhwc_of(padded);
       }
-      EXPECT_FALSE(compare("Z " + shape_str(zs) + (cl ? " channels-last" : ""), "FusedConv",
-                           {xi, w, b, zi}, a, {false, true, true, false}, kFusedDomain));
+      check(fused_conv({xi, w, b, zi}, a).constants({false, true, true, false}));
     }
   }
-  EXPECT_FALSE(compare("Z larger", "FusedConv",
-                       {x, w, b, random_tensor(DataType::kFloat32, {2, 4, 6, 6}, 5)}, attrs,
-                       {false, true, true, false}, kFusedDomain, true));
-  EXPECT_FALSE(compare("1x1 on 1x1, W at run time", "FusedConv",
-                       {random_tensor(DataType::kFloat32, {3, 5, 1, 1}, 7),
-                        random_tensor(DataType::kFloat32, {6, 5, 1, 1}, 8),
-                        random_tensor(DataType::kFloat32, {6}, 9)},
-                       {{"activation", attr_string("Sigmoid")}}, {false, false, false},
-                       kFusedDomain));
-  EXPECT_FALSE(compare("W at run time", "FusedConv",
-                       {x, w, b, random_tensor(DataType::kFloat32, {1, 4, 6, 6}, 6)}, attrs,
-                       {false, false, false, false}, kFusedDomain));
+  check(fused_conv({x, w, b, random_tensor(DataType::kFloat32, {2, 4, 6, 6}, 5)}, attrs)
+            .constants({false, true, true, false}),
+        Expect::hands_over());  // Z larger than the conv's output
+  check(fused_conv({random_tensor(DataType::kFloat32, {3, 5, 1, 1}, 7),
+                    random_tensor(DataType::kFloat32, {6, 5, 1, 1}, 8),
+                    random_tensor(DataType::kFloat32, {6}, 9)},
+                   {{"activation", attr_string("Sigmoid")}}));  // 1x1 on 1x1, W at run time
+  check(fused_conv({x, w, b, random_tensor(DataType::kFloat32, {1, 4, 6, 6}, 6)},
+                   attrs));  // W at run time
   std::map<std::string, Attribute> bad_clip = attrs;
   bad_clip["activation"] = attr_string("Clip");
   bad_clip["activation_params"] = attr_floats({1.0f, -1.0f});
-  EXPECT_TRUE(
-      compare("Clip lo > hi", "FusedConv", {x, w, b}, bad_clip, {false, true, true}, kFusedDomain));
+  check(fused_conv({x, w, b}, bad_clip).constants({false, true, true}), Expect::declines());
   std::map<std::string, Attribute> unknown = attrs;
   unknown["activation"] = attr_string("Swoosh");
-  EXPECT_THROW(run_ref_op("FusedConv", {x, w, b}, unknown, 1, 17, kFusedDomain), Error);
+  EXPECT_THROW(OpTest("FusedConv").inputs({x, w, b}).attrs(unknown).domain(kFusedDomain).run_ref(),
+               Error);
   std::map<std::string, Attribute> wrong_count = attrs;
   wrong_count["activation"] = attr_string("Clip");
   wrong_count["activation_params"] = attr_floats({1.0f});
-  EXPECT_THROW(run_ref_op("FusedConv", {x, w, b}, wrong_count, 1, 17, kFusedDomain), Error);
+  EXPECT_THROW(
+      OpTest("FusedConv").inputs({x, w, b}).attrs(wrong_count).domain(kFusedDomain).run_ref(),
+      Error);
 }
 
 // ---- MaxPool, AveragePool -------------------------------------------------------------------
@@ -268,7 +246,7 @@ struct PoolCase {
   bool max_fallback = false, avg_fallback = false;  // handed to the reference kernel
 };
 
-TEST(CpuVsRefCnn, PoolTable) {
+TANDEM_FAST_TABLE_TEST(CpuVsRefCnn, PoolTable, {"MaxPool", "AveragePool"}) {
   const std::vector<PoolCase> cases = {
       {"2x2 stride 2", {1, 3, 8, 8}, {2, 2}, {2, 2}},
       {"3x3 stride 2 pad 1 (resnet stem)", {2, 16, 17, 17}, {3, 3}, {2, 2}, {1, 1, 1, 1}},
@@ -303,16 +281,15 @@ TEST(CpuVsRefCnn, PoolTable) {
     if (!c.dilations.empty()) attrs["dilations"] = attr_ints(c.dilations);
     if (c.ceil_mode) attrs["ceil_mode"] = attr_int(c.ceil_mode);
     if (!c.auto_pad.empty()) attrs["auto_pad"] = attr_string(c.auto_pad);
+    SCOPED_TRACE(c.name);
     const Tensor x = random_tensor(DataType::kFloat32, c.x, seed++, 3.0f);
     // MaxPool ignores count_include_pad; run it once per case.
     if (c.count_include_pad == 0) {
-      EXPECT_FALSE(
-          compare("MaxPool " + c.name, "MaxPool", {x}, attrs, {false}, "", c.max_fallback));
+      check(OpTest("MaxPool").attrs(attrs).input(x), Expect::takes_or_hands_over(!c.max_fallback));
     }
     std::map<std::string, Attribute> avg = attrs;
     avg["count_include_pad"] = attr_int(c.count_include_pad);
-    EXPECT_FALSE(
-        compare("AveragePool " + c.name, "AveragePool", {x}, avg, {false}, "", c.avg_fallback));
+    check(OpTest("AveragePool").attrs(avg).input(x), Expect::takes_or_hands_over(!c.avg_fallback));
     ++count;
   }
   std::cout << "[ cpu-vs-ref ] MaxPool/AveragePool: " << count << " cases\n";
@@ -323,27 +300,26 @@ TEST(CpuVsRefCnn, PoolDeclined) {
   std::map<std::string, Attribute> attrs{{"kernel_shape", attr_ints({2, 2})},
                                          {"strides", attr_ints({2, 2})}};
   const Tensor x = random_tensor(DataType::kFloat32, {1, 3, 6, 6}, 1);
-  EXPECT_TRUE(compare("MaxPool with Indices", "MaxPool", {x}, attrs, {false}, "", false, 2));
-  EXPECT_TRUE(compare("MaxPool float64", "MaxPool",
-                      {random_tensor(DataType::kFloat64, {1, 3, 6, 6}, 2)}, attrs, {false}));
-  EXPECT_TRUE(compare("GlobalAveragePool float64", "GlobalAveragePool",
-                      {random_tensor(DataType::kFloat64, {1, 3, 6, 6}, 3)}, {}, {false}));
+  check(OpTest("MaxPool").attrs(attrs).input(x).outputs(2), Expect::declines());  // Indices
+  check(OpTest("MaxPool").attrs(attrs).input(random_tensor(DataType::kFloat64, {1, 3, 6, 6}, 2)),
+        Expect::declines());
+  check(OpTest("GlobalAveragePool").input(random_tensor(DataType::kFloat64, {1, 3, 6, 6}, 3)),
+        Expect::declines());
 }
 
-TEST(CpuVsRefCnn, GlobalPoolTable) {
+TANDEM_FAST_TABLE_TEST(CpuVsRefCnn, GlobalPoolTable, {"GlobalAveragePool", "GlobalMaxPool"}) {
   const std::vector<Shape> shapes = {{1, 3, 8, 8},   {2, 16, 7, 5},   {1, 64, 1, 1},     {3, 5, 17},
                                      {1, 4, 33, 31}, {2, 3, 4, 5, 6}, {1, 256, 128, 128}};
   uint32_t seed = 5000;
   for (const Shape& s : shapes) {
     const Tensor x = random_tensor(DataType::kFloat32, s, seed++, 5.0f);
-    for (const std::string op : {"GlobalAveragePool", "GlobalMaxPool"})
-      EXPECT_FALSE(compare(op + " " + shape_str(s), op, {x}, {}, {false}));
+    for (const std::string op : {"GlobalAveragePool", "GlobalMaxPool"}) check(OpTest(op).input(x));
   }
 }
 
 // ---- BatchNormalization ---------------------------------------------------------------------
 
-TEST(CpuVsRefCnn, BatchNormTable) {
+TANDEM_FAST_TABLE_TEST(CpuVsRefCnn, BatchNormTable, {"BatchNormalization"}) {
   const std::vector<Shape> shapes = {{2, 3, 5, 7}, {1, 16, 1, 1},   {4, 6},
                                      {3, 5, 11},   {1, 8, 2, 3, 4}, {1, 32, 64, 64}};
   uint32_t seed = 6000;
@@ -356,46 +332,56 @@ TEST(CpuVsRefCnn, BatchNormTable) {
                                    random_tensor(DataType::kFloat32, {c}, seed++),
                                    random_tensor(DataType::kFloat32, {c}, seed++),
                                    random_tensor(DataType::kFloat32, {c}, seed++), var};
-      const std::string name = "BatchNormalization " + shape_str(s) + (constant ? " const" : "");
-      EXPECT_FALSE(compare(name, "BatchNormalization", in, {{"epsilon", attr_float(1e-3f)}},
-                           {false, constant, constant, constant, constant}));
+      check(OpTest("BatchNormalization")
+                .attr("epsilon", 1e-3f)
+                .inputs(in)
+                .constants({false, constant, constant, constant, constant}));
+      // Training mode: the batch's statistics, and the running mean and variance as outputs.
+      check(OpTest("BatchNormalization")
+                .attr("epsilon", 1e-3f)
+                .attr("training_mode", 1)
+                .attr("momentum", 0.7f)
+                .inputs(in)
+                .constants({false, constant, constant, constant, constant})
+                .outputs(3));
     }
   }
-  // float64 and training mode: declined.
+  // float64: declined.
   const std::vector<Tensor> f64{
       random_tensor(DataType::kFloat64, {1, 2, 3, 3}, 1), random_tensor(DataType::kFloat64, {2}, 2),
       random_tensor(DataType::kFloat64, {2}, 3), random_tensor(DataType::kFloat64, {2}, 4),
       random_tensor(DataType::kFloat64, {2}, 5)};
   std::vector<Tensor> f64_pos = f64;
   for (int64_t i = 0; i < 2; ++i) f64_pos[4].data<double>()[i] = 1.0 + i;
-  EXPECT_TRUE(compare("BatchNormalization float64", "BatchNormalization", f64_pos, {},
-                      {false, true, true, true, true}));
+  check(OpTest("BatchNormalization").inputs(f64_pos).constants({false, true, true, true, true}),
+        Expect::declines());
 }
 
 // ---- Channels-last ops (ops/layout.h) ---------------------------------------------------------
 
-TEST(CpuVsRefCnn, LayoutTransforms) {
+TANDEM_FAST_TABLE_TEST(CpuVsRefCnn, LayoutTransforms,
+                       {"com.tandem:ToChannelsLast", "com.tandem:ToChannelsFirst"}) {
   const std::vector<Shape> shapes = {{1, 3, 64, 64}, {2, 5, 7, 3},  {1, 1, 4, 4},
                                      {1, 16, 1, 1},  {3, 17, 9, 1}, {1, 33, 31, 17}};
   uint32_t seed = 7000;
   for (const Shape& s : shapes) {
     const Tensor x = random_tensor(DataType::kFloat32, s, seed++);
     const Tensor nhwc = nhwc_of(x);
-    EXPECT_FALSE(compare("ToChannelsLast " + shape_str(s), "ToChannelsLast", {x}, {}, {false},
-                         kFusedDomain));
-    EXPECT_FALSE(compare("ToChannelsFirst " + shape_str(s), "ToChannelsFirst", {nhwc}, {}, {false},
-                         kFusedDomain));
+    check(OpTest("ToChannelsLast").domain(kFusedDomain).input(x));
+    check(OpTest("ToChannelsFirst").domain(kFusedDomain).input(nhwc));
     // The reference kernels against the permutation written out here.
-    EXPECT_EQ(max_abs_diff(run_ref_op("ToChannelsLast", {x}, {}, 1, 17, kFusedDomain)[0], nhwc),
-              0.0);
-    EXPECT_EQ(max_abs_diff(run_ref_op("ToChannelsFirst", {nhwc}, {}, 1, 17, kFusedDomain)[0], x),
-              0.0);
+    EXPECT_EQ(
+        max_abs_diff(OpTest("ToChannelsLast").inputs({x}).domain(kFusedDomain).run_ref()[0], nhwc),
+        0.0);
+    EXPECT_EQ(
+        max_abs_diff(OpTest("ToChannelsFirst").inputs({nhwc}).domain(kFusedDomain).run_ref()[0], x),
+        0.0);
   }
 }
 
 // FusedConv with channels_last: the CPU kernel against the reference one, and the reference one
 // against the NCHW FusedConv on permuted tensors.
-TEST(CpuVsRefCnn, ChannelsLastFusedConv) {
+TANDEM_FAST_TABLE_TEST(CpuVsRefCnn, ChannelsLastFusedConv, {"com.tandem:FusedConv"}) {
   uint32_t seed = 7100;
   for (const ConvGeometry& g : geometries()) {
     for (const Act& act : {Act{"", {}}, Act{"Relu", {}}, Act{"HardSwish", {}}, Act{"SiLU", {}}}) {
@@ -410,9 +396,11 @@ TEST(CpuVsRefCnn, ChannelsLastFusedConv) {
         std::vector<Tensor> in{random_tensor(DataType::kFloat32, g.x, seed++, 2.0f),
                                random_tensor(DataType::kFloat32, g.w, seed++)};
         in.push_back(bias ? random_tensor(DataType::kFloat32, {g.w[0]}, seed++) : Tensor());
-        const Shape y_shape = run_ref_op("FusedConv", in, attrs, 1, 17, kFusedDomain)[0].shape();
+        const Shape y_shape =
+            OpTest("FusedConv").inputs(in).attrs(attrs).domain(kFusedDomain).run_ref()[0].shape();
         if (z) in.push_back(random_tensor(DataType::kFloat32, y_shape, seed++));
-        const Tensor nchw = run_ref_op("FusedConv", in, attrs, 1, 17, kFusedDomain)[0];
+        const Tensor nchw =
+            OpTest("FusedConv").inputs(in).attrs(attrs).domain(kFusedDomain).run_ref()[0];
         std::vector<Tensor> cl_in = in;
         cl_in[0] = nhwc_of(in[0]);
         if (z) cl_in[3] = nhwc_of(in[3]);
@@ -420,16 +408,19 @@ TEST(CpuVsRefCnn, ChannelsLastFusedConv) {
         cl_attrs["channels_last"] = attr_int(1);
         const std::string name = "channels-last FusedConv " + g.name + " " + act.name +
                                  (bias ? " B" : "") + (z ? " Z" : "");
-        EXPECT_FALSE(
-            compare(name, "FusedConv", cl_in, cl_attrs, {false, true, true, false}, kFusedDomain));
-        const Tensor cl = run_ref_op("FusedConv", cl_in, cl_attrs, 1, 17, kFusedDomain)[0];
+        SCOPED_TRACE(name);
+        check(fused_conv(cl_in, cl_attrs).constants({false, true, true, false}));
+        const Tensor cl =
+            OpTest("FusedConv").inputs(cl_in).attrs(cl_attrs).domain(kFusedDomain).run_ref()[0];
         EXPECT_LE(max_abs_diff(cl, nhwc_of(nchw)), 1e-6 * (1 + max_abs(nchw))) << name;
       }
     }
   }
 }
 
-TEST(CpuVsRefCnn, ChannelsLastPools) {
+TANDEM_FAST_TABLE_TEST(CpuVsRefCnn, ChannelsLastPools,
+                       {"com.tandem:MaxPool", "com.tandem:AveragePool",
+                        "com.tandem:GlobalAveragePool", "com.tandem:GlobalMaxPool"}) {
   struct Case {
     std::string op;
     Shape x;
@@ -461,11 +452,13 @@ TEST(CpuVsRefCnn, ChannelsLastPools) {
     std::map<std::string, Attribute> attrs = c.attrs;
     attrs["channels_last"] = attr_int(1);
     const std::string name = "channels-last " + c.op + " " + shape_str(c.x);
-    EXPECT_FALSE(compare(name, c.op, {nhwc_of(x)}, attrs, {false}, kFusedDomain));
+    check(OpTest(c.op).domain(kFusedDomain).attrs(attrs).input(nhwc_of(x)));
     // The reference channels-last pool is the ONNX pool on NCHW, permuted.
-    const Tensor want = nhwc_of(run_ref_op(c.op, {x}, c.attrs)[0]);
-    EXPECT_EQ(max_abs_diff(run_ref_op(c.op, {nhwc_of(x)}, attrs, 1, 17, kFusedDomain)[0], want),
-              0.0)
+    const Tensor want = nhwc_of(OpTest(c.op).input(x).attrs(c.attrs).run_ref()[0]);
+    EXPECT_EQ(
+        max_abs_diff(
+            OpTest(c.op).inputs({nhwc_of(x)}).attrs(attrs).domain(kFusedDomain).run_ref()[0], want),
+        0.0)
         << name;
   }
 }

@@ -6,21 +6,20 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <iostream>
 #include <limits>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "backends/backend.h"
 #include "backends/cpu/cpu_backend.h"
-#include "backends/cpu/cpu_kernels.h"
 #include "core/thread_pool.h"
+#include "fast_vs_ref.h"
 #include "op_test_util.h"
 #include "ops/schema.h"
 #include "tandem/status.h"
 #include "tandem/tensor.h"
+#include "test_tensors.h"
 
 namespace tandem {
 namespace {
@@ -29,78 +28,32 @@ using testing::attr_float;
 using testing::attr_int;
 using testing::attr_ints;
 using testing::attr_string;
+using testing::Expect;
+using testing::expect_fast_matches_ref;
+using testing::FastRun;
+using testing::max_abs;
 using testing::max_abs_diff;
 using testing::OpRun;
-using testing::run_op;
-using testing::run_ref_op;
-
-Tensor random_tensor(DataType dt, const Shape& s, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  Tensor t(dt, s);
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    const float v = dist(gen);
-    switch (dt) {
-      case DataType::kFloat32:
-        t.data<float>()[i] = v;
-        break;
-      case DataType::kFloat64:
-        t.data<double>()[i] = v;
-        break;
-      case DataType::kInt32:
-        t.data<int32_t>()[i] = static_cast<int32_t>(std::lround(4 * v));
-        break;
-      default:
-        ADD_FAILURE() << "random_tensor: unsupported dtype";
-    }
-  }
-  return t;
-}
-
-double max_abs(const Tensor& t) {
-  double m = 0;
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    switch (t.dtype()) {
-      case DataType::kFloat32:
-        m = std::max(m, std::abs(double(t.data<float>()[i])));
-        break;
-      case DataType::kFloat64:
-        m = std::max(m, std::abs(t.data<double>()[i]));
-        break;
-      case DataType::kInt32:
-        m = std::max(m, std::abs(double(t.data<int32_t>()[i])));
-        break;
-      default:
-        break;
-    }
-  }
-  return m;
-}
+using testing::OpTest;
+using testing::random_bytes;
+using testing::random_tensor;
+using testing::scalar_f32;
+using testing::Tolerance;
 
 struct Outcome {
   int cases = 0, declined = 0;
+  void add(const FastRun& r) {
+    ++cases;
+    declined += r.declined();
+  }
 };
 
-// Runs `op` on the CPU and the reference backends and compares; returns whether the CPU
-// backend declined it. Both runs call compute twice, so cached plans and prepacked weights are
-// used on the second call.
-bool compare(const std::string& name, const std::string& op, const std::vector<Tensor>& inputs,
-             const std::map<std::string, Attribute>& attrs, const std::vector<bool>& constant,
-             int threads = 2, int opset = 17, int64_t expected_fallbacks = 0) {
-  SCOPED_TRACE(name);
-  const int64_t fallbacks_before = cpu::reference_fallbacks();
-  OpRun cpu = run_op(cpu_backend(), op, inputs, attrs, 1, opset, constant, threads, 2);
-  std::vector<Tensor> ref = run_ref_op(op, inputs, attrs, 1, opset);
-  const double diff = max_abs_diff(cpu.outputs.at(0), ref.at(0));
-  const double tol = 1e-4 * (1 + max_abs(ref[0]));
-  EXPECT_LE(diff, tol) << name << ": max |cpu - ref| = " << diff;
-  // A node the CPU backend accepts must really run on oneDNN, not hand each call over.
-  if (cpu.backend == "cpu") {
-    // (expected_fallbacks: calls the kernel is meant to hand over, e.g. an A that broadcasts.)
-    EXPECT_EQ(cpu::reference_fallbacks() - fallbacks_before, expected_fallbacks)
-        << name << ": ran on the reference kernel";
-  }
-  return cpu.backend != "cpu";
+// The tables' comparison: every output within 1e-4 * (1 + max |ref|), compute called twice (so
+// cached plans and prepacked weights are used on the second call), and the path the CPU
+// backend takes as `expect` says: a node it accepts must really run on oneDNN, not hand each
+// call over.
+FastRun check(const OpTest& t, Expect expect = Expect::takes()) {
+  return expect_fast_matches_ref(t, cpu_backend(), Tolerance::scaled(1e-4), expect);
 }
 
 // ---- Conv ----------------------------------------------------------------------------------
@@ -209,7 +162,7 @@ const std::vector<ConvCase>& conv_cases() {
   return cases;
 }
 
-TEST(CpuVsRef, ConvTable) {
+TANDEM_FAST_TABLE_TEST(CpuVsRef, ConvTable, {"Conv"}) {
   Outcome out;
   uint32_t seed = 100;
   for (const ConvCase& c : conv_cases()) {
@@ -222,11 +175,9 @@ TEST(CpuVsRef, ConvTable) {
     std::vector<Tensor> inputs{random_tensor(c.dtype, c.x, seed++),
                                random_tensor(c.dtype, c.w, seed++)};
     if (c.bias) inputs.push_back(random_tensor(c.dtype, {c.w[0]}, seed++));
-    const bool declined =
-        compare("Conv " + c.name, "Conv", inputs, attrs, {false, c.const_w, true});
-    EXPECT_EQ(declined, c.expect_declined) << "Conv " << c.name;
-    ++out.cases;
-    out.declined += declined;
+    SCOPED_TRACE("Conv " + c.name);
+    out.add(check(OpTest("Conv").inputs(inputs).attrs(attrs).constants({false, c.const_w, true}),
+                  Expect::takes_or_declines(!c.expect_declined)));
   }
   std::cout << "[ cpu-vs-ref ] Conv: " << out.cases << " cases, " << out.declined
             << " declined by the CPU backend\n";
@@ -241,7 +192,7 @@ struct MatMulCase {
   bool expect_declined = false;
 };
 
-TEST(CpuVsRef, MatMulTable) {
+TANDEM_FAST_TABLE_TEST(CpuVsRef, MatMulTable, {"MatMul"}) {
   const std::vector<MatMulCase> cases = {
       {{3, 4}, {4, 5}},
       {{3, 4}, {4, 5}, false},
@@ -268,14 +219,10 @@ TEST(CpuVsRef, MatMulTable) {
   Outcome out;
   uint32_t seed = 500;
   for (const MatMulCase& c : cases) {
-    const std::string name = "MatMul " + shape_str(c.a) + " x " + shape_str(c.b) +
-                             (c.const_b ? " const B" : "") + " " + dtype_name(c.dtype);
     std::vector<Tensor> inputs{random_tensor(c.dtype, c.a, seed++),
                                random_tensor(c.dtype, c.b, seed++)};
-    const bool declined = compare(name, "MatMul", inputs, {}, {false, c.const_b});
-    EXPECT_EQ(declined, c.expect_declined) << name;
-    ++out.cases;
-    out.declined += declined;
+    out.add(check(OpTest("MatMul").inputs(inputs).constants({false, c.const_b}),
+                  Expect::takes_or_declines(!c.expect_declined)));
   }
   std::cout << "[ cpu-vs-ref ] MatMul: " << out.cases << " cases, " << out.declined
             << " declined by the CPU backend\n";
@@ -292,7 +239,7 @@ struct GemmCase {
   bool const_b = true;
 };
 
-TEST(CpuVsRef, GemmTable) {
+TANDEM_FAST_TABLE_TEST(CpuVsRef, GemmTable, {"Gemm"}) {
   const std::vector<GemmCase> cases = {
       {{3, 4}, {4, 5}},
       {{3, 4}, {5, 4}, 0, 1, 1.0f, 1.0f, true, {5}},  // a fully connected layer
@@ -312,22 +259,16 @@ TEST(CpuVsRef, GemmTable) {
   Outcome out;
   uint32_t seed = 900;
   for (const GemmCase& c : cases) {
-    const std::string name =
-        "Gemm " + shape_str(c.a) + " x " + shape_str(c.b) + " tA=" + std::to_string(c.trans_a) +
-        " tB=" + std::to_string(c.trans_b) + " alpha=" + std::to_string(c.alpha) +
-        " beta=" + std::to_string(c.beta) + (c.has_c ? " C" + shape_str(c.c) : "") +
-        (c.const_b ? " const B" : "");
-    std::map<std::string, Attribute> attrs{{"transA", attr_int(c.trans_a)},
-                                           {"transB", attr_int(c.trans_b)},
-                                           {"alpha", attr_float(c.alpha)},
-                                           {"beta", attr_float(c.beta)}};
-    std::vector<Tensor> inputs{random_tensor(DataType::kFloat32, c.a, seed++),
-                               random_tensor(DataType::kFloat32, c.b, seed++)};
-    if (c.has_c) inputs.push_back(random_tensor(DataType::kFloat32, c.c, seed++));
-    const bool declined = compare(name, "Gemm", inputs, attrs, {false, c.const_b, true});
-    EXPECT_FALSE(declined) << name;
-    ++out.cases;
-    out.declined += declined;
+    OpTest t = OpTest("Gemm")
+                   .attr("transA", c.trans_a)
+                   .attr("transB", c.trans_b)
+                   .attr("alpha", c.alpha)
+                   .attr("beta", c.beta)
+                   .constants({false, c.const_b, true});
+    t.input(random_tensor(DataType::kFloat32, c.a, seed++));
+    t.input(random_tensor(DataType::kFloat32, c.b, seed++));
+    if (c.has_c) t.input(random_tensor(DataType::kFloat32, c.c, seed++));
+    out.add(check(t));
   }
   std::cout << "[ cpu-vs-ref ] Gemm: " << out.cases << " cases, " << out.declined
             << " declined by the CPU backend\n";
@@ -351,7 +292,7 @@ struct SoftmaxCase {
   bool expect_declined = false;
 };
 
-TEST(CpuVsRef, SoftmaxTable) {
+TANDEM_FAST_TABLE_TEST(CpuVsRef, SoftmaxTable, {"Softmax", "LogSoftmax"}) {
   const std::vector<SoftmaxCase> cases = {
       {{3, 5, 7}, -1, true},
       {{3, 5, 7}, 0, true},
@@ -379,18 +320,11 @@ TEST(CpuVsRef, SoftmaxTable) {
   uint32_t seed = 1300;
   for (const std::string op : {"Softmax", "LogSoftmax"}) {
     for (const SoftmaxCase& c : cases) {
-      const std::string name = op + " " + shape_str(c.x) +
-                               (c.has_axis ? " axis=" + std::to_string(c.axis) : "") + " opset " +
-                               std::to_string(c.opset) + " x" + std::to_string(c.scale) + " " +
-                               dtype_name(c.dtype);
-      std::map<std::string, Attribute> attrs;
-      if (c.has_axis) attrs["axis"] = attr_int(c.axis);
       Tensor x = random_tensor(c.dtype, c.x, seed++);
       if (c.dtype == DataType::kFloat32) x = scaled(std::move(x), c.scale);
-      const bool declined = compare(name, op, {x}, attrs, {false}, 2, c.opset);
-      EXPECT_EQ(declined, c.expect_declined) << name;
-      ++out.cases;
-      out.declined += declined;
+      OpTest t = OpTest(op).opset(c.opset).input(x);
+      if (c.has_axis) t.attr("axis", c.axis);
+      out.add(check(t, Expect::takes_or_declines(!c.expect_declined)));
     }
   }
   std::cout << "[ cpu-vs-ref ] Softmax/LogSoftmax: " << out.cases << " cases, " << out.declined
@@ -409,7 +343,9 @@ struct EltwiseCase {
   bool expect_declined = false;
 };
 
-TEST(CpuVsRef, EltwiseTable) {
+TANDEM_FAST_TABLE_TEST(CpuVsRef, EltwiseTable,
+                       {"Sigmoid", "Tanh", "Relu", "LeakyRelu", "Elu", "Exp", "Sqrt", "Abs",
+                        "HardSwish", "Softplus", "Erf"}) {
   const std::vector<EltwiseCase> cases = {
       {"Sigmoid", {2, 3, 5, 7}},
       {"Sigmoid", {1}, {}, 30.0f},
@@ -436,7 +372,6 @@ TEST(CpuVsRef, EltwiseTable) {
   Outcome out;
   uint32_t seed = 1700;
   for (const EltwiseCase& c : cases) {
-    const std::string name = c.op + " " + shape_str(c.x) + " " + dtype_name(c.dtype);
     Tensor x = random_tensor(c.dtype, c.x, seed++);
     if (c.dtype == DataType::kFloat32) {
       x = scaled(std::move(x), c.scale);
@@ -444,10 +379,8 @@ TEST(CpuVsRef, EltwiseTable) {
         for (int64_t i = 0; i < x.numel(); ++i)
           x.data<float>()[i] = std::abs(x.data<float>()[i]) + 0.01f;
     }
-    const bool declined = compare(name, c.op, {x}, c.attrs, {false});
-    EXPECT_EQ(declined, c.expect_declined) << name;
-    ++out.cases;
-    out.declined += declined;
+    out.add(
+        check(OpTest(c.op).attrs(c.attrs).input(x), Expect::takes_or_declines(!c.expect_declined)));
   }
   std::cout << "[ cpu-vs-ref ] Eltwise: " << out.cases << " cases, " << out.declined
             << " declined by the CPU backend\n";
@@ -455,27 +388,25 @@ TEST(CpuVsRef, EltwiseTable) {
 
 // Clip: attribute bounds (opset 6), constant input bounds (opset 13), either bound omitted, and
 // bounds computed at run time (declined).
-TEST(CpuVsRef, ClipTable) {
-  auto scalar = [](float v) {
-    Tensor t(DataType::kFloat32, Shape{});
-    t.data<float>()[0] = v;
-    return t;
-  };
+TANDEM_FAST_TABLE_TEST(CpuVsRef, ClipTable, {"Clip"}) {
   Tensor x = scaled(random_tensor(DataType::kFloat32, {3, 4, 5}, 77), 3.0f);
   const Tensor none;  // an omitted optional input
-  EXPECT_FALSE(compare("Clip opset 6 attrs", "Clip", {x},
-                       {{"min", attr_float(-0.5f)}, {"max", attr_float(1.5f)}}, {false}, 2, 6));
-  EXPECT_FALSE(
-      compare("Clip opset 6 min only", "Clip", {x}, {{"min", attr_float(0.0f)}}, {false}, 2, 6));
-  EXPECT_FALSE(compare("Clip constant bounds", "Clip", {x, scalar(-1.0f), scalar(2.0f)}, {},
-                       {false, true, true}, 2, 13));
-  EXPECT_FALSE(
-      compare("Clip max only", "Clip", {x, none, scalar(0.25f)}, {}, {false, true, true}, 2, 13));
-  EXPECT_FALSE(compare("Clip no bounds", "Clip", {x}, {}, {false}, 2, 13));
-  EXPECT_TRUE(compare("Clip bounds at run time", "Clip", {x, scalar(-1.0f), scalar(2.0f)}, {},
-                      {false, false, false}, 2, 13));
-  EXPECT_TRUE(compare("Clip min > max", "Clip", {x, scalar(2.0f), scalar(-1.0f)}, {},
-                      {false, true, true}, 2, 13));
+  check(OpTest("Clip").opset(6).attr("min", -0.5f).attr("max", 1.5f).input(x));
+  check(OpTest("Clip").opset(6).attr("min", 0.0f).input(x));
+  check(OpTest("Clip")
+            .opset(13)
+            .inputs({x, scalar_f32(-1.0f), scalar_f32(2.0f)})
+            .constants({false, true, true}));
+  check(
+      OpTest("Clip").opset(13).inputs({x, none, scalar_f32(0.25f)}).constants({false, true, true}));
+  check(OpTest("Clip").opset(13).input(x));
+  check(OpTest("Clip").opset(13).inputs({x, scalar_f32(-1.0f), scalar_f32(2.0f)}),
+        Expect::declines());  // bounds computed at run time
+  check(OpTest("Clip")
+            .opset(13)
+            .inputs({x, scalar_f32(2.0f), scalar_f32(-1.0f)})
+            .constants({false, true, true}),
+        Expect::declines());  // min > max
 }
 
 // ---- Add, Sub, Mul, Div ---------------------------------------------------------------------
@@ -486,7 +417,7 @@ struct BinaryCase {
   DataType dtype = DataType::kFloat32;
 };
 
-TEST(CpuVsRef, BinaryTable) {
+TANDEM_FAST_TABLE_TEST(CpuVsRef, BinaryTable, {"Add", "Sub", "Mul", "Div"}) {
   const std::vector<BinaryCase> cases = {
       {{2, 3, 4, 5}, {2, 3, 4, 5}},
       {{2, 3, 4, 5}, {1, 3, 1, 1}},
@@ -513,8 +444,6 @@ TEST(CpuVsRef, BinaryTable) {
   uint32_t seed = 2100;
   for (const std::string op : {"Add", "Sub", "Mul", "Div"}) {
     for (const BinaryCase& c : cases) {
-      const std::string name =
-          op + " " + shape_str(c.a) + " , " + shape_str(c.b) + " " + dtype_name(c.dtype);
       Tensor a = random_tensor(c.dtype, c.a, seed++);
       Tensor b = random_tensor(c.dtype, c.b, seed++);
       if (op == "Div") {  // keep divisors away from 0
@@ -527,10 +456,8 @@ TEST(CpuVsRef, BinaryTable) {
         }
       }
       // Every float32 broadcast runs on the fast path; not-float32 is declined by the factory.
-      const bool declined = compare(name, op, {a, b}, {}, {false, false}, 2, 17, 0);
-      EXPECT_EQ(declined, c.dtype != DataType::kFloat32) << name;
-      ++out.cases;
-      out.declined += declined;
+      out.add(check(OpTest(op).inputs({a, b}),
+                    Expect::takes_or_declines(c.dtype == DataType::kFloat32)));
     }
   }
   std::cout << "[ cpu-vs-ref ] Add/Sub/Mul/Div: " << out.cases << " cases, " << out.declined
@@ -538,18 +465,19 @@ TEST(CpuVsRef, BinaryTable) {
 }
 
 // The thread count of the kernel context (1 and 3) must not change results beyond rounding.
-TEST(CpuVsRef, ThreadCounts) {
+TANDEM_FAST_TABLE_TEST(CpuVsRef, ThreadCounts, {"Conv", "MatMul"}) {
   std::vector<Tensor> conv_in{random_tensor(DataType::kFloat32, {2, 16, 12, 12}, 1),
                               random_tensor(DataType::kFloat32, {24, 16, 3, 3}, 2),
                               random_tensor(DataType::kFloat32, {24}, 3)};
-  std::map<std::string, Attribute> conv_attrs{{"pads", attr_ints({1, 1, 1, 1})}};
   std::vector<Tensor> mm_in{random_tensor(DataType::kFloat32, {3, 40, 50}, 4),
                             random_tensor(DataType::kFloat32, {50, 30}, 5)};
   for (int threads : {1, 3}) {
-    EXPECT_FALSE(compare("Conv threads " + std::to_string(threads), "Conv", conv_in, conv_attrs,
-                         {false, true, true}, threads));
-    EXPECT_FALSE(compare("MatMul threads " + std::to_string(threads), "MatMul", mm_in, {},
-                         {false, true}, threads));
+    check(OpTest("Conv")
+              .attr("pads", {1, 1, 1, 1})
+              .inputs(conv_in)
+              .constants({false, true, true})
+              .threads(threads));
+    check(OpTest("MatMul").inputs(mm_in).constants({false, true}).threads(threads));
   }
 }
 
@@ -586,7 +514,7 @@ TEST(CpuVsRef, ConvKernelReuse) {
     uint32_t seed = 20;
     for (const auto& [xs, wt] : calls) {
       Tensor xt = random_tensor(DataType::kFloat32, xs, seed++);
-      std::vector<Tensor> ref = run_ref_op("Conv", {xt, *wt}, node->attrs);
+      std::vector<Tensor> ref = OpTest("Conv").inputs({xt, *wt}).attrs(node->attrs).run_ref();
       Tensor yt(DataType::kFloat32, ref[0].shape());
       std::vector<const Tensor*> ins{&xt, wt};
       std::vector<Tensor*> outs{&yt};
@@ -604,11 +532,11 @@ struct ResizeCase {
   std::vector<float> scales;  // empty: use sizes
   std::vector<int64_t> sizes;
   std::map<std::string, Attribute> attrs;
-  int64_t expected_fallbacks = 0;  // compute calls handed to the reference kernel
+  int64_t expected_fallbacks = 0;  // compute calls (of 2) handed to the reference kernel
   std::vector<float> roi = {};
 };
 
-TEST(CpuVsRef, ResizeTable) {
+TANDEM_FAST_TABLE_TEST(CpuVsRef, ResizeTable, {"Resize"}) {
   auto a = [](std::initializer_list<std::pair<const std::string, Attribute>> l) {
     return std::map<std::string, Attribute>(l);
   };
@@ -686,15 +614,53 @@ TEST(CpuVsRef, ResizeTable) {
         c.scales.empty() ? Tensor() : Tensor::from_vector(DataType::kFloat32, {rank}, c.scales);
     Tensor sizes =
         c.sizes.empty() ? Tensor() : Tensor::from_vector(DataType::kInt64, {rank}, c.sizes);
-    const bool declined = compare(c.name, "Resize", {x, roi, scales, sizes}, c.attrs,
-                                  {false, true, true, true}, 2, 18, c.expected_fallbacks);
-    EXPECT_FALSE(declined) << c.name;
+    SCOPED_TRACE(c.name);
+    check(OpTest("Resize")
+              .opset(18)
+              .attrs(c.attrs)
+              .inputs({x, roi, scales, sizes})
+              .constants({false, true, true, true}),
+          Expect::takes_or_hands_over(c.expected_fallbacks == 0));
+  }
+}
+
+// Upsample (opsets 7 and 9) runs on the Resize kernel: scales as an attribute (7) or an input
+// (9), nearest and linear ("bilinear" is opset 7's spelling), upscaling only.
+TANDEM_FAST_TABLE_TEST(CpuVsRef, UpsampleTable, {"Upsample"}) {
+  struct Case {
+    Shape x;
+    std::vector<float> scales;
+    std::string mode;  // empty: the default, nearest
+    int opset = 9;
+    bool const_scales = true;
+  };
+  const std::vector<Case> cases = {
+      {{1, 3, 5, 7}, {1, 1, 2, 2}, ""},
+      {{2, 4, 3, 3}, {1, 1, 3, 2}, "nearest"},
+      {{1, 2, 4, 6}, {1, 1, 2, 2}, "linear"},
+      {{1, 2, 4, 5}, {1, 1, 1.5f, 2.5f}, "linear"},
+      {{2, 5, 7}, {1, 1, 3}, "nearest", 9, false},
+      {{1, 3, 4, 4}, {1, 1, 2, 2}, "nearest", 7},
+      {{1, 2, 3, 5}, {1, 1, 2, 3}, "bilinear", 7},
+  };
+  uint32_t seed = 5300;
+  for (const Case& c : cases) {
+    OpTest t =
+        OpTest("Upsample").opset(c.opset).input(random_tensor(DataType::kFloat32, c.x, seed++));
+    if (!c.mode.empty()) t.attr("mode", c.mode);
+    if (c.opset < 9) {
+      t.attr("scales", c.scales);
+    } else {
+      t.input(Tensor::from_vector(DataType::kFloat32, {int64_t(c.scales.size())}, c.scales));
+      if (c.const_scales) t.constant(1);
+    }
+    check(t);
   }
 }
 
 // ---- Transpose ------------------------------------------------------------------------------
 
-TEST(CpuVsRef, TransposeTable) {
+TANDEM_FAST_TABLE_TEST(CpuVsRef, TransposeTable, {"Transpose"}) {
   struct Case {
     Shape x;
     std::vector<int64_t> perm;  // empty: the default (reversed axes)
@@ -714,16 +680,10 @@ TEST(CpuVsRef, TransposeTable) {
   };
   uint32_t seed = 6100;
   for (const Case& c : cases) {
-    const std::string name =
-        "Transpose " + shape_str(c.x) + " perm " + shape_str(c.perm) + " " + dtype_name(c.dtype);
-    std::map<std::string, Attribute> attrs;
-    if (!c.perm.empty()) attrs["perm"] = attr_ints(c.perm);
-    Tensor x = random_tensor(c.dtype, c.x, seed++);
-    EXPECT_FALSE(compare(name, "Transpose", {x}, attrs, {false}, 2, 17, 0)) << name;
+    OpTest t = OpTest("Transpose").input(random_tensor(c.dtype, c.x, seed++));
+    if (!c.perm.empty()) t.attr("perm", c.perm);
     // Exact: a transpose moves values.
-    OpRun cpu = run_op(cpu_backend(), "Transpose", {x}, attrs, 1, 17, {false}, 2, 1);
-    std::vector<Tensor> ref = run_ref_op("Transpose", {x}, attrs, 1, 17);
-    EXPECT_EQ(max_abs_diff(cpu.outputs[0], ref[0]), 0.0) << name;
+    expect_fast_matches_ref(t, cpu_backend(), Tolerance::exact_bytes());
   }
 }
 
@@ -737,12 +697,12 @@ struct ConvTransposeCase {
   std::vector<int64_t> strides, dilations, pads, output_padding, output_shape;
   std::string auto_pad;
   bool const_w = true;
-  int64_t fallbacks = 0;  // compute calls (of 2) meant for the reference kernel
+  int64_t fallbacks = 0;  // compute calls (of 2) meant for the reference kernel: 0 or 2
   DataType dtype = DataType::kFloat32;
   bool expect_declined = false;
 };
 
-TEST(CpuVsRef, ConvTransposeTable) {
+TANDEM_FAST_TABLE_TEST(CpuVsRef, ConvTransposeTable, {"ConvTranspose"}) {
   const std::vector<ConvTransposeCase> cases = {
       {"3x3 stride 1 bias", {1, 3, 5, 5}, {3, 4, 3, 3}, true},
       {"stride 2 pads 1 output_padding 1",
@@ -941,11 +901,10 @@ TEST(CpuVsRef, ConvTransposeTable) {
     std::vector<Tensor> inputs{random_tensor(c.dtype, c.x, seed++),
                                random_tensor(c.dtype, c.w, seed++)};
     if (c.bias) inputs.push_back(random_tensor(c.dtype, {c.w[1] * c.group}, seed++));
-    const bool declined = compare("ConvTranspose " + c.name, "ConvTranspose", inputs, attrs,
-                                  {false, c.const_w, true}, 2, 17, c.fallbacks);
-    EXPECT_EQ(declined, c.expect_declined) << "ConvTranspose " << c.name;
-    ++out.cases;
-    out.declined += declined;
+    SCOPED_TRACE("ConvTranspose " + c.name);
+    out.add(check(
+        OpTest("ConvTranspose").attrs(attrs).inputs(inputs).constants({false, c.const_w, true}),
+        c.expect_declined ? Expect::declines() : Expect::takes_or_hands_over(c.fallbacks == 0)));
   }
   std::cout << "[ cpu-vs-ref ] ConvTranspose: " << out.cases << " cases, " << out.declined
             << " declined by the CPU backend\n";
@@ -953,19 +912,8 @@ TEST(CpuVsRef, ConvTransposeTable) {
 
 // ---- Concat ----------------------------------------------------------------------------------
 
-// A tensor of random bytes (any dtype of fixed size; float bit patterns may be NaN, which the
-// byte comparison of ConcatTable does not mind).
-Tensor random_bytes(DataType dt, const Shape& s, uint32_t seed) {
-  std::mt19937 gen(seed);
-  Tensor t(dt, s);
-  auto* p = static_cast<unsigned char*>(t.raw());
-  for (size_t i = 0; i < t.nbytes(); ++i) p[i] = static_cast<unsigned char>(gen());
-  if (dt == DataType::kBool)
-    for (size_t i = 0; i < t.nbytes(); ++i) p[i] &= 1;
-  return t;
-}
-
-TEST(CpuVsRef, ConcatTable) {
+// Random bytes (float bit patterns may be NaN), compared bytewise.
+TANDEM_FAST_TABLE_TEST(CpuVsRef, ConcatTable, {"Concat"}) {
   struct Case {
     std::vector<Shape> inputs;
     int64_t axis;
@@ -988,29 +936,15 @@ TEST(CpuVsRef, ConcatTable) {
   };
   uint32_t seed = 8100;
   for (const Case& c : cases) {
-    std::string name = "Concat axis " + std::to_string(c.axis) + " " + dtype_name(c.dtype);
-    std::vector<Tensor> inputs;
-    for (const Shape& s : c.inputs) {
-      inputs.push_back(random_bytes(c.dtype, s, seed++));
-      name += " " + shape_str(s);
-    }
-    SCOPED_TRACE(name);
-    const std::map<std::string, Attribute> attrs{{"axis", attr_int(c.axis)}};
-    const int64_t fallbacks_before = cpu::reference_fallbacks();
-    OpRun cpu = run_op(cpu_backend(), "Concat", inputs, attrs, 1, 17, {}, 2, 2);
-    std::vector<Tensor> ref = run_ref_op("Concat", inputs, attrs, 1, 17);
-    EXPECT_EQ(cpu.backend, "cpu");
-    EXPECT_EQ(cpu::reference_fallbacks() - fallbacks_before, 0);
-    ASSERT_EQ(cpu.outputs[0].shape(), ref[0].shape());
-    ASSERT_EQ(cpu.outputs[0].nbytes(), ref[0].nbytes());
-    EXPECT_TRUE(ref[0].nbytes() == 0 ||
-                std::memcmp(cpu.outputs[0].raw(), ref[0].raw(), ref[0].nbytes()) == 0);
+    OpTest t = OpTest("Concat").attr("axis", c.axis);
+    for (const Shape& s : c.inputs) t.input(random_bytes(c.dtype, s, seed++));
+    expect_fast_matches_ref(t, cpu_backend(), Tolerance::exact_bytes());
   }
 }
 
 // ---- Erf -------------------------------------------------------------------------------------
 
-TEST(CpuVsRef, ErfTable) {
+TANDEM_FAST_TABLE_TEST(CpuVsRef, ErfTable, {"Erf"}) {
   const float inf = std::numeric_limits<float>::infinity();
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const std::vector<float> special = {0.0f,  -0.0f, inf,    -inf,  nan,    1e-30f, -1e-8f, 0.5f,
@@ -1027,9 +961,9 @@ TEST(CpuVsRef, ErfTable) {
     xs.push_back(scaled(random_tensor(DataType::kFloat32, s, seed++), 4.0f));
   for (const Tensor& x : xs) {
     const std::string name = "Erf " + shape_str(x.shape());
-    EXPECT_FALSE(compare(name, "Erf", {x}, {}, {false})) << name;
+    check(OpTest("Erf").input(x));
     // The special values exactly: erf(+-inf) = +-1, NaN stays NaN, erf(0) = 0 to 1e-6.
-    OpRun cpu = run_op(cpu_backend(), "Erf", {x}, {}, 1, 17, {false}, 2, 1);
+    OpRun cpu = OpTest("Erf").input(x).run(cpu_backend());
     for (int64_t i = 0; i < x.numel(); ++i) {
       const float v = x.data<float>()[i], y = cpu.outputs[0].data<float>()[i];
       if (std::isnan(v)) {
@@ -1046,10 +980,11 @@ TEST(CpuVsRef, ErfTable) {
 // Errors still name the node: the schema rejects a bad geometry before any kernel runs, and the
 // CPU kernel itself rejects tensors that do not fit the node.
 TEST(CpuVsRef, Errors) {
-  EXPECT_THROW(run_op(cpu_backend(), "Conv",
-                      {random_tensor(DataType::kFloat32, {1, 3, 5, 5}, 1),
-                       random_tensor(DataType::kFloat32, {4, 2, 3, 3}, 2)},
-                      {}, 1, 17, {false, true}),
+  EXPECT_THROW(OpTest("Conv")
+                   .inputs({random_tensor(DataType::kFloat32, {1, 3, 5, 5}, 1),
+                            random_tensor(DataType::kFloat32, {4, 2, 3, 3}, 2)})
+                   .constants({false, true})
+                   .run(cpu_backend()),
                Error);
   Graph g;
   Value* x = g.add_value("x");

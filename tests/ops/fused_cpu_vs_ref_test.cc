@@ -8,18 +8,17 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "backends/backend.h"
 #include "backends/cpu/cpu_backend.h"
-#include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/simd.h"
+#include "fast_vs_ref.h"
 #include "op_test_util.h"
 #include "tandem/tensor.h"
+#include "test_tensors.h"
 
 namespace tandem {
 namespace {
@@ -28,46 +27,19 @@ using testing::attr_float;
 using testing::attr_int;
 using testing::attr_ints;
 using testing::attr_string;
-using testing::max_abs_diff;
+using testing::Expect;
+using testing::expect_fast_matches_ref;
 using testing::OpRun;
-using testing::run_op;
-using testing::run_ref_op;
+using testing::OpTest;
+using testing::random_uniform;
+using testing::Tolerance;
 
-// Uniform in [lo, hi).
-Tensor random_floats(const Shape& s, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  Tensor t(DataType::kFloat32, s);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(gen);
-  return t;
-}
-
-double max_abs(const Tensor& t) {
-  double m = 0;
-  for (int64_t i = 0; i < t.numel(); ++i)
-    if (t.dtype() == DataType::kFloat32) m = std::max(m, std::abs(double(t.data<float>()[i])));
-  return m;
-}
-
-// Runs op on both backends and compares output 0 (and the others, when num_outputs > 1).
-// `fast`: whether the CPU kernel must compute it itself (no call handed to the reference).
-void compare(const std::string& name, const std::string& op, const std::vector<Tensor>& inputs,
-             const std::map<std::string, Attribute>& attrs, bool fast, double tol = 1e-5,
-             int num_outputs = 1, int threads = 2) {
-  SCOPED_TRACE(name);
-  const int64_t before = cpu::reference_fallbacks();
-  OpRun cpu = run_op(cpu_backend(), op, inputs, attrs, num_outputs, 17, {}, threads, 2);
-  const int64_t handed = cpu::reference_fallbacks() - before;
-  std::vector<Tensor> ref = run_ref_op(op, inputs, attrs, num_outputs, 17);
-  EXPECT_EQ(cpu.backend, "cpu") << name;
-  if (fast)
-    EXPECT_EQ(handed, 0) << name << ": handed to the reference kernel";
-  else
-    EXPECT_GT(handed, 0) << name << ": expected the reference kernel to take it";
-  for (int i = 0; i < num_outputs; ++i) {
-    const double diff = max_abs_diff(cpu.outputs.at(i), ref.at(i));
-    EXPECT_LE(diff, tol * (1 + max_abs(ref[i]))) << name << " output " << i;
-  }
+// Runs `t` on both backends and compares every output within tol * (1 + max |ref|). `fast`:
+// whether the CPU kernel must compute it itself; otherwise the CPU kernel is made and hands
+// every call to the reference kernel.
+void check(const OpTest& t, bool fast, double tol = 1e-5) {
+  expect_fast_matches_ref(t, cpu_backend(), Tolerance::scaled(tol),
+                          Expect::takes_or_hands_over(fast));
 }
 
 // Runs `body` with the hand-written kernels capped at each vector width this CPU has (AVX-512,
@@ -84,7 +56,7 @@ void at_each_simd_level(F body) {
 
 // ---- Gelu -----------------------------------------------------------------------------------
 
-TEST(FusedCpuVsRef, GeluTable) {
+TANDEM_FAST_TABLE_TEST(FusedCpuVsRef, GeluTable, {"Gelu", "com.tandem:Gelu"}) {
   at_each_simd_level([&] {
     const std::vector<Shape> shapes = {{1}, {15}, {16}, {17}, {3, 5, 7}, {2, 1000}, {4, 4097}};
     uint32_t seed = 1;
@@ -92,16 +64,15 @@ TEST(FusedCpuVsRef, GeluTable) {
       for (const char* approx : {"none", "tanh"}) {
         for (const Shape& s : shapes) {
           // Wide inputs reach both tails of erf / tanh.
-          const Tensor x = random_floats(s, seed++, -9.0f, 9.0f);
-          compare(std::string(op) + " " + approx + " " + shape_str(s), op, {x},
-                  {{"approximate", attr_string(approx)}}, true);
+          const Tensor x = random_uniform(s, seed++, -9.0f, 9.0f);
+          check(OpTest(op).attr("approximate", approx).input(x), true);
         }
       }
     }
   });
 }
 
-TEST(FusedCpuVsRef, GeGLUTable) {
+TANDEM_FAST_TABLE_TEST(FusedCpuVsRef, GeGLUTable, {"com.tandem:GeGLU"}) {
   at_each_simd_level([&] {
     struct Case {
       Shape x;
@@ -114,9 +85,10 @@ TEST(FusedCpuVsRef, GeGLUTable) {
     uint32_t seed = 50;
     for (const char* approx : {"none", "tanh"}) {
       for (const Case& c : cases) {
-        compare(std::string("GeGLU ") + approx + " " + shape_str(c.x), "com.tandem:GeGLU",
-                {random_floats(c.x, seed++, -4, 4)}, {{"approximate", attr_string(approx)}},
-                c.fast);
+        check(OpTest("com.tandem:GeGLU")
+                  .attr("approximate", approx)
+                  .input(random_uniform(c.x, seed++, -4, 4)),
+              c.fast);
       }
     }
   });
@@ -128,7 +100,7 @@ TEST(FusedCpuVsRef, GeluKeepsNaNAndInfinities) {
   const float vals[] = {std::nanf(""), inf, -inf, 0.0f, -0.0f};
   std::copy(vals, vals + 5, x.data<float>());
   for (const char* approx : {"none", "tanh"}) {
-    OpRun r = run_op(cpu_backend(), "com.tandem:Gelu", {x}, {{"approximate", attr_string(approx)}});
+    OpRun r = OpTest("com.tandem:Gelu").input(x).attr("approximate", approx).run(cpu_backend());
     const float* y = r.outputs[0].data<float>();
     EXPECT_TRUE(std::isnan(y[0])) << approx;
     EXPECT_EQ(y[1], inf) << approx;
@@ -149,7 +121,7 @@ struct GroupNormCase {
   bool fast = true;
 };
 
-TEST(FusedCpuVsRef, GroupNormTable) {
+TANDEM_FAST_TABLE_TEST(FusedCpuVsRef, GroupNormTable, {"com.tandem:GroupNorm"}) {
   at_each_simd_level([&] {
     const std::vector<GroupNormCase> cases = {
         {"torch [C,1,1]", {2, 8, 5, 7}, 4, {8, 1, 1}, {8, 1, 1}, ""},
@@ -172,29 +144,29 @@ TEST(FusedCpuVsRef, GroupNormTable) {
     };
     uint32_t seed = 100;
     for (const GroupNormCase& c : cases) {
-      std::vector<Tensor> inputs{random_floats(c.x, seed++, c.offset - 1, c.offset + 1)};
-      inputs.push_back(c.scale.empty() ? Tensor() : random_floats(c.scale, seed++, 0.5f, 1.5f));
-      inputs.push_back(c.bias.empty() ? Tensor() : random_floats(c.bias, seed++));
+      std::vector<Tensor> inputs{random_uniform(c.x, seed++, c.offset - 1, c.offset + 1)};
+      inputs.push_back(c.scale.empty() ? Tensor() : random_uniform(c.scale, seed++, 0.5f, 1.5f));
+      inputs.push_back(c.bias.empty() ? Tensor() : random_uniform(c.bias, seed++));
       std::map<std::string, Attribute> attrs{{"num_groups", attr_int(c.groups)},
                                              {"epsilon", attr_float(c.eps)}};
       if (!c.activation.empty()) attrs["activation"] = attr_string(c.activation);
-      compare("GroupNorm " + c.name, "com.tandem:GroupNorm", inputs, attrs, c.fast, 1e-4);
+      SCOPED_TRACE("GroupNorm " + c.name);
+      check(OpTest("com.tandem:GroupNorm").attrs(attrs).inputs(inputs), c.fast, 1e-4);
     }
   });
 }
 
 // ---- InstanceNormalization, LayerNormalization ----------------------------------------------
 
-TEST(FusedCpuVsRef, InstanceNormTable) {
+TANDEM_FAST_TABLE_TEST(FusedCpuVsRef, InstanceNormTable, {"InstanceNormalization"}) {
   at_each_simd_level([&] {
     const std::vector<Shape> shapes = {{2, 3, 5, 7}, {1, 32, 64}, {2, 4, 3, 3, 3}, {3, 2, 1}};
     uint32_t seed = 200;
     for (const Shape& s : shapes) {
       for (float offset : {0.0f, 50.0f}) {
-        std::vector<Tensor> inputs{random_floats(s, seed++, offset - 1, offset + 1),
-                                   random_floats({s[1]}, seed++), random_floats({s[1]}, seed++)};
-        compare("InstanceNormalization " + shape_str(s) + " mean " + std::to_string(offset),
-                "InstanceNormalization", inputs, {{"epsilon", attr_float(1e-5f)}}, true, 1e-4);
+        std::vector<Tensor> inputs{random_uniform(s, seed++, offset - 1, offset + 1),
+                                   random_uniform({s[1]}, seed++), random_uniform({s[1]}, seed++)};
+        check(OpTest("InstanceNormalization").attr("epsilon", 1e-5f).inputs(inputs), true, 1e-4);
       }
     }
   });
@@ -209,7 +181,7 @@ struct LayerNormCase {
   bool fast = true;
 };
 
-TEST(FusedCpuVsRef, LayerNormTable) {
+TANDEM_FAST_TABLE_TEST(FusedCpuVsRef, LayerNormTable, {"LayerNormalization"}) {
   at_each_simd_level([&] {
     const std::vector<LayerNormCase> cases = {
         {{4, 48}, -1, {48}, {48}},
@@ -225,14 +197,13 @@ TEST(FusedCpuVsRef, LayerNormTable) {
     };
     uint32_t seed = 300;
     for (const LayerNormCase& c : cases) {
-      std::vector<Tensor> inputs{random_floats(c.x, seed++, 2.0f, 4.0f)};
-      inputs.push_back(c.scale.empty() ? Tensor() : random_floats(c.scale, seed++));
-      if (!c.bias.empty()) inputs.push_back(random_floats(c.bias, seed++));
+      std::vector<Tensor> inputs{random_uniform(c.x, seed++, 2.0f, 4.0f)};
+      inputs.push_back(c.scale.empty() ? Tensor() : random_uniform(c.scale, seed++));
+      if (!c.bias.empty()) inputs.push_back(random_uniform(c.bias, seed++));
       std::map<std::string, Attribute> attrs{{"axis", attr_int(c.axis)},
                                              {"epsilon", attr_float(c.eps)}};
-      compare("LayerNormalization " + shape_str(c.x) + " axis " + std::to_string(c.axis) +
-                  " outputs " + std::to_string(c.outputs),
-              "LayerNormalization", inputs, attrs, c.fast, 1e-4, c.outputs);
+      check(OpTest("LayerNormalization").attrs(attrs).inputs(inputs).outputs(c.outputs), c.fast,
+            1e-4);
     }
   });
 }
@@ -256,7 +227,7 @@ Tensor causal(const Shape& s) {
   return t;
 }
 
-TEST(FusedCpuVsRef, AttentionTable) {
+TANDEM_FAST_TABLE_TEST(FusedCpuVsRef, AttentionTable, {"com.tandem:Attention"}) {
   at_each_simd_level([&] {
     const std::vector<int64_t> heads{0, 2, 1, 3}, keys{0, 2, 3, 1};
     const std::vector<AttentionCase> cases = {
@@ -339,9 +310,10 @@ TEST(FusedCpuVsRef, AttentionTable) {
     };
     uint32_t seed = 400;
     for (const AttentionCase& c : cases) {
-      std::vector<Tensor> inputs{random_floats(c.q, seed++, -2, 2),
-                                 random_floats(c.k, seed++, -2, 2), random_floats(c.v, seed++)};
-      inputs.push_back(c.mask.empty() ? Tensor() : random_floats(c.mask, seed++, -3, 0));
+      SCOPED_TRACE("Attention " + c.name);
+      std::vector<Tensor> inputs{random_uniform(c.q, seed++, -2, 2),
+                                 random_uniform(c.k, seed++, -2, 2), random_uniform(c.v, seed++)};
+      inputs.push_back(c.mask.empty() ? Tensor() : random_uniform(c.mask, seed++, -3, 0));
       if (!c.keep.empty()) inputs.push_back(causal(c.keep));
       std::map<std::string, Attribute> attrs{{"scale", attr_float(0.25f)}};
       if (!c.keep.empty()) attrs["fill"] = attr_float(-3.4028235e38f);
@@ -353,21 +325,23 @@ TEST(FusedCpuVsRef, AttentionTable) {
       for (auto& [key, p] : perms)
         if (!p->empty()) attrs[key] = attr_ints(*p);
       for (int threads : {1, 2})
-        compare("Attention " + c.name + " threads " + std::to_string(threads),
-                "com.tandem:Attention", inputs, attrs, c.fast, 1e-5, 1, threads);
+        check(OpTest("com.tandem:Attention").attrs(attrs).inputs(inputs).threads(threads), c.fast);
     }
   });
 }
 
 // A row whose keys are all masked out (fill everywhere) is uniform, as Softmax of equal values.
 TEST(FusedCpuVsRef, AttentionFullyMaskedRowIsUniform) {
-  Tensor q = random_floats({1, 1, 2, 4}, 1), k = random_floats({1, 1, 4, 3}, 2);
-  Tensor v = random_floats({1, 1, 3, 4}, 3);
+  Tensor q = random_uniform({1, 1, 2, 4}, 1), k = random_uniform({1, 1, 4, 3}, 2);
+  Tensor v = random_uniform({1, 1, 3, 4}, 3);
   Tensor keep(DataType::kBool, {1, 1, 2, 3});
   for (int i = 0; i < 6; ++i) keep.data<bool>()[i] = i >= 3;  // row 0 fully masked
   std::map<std::string, Attribute> attrs{{"fill", attr_float(-3.4028235e38f)}};
-  compare("fully masked row", "com.tandem:Attention", {q, k, v, Tensor(), keep}, attrs, true);
-  OpRun r = run_op(cpu_backend(), "com.tandem:Attention", {q, k, v, Tensor(), keep}, attrs);
+  check(OpTest("com.tandem:Attention").attrs(attrs).inputs({q, k, v, Tensor(), keep}), true);
+  OpRun r = OpTest("com.tandem:Attention")
+                .inputs({q, k, v, Tensor(), keep})
+                .attrs(attrs)
+                .run(cpu_backend());
   for (int c = 0; c < 4; ++c) {
     const float* vd = v.data<float>();
     EXPECT_NEAR(r.outputs[0].data<float>()[c], (vd[c] + vd[4 + c] + vd[8 + c]) / 3, 1e-6);
@@ -382,7 +356,7 @@ namespace {
 
 // ---- FusedMatMul ----------------------------------------------------------------------------
 
-TEST(FusedCpuVsRef, FusedMatMulTable) {
+TANDEM_FAST_TABLE_TEST(FusedCpuVsRef, FusedMatMulTable, {"com.tandem:FusedMatMul"}) {
   struct Case {
     Shape a, b, bias, residual;  // empty: omitted
     bool fast = true;
@@ -402,32 +376,18 @@ TEST(FusedCpuVsRef, FusedMatMulTable) {
   };
   uint32_t seed = 700;
   for (const Case& c : cases) {
-    std::vector<Tensor> inputs{random_floats(c.a, seed++), random_floats(c.b, seed++),
-                               c.bias.empty() ? Tensor() : random_floats(c.bias, seed++),
-                               c.residual.empty() ? Tensor() : random_floats(c.residual, seed++)};
-    compare("FusedMatMul " + shape_str(c.a) + " x " + shape_str(c.b) + " + " + shape_str(c.bias) +
-                " + " + shape_str(c.residual),
-            "com.tandem:FusedMatMul", inputs, {}, c.fast, 1e-5);
+    std::vector<Tensor> inputs{random_uniform(c.a, seed++), random_uniform(c.b, seed++),
+                               c.bias.empty() ? Tensor() : random_uniform(c.bias, seed++),
+                               c.residual.empty() ? Tensor() : random_uniform(c.residual, seed++)};
+    check(OpTest("com.tandem:FusedMatMul").inputs(inputs), c.fast);
   }
 }
 
 // ---- Transpose, Resize ----------------------------------------------------------------------
 
-// Exact data movement: any difference is a bug. `fast`: whether the CPU kernel computes it.
-void compare_exact(const std::string& name, const std::string& op,
-                   const std::vector<Tensor>& inputs, const std::map<std::string, Attribute>& attrs,
-                   bool fast, int opset = 17) {
-  SCOPED_TRACE(name);
-  const int64_t before = cpu::reference_fallbacks();
-  OpRun cpu = run_op(cpu_backend(), op, inputs, attrs, 1, opset, {}, 2, 2);
-  const int64_t handed = cpu::reference_fallbacks() - before;
-  std::vector<Tensor> ref = run_ref_op(op, inputs, attrs, 1, opset);
-  // Not fast: declined at build (the reference backend ran it) or handed over per call.
-  EXPECT_EQ(cpu.backend == "cpu" && handed == 0, fast)
-      << name << ": ran on " << cpu.backend << ", handed " << handed << " calls to the reference";
-  ASSERT_EQ(cpu.outputs[0].shape(), ref[0].shape()) << name;
-  ASSERT_EQ(cpu.outputs[0].nbytes(), ref[0].nbytes()) << name;
-  EXPECT_EQ(std::memcmp(cpu.outputs[0].raw(), ref[0].raw(), ref[0].nbytes()), 0) << name;
+// Exact data movement: any difference is a bug. The CPU kernel must compute it itself.
+void check_exact(const OpTest& t) {
+  expect_fast_matches_ref(t, cpu_backend(), Tolerance::exact_bytes(), Expect::takes());
 }
 
 Tensor iota(DataType dt, const Shape& s) {
@@ -453,12 +413,11 @@ Tensor iota(DataType dt, const Shape& s) {
   return t;
 }
 
-TEST(FusedCpuVsRef, TransposeTable) {
+TANDEM_FAST_TABLE_TEST(FusedCpuVsRef, TransposeTable, {"Transpose"}) {
   struct Case {
     Shape x;
     std::vector<int64_t> perm;  // empty: reverse
     DataType dtype = DataType::kFloat32;
-    bool fast = true;
   };
   const std::vector<Case> cases = {
       {{1, 48, 32, 32}, {0, 2, 3, 1}},  // NCHW -> NHWC
@@ -480,20 +439,17 @@ TEST(FusedCpuVsRef, TransposeTable) {
   for (const Case& c : cases) {
     std::map<std::string, Attribute> attrs;
     if (!c.perm.empty()) attrs["perm"] = attr_ints(c.perm);
-    compare_exact(
-        "Transpose " + shape_str(c.x) + " perm " + shape_str(c.perm) + " " + dtype_name(c.dtype),
-        "Transpose", {iota(c.dtype, c.x)}, attrs, c.fast);
+    check_exact(OpTest("Transpose").attrs(attrs).input(iota(c.dtype, c.x)));
   }
 }
 
-TEST(FusedCpuVsRef, ResizeNearestTable) {
+TANDEM_FAST_TABLE_TEST(FusedCpuVsRef, ResizeNearestTable, {"Resize"}) {
   struct Case {
     std::string name;
     Shape x;
     std::vector<float> scales;  // empty: sizes
     Shape sizes;
     std::string coord = "asymmetric", nearest = "floor";
-    bool fast = true;
   };
   const std::vector<Case> cases = {
       {"2x", {1, 48, 16, 16}, {1, 1, 2, 2}, {}},
@@ -519,7 +475,8 @@ TEST(FusedCpuVsRef, ResizeNearestTable) {
       inputs.push_back(Tensor::from_vector(DataType::kInt64, {int64_t(c.sizes.size())},
                                            std::vector<int64_t>(c.sizes)));
     }
-    compare_exact("Resize " + c.name, "Resize", inputs, attrs, c.fast, 13);
+    SCOPED_TRACE("Resize " + c.name);
+    check_exact(OpTest("Resize").opset(13).attrs(attrs).inputs(inputs));
   }
 }
 

@@ -7,35 +7,40 @@
 #include "op_test_util.h"
 #include "tandem/status.h"
 #include "tandem/tensor.h"
+#include "test_tensors.h"
 
 namespace tandem {
 namespace {
 
-using testing::attr_int;
-using testing::attr_ints;
+using testing::f32;
 using testing::max_abs_diff;
-using testing::run_ref_op;
-
-Tensor f32(Shape s, std::vector<float> v) {
-  return Tensor::from_vector(DataType::kFloat32, s, v);
-}
+using testing::OpTest;
 
 TEST(LegacyOpsets, SuffixBroadcastRuns) {
-  auto out = run_ref_op("Add", {f32({2, 2}, {1, 2, 3, 4}), f32({2}, {10, 20})},
-                        {{"broadcast", attr_int(1)}, {"consumed_inputs", attr_ints({0, 0})}}, 1, 1);
+  auto out = OpTest("Add")
+                 .inputs({f32({2, 2}, {1, 2, 3, 4}), f32({2}, {10, 20})})
+                 .attr("broadcast", 1)
+                 .attr("consumed_inputs", {0, 0})
+                 .opset(1)
+                 .run_ref();
   EXPECT_EQ(max_abs_diff(out[0], f32({2, 2}, {11, 22, 13, 24})), 0);
 }
 
 TEST(LegacyOpsets, DifferentMeaningsAreRefused) {
   // Legacy axis broadcasting runs (elementwise_test.cc), but B must fit inside A at `axis`.
-  EXPECT_THROW(run_ref_op("Add", {f32({2, 2}, {1, 2, 3, 4}), f32({3}, {10, 20, 30})},
-                          {{"broadcast", attr_int(1)}, {"axis", attr_int(0)}}, 1, 6),
+  EXPECT_THROW(OpTest("Add")
+                   .inputs({f32({2, 2}, {1, 2, 3, 4}), f32({3}, {10, 20, 30})})
+                   .attr("broadcast", 1)
+                   .attr("axis", 0)
+                   .opset(6)
+                   .run_ref(),
                Error);
-  EXPECT_THROW(run_ref_op("Concat", {f32({1}, {1}), f32({1}, {2})}, {}, 1, 3), Error);
-  EXPECT_THROW(run_ref_op("BatchNormalization",
-                          {f32({1, 1, 1, 1}, {1}), f32({1}, {1}), f32({1}, {0}), f32({1}, {0}),
-                           f32({1}, {1})},
-                          {}, 1, 6),
+  EXPECT_THROW(OpTest("Concat").inputs({f32({1}, {1}), f32({1}, {2})}).opset(3).run_ref(), Error);
+  EXPECT_THROW(OpTest("BatchNormalization")
+                   .inputs({f32({1, 1, 1, 1}, {1}), f32({1}, {1}), f32({1}, {0}), f32({1}, {0}),
+                            f32({1}, {1})})
+                   .opset(6)
+                   .run_ref(),
                Error);
 }
 

@@ -7,19 +7,15 @@
 #include "op_test_util.h"
 #include "tandem/status.h"
 #include "tandem/tensor.h"
+#include "test_tensors.h"
 
 namespace tandem {
 namespace {
 
 using testing::attr_float;
-using testing::attr_int;
-using testing::attr_ints;
+using testing::f32;
 using testing::max_abs_diff;
-using testing::run_ref_op;
-
-Tensor f32(Shape s, std::vector<float> v) {
-  return Tensor::from_vector(DataType::kFloat32, s, v);
-}
+using testing::OpTest;
 
 std::vector<float> random_values(int64_t n, uint32_t seed) {
   std::mt19937 gen(seed);
@@ -51,8 +47,11 @@ TEST(BatchNormalization, Inference) {
   Tensor scale = f32({2}, {2, 0.5f}), b = f32({2}, {1, -1}), mean = f32({2}, {2, 15}),
          var = f32({2}, {4, 25});
   for (int opset : {9, 14, 15}) {
-    auto y = run_ref_op("BatchNormalization", {x, scale, b, mean, var},
-                        {{"epsilon", attr_float(0)}}, 1, opset);
+    auto y = OpTest("BatchNormalization")
+                 .inputs({x, scale, b, mean, var})
+                 .attr("epsilon", 0.0f)
+                 .opset(opset)
+                 .run_ref();
     EXPECT_LT(max_abs_diff(y[0], f32({1, 2, 2}, {0, 2, -1.5f, -0.5f})), 1e-6) << opset;
   }
 }
@@ -65,10 +64,14 @@ TEST(BatchNormalization, TrainingModeUsesBatchStatistics) {
   Tensor x = f32({2, 2, 2}, {1, 2, 3, 4, 5, 6, 7, 8});
   Tensor scale = f32({2}, {1, 2}), b = f32({2}, {0, 1});
   Tensor mean = f32({2}, {0, 1}), var = f32({2}, {1, 2});
-  auto out = run_ref_op("BatchNormalization", {x, scale, b, mean, var},
-                        {{"training_mode", attr_int(1)}, {"momentum", attr_float(0.8f)},
-                         {"epsilon", attr_float(0.0f)}},
-                        3, 15);
+  auto out = OpTest("BatchNormalization")
+                 .inputs({x, scale, b, mean, var})
+                 .attr("training_mode", 1)
+                 .attr("momentum", 0.8f)
+                 .attr("epsilon", 0.0f)
+                 .outputs(3)
+                 .opset(15)
+                 .run_ref();
   const double sd = std::sqrt(4.25);
   std::vector<float> want;
   for (float v : {1, 2, 3, 4, 5, 6, 7, 8}) {
@@ -85,7 +88,7 @@ TEST(BatchNormalization, TrainingModeUsesBatchStatistics) {
 TEST(BatchNormalization, TrainingModeBeforeOpset14Unsupported) {
   Tensor x = f32({1, 1, 1}, {1}), one = f32({1}, {1});
   try {
-    run_ref_op("BatchNormalization", {x, one, one, one, one}, {}, 5, 9);
+    OpTest("BatchNormalization").inputs({x, one, one, one, one}).outputs(5).opset(9).run_ref();
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
@@ -97,7 +100,7 @@ TEST(InstanceNormalization, PerChannel) {
   const auto v = random_values(2 * 3 * 5, 1);
   Tensor x = f32({2, 3, 5}, v);
   Tensor scale = f32({3}, {1, 2, -1}), b = f32({3}, {0, 1, 0.5f});
-  auto y = run_ref_op("InstanceNormalization", {x, scale, b}, {{"epsilon", attr_float(1e-3f)}});
+  auto y = OpTest("InstanceNormalization").inputs({x, scale, b}).attr("epsilon", 1e-3f).run_ref();
   auto norm = normalize_runs(v, 6, 1e-3);
   std::vector<float> want(v.size());
   for (size_t i = 0; i < v.size(); ++i) {
@@ -111,7 +114,7 @@ TEST(LayerNormalization, AxisWithBroadcastScaleAndStats) {
   const auto v = random_values(2 * 3 * 4, 2);
   Tensor x = f32({2, 3, 4}, v);
   Tensor scale = f32({4}, {1, 2, 3, 4}), b = f32({1, 4}, {0, 0, 1, 1});
-  auto y = run_ref_op("LayerNormalization", {x, scale, b}, {{"axis", attr_int(-2)}}, 3);
+  auto y = OpTest("LayerNormalization").inputs({x, scale, b}).attr("axis", -2).outputs(3).run_ref();
   // axis -2: normalise over the last 12 values of each batch item; scale broadcasts over [3, 4].
   auto norm = normalize_runs(v, 2, 1e-5);
   std::vector<float> want(v.size());
@@ -132,8 +135,11 @@ TEST(GroupNormalization, PerGroupAndPerChannelScale) {
   Tensor x = f32({1, 4, 3}, v);
   auto norm = normalize_runs(v, 2, 1e-5);  // 2 groups of 2 channels x 3 = 6 contiguous values
   // Opset 18: scale/bias per group.
-  auto y = run_ref_op("GroupNormalization", {x, f32({2}, {2, 3}), f32({2}, {1, -1})},
-                      {{"num_groups", attr_int(2)}}, 1, 18);
+  auto y = OpTest("GroupNormalization")
+               .inputs({x, f32({2}, {2, 3}), f32({2}, {1, -1})})
+               .attr("num_groups", 2)
+               .opset(18)
+               .run_ref();
   std::vector<float> want(v.size());
   for (size_t i = 0; i < v.size(); ++i) {
     const int g = int(i / 6);
@@ -141,8 +147,11 @@ TEST(GroupNormalization, PerGroupAndPerChannelScale) {
   }
   EXPECT_LT(max_abs_diff(y[0], f32({1, 4, 3}, want)), 1e-5);
   // Per-channel scale/bias (opset 21 layout).
-  y = run_ref_op("GroupNormalization", {x, f32({4}, {1, 2, 3, 4}), f32({4}, {0, 0, 0, 1})},
-                 {{"num_groups", attr_int(2)}}, 1, 18);
+  y = OpTest("GroupNormalization")
+          .inputs({x, f32({4}, {1, 2, 3, 4}), f32({4}, {0, 0, 0, 1})})
+          .attr("num_groups", 2)
+          .opset(18)
+          .run_ref();
   for (size_t i = 0; i < v.size(); ++i) {
     const int c = int(i / 3);
     want[i] = float(norm[i] * (c + 1) + (c == 3 ? 1 : 0));
@@ -152,20 +161,22 @@ TEST(GroupNormalization, PerGroupAndPerChannelScale) {
 
 TEST(LpNormalization, P1AndP2) {
   Tensor x = f32({2, 2}, {3, 4, 0, -2});
-  auto y = run_ref_op("LpNormalization", {x}, {{"axis", attr_int(1)}});
+  auto y = OpTest("LpNormalization").input(x).attr("axis", 1).run_ref();
   EXPECT_LT(max_abs_diff(y[0], f32({2, 2}, {0.6f, 0.8f, 0, -1})), 1e-6);
-  y = run_ref_op("LpNormalization", {x}, {{"axis", attr_int(0)}, {"p", attr_int(1)}});
+  y = OpTest("LpNormalization").input(x).attr("axis", 0).attr("p", 1).run_ref();
   EXPECT_LT(max_abs_diff(y[0], f32({2, 2}, {1, 4.f / 6, 0, -2.f / 6})), 1e-6);
 }
 
 TEST(LRN, ChannelWindow) {
   // size 3: channel c sums squares of c-1..c+1.
   Tensor x = f32({1, 3, 1, 1}, {1, 2, 3});
-  auto y = run_ref_op("LRN", {x},
-                      {{"size", attr_int(3)},
-                       {"alpha", attr_float(0.3f)},
-                       {"beta", attr_float(0.5f)},
-                       {"bias", attr_float(2)}});
+  auto y = OpTest("LRN")
+               .input(x)
+               .attr("size", 3)
+               .attr("alpha", 0.3f)
+               .attr("beta", 0.5f)
+               .attr("bias", 2.0f)
+               .run_ref();
   const double sums[] = {1 + 4, 1 + 4 + 9, 4 + 9};
   std::vector<float> want(3);
   for (int c = 0; c < 3; ++c) want[c] = float((c + 1) / std::pow(2 + 0.3f / 3 * sums[c], 0.5f));
@@ -175,7 +186,7 @@ TEST(LRN, ChannelWindow) {
 TEST(MeanVarianceNormalization, DefaultAxes) {
   const auto v = random_values(2 * 2 * 2 * 2, 4);
   Tensor x = f32({2, 2, 2, 2}, v);
-  auto y = run_ref_op("MeanVarianceNormalization", {x});
+  auto y = OpTest("MeanVarianceNormalization").input(x).run_ref();
   // Default axes {0, 2, 3}: statistics per channel over batch and spatial.
   for (int c = 0; c < 2; ++c) {
     std::vector<int> idx;
@@ -193,16 +204,21 @@ TEST(MeanVarianceNormalization, DefaultAxes) {
 TEST(Normalization, Errors) {
   Tensor x = f32({1, 4, 2}, std::vector<float>(8, 1.0f));
   // GroupNormalization: 3 groups do not divide 4 channels.
-  EXPECT_THROW(run_ref_op("GroupNormalization", {x, f32({3}, {1, 1, 1}), f32({3}, {0, 0, 0})},
-                          {{"num_groups", attr_int(3)}}, 1, 18),
+  EXPECT_THROW(OpTest("GroupNormalization")
+                   .inputs({x, f32({3}, {1, 1, 1}), f32({3}, {0, 0, 0})})
+                   .attr("num_groups", 3)
+                   .opset(18)
+                   .run_ref(),
                Error);
   // InstanceNormalization: scale of the wrong size.
-  EXPECT_THROW(
-      run_ref_op("InstanceNormalization", {x, f32({3}, {1, 1, 1}), f32({4}, {0, 0, 0, 0})}), Error);
+  EXPECT_THROW(OpTest("InstanceNormalization")
+                   .inputs({x, f32({3}, {1, 1, 1}), f32({4}, {0, 0, 0, 0})})
+                   .run_ref(),
+               Error);
   // LayerNormalization: axis out of range.
-  EXPECT_THROW(run_ref_op("LayerNormalization", {x}, {{"axis", attr_int(3)}}), Error);
+  EXPECT_THROW(OpTest("LayerNormalization").input(x).attr("axis", 3).run_ref(), Error);
   // LRN without size.
-  EXPECT_THROW(run_ref_op("LRN", {x}), Error);
+  EXPECT_THROW(OpTest("LRN").input(x).run_ref(), Error);
 }
 
 }  // namespace

@@ -7,54 +7,53 @@
 #include "op_test_util.h"
 #include "tandem/status.h"
 #include "tandem/tensor.h"
+#include "test_tensors.h"
 
 namespace tandem {
 namespace {
 
-using testing::attr_int;
+using testing::f32;
+using testing::i32;
 using testing::max_abs_diff;
-using testing::run_ref_op;
-
-Tensor f32(Shape s, std::vector<float> v) {
-  return Tensor::from_vector(DataType::kFloat32, s, v);
-}
-Tensor u8(Shape s, std::vector<uint8_t> v) {
-  return Tensor::from_vector(DataType::kUInt8, s, v);
-}
-Tensor s8(Shape s, std::vector<int8_t> v) {
-  return Tensor::from_vector(DataType::kInt8, s, v);
-}
-Tensor i32(Shape s, std::vector<int32_t> v) {
-  return Tensor::from_vector(DataType::kInt32, s, v);
-}
+using testing::OpTest;
+using testing::s8;
+using testing::u8;
 
 TEST(QuantizeLinear, RoundsHalfToEvenAndSaturates) {
   // x / 2 = 0.5, 1.5, 2.5, -1.5, 300, -300 -> 0, 2, 2, -2 (+10), saturated.
-  auto out = run_ref_op("QuantizeLinear",
-                        {f32({6}, {1, 3, 5, -3, 600, -600}), f32({}, {2}), u8({}, {10})});
+  auto out = OpTest("QuantizeLinear")
+                 .inputs({f32({6}, {1, 3, 5, -3, 600, -600}), f32({}, {2}), u8({}, {10})})
+                 .run_ref();
   EXPECT_EQ(max_abs_diff(out[0], u8({6}, {10, 12, 12, 8, 255, 0})), 0);
-  auto s = run_ref_op("QuantizeLinear", {f32({3}, {1, 3, -600}), f32({}, {2}), s8({}, {0})});
+  auto s = OpTest("QuantizeLinear")
+               .inputs({f32({3}, {1, 3, -600}), f32({}, {2}), s8({}, {0})})
+               .run_ref();
   EXPECT_EQ(max_abs_diff(s[0], s8({3}, {0, 2, -128})), 0);
 }
 
 TEST(QuantizeLinear, PerAxis) {
   // [2, 2] with axis 0 scales {1, 10}: rows use different scales and zero points.
-  auto out = run_ref_op("QuantizeLinear",
-                        {f32({2, 2}, {1, 2, 30, 40}), f32({2}, {1, 10}), u8({2}, {0, 100})},
-                        {{"axis", attr_int(0)}}, 1, 13);
+  auto out = OpTest("QuantizeLinear")
+                 .inputs({f32({2, 2}, {1, 2, 30, 40}), f32({2}, {1, 10}), u8({2}, {0, 100})})
+                 .attr("axis", 0)
+                 .opset(13)
+                 .run_ref();
   EXPECT_EQ(max_abs_diff(out[0], u8({2, 2}, {1, 2, 103, 104})), 0);
 }
 
 TEST(DequantizeLinear, PerTensorAndInt32) {
-  auto out = run_ref_op("DequantizeLinear", {u8({3}, {0, 10, 255}), f32({}, {0.5f}), u8({}, {10})});
+  auto out = OpTest("DequantizeLinear")
+                 .inputs({u8({3}, {0, 10, 255}), f32({}, {0.5f}), u8({}, {10})})
+                 .run_ref();
   EXPECT_LT(max_abs_diff(out[0], f32({3}, {-5, 0, 122.5f})), 1e-6);
-  auto i = run_ref_op("DequantizeLinear", {i32({2}, {-4, 6}), f32({}, {0.25f})});
+  auto i = OpTest("DequantizeLinear").inputs({i32({2}, {-4, 6}), f32({}, {0.25f})}).run_ref();
   EXPECT_LT(max_abs_diff(i[0], f32({2}, {-1, 1.5f})), 1e-6);
 }
 
 TEST(DynamicQuantizeLinear, ScaleAndZeroPoint) {
   // range [-1, 2.06]: scale = 3.06 / 255 = 0.012, zp = round(1 / 0.012) = 83.
-  auto out = run_ref_op("DynamicQuantizeLinear", {f32({3}, {-1.0f, 0.0f, 2.06f})}, {}, 3);
+  auto out =
+      OpTest("DynamicQuantizeLinear").inputs({f32({3}, {-1.0f, 0.0f, 2.06f})}).outputs(3).run_ref();
   EXPECT_NEAR(out[1].data<float>()[0], 0.012f, 1e-7);
   EXPECT_EQ(out[2].data<uint8_t>()[0], 83);
   EXPECT_EQ(max_abs_diff(out[0], u8({3}, {0, 83, 255})), 0);
@@ -62,39 +61,47 @@ TEST(DynamicQuantizeLinear, ScaleAndZeroPoint) {
 
 TEST(MatMulInteger, ZeroPoints) {
   // (A - 1) @ (B - 2) with A [2,2], B [2,1].
-  auto out = run_ref_op("MatMulInteger",
-                        {u8({2, 2}, {1, 2, 3, 4}), u8({2, 1}, {3, 5}), u8({}, {1}), u8({}, {2})});
+  auto out = OpTest("MatMulInteger")
+                 .inputs({u8({2, 2}, {1, 2, 3, 4}), u8({2, 1}, {3, 5}), u8({}, {1}), u8({}, {2})})
+                 .run_ref();
   EXPECT_EQ(max_abs_diff(out[0], i32({2, 1}, {0 * 1 + 1 * 3, 2 * 1 + 3 * 3})), 0);
 }
 
 TEST(QLinearMatMul, Requantizes) {
   // real A = [[1, 2]] * 0.5, real B = [[2], [4]] * 0.25 -> 0.5*0.5 + 1*1 = 1.25; / 0.25 = 5 (+3).
-  auto out = run_ref_op("QLinearMatMul",
-                        {u8({1, 2}, {1, 2}), f32({}, {0.5f}), u8({}, {0}), u8({2, 1}, {2, 4}),
-                         f32({}, {0.25f}), u8({}, {0}), f32({}, {0.25f}), u8({}, {3})});
+  auto out = OpTest("QLinearMatMul")
+                 .inputs({u8({1, 2}, {1, 2}), f32({}, {0.5f}), u8({}, {0}), u8({2, 1}, {2, 4}),
+                          f32({}, {0.25f}), u8({}, {0}), f32({}, {0.25f}), u8({}, {3})})
+                 .run_ref();
   EXPECT_EQ(max_abs_diff(out[0], u8({1, 1}, {8})), 0);
 }
 
 TEST(ConvInteger, OneByOneKernel) {
   // 1x1 conv: y = (x - 1) * (w - 0) per pixel.
-  auto out = run_ref_op("ConvInteger",
-                        {u8({1, 1, 2, 2}, {1, 2, 3, 4}), u8({1, 1, 1, 1}, {3}), u8({}, {1})});
+  auto out = OpTest("ConvInteger")
+                 .inputs({u8({1, 1, 2, 2}, {1, 2, 3, 4}), u8({1, 1, 1, 1}, {3}), u8({}, {1})})
+                 .run_ref();
   EXPECT_EQ(max_abs_diff(out[0], i32({1, 1, 2, 2}, {0, 3, 6, 9})), 0);
 }
 
 TEST(QLinearConv, WithBias) {
   // real x = [2, 4] * 1, w = 2 * 0.5 = 1, bias 4 * (1 * 0.5) = 2 -> y = 4, 6; / 2 = 2, 3.
-  auto out = run_ref_op("QLinearConv",
-                        {u8({1, 1, 1, 2}, {2, 4}), f32({}, {1}), u8({}, {0}), u8({1, 1, 1, 1}, {2}),
-                         f32({1}, {0.5f}), u8({1}, {0}), f32({}, {2}), u8({}, {0}), i32({1}, {4})});
+  auto out =
+      OpTest("QLinearConv")
+          .inputs({u8({1, 1, 1, 2}, {2, 4}), f32({}, {1}), u8({}, {0}), u8({1, 1, 1, 1}, {2}),
+                   f32({1}, {0.5f}), u8({1}, {0}), f32({}, {2}), u8({}, {0}), i32({1}, {4})})
+          .run_ref();
   EXPECT_EQ(max_abs_diff(out[0], u8({1, 1, 1, 2}, {2, 3})), 0);
 }
 
 TEST(QuantizeErrors, BadScaleShapeAndDtype) {
-  EXPECT_THROW(run_ref_op("QuantizeLinear", {f32({2, 2}, {1, 2, 3, 4}), f32({3}, {1, 1, 1})},
-                          {{"axis", attr_int(0)}}, 1, 13),
+  EXPECT_THROW(OpTest("QuantizeLinear")
+                   .inputs({f32({2, 2}, {1, 2, 3, 4}), f32({3}, {1, 1, 1})})
+                   .attr("axis", 0)
+                   .opset(13)
+                   .run_ref(),
                Error);
-  EXPECT_THROW(run_ref_op("DequantizeLinear", {f32({1}, {1}), f32({}, {1})}), Error);
+  EXPECT_THROW(OpTest("DequantizeLinear").inputs({f32({1}, {1}), f32({}, {1})}).run_ref(), Error);
 }
 
 }  // namespace

@@ -8,18 +8,16 @@
 #include "op_test_util.h"
 #include "tandem/status.h"
 #include "tandem/tensor.h"
+#include "test_tensors.h"
 
 namespace tandem {
 namespace {
 
 using testing::attr_int;
 using testing::attr_string;
+using testing::f32;
 using testing::max_abs_diff;
-using testing::run_ref_op;
-
-Tensor f32(Shape s, std::vector<float> v) {
-  return Tensor::from_vector(DataType::kFloat32, s, v);
-}
+using testing::OpTest;
 double sig(double x) {
   return 1 / (1 + std::exp(-x));
 }
@@ -31,8 +29,12 @@ TEST(RNN, ForwardReverseAndBias) {
   Tensor x = f32({3, 1, 1}, kX), w = f32({1, 1, 1}, {0.7f}), r = f32({1, 1, 1}, {0.3f});
   Tensor b = f32({1, 2}, {0.1f, 0.2f}), h0 = f32({1, 1, 1}, {0.4f});
   auto run = [&](const char* dir) {
-    return run_ref_op("RNN", {x, w, r, b, Tensor(), h0},
-                      {{"hidden_size", attr_int(1)}, {"direction", attr_string(dir)}}, 2);
+    return OpTest("RNN")
+        .inputs({x, w, r, b, Tensor(), h0})
+        .attr("hidden_size", 1)
+        .attr("direction", dir)
+        .outputs(2)
+        .run_ref();
   };
   std::vector<float> fwd(3), rev(3);
   double h = 0.4;
@@ -59,9 +61,12 @@ TEST(GRU, LinearBeforeResetBothWays) {
       double hh = std::tanh(0.3 * kX[t] + (lbr ? rg * (0.6 * h) : 0.6 * (rg * h)));
       want[t] = float(h = (1 - z) * hh + z * h);
     }
-    auto out =
-        run_ref_op("GRU", {x, w, r},
-                   {{"hidden_size", attr_int(1)}, {"linear_before_reset", attr_int(lbr)}}, 2);
+    auto out = OpTest("GRU")
+                   .inputs({x, w, r})
+                   .attr("hidden_size", 1)
+                   .attr("linear_before_reset", attr_int(lbr))
+                   .outputs(2)
+                   .run_ref();
     EXPECT_LT(max_abs_diff(out[0], f32({3, 1, 1, 1}, want)), 1e-6) << "lbr " << lbr;
   }
 }
@@ -80,13 +85,21 @@ TEST(LSTM, PeepholesInitialStateAndLayout1) {
     double o = sig(0.2 * kX[t] + 0.6 * h + 0.15 * c);
     want[t] = float(h = o * std::tanh(c));
   }
-  auto out = run_ref_op("LSTM", {f32({3, 1, 1}, kX), w, r, Tensor(), Tensor(), h0, c0, p},
-                        {{"hidden_size", attr_int(1)}}, 3);
+  auto out = OpTest("LSTM")
+                 .inputs({f32({3, 1, 1}, kX), w, r, Tensor(), Tensor(), h0, c0, p})
+                 .attr("hidden_size", 1)
+                 .outputs(3)
+                 .run_ref();
   EXPECT_LT(max_abs_diff(out[0], f32({3, 1, 1, 1}, want)), 1e-6);
   EXPECT_LT(max_abs_diff(out[2], f32({1, 1, 1}, {float(c)})), 1e-6);
   // layout 1: X [batch, seq, input], Y [batch, seq, dirs, hidden]; same numbers for batch 1.
-  auto l1 = run_ref_op("LSTM", {f32({1, 3, 1}, kX), w, r, Tensor(), Tensor(), h0, c0, p},
-                       {{"hidden_size", attr_int(1)}, {"layout", attr_int(1)}}, 3, 14);
+  auto l1 = OpTest("LSTM")
+                .inputs({f32({1, 3, 1}, kX), w, r, Tensor(), Tensor(), h0, c0, p})
+                .attr("hidden_size", 1)
+                .attr("layout", 1)
+                .outputs(3)
+                .opset(14)
+                .run_ref();
   EXPECT_LT(max_abs_diff(l1[0], f32({1, 3, 1, 1}, want)), 1e-6);
 }
 
@@ -95,9 +108,12 @@ TEST(RNN, SequenceLensAndBidirectional) {
   Tensor x = f32({3, 2, 1}, {0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f});
   Tensor w = f32({2, 1, 1}, {1, 1}), r = f32({2, 1, 1}, {0, 0});
   Tensor lens = Tensor::from_vector(DataType::kInt32, {2}, std::vector<int32_t>{3, 1});
-  auto out =
-      run_ref_op("RNN", {x, w, r, Tensor(), lens},
-                 {{"hidden_size", attr_int(1)}, {"direction", attr_string("bidirectional")}}, 2);
+  auto out = OpTest("RNN")
+                 .inputs({x, w, r, Tensor(), lens})
+                 .attr("hidden_size", 1)
+                 .attr("direction", "bidirectional")
+                 .outputs(2)
+                 .run_ref();
   auto t = [](float v) { return float(std::tanh(double(v))); };
   // Y [seq, dirs, batch, hidden]; steps beyond a row's length stay 0.
   EXPECT_LT(max_abs_diff(out[0], f32({3, 2, 2, 1}, {t(0.1f), t(0.2f), t(0.1f), t(0.2f), t(0.3f), 0,
@@ -109,14 +125,21 @@ TEST(RNN, SequenceLensAndBidirectional) {
 
 TEST(RecurrentErrors, BadWeightShapeAndActivation) {
   Tensor x = f32({3, 1, 1}, kX);
-  EXPECT_THROW(run_ref_op("RNN", {x, f32({1, 2, 1}, {1, 1}), f32({1, 1, 1}, {1})},
-                          {{"hidden_size", attr_int(1)}}, 2),
+  EXPECT_THROW(OpTest("RNN")
+                   .inputs({x, f32({1, 2, 1}, {1, 1}), f32({1, 1, 1}, {1})})
+                   .attr("hidden_size", 1)
+                   .outputs(2)
+                   .run_ref(),
                Error);
   Attribute acts;
   acts.kind = Attribute::Kind::kStrings;
   acts.strings = {"Gelu"};
-  EXPECT_THROW(run_ref_op("RNN", {x, f32({1, 1, 1}, {1}), f32({1, 1, 1}, {1})},
-                          {{"hidden_size", attr_int(1)}, {"activations", acts}}, 2),
+  EXPECT_THROW(OpTest("RNN")
+                   .inputs({x, f32({1, 1, 1}, {1}), f32({1, 1, 1}, {1})})
+                   .attr("hidden_size", 1)
+                   .attr("activations", acts)
+                   .outputs(2)
+                   .run_ref(),
                Error);
 }
 

@@ -9,6 +9,7 @@
 #include "op_test_util.h"
 #include "tandem/status.h"
 #include "tandem/tensor.h"
+#include "test_tensors.h"
 
 namespace tandem {
 namespace {
@@ -16,14 +17,9 @@ namespace {
 using testing::attr_int;
 using testing::attr_ints;
 using testing::attr_string;
-using testing::run_ref_op;
-
-Tensor i64(Shape s, std::vector<int64_t> v) {
-  return Tensor::from_vector(DataType::kInt64, s, v);
-}
-Tensor i32(Shape s, std::vector<int32_t> v) {
-  return Tensor::from_vector(DataType::kInt32, s, v);
-}
+using testing::i32;
+using testing::i64;
+using testing::OpTest;
 std::vector<float> values(const Tensor& t) {
   return std::vector<float>(t.data<float>(), t.data<float>() + t.numel());
 }
@@ -40,7 +36,7 @@ TEST(TfIdfVectorizer, CountsUnigramsAndBigrams) {
                        {"ngram_counts", attr_ints({0, 2})},
                        {"ngram_indexes", attr_ints({0, 1, 2, 3})},
                        {"pool_int64s", attr_ints({1, 3, 1, 2, 2, 3})}};
-  Tensor out = run_ref_op("TfIdfVectorizer", {i64({5}, {1, 2, 1, 2, 3})}, attrs)[0];
+  Tensor out = OpTest("TfIdfVectorizer").input(i64({5}, {1, 2, 1, 2, 3})).attrs(attrs).run_ref()[0];
   ASSERT_EQ(out.dtype(), DataType::kFloat32);
   ASSERT_EQ(out.shape(), (Shape{4}));
   EXPECT_EQ(values(out), (std::vector<float>{2, 1, 2, 1}));
@@ -48,7 +44,7 @@ TEST(TfIdfVectorizer, CountsUnigramsAndBigrams) {
   // Only bigrams (min_gram_length 2): the unigram columns stay 0.
   Attrs bigrams = attrs;
   bigrams["min_gram_length"] = attr_int(2);
-  out = run_ref_op("TfIdfVectorizer", {i64({5}, {1, 2, 1, 2, 3})}, bigrams)[0];
+  out = OpTest("TfIdfVectorizer").input(i64({5}, {1, 2, 1, 2, 3})).attrs(bigrams).run_ref()[0];
   EXPECT_EQ(values(out), (std::vector<float>{0, 0, 2, 1}));
 }
 
@@ -60,19 +56,22 @@ TEST(TfIdfVectorizer, SkipsAndUnigramsCountedOnce) {
                  {"ngram_counts", attr_ints({0, 0})}, {"ngram_indexes", attr_ints({0})},
                  {"pool_int64s", attr_ints({1, 2})}};
   const Tensor x = i64({5}, {1, 5, 2, 1, 2});
-  EXPECT_EQ(values(run_ref_op("TfIdfVectorizer", {x}, attrs)[0]), (std::vector<float>{1}));
+  EXPECT_EQ(values(OpTest("TfIdfVectorizer").input(x).attrs(attrs).run_ref()[0]),
+            (std::vector<float>{1}));
   attrs["max_skip_count"] = attr_int(1);
-  EXPECT_EQ(values(run_ref_op("TfIdfVectorizer", {x}, attrs)[0]), (std::vector<float>{2}));
+  EXPECT_EQ(values(OpTest("TfIdfVectorizer").input(x).attrs(attrs).run_ref()[0]),
+            (std::vector<float>{2}));
   // skip 2: (1,1) (5,2) -> 0; skip 3: (1,2) -> 1 more; skip 4 and 5 fit no bigram.
   attrs["max_skip_count"] = attr_int(5);
-  EXPECT_EQ(values(run_ref_op("TfIdfVectorizer", {x}, attrs)[0]), (std::vector<float>{3}));
+  EXPECT_EQ(values(OpTest("TfIdfVectorizer").input(x).attrs(attrs).run_ref()[0]),
+            (std::vector<float>{3}));
 
   // Unigram 7 in X = 7 7 with max_skip_count 3: counted twice, not once per skip value.
   const Attrs uni = {{"mode", attr_string("TF")},      {"min_gram_length", attr_int(1)},
                      {"max_gram_length", attr_int(1)}, {"max_skip_count", attr_int(3)},
                      {"ngram_counts", attr_ints({0})}, {"ngram_indexes", attr_ints({0})},
                      {"pool_int64s", attr_ints({7})}};
-  EXPECT_EQ(values(run_ref_op("TfIdfVectorizer", {i64({2}, {7, 7})}, uni)[0]),
+  EXPECT_EQ(values(OpTest("TfIdfVectorizer").input(i64({2}, {7, 7})).attrs(uni).run_ref()[0]),
             (std::vector<float>{2}));
 }
 
@@ -90,20 +89,21 @@ TEST(TfIdfVectorizer, BatchModesAndWeights) {
   const Tensor x = i32({2, 3}, {1, 1, 2, 2, 0, 0});
 
   attrs["mode"] = attr_string("TF");  // row 0: 1 twice (column 1), 2 once (column 0)
-  Tensor out = run_ref_op("TfIdfVectorizer", {x}, attrs)[0];
+  Tensor out = OpTest("TfIdfVectorizer").input(x).attrs(attrs).run_ref()[0];
   ASSERT_EQ(out.shape(), (Shape{2, 2}));
   EXPECT_EQ(values(out), (std::vector<float>{1, 2, 1, 0}));
   attrs["mode"] = attr_string("IDF");  // weight where the count is > 0
-  EXPECT_EQ(values(run_ref_op("TfIdfVectorizer", {x}, attrs)[0]),
+  EXPECT_EQ(values(OpTest("TfIdfVectorizer").input(x).attrs(attrs).run_ref()[0]),
             (std::vector<float>{3, 0.5f, 3, 0}));
   attrs["mode"] = attr_string("TFIDF");  // count * weight
-  EXPECT_EQ(values(run_ref_op("TfIdfVectorizer", {x}, attrs)[0]), (std::vector<float>{3, 1, 3, 0}));
+  EXPECT_EQ(values(OpTest("TfIdfVectorizer").input(x).attrs(attrs).run_ref()[0]),
+            (std::vector<float>{3, 1, 3, 0}));
 
   // Output columns run to max(ngram_indexes): unused columns are 0.
   attrs.erase("weights");
   attrs["mode"] = attr_string("TF");
   attrs["ngram_indexes"] = attr_ints({3, 1});
-  EXPECT_EQ(values(run_ref_op("TfIdfVectorizer", {x}, attrs)[0]),
+  EXPECT_EQ(values(OpTest("TfIdfVectorizer").input(x).attrs(attrs).run_ref()[0]),
             (std::vector<float>{0, 1, 0, 2, 0, 1, 0, 0}));
 }
 
@@ -113,14 +113,15 @@ TEST(TfIdfVectorizer, Errors) {
                        {"ngram_indexes", attr_ints({0, 1})},
                        {"pool_int64s", attr_ints({1, 2})}};
   const Tensor x = i64({3}, {1, 2, 3});
-  EXPECT_NO_THROW(run_ref_op("TfIdfVectorizer", {x}, attrs));
+  EXPECT_NO_THROW(OpTest("TfIdfVectorizer").input(x).attrs(attrs).run_ref());
   // Float input; string input (unsupported, with a clear code).
-  EXPECT_THROW(
-      run_ref_op("TfIdfVectorizer",
-                 {Tensor::from_vector(DataType::kFloat32, {1}, std::vector<float>{1})}, attrs),
-      Error);
+  EXPECT_THROW(OpTest("TfIdfVectorizer")
+                   .input(Tensor::from_vector(DataType::kFloat32, {1}, std::vector<float>{1}))
+                   .attrs(attrs)
+                   .run_ref(),
+               Error);
   try {
-    run_ref_op("TfIdfVectorizer", {Tensor(DataType::kString, {2})}, attrs);
+    OpTest("TfIdfVectorizer").input(Tensor(DataType::kString, {2})).attrs(attrs).run_ref();
     ADD_FAILURE() << "string input accepted";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
@@ -131,22 +132,23 @@ TEST(TfIdfVectorizer, Errors) {
   pool.kind = Attribute::Kind::kStrings;
   pool.strings = {"a", "b"};
   strings["pool_strings"] = pool;
-  EXPECT_THROW(run_ref_op("TfIdfVectorizer", {x}, strings), Error);
+  EXPECT_THROW(OpTest("TfIdfVectorizer").input(x).attrs(strings).run_ref(), Error);
   // Pool and ngram_indexes disagree; bad mode; min > max.
   Attrs bad = attrs;
   bad["ngram_indexes"] = attr_ints({0, 1, 2});
-  EXPECT_THROW(run_ref_op("TfIdfVectorizer", {x}, bad), Error);
+  EXPECT_THROW(OpTest("TfIdfVectorizer").input(x).attrs(bad).run_ref(), Error);
   bad = attrs;
   bad["ngram_counts"] = attr_ints({0, 1});  // one 2-gram block of 1 value
-  EXPECT_THROW(run_ref_op("TfIdfVectorizer", {x}, bad), Error);
+  EXPECT_THROW(OpTest("TfIdfVectorizer").input(x).attrs(bad).run_ref(), Error);
   bad = attrs;
   bad["mode"] = attr_string("BM25");
-  EXPECT_THROW(run_ref_op("TfIdfVectorizer", {x}, bad), Error);
+  EXPECT_THROW(OpTest("TfIdfVectorizer").input(x).attrs(bad).run_ref(), Error);
   bad = attrs;
   bad["min_gram_length"] = attr_int(3);
-  EXPECT_THROW(run_ref_op("TfIdfVectorizer", {x}, bad), Error);
+  EXPECT_THROW(OpTest("TfIdfVectorizer").input(x).attrs(bad).run_ref(), Error);
   // 3-D input.
-  EXPECT_THROW(run_ref_op("TfIdfVectorizer", {i64({1, 1, 3}, {1, 2, 3})}, attrs), Error);
+  EXPECT_THROW(OpTest("TfIdfVectorizer").input(i64({1, 1, 3}, {1, 2, 3})).attrs(attrs).run_ref(),
+               Error);
 }
 
 }  // namespace
