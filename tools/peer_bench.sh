@@ -15,6 +15,8 @@ WARMUP=20
 LOOPS=100
 JSON_OUT=""
 WORK=""
+ISA=""
+BASELINE=""
 RUN_TIMEOUT=600
 
 usage() {
@@ -39,6 +41,14 @@ Options:
   --json OUT        also write every figure (samples, per-round medians, memory) as JSON
   --work DIR        keep the per-run files here (default: a temporary folder, removed at exit)
   --tandem PATH     the tandem binary (default: build/bin/tandem; built with tools/build.sh if missing)
+  --isa avx2        also run Tandem capped to AVX2 (DNNL_MAX_CPU_ISA=AVX2 for oneDNN,
+                    TANDEM_SIMD_LEVEL=1 for its own vector loops), as a third engine in the same
+                    alternating rounds: the table adds its latency and avx2/tandem (ORT cannot be
+                    capped, so there is no AVX2 ratio to ORT). On a machine without AVX-512 the
+                    cap changes nothing, and the report says so.
+  --baseline PATH   also run another tandem binary (e.g. a build of an older commit) in the same
+                    rounds: the table adds its latency and tandem/baseline, to show what a change
+                    did to speed against a peer measured in the same run
   --timeout S       kill one engine run after S seconds and report it as an error (default: $RUN_TIMEOUT)
   -h, --help        this help
 
@@ -66,6 +76,8 @@ while [[ $# -gt 0 ]]; do
     --json) JSON_OUT="$2"; shift 2 ;;
     --work) WORK="$2"; shift 2 ;;
     --tandem) TANDEM="$2"; shift 2 ;;
+    --isa) ISA="$2"; shift 2 ;;
+    --baseline) BASELINE="$2"; shift 2 ;;
     --timeout) RUN_TIMEOUT="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown option '$1'" ;;
@@ -77,6 +89,8 @@ for v in ROUNDS WARMUP LOOPS RUN_TIMEOUT; do
 done
 [[ "$ROUNDS" -ge 1 && "$LOOPS" -ge 1 ]] || die "--rounds and --loops must be at least 1"
 [[ "$THREADS" =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--threads wants a list like 1,2, got '$THREADS'"
+[[ -z "$ISA" || "$ISA" == avx2 ]] || die "--isa takes avx2, got '$ISA'"
+[[ -z "$BASELINE" || -x "$BASELINE" ]] || die "--baseline: no executable at '$BASELINE'"
 command -v node >/dev/null || die "node is not on PATH"
 TIME_V=""
 [[ -x /usr/bin/time ]] && TIME_V=/usr/bin/time || echo "peer_bench: /usr/bin/time missing: no RSS figures" >&2
@@ -160,6 +174,16 @@ TANDEM_MTIME_START="$(stat -c %Y "$TANDEM")"
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
 echo "peer_bench: ${#MODEL_PATHS[@]} models, threads $THREADS, $ROUNDS rounds x ($WARMUP warmup + $LOOPS timed runs), work $WORK" >&2
 echo "peer_bench: tandem $TANDEM; onnxruntime-node $ORT_VERSION ($BIND_DIR)" >&2
+# The engines of a round, in the order of round 1; each round rotates it by one so that no
+# engine always runs first.
+ENGINES=(tandem ort)
+[[ -n "$BASELINE" ]] && ENGINES+=(baseline) && echo "peer_bench: baseline $BASELINE" >&2
+[[ -n "$ISA" ]] && ENGINES+=(avx2)
+HAS_AVX512=0
+grep -qw avx512f /proc/cpuinfo 2>/dev/null && HAS_AVX512=1
+if [[ -n "$ISA" && $HAS_AVX512 == 0 ]]; then
+  echo "peer_bench: this CPU has no AVX-512: the avx2 engine runs what the plain one does" >&2
+fi
 
 # run_engine ENGINE OUT_PREFIX CMD...: runs CMD under /usr/bin/time -v with a timeout; on failure
 # writes OUT_PREFIX.err with the reason.
@@ -206,24 +230,28 @@ for model in "${MODEL_PATHS[@]}"; do
   for t in "${THREAD_LIST[@]}"; do
     tdir="$mdir/t$t"
     mkdir -p "$tdir"
-    tandem_failed=0
-    ort_failed=0
+    declare -A failed=()
     for ((r = 1; r <= ROUNDS; r++)); do
-      order=(tandem ort)
-      ((r % 2 == 0)) && order=(ort tandem)
+      order=()
+      for ((k = 0; k < ${#ENGINES[@]}; k++)); do
+        order+=("${ENGINES[(k + r - 1) % ${#ENGINES[@]}]}")
+      done
       for eng in "${order[@]}"; do
         p="$tdir/r$r.$eng"
-        if [[ $eng == tandem ]]; then
-          ((tandem_failed)) && continue
-          run_engine tandem "$p" "$TANDEM" bench --model "$model" --threads "$t" \
-            --input-shape "$shape" --warmup "$WARMUP" --loops "$LOOPS" --json "$p.json" ||
-            tandem_failed=1
-        else
-          ((ort_failed)) && continue
-          run_engine ort "$p" node "$ROOT/tools/peer_bench_ort.js" bench --model "$model" \
-            --inputs "$inputs" --outputs "$outputs" --threads "$t" --warmup "$WARMUP" \
-            --loops "$LOOPS" --json "$p.json" || ort_failed=1
-        fi
+        [[ -n "${failed[$eng]:-}" ]] && continue
+        bench=(bench --model "$model" --threads "$t" --input-shape "$shape" --warmup "$WARMUP"
+               --loops "$LOOPS" --json "$p.json")
+        case $eng in
+          tandem) run_engine tandem "$p" "$TANDEM" "${bench[@]}" || failed[$eng]=1 ;;
+          baseline) run_engine baseline "$p" "$BASELINE" "${bench[@]}" || failed[$eng]=1 ;;
+          avx2)
+            run_engine avx2 "$p" env DNNL_MAX_CPU_ISA=AVX2 TANDEM_SIMD_LEVEL=1 "$TANDEM" \
+              "${bench[@]}" || failed[$eng]=1 ;;
+          ort)
+            run_engine ort "$p" node "$ROOT/tools/peer_bench_ort.js" bench --model "$model" \
+              --inputs "$inputs" --outputs "$outputs" --threads "$t" --warmup "$WARMUP" \
+              --loops "$LOOPS" --json "$p.json" || failed[$eng]=1 ;;
+        esac
         if [[ -f "$p.err" ]]; then
           echo "peer_bench: $id threads $t round $r $eng: error: $(cat "$p.err")" >&2
         else
@@ -231,17 +259,20 @@ for model in "${MODEL_PATHS[@]}"; do
         fi
       done
     done
+    unset failed
   done
 done
 
 TANDEM_MTIME_END="$(stat -c %Y "$TANDEM" 2>/dev/null || echo missing)"
 LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
 TANDEM_ABS="$(realpath "$TANDEM")" TM0="$TANDEM_MTIME_START" TM1="$TANDEM_MTIME_END" \
-  L0="$LOAD_START" L1="$LOAD_END" BIND_DIR="$BIND_DIR" node -e '
+  L0="$LOAD_START" L1="$LOAD_END" BIND_DIR="$BIND_DIR" BASELINE="$BASELINE" ISA="$ISA" \
+  HAS_AVX512="$HAS_AVX512" node -e '
   const e = process.env, os = require("os");
   const meta = { tandem: e.TANDEM_ABS, tandem_mtime_start: e.TM0, tandem_mtime_end: e.TM1,
     loadavg_start: e.L0, loadavg_end: e.L1, cpus: os.cpus().length, cpu_model: (os.cpus()[0] || {}).model,
-    node: process.version, ort_binding_dir: e.BIND_DIR };
+    node: process.version, ort_binding_dir: e.BIND_DIR, baseline: e.BASELINE || null,
+    isa: e.ISA || null, has_avx512: e.HAS_AVX512 === "1" };
   require("fs").writeFileSync(process.argv[1], JSON.stringify(meta, null, 2) + "\n");' "$WORK/meta.json"
 [[ "$TANDEM_MTIME_START" == "$TANDEM_MTIME_END" ]] ||
   echo "peer_bench: WARNING: $TANDEM changed during the run" >&2

@@ -2,7 +2,9 @@
 // Summarises the per-run files tools/peer_bench.sh leaves in its work folder:
 //   manifest.tsv                      id <TAB> model path, in run order
 //   <id>/prep.err                     inputs could not be prepared
-//   <id>/t<T>/r<R>.<engine>.json      tandem bench --json / peer_bench_ort.js bench --json
+//   <id>/t<T>/r<R>.<engine>.json      tandem bench --json / peer_bench_ort.js bench --json; engines:
+//                                     tandem, ort, and with --baseline / --isa avx2 also baseline
+//                                     (another tandem binary) and avx2 (tandem capped to AVX2)
 //   <id>/t<T>/r<R>.<engine>.time      /usr/bin/time -v of that process
 //   <id>/t<T>/r<R>.<engine>.err       why the run failed
 // Prints the table and the geometric means; --json OUT writes everything.
@@ -55,7 +57,7 @@ function engineSummary(dir, engine) {
     roundMedians.push(median(j.samples_ms));
     const m = maxRssBytes(`${p}.time`);
     if (m != null) rss.push(m);
-    if (engine === 'tandem') {
+    if (engine !== 'ort') {  // tandem, baseline, avx2: tandem bench --json
       s.peak_bytes = j.peak_bytes;
       s.arena_bytes = j.arena_bytes;
     } else {
@@ -73,6 +75,18 @@ function engineSummary(dir, engine) {
 
 let meta = {};
 try { meta = JSON.parse(fs.readFileSync(path.join(work, 'meta.json'), 'utf8')); } catch (e) { /* older work folder */ }
+// The extra Tandem engines of this run, each compared with the plain one: [engine, column label,
+// ratio label, ratio(row)].
+const ok = (e) => e && e.median_ms != null && !e.error;
+const extras = [];
+if (meta.baseline) {
+  extras.push(['baseline', 'baseline ms', 'tandem/baseline',
+               (r) => (ok(r.tandem) && ok(r.baseline) ? r.tandem.median_ms / r.baseline.median_ms : null)]);
+}
+if (meta.isa === 'avx2') {
+  extras.push(['avx2', 'avx2 ms', 'avx2/tandem',
+               (r) => (ok(r.tandem) && ok(r.avx2) ? r.avx2.median_ms / r.tandem.median_ms : null)]);
+}
 const rows = [];
 const manifest = fs.readFileSync(path.join(work, 'manifest.tsv'), 'utf8').trim().split('\n').filter(Boolean);
 for (const line of manifest) {
@@ -87,27 +101,34 @@ for (const line of manifest) {
       const e = `inputs: ${fs.readFileSync(prepErr, 'utf8').trim()}`;
       row.tandem = { error: e };
       row.ort = { error: e };
+      for (const [eng] of extras) row[eng] = { error: e };
     } else {
       const dir = path.join(work, id, `t${t}`);
       row.tandem = engineSummary(dir, 'tandem');
       row.ort = engineSummary(dir, 'ort');
+      for (const [eng] of extras) row[eng] = engineSummary(dir, eng);
     }
-    const ok = (e) => e.median_ms != null && !e.error;
     row.ratio = ok(row.tandem) && ok(row.ort) ? row.tandem.median_ms / row.ort.median_ms : null;
+    for (const [eng, , , ratio] of extras) row[`ratio_${eng}`] = ratio(row);
     rows.push(row);
   }
 }
 
+function geomeanOf(t, key) {
+  const rs = rows.filter((r) => r.threads === t && r[key] != null).map((r) => r[key]);
+  return { ratio: rs.length ? Math.exp(rs.reduce((a, r) => a + Math.log(r), 0) / rs.length) : null,
+           models: rs.length, of: rows.filter((r) => r.threads === t).length };
+}
 const geomean = {};
 for (const t of threads) {
-  const rs = rows.filter((r) => r.threads === t && r.ratio != null).map((r) => r.ratio);
-  geomean[t] = { ratio: rs.length ? Math.exp(rs.reduce((a, r) => a + Math.log(r), 0) / rs.length) : null,
-                 models: rs.length, of: rows.filter((r) => r.threads === t).length };
+  geomean[t] = geomeanOf(t, 'ratio');
+  for (const [eng] of extras) geomean[t][eng] = geomeanOf(t, `ratio_${eng}`);
 }
 
 // ---------------------------------------------------------------- table
-const header = ['model', 'thr', 'tandem ms', 'ort ms', 'tandem/ort', 'tandem peak_bytes',
-                'tandem max RSS', 'ort max RSS', 'ort vs ref', 'notes'];
+const header = ['model', 'thr', 'tandem ms', 'ort ms', 'tandem/ort'];
+for (const [, label, ratioLabel] of extras) header.push(label, ratioLabel);
+header.push('tandem peak_bytes', 'tandem max RSS', 'ort max RSS', 'ort vs ref', 'notes');
 const table = [header];
 for (const r of rows) {
   const notes = [];
@@ -116,6 +137,8 @@ for (const r of rows) {
     if (r.tandem.error) notes.push(`tandem error: ${r.tandem.error}`);
     if (r.ort.error) notes.push(`ort error: ${r.ort.error}`);
   }
+  for (const [eng] of extras)
+    if (r[eng].error && r[eng].error !== r.tandem.error) notes.push(`${eng} error: ${r[eng].error}`);
   const cell = (e, v) => (e.error && e.median_ms == null ? 'error' : v);
   const diff = r.ort.max_abs_diff_vs_reference;
   table.push([
@@ -123,6 +146,8 @@ for (const r of rows) {
     cell(r.tandem, fmtMs(r.tandem.median_ms)),
     cell(r.ort, fmtMs(r.ort.median_ms)),
     r.ratio != null ? r.ratio.toFixed(2) : 'error',
+    ...extras.flatMap(([eng]) => [cell(r[eng], fmtMs(r[eng].median_ms)),
+                                  r[`ratio_${eng}`] != null ? r[`ratio_${eng}`].toFixed(2) : 'error']),
     cell(r.tandem, human(r.tandem.peak_bytes)),
     cell(r.tandem, human(r.tandem.max_rss_bytes)),
     cell(r.ort, human(r.ort.max_rss_bytes)),
@@ -141,7 +166,16 @@ for (const t of threads) {
   const g = geomean[t];
   console.log(`geometric mean tandem/ort, threads ${t}: ${g.ratio != null ? g.ratio.toFixed(3) : 'n/a'}` +
               ` (${g.models} of ${g.of} models)`);
+  for (const [eng, , ratioLabel] of extras) {
+    const e = g[eng];
+    console.log(`geometric mean ${ratioLabel}, threads ${t}: ${e.ratio != null ? e.ratio.toFixed(3) : 'n/a'}` +
+                ` (${e.models} of ${e.of} models)`);
+  }
 }
+if (meta.baseline) console.log(`baseline: ${meta.baseline}; tandem/baseline < 1 means the tested binary is faster.`);
+if (meta.isa === 'avx2')
+  console.log('avx2: Tandem with DNNL_MAX_CPU_ISA=AVX2 and TANDEM_SIMD_LEVEL=1; avx2/tandem > 1 is what AVX-512 gains.' +
+              (meta.has_avx512 === false ? ' This CPU has no AVX-512: both are the same code.' : ''));
 const baseline = rows.map((r) => r.ort.node_baseline_rss_bytes).filter((x) => x != null);
 console.log(`\nlatency: median over ${rounds} rounds x ${args.loops} timed runs (after ${args.warmup} warmup runs per process)` +
             `; tandem/ort < 1 means Tandem is faster.`);
@@ -149,7 +183,7 @@ console.log('tandem peak_bytes: tensor memory Tandem\'s planner reports (arena +
             ' max RSS: /usr/bin/time -v "Maximum resident set size" of the whole process' +
             ` (the node process for ORT; node itself is ~${human(median(baseline))} before onnxruntime loads).`);
 if (meta.tandem_mtime_start !== undefined) {
-  console.log(`machine: ${meta.cpus} CPUs; load average ${meta.loadavg_start} at start, ${meta.loadavg_end} at end.`);
+  console.log(`machine: ${meta.cpus} CPUs (${meta.cpu_model || 'unknown model'}); load average ${meta.loadavg_start} at start, ${meta.loadavg_end} at end.`);
   if (meta.tandem_mtime_start !== meta.tandem_mtime_end)
     console.log(`WARNING: ${meta.tandem} changed during the run (rebuilt?): the Tandem figures mix two binaries.`);
 }
