@@ -144,8 +144,10 @@ CLI::Validator real_range(double min, double max, bool min_inclusive) {
 
 void ModelOptions::add_to(CLI::App* app, bool model_required) {
   auto* opt = app->add_option("-m,--model", model, "ONNX model file");
-  if (model_required) opt->required();
-  else opt->description("ONNX model file (default: the flagship models/sd_unet_tiny/model.onnx)");
+  if (model_required)
+    opt->required();
+  else
+    opt->description("ONNX model file (default: the flagship models/sd_unet_tiny/model.onnx)");
   app->add_option("--input-shape", input_shape,
                   "fix input shapes, e.g. \"sample:1,4,64,64;timestep:1\"");
   app->add_option("-t,--threads", threads, "intra-op threads (0 = one per core)")
@@ -249,6 +251,17 @@ std::vector<Tensor> read_input_files(const std::string& comma_list) {
   while (std::getline(ss, path, ','))
     if (!path.empty()) tensors.push_back(read_tensor_file(path));
   return tensors;
+}
+
+void match_input_names(const Model& model, std::vector<Tensor>& inputs) {
+  bool names_ok = true;
+  for (const Tensor& t : inputs) {
+    bool found = false;
+    for (const TensorInfo& i : model.inputs()) found = found || i.name == t.name();
+    names_ok = names_ok && found;
+  }
+  if (!names_ok)
+    for (Tensor& t : inputs) t.set_name("");
 }
 
 }  // namespace tandem::cli

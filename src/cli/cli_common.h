@@ -64,6 +64,9 @@ void print_op_profile(const RunStats& stats);
 
 // Reads a comma-separated list of .pb tensor files.
 std::vector<Tensor> read_input_files(const std::string& comma_list);
+// Input files whose stored names are not all among the model's inputs are matched by position:
+// their names are cleared.
+void match_input_names(const Model& model, std::vector<Tensor>& inputs);
 
 // Subcommands. Each registers itself on `app` and returns the callback's exit code through
 // `exit_code` when it runs.
@@ -73,6 +76,7 @@ void add_info_command(CLI::App& app, int& exit_code);
 void add_bench_command(CLI::App& app, int& exit_code);
 void add_worker_command(CLI::App& app, int& exit_code);
 void add_serve_command(CLI::App& app, int& exit_code);
+void add_compare_command(CLI::App& app, int& exit_code);
 
 // Options of the multi-device paths of `run` and `bench`.
 struct DeviceOptions {

@@ -8,7 +8,7 @@
 
 #include "cli/cli_common.h"
 #include "core/error.h"
-#include "core/half.h"
+#include "core/tensor_compare.h"
 #include "onnx/tensor_proto.h"
 
 namespace tandem::cli {
@@ -30,22 +30,7 @@ struct CheckOptions {
 };
 
 double element(const Tensor& t, int64_t i) {
-  switch (t.dtype()) {
-    case DataType::kFloat32: return t.data<float>()[i];
-    case DataType::kFloat64: return t.data<double>()[i];
-    case DataType::kFloat16: return half_to_float(t.data<uint16_t>()[i]);
-    case DataType::kBFloat16: return bfloat16_to_float(t.data<uint16_t>()[i]);
-    case DataType::kInt8: return t.data<int8_t>()[i];
-    case DataType::kInt16: return t.data<int16_t>()[i];
-    case DataType::kInt32: return t.data<int32_t>()[i];
-    case DataType::kInt64: return static_cast<double>(t.data<int64_t>()[i]);
-    case DataType::kUInt8: return t.data<uint8_t>()[i];
-    case DataType::kUInt16: return t.data<uint16_t>()[i];
-    case DataType::kUInt32: return t.data<uint32_t>()[i];
-    case DataType::kUInt64: return static_cast<double>(t.data<uint64_t>()[i]);
-    case DataType::kBool: return t.data<bool>()[i] ? 1 : 0;
-    default: raise(ErrorCode::kUnsupported, "cannot compare dtype {}", dtype_name(t.dtype()));
-  }
+  return element_as_double(t, i);
 }
 
 bool is_float(DataType d) {
@@ -60,17 +45,20 @@ std::string compare(const Tensor& got, const Tensor& want, double rtol, double a
     return fmt::format("dtype {} != expected {}", dtype_name(got.dtype()),
                        dtype_name(want.dtype()));
   if (got.shape() != want.shape())
-    return fmt::format("shape {} != expected {}", shape_str(got.shape()),
-                       shape_str(want.shape()));
+    return fmt::format("shape {} != expected {}", shape_str(got.shape()), shape_str(want.shape()));
   const bool exact = !is_float(want.dtype());
   int64_t bad = 0, first_bad = -1, worst_index = -1;
   for (int64_t i = 0; i < want.numel(); ++i) {
     double a = element(got, i), b = element(want, i);
     bool ok;
-    if (std::isnan(b)) ok = std::isnan(a);
-    else if (std::isinf(b)) ok = a == b;
-    else if (exact) ok = a == b;
-    else ok = std::abs(a - b) <= atol + rtol * std::abs(b);
+    if (std::isnan(b))
+      ok = std::isnan(a);
+    else if (std::isinf(b))
+      ok = a == b;
+    else if (exact)
+      ok = a == b;
+    else
+      ok = std::abs(a - b) <= atol + rtol * std::abs(b);
     double err = std::isnan(a) != std::isnan(b) ? INFINITY : std::abs(a - b);
     if (!std::isnan(err) && err > worst_abs) {
       worst_abs = err;
@@ -83,10 +71,10 @@ std::string compare(const Tensor& got, const Tensor& want, double rtol, double a
   }
   if (!bad) return {};
   int64_t at = worst_index >= 0 ? worst_index : first_bad;
-  return fmt::format("{} of {} values differ; worst |got-want| = {:.3g} at index {} (got {}, want "
-                     "{}; rtol {}, atol {})",
-                     bad, want.numel(), worst_abs, at, element(got, at), element(want, at), rtol,
-                     atol);
+  return fmt::format(
+      "{} of {} values differ; worst |got-want| = {:.3g} at index {} (got {}, want "
+      "{}; rtol {}, atol {})",
+      bad, want.numel(), worst_abs, at, element(got, at), element(want, at), rtol, atol);
 }
 
 std::vector<fs::path> sorted_entries(const fs::path& dir, const std::string& prefix) {

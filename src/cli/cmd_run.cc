@@ -34,17 +34,7 @@ int run_model(const RunOptions& opt) {
       opt.inputs.empty()
           ? random_inputs(model, opt.batch > 0 ? opt.batch : 1, 1234, opt.model.max_tensor_bytes)
           : read_input_files(opt.inputs);
-  if (!opt.inputs.empty()) {
-    // Files whose stored name is not one of the model's inputs are matched by position.
-    bool names_ok = true;
-    for (const Tensor& t : inputs) {
-      bool found = false;
-      for (const TensorInfo& i : model.inputs()) found = found || i.name == t.name();
-      names_ok = names_ok && found;
-    }
-    if (!names_ok)
-      for (Tensor& t : inputs) t.set_name("");
-  }
+  if (!opt.inputs.empty()) match_input_names(model, inputs);
   for (const Tensor& t : inputs)
     fmt::print("input  {:<24} {:<8} {}{}\n", t.name().empty() ? "(by position)" : t.name(),
                dtype_name(t.dtype()), shape_str(t.shape()), opt.inputs.empty() ? " (random)" : "");
@@ -66,8 +56,8 @@ int run_model(const RunOptions& opt) {
       summary = fmt::format("  mean {:.4g}  std {:.4g}", mean,
                             std::sqrt(std::max(0.0, sq / t.numel() - mean * mean)));
     }
-    fmt::print("output {:<24} {:<8} {}{}\n", t.name(), dtype_name(t.dtype()),
-               shape_str(t.shape()), summary);
+    fmt::print("output {:<24} {:<8} {}{}\n", t.name(), dtype_name(t.dtype()), shape_str(t.shape()),
+               summary);
   }
   const RunStats& s = model.last_stats();
   fmt::print("predict time: {:.2f} ms{}\n", total_ms / opt.loops,

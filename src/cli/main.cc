@@ -29,6 +29,14 @@ std::string usage_error_line(const CLI::App*, const CLI::Error& e) {
   return "error: " + message + " (see --help)\n";
 }
 
+// The one "error: ..." line, after what the command printed so far (stdout is flushed first, so
+// with 2>&1 the error comes last, where it happened).
+int fail(const char* message) {
+  std::fflush(stdout);
+  std::fprintf(stderr, "error: %s\n", message);
+  return 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -47,6 +55,7 @@ int main(int argc, char** argv) {
   tandem::cli::add_info_command(app, exit_code);
   tandem::cli::add_bench_command(app, exit_code);
   tandem::cli::add_serve_command(app, exit_code);
+  tandem::cli::add_compare_command(app, exit_code);
   tandem::cli::add_worker_command(app, exit_code);
   try {
     app.parse(argc, argv);
@@ -60,14 +69,11 @@ int main(int argc, char** argv) {
     app.exit(e);
     return 2;
   } catch (const tandem::Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
+    return fail(e.what());
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "error: out of memory\n");
-    return 1;
+    return fail("out of memory");
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
+    return fail(e.what());
   }
   return exit_code;
 }

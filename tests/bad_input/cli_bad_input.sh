@@ -62,6 +62,13 @@ expect error "missing input 'attention_mask'" -- "$tandem" run --model "$models/
 expect error "shape .* but the model expects" -- "$tandem" run --model "$models/resnet_tiny/model.onnx" --inputs "$models/sd_unet_tiny/test_data_set_0/input_0.pb"
 expect error "not a valid serialized TensorProto" -- "$tandem" run --model "$models/resnet_tiny/model.onnx" --inputs "$tmp/garbage.onnx"
 expect error "holds no model.onnx" -- "$tandem" check "$tmp"
+# tandem compare
+expect error "no model: tandem compare MODEL" -- "$tandem" compare
+expect error "not a valid ONNX model" -- "$tandem" compare "$tmp/garbage.onnx"
+expect error "nothing to compare" -- "$tandem" compare "$models/resnet_tiny/model.onnx" --backend ref
+expect error "either as the first argument or with --model" -- "$tandem" compare "$models/resnet_tiny/model.onnx" --model "$models/resnet_tiny/model.onnx"
+expect error "unknown input name .input.; the model.s inputs are: input_ids" -- "$tandem" compare "$models/resnet_tiny/model.onnx" "$models/lstm_tiny/model.onnx"
+expect usage "cosine-min" -- "$tandem" compare "$models/resnet_tiny/model.onnx" --cosine-min 2
 # Usage mistakes.
 expect usage "required" -- "$tandem" check
 expect usage "" -- "$tandem" frobnicate

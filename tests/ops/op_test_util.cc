@@ -10,6 +10,7 @@
 #include "backends/backend.h"
 #include "backends/ref/ref_backend.h"
 #include "core/error.h"
+#include "core/tensor_compare.h"
 #include "core/thread_pool.h"
 #include "ops/schema.h"
 
@@ -317,27 +318,6 @@ OpRun OpTest::run(const Backend& backend) const {
   run.backend = p.backend();
   for (int r = 0; r < std::max(repeats_, 1); ++r) run.outputs = p.compute(inputs_);
   return run;
-}
-
-static double element_as_double(const Tensor& t, int64_t i) {
-  switch (t.dtype()) {
-    case DataType::kFloat32:
-      return t.data<float>()[i];
-    case DataType::kFloat64:
-      return t.data<double>()[i];
-    case DataType::kInt64:
-      return static_cast<double>(t.data<int64_t>()[i]);
-    case DataType::kInt32:
-      return t.data<int32_t>()[i];
-    case DataType::kInt8:
-      return t.data<int8_t>()[i];
-    case DataType::kUInt8:
-      return t.data<uint8_t>()[i];
-    case DataType::kBool:
-      return t.data<bool>()[i] ? 1 : 0;
-    default:
-      throw std::runtime_error("max_abs_diff: unsupported dtype");
-  }
 }
 
 double max_abs_diff(const Tensor& a, const Tensor& b) {
