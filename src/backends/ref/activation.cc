@@ -13,6 +13,7 @@
 
 #include "backends/backend.h"
 #include "backends/ref/op_chain.h"
+#include "core/dtype_visit.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "ops/legacy.h"
@@ -70,34 +71,7 @@ void dispatch_activation(DataType dtype, const Node& node, F&& f) {
       break;
   }
   if constexpr (kIntegers) {
-    switch (dtype) {
-      case DataType::kInt8:
-        f(int8_t{});
-        return;
-      case DataType::kInt16:
-        f(int16_t{});
-        return;
-      case DataType::kInt32:
-        f(int32_t{});
-        return;
-      case DataType::kInt64:
-        f(int64_t{});
-        return;
-      case DataType::kUInt8:
-        f(uint8_t{});
-        return;
-      case DataType::kUInt16:
-        f(uint16_t{});
-        return;
-      case DataType::kUInt32:
-        f(uint32_t{});
-        return;
-      case DataType::kUInt64:
-        f(uint64_t{});
-        return;
-      default:
-        break;
-    }
+    if (visit_dtype<IsInteger>(dtype, f)) return;
   }
   raise(ErrorCode::kUnsupported, "{}: dtype {} is not supported ({})", node.describe(),
         dtype_name(dtype), kIntegers ? "numeric types only" : "floating-point types only");

@@ -13,6 +13,7 @@
 
 #include "backends/backend.h"
 #include "backends/ref/dispatch.h"
+#include "core/dtype_visit.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "ops/legacy.h"
@@ -217,23 +218,9 @@ void dispatch_domain(DataType dtype, const Node& node, F&& f) {
                  "{}: dtype {} is not supported (bool only)", node.describe(), dtype_name(dtype));
     f(bool{});
   } else {
-    switch (dtype) {
-      case DataType::kUInt8:
-        f(uint8_t{});
-        return;
-      case DataType::kUInt16:
-        f(uint16_t{});
-        return;
-      case DataType::kUInt32:
-        f(uint32_t{});
-        return;
-      case DataType::kUInt64:
-        f(uint64_t{});
-        return;
-      default:
-        raise(ErrorCode::kUnsupported, "{}: dtype {} is not supported (unsigned integers only)",
-              node.describe(), dtype_name(dtype));
-    }
+    if (!visit_dtype<IsUnsignedInteger>(dtype, f))
+      raise(ErrorCode::kUnsupported, "{}: dtype {} is not supported (unsigned integers only)",
+            node.describe(), dtype_name(dtype));
   }
 }
 
