@@ -366,26 +366,6 @@ std::vector<TensorType> infer_one_hot(const InferContext& ctx) {
   return {{values.dtype, out}};
 }
 
-// Whether element i of t is non-zero (-0.0 counts as zero).
-bool element_nonzero(const Tensor& t, int64_t i) {
-  switch (t.dtype()) {
-    case DataType::kFloat32:
-      return t.data<float>()[i] != 0;
-    case DataType::kFloat64:
-      return t.data<double>()[i] != 0;
-    case DataType::kFloat16:
-    case DataType::kBFloat16:
-      return (t.data<uint16_t>()[i] & 0x7fff) != 0;
-    default: {
-      size_t es = dtype_size(t.dtype());
-      const uint8_t* p = static_cast<const uint8_t*>(t.raw()) + i * static_cast<int64_t>(es);
-      for (size_t b = 0; b < es; ++b)
-        if (p[b]) return true;
-      return false;
-    }
-  }
-}
-
 std::vector<TensorType> infer_non_zero(const InferContext& ctx) {
   // The output size depends on the data: known only once the input's value is.
   const Tensor& x = ctx.require_value(0);

@@ -184,10 +184,7 @@ void for_each_indexed_element(const Node& node, const Tensor& x, const Tensor& i
       off += c * xs[d];
     }
     fn(e, off);
-    for (int64_t d = rank - 1; d >= 0; --d) {
-      if (++pos[d] < ind.dim(d)) break;
-      pos[d] = 0;
-    }
+    next_position(pos, ind.shape());
   }
 }
 
@@ -511,25 +508,6 @@ void one_hot_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
   }
 }
 
-bool element_nonzero(const Tensor& t, int64_t i) {
-  switch (t.dtype()) {
-    case DataType::kFloat32:
-      return t.data<float>()[i] != 0;
-    case DataType::kFloat64:
-      return t.data<double>()[i] != 0;
-    case DataType::kFloat16:
-    case DataType::kBFloat16:
-      return (t.data<uint16_t>()[i] & 0x7fff) != 0;
-    default: {
-      int64_t es = esize_of(t);
-      const uint8_t* p = bytes(t) + i * es;
-      for (int64_t b = 0; b < es; ++b)
-        if (p[b]) return true;
-      return false;
-    }
-  }
-}
-
 void non_zero_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
   const Tensor& x = *inputs[0];
   Tensor& y = *outputs[0];
@@ -545,10 +523,7 @@ void non_zero_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
       for (int64_t d = 0; d < rank; ++d) out[d * count + k] = pos[d];
       ++k;
     }
-    for (int64_t d = rank - 1; d >= 0; --d) {
-      if (++pos[d] < x.dim(d)) break;
-      pos[d] = 0;
-    }
+    next_position(pos, x.shape());
   }
 }
 
