@@ -18,6 +18,7 @@
 #include "core/half.h"
 #include "ops/einsum.h"
 #include "ops/shape_utils.h"
+#include "ops/slice.h"
 
 namespace tandem {
 
@@ -107,28 +108,10 @@ void slice_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
   Tensor& y = *outputs[0];
   const Shape& shape = x.shape();
   int64_t rank = static_cast<int64_t>(shape.size());
-  std::vector<int64_t> starts, ends, axes, steps;
-  auto input_ints = [&](size_t i) {
+  const auto [starts, ends, axes, steps] = read_slice_params(node, [&](size_t i) {
     return i < inputs.size() && inputs[i] ? tensor_to_int64s(*inputs[i], node)
                                           : std::vector<int64_t>{};
-  };
-  if (node.opset < 10) {
-    starts = node.attr_ints("starts");
-    ends = node.attr_ints("ends");
-    axes = node.attr_ints_or("axes", {});
-  } else {
-    starts = input_ints(1);
-    ends = input_ints(2);
-    axes = input_ints(3);
-    steps = input_ints(4);
-  }
-  if (axes.empty())
-    for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
-  if (steps.empty()) steps.assign(starts.size(), 1);
-  TANDEM_CHECK(
-      ends.size() == starts.size() && axes.size() == starts.size() && steps.size() == starts.size(),
-      ErrorCode::kInvalidModel, "{}: starts, ends, axes and steps differ in length",
-      node.describe());
+  });
   // The view: first element and stride of every axis.
   std::vector<int64_t> in_strides = contiguous_strides(shape), strides = in_strides;
   int64_t first = 0;
