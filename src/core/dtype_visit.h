@@ -1,8 +1,9 @@
 // From a runtime dtype to a template: visit_dtype(dtype, f) calls f(T{}) with the C++ type that
-// holds one element. One table maps the dtypes that have a native C++ type to it, so a switch
-// over dtypes is written once, here, and not again in every file that converts or copies values.
-// float16 and bfloat16 have no native type (their elements are uint16_t bit patterns, which
-// uint16 already claims): callers handle them on their own.
+// holds one element (visit_element_bits: with the unsigned type of its size). One table maps the
+// dtypes that have a native C++ type to it, so a switch over dtypes is written once, here, and not
+// again in every file that converts or copies values. float16 and bfloat16 have no native type
+// (their elements are uint16_t bit patterns, which uint16 already claims): callers handle them on
+// their own.
 #pragma once
 
 #include <cstddef>
@@ -54,6 +55,20 @@ bool visit_dtype(DataType dtype, F&& f) {
     }
   };
   return std::apply([&](auto... entries) { return (visit_one(entries) || ...); }, NativeDtypes{});
+}
+
+// Calls f(U{}) with the unsigned integer type of `bytes` bytes (1, 2, 4 or 8) and returns true;
+// returns false, calling nothing, for any other size. For kernels that move elements without
+// looking at them, so that every dtype of one size shares one instantiation.
+template <typename F>
+bool visit_element_bits(size_t bytes, F&& f) {
+  auto visit_one = [&]<typename U>(U) {
+    if (bytes != sizeof(U)) return false;
+    f(U{});
+    return true;
+  };
+  return (visit_one(uint8_t{}) || visit_one(uint16_t{}) || visit_one(uint32_t{}) ||
+          visit_one(uint64_t{}));
 }
 
 }  // namespace tandem
