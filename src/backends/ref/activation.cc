@@ -392,15 +392,8 @@ class GeGLURefKernel : public Kernel {
 
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {
-    const int64_t d = inputs[0]->shape().back();
-    const OpChain* chain = nullptr;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = chains_.find(d);
-      if (it == chains_.end()) it = chains_.emplace(d, build(d)).first;
-      chain = it->second.get();
-    }
-    chain->run(ctx, inputs, *outputs[0]);
+    chains_.get(inputs[0]->shape().back(), [&](int64_t d) { return build(d); })
+        .run(ctx, inputs, *outputs[0]);
   }
 
  private:
@@ -422,8 +415,7 @@ class GeGLURefKernel : public Kernel {
   }
 
   const Node& node_;
-  std::mutex mu_;
-  std::map<int64_t, std::unique_ptr<OpChain>> chains_;
+  OpChainCache<int64_t> chains_;
 };
 
 }  // namespace
