@@ -247,12 +247,22 @@ std::vector<TensorType> infer_gather_nd(const InferContext& ctx) {
   return {{x.dtype, out}};
 }
 
+// Scatter*'s data, indices and updates, the indices checked to be int32 or int64.
+struct ScatterInputs {
+  const TensorType& x;
+  const TensorType& idx;
+  const TensorType& upd;
+};
+
+ScatterInputs scatter_inputs(const InferContext& ctx) {
+  ScatterInputs in{ctx.input(0), ctx.input(1), ctx.input(2)};
+  check_index_dtype(ctx.node, in.idx.dtype, "indices");
+  return in;
+}
+
 std::vector<TensorType> infer_scatter_elements(const InferContext& ctx) {
   const Node& node = ctx.node;
-  const TensorType& x = ctx.input(0);
-  const TensorType& idx = ctx.input(1);
-  const TensorType& upd = ctx.input(2);
-  check_index_dtype(node, idx.dtype, "indices");
+  const auto [x, idx, upd] = scatter_inputs(ctx);
   normalize_axis(node.attr_int_or("axis", 0), rank_of(x), node);
   TANDEM_CHECK(idx.shape == upd.shape && idx.shape.size() == x.shape.size(),
                ErrorCode::kInvalidModel,
@@ -265,10 +275,7 @@ std::vector<TensorType> infer_scatter_elements(const InferContext& ctx) {
 
 std::vector<TensorType> infer_scatter_nd(const InferContext& ctx) {
   const Node& node = ctx.node;
-  const TensorType& x = ctx.input(0);
-  const TensorType& idx = ctx.input(1);
-  const TensorType& upd = ctx.input(2);
-  check_index_dtype(node, idx.dtype, "indices");
+  const auto [x, idx, upd] = scatter_inputs(ctx);
   TANDEM_CHECK(!idx.shape.empty() && idx.shape.back() <= rank_of(x), ErrorCode::kInvalidModel,
                "{}: indices {} do not fit data {}", node.describe(), shape_str(idx.shape),
                shape_str(x.shape));

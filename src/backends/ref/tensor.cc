@@ -254,40 +254,44 @@ void apply_update(const Node& node, Reduction red, DataType dt, uint8_t* dst, co
   });
 }
 
-void scatter_elements_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
-  const Node& node = ctx.node;
+// Scatter*: Y is X with every update written over (or reduced into) the elements it addresses.
+// for_each(x, indices, put) calls put(y_offset, updates_offset, count) once per update, in
+// elements.
+template <typename ForEach>
+void scatter(const KernelContext& ctx, Inputs inputs, Outputs outputs, const ForEach& for_each) {
   const Tensor& x = *inputs[0];
-  const Tensor& ind = *inputs[1];
   const Tensor& upd = *inputs[2];
   Tensor& y = *outputs[0];
-  Reduction red = reduction_of(node);
+  const Reduction red = reduction_of(ctx.node);
   if (x.nbytes()) std::memcpy(y.raw(), x.raw(), x.nbytes());
   const int64_t es = esize_of(x);
-  for_each_indexed_element(node, x, ind, [&](int64_t e, int64_t off) {
-    apply_update(node, red, x.dtype(), bytes(y) + off * es, bytes(upd) + e * es, 1);
+  for_each(x, *inputs[1], [&](int64_t y_off, int64_t upd_off, int64_t count) {
+    apply_update(ctx.node, red, x.dtype(), bytes(y) + y_off * es, bytes(upd) + upd_off * es,
+                 count);
+  });
+}
+
+void scatter_elements_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
+  scatter(ctx, inputs, outputs, [&](const Tensor& x, const Tensor& ind, const auto& put) {
+    for_each_indexed_element(ctx.node, x, ind, [&](int64_t e, int64_t off) { put(off, e, 1); });
   });
 }
 
 void scatter_nd_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
-  const Node& node = ctx.node;
-  const Tensor& x = *inputs[0];
-  const Tensor& ind = *inputs[1];
-  const Tensor& upd = *inputs[2];
-  Tensor& y = *outputs[0];
-  Reduction red = reduction_of(node);
-  if (x.nbytes()) std::memcpy(y.raw(), x.raw(), x.nbytes());
-  std::vector<int64_t> idx = tensor_to_int64s(ind, node);
-  size_t k = static_cast<size_t>(ind.shape().back());
-  int64_t tuples = product(ind.shape(), 0, ind.rank() - 1);
-  int64_t slice = product(x.shape(), k, x.rank());
-  int64_t es = esize_of(x);
-  std::vector<int64_t> xs = contiguous_strides(x.shape());
-  for (int64_t t = 0; t < tuples; ++t) {
-    int64_t off = 0;
-    for (size_t j = 0; j < k; ++j)
-      off += checked_index(idx[t * static_cast<int64_t>(k) + j], x.dim(j), node, "index") * xs[j];
-    apply_update(node, red, x.dtype(), bytes(y) + off * es, bytes(upd) + t * slice * es, slice);
-  }
+  scatter(ctx, inputs, outputs, [&](const Tensor& x, const Tensor& ind, const auto& put) {
+    const Node& node = ctx.node;
+    std::vector<int64_t> idx = tensor_to_int64s(ind, node);
+    size_t k = static_cast<size_t>(ind.shape().back());
+    int64_t tuples = product(ind.shape(), 0, ind.rank() - 1);
+    int64_t slice = product(x.shape(), k, x.rank());
+    std::vector<int64_t> xs = contiguous_strides(x.shape());
+    for (int64_t t = 0; t < tuples; ++t) {
+      int64_t off = 0;
+      for (size_t j = 0; j < k; ++j)
+        off += checked_index(idx[t * static_cast<int64_t>(k) + j], x.dim(j), node, "index") * xs[j];
+      put(off, t * slice, slice);
+    }
+  });
 }
 
 // ---- Tile, Pad
