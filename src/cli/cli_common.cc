@@ -7,8 +7,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <sstream>
+#include <type_traits>
 
 #include "core/checked.h"
+#include "core/dtype_visit.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "onnx/tensor_proto.h"
@@ -61,6 +63,13 @@ std::string default_model_path() {
   return rel;
 }
 
+// The dtypes random_inputs fills besides float16.
+template <typename T>
+struct RandomFillable : std::bool_constant<std::is_same_v<T, float> || std::is_same_v<T, double> ||
+                                           std::is_same_v<T, int64_t> ||
+                                           std::is_same_v<T, int32_t> || std::is_same_v<T, bool>> {
+};
+
 std::vector<Tensor> random_inputs(const Model& model, int64_t batch, uint32_t seed,
                                   size_t max_tensor_bytes) {
   std::mt19937 rng(seed);
@@ -78,28 +87,24 @@ std::vector<Tensor> random_inputs(const Model& model, int64_t batch, uint32_t se
     check_tensor_cap(checked_nbytes(info.dtype, shape, what), max_tensor_bytes, what, shape);
     Tensor t(info.dtype, shape, info.name);
     const int64_t n = t.numel();
-    switch (info.dtype) {
-      case DataType::kFloat32:
-        for (int64_t i = 0; i < n; ++i) t.data<float>()[i] = real(rng);
-        break;
-      case DataType::kFloat64:
-        for (int64_t i = 0; i < n; ++i) t.data<double>()[i] = real(rng);
-        break;
-      case DataType::kFloat16:
-        for (int64_t i = 0; i < n; ++i) t.data<uint16_t>()[i] = float_to_half(real(rng));
-        break;
-      case DataType::kInt64:
-        for (int64_t i = 0; i < n; ++i) t.data<int64_t>()[i] = integer(rng);
-        break;
-      case DataType::kInt32:
-        for (int64_t i = 0; i < n; ++i) t.data<int32_t>()[i] = integer(rng);
-        break;
-      case DataType::kBool:
-        for (int64_t i = 0; i < n; ++i) t.data<bool>()[i] = integer(rng) % 2;
-        break;
-      default:
-        raise(ErrorCode::kUnsupported, "cannot make random data for input '{}' of dtype {}",
-              info.name, dtype_name(info.dtype));
+    // Floats in [-1, 1), integers in [0, 9], bools either way.
+    auto fill = [&](auto tag) {
+      using T = decltype(tag);
+      T* out = t.data<T>();
+      for (int64_t i = 0; i < n; ++i) {
+        if constexpr (std::is_same_v<T, bool>)
+          out[i] = integer(rng) % 2;
+        else if constexpr (std::is_floating_point_v<T>)
+          out[i] = real(rng);
+        else
+          out[i] = integer(rng);
+      }
+    };
+    if (info.dtype == DataType::kFloat16) {
+      for (int64_t i = 0; i < n; ++i) t.data<uint16_t>()[i] = float_to_half(real(rng));
+    } else if (!visit_dtype<RandomFillable>(info.dtype, fill)) {
+      raise(ErrorCode::kUnsupported, "cannot make random data for input '{}' of dtype {}",
+            info.name, dtype_name(info.dtype));
     }
     inputs.push_back(std::move(t));
   }

@@ -63,13 +63,8 @@ Tensor::Tensor(DataType dtype, Shape shape, std::string name)
 }
 
 Tensor Tensor::borrow(DataType dtype, Shape shape, void* data, std::string name) {
-  Tensor t;
-  t.name_ = std::move(name);
-  t.dtype_ = dtype;
-  t.shape_ = std::move(shape);
-  t.numel_ = shape_numel(t.shape_);
-  check_byte_size(t.numel_, dtype, t.shape_, t.name_);
-  t.data_ = std::shared_ptr<uint8_t>(static_cast<uint8_t*>(data), [](uint8_t*) {});
+  // Adopted with no keeper: the pointer is shared, the memory stays the caller's.
+  Tensor t = adopt(dtype, std::move(shape), data, nullptr, std::move(name));
   t.owned_ = false;
   return t;
 }

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "core/checked.h"
+#include "core/dtype_visit.h"
 #include "core/error.h"
 #include "onnx/safe_file.h"
 
@@ -17,24 +18,46 @@ namespace tandem {
 
 namespace {
 
-// How many values the typed field that holds `dtype` has.
-int64_t typed_count(const onnx::TensorProto& proto, DataType dtype) {
-  switch (dtype) {
-    case DataType::kFloat32:
-      return proto.float_data_size();
-    case DataType::kFloat64:
-      return proto.double_data_size();
-    case DataType::kInt64:
-      return proto.int64_data_size();
-    case DataType::kUInt64:
-    case DataType::kUInt32:
-      return proto.uint64_data_size();
-    default:
-      return proto.int32_data_size();
+// The typed field that holds elements of type T when raw_data is absent: onnx.proto keeps
+// float, double and int64 in their own fields, uint32 and uint64 in uint64_data, and the narrower
+// integers and bool in int32_data.
+template <typename T>
+const auto& typed_field(const onnx::TensorProto& proto) {
+  if constexpr (std::is_same_v<T, float>) {
+    return proto.float_data();
+  } else if constexpr (std::is_same_v<T, double>) {
+    return proto.double_data();
+  } else if constexpr (std::is_same_v<T, int64_t>) {
+    return proto.int64_data();
+  } else if constexpr (std::is_same_v<T, uint64_t> || std::is_same_v<T, uint32_t>) {
+    return proto.uint64_data();
+  } else {
+    return proto.int32_data();
   }
 }
 
-template <typename Src, typename Dst>
+// Calls f(field, T{}) with the typed field that holds dtype's values and the C++ type of one
+// element: float16 and bfloat16 are their uint16_t bit patterns, kept in int32_data.
+template <typename F>
+void with_typed_field(const onnx::TensorProto& proto, DataType dtype, const std::string& what,
+                      F&& f) {
+  if (dtype == DataType::kFloat16 || dtype == DataType::kBFloat16)
+    return f(proto.int32_data(), uint16_t{});
+  const bool native =
+      visit_dtype(dtype, [&](auto tag) { f(typed_field<decltype(tag)>(proto), tag); });
+  if (!native)
+    raise(ErrorCode::kUnsupported, "{}: data type {} is not supported", what, dtype_name(dtype));
+}
+
+// How many values the typed field that holds `dtype` has.
+int64_t typed_count(const onnx::TensorProto& proto, DataType dtype, const std::string& what) {
+  int64_t count = 0;
+  with_typed_field(proto, dtype, what, [&](const auto& field, auto) { count = field.size(); });
+  return count;
+}
+
+// Converts each value of the field to the tensor's element type Dst (bool: non-zero is true).
+template <typename Dst, typename Src>
 void copy_field(const Src& field, Tensor& t) {
   Dst* out = t.data<Dst>();
   for (int i = 0; i < field.size(); ++i) out[i] = static_cast<Dst>(field[i]);
@@ -110,8 +133,8 @@ Tensor tensor_from_proto(const onnx::TensorProto& proto, const std::string& base
                  "{}: raw data holds {} bytes but shape {} of {} needs {}", what,
                  proto.raw_data().size(), shape_str(shape), dtype_name(dtype), nbytes);
   if (!external && !proto.has_raw_data())
-    TANDEM_CHECK(typed_count(proto, dtype) == n, ErrorCode::kInvalidModel,
-                 "{}: holds {} values but shape {} needs {}", what, typed_count(proto, dtype),
+    TANDEM_CHECK(typed_count(proto, dtype, what) == n, ErrorCode::kInvalidModel,
+                 "{}: holds {} values but shape {} needs {}", what, typed_count(proto, dtype, what),
                  shape_str(shape), n);
   if (external) return read_external(proto, base_dir, what, dtype, shape, nbytes);
   Tensor t(dtype, shape, proto.name());
@@ -119,62 +142,9 @@ Tensor tensor_from_proto(const onnx::TensorProto& proto, const std::string& base
     if (nbytes) std::memcpy(t.raw(), proto.raw_data().data(), nbytes);
     return t;
   }
-  auto check_count = [&](int count) {
-    TANDEM_CHECK(count == n, ErrorCode::kInvalidModel, "{}: holds {} values but shape {} needs {}",
-                 what, count, shape_str(shape), n);
-  };
-  switch (dtype) {
-    case DataType::kFloat32:
-      check_count(proto.float_data_size());
-      copy_field<decltype(proto.float_data()), float>(proto.float_data(), t);
-      break;
-    case DataType::kFloat64:
-      check_count(proto.double_data_size());
-      copy_field<decltype(proto.double_data()), double>(proto.double_data(), t);
-      break;
-    case DataType::kInt64:
-      check_count(proto.int64_data_size());
-      copy_field<decltype(proto.int64_data()), int64_t>(proto.int64_data(), t);
-      break;
-    case DataType::kUInt64:
-      check_count(proto.uint64_data_size());
-      copy_field<decltype(proto.uint64_data()), uint64_t>(proto.uint64_data(), t);
-      break;
-    case DataType::kUInt32:
-      check_count(proto.uint64_data_size());
-      copy_field<decltype(proto.uint64_data()), uint32_t>(proto.uint64_data(), t);
-      break;
-    case DataType::kInt32:
-      check_count(proto.int32_data_size());
-      copy_field<decltype(proto.int32_data()), int32_t>(proto.int32_data(), t);
-      break;
-    case DataType::kInt16:
-      check_count(proto.int32_data_size());
-      copy_field<decltype(proto.int32_data()), int16_t>(proto.int32_data(), t);
-      break;
-    case DataType::kInt8:
-      check_count(proto.int32_data_size());
-      copy_field<decltype(proto.int32_data()), int8_t>(proto.int32_data(), t);
-      break;
-    case DataType::kUInt16:
-    case DataType::kFloat16:
-    case DataType::kBFloat16:
-      // 16-bit types are stored as their bit patterns in int32_data.
-      check_count(proto.int32_data_size());
-      copy_field<decltype(proto.int32_data()), uint16_t>(proto.int32_data(), t);
-      break;
-    case DataType::kUInt8:
-      check_count(proto.int32_data_size());
-      copy_field<decltype(proto.int32_data()), uint8_t>(proto.int32_data(), t);
-      break;
-    case DataType::kBool:
-      check_count(proto.int32_data_size());
-      for (int64_t i = 0; i < n; ++i)
-        t.data<bool>()[i] = proto.int32_data(static_cast<int>(i)) != 0;
-      break;
-    default:
-      raise(ErrorCode::kUnsupported, "{}: data type {} is not supported", what, dtype_name(dtype));
-  }
+  // The count was checked against the shape above, before the allocation.
+  with_typed_field(proto, dtype, what,
+                   [&](const auto& field, auto tag) { copy_field<decltype(tag)>(field, t); });
   return t;
 }
 

@@ -1,6 +1,7 @@
 // Schemas of the activation family: every output has input 0's dtype and shape.
 #include <vector>
 
+#include "core/dtype_visit.h"
 #include "core/error.h"
 #include "ops/legacy.h"
 #include "ops/schema.h"
@@ -15,19 +16,7 @@ bool is_floating(DataType d) {
 }
 
 bool is_integer(DataType d) {
-  switch (d) {
-    case DataType::kInt8:
-    case DataType::kInt16:
-    case DataType::kInt32:
-    case DataType::kInt64:
-    case DataType::kUInt8:
-    case DataType::kUInt16:
-    case DataType::kUInt32:
-    case DataType::kUInt64:
-      return true;
-    default:
-      return false;
-  }
+  return visit_dtype<IsInteger>(d, [](auto) {});
 }
 
 // X's type, after checking it is floating point (or any numeric type when `integers`).

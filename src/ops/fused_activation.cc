@@ -75,4 +75,23 @@ void set_fused_activation(Node& node, const FusedActivation& act) {
   node.attrs["activation_params"] = params;
 }
 
+bool static_clip_bounds(const Node& node, float& lo, float& hi) {
+  lo = -std::numeric_limits<float>::infinity();
+  hi = std::numeric_limits<float>::infinity();
+  if (node.opset < 11) {
+    lo = node.attr_float_or("min", lo);
+    hi = node.attr_float_or("max", hi);
+  } else {
+    for (size_t i = 1; i <= 2; ++i) {
+      if (!node.has_input(i)) continue;
+      const Value* v = node.inputs[i];
+      if (!v || !v->is_constant() || v->constant->dtype() != DataType::kFloat32 ||
+          v->constant->numel() != 1)
+        return false;
+      (i == 1 ? lo : hi) = v->constant->data<float>()[0];
+    }
+  }
+  return !std::isnan(lo) && !std::isnan(hi);
+}
+
 }  // namespace tandem

@@ -37,6 +37,11 @@ struct FusedActivation {
   float alpha = 0, beta = 0;  // LeakyRelu: alpha; Clip: lo, hi; HardSigmoid: alpha, beta
 };
 
+// A Clip node's bounds where they are known before it runs: its attributes before opset 11,
+// float32 scalar constant inputs from then on, +-inf where one is absent. False where a bound is
+// an input that is not a float32 scalar constant, or is NaN.
+bool static_clip_bounds(const Node& node, float& lo, float& hi);
+
 // Reads and checks a node's `activation` and `activation_params`; throws tandem::Error naming
 // the node on an unknown activation or a wrong number of parameters.
 FusedActivation read_fused_activation(const Node& node);

@@ -89,4 +89,31 @@ double tensor_scalar_as_double(const Tensor& t, const Node& node) {
   }
 }
 
+// Whether element i of t is non-zero (-0.0 counts as zero).
+bool element_nonzero(const Tensor& t, int64_t i) {
+  switch (t.dtype()) {
+    case DataType::kFloat32:
+      return t.data<float>()[i] != 0;
+    case DataType::kFloat64:
+      return t.data<double>()[i] != 0;
+    case DataType::kFloat16:
+    case DataType::kBFloat16:
+      return (t.data<uint16_t>()[i] & 0x7fff) != 0;
+    default: {
+      size_t es = dtype_size(t.dtype());
+      const uint8_t* p = static_cast<const uint8_t*>(t.raw()) + i * static_cast<int64_t>(es);
+      for (size_t b = 0; b < es; ++b)
+        if (p[b]) return true;
+      return false;
+    }
+  }
+}
+
+void next_position(std::vector<int64_t>& pos, const Shape& shape) {
+  for (size_t d = pos.size(); d-- > 0;) {
+    if (++pos[d] < shape[d]) return;
+    pos[d] = 0;
+  }
+}
+
 }  // namespace tandem

@@ -27,4 +27,11 @@ std::vector<int64_t> tensor_to_int64s(const Tensor& t, const Node& node);
 // Reads a numeric scalar-or-1-element tensor as double.
 double tensor_scalar_as_double(const Tensor& t, const Node& node);
 
+// Whether element i of t is non-zero (-0.0 counts as zero).
+bool element_nonzero(const Tensor& t, int64_t i);
+
+// Advances the row-major multi-index `pos` over `shape` by one element (the last axis fastest);
+// past the last element it wraps to all zeros.
+void next_position(std::vector<int64_t>& pos, const Shape& shape);
+
 }  // namespace tandem

@@ -12,6 +12,7 @@
 #include "ops/einsum.h"
 #include "ops/schema.h"
 #include "ops/shape_utils.h"
+#include "ops/slice.h"
 
 namespace tandem {
 
@@ -118,6 +119,33 @@ std::vector<TensorType> infer_split(const InferContext& ctx) {
   return outs;
 }
 
+}  // namespace
+
+SliceParams read_slice_params(const Node& node,
+                              const std::function<std::vector<int64_t>(size_t)>& input) {
+  SliceParams p;
+  if (node.opset < 10) {
+    p.starts = node.attr_ints("starts");
+    p.ends = node.attr_ints("ends");
+    p.axes = node.attr_ints_or("axes", {});
+  } else {
+    p.starts = input(1);
+    p.ends = input(2);
+    p.axes = input(3);
+    p.steps = input(4);
+  }
+  if (p.axes.empty())
+    for (size_t i = 0; i < p.starts.size(); ++i) p.axes.push_back(static_cast<int64_t>(i));
+  if (p.steps.empty()) p.steps.assign(p.starts.size(), 1);
+  const size_t n = p.starts.size();
+  TANDEM_CHECK(p.ends.size() == n && p.axes.size() == n && p.steps.size() == n,
+               ErrorCode::kInvalidModel, "{}: starts, ends, axes and steps differ in length",
+               node.describe());
+  return p;
+}
+
+namespace {
+
 // Per input axis: first index, step and count of the slice (the spec's clamping rules).
 struct SliceDim {
   int64_t start = 0, step = 1, count = 0;
@@ -127,24 +155,10 @@ std::vector<SliceDim> slice_dims(const InferContext& ctx) {
   const Node& node = ctx.node;
   const Shape& shape = ctx.input(0).shape;
   int64_t rank = static_cast<int64_t>(shape.size());
-  std::vector<int64_t> starts, ends, axes, steps;
-  if (node.opset < 10) {
-    starts = node.attr_ints("starts");
-    ends = node.attr_ints("ends");
-    axes = node.attr_ints_or("axes", {});
-  } else {
-    starts = int64s_of(ctx, 1);
-    ends = int64s_of(ctx, 2);
-    if (ctx.has_input(3)) axes = int64s_of(ctx, 3);
-    if (ctx.has_input(4)) steps = int64s_of(ctx, 4);
-  }
-  if (axes.empty())
-    for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
-  if (steps.empty()) steps.assign(starts.size(), 1);
-  TANDEM_CHECK(
-      ends.size() == starts.size() && axes.size() == starts.size() && steps.size() == starts.size(),
-      ErrorCode::kInvalidModel, "{}: starts, ends, axes and steps differ in length",
-      node.describe());
+  // Starts and ends are required inputs (int64s_of names a missing one); axes and steps are not.
+  const auto [starts, ends, axes, steps] = read_slice_params(node, [&](size_t i) {
+    return i < 3 || ctx.has_input(i) ? int64s_of(ctx, i) : std::vector<int64_t>{};
+  });
   std::vector<SliceDim> dims(static_cast<size_t>(rank));
   for (int64_t d = 0; d < rank; ++d) dims[d].count = shape[d];
   std::set<int64_t> seen;
@@ -233,12 +247,22 @@ std::vector<TensorType> infer_gather_nd(const InferContext& ctx) {
   return {{x.dtype, out}};
 }
 
+// Scatter*'s data, indices and updates, the indices checked to be int32 or int64.
+struct ScatterInputs {
+  const TensorType& x;
+  const TensorType& idx;
+  const TensorType& upd;
+};
+
+ScatterInputs scatter_inputs(const InferContext& ctx) {
+  ScatterInputs in{ctx.input(0), ctx.input(1), ctx.input(2)};
+  check_index_dtype(ctx.node, in.idx.dtype, "indices");
+  return in;
+}
+
 std::vector<TensorType> infer_scatter_elements(const InferContext& ctx) {
   const Node& node = ctx.node;
-  const TensorType& x = ctx.input(0);
-  const TensorType& idx = ctx.input(1);
-  const TensorType& upd = ctx.input(2);
-  check_index_dtype(node, idx.dtype, "indices");
+  const auto [x, idx, upd] = scatter_inputs(ctx);
   normalize_axis(node.attr_int_or("axis", 0), rank_of(x), node);
   TANDEM_CHECK(idx.shape == upd.shape && idx.shape.size() == x.shape.size(),
                ErrorCode::kInvalidModel,
@@ -251,10 +275,7 @@ std::vector<TensorType> infer_scatter_elements(const InferContext& ctx) {
 
 std::vector<TensorType> infer_scatter_nd(const InferContext& ctx) {
   const Node& node = ctx.node;
-  const TensorType& x = ctx.input(0);
-  const TensorType& idx = ctx.input(1);
-  const TensorType& upd = ctx.input(2);
-  check_index_dtype(node, idx.dtype, "indices");
+  const auto [x, idx, upd] = scatter_inputs(ctx);
   TANDEM_CHECK(!idx.shape.empty() && idx.shape.back() <= rank_of(x), ErrorCode::kInvalidModel,
                "{}: indices {} do not fit data {}", node.describe(), shape_str(idx.shape),
                shape_str(x.shape));
@@ -364,26 +385,6 @@ std::vector<TensorType> infer_one_hot(const InferContext& ctx) {
   Shape out = idx.shape;
   out.insert(out.begin() + axis, depth);
   return {{values.dtype, out}};
-}
-
-// Whether element i of t is non-zero (-0.0 counts as zero).
-bool element_nonzero(const Tensor& t, int64_t i) {
-  switch (t.dtype()) {
-    case DataType::kFloat32:
-      return t.data<float>()[i] != 0;
-    case DataType::kFloat64:
-      return t.data<double>()[i] != 0;
-    case DataType::kFloat16:
-    case DataType::kBFloat16:
-      return (t.data<uint16_t>()[i] & 0x7fff) != 0;
-    default: {
-      size_t es = dtype_size(t.dtype());
-      const uint8_t* p = static_cast<const uint8_t*>(t.raw()) + i * static_cast<int64_t>(es);
-      for (size_t b = 0; b < es; ++b)
-        if (p[b]) return true;
-      return false;
-    }
-  }
 }
 
 std::vector<TensorType> infer_non_zero(const InferContext& ctx) {

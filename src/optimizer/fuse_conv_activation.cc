@@ -36,15 +36,6 @@ bool is_onnx(const Node* n, const char* op) {
   return n && n->domain.empty() && n->op_type == op;
 }
 
-// A float32 scalar constant (Clip's bounds); false if `v` is anything else.
-bool constant_scalar(const Value* v, float& out) {
-  if (!v || !v->is_constant() || v->constant->dtype() != DataType::kFloat32 ||
-      v->constant->numel() != 1)
-    return false;
-  out = v->constant->data<float>()[0];
-  return true;
-}
-
 // Recognises the single-node activation `n` applied to its input 0; false if it is none.
 bool single_node_activation(const Node& n, FusedActivation& act) {
   if (!n.domain.empty() || n.inputs.empty() || n.outputs.size() != 1 || !n.outputs[0]) return false;
@@ -63,16 +54,8 @@ bool single_node_activation(const Node& n, FusedActivation& act) {
     act = {ActivationKind::kHardSigmoid, n.attr_float_or("alpha", 0.2f),
            n.attr_float_or("beta", 0.5f)};
   } else if (op == "Clip") {
-    float lo = -std::numeric_limits<float>::infinity();
-    float hi = std::numeric_limits<float>::infinity();
-    if (n.opset < 11) {
-      lo = n.attr_float_or("min", lo);
-      hi = n.attr_float_or("max", hi);
-    } else {
-      if (n.has_input(1) && !constant_scalar(n.inputs[1], lo)) return false;
-      if (n.has_input(2) && !constant_scalar(n.inputs[2], hi)) return false;
-    }
-    if (std::isnan(lo) || std::isnan(hi)) return false;
+    float lo = 0, hi = 0;
+    if (!static_clip_bounds(n, lo, hi)) return false;
     act = {ActivationKind::kClip, lo, hi};
   } else {
     return false;

@@ -60,24 +60,19 @@ bool try_fuse(Graph& graph, Node* in) {
   std::vector<Node*> nodes{r1, in, r2};
   if (single_use(r2->inputs[1])) nodes.push_back(shape);
   Value* y = r2->outputs[0];
-  Value* gamma = nullptr;
-  Value* beta = nullptr;
-  if (Node* mul = only_consumer(y); is_op(mul, "Mul", 2)) {
-    Value* g = other_input(mul, y);
-    if (g && g->is_constant()) {
-      gamma = g;
-      nodes.push_back(mul);
-      y = mul->outputs[0];
-    }
-  }
-  if (Node* add = only_consumer(y); is_op(add, "Add", 2)) {
-    Value* b = other_input(add, y);
-    if (b && b->is_constant()) {
-      beta = b;
-      nodes.push_back(add);
-      y = add->outputs[0];
-    }
-  }
+  // A constant operand of the `op` that alone consumes y (Mul: gamma, then Add: beta) joins the
+  // fusion, and y moves past that op; null where there is none.
+  auto absorb = [&](const char* op) -> Value* {
+    Node* n = only_consumer(y);
+    if (!is_op(n, op, 2)) return nullptr;
+    Value* c = other_input(n, y);
+    if (!c || !c->is_constant()) return nullptr;
+    nodes.push_back(n);
+    y = n->outputs[0];
+    return c;
+  };
+  Value* gamma = absorb("Mul");
+  Value* beta = absorb("Add");
   // SiLU: y feeds exactly Sigmoid(y) and Mul(y, that).
   std::string activation;
   if (y->consumers.size() == 2 && !y->is_graph_output) {

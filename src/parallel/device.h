@@ -1,6 +1,7 @@
 // Device strings and the cores each device owns.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,21 @@ struct WorkerSlot {
 std::vector<WorkerSlot> plan_workers(const std::vector<std::string>& devices,
                                      const std::vector<std::vector<int>>& core_lists,
                                      int workers_per_device);
+
+// One worker of type W (an engine's worker record, with index, device and threads members) for
+// every slot.
+template <typename W>
+std::vector<std::unique_ptr<W>> workers_for(const std::vector<WorkerSlot>& slots) {
+  std::vector<std::unique_ptr<W>> workers;
+  for (const WorkerSlot& slot : slots) {
+    auto w = std::make_unique<W>();
+    w->index = slot.index;
+    w->device = slot.device;
+    w->threads = slot.threads;
+    workers.push_back(std::move(w));
+  }
+  return workers;
+}
 
 // "0-3,6" -> {0,1,2,3,6}
 std::vector<int> parse_core_list(const std::string& text);

@@ -231,16 +231,9 @@ void ProcessEngine::build() {
                "model file '{}' does not exist or is not a file", options_.model_path);
   binary_ = find_worker_binary(options_.worker_binary);
   digest_ = file_digest(options_.model_path);
-  workers_.clear();
-  for (const WorkerSlot& slot :
-       plan_workers(options_.devices, options_.core_lists, options_.workers_per_device)) {
-    auto w = std::make_unique<Worker>();
-    w->index = slot.index;
-    w->device = slot.device;
-    w->threads = slot.threads;
-    w->policy = RestartPolicy(policy_);
-    workers_.push_back(std::move(w));
-  }
+  workers_ = workers_for<Worker>(
+      plan_workers(options_.devices, options_.core_lists, options_.workers_per_device));
+  for (auto& w : workers_) w->policy = RestartPolicy(policy_);
   event_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   TANDEM_CHECK(event_fd_, ErrorCode::kRuntime, "eventfd failed: {}", std::strerror(errno));
   spawner_ = std::make_unique<Spawner>();

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string>
 
 #include "core/error.h"
 
@@ -16,6 +17,18 @@ namespace {
 size_t page_round(size_t n) {
   const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
   return std::max(page, (n + page - 1) / page * page);
+}
+
+// Maps all `size` bytes of fd, shared and writable; closes fd and throws, naming `what`, when
+// it cannot.
+uint8_t* map_shared(int fd, size_t size, const std::string& what) {
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) {
+    int e = errno;
+    ::close(fd);
+    raise(ErrorCode::kRuntime, "cannot map {}: {}", what, std::strerror(e));
+  }
+  return static_cast<uint8_t*>(p);
 }
 }  // namespace
 
@@ -32,13 +45,7 @@ ShmBuffer::ShmBuffer(uint64_t id, size_t bytes) : id_(id), size_(page_round(byte
     raise(ErrorCode::kRuntime, "cannot size and seal a {}-byte shared buffer: {}", size_,
           std::strerror(e));
   }
-  void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
-  if (p == MAP_FAILED) {
-    int e = errno;
-    ::close(fd_);
-    raise(ErrorCode::kRuntime, "cannot map a {}-byte shared buffer: {}", size_, std::strerror(e));
-  }
-  data_ = static_cast<uint8_t*>(p);
+  data_ = map_shared(fd_, size_, fmt::format("a {}-byte shared buffer", size_));
 }
 
 ShmBuffer::ShmBuffer(uint64_t id, int fd) : id_(id), fd_(fd) {
@@ -55,13 +62,7 @@ ShmBuffer::ShmBuffer(uint64_t id, int fd) : id_(id), fd_(fd) {
     raise(ErrorCode::kRuntime, "shared buffer {} is not sealed against resizing", id);
   }
   size_ = static_cast<size_t>(st.st_size);
-  void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
-  if (p == MAP_FAILED) {
-    int e = errno;
-    ::close(fd_);
-    raise(ErrorCode::kRuntime, "cannot map shared buffer {}: {}", id, std::strerror(e));
-  }
-  data_ = static_cast<uint8_t*>(p);
+  data_ = map_shared(fd_, size_, fmt::format("shared buffer {}", id));
 }
 
 ShmBuffer::~ShmBuffer() {

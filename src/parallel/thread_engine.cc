@@ -48,14 +48,9 @@ class ThreadEngine : public ParallelPredictor::Engine {
                    "build() after finalize(): create a new predictor");
       if (built_) return;  // built already (e.g. by entering a `with` block): nothing to do
     }
-    for (const WorkerSlot& slot :
-         plan_workers(options_.devices, options_.core_lists, options_.workers_per_device)) {
-      auto w = std::make_unique<ThreadWorker>();
-      w->index = slot.index;
-      w->device = slot.device;
-      w->threads = slot.threads;
-      workers_.push_back(std::move(w));
-    }
+    // Empty here: a failed build leaves no workers behind.
+    workers_ = workers_for<ThreadWorker>(
+        plan_workers(options_.devices, options_.core_lists, options_.workers_per_device));
     // Build every model at once.
     std::vector<std::string> errors(workers_.size());
     std::vector<std::thread> builders;

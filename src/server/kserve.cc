@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/checked.h"
+#include "core/dtype_visit.h"
 #include "core/error.h"
 #include "core/half.h"
 
@@ -131,34 +132,9 @@ void write_leaves(const json& v, Tensor& out, int64_t& i, const std::string& wha
     }
     return static_cast<T>(s);
   };
-  switch (dt) {
-    case DataType::kUInt8:
-      out.data<uint8_t>()[at] = in_range(uint8_t{});
-      break;
-    case DataType::kUInt16:
-      out.data<uint16_t>()[at] = in_range(uint16_t{});
-      break;
-    case DataType::kUInt32:
-      out.data<uint32_t>()[at] = in_range(uint32_t{});
-      break;
-    case DataType::kUInt64:
-      out.data<uint64_t>()[at] = in_range(uint64_t{});
-      break;
-    case DataType::kInt8:
-      out.data<int8_t>()[at] = in_range(int8_t{});
-      break;
-    case DataType::kInt16:
-      out.data<int16_t>()[at] = in_range(int16_t{});
-      break;
-    case DataType::kInt32:
-      out.data<int32_t>()[at] = in_range(int32_t{});
-      break;
-    case DataType::kInt64:
-      out.data<int64_t>()[at] = in_range(int64_t{});
-      break;
-    default:
-      bad(fmt::format("{}: dtype {} cannot be read from JSON", what, dtype_name(dt)));
-  }
+  const bool integer =
+      visit_dtype<IsInteger>(dt, [&](auto tag) { out.data<decltype(tag)>()[at] = in_range(tag); });
+  if (!integer) bad(fmt::format("{}: dtype {} cannot be read from JSON", what, dtype_name(dt)));
 }
 
 void check_keys(const json& obj, std::initializer_list<const char*> allowed,
@@ -278,51 +254,14 @@ json tensor_data_json(const Tensor& t) {
   json data = json::array();
   auto& arr = data.get_ref<json::array_t&>();
   arr.reserve(static_cast<size_t>(t.numel()));
-  switch (t.dtype()) {
-    case DataType::kBool:
-      append_values<bool>(data, t);
-      break;
-    case DataType::kUInt8:
-      append_values<uint8_t>(data, t);
-      break;
-    case DataType::kUInt16:
-      append_values<uint16_t>(data, t);
-      break;
-    case DataType::kUInt32:
-      append_values<uint32_t>(data, t);
-      break;
-    case DataType::kUInt64:
-      append_values<uint64_t>(data, t);
-      break;
-    case DataType::kInt8:
-      append_values<int8_t>(data, t);
-      break;
-    case DataType::kInt16:
-      append_values<int16_t>(data, t);
-      break;
-    case DataType::kInt32:
-      append_values<int32_t>(data, t);
-      break;
-    case DataType::kInt64:
-      append_values<int64_t>(data, t);
-      break;
-    case DataType::kFloat32:
-      append_values<float>(data, t);
-      break;
-    case DataType::kFloat64:
-      append_values<double>(data, t);
-      break;
-    case DataType::kFloat16:
-      for (int64_t i = 0; i < t.numel(); ++i) data.push_back(half_to_float(t.data<uint16_t>()[i]));
-      break;
-    case DataType::kBFloat16:
-      for (int64_t i = 0; i < t.numel(); ++i)
-        data.push_back(bfloat16_to_float(t.data<uint16_t>()[i]));
-      break;
-    default:
-      raise(ErrorCode::kUnsupported, "output '{}' has dtype {}, which KServe v2 cannot carry",
-            t.name(), dtype_name(t.dtype()));
-  }
+  if (visit_dtype(t.dtype(), [&](auto tag) { append_values<decltype(tag)>(data, t); })) return data;
+  const bool bf = t.dtype() == DataType::kBFloat16;
+  TANDEM_CHECK(bf || t.dtype() == DataType::kFloat16, ErrorCode::kUnsupported,
+               "output '{}' has dtype {}, which KServe v2 cannot carry", t.name(),
+               dtype_name(t.dtype()));
+  const uint16_t* bits = t.data<uint16_t>();
+  for (int64_t i = 0; i < t.numel(); ++i)
+    data.push_back(bf ? bfloat16_to_float(bits[i]) : half_to_float(bits[i]));
   return data;
 }
 

@@ -48,31 +48,21 @@ struct View {
   int64_t stride[4] = {0, 0, 0, 0};
 };
 
-// The view of `t` read through `perm` (empty: none); false when the rank is not `rank`.
-bool make_view(const Tensor& t, const std::vector<int64_t>& perm, size_t rank, View& v) {
+// The view of `t` through `perm` (empty: none); false when the rank is not `rank`. An input is
+// read through perm: the view's dim i is t's dim perm[i], and a size-1 dim gets stride 0. The
+// output is written through it the other way, out = Transpose(O, perm): O's dim perm[j] is t's
+// dim j.
+bool make_view(const Tensor& t, const std::vector<int64_t>& perm, size_t rank, View& v,
+               bool output = false) {
   if (t.rank() != rank || (!perm.empty() && perm.size() != rank)) return false;
   const std::vector<int64_t> st = contiguous_strides(t.shape());
   const size_t lead = 4 - rank;
   for (size_t i = 0; i < rank; ++i) {
     const size_t p = perm.empty() ? i : static_cast<size_t>(perm[i]);
     if (p >= rank) return false;
-    v.dim[lead + i] = t.dim(p);
-    v.stride[lead + i] = t.dim(p) == 1 ? 0 : st[p];
-  }
-  return true;
-}
-
-// The output's logical view: out = Transpose(O, out_perm), so O's dim i is out's dim j with
-// out_perm[j] == i.
-bool make_out_view(const Tensor& t, const std::vector<int64_t>& perm, size_t rank, View& v) {
-  if (t.rank() != rank || (!perm.empty() && perm.size() != rank)) return false;
-  const std::vector<int64_t> st = contiguous_strides(t.shape());
-  const size_t lead = 4 - rank;
-  for (size_t j = 0; j < rank; ++j) {
-    const size_t i = perm.empty() ? j : static_cast<size_t>(perm[j]);
-    if (i >= rank) return false;
-    v.dim[lead + i] = t.dim(j);
-    v.stride[lead + i] = st[j];
+    const size_t view_dim = output ? p : i, t_dim = output ? i : p;
+    v.dim[lead + view_dim] = t.dim(t_dim);
+    v.stride[lead + view_dim] = !output && t.dim(t_dim) == 1 ? 0 : st[t_dim];
   }
   return true;
 }
@@ -108,90 +98,53 @@ struct Problem {
   float* outd = nullptr;
 };
 
-// Scores of 4 (RG) query rows x NV vectors of keys: s[r][j] = sum_d q[r][d] * kt[d][j].
+// Both products of a block, S = Q K^T and O = P V, are C = A B with A row-major [rows, k] and
+// B packed [k, cols] (cols a multiple of the vector width), so one tiled product serves both.
+
+// RG rows of A times NV vectors of B's columns: c[r][j] = sum_k a[r][k] * b[k][j].
 template <class V, int RG, int NV>
-TANDEM_SIMD_INLINE void score_tile(const float* q, int64_t d_len, const float* kt, int64_t ldk,
-                                   float* s, int64_t lds) {
+TANDEM_SIMD_INLINE void product_tile(const float* a, int64_t lda, int64_t k_len, const float* b,
+                                     int64_t ldb, float* c, int64_t ldc) {
   constexpr int64_t kW = sv::lanes<V>;
   V acc[RG][NV] = {};
-  for (int64_t d = 0; d < d_len; ++d) {
-    V kv[NV];
+  for (int64_t k = 0; k < k_len; ++k) {
+    V bv[NV];
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) kv[v] = sv::load<V>(kt + d * ldk + v * kW);
+    for (int v = 0; v < NV; ++v) bv[v] = sv::load<V>(b + k * ldb + v * kW);
 #pragma GCC unroll 8
     for (int r = 0; r < RG; ++r) {
-      const V qs = sv::splat<V>(q[r * d_len + d]);
+      const V as = sv::splat<V>(a[r * lda + k]);
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) acc[r][v] += qs * kv[v];
+      for (int v = 0; v < NV; ++v) acc[r][v] += as * bv[v];
     }
   }
 #pragma GCC unroll 8
   for (int r = 0; r < RG; ++r)
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) sv::store(s + r * lds + v * kW, acc[r][v]);
+    for (int v = 0; v < NV; ++v) sv::store(c + r * ldc + v * kW, acc[r][v]);
 }
 
-// RG rows of P [.., Sk] times NV vectors of V's columns: o[r][c] = sum_j p[r][j] * v[j][c].
-template <class V, int RG, int NV>
-TANDEM_SIMD_INLINE void pv_tile(const float* p, int64_t lds, int64_t sk, const float* v,
-                                int64_t ldv, float* o, int64_t ldo) {
-  constexpr int64_t kW = sv::lanes<V>;
-  V acc[RG][NV] = {};
-  for (int64_t j = 0; j < sk; ++j) {
-    V vv[NV];
-#pragma GCC unroll 8
-    for (int c = 0; c < NV; ++c) vv[c] = sv::load<V>(v + j * ldv + c * kW);
-#pragma GCC unroll 8
-    for (int r = 0; r < RG; ++r) {
-      const V ps = sv::splat<V>(p[r * lds + j]);
-#pragma GCC unroll 8
-      for (int c = 0; c < NV; ++c) acc[r][c] += ps * vv[c];
-    }
-  }
-#pragma GCC unroll 8
-  for (int r = 0; r < RG; ++r)
-#pragma GCC unroll 8
-    for (int c = 0; c < NV; ++c) sv::store(o + r * ldo + c * kW, acc[r][c]);
-}
-
-// All scores of a block: tiles of SR rows x SV vectors of keys, then single rows / vectors.
-template <class V, int SR, int SV>
-TANDEM_SIMD_INLINE void scores(const float* qbuf, int64_t nr, int64_t d_len, const float* kt,
-                               int64_t skp, float* sbuf) {
+// C [nr, cols] = A [nr, k_len] B [k_len, cols] (leading dimensions lda, cols, cols): tiles of TR
+// rows x TC vectors, then single rows / vectors.
+template <class V, int TR, int TC>
+TANDEM_SIMD_INLINE void product(const float* a, int64_t lda, int64_t nr, int64_t k_len,
+                                const float* b, int64_t cols, float* c) {
   constexpr int64_t kW = sv::lanes<V>;
   int64_t r = 0;
-  for (; r + SR <= nr; r += SR) {
+  for (; r + TR <= nr; r += TR) {
     int64_t j = 0;
-    for (; j + SV * kW <= skp; j += SV * kW)
-      score_tile<V, SR, SV>(qbuf + r * d_len, d_len, kt + j, skp, sbuf + r * skp + j, skp);
-    for (; j < skp; j += kW)
-      score_tile<V, SR, 1>(qbuf + r * d_len, d_len, kt + j, skp, sbuf + r * skp + j, skp);
+    for (; j + TC * kW <= cols; j += TC * kW)
+      product_tile<V, TR, TC>(a + r * lda, lda, k_len, b + j, cols, c + r * cols + j, cols);
+    for (; j < cols; j += kW)
+      product_tile<V, TR, 1>(a + r * lda, lda, k_len, b + j, cols, c + r * cols + j, cols);
   }
   for (; r < nr; ++r) {
     int64_t j = 0;
-    for (; j + SV * kW <= skp; j += SV * kW)
-      score_tile<V, 1, SV>(qbuf + r * d_len, d_len, kt + j, skp, sbuf + r * skp + j, skp);
-    for (; j < skp; j += kW)
-      score_tile<V, 1, 1>(qbuf + r * d_len, d_len, kt + j, skp, sbuf + r * skp + j, skp);
+    for (; j + TC * kW <= cols; j += TC * kW)
+      product_tile<V, 1, TC>(a + r * lda, lda, k_len, b + j, cols, c + r * cols + j, cols);
+    for (; j < cols; j += kW)
+      product_tile<V, 1, 1>(a + r * lda, lda, k_len, b + j, cols, c + r * cols + j, cols);
   }
-}
-
-// P x V for a block: tiles of PR rows x PC vectors of values, then single rows / vectors.
-template <class V, int PR, int PC>
-TANDEM_SIMD_INLINE void pv(const float* sbuf, int64_t nr, int64_t skp, int64_t sk, const float* vp,
-                           int64_t dvp, float* obuf) {
-  constexpr int64_t kW = sv::lanes<V>;
-  int64_t r = 0;
-  for (; r + PR <= nr; r += PR) {
-    int64_t c = 0;
-    for (; c + PC * kW <= dvp; c += PC * kW)
-      pv_tile<V, PR, PC>(sbuf + r * skp, skp, sk, vp + c, dvp, obuf + r * dvp + c, dvp);
-    for (; c < dvp; c += kW)
-      pv_tile<V, PR, 1>(sbuf + r * skp, skp, sk, vp + c, dvp, obuf + r * dvp + c, dvp);
-  }
-  for (; r < nr; ++r)
-    for (int64_t c = 0; c < dvp; c += kW)
-      pv_tile<V, 1, 1>(sbuf + r * skp, skp, sk, vp + c, dvp, obuf + r * dvp + c, dvp);
 }
 
 // One block of `nr` query rows starting at row i0 of head (b, h). kt: packed K [D, skp], vp:
@@ -211,7 +164,7 @@ TANDEM_SIMD_INLINE void attention_block_body(const Problem& pr, int64_t b, int64
     for (int64_t d = 0; d < d_len; ++d)
       qbuf[r * d_len + d] = qbase[(i0 + r) * pr.q.stride[2] + d * pr.q.stride[3]] * pr.scale;
   // Scores.
-  scores<V, kWide ? 8 : 4, 3>(qbuf, nr, d_len, kt, skp, sbuf);
+  product<V, kWide ? 8 : 4, 3>(qbuf, d_len, nr, d_len, kt, skp, sbuf);
   // Mask, keep, softmax (unnormalized; the sums divide the output).
   float inv_sum[64];
   for (int64_t r = 0; r < nr; ++r) {
@@ -257,7 +210,7 @@ TANDEM_SIMD_INLINE void attention_block_body(const Problem& pr, int64_t b, int64
     inv_sum[r] = 1.0f / sv::reduce_add(vsum);
   }
   // P x V.
-  pv<V, kWide ? 8 : 4, 2>(sbuf, nr, skp, sk, vp, dvp, obuf);
+  product<V, kWide ? 8 : 4, 2>(sbuf, skp, nr, sk, vp, dvp, obuf);
   // Out, through its strides.
   float* obase = pr.outd + b * pr.out.stride[0] + h * pr.out.stride[1];
   for (int64_t r = 0; r < nr; ++r) {
@@ -316,7 +269,8 @@ class AttentionKernel : public FallbackKernel {
     const size_t rank = q->rank();
     if (rank < 2 || rank > 4) return false;
     if (!make_view(*q, q_perm_, rank, pr.q) || !make_view(*k, k_perm_, rank, pr.k) ||
-        !make_view(*v, v_perm_, rank, pr.v) || !make_out_view(*y, out_perm_, rank, pr.out))
+        !make_view(*v, v_perm_, rank, pr.v) ||
+        !make_view(*y, out_perm_, rank, pr.out, /*output=*/true))
       return false;
     // Batch dims: equal, or 1 (broadcast) in an operand.
     int64_t bdims[2];

@@ -19,6 +19,7 @@
 #include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
 #include "core/error.h"
+#include "ops/fused_activation.h"
 #include "ops/shape_utils.h"
 
 namespace tandem::cpu {
@@ -112,22 +113,8 @@ std::unique_ptr<Kernel> make_elu(const Node& node) {
 std::unique_ptr<Kernel> make_clip(const Node& node) {
   if (not_float32(node)) return nullptr;
   // Unbounded: +-inf, so infinities pass through (as in the reference kernel).
-  float lo = -std::numeric_limits<float>::infinity();
-  float hi = std::numeric_limits<float>::infinity();
-  if (node.opset < 11) {
-    lo = node.attr_float_or("min", lo);
-    hi = node.attr_float_or("max", hi);
-  } else {
-    for (size_t i = 1; i <= 2; ++i) {
-      if (!node.has_input(i)) continue;
-      const Value* v = node.inputs[i];
-      if (!v->is_constant()) return nullptr;
-      const Tensor& t = *v->constant;
-      if (t.dtype() != DataType::kFloat32 || t.numel() != 1) return nullptr;
-      (i == 1 ? lo : hi) = t.data<float>()[0];
-    }
-  }
-  if (std::isnan(lo) || std::isnan(hi) || lo > hi) return nullptr;
+  float lo = 0, hi = 0;
+  if (!static_clip_bounds(node, lo, hi) || lo > hi) return nullptr;
   return std::make_unique<EltwiseKernel>(node, Alg::eltwise_clip, lo, hi);
 }
 

@@ -16,6 +16,7 @@
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
+#include "core/dtype_visit.h"
 #include "core/error.h"
 
 namespace tandem::cpu {
@@ -132,19 +133,7 @@ class TransposeKernel : public FallbackKernel {
       ctx.pool.parallel_for(
           p.outer, [&](int64_t b, int64_t e) { transpose_range<E>(p, xd, yd, b, e); }, per_iter);
     };
-    switch (es) {
-      case 1:
-        run(uint8_t{});
-        break;
-      case 2:
-        run(uint16_t{});
-        break;
-      case 4:
-        run(uint32_t{});
-        break;
-      default:
-        run(uint64_t{});
-    }
+    visit_element_bits(es, run);  // es is 1, 2, 4 or 8 (checked above)
   }
 
  private:

@@ -13,6 +13,7 @@
 
 #include "backends/backend.h"
 #include "backends/ref/op_chain.h"
+#include "core/dtype_visit.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "ops/legacy.h"
@@ -70,34 +71,7 @@ void dispatch_activation(DataType dtype, const Node& node, F&& f) {
       break;
   }
   if constexpr (kIntegers) {
-    switch (dtype) {
-      case DataType::kInt8:
-        f(int8_t{});
-        return;
-      case DataType::kInt16:
-        f(int16_t{});
-        return;
-      case DataType::kInt32:
-        f(int32_t{});
-        return;
-      case DataType::kInt64:
-        f(int64_t{});
-        return;
-      case DataType::kUInt8:
-        f(uint8_t{});
-        return;
-      case DataType::kUInt16:
-        f(uint16_t{});
-        return;
-      case DataType::kUInt32:
-        f(uint32_t{});
-        return;
-      case DataType::kUInt64:
-        f(uint64_t{});
-        return;
-      default:
-        break;
-    }
+    if (visit_dtype<IsInteger>(dtype, f)) return;
   }
   raise(ErrorCode::kUnsupported, "{}: dtype {} is not supported ({})", node.describe(),
         dtype_name(dtype), kIntegers ? "numeric types only" : "floating-point types only");
@@ -418,15 +392,8 @@ class GeGLURefKernel : public Kernel {
 
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {
-    const int64_t d = inputs[0]->shape().back();
-    const OpChain* chain = nullptr;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = chains_.find(d);
-      if (it == chains_.end()) it = chains_.emplace(d, build(d)).first;
-      chain = it->second.get();
-    }
-    chain->run(ctx, inputs, *outputs[0]);
+    chains_.get(inputs[0]->shape().back(), [&](int64_t d) { return build(d); })
+        .run(ctx, inputs, *outputs[0]);
   }
 
  private:
@@ -448,8 +415,7 @@ class GeGLURefKernel : public Kernel {
   }
 
   const Node& node_;
-  std::mutex mu_;
-  std::map<int64_t, std::unique_ptr<OpChain>> chains_;
+  OpChainCache<int64_t> chains_;
 };
 
 }  // namespace

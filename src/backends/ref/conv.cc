@@ -74,42 +74,65 @@ void init_plane(T* plane, int64_t size, const T* bias, int64_t channel) {
   std::fill(plane, plane + size, bias ? bias[channel] : T(0));
 }
 
-void conv(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-          std::span<Tensor* const> outputs) {
-  const Node& node = ctx.node;
-  check_inputs(ctx, inputs);
-  const Tensor& x = *inputs[0];
-  const Tensor& w = *inputs[1];
-  const Tensor* b = inputs.size() > 2 ? inputs[2] : nullptr;
-  Tensor& y = *outputs[0];
+// The operands of a Conv or ConvTranspose and its geometry, checked to fit the group: W is
+// [out, in / group, k...] for Conv and [in, out / group, k...] for ConvTranspose. The begin pads
+// follow the schemas' rules (ops/conv.h), shared with the CPU backend.
+struct Operands {
+  const Tensor& x;
+  const Tensor& w;
+  const Tensor* b;
+  Tensor& y;
   Geometry g;
-  fill_geometry(node, x.shape(), w.shape(), y.shape(), g);
-  TANDEM_CHECK(g.in_channels == w.dim(1) * g.group && g.out_channels % g.group == 0,
-               ErrorCode::kInvalidModel, "{}: X shape {} and W shape {} do not fit group {}",
-               node.describe(), shape_str(x.shape()), shape_str(w.shape()), g.group);
+};
 
-  // Begin pads: explicit, none (VALID), or split from the total SAME padding.
-  const size_t n = x.rank() - 2, off = 3 - n;
-  const std::string auto_pad = node.attr_string_or("auto_pad", "NOTSET");
-  std::vector<int64_t> pads = node.attr_ints_or("pads", std::vector<int64_t>(2 * n, 0));
-  for (size_t i = 0; i < n; ++i) {
-    const size_t a = off + i;
-    if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-      const int64_t k_eff = (g.kernel[a] - 1) * g.dilation[a] + 1;
-      const int64_t total = std::max<int64_t>(0, (g.out[a] - 1) * g.stride[a] + k_eff - g.in[a]);
-      g.pad_begin[a] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
-    } else if (auto_pad == "NOTSET") {
-      g.pad_begin[a] = pads[i];
-    }
-  }
+template <bool kTransposed>
+Operands read_operands(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+                       std::span<Tensor* const> outputs) {
+  check_inputs(ctx, inputs);
+  Operands o{*inputs[0], *inputs[1], inputs.size() > 2 ? inputs[2] : nullptr, *outputs[0], {}};
+  const Geometry& g = o.g;
+  fill_geometry(ctx.node, o.x.shape(), o.w.shape(), o.y.shape(), o.g);
+  const bool fits = kTransposed
+                        ? g.in_channels == o.w.dim(0) && g.out_channels == o.w.dim(1) * g.group
+                        : g.in_channels == o.w.dim(1) * g.group && g.out_channels % g.group == 0;
+  TANDEM_CHECK(fits, ErrorCode::kInvalidModel, "{}: X shape {} and W shape {} do not fit group {}",
+               ctx.node.describe(), shape_str(o.x.shape()), shape_str(o.w.shape()), g.group);
+  const ConvAttrs attrs = read_conv_attrs(ctx.node, o.x.shape(), o.w.shape());
+  std::vector<int64_t> begins, ends;
+  if constexpr (kTransposed)
+    begins = conv_transpose_pad_begins(ctx.node, attrs, o.x.shape(), o.y.shape());
+  else
+    conv_pads(attrs, o.x.shape(), o.y.shape(), begins, ends);
+  const size_t off = 3 - begins.size();  // where the real axes start in the 3-axis arrays
+  for (size_t i = 0; i < begins.size(); ++i) o.g.pad_begin[off + i] = begins[i];
+  return o;
+}
 
+// Conv and ConvTranspose: one loop nest. Each job owns one output plane (batch, output channel),
+// starts it at its bias and, for every input channel of its group and every kernel tap, walks
+// the positions p of one side (Conv: output, ConvTranspose: input) whose partner
+// q = p * stride + tap * dilation - pad lands inside the other side. Conv gathers (output p
+// takes input q); ConvTranspose scatters (input p adds into output q), which stays race-free
+// because the job owns the plane it scatters into.
+template <bool kTransposed>
+void conv_loops(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+                std::span<Tensor* const> outputs) {
+  const Operands o = read_operands<kTransposed>(ctx, inputs, outputs);
+  const Geometry& g = o.g;
+  const Tensor& x = o.x;
+  const Tensor& w = o.w;
+  const Tensor* b = o.b;
+  Tensor& y = o.y;
   const int64_t in_ch_per_group = g.in_channels / g.group;
   const int64_t out_ch_per_group = g.out_channels / g.group;
   const int64_t in_plane = g.in[0] * g.in[1] * g.in[2];
   const int64_t out_plane = g.out[0] * g.out[1] * g.out[2];
   const int64_t taps = g.kernel[0] * g.kernel[1] * g.kernel[2];
+  // The walked side and the side it lands in.
+  const std::array<int64_t, 3>& walk = kTransposed ? g.in : g.out;
+  const std::array<int64_t, 3>& land = kTransposed ? g.out : g.in;
 
-  dispatch_float(x.dtype(), node, [&](auto tag) {
+  dispatch_float(x.dtype(), ctx.node, [&](auto tag) {
     using T = decltype(tag);
     const T* xd = x.data<T>();
     const T* wd = w.data<T>();
@@ -118,38 +141,50 @@ void conv(const KernelContext& ctx, std::span<const Tensor* const> inputs,
     ctx.pool.parallel_for(g.batch * g.out_channels, [&](int64_t begin, int64_t end) {
       for (int64_t job = begin; job < end; ++job) {
         const int64_t nb = job / g.out_channels, oc = job % g.out_channels;
-        const int64_t grp = oc / out_ch_per_group;
+        const int64_t grp = oc / out_ch_per_group, ocg = oc % out_ch_per_group;
         T* out = yd + job * out_plane;
         init_plane(out, out_plane, bd, oc);
         for (int64_t icg = 0; icg < in_ch_per_group; ++icg) {
           const int64_t ic = grp * in_ch_per_group + icg;
           const T* in = xd + (nb * g.in_channels + ic) * in_plane;
-          const T* wk = wd + (oc * in_ch_per_group + icg) * taps;
+          // W is [out, in / group, taps] for Conv and [in, out / group, taps] for ConvTranspose.
+          const T* wk =
+              wd + (kTransposed ? ic * out_ch_per_group + ocg : oc * in_ch_per_group + icg) * taps;
           for (int64_t kd = 0; kd < g.kernel[0]; ++kd) {
             const int64_t d_off = kd * g.dilation[0] - g.pad_begin[0];
-            int64_t od_lo, od_hi;
-            valid_range(g.out[0], g.stride[0], d_off, g.in[0], od_lo, od_hi);
+            int64_t pd_lo, pd_hi;
+            valid_range(walk[0], g.stride[0], d_off, land[0], pd_lo, pd_hi);
             for (int64_t kh = 0; kh < g.kernel[1]; ++kh) {
               const int64_t h_off = kh * g.dilation[1] - g.pad_begin[1];
-              int64_t oh_lo, oh_hi;
-              valid_range(g.out[1], g.stride[1], h_off, g.in[1], oh_lo, oh_hi);
+              int64_t ph_lo, ph_hi;
+              valid_range(walk[1], g.stride[1], h_off, land[1], ph_lo, ph_hi);
               for (int64_t kw = 0; kw < g.kernel[2]; ++kw) {
                 const int64_t w_off = kw * g.dilation[2] - g.pad_begin[2];
-                int64_t ow_lo, ow_hi;
-                valid_range(g.out[2], g.stride[2], w_off, g.in[2], ow_lo, ow_hi);
+                int64_t pw_lo, pw_hi;
+                valid_range(walk[2], g.stride[2], w_off, land[2], pw_lo, pw_hi);
                 const T wv = wk[(kd * g.kernel[1] + kh) * g.kernel[2] + kw];
-                const int64_t sw = g.stride[2];
-                for (int64_t od = od_lo; od < od_hi; ++od) {
-                  const int64_t id = od * g.stride[0] + d_off;
-                  for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
-                    const int64_t ih = oh * g.stride[1] + h_off;
-                    T* orow = out + (od * g.out[1] + oh) * g.out[2];
-                    const T* irow = in + (id * g.in[1] + ih) * g.in[2];
-                    if (sw == 1) {  // the common case, kept simple for the vectoriser
-                      for (int64_t ow = ow_lo; ow < ow_hi; ++ow) orow[ow] += wv * irow[ow + w_off];
+                for (int64_t pd = pd_lo; pd < pd_hi; ++pd) {
+                  const int64_t qd = pd * g.stride[0] + d_off;
+                  for (int64_t ph = ph_lo; ph < ph_hi; ++ph) {
+                    const int64_t qh = ph * g.stride[1] + h_off;
+                    const int64_t p_row = (pd * walk[1] + ph) * walk[2];
+                    const int64_t q_row = (qd * land[1] + qh) * land[2];
+                    const int64_t sw = g.stride[2];
+                    if constexpr (kTransposed) {
+                      T* orow = out + q_row;
+                      const T* irow = in + p_row;
+                      for (int64_t iw = pw_lo; iw < pw_hi; ++iw)
+                        orow[iw * sw + w_off] += wv * irow[iw];
                     } else {
-                      for (int64_t ow = ow_lo; ow < ow_hi; ++ow)
-                        orow[ow] += wv * irow[ow * sw + w_off];
+                      T* orow = out + p_row;
+                      const T* irow = in + q_row;
+                      if (sw == 1) {  // the common case, kept simple for the vectoriser
+                        for (int64_t ow = pw_lo; ow < pw_hi; ++ow)
+                          orow[ow] += wv * irow[ow + w_off];
+                      } else {
+                        for (int64_t ow = pw_lo; ow < pw_hi; ++ow)
+                          orow[ow] += wv * irow[ow * sw + w_off];
+                      }
                     }
                   }
                 }
@@ -162,82 +197,14 @@ void conv(const KernelContext& ctx, std::span<const Tensor* const> inputs,
   });
 }
 
+void conv(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+          std::span<Tensor* const> outputs) {
+  conv_loops<false>(ctx, inputs, outputs);
+}
+
 void conv_transpose(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                     std::span<Tensor* const> outputs) {
-  const Node& node = ctx.node;
-  check_inputs(ctx, inputs);
-  const Tensor& x = *inputs[0];
-  const Tensor& w = *inputs[1];
-  const Tensor* b = inputs.size() > 2 ? inputs[2] : nullptr;
-  Tensor& y = *outputs[0];
-  Geometry g;
-  fill_geometry(node, x.shape(), w.shape(), y.shape(), g);
-  TANDEM_CHECK(g.in_channels == w.dim(0) && g.out_channels == w.dim(1) * g.group,
-               ErrorCode::kInvalidModel, "{}: X shape {} and W shape {} do not fit group {}",
-               node.describe(), shape_str(x.shape()), shape_str(w.shape()), g.group);
-
-  // Begin pads: explicit, or split from the total padding implied by the output size when the
-  // size is given (output_shape) or derived (SAME_*); the rule is shared with the CPU backend.
-  const size_t n = x.rank() - 2, off = 3 - n;
-  const std::vector<int64_t> begins = conv_transpose_pad_begins(
-      node, read_conv_attrs(node, x.shape(), w.shape()), x.shape(), y.shape());
-  for (size_t i = 0; i < n; ++i) g.pad_begin[off + i] = begins[i];
-
-  const int64_t in_ch_per_group = g.in_channels / g.group;
-  const int64_t out_ch_per_group = g.out_channels / g.group;
-  const int64_t in_plane = g.in[0] * g.in[1] * g.in[2];
-  const int64_t out_plane = g.out[0] * g.out[1] * g.out[2];
-  const int64_t taps = g.kernel[0] * g.kernel[1] * g.kernel[2];
-
-  dispatch_float(x.dtype(), node, [&](auto tag) {
-    using T = decltype(tag);
-    const T* xd = x.data<T>();
-    const T* wd = w.data<T>();
-    const T* bd = b ? b->data<T>() : nullptr;
-    T* yd = y.data<T>();
-    // Each job owns one output plane and gathers the scatter of every input channel of its
-    // group into it: input position i with tap k lands on output i * stride + k * dilation - pad.
-    ctx.pool.parallel_for(g.batch * g.out_channels, [&](int64_t begin, int64_t end) {
-      for (int64_t job = begin; job < end; ++job) {
-        const int64_t nb = job / g.out_channels, oc = job % g.out_channels;
-        const int64_t grp = oc / out_ch_per_group, ocg = oc % out_ch_per_group;
-        T* out = yd + job * out_plane;
-        init_plane(out, out_plane, bd, oc);
-        for (int64_t icg = 0; icg < in_ch_per_group; ++icg) {
-          const int64_t ic = grp * in_ch_per_group + icg;
-          const T* in = xd + (nb * g.in_channels + ic) * in_plane;
-          const T* wk = wd + (ic * out_ch_per_group + ocg) * taps;
-          for (int64_t kd = 0; kd < g.kernel[0]; ++kd) {
-            const int64_t d_off = kd * g.dilation[0] - g.pad_begin[0];
-            int64_t id_lo, id_hi;
-            valid_range(g.in[0], g.stride[0], d_off, g.out[0], id_lo, id_hi);
-            for (int64_t kh = 0; kh < g.kernel[1]; ++kh) {
-              const int64_t h_off = kh * g.dilation[1] - g.pad_begin[1];
-              int64_t ih_lo, ih_hi;
-              valid_range(g.in[1], g.stride[1], h_off, g.out[1], ih_lo, ih_hi);
-              for (int64_t kw = 0; kw < g.kernel[2]; ++kw) {
-                const int64_t w_off = kw * g.dilation[2] - g.pad_begin[2];
-                int64_t iw_lo, iw_hi;
-                valid_range(g.in[2], g.stride[2], w_off, g.out[2], iw_lo, iw_hi);
-                const T wv = wk[(kd * g.kernel[1] + kh) * g.kernel[2] + kw];
-                const int64_t sw = g.stride[2];
-                for (int64_t id = id_lo; id < id_hi; ++id) {
-                  const int64_t od = id * g.stride[0] + d_off;
-                  for (int64_t ih = ih_lo; ih < ih_hi; ++ih) {
-                    const int64_t oh = ih * g.stride[1] + h_off;
-                    T* orow = out + (od * g.out[1] + oh) * g.out[2];
-                    const T* irow = in + (id * g.in[1] + ih) * g.in[2];
-                    for (int64_t iw = iw_lo; iw < iw_hi; ++iw)
-                      orow[iw * sw + w_off] += wv * irow[iw];
-                  }
-                }
-              }
-            }
-          }
-        }
-      }
-    });
-  });
+  conv_loops<true>(ctx, inputs, outputs);
 }
 
 // FusedConv: Y = act(Conv(X, W, B) + Z), Z broadcasting like Add's operands; with

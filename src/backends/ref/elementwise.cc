@@ -13,6 +13,7 @@
 
 #include "backends/backend.h"
 #include "backends/ref/dispatch.h"
+#include "core/dtype_visit.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "ops/legacy.h"
@@ -217,23 +218,9 @@ void dispatch_domain(DataType dtype, const Node& node, F&& f) {
                  "{}: dtype {} is not supported (bool only)", node.describe(), dtype_name(dtype));
     f(bool{});
   } else {
-    switch (dtype) {
-      case DataType::kUInt8:
-        f(uint8_t{});
-        return;
-      case DataType::kUInt16:
-        f(uint16_t{});
-        return;
-      case DataType::kUInt32:
-        f(uint32_t{});
-        return;
-      case DataType::kUInt64:
-        f(uint64_t{});
-        return;
-      default:
-        raise(ErrorCode::kUnsupported, "{}: dtype {} is not supported (unsigned integers only)",
-              node.describe(), dtype_name(dtype));
-    }
+    if (!visit_dtype<IsUnsignedInteger>(dtype, f))
+      raise(ErrorCode::kUnsupported, "{}: dtype {} is not supported (unsigned integers only)",
+            node.describe(), dtype_name(dtype));
   }
 }
 
@@ -660,23 +647,11 @@ void where_kernel(const KernelContext& ctx, std::span<const Tensor* const> input
   const Tensor& x = *inputs[1];
   const Tensor& y = *inputs[2];
   Tensor& out = *outputs[0];
-  switch (dtype_size(x.dtype())) {
-    case 1:
-      where_map<uint8_t>(ctx, cond, x, y, out);
-      return;
-    case 2:
-      where_map<uint16_t>(ctx, cond, x, y, out);
-      return;
-    case 4:
-      where_map<uint32_t>(ctx, cond, x, y, out);
-      return;
-    case 8:
-      where_map<uint64_t>(ctx, cond, x, y, out);
-      return;
-    default:
-      raise(ErrorCode::kUnsupported, "{}: dtype {} is not supported", ctx.node.describe(),
-            dtype_name(x.dtype()));
-  }
+  const bool sized = visit_element_bits(
+      dtype_size(x.dtype()), [&](auto bits) { where_map<decltype(bits)>(ctx, cond, x, y, out); });
+  if (!sized)
+    raise(ErrorCode::kUnsupported, "{}: dtype {} is not supported", ctx.node.describe(),
+          dtype_name(x.dtype()));
 }
 
 }  // namespace

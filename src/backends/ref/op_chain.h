@@ -6,6 +6,7 @@
 
 #include <map>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -38,6 +39,26 @@ class OpChain {
   Graph graph_;
   std::map<size_t, Value*> inputs_;
   std::vector<std::unique_ptr<Kernel>> kernels_;  // one per node of graph_, in order
+};
+
+// The OpChains of one composite kernel, built on first use, one per key (a dtype, a dim size: what
+// the chain's constants depend on), and kept for the kernel's life. Safe to share between the
+// threads that run the kernel.
+template <typename Key>
+class OpChainCache {
+ public:
+  // The chain for `key`, made by build(key) the first time.
+  template <typename Build>
+  const OpChain& get(const Key& key, const Build& build) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = chains_.find(key);
+    if (it == chains_.end()) it = chains_.emplace(key, build(key)).first;
+    return *it->second;
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<Key, std::unique_ptr<OpChain>> chains_;
 };
 
 }  // namespace tandem

@@ -54,6 +54,29 @@ std::vector<Complex> dft(const std::vector<Complex>& in, int64_t len, int64_t bi
   return out;
 }
 
+// Points j in [0, n) of one line of x: the real part at xv[at(j)], the imaginary part next to
+// it when comps is 2 (0 otherwise).
+template <typename At>
+std::vector<Complex> read_line(const std::vector<double>& xv, int64_t n, int64_t comps,
+                               const At& at) {
+  std::vector<Complex> line(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) {
+    const size_t e = static_cast<size_t>(at(j));
+    line[static_cast<size_t>(j)] = Complex(xv[e], comps == 2 ? xv[e + 1] : 0);
+  }
+  return line;
+}
+
+// Bin k of a DFT as a (real, imaginary) pair at yv[at(k)].
+template <typename At>
+void write_bins(const std::vector<Complex>& bins, std::vector<double>& yv, const At& at) {
+  for (size_t k = 0; k < bins.size(); ++k) {
+    const size_t e = static_cast<size_t>(at(static_cast<int64_t>(k)));
+    yv[e] = bins[k].real();
+    yv[e + 1] = bins[k].imag();
+  }
+}
+
 void dft_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                 std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
@@ -76,17 +99,10 @@ void dft_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
   const bool inverse = node.attr_int_or("inverse", 0) != 0;
   for (int64_t o = 0; o < outer; ++o) {
     for (int64_t in = 0; in < inner; ++in) {
-      std::vector<Complex> line(static_cast<size_t>(n_in));
-      for (int64_t j = 0; j < n_in; ++j) {
-        const size_t e = static_cast<size_t>(((o * n_in + j) * inner + in) * comps);
-        line[static_cast<size_t>(j)] = Complex(xv[e], comps == 2 ? xv[e + 1] : 0);
-      }
-      std::vector<Complex> out = dft(line, len, bins, inverse);
-      for (int64_t k = 0; k < bins; ++k) {
-        const size_t e = static_cast<size_t>(((o * bins + k) * inner + in) * 2);
-        yv[e] = out[static_cast<size_t>(k)].real();
-        yv[e + 1] = out[static_cast<size_t>(k)].imag();
-      }
+      const std::vector<Complex> line = read_line(
+          xv, n_in, comps, [&](int64_t j) { return ((o * n_in + j) * inner + in) * comps; });
+      write_bins(dft(line, len, bins, inverse), yv,
+                 [&](int64_t k) { return ((o * bins + k) * inner + in) * 2; });
     }
   }
   write_doubles(*outputs[0], yv, node);
@@ -110,18 +126,11 @@ void stft_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs
   std::vector<double> yv(static_cast<size_t>(y.numel()));
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t f = 0; f < frames; ++f) {
-      std::vector<Complex> line(static_cast<size_t>(frame));
-      for (int64_t j = 0; j < frame; ++j) {
-        const size_t e = static_cast<size_t>((b * length + f * step + j) * comps);
-        line[static_cast<size_t>(j)] =
-            Complex(xv[e], comps == 2 ? xv[e + 1] : 0) * window[static_cast<size_t>(j)];
-      }
-      std::vector<Complex> out = dft(line, frame, bins, false);
-      for (int64_t k = 0; k < bins; ++k) {
-        const size_t e = static_cast<size_t>(((b * frames + f) * bins + k) * 2);
-        yv[e] = out[static_cast<size_t>(k)].real();
-        yv[e + 1] = out[static_cast<size_t>(k)].imag();
-      }
+      std::vector<Complex> line = read_line(
+          xv, frame, comps, [&](int64_t j) { return (b * length + f * step + j) * comps; });
+      for (size_t j = 0; j < line.size(); ++j) line[j] *= window[j];
+      write_bins(dft(line, frame, bins, false), yv,
+                 [&](int64_t k) { return ((b * frames + f) * bins + k) * 2; });
     }
   }
   write_doubles(*outputs[0], yv, node);

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "core/dtype_visit.h"
+
 namespace tandem {
 
 void strided_copy(const KernelContext& ctx, uint8_t* dst, const uint8_t* src, const Shape& shape,
@@ -46,24 +48,10 @@ void strided_copy(const KernelContext& ctx, uint8_t* dst, const uint8_t* src, co
             E* t = reinterpret_cast<E*>(to);
             for (int64_t i = 0; i < inner; ++i) t[i] = f[i * inner_stride];
           };
-          switch (esize) {
-            case 1:
-              copy_as(uint8_t{});
-              break;
-            case 2:
-              copy_as(uint16_t{});
-              break;
-            case 4:
-              copy_as(uint32_t{});
-              break;
-            case 8:
-              copy_as(uint64_t{});
-              break;
-            default:
-              for (int64_t i = 0; i < inner; ++i)
-                std::memcpy(to + i * esize, from + i * inner_stride * esize,
-                            static_cast<size_t>(esize));
-          }
+          if (!visit_element_bits(static_cast<size_t>(esize), copy_as))
+            for (int64_t i = 0; i < inner; ++i)
+              std::memcpy(to + i * esize, from + i * inner_stride * esize,
+                          static_cast<size_t>(esize));
         }
       },
       inner);

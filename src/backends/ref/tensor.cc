@@ -18,6 +18,7 @@
 #include "core/half.h"
 #include "ops/einsum.h"
 #include "ops/shape_utils.h"
+#include "ops/slice.h"
 
 namespace tandem {
 
@@ -107,28 +108,10 @@ void slice_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
   Tensor& y = *outputs[0];
   const Shape& shape = x.shape();
   int64_t rank = static_cast<int64_t>(shape.size());
-  std::vector<int64_t> starts, ends, axes, steps;
-  auto input_ints = [&](size_t i) {
+  const auto [starts, ends, axes, steps] = read_slice_params(node, [&](size_t i) {
     return i < inputs.size() && inputs[i] ? tensor_to_int64s(*inputs[i], node)
                                           : std::vector<int64_t>{};
-  };
-  if (node.opset < 10) {
-    starts = node.attr_ints("starts");
-    ends = node.attr_ints("ends");
-    axes = node.attr_ints_or("axes", {});
-  } else {
-    starts = input_ints(1);
-    ends = input_ints(2);
-    axes = input_ints(3);
-    steps = input_ints(4);
-  }
-  if (axes.empty())
-    for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
-  if (steps.empty()) steps.assign(starts.size(), 1);
-  TANDEM_CHECK(
-      ends.size() == starts.size() && axes.size() == starts.size() && steps.size() == starts.size(),
-      ErrorCode::kInvalidModel, "{}: starts, ends, axes and steps differ in length",
-      node.describe());
+  });
   // The view: first element and stride of every axis.
   std::vector<int64_t> in_strides = contiguous_strides(shape), strides = in_strides;
   int64_t first = 0;
@@ -184,10 +167,7 @@ void for_each_indexed_element(const Node& node, const Tensor& x, const Tensor& i
       off += c * xs[d];
     }
     fn(e, off);
-    for (int64_t d = rank - 1; d >= 0; --d) {
-      if (++pos[d] < ind.dim(d)) break;
-      pos[d] = 0;
-    }
+    next_position(pos, ind.shape());
   }
 }
 
@@ -274,40 +254,44 @@ void apply_update(const Node& node, Reduction red, DataType dt, uint8_t* dst, co
   });
 }
 
-void scatter_elements_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
-  const Node& node = ctx.node;
+// Scatter*: Y is X with every update written over (or reduced into) the elements it addresses.
+// for_each(x, indices, put) calls put(y_offset, updates_offset, count) once per update, in
+// elements.
+template <typename ForEach>
+void scatter(const KernelContext& ctx, Inputs inputs, Outputs outputs, const ForEach& for_each) {
   const Tensor& x = *inputs[0];
-  const Tensor& ind = *inputs[1];
   const Tensor& upd = *inputs[2];
   Tensor& y = *outputs[0];
-  Reduction red = reduction_of(node);
+  const Reduction red = reduction_of(ctx.node);
   if (x.nbytes()) std::memcpy(y.raw(), x.raw(), x.nbytes());
   const int64_t es = esize_of(x);
-  for_each_indexed_element(node, x, ind, [&](int64_t e, int64_t off) {
-    apply_update(node, red, x.dtype(), bytes(y) + off * es, bytes(upd) + e * es, 1);
+  for_each(x, *inputs[1], [&](int64_t y_off, int64_t upd_off, int64_t count) {
+    apply_update(ctx.node, red, x.dtype(), bytes(y) + y_off * es, bytes(upd) + upd_off * es,
+                 count);
+  });
+}
+
+void scatter_elements_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
+  scatter(ctx, inputs, outputs, [&](const Tensor& x, const Tensor& ind, const auto& put) {
+    for_each_indexed_element(ctx.node, x, ind, [&](int64_t e, int64_t off) { put(off, e, 1); });
   });
 }
 
 void scatter_nd_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
-  const Node& node = ctx.node;
-  const Tensor& x = *inputs[0];
-  const Tensor& ind = *inputs[1];
-  const Tensor& upd = *inputs[2];
-  Tensor& y = *outputs[0];
-  Reduction red = reduction_of(node);
-  if (x.nbytes()) std::memcpy(y.raw(), x.raw(), x.nbytes());
-  std::vector<int64_t> idx = tensor_to_int64s(ind, node);
-  size_t k = static_cast<size_t>(ind.shape().back());
-  int64_t tuples = product(ind.shape(), 0, ind.rank() - 1);
-  int64_t slice = product(x.shape(), k, x.rank());
-  int64_t es = esize_of(x);
-  std::vector<int64_t> xs = contiguous_strides(x.shape());
-  for (int64_t t = 0; t < tuples; ++t) {
-    int64_t off = 0;
-    for (size_t j = 0; j < k; ++j)
-      off += checked_index(idx[t * static_cast<int64_t>(k) + j], x.dim(j), node, "index") * xs[j];
-    apply_update(node, red, x.dtype(), bytes(y) + off * es, bytes(upd) + t * slice * es, slice);
-  }
+  scatter(ctx, inputs, outputs, [&](const Tensor& x, const Tensor& ind, const auto& put) {
+    const Node& node = ctx.node;
+    std::vector<int64_t> idx = tensor_to_int64s(ind, node);
+    size_t k = static_cast<size_t>(ind.shape().back());
+    int64_t tuples = product(ind.shape(), 0, ind.rank() - 1);
+    int64_t slice = product(x.shape(), k, x.rank());
+    std::vector<int64_t> xs = contiguous_strides(x.shape());
+    for (int64_t t = 0; t < tuples; ++t) {
+      int64_t off = 0;
+      for (size_t j = 0; j < k; ++j)
+        off += checked_index(idx[t * static_cast<int64_t>(k) + j], x.dim(j), node, "index") * xs[j];
+      put(off, t * slice, slice);
+    }
+  });
 }
 
 // ---- Tile, Pad
@@ -511,25 +495,6 @@ void one_hot_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
   }
 }
 
-bool element_nonzero(const Tensor& t, int64_t i) {
-  switch (t.dtype()) {
-    case DataType::kFloat32:
-      return t.data<float>()[i] != 0;
-    case DataType::kFloat64:
-      return t.data<double>()[i] != 0;
-    case DataType::kFloat16:
-    case DataType::kBFloat16:
-      return (t.data<uint16_t>()[i] & 0x7fff) != 0;
-    default: {
-      int64_t es = esize_of(t);
-      const uint8_t* p = bytes(t) + i * es;
-      for (int64_t b = 0; b < es; ++b)
-        if (p[b]) return true;
-      return false;
-    }
-  }
-}
-
 void non_zero_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
   const Tensor& x = *inputs[0];
   Tensor& y = *outputs[0];
@@ -545,10 +510,7 @@ void non_zero_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
       for (int64_t d = 0; d < rank; ++d) out[d * count + k] = pos[d];
       ++k;
     }
-    for (int64_t d = rank - 1; d >= 0; --d) {
-      if (++pos[d] < x.dim(d)) break;
-      pos[d] = 0;
-    }
+    next_position(pos, x.shape());
   }
 }
 
