@@ -2,42 +2,20 @@
 
 #include <cmath>
 
+#include "core/dtype_visit.h"
 #include "core/error.h"
 #include "core/half.h"
 
 namespace tandem {
 
 double element_as_double(const Tensor& t, int64_t i) {
-  switch (t.dtype()) {
-    case DataType::kFloat32:
-      return t.data<float>()[i];
-    case DataType::kFloat64:
-      return t.data<double>()[i];
-    case DataType::kFloat16:
-      return half_to_float(t.data<uint16_t>()[i]);
-    case DataType::kBFloat16:
-      return bfloat16_to_float(t.data<uint16_t>()[i]);
-    case DataType::kInt8:
-      return t.data<int8_t>()[i];
-    case DataType::kInt16:
-      return t.data<int16_t>()[i];
-    case DataType::kInt32:
-      return t.data<int32_t>()[i];
-    case DataType::kInt64:
-      return static_cast<double>(t.data<int64_t>()[i]);
-    case DataType::kUInt8:
-      return t.data<uint8_t>()[i];
-    case DataType::kUInt16:
-      return t.data<uint16_t>()[i];
-    case DataType::kUInt32:
-      return t.data<uint32_t>()[i];
-    case DataType::kUInt64:
-      return static_cast<double>(t.data<uint64_t>()[i]);
-    case DataType::kBool:
-      return t.data<bool>()[i] ? 1 : 0;
-    default:
-      raise(ErrorCode::kUnsupported, "cannot compare dtype {}", dtype_name(t.dtype()));
-  }
+  if (t.dtype() == DataType::kFloat16) return half_to_float(t.data<uint16_t>()[i]);
+  if (t.dtype() == DataType::kBFloat16) return bfloat16_to_float(t.data<uint16_t>()[i]);
+  double v = 0;
+  const bool native = visit_dtype(
+      t.dtype(), [&](auto tag) { v = static_cast<double>(t.data<decltype(tag)>()[i]); });
+  TANDEM_CHECK(native, ErrorCode::kUnsupported, "cannot compare dtype {}", dtype_name(t.dtype()));
+  return v;
 }
 
 TensorAgreement agreement(const Tensor& got, const Tensor& want) {

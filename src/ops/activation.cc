@@ -1,4 +1,6 @@
 // Schemas of the activation family: every output has input 0's dtype and shape.
+#include "ops/activation.h"
+
 #include <vector>
 
 #include "core/dtype_visit.h"
@@ -8,6 +10,33 @@
 #include "ops/shape_utils.h"
 
 namespace tandem {
+
+ActivationAttrs ActivationAttrs::parse(const Node& node) {
+  ActivationAttrs a;
+  const std::string& op = node.op_type;
+  if (op == "LeakyRelu") {
+    a.alpha = node.attr_float_or("alpha", 0.01f);
+  } else if (op == "ThresholdedRelu" || op == "Elu" || op == "Celu") {
+    a.alpha = node.attr_float_or("alpha", 1.0f);
+  } else if (op == "HardSigmoid") {
+    a.alpha = node.attr_float_or("alpha", 0.2f);
+    a.beta = node.attr_float_or("beta", 0.5f);
+  } else if (op == "Selu") {
+    a.alpha = node.attr_float_or("alpha", 1.67326319217681884765625f);
+    a.gamma = node.attr_float_or("gamma", 1.05070102214813232421875f);
+  } else if (op == "Shrink") {
+    a.alpha = node.attr_float_or("lambd", 0.5f);
+    a.beta = node.attr_float_or("bias", 0.0f);
+  } else if (op == "Gelu" || op == "GeGLU") {
+    const std::string approx = node.attr_string_or("approximate", "none");
+    TANDEM_CHECK(approx == "none" || approx == "tanh", ErrorCode::kUnsupported,
+                 "{}: approximate=\"{}\" is not supported (\"none\" or \"tanh\")", node.describe(),
+                 approx);
+    a.tanh_approximation = approx == "tanh";
+  }
+  return a;
+}
+
 namespace {
 
 bool is_floating(DataType d) {

@@ -42,16 +42,9 @@ std::vector<TensorType> infer_nms(const InferContext& ctx) {
   return {{DataType::kInt64, {static_cast<int64_t>(rows.size()), 3}}};
 }
 
-void check_float_input(const InferContext& ctx, size_t i) {
-  DataType t = ctx.input(i).dtype;
-  TANDEM_CHECK(t == DataType::kFloat32 || t == DataType::kFloat64 || t == DataType::kFloat16,
-               ErrorCode::kUnsupported, "{}: input {} dtype {} is not supported (float types only)",
-               ctx.node.describe(), i, dtype_name(t));
-}
-
 std::vector<TensorType> infer_roi_align(const InferContext& ctx) {
   const Node& node = ctx.node;
-  check_float_input(ctx, 0);
+  ctx.float_input(0);
   const Shape& x = ctx.input(0).shape;
   const Shape& rois = ctx.input(1).shape;
   TANDEM_CHECK(
@@ -69,7 +62,7 @@ std::vector<TensorType> infer_roi_align(const InferContext& ctx) {
 
 std::vector<TensorType> infer_grid_sample(const InferContext& ctx) {
   const Node& node = ctx.node;
-  check_float_input(ctx, 0);
+  ctx.float_input(0);
   const Shape& x = ctx.input(0).shape;
   const Shape& grid = ctx.input(1).shape;
   TANDEM_CHECK(x.size() == 4 && grid.size() == 4 && grid[0] == x[0] && grid[3] == 2,

@@ -9,11 +9,7 @@ namespace {
 
 std::vector<TensorType> infer_dropout(const InferContext& ctx) {
   const Node& node = ctx.node;
-  const TensorType& x = ctx.input(0);
-  TANDEM_CHECK(x.dtype == DataType::kFloat32 || x.dtype == DataType::kFloat64 ||
-                   x.dtype == DataType::kFloat16 || x.dtype == DataType::kBFloat16,
-               ErrorCode::kUnsupported, "{}: dtype {} is not supported (float types only)",
-               node.describe(), dtype_name(x.dtype));
+  const TensorType& x = ctx.float_input(0, /*bfloat16=*/true);
   TANDEM_CHECK(node.opset >= 12 || node.inputs.size() == 1, ErrorCode::kInvalidModel,
                "{}: ratio and training_mode are inputs only from opset 12 (opset {})",
                node.describe(), node.opset);

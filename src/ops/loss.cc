@@ -11,12 +11,8 @@ namespace {
 
 std::vector<TensorType> infer_loss(const InferContext& ctx) {
   const Node& node = ctx.node;
-  const TensorType& x = ctx.input(0);
+  const TensorType& x = ctx.float_input(0);
   const TensorType& t = ctx.input(1);
-  TANDEM_CHECK(x.dtype == DataType::kFloat32 || x.dtype == DataType::kFloat64 ||
-                   x.dtype == DataType::kFloat16,
-               ErrorCode::kUnsupported, "{}: input dtype {} is not supported (float types only)",
-               node.describe(), dtype_name(x.dtype));
   TANDEM_CHECK(t.dtype == DataType::kInt32 || t.dtype == DataType::kInt64, ErrorCode::kInvalidModel,
                "{}: target dtype {} must be int32 or int64", node.describe(), dtype_name(t.dtype));
   TANDEM_CHECK(x.shape.size() >= 2, ErrorCode::kInvalidArgument,

@@ -29,25 +29,6 @@ AttentionAttrs AttentionAttrs::parse(const Node& node) {
   return a;
 }
 
-Shape permuted(const Shape& s, const std::vector<int64_t>& perm, const Node& node,
-               const char* name) {
-  if (perm.empty()) return s;
-  const int64_t rank = static_cast<int64_t>(s.size());
-  TANDEM_CHECK(static_cast<int64_t>(perm.size()) == rank, ErrorCode::kInvalidArgument,
-               "{}: {} {} does not match an operand of rank {}", node.describe(), name,
-               fmt::format("{}", perm), rank);
-  std::vector<bool> seen(s.size(), false);
-  Shape out;
-  for (int64_t p : perm) {
-    TANDEM_CHECK(p >= 0 && p < rank && !seen[static_cast<size_t>(p)], ErrorCode::kInvalidModel,
-                 "{}: {} {} is not a permutation of 0..{}", node.describe(), name,
-                 fmt::format("{}", perm), rank - 1);
-    seen[static_cast<size_t>(p)] = true;
-    out.push_back(s[static_cast<size_t>(p)]);
-  }
-  return out;
-}
-
 GemmDims GemmAttrs::dims(const Shape& a, const Shape& b, const Node& node) const {
   TANDEM_CHECK(a.size() == 2 && b.size() == 2, ErrorCode::kInvalidModel,
                "{}: A and B must be 2-D, got {} and {}", node.describe(), shape_str(a),

@@ -35,9 +35,4 @@ struct AttentionAttrs {
   static AttentionAttrs parse(const Node& node);
 };
 
-// `s` permuted by `perm` as Transpose would (empty: unchanged); throws naming `node` and the
-// attribute `name` when perm is not a permutation of s's axes.
-Shape permuted(const Shape& s, const std::vector<int64_t>& perm, const Node& node,
-               const char* name);
-
 }  // namespace tandem

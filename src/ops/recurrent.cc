@@ -31,29 +31,19 @@ void check_shape(const InferContext& ctx, size_t i, const char* what, const Shap
   }
 }
 
-std::vector<TensorType> infer_recurrent(const InferContext& ctx) {
+std::vector<TensorType> infer_recurrent(const InferContext& ctx, const RecurrentAttrs& a) {
   const Node& node = ctx.node;
   TANDEM_CHECK(node.opset >= 7, ErrorCode::kUnsupported,
                "{}: {} before opset 7 is not supported (opset {})", node.describe(), node.op_type,
                node.opset);
-  const TensorType& x = ctx.input(0);
-  TANDEM_CHECK(x.dtype == DataType::kFloat32 || x.dtype == DataType::kFloat64 ||
-                   x.dtype == DataType::kFloat16,
-               ErrorCode::kUnsupported, "{}: dtype {} is not supported (float types only)",
-               node.describe(), dtype_name(x.dtype));
+  const TensorType& x = ctx.float_input(0);
   TANDEM_CHECK(x.shape.size() == 3, ErrorCode::kInvalidArgument,
                "{}: X must have rank 3, got shape {}", node.describe(), shape_str(x.shape));
-  const int64_t layout = node.attr_int_or("layout", 0);
-  TANDEM_CHECK(layout == 0 || layout == 1, ErrorCode::kInvalidModel, "{}: layout {} must be 0 or 1",
-               node.describe(), layout);
-  const std::string dir = node.attr_string_or("direction", "forward");
-  TANDEM_CHECK(dir == "forward" || dir == "reverse" || dir == "bidirectional",
-               ErrorCode::kInvalidModel, "{}: unknown direction '{}'", node.describe(), dir);
-  const int64_t dirs = dir == "bidirectional" ? 2 : 1;
+  const int64_t layout = a.layout, dirs = a.dirs;
   const int64_t seq = x.shape[layout == 0 ? 0 : 1], batch = x.shape[layout == 0 ? 1 : 0];
   const int64_t in = x.shape[2], g = gates_of(node.op_type);
   const Shape& r = ctx.input(2).shape;
-  const int64_t hidden = node.attr_int_or("hidden_size", r.size() == 3 ? r[2] : -1);
+  const int64_t hidden = a.hidden_size >= 0 ? a.hidden_size : r.size() == 3 ? r[2] : -1;
   TANDEM_CHECK(hidden > 0, ErrorCode::kInvalidModel, "{}: hidden_size {} must be positive",
                node.describe(), hidden);
   check_shape(ctx, 1, "W", {dirs, g * hidden, in});
@@ -73,6 +63,28 @@ std::vector<TensorType> infer_recurrent(const InferContext& ctx) {
 }
 
 }  // namespace
+
+RecurrentAttrs RecurrentAttrs::parse(const Node& node) {
+  RecurrentAttrs a;
+  a.layout = node.attr_int_or("layout", 0);
+  TANDEM_CHECK(a.layout == 0 || a.layout == 1, ErrorCode::kInvalidModel,
+               "{}: layout {} must be 0 or 1", node.describe(), a.layout);
+  const std::string dir = node.attr_string_or("direction", "forward");
+  TANDEM_CHECK(dir == "forward" || dir == "reverse" || dir == "bidirectional",
+               ErrorCode::kInvalidModel, "{}: unknown direction '{}'", node.describe(), dir);
+  a.dirs = dir == "bidirectional" ? 2 : 1;
+  a.reverse_only = dir == "reverse";
+  a.hidden_size = node.attr_int_or("hidden_size", -1);
+  a.clip = node.attr_float_or("clip", 0.0f);
+  a.linear_before_reset = node.attr_int_or("linear_before_reset", 0) != 0;
+  a.input_forget = node.attr_int_or("input_forget", 0) != 0;
+  a.activations = read_recurrent_activations(
+      node, a.dirs,
+      node.op_type == "LSTM"  ? std::vector<std::string>{"Sigmoid", "Tanh", "Tanh"}
+      : node.op_type == "GRU" ? std::vector<std::string>{"Sigmoid", "Tanh"}
+                              : std::vector<std::string>{"Tanh"});
+  return a;
+}
 
 double RecurrentActivation::operator()(double x) const {
   if (name == "sigmoid") return 1 / (1 + std::exp(-x));
@@ -130,9 +142,9 @@ std::vector<RecurrentActivation> read_recurrent_activations(const Node& node, in
 }
 
 void register_recurrent_schemas(SchemaRegistry& r) {
-  r.add({"RNN", 3, 6, infer_recurrent, ""});
-  r.add({"GRU", 3, 6, infer_recurrent, ""});
-  r.add({"LSTM", 3, 8, infer_recurrent, ""});
+  r.add({"RNN", 3, 6, with_attrs(infer_recurrent), ""});
+  r.add({"GRU", 3, 6, with_attrs(infer_recurrent), ""});
+  r.add({"LSTM", 3, 8, with_attrs(infer_recurrent), ""});
 }
 
 }  // namespace tandem

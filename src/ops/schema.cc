@@ -17,6 +17,16 @@ const Tensor& InferContext::require_value(size_t i) const {
   return *value(i);
 }
 
+const TensorType& InferContext::float_input(size_t i, bool bfloat16) const {
+  const TensorType& t = input(i);
+  const bool ok = t.dtype == DataType::kFloat32 || t.dtype == DataType::kFloat64 ||
+                  t.dtype == DataType::kFloat16 || (bfloat16 && t.dtype == DataType::kBFloat16);
+  TANDEM_CHECK(ok, ErrorCode::kUnsupported,
+               "{}: input {} has dtype {}, which is not supported (float types only)",
+               node.describe(), i, dtype_name(t.dtype));
+  return t;
+}
+
 void SchemaRegistry::add(OpSchema schema) {
   auto key = std::make_pair(schema.domain, schema.op_type);
   schemas_[key] = std::move(schema);

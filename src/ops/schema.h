@@ -36,6 +36,9 @@ class InferContext {
   const Tensor* value(size_t i) const { return i < values_.size() ? values_[i] : nullptr; }
   // The input's value; throws ValueNotKnown when it is not known yet.
   const Tensor& require_value(size_t i) const;
+  // Input i's type, after checking its dtype is float32, float64 or float16 (and bfloat16 when
+  // `bfloat16` is true); throws a kUnsupported error naming the node and the input otherwise.
+  const TensorType& float_input(size_t i, bool bfloat16 = false) const;
 
  private:
   std::span<const TensorType* const> inputs_;

@@ -87,11 +87,7 @@ std::vector<TensorType> infer_reverse_sequence(const InferContext& ctx) {
 
 std::vector<TensorType> infer_det(const InferContext& ctx) {
   const Node& node = ctx.node;
-  const TensorType& x = ctx.input(0);
-  TANDEM_CHECK(x.dtype == DataType::kFloat32 || x.dtype == DataType::kFloat64 ||
-                   x.dtype == DataType::kFloat16,
-               ErrorCode::kUnsupported, "{}: dtype {} is not supported (float types only)",
-               node.describe(), dtype_name(x.dtype));
+  const TensorType& x = ctx.float_input(0);
   const size_t r = x.shape.size();
   TANDEM_CHECK(r >= 2 && x.shape[r - 1] == x.shape[r - 2], ErrorCode::kInvalidArgument,
                "{}: input shape {} must end with a square matrix", node.describe(),

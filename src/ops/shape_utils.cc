@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/dtype_visit.h"
 #include "core/error.h"
 
 namespace tandem {
@@ -31,9 +32,8 @@ Shape broadcast_shapes(const std::vector<Shape>& shapes, const Node& node) {
 }
 
 int64_t normalize_axis(int64_t axis, int64_t rank, const Node& node) {
-  TANDEM_CHECK(axis >= -rank && axis < rank,
-               ErrorCode::kInvalidModel, "{}: axis {} is out of range for rank {}",
-               node.describe(), axis, rank);
+  TANDEM_CHECK(axis >= -rank && axis < rank, ErrorCode::kInvalidModel,
+               "{}: axis {} is out of range for rank {}", node.describe(), axis, rank);
   return axis < 0 ? axis + rank : axis;
 }
 
@@ -71,22 +71,12 @@ std::vector<int64_t> tensor_to_int64s(const Tensor& t, const Node& node) {
 double tensor_scalar_as_double(const Tensor& t, const Node& node) {
   TANDEM_CHECK(t.numel() == 1, ErrorCode::kInvalidModel,
                "{}: expected a single value, got shape {}", node.describe(), shape_str(t.shape()));
-  switch (t.dtype()) {
-    case DataType::kFloat32: return *t.data<float>();
-    case DataType::kFloat64: return *t.data<double>();
-    case DataType::kInt64: return static_cast<double>(*t.data<int64_t>());
-    case DataType::kInt32: return *t.data<int32_t>();
-    case DataType::kInt16: return *t.data<int16_t>();
-    case DataType::kInt8: return *t.data<int8_t>();
-    case DataType::kUInt8: return *t.data<uint8_t>();
-    case DataType::kUInt16: return *t.data<uint16_t>();
-    case DataType::kUInt32: return *t.data<uint32_t>();
-    case DataType::kUInt64: return static_cast<double>(*t.data<uint64_t>());
-    case DataType::kBool: return *t.data<bool>() ? 1.0 : 0.0;
-    default:
-      raise(ErrorCode::kUnsupported, "{}: cannot read a {} scalar", node.describe(),
-            dtype_name(t.dtype()));
-  }
+  double v = 0;
+  const bool native =
+      visit_dtype(t.dtype(), [&](auto tag) { v = static_cast<double>(*t.data<decltype(tag)>()); });
+  TANDEM_CHECK(native, ErrorCode::kUnsupported, "{}: cannot read a {} scalar", node.describe(),
+               dtype_name(t.dtype()));
+  return v;
 }
 
 // Whether element i of t is non-zero (-0.0 counts as zero).
@@ -114,6 +104,25 @@ void next_position(std::vector<int64_t>& pos, const Shape& shape) {
     if (++pos[d] < shape[d]) return;
     pos[d] = 0;
   }
+}
+
+Shape permuted(const Shape& s, const std::vector<int64_t>& perm, const Node& node,
+               const char* name) {
+  if (perm.empty()) return s;
+  const int64_t rank = static_cast<int64_t>(s.size());
+  TANDEM_CHECK(static_cast<int64_t>(perm.size()) == rank, ErrorCode::kInvalidArgument,
+               "{}: {} {} does not match an operand of rank {}", node.describe(), name,
+               fmt::format("{}", perm), rank);
+  std::vector<bool> seen(s.size(), false);
+  Shape out;
+  for (int64_t p : perm) {
+    TANDEM_CHECK(p >= 0 && p < rank && !seen[static_cast<size_t>(p)], ErrorCode::kInvalidModel,
+                 "{}: {} {} is not a permutation of 0..{}", node.describe(), name,
+                 fmt::format("{}", perm), rank - 1);
+    seen[static_cast<size_t>(p)] = true;
+    out.push_back(s[static_cast<size_t>(p)]);
+  }
+  return out;
 }
 
 }  // namespace tandem

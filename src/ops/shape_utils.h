@@ -15,6 +15,11 @@ Shape broadcast_shapes(const std::vector<Shape>& shapes, const Node& node);
 // Maps a possibly negative axis into [0, rank); throws naming `node` when out of range.
 int64_t normalize_axis(int64_t axis, int64_t rank, const Node& node);
 
+// `s` permuted by `perm` as Transpose would (empty: unchanged); throws naming `node` and the
+// attribute `name` when perm is not a permutation of s's axes.
+Shape permuted(const Shape& s, const std::vector<int64_t>& perm, const Node& node,
+               const char* name);
+
 // Row-major strides of `shape` (in elements).
 std::vector<int64_t> contiguous_strides(const Shape& shape);
 

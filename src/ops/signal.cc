@@ -30,10 +30,7 @@ std::vector<TensorType> infer_window(const InferContext& ctx) {
 }
 
 void check_signal(const InferContext& ctx, const Shape& s) {
-  DataType t = ctx.input(0).dtype;
-  TANDEM_CHECK(t == DataType::kFloat32 || t == DataType::kFloat64 || t == DataType::kFloat16,
-               ErrorCode::kUnsupported, "{}: dtype {} is not supported (float types only)",
-               ctx.node.describe(), dtype_name(t));
+  ctx.float_input(0);
   TANDEM_CHECK(s.size() >= 3 && (s.back() == 1 || s.back() == 2), ErrorCode::kInvalidArgument,
                "{}: input shape {} must be [batch, ..., 1 or 2]", ctx.node.describe(),
                shape_str(s));

@@ -34,11 +34,7 @@ namespace {
 
 std::vector<TensorType> infer_softmax(const InferContext& ctx, const SoftmaxAttrs& a) {
   const Node& node = ctx.node;
-  const TensorType& x = ctx.input(0);
-  TANDEM_CHECK(x.dtype == DataType::kFloat32 || x.dtype == DataType::kFloat64 ||
-                   x.dtype == DataType::kFloat16,
-               ErrorCode::kUnsupported, "{}: dtype {} is not supported (float types only)",
-               node.describe(), dtype_name(x.dtype));
+  const TensorType& x = ctx.float_input(0);
   a.rows(x.shape, node);  // checks the axis
   return {{x.dtype, x.shape}};
 }

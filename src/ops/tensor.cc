@@ -1,6 +1,8 @@
 // Schemas of the tensor family: data movement and indexing ops (Transpose, Concat, Split, Slice,
 // Gather*, Scatter*, Tile, Pad, DepthToSpace, SpaceToDepth, OneHot, NonZero, Trilu, CumSum,
 // TopK, Einsum).
+#include "ops/tensor.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -16,6 +18,30 @@
 
 namespace tandem {
 
+TransposeAttrs TransposeAttrs::parse(const Node& node) {
+  TransposeAttrs a;
+  a.perm = node.attr_ints_or("perm", {});
+  return a;
+}
+
+std::vector<int64_t> TransposeAttrs::perm_for(int64_t rank, const Node& node) const {
+  if (perm.empty()) {
+    std::vector<int64_t> reversed;
+    for (int64_t d = rank - 1; d >= 0; --d) reversed.push_back(d);
+    return reversed;
+  }
+  Shape axes(static_cast<size_t>(rank));
+  for (int64_t d = 0; d < rank; ++d) axes[static_cast<size_t>(d)] = d;
+  permuted(axes, perm, node, "perm");  // checks perm
+  return perm;
+}
+
+ConcatAttrs ConcatAttrs::parse(const Node& node) {
+  ConcatAttrs a;
+  a.axis = node.attr_int("axis");
+  return a;
+}
+
 namespace {
 
 std::vector<int64_t> int64s_of(const InferContext& ctx, size_t i) {
@@ -26,33 +52,16 @@ int64_t rank_of(const TensorType& t) {
   return static_cast<int64_t>(t.shape.size());
 }
 
-std::vector<TensorType> infer_transpose(const InferContext& ctx) {
-  const Node& node = ctx.node;
+std::vector<TensorType> infer_transpose(const InferContext& ctx, const TransposeAttrs& a) {
   const TensorType& x = ctx.input(0);
-  int64_t rank = rank_of(x);
-  std::vector<int64_t> perm = node.attr_ints_or("perm", {});
-  if (perm.empty())
-    for (int64_t d = rank - 1; d >= 0; --d) perm.push_back(d);
-  TANDEM_CHECK(static_cast<int64_t>(perm.size()) == rank, ErrorCode::kInvalidModel,
-               "{}: perm {} does not match the input rank {}", node.describe(),
-               fmt::format("{}", perm), rank);
-  std::vector<bool> seen(static_cast<size_t>(rank), false);
-  Shape out;
-  for (int64_t p : perm) {
-    TANDEM_CHECK(p >= 0 && p < rank && !seen[static_cast<size_t>(p)], ErrorCode::kInvalidModel,
-                 "{}: perm {} is not a permutation of 0..{}", node.describe(),
-                 fmt::format("{}", perm), rank - 1);
-    seen[static_cast<size_t>(p)] = true;
-    out.push_back(x.shape[static_cast<size_t>(p)]);
-  }
-  return {{x.dtype, out}};
+  return {{x.dtype, permuted(x.shape, a.perm_for(rank_of(x), ctx.node), ctx.node, "perm")}};
 }
 
-std::vector<TensorType> infer_concat(const InferContext& ctx) {
+std::vector<TensorType> infer_concat(const InferContext& ctx, const ConcatAttrs& a) {
   const Node& node = ctx.node;
   const TensorType& first = ctx.input(0);
   int64_t rank = rank_of(first);
-  int64_t axis = normalize_axis(node.attr_int("axis"), rank, node);
+  int64_t axis = normalize_axis(a.axis, rank, node);
   Shape out = first.shape;
   out[axis] = 0;
   for (size_t i = 0; i < ctx.num_inputs(); ++i) {
@@ -523,8 +532,8 @@ std::vector<TensorType> infer_einsum(const InferContext& ctx) {
 }  // namespace
 
 void register_tensor_schemas(SchemaRegistry& r) {
-  r.add({"Transpose", 1, 1, infer_transpose, ""});
-  r.add({"Concat", 1, -1, infer_concat, ""});
+  r.add({"Transpose", 1, 1, with_attrs(infer_transpose), ""});
+  r.add({"Concat", 1, -1, with_attrs(infer_concat), ""});
   r.add({"Split", 1, 2, infer_split, ""});
   r.add({"Slice", 1, 5, infer_slice, ""});
   r.add({"Gather", 2, 2, infer_gather, ""});

@@ -9,10 +9,14 @@
 #include "backends/cpu/cpu_backend.h"
 #include "backends/ref/ref_backend.h"
 #include "core/error.h"
+#include "ops/activation.h"
 #include "ops/matmul.h"
 #include "ops/normalization.h"
 #include "ops/pool.h"
+#include "ops/recurrent.h"
+#include "ops/shape_utils.h"
 #include "ops/softmax.h"
+#include "ops/tensor.h"
 
 namespace tandem {
 namespace {
@@ -141,6 +145,45 @@ TEST(OpAttrs, AttentionPermutationsAreChecked) {
   EXPECT_EQ(permuted({1, 2, 3, 4}, a.q_perm, n, "q_perm"), (Shape{1, 3, 2, 4}));
   const std::string msg = error_of([&] { permuted({1, 2, 3}, a.q_perm, n, "q_perm"); });
   EXPECT_NE(msg.find("q_perm"), std::string::npos) << msg;
+}
+
+TEST(OpAttrs, TransposeDefaultsToReversedAxes) {
+  Node n = make_node("Transpose", 13);
+  EXPECT_EQ(TransposeAttrs::parse(n).perm_for(3, n), (std::vector<int64_t>{2, 1, 0}));
+  set_ints(n, "perm", {0, 2, 1});
+  EXPECT_EQ(TransposeAttrs::parse(n).perm_for(3, n), (std::vector<int64_t>{0, 2, 1}));
+  set_ints(n, "perm", {0, 0, 1});
+  const std::string msg = error_of([&] { TransposeAttrs::parse(n).perm_for(3, n); });
+  EXPECT_NE(msg.find("not a permutation"), std::string::npos) << msg;
+  // Concat's axis is required.
+  EXPECT_NE(error_of([&] { ConcatAttrs::parse(make_node("Concat", 13)); }).find("axis"),
+            std::string::npos);
+}
+
+TEST(OpAttrs, ActivationDefaultsPerOp) {
+  EXPECT_FLOAT_EQ(ActivationAttrs::parse(make_node("LeakyRelu", 16)).alpha, 0.01f);
+  EXPECT_FLOAT_EQ(ActivationAttrs::parse(make_node("Elu", 6)).alpha, 1.0f);
+  const ActivationAttrs hs = ActivationAttrs::parse(make_node("HardSigmoid", 6));
+  EXPECT_FLOAT_EQ(hs.alpha, 0.2f);
+  EXPECT_FLOAT_EQ(hs.beta, 0.5f);
+  Node g = make_node("Gelu", 20);
+  set_string(g, "approximate", "tanh");
+  EXPECT_TRUE(ActivationAttrs::parse(g).tanh_approximation);
+  set_string(g, "approximate", "cubic");
+  EXPECT_NE(error_of([&] { ActivationAttrs::parse(g); }).find("cubic"), std::string::npos);
+}
+
+TEST(OpAttrs, RecurrentDirectionAndActivations) {
+  Node n = make_node("GRU", 14);
+  set_string(n, "direction", "bidirectional");
+  const RecurrentAttrs a = RecurrentAttrs::parse(n);
+  EXPECT_EQ(a.dirs, 2);
+  EXPECT_FALSE(a.reverse_only);
+  ASSERT_EQ(a.activations.size(), 4u);  // f, g per direction
+  EXPECT_EQ(a.activations[0].name, "sigmoid");
+  EXPECT_EQ(a.activations[1].name, "tanh");
+  set_string(n, "direction", "sideways");
+  EXPECT_NE(error_of([&] { RecurrentAttrs::parse(n); }).find("sideways"), std::string::npos);
 }
 
 // A stateless reference kernel registered with its family's struct parses it when it is created:

@@ -26,6 +26,7 @@
 #include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
 #include "backends/cpu/simd.h"
+#include "ops/matmul.h"
 #include "ops/schema.h"
 #include "ops/shape_utils.h"
 
@@ -235,13 +236,7 @@ TANDEM_SIMD_DISPATCH(attention_block,
 class AttentionKernel : public FallbackKernel {
  public:
   explicit AttentionKernel(const Node& node)
-      : FallbackKernel(node),
-        q_perm_(node.attr_ints_or("q_perm", {})),
-        k_perm_(node.attr_ints_or("k_perm", {})),
-        v_perm_(node.attr_ints_or("v_perm", {})),
-        out_perm_(node.attr_ints_or("out_perm", {})),
-        scale_(node.attr_float_or("scale", 1.0f)),
-        fill_(node.attr_float_or("fill", 0.0f)) {}
+      : FallbackKernel(node), attrs_(AttentionAttrs::parse(node)) {}
 
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {
@@ -268,9 +263,9 @@ class AttentionKernel : public FallbackKernel {
     if (keep && (keep->dtype() != DataType::kBool || keep->numel() == 0)) return false;
     const size_t rank = q->rank();
     if (rank < 2 || rank > 4) return false;
-    if (!make_view(*q, q_perm_, rank, pr.q) || !make_view(*k, k_perm_, rank, pr.k) ||
-        !make_view(*v, v_perm_, rank, pr.v) ||
-        !make_view(*y, out_perm_, rank, pr.out, /*output=*/true))
+    if (!make_view(*q, attrs_.q_perm, rank, pr.q) || !make_view(*k, attrs_.k_perm, rank, pr.k) ||
+        !make_view(*v, attrs_.v_perm, rank, pr.v) ||
+        !make_view(*y, attrs_.out_perm, rank, pr.out, /*output=*/true))
       return false;
     // Batch dims: equal, or 1 (broadcast) in an operand.
     int64_t bdims[2];
@@ -296,8 +291,8 @@ class AttentionKernel : public FallbackKernel {
     pr.dvp = (pr.dv + kPad - 1) / kPad * kPad;
     // Blocks of whole score rows of about 64 KiB, 8 to 64 rows (measured best on Zen 5).
     pr.rows = std::clamp<int64_t>(16384 / pr.skp / 8 * 8, 8, 64);
-    pr.scale = scale_;
-    pr.fill = fill_;
+    pr.scale = attrs_.scale;
+    pr.fill = attrs_.fill;
     pr.qd = q->data<float>();
     pr.kd = k->data<float>();
     pr.vd = v->data<float>();
@@ -352,8 +347,7 @@ class AttentionKernel : public FallbackKernel {
     });
   }
 
-  std::vector<int64_t> q_perm_, k_perm_, v_perm_, out_perm_;
-  float scale_, fill_;
+  AttentionAttrs attrs_;
   std::mutex mu_;
   std::vector<float> packed_;  // packed K and V of every head, reused across calls
 };

@@ -11,6 +11,7 @@
 #include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
 #include "ops/shape_utils.h"
+#include "ops/tensor.h"
 
 namespace tandem::cpu {
 
@@ -18,7 +19,8 @@ namespace {
 
 class ConcatKernel : public FallbackKernel {
  public:
-  explicit ConcatKernel(const Node& node) : FallbackKernel(node) {}
+  explicit ConcatKernel(const Node& node)
+      : FallbackKernel(node), attrs_(ConcatAttrs::parse(node)) {}
 
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {
@@ -28,8 +30,7 @@ class ConcatKernel : public FallbackKernel {
       return;
     }
     const int64_t rank = static_cast<int64_t>(y->rank());
-    const size_t axis =
-        static_cast<size_t>(normalize_axis(ctx.node.attr_int("axis"), rank, ctx.node));
+    const size_t axis = static_cast<size_t>(normalize_axis(attrs_.axis, rank, ctx.node));
     if (!fits(inputs, *y, axis)) {
       fall_back({ctx, inputs, outputs});
       return;
@@ -89,6 +90,8 @@ class ConcatKernel : public FallbackKernel {
     }
     return sum == y.dim(axis);
   }
+
+  ConcatAttrs attrs_;
 };
 
 }  // namespace

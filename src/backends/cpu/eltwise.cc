@@ -19,6 +19,7 @@
 #include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
 #include "core/error.h"
+#include "ops/activation.h"
 #include "ops/fused_activation.h"
 #include "ops/shape_utils.h"
 
@@ -98,12 +99,12 @@ KernelFactory simple(Alg alg, float alpha = 0.0f, float beta = 0.0f) {
 std::unique_ptr<Kernel> make_leaky_relu(const Node& node) {
   if (not_float32(node)) return nullptr;
   return std::make_unique<EltwiseKernel>(node, Alg::eltwise_relu,
-                                         node.attr_float_or("alpha", 0.01f), 0.0f);
+                                         ActivationAttrs::parse(node).alpha, 0.0f);
 }
 
 std::unique_ptr<Kernel> make_elu(const Node& node) {
   if (not_float32(node)) return nullptr;
-  return std::make_unique<EltwiseKernel>(node, Alg::eltwise_elu, node.attr_float_or("alpha", 1.0f),
+  return std::make_unique<EltwiseKernel>(node, Alg::eltwise_elu, ActivationAttrs::parse(node).alpha,
                                          0.0f);
 }
 

@@ -11,6 +11,7 @@
 #include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
 #include "backends/cpu/simd.h"
+#include "ops/activation.h"
 #include "ops/schema.h"
 
 // Vector helpers are always inlined into bodies compiled for their width (simd.h): the
@@ -138,13 +139,11 @@ class GeGLUKernel : public FallbackKernel {
   bool tanh_;
 };
 
-// Declines (nullptr -> the reference backend) an input the graph shows is not float32, and an
-// approximate value the op does not define (the reference kernel reports it).
+// Declines (nullptr -> the reference backend) an input the graph shows is not float32. An
+// approximate value the op does not define fails in ActivationAttrs::parse, naming the node.
 std::unique_ptr<Kernel> make_gelu(const Node& node) {
   if (!node.has_input(0) || known_not_float32(node.inputs[0])) return nullptr;
-  const std::string approx = node.attr_string_or("approximate", "none");
-  if (approx != "none" && approx != "tanh") return nullptr;
-  const bool tanh = approx == "tanh";
+  const bool tanh = ActivationAttrs::parse(node).tanh_approximation;
   return std::make_unique<VectorLoopKernel>(
       node, [tanh](const float* x, float* y, int64_t n) { gelu(x, y, n, tanh); }, 8.0);
 }
@@ -162,9 +161,7 @@ void register_gelu_kernels(KernelRegistry& r) {
       "GeGLU",
       [](const Node& node) -> std::unique_ptr<Kernel> {
         if (!node.has_input(0) || known_not_float32(node.inputs[0])) return nullptr;
-        const std::string approx = node.attr_string_or("approximate", "none");
-        if (approx != "none" && approx != "tanh") return nullptr;
-        return std::make_unique<GeGLUKernel>(node, approx == "tanh");
+        return std::make_unique<GeGLUKernel>(node, ActivationAttrs::parse(node).tanh_approximation);
       },
       kFusedDomain);
 }

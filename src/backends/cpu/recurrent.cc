@@ -460,16 +460,15 @@ constexpr int64_t kParallelWork = int64_t{1} << 21;
 
 class RecurrentKernel : public FallbackKernel {
  public:
-  RecurrentKernel(const Node& node, Cell cell, std::vector<RecurrentActivation> acts)
-      : FallbackKernel(node), cell_(cell), acts_(std::move(acts)) {
+  RecurrentKernel(const Node& node, Cell cell, const RecurrentAttrs& attrs)
+      : FallbackKernel(node), cell_(cell), acts_(attrs.activations) {
     gates_ = cell == Cell::kLstm ? 4 : cell == Cell::kGru ? 3 : 1;
-    const std::string dir = node.attr_string_or("direction", "forward");
-    dirs_ = dir == "bidirectional" ? 2 : 1;
-    reverse_only_ = dir == "reverse";
-    layout_ = node.attr_int_or("layout", 0);
-    clip_ = node.attr_float_or("clip", 0.0f);
-    input_forget_ = node.attr_int_or("input_forget", 0) != 0;
-    linear_before_reset_ = node.attr_int_or("linear_before_reset", 0) != 0;
+    dirs_ = attrs.dirs;
+    reverse_only_ = attrs.reverse_only;
+    layout_ = attrs.layout;
+    clip_ = attrs.clip;
+    input_forget_ = attrs.input_forget;
+    linear_before_reset_ = attrs.linear_before_reset;
     for (size_t i = 1; i < constant_.size(); ++i) {
       constant_[i] = node.has_input(i) && node.inputs[i]->is_constant();
     }
@@ -801,19 +800,13 @@ class RecurrentKernel : public FallbackKernel {
 template <Cell kCell>
 std::unique_ptr<Kernel> make_recurrent(const Node& node) {
   if (!node.has_input(0) || known_not_float32(node.inputs[0])) return nullptr;
-  const std::string dir = node.attr_string_or("direction", "forward");
-  const int64_t dirs = dir == "bidirectional" ? 2 : 1;
-  std::vector<RecurrentActivation> acts;
+  RecurrentAttrs attrs;
   try {
-    acts = read_recurrent_activations(
-        node, dirs,
-        kCell == Cell::kLstm  ? std::vector<std::string>{"Sigmoid", "Tanh", "Tanh"}
-        : kCell == Cell::kGru ? std::vector<std::string>{"Sigmoid", "Tanh"}
-                              : std::vector<std::string>{"Tanh"});
+    attrs = RecurrentAttrs::parse(node);
   } catch (const Error&) {
     return nullptr;
   }
-  return std::make_unique<RecurrentKernel>(node, kCell, std::move(acts));
+  return std::make_unique<RecurrentKernel>(node, kCell, attrs);
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include "backends/cpu/dnnl_util.h"
 #include "core/dtype_visit.h"
 #include "core/error.h"
+#include "ops/tensor.h"
 
 namespace tandem::cpu {
 
@@ -107,7 +108,8 @@ void transpose_range(const TransposePlan& p, const E* x, E* y, int64_t begin, in
 
 class TransposeKernel : public FallbackKernel {
  public:
-  explicit TransposeKernel(const Node& node) : FallbackKernel(node) {}
+  explicit TransposeKernel(const Node& node)
+      : FallbackKernel(node), attrs_(TransposeAttrs::parse(node)) {}
 
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {
@@ -120,10 +122,7 @@ class TransposeKernel : public FallbackKernel {
       return;
     }
     if (y->numel() == 0) return;
-    std::vector<int64_t> perm = ctx.node.attr_ints_or("perm", {});
-    const int64_t r = static_cast<int64_t>(x->rank());
-    if (perm.empty())
-      for (int64_t i = r - 1; i >= 0; --i) perm.push_back(i);
+    const std::vector<int64_t> perm = attrs_.perm_for(static_cast<int64_t>(x->rank()), ctx.node);
     const TransposePlan& p = plan_for(x->shape(), perm);
     const int64_t per_iter = y->numel() / std::max<int64_t>(1, p.outer);
     auto run = [&](auto tag) {
@@ -147,6 +146,7 @@ class TransposeKernel : public FallbackKernel {
 
   std::mutex mu_;
   PlanCache<std::vector<int64_t>, TransposePlan> plans_;
+  TransposeAttrs attrs_;
 };
 
 std::unique_ptr<Kernel> make_transpose(const Node& node) {

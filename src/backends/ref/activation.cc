@@ -1,6 +1,8 @@
 // Reference kernels of the activation family. Each activation is a functor apply(x, params) on
 // the compute type C; one kernel template maps it over the tensor. Storage and compute types
 // differ only for float16/bfloat16, which are computed in float (the Repr traits below).
+#include "ops/activation.h"
+
 #include <cmath>
 #include <limits>
 #include <map>
@@ -89,17 +91,13 @@ void for_range(const KernelContext& ctx, int64_t n, const Body& body) {
   }
 }
 
-// The attributes an activation may have, read once when the kernel is created.
-struct Params {
-  float alpha = 0, beta = 0, gamma = 0;
-  bool tanh_approximation = false;  // Gelu
-};
+// The attributes an activation may have (ops/activation.h), read once when the kernel is created.
+using Params = ActivationAttrs;
 
-// ---- Activation functors: Params read(node), C apply(C x, params), kIntegers.
+// ---- Activation functors: C apply(C x, params), kIntegers.
 
 struct Relu {
   static constexpr bool kIntegers = true;
-  static Params read(const Node&) { return {}; }
   template <typename C>
   static C apply(C x, const Params&) {
     return x > C(0) ? x : C(0);
@@ -107,7 +105,6 @@ struct Relu {
 };
 struct LeakyRelu {
   static constexpr bool kIntegers = false;
-  static Params read(const Node& n) { return {n.attr_float_or("alpha", 0.01f)}; }
   template <typename C>
   static C apply(C x, const Params& p) {
     return x < 0 ? C(p.alpha) * x : x;
@@ -115,7 +112,6 @@ struct LeakyRelu {
 };
 struct ThresholdedRelu {
   static constexpr bool kIntegers = false;
-  static Params read(const Node& n) { return {n.attr_float_or("alpha", 1.0f)}; }
   template <typename C>
   static C apply(C x, const Params& p) {
     return x > C(p.alpha) ? x : C(0);
@@ -123,7 +119,6 @@ struct ThresholdedRelu {
 };
 struct Sigmoid {
   static constexpr bool kIntegers = false;
-  static Params read(const Node&) { return {}; }
   // Written so that exp never overflows.
   template <typename C>
   static C apply(C x, const Params&) {
@@ -134,9 +129,6 @@ struct Sigmoid {
 };
 struct HardSigmoid {
   static constexpr bool kIntegers = false;
-  static Params read(const Node& n) {
-    return {n.attr_float_or("alpha", 0.2f), n.attr_float_or("beta", 0.5f)};
-  }
   template <typename C>
   static C apply(C x, const Params& p) {
     return std::max(C(0), std::min(C(1), C(p.alpha) * x + C(p.beta)));
@@ -144,7 +136,6 @@ struct HardSigmoid {
 };
 struct HardSwish {
   static constexpr bool kIntegers = false;
-  static Params read(const Node&) { return {}; }
   template <typename C>
   static C apply(C x, const Params&) {
     return x * std::max(C(0), std::min(C(1), x / C(6) + C(0.5)));
@@ -152,7 +143,6 @@ struct HardSwish {
 };
 struct Tanh {
   static constexpr bool kIntegers = false;
-  static Params read(const Node&) { return {}; }
   template <typename C>
   static C apply(C x, const Params&) {
     return std::tanh(x);
@@ -160,7 +150,6 @@ struct Tanh {
 };
 struct Elu {
   static constexpr bool kIntegers = false;
-  static Params read(const Node& n) { return {n.attr_float_or("alpha", 1.0f)}; }
   template <typename C>
   static C apply(C x, const Params& p) {
     return x < 0 ? C(p.alpha) * std::expm1(x) : x;
@@ -168,12 +157,6 @@ struct Elu {
 };
 struct Selu {
   static constexpr bool kIntegers = false;
-  static Params read(const Node& n) {
-    Params p;
-    p.alpha = n.attr_float_or("alpha", 1.67326319217681884765625f);
-    p.gamma = n.attr_float_or("gamma", 1.05070102214813232421875f);
-    return p;
-  }
   template <typename C>
   static C apply(C x, const Params& p) {
     return C(p.gamma) * (x <= 0 ? C(p.alpha) * std::expm1(x) : x);
@@ -181,7 +164,6 @@ struct Selu {
 };
 struct Celu {
   static constexpr bool kIntegers = false;
-  static Params read(const Node& n) { return {n.attr_float_or("alpha", 1.0f)}; }
   template <typename C>
   static C apply(C x, const Params& p) {
     const C a = C(p.alpha);
@@ -195,7 +177,6 @@ C softplus(C x) {
 }
 struct Softplus {
   static constexpr bool kIntegers = false;
-  static Params read(const Node&) { return {}; }
   template <typename C>
   static C apply(C x, const Params&) {
     return softplus(x);
@@ -203,7 +184,6 @@ struct Softplus {
 };
 struct Softsign {
   static constexpr bool kIntegers = false;
-  static Params read(const Node&) { return {}; }
   template <typename C>
   static C apply(C x, const Params&) {
     return x / (C(1) + std::abs(x));
@@ -211,7 +191,6 @@ struct Softsign {
 };
 struct Mish {
   static constexpr bool kIntegers = false;
-  static Params read(const Node&) { return {}; }
   template <typename C>
   static C apply(C x, const Params&) {
     return x * std::tanh(softplus(x));
@@ -219,15 +198,6 @@ struct Mish {
 };
 struct Gelu {
   static constexpr bool kIntegers = false;
-  static Params read(const Node& n) {
-    const std::string approx = n.attr_string_or("approximate", "none");
-    TANDEM_CHECK(approx == "none" || approx == "tanh", ErrorCode::kUnsupported,
-                 "{}: approximate=\"{}\" is not supported (\"none\" or \"tanh\")", n.describe(),
-                 approx);
-    Params p;
-    p.tanh_approximation = approx == "tanh";
-    return p;
-  }
   template <typename C>
   static C apply(C x, const Params& p) {
     if (p.tanh_approximation) {
@@ -239,9 +209,6 @@ struct Gelu {
 };
 struct Shrink {
   static constexpr bool kIntegers = true;
-  static Params read(const Node& n) {
-    return {n.attr_float_or("lambd", 0.5f), n.attr_float_or("bias", 0.0f)};
-  }
   // Compared in double so that integer inputs see the float thresholds exactly.
   template <typename C>
   static C apply(C x, const Params& p) {
@@ -255,7 +222,7 @@ struct Shrink {
 template <typename Op>
 class ActivationKernel final : public Kernel {
  public:
-  explicit ActivationKernel(const Node& node) : params_(Op::read(node)) {}
+  explicit ActivationKernel(const Node& node) : params_(ActivationAttrs::parse(node)) {}
 
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {
@@ -388,7 +355,7 @@ void prelu_kernel(const KernelContext& ctx, std::span<const Tensor* const> input
 // kernels. The slice bounds depend on the last dim, so there is one chain per last dim seen.
 class GeGLURefKernel : public Kernel {
  public:
-  explicit GeGLURefKernel(const Node& node) : node_(node) {}
+  explicit GeGLURefKernel(const Node& node) : node_(node), attrs_(ActivationAttrs::parse(node)) {}
 
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {
@@ -408,13 +375,14 @@ class GeGLURefKernel : public Kernel {
     Value* g = c->add("Slice", {x, ints(half), ints(2 * half), ints(-1)});
     Attribute approx;
     approx.kind = Attribute::Kind::kString;
-    approx.s = node_.attr_string_or("approximate", "none");
+    approx.s = attrs_.tanh_approximation ? "tanh" : "none";
     Value* gelu = c->add("Gelu", {g}, {{"approximate", approx}}, 20);
     c->add("Mul", {a, gelu});
     return c;
   }
 
   const Node& node_;
+  ActivationAttrs attrs_;
   OpChainCache<int64_t> chains_;
 };
 

@@ -190,15 +190,8 @@ class AttentionRefKernel : public Kernel {
 
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {
-    const DataType dt = inputs[0]->dtype();
-    const OpChain* chain = nullptr;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = chains_.find(dt);
-      if (it == chains_.end()) it = chains_.emplace(dt, build(dt)).first;
-      chain = it->second.get();
-    }
-    chain->run(ctx, inputs, *outputs[0]);
+    chains_.get(inputs[0]->dtype(), [&](DataType dt) { return build(dt); })
+        .run(ctx, inputs, *outputs[0]);
   }
 
  private:
@@ -233,8 +226,7 @@ class AttentionRefKernel : public Kernel {
 
   const Node& node_;
   AttentionAttrs attrs_;
-  std::mutex mu_;
-  std::map<DataType, std::unique_ptr<OpChain>> chains_;
+  OpChainCache<DataType> chains_;
 };
 
 // FusedMatMul (com.tandem): MatMul, then Add bias, then Add residual, on their reference kernels.

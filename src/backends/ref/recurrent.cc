@@ -114,30 +114,25 @@ struct Recurrent {
 };
 
 template <Cell kCell>
-void recurrent_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                      std::span<Tensor* const> outputs) {
+void recurrent_kernel(const KernelContext& ctx, const RecurrentAttrs& attrs,
+                      std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
   auto opt = [&](size_t i) { return i < inputs.size() ? inputs[i] : nullptr; };
   const Tensor& x = *inputs[0];
   Recurrent rc;
   rc.cell = kCell;
-  rc.layout = node.attr_int_or("layout", 0);
+  rc.layout = attrs.layout;
   rc.seq = x.dim(rc.layout == 0 ? 0 : 1);
   rc.batch = x.dim(rc.layout == 0 ? 1 : 0);
   rc.in = x.dim(2);
   rc.hidden = inputs[2]->dim(2);
-  const std::string dir = node.attr_string_or("direction", "forward");
-  rc.dirs = dir == "bidirectional" ? 2 : 1;
-  rc.reverse_only = dir == "reverse";
+  rc.dirs = attrs.dirs;
+  rc.reverse_only = attrs.reverse_only;
   rc.gates = kCell == Cell::kLstm ? 4 : kCell == Cell::kGru ? 3 : 1;
-  rc.clip = node.attr_float_or("clip", 0.0f);
-  rc.linear_before_reset = node.attr_int_or("linear_before_reset", 0) != 0;
-  rc.input_forget = node.attr_int_or("input_forget", 0) != 0;
-  rc.acts = read_recurrent_activations(
-      node, rc.dirs,
-      kCell == Cell::kLstm  ? std::vector<std::string>{"Sigmoid", "Tanh", "Tanh"}
-      : kCell == Cell::kGru ? std::vector<std::string>{"Sigmoid", "Tanh"}
-                            : std::vector<std::string>{"Tanh"});
+  rc.clip = attrs.clip;
+  rc.linear_before_reset = attrs.linear_before_reset;
+  rc.input_forget = attrs.input_forget;
+  rc.acts = attrs.activations;
   rc.x = read_doubles(x, node);
   rc.w = read_doubles(*inputs[1], node);
   rc.r = read_doubles(*inputs[2], node);

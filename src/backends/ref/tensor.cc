@@ -2,6 +2,8 @@
 // Gather*, Tile, Pad, DepthToSpace, SpaceToDepth, Trilu, ...) copies elements as dtype_size
 // bytes, so it works for every dtype (bool, float16 included); arithmetic ones (CumSum, TopK,
 // Einsum, Scatter* reductions) dispatch on the numeric types.
+#include "ops/tensor.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -54,23 +56,22 @@ int64_t checked_index(int64_t i, int64_t dim, const Node& node, const char* what
 
 // ---- Transpose, Concat, Split, Slice
 
-void transpose_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
+void transpose_kernel(const KernelContext& ctx, const TransposeAttrs& attrs, Inputs inputs,
+                      Outputs outputs) {
   const Tensor& x = *inputs[0];
   Tensor& y = *outputs[0];
-  int64_t rank = static_cast<int64_t>(x.rank());
-  std::vector<int64_t> perm = ctx.node.attr_ints_or("perm", {});
-  if (perm.empty())
-    for (int64_t d = rank - 1; d >= 0; --d) perm.push_back(d);
+  const std::vector<int64_t> perm = attrs.perm_for(static_cast<int64_t>(x.rank()), ctx.node);
   std::vector<int64_t> in_strides = contiguous_strides(x.shape());
   std::vector<int64_t> strides;
   for (int64_t p : perm) strides.push_back(in_strides[static_cast<size_t>(p)]);
   strided_copy(ctx, bytes(y), bytes(x), y.shape(), strides, esize_of(x));
 }
 
-void concat_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
+void concat_kernel(const KernelContext& ctx, const ConcatAttrs& attrs, Inputs inputs,
+                   Outputs outputs) {
   Tensor& y = *outputs[0];
-  size_t axis = static_cast<size_t>(
-      normalize_axis(ctx.node.attr_int("axis"), static_cast<int64_t>(y.rank()), ctx.node));
+  size_t axis =
+      static_cast<size_t>(normalize_axis(attrs.axis, static_cast<int64_t>(y.rank()), ctx.node));
   int64_t outer = product(y.shape(), 0, axis);
   int64_t inner = product(y.shape(), axis + 1, y.rank()) * esize_of(y);
   int64_t out_row = y.dim(axis) * inner;  // bytes per outer index in the output
@@ -266,8 +267,7 @@ void scatter(const KernelContext& ctx, Inputs inputs, Outputs outputs, const For
   if (x.nbytes()) std::memcpy(y.raw(), x.raw(), x.nbytes());
   const int64_t es = esize_of(x);
   for_each(x, *inputs[1], [&](int64_t y_off, int64_t upd_off, int64_t count) {
-    apply_update(ctx.node, red, x.dtype(), bytes(y) + y_off * es, bytes(upd) + upd_off * es,
-                 count);
+    apply_update(ctx.node, red, x.dtype(), bytes(y) + y_off * es, bytes(upd) + upd_off * es, count);
   });
 }
 
