@@ -3,6 +3,8 @@
 // Reduce*: every output element is a fold over the input elements at one fixed position of the
 // kept axes; `base` holds each output element's first input offset and `offsets` the offsets of
 // all positions of the reduced axes relative to it.
+#include "ops/reduce.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -115,33 +117,22 @@ void reduce_typed(const KernelContext& ctx, Op op, const T* x, T* y,
 }
 
 template <Op kOp>
-void reduce_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                   std::span<Tensor* const> outputs) {
+void reduce_kernel(const KernelContext& ctx, const ReduceAttrs& attrs,
+                   std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
   const Tensor& x = *inputs[0];
   Tensor& y = *outputs[0];
   const Shape& shape = x.shape();
   int64_t rank = static_cast<int64_t>(shape.size());
-  bool from_input = node.opset >= 18 || (node.op_type == "ReduceSum" && node.opset >= 13);
-  std::vector<int64_t> axes;
-  bool noop = false;
-  if (from_input) {
-    if (inputs.size() > 1 && inputs[1]) axes = tensor_to_int64s(*inputs[1], node);
-    noop = axes.empty() && node.attr_int_or("noop_with_empty_axes", 0) != 0;
-  } else {
-    axes = node.attr_ints_or("axes", {});
-  }
-  if (noop) {
+  const ReduceAttrs::Reduced r = attrs.reduced(rank, inputs.size() > 1 ? inputs[1] : nullptr, node);
+  if (r.noop) {
     // noop_with_empty_axes: the output is the input.
     TANDEM_CHECK(y.nbytes() == x.nbytes(), ErrorCode::kInternal, "{}: output size mismatch",
                  node.describe());
     if (x.nbytes()) std::memcpy(y.raw(), x.raw(), x.nbytes());
     return;
   }
-  std::set<int64_t> reduced_set;
-  for (int64_t a : axes) reduced_set.insert(normalize_axis(a, rank, node));
-  if (axes.empty())
-    for (int64_t d = 0; d < rank; ++d) reduced_set.insert(d);
+  const std::set<int64_t>& reduced_set = r.axes;
   std::vector<int64_t> kept, reduced;
   for (int64_t d = 0; d < rank; ++d) (reduced_set.count(d) ? reduced : kept).push_back(d);
   std::vector<int64_t> base = axis_offsets(shape, kept);
@@ -164,14 +155,14 @@ void reduce_kernel(const KernelContext& ctx, std::span<const Tensor* const> inpu
 }
 
 template <bool kMax>
-void arg_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                std::span<Tensor* const> outputs) {
+void arg_kernel(const KernelContext& ctx, const ReduceAttrs& attrs,
+                std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
   const Tensor& x = *inputs[0];
   Tensor& y = *outputs[0];
   int64_t rank = static_cast<int64_t>(x.rank());
-  int64_t axis = normalize_axis(node.attr_int_or("axis", 0), rank, node);
-  bool last = node.attr_int_or("select_last_index", 0) != 0;
+  int64_t axis = normalize_axis(attrs.axis, rank, node);
+  bool last = attrs.select_last_index;
   int64_t outer = 1, n = x.dim(static_cast<size_t>(axis)), inner = 1;
   for (int64_t d = 0; d < axis; ++d) outer *= x.dim(static_cast<size_t>(d));
   for (int64_t d = axis + 1; d < rank; ++d) inner *= x.dim(static_cast<size_t>(d));
