@@ -36,6 +36,56 @@ std::vector<int64_t> TransposeAttrs::perm_for(int64_t rank, const Node& node) co
   return perm;
 }
 
+TensorOpAttrs TensorOpAttrs::parse(const Node& node) {
+  TensorOpAttrs a;
+  const std::string& op = node.op_type;
+  if (op == "OneHot" || op == "TopK") a.axis = node.attr_int_or("axis", -1);
+  if (op == "Split" || op == "Gather" || op == "GatherElements" || op == "ScatterElements" ||
+      op == "Scatter")
+    a.axis = node.attr_int_or("axis", 0);
+  if (op == "Split") {
+    if (node.opset < 13) a.split = node.attr_ints_or("split", {});
+    if (node.opset >= 18 && node.has_attr("num_outputs")) {
+      a.num_outputs = node.attr_int("num_outputs");
+      TANDEM_CHECK(a.num_outputs > 0, ErrorCode::kInvalidModel, "{}: num_outputs must be positive",
+                   node.describe());
+    }
+  } else if (op == "GatherND") {
+    a.batch_dims = node.attr_int_or("batch_dims", 0);
+  } else if (op == "ScatterElements" || op == "ScatterND") {
+    a.reduction = node.attr_string_or("reduction", "none");
+    TANDEM_CHECK(a.reduction == "none" || a.reduction == "add" || a.reduction == "mul" ||
+                     a.reduction == "max" || a.reduction == "min",
+                 ErrorCode::kUnsupported, "{}: reduction '{}' is not supported", node.describe(),
+                 a.reduction);
+  } else if (op == "Pad") {
+    a.mode = node.attr_string_or("mode", "constant");
+    TANDEM_CHECK(a.mode == "constant" || a.mode == "reflect" || a.mode == "edge",
+                 ErrorCode::kUnsupported, "{}: mode '{}' is not supported", node.describe(),
+                 a.mode);
+    if (node.opset < 11) {
+      a.pads = node.attr_ints("pads");
+      a.value = node.attr_float_or("value", 0.0f);
+    }
+  } else if (op == "DepthToSpace" || op == "SpaceToDepth") {
+    a.blocksize = node.attr_int("blocksize");  // checked against the input by the schema
+    if (op == "DepthToSpace") {
+      a.mode = node.attr_string_or("mode", "DCR");
+      TANDEM_CHECK(a.mode == "DCR" || a.mode == "CRD", ErrorCode::kUnsupported,
+                   "{}: mode '{}' is not supported", node.describe(), a.mode);
+    }
+  } else if (op == "Trilu") {
+    a.upper = node.attr_int_or("upper", 1) != 0;
+  } else if (op == "CumSum") {
+    a.exclusive = node.attr_int_or("exclusive", 0) != 0;
+    a.reverse = node.attr_int_or("reverse", 0) != 0;
+  } else if (op == "TopK") {
+    a.largest = node.attr_int_or("largest", 1) != 0;
+    if (node.opset < 10) a.k = node.attr_int("k");
+  }
+  return a;
+}
+
 ConcatAttrs ConcatAttrs::parse(const Node& node) {
   ConcatAttrs a;
   a.axis = node.attr_int("axis");
@@ -79,24 +129,22 @@ std::vector<TensorType> infer_concat(const InferContext& ctx, const ConcatAttrs&
   return {{first.dtype, out}};
 }
 
-std::vector<TensorType> infer_split(const InferContext& ctx) {
+std::vector<TensorType> infer_split(const InferContext& ctx, const TensorOpAttrs& a) {
   const Node& node = ctx.node;
   const TensorType& x = ctx.input(0);
-  int64_t axis = normalize_axis(node.attr_int_or("axis", 0), rank_of(x), node);
+  int64_t axis = normalize_axis(a.axis, rank_of(x), node);
   int64_t dim = x.shape[axis];
   int64_t n = static_cast<int64_t>(node.outputs.size());
   std::vector<int64_t> split;
   if (node.opset >= 13) {
     if (ctx.has_input(1)) split = int64s_of(ctx, 1);
   } else {
-    split = node.attr_ints_or("split", {});
+    split = a.split;
   }
   if (split.empty()) {
-    if (node.opset >= 18 && node.has_attr("num_outputs")) {
+    if (a.num_outputs > 0) {
       // num_outputs: equal chunks of ceil(dim / n), the last one smaller.
-      n = node.attr_int("num_outputs");
-      TANDEM_CHECK(n > 0, ErrorCode::kInvalidModel, "{}: num_outputs must be positive",
-                   node.describe());
+      n = a.num_outputs;
       int64_t chunk = (dim + n - 1) / n;
       for (int64_t i = 0; i < n; ++i)
         split.push_back(std::max<int64_t>(std::min(chunk, dim - i * chunk), 0));
@@ -209,36 +257,36 @@ void check_index_dtype(const Node& node, DataType dt, const char* what) {
                "{}: {} must be int32 or int64, got {}", node.describe(), what, dtype_name(dt));
 }
 
-std::vector<TensorType> infer_gather(const InferContext& ctx) {
+std::vector<TensorType> infer_gather(const InferContext& ctx, const TensorOpAttrs& a) {
   const Node& node = ctx.node;
   const TensorType& x = ctx.input(0);
   const TensorType& idx = ctx.input(1);
   check_index_dtype(node, idx.dtype, "indices");
-  int64_t axis = normalize_axis(node.attr_int_or("axis", 0), rank_of(x), node);
+  int64_t axis = normalize_axis(a.axis, rank_of(x), node);
   Shape out(x.shape.begin(), x.shape.begin() + axis);
   out.insert(out.end(), idx.shape.begin(), idx.shape.end());
   out.insert(out.end(), x.shape.begin() + axis + 1, x.shape.end());
   return {{x.dtype, out}};
 }
 
-std::vector<TensorType> infer_gather_elements(const InferContext& ctx) {
+std::vector<TensorType> infer_gather_elements(const InferContext& ctx, const TensorOpAttrs& a) {
   const Node& node = ctx.node;
   const TensorType& x = ctx.input(0);
   const TensorType& idx = ctx.input(1);
   check_index_dtype(node, idx.dtype, "indices");
-  normalize_axis(node.attr_int_or("axis", 0), rank_of(x), node);
+  normalize_axis(a.axis, rank_of(x), node);
   TANDEM_CHECK(idx.shape.size() == x.shape.size(), ErrorCode::kInvalidModel,
                "{}: indices {} and data {} must have the same rank", node.describe(),
                shape_str(idx.shape), shape_str(x.shape));
   return {{x.dtype, idx.shape}};
 }
 
-std::vector<TensorType> infer_gather_nd(const InferContext& ctx) {
+std::vector<TensorType> infer_gather_nd(const InferContext& ctx, const TensorOpAttrs& a) {
   const Node& node = ctx.node;
   const TensorType& x = ctx.input(0);
   const TensorType& idx = ctx.input(1);
   check_index_dtype(node, idx.dtype, "indices");
-  int64_t b = node.attr_int_or("batch_dims", 0);
+  int64_t b = a.batch_dims;
   int64_t r = rank_of(x), q = rank_of(idx);
   TANDEM_CHECK(q >= 1 && b >= 0 && b < q && b < r, ErrorCode::kInvalidModel,
                "{}: batch_dims {} is invalid for data {} and indices {}", node.describe(), b,
@@ -269,10 +317,10 @@ ScatterInputs scatter_inputs(const InferContext& ctx) {
   return in;
 }
 
-std::vector<TensorType> infer_scatter_elements(const InferContext& ctx) {
+std::vector<TensorType> infer_scatter_elements(const InferContext& ctx, const TensorOpAttrs& a) {
   const Node& node = ctx.node;
   const auto [x, idx, upd] = scatter_inputs(ctx);
-  normalize_axis(node.attr_int_or("axis", 0), rank_of(x), node);
+  normalize_axis(a.axis, rank_of(x), node);
   TANDEM_CHECK(idx.shape == upd.shape && idx.shape.size() == x.shape.size(),
                ErrorCode::kInvalidModel,
                "{}: indices {} and updates {} must have the same shape and the rank of data {}",
@@ -282,7 +330,7 @@ std::vector<TensorType> infer_scatter_elements(const InferContext& ctx) {
   return {{x.dtype, x.shape}};
 }
 
-std::vector<TensorType> infer_scatter_nd(const InferContext& ctx) {
+std::vector<TensorType> infer_scatter_nd(const InferContext& ctx, const TensorOpAttrs&) {
   const Node& node = ctx.node;
   const auto [x, idx, upd] = scatter_inputs(ctx);
   TANDEM_CHECK(!idx.shape.empty() && idx.shape.back() <= rank_of(x), ErrorCode::kInvalidModel,
@@ -312,14 +360,14 @@ std::vector<TensorType> infer_tile(const InferContext& ctx) {
   return {{x.dtype, out}};
 }
 
-std::vector<TensorType> infer_pad(const InferContext& ctx) {
+std::vector<TensorType> infer_pad(const InferContext& ctx, const TensorOpAttrs& a) {
   const Node& node = ctx.node;
   const TensorType& x = ctx.input(0);
   int64_t rank = rank_of(x);
   std::vector<int64_t> pads;
   std::vector<int64_t> axes;
   if (node.opset < 11) {
-    pads = node.attr_ints("pads");
+    pads = a.pads;
   } else {
     pads = int64s_of(ctx, 1);
     if (ctx.has_input(3)) axes = int64s_of(ctx, 3);
@@ -330,9 +378,7 @@ std::vector<TensorType> infer_pad(const InferContext& ctx) {
   TANDEM_CHECK(static_cast<int64_t>(pads.size()) == 2 * na, ErrorCode::kInvalidModel,
                "{}: pads {} must have 2 x {} entries", node.describe(), fmt::format("{}", pads),
                na);
-  std::string mode = node.attr_string_or("mode", "constant");
-  TANDEM_CHECK(mode == "constant" || mode == "reflect" || mode == "edge", ErrorCode::kUnsupported,
-               "{}: mode '{}' is not supported", node.describe(), mode);
+  const std::string& mode = a.mode;
   Shape out = x.shape;
   for (int64_t i = 0; i < na; ++i) {
     int64_t a = normalize_axis(axes[i], rank, node);
@@ -348,27 +394,24 @@ std::vector<TensorType> infer_pad(const InferContext& ctx) {
   return {{x.dtype, out}};
 }
 
-std::vector<TensorType> infer_depth_to_space(const InferContext& ctx) {
+std::vector<TensorType> infer_depth_to_space(const InferContext& ctx, const TensorOpAttrs& a) {
   const Node& node = ctx.node;
   const TensorType& x = ctx.input(0);
-  int64_t b = node.attr_int("blocksize");
+  int64_t b = a.blocksize;
   // b * b and H * b must not wrap: blocksize is bounded by the channel count it divides.
   TANDEM_CHECK(x.shape.size() == 4 && b > 0 && b <= (int64_t{1} << 31) && x.shape[1] % (b * b) == 0,
                ErrorCode::kInvalidArgument,
                "{}: input {} must be 4-D with channels divisible by blocksize^2 ({})",
                node.describe(), shape_str(x.shape), b * b);
-  std::string mode = node.attr_string_or("mode", "DCR");
-  TANDEM_CHECK(mode == "DCR" || mode == "CRD", ErrorCode::kUnsupported,
-               "{}: mode '{}' is not supported", node.describe(), mode);
   return {{x.dtype,
            {x.shape[0], x.shape[1] / (b * b), checked_mul(x.shape[2], b, node.describe()),
             checked_mul(x.shape[3], b, node.describe())}}};
 }
 
-std::vector<TensorType> infer_space_to_depth(const InferContext& ctx) {
+std::vector<TensorType> infer_space_to_depth(const InferContext& ctx, const TensorOpAttrs& a) {
   const Node& node = ctx.node;
   const TensorType& x = ctx.input(0);
-  int64_t b = node.attr_int("blocksize");
+  int64_t b = a.blocksize;
   TANDEM_CHECK(x.shape.size() == 4 && b > 0 && x.shape[2] % b == 0 && x.shape[3] % b == 0,
                ErrorCode::kInvalidArgument,
                "{}: input {} must be 4-D with H and W divisible by blocksize {}", node.describe(),
@@ -379,7 +422,7 @@ std::vector<TensorType> infer_space_to_depth(const InferContext& ctx) {
         x.shape[2] / b, x.shape[3] / b}}};
 }
 
-std::vector<TensorType> infer_one_hot(const InferContext& ctx) {
+std::vector<TensorType> infer_one_hot(const InferContext& ctx, const TensorOpAttrs& a) {
   const Node& node = ctx.node;
   const TensorType& idx = ctx.input(0);
   const TensorType& values = ctx.input(2);
@@ -390,7 +433,7 @@ std::vector<TensorType> infer_one_hot(const InferContext& ctx) {
   int64_t depth = static_cast<int64_t>(depth_d);
   TANDEM_CHECK(depth > 0, ErrorCode::kInvalidArgument, "{}: depth {} must be positive",
                node.describe(), depth_d);
-  int64_t axis = normalize_axis(node.attr_int_or("axis", -1), rank_of(idx) + 1, node);
+  int64_t axis = normalize_axis(a.axis, rank_of(idx) + 1, node);
   Shape out = idx.shape;
   out.insert(out.begin() + axis, depth);
   return {{values.dtype, out}};
@@ -417,13 +460,13 @@ std::vector<TensorType> infer_cum_sum(const InferContext& ctx) {
   return {x};
 }
 
-std::vector<TensorType> infer_top_k(const InferContext& ctx) {
+std::vector<TensorType> infer_top_k(const InferContext& ctx, const TensorOpAttrs& a) {
   const Node& node = ctx.node;
   const TensorType& x = ctx.input(0);
-  int64_t axis = normalize_axis(node.attr_int_or("axis", -1), rank_of(x), node);
+  int64_t axis = normalize_axis(a.axis, rank_of(x), node);
   int64_t k;
   if (node.opset < 10) {
-    k = node.attr_int("k");
+    k = a.k;
   } else {
     std::vector<int64_t> kv = int64s_of(ctx, 1);
     TANDEM_CHECK(kv.size() == 1, ErrorCode::kInvalidModel, "{}: K must hold one value",
@@ -534,23 +577,23 @@ std::vector<TensorType> infer_einsum(const InferContext& ctx) {
 void register_tensor_schemas(SchemaRegistry& r) {
   r.add({"Transpose", 1, 1, with_attrs(infer_transpose), ""});
   r.add({"Concat", 1, -1, with_attrs(infer_concat), ""});
-  r.add({"Split", 1, 2, infer_split, ""});
+  r.add({"Split", 1, 2, with_attrs(infer_split), ""});
   r.add({"Slice", 1, 5, infer_slice, ""});
-  r.add({"Gather", 2, 2, infer_gather, ""});
-  r.add({"GatherElements", 2, 2, infer_gather_elements, ""});
-  r.add({"GatherND", 2, 2, infer_gather_nd, ""});
-  r.add({"ScatterElements", 3, 3, infer_scatter_elements, ""});
-  r.add({"Scatter", 3, 3, infer_scatter_elements, ""});
-  r.add({"ScatterND", 3, 3, infer_scatter_nd, ""});
+  r.add({"Gather", 2, 2, with_attrs(infer_gather), ""});
+  r.add({"GatherElements", 2, 2, with_attrs(infer_gather_elements), ""});
+  r.add({"GatherND", 2, 2, with_attrs(infer_gather_nd), ""});
+  r.add({"ScatterElements", 3, 3, with_attrs(infer_scatter_elements), ""});
+  r.add({"Scatter", 3, 3, with_attrs(infer_scatter_elements), ""});
+  r.add({"ScatterND", 3, 3, with_attrs(infer_scatter_nd), ""});
   r.add({"Tile", 2, 2, infer_tile, ""});
-  r.add({"Pad", 1, 4, infer_pad, ""});
-  r.add({"DepthToSpace", 1, 1, infer_depth_to_space, ""});
-  r.add({"SpaceToDepth", 1, 1, infer_space_to_depth, ""});
-  r.add({"OneHot", 3, 3, infer_one_hot, ""});
+  r.add({"Pad", 1, 4, with_attrs(infer_pad), ""});
+  r.add({"DepthToSpace", 1, 1, with_attrs(infer_depth_to_space), ""});
+  r.add({"SpaceToDepth", 1, 1, with_attrs(infer_space_to_depth), ""});
+  r.add({"OneHot", 3, 3, with_attrs(infer_one_hot), ""});
   r.add({"NonZero", 1, 1, infer_non_zero, ""});
   r.add({"Trilu", 1, 2, infer_trilu, ""});
   r.add({"CumSum", 2, 2, infer_cum_sum, ""});
-  r.add({"TopK", 1, 2, infer_top_k, ""});
+  r.add({"TopK", 1, 2, with_attrs(infer_top_k), ""});
   r.add({"Einsum", 1, -1, infer_einsum, ""});
 }
 

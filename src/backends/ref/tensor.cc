@@ -85,10 +85,11 @@ void concat_kernel(const KernelContext& ctx, const ConcatAttrs& attrs, Inputs in
   }
 }
 
-void split_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
+void split_kernel(const KernelContext& ctx, const TensorOpAttrs& attrs, Inputs inputs,
+                  Outputs outputs) {
   const Tensor& x = *inputs[0];
-  size_t axis = static_cast<size_t>(
-      normalize_axis(ctx.node.attr_int_or("axis", 0), static_cast<int64_t>(x.rank()), ctx.node));
+  size_t axis =
+      static_cast<size_t>(normalize_axis(attrs.axis, static_cast<int64_t>(x.rank()), ctx.node));
   int64_t outer = product(x.shape(), 0, axis);
   int64_t inner = product(x.shape(), axis + 1, x.rank()) * esize_of(x);
   int64_t in_row = x.dim(axis) * inner;
@@ -131,12 +132,13 @@ void slice_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
 
 // ---- Gather family
 
-void gather_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
+void gather_kernel(const KernelContext& ctx, const TensorOpAttrs& attrs, Inputs inputs,
+                   Outputs outputs) {
   const Node& node = ctx.node;
   const Tensor& x = *inputs[0];
   Tensor& y = *outputs[0];
-  size_t axis = static_cast<size_t>(
-      normalize_axis(node.attr_int_or("axis", 0), static_cast<int64_t>(x.rank()), node));
+  size_t axis =
+      static_cast<size_t>(normalize_axis(attrs.axis, static_cast<int64_t>(x.rank()), node));
   std::vector<int64_t> idx = tensor_to_int64s(*inputs[1], node);
   int64_t n = x.dim(axis);
   for (int64_t& i : idx) i = checked_index(i, n, node, "index");
@@ -153,9 +155,10 @@ void gather_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
 // element offset into `x` it addresses — its own position, with the `axis` coordinate replaced by
 // the index (checked against x's bounds).
 template <typename F>
-void for_each_indexed_element(const Node& node, const Tensor& x, const Tensor& ind, F&& fn) {
+void for_each_indexed_element(const Node& node, int64_t axis_attr, const Tensor& x,
+                              const Tensor& ind, F&& fn) {
   const int64_t rank = static_cast<int64_t>(x.rank());
-  const int64_t axis = normalize_axis(node.attr_int_or("axis", 0), rank, node);
+  const int64_t axis = normalize_axis(axis_attr, rank, node);
   const std::vector<int64_t> idx = tensor_to_int64s(ind, node);
   const std::vector<int64_t> xs = contiguous_strides(x.shape());
   std::vector<int64_t> pos(static_cast<size_t>(rank), 0);
@@ -172,23 +175,25 @@ void for_each_indexed_element(const Node& node, const Tensor& x, const Tensor& i
   }
 }
 
-void gather_elements_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
+void gather_elements_kernel(const KernelContext& ctx, const TensorOpAttrs& attrs, Inputs inputs,
+                            Outputs outputs) {
   const Node& node = ctx.node;
   const Tensor& x = *inputs[0];
   const Tensor& ind = *inputs[1];
   Tensor& y = *outputs[0];
   const int64_t es = esize_of(x);
-  for_each_indexed_element(node, x, ind, [&](int64_t e, int64_t off) {
+  for_each_indexed_element(node, attrs.axis, x, ind, [&](int64_t e, int64_t off) {
     std::memcpy(bytes(y) + e * es, bytes(x) + off * es, static_cast<size_t>(es));
   });
 }
 
-void gather_nd_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
+void gather_nd_kernel(const KernelContext& ctx, const TensorOpAttrs& attrs, Inputs inputs,
+                      Outputs outputs) {
   const Node& node = ctx.node;
   const Tensor& x = *inputs[0];
   const Tensor& ind = *inputs[1];
   Tensor& y = *outputs[0];
-  size_t b = static_cast<size_t>(node.attr_int_or("batch_dims", 0));
+  size_t b = static_cast<size_t>(attrs.batch_dims);
   std::vector<int64_t> idx = tensor_to_int64s(ind, node);
   size_t last = static_cast<size_t>(ind.shape().back());
   int64_t batches = product(ind.shape(), 0, b);
@@ -212,14 +217,13 @@ void gather_nd_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) 
 
 enum class Reduction { kNone, kAdd, kMul, kMax, kMin };
 
-Reduction reduction_of(const Node& node) {
-  std::string r = node.attr_string_or("reduction", "none");
-  if (r == "none") return Reduction::kNone;
+// TensorOpAttrs::parse checked the name.
+Reduction reduction_of(const std::string& r) {
   if (r == "add") return Reduction::kAdd;
   if (r == "mul") return Reduction::kMul;
   if (r == "max") return Reduction::kMax;
   if (r == "min") return Reduction::kMin;
-  raise(ErrorCode::kUnsupported, "{}: reduction '{}' is not supported", node.describe(), r);
+  return Reduction::kNone;
 }
 
 // dst[d] = reduce(dst[d], src[s]) for n elements; `none` is a plain byte copy.
@@ -259,11 +263,12 @@ void apply_update(const Node& node, Reduction red, DataType dt, uint8_t* dst, co
 // for_each(x, indices, put) calls put(y_offset, updates_offset, count) once per update, in
 // elements.
 template <typename ForEach>
-void scatter(const KernelContext& ctx, Inputs inputs, Outputs outputs, const ForEach& for_each) {
+void scatter(const KernelContext& ctx, const TensorOpAttrs& attrs, Inputs inputs, Outputs outputs,
+             const ForEach& for_each) {
   const Tensor& x = *inputs[0];
   const Tensor& upd = *inputs[2];
   Tensor& y = *outputs[0];
-  const Reduction red = reduction_of(ctx.node);
+  const Reduction red = reduction_of(attrs.reduction);
   if (x.nbytes()) std::memcpy(y.raw(), x.raw(), x.nbytes());
   const int64_t es = esize_of(x);
   for_each(x, *inputs[1], [&](int64_t y_off, int64_t upd_off, int64_t count) {
@@ -271,14 +276,17 @@ void scatter(const KernelContext& ctx, Inputs inputs, Outputs outputs, const For
   });
 }
 
-void scatter_elements_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
-  scatter(ctx, inputs, outputs, [&](const Tensor& x, const Tensor& ind, const auto& put) {
-    for_each_indexed_element(ctx.node, x, ind, [&](int64_t e, int64_t off) { put(off, e, 1); });
+void scatter_elements_kernel(const KernelContext& ctx, const TensorOpAttrs& attrs, Inputs inputs,
+                             Outputs outputs) {
+  scatter(ctx, attrs, inputs, outputs, [&](const Tensor& x, const Tensor& ind, const auto& put) {
+    for_each_indexed_element(ctx.node, attrs.axis, x, ind,
+                             [&](int64_t e, int64_t off) { put(off, e, 1); });
   });
 }
 
-void scatter_nd_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
-  scatter(ctx, inputs, outputs, [&](const Tensor& x, const Tensor& ind, const auto& put) {
+void scatter_nd_kernel(const KernelContext& ctx, const TensorOpAttrs& attrs, Inputs inputs,
+                       Outputs outputs) {
+  scatter(ctx, attrs, inputs, outputs, [&](const Tensor& x, const Tensor& ind, const auto& put) {
     const Node& node = ctx.node;
     std::vector<int64_t> idx = tensor_to_int64s(ind, node);
     size_t k = static_cast<size_t>(ind.shape().back());
@@ -346,17 +354,18 @@ std::vector<uint8_t> scalar_bytes(double v, DataType dt, const Node& node) {
   return out;
 }
 
-void pad_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
+void pad_kernel(const KernelContext& ctx, const TensorOpAttrs& attrs, Inputs inputs,
+                Outputs outputs) {
   const Node& node = ctx.node;
   const Tensor& x = *inputs[0];
   Tensor& y = *outputs[0];
   int64_t rank = static_cast<int64_t>(x.rank());
-  std::string mode = node.attr_string_or("mode", "constant");
+  const std::string& mode = attrs.mode;
   std::vector<int64_t> pads, axes;
   std::vector<uint8_t> value;
   if (node.opset < 11) {
-    pads = node.attr_ints("pads");
-    value = scalar_bytes(node.attr_float_or("value", 0.0f), x.dtype(), node);
+    pads = attrs.pads;
+    value = scalar_bytes(attrs.value, x.dtype(), node);
   } else {
     pads = tensor_to_int64s(*inputs[1], node);
     if (inputs.size() > 2 && inputs[2] && inputs[2]->numel() > 0) {
@@ -432,11 +441,12 @@ void pad_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
 
 // ---- DepthToSpace, SpaceToDepth (strided views of 6-D reshapes)
 
-void depth_to_space_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
+void depth_to_space_kernel(const KernelContext& ctx, const TensorOpAttrs& attrs, Inputs inputs,
+                           Outputs outputs) {
   const Tensor& x = *inputs[0];
   Tensor& y = *outputs[0];
-  int64_t b = ctx.node.attr_int("blocksize");
-  bool crd = ctx.node.attr_string_or("mode", "DCR") == "CRD";
+  int64_t b = attrs.blocksize;
+  bool crd = attrs.mode == "CRD";
   int64_t n = x.dim(0), c = x.dim(1) / (b * b), h = x.dim(2), w = x.dim(3);
   // DCR reads the input as [N, b1, b2, C', H, W]; CRD as [N, C', b1, b2, H, W].
   Shape view = crd ? Shape{n, c, b, b, h, w} : Shape{n, b, b, c, h, w};
@@ -447,10 +457,11 @@ void depth_to_space_kernel(const KernelContext& ctx, Inputs inputs, Outputs outp
                esize_of(x));
 }
 
-void space_to_depth_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
+void space_to_depth_kernel(const KernelContext& ctx, const TensorOpAttrs& attrs, Inputs inputs,
+                           Outputs outputs) {
   const Tensor& x = *inputs[0];
   Tensor& y = *outputs[0];
-  int64_t b = ctx.node.attr_int("blocksize");
+  int64_t b = attrs.blocksize;
   int64_t n = x.dim(0), c = x.dim(1), h = x.dim(2) / b, w = x.dim(3) / b;
   // Input as [N, C, H', b1, W', b2]; output [N, b1, b2, C, H', W'].
   std::vector<int64_t> s = contiguous_strides({n, c, h, b, w, b});
@@ -470,13 +481,14 @@ std::vector<int64_t> read_as_int64(const Tensor& t, const Node& node) {
   return v;
 }
 
-void one_hot_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
+void one_hot_kernel(const KernelContext& ctx, const TensorOpAttrs& attrs, Inputs inputs,
+                    Outputs outputs) {
   const Node& node = ctx.node;
   const Tensor& ind = *inputs[0];
   const Tensor& values = *inputs[2];
   Tensor& y = *outputs[0];
-  size_t axis = static_cast<size_t>(
-      normalize_axis(node.attr_int_or("axis", -1), static_cast<int64_t>(ind.rank()) + 1, node));
+  size_t axis =
+      static_cast<size_t>(normalize_axis(attrs.axis, static_cast<int64_t>(ind.rank()) + 1, node));
   int64_t depth = y.dim(axis);
   std::vector<int64_t> idx = read_as_int64(ind, node);
   int64_t es = esize_of(y);
@@ -514,11 +526,12 @@ void non_zero_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
   }
 }
 
-void trilu_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
+void trilu_kernel(const KernelContext& ctx, const TensorOpAttrs& attrs, Inputs inputs,
+                  Outputs outputs) {
   const Node& node = ctx.node;
   const Tensor& x = *inputs[0];
   Tensor& y = *outputs[0];
-  bool upper = node.attr_int_or("upper", 1) != 0;
+  bool upper = attrs.upper;
   int64_t k = 0;
   if (inputs.size() > 1 && inputs[1]) {
     std::vector<int64_t> kv = tensor_to_int64s(*inputs[1], node);
@@ -542,7 +555,8 @@ void trilu_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
   }
 }
 
-void cum_sum_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
+void cum_sum_kernel(const KernelContext& ctx, const TensorOpAttrs& attrs, Inputs inputs,
+                    Outputs outputs) {
   const Node& node = ctx.node;
   const Tensor& x = *inputs[0];
   Tensor& y = *outputs[0];
@@ -550,8 +564,8 @@ void cum_sum_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
   TANDEM_CHECK(av.size() == 1, ErrorCode::kInvalidModel, "{}: axis must be a scalar",
                node.describe());
   size_t axis = static_cast<size_t>(normalize_axis(av[0], static_cast<int64_t>(x.rank()), node));
-  bool exclusive = node.attr_int_or("exclusive", 0) != 0;
-  bool reverse = node.attr_int_or("reverse", 0) != 0;
+  bool exclusive = attrs.exclusive;
+  bool reverse = attrs.reverse;
   int64_t outer = product(x.shape(), 0, axis), n = x.dim(axis);
   int64_t inner = product(x.shape(), axis + 1, x.rank());
   dispatch_numeric(x.dtype(), node, [&](auto tag) {
@@ -577,14 +591,15 @@ void cum_sum_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
   });
 }
 
-void top_k_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
+void top_k_kernel(const KernelContext& ctx, const TensorOpAttrs& attrs, Inputs inputs,
+                  Outputs outputs) {
   const Node& node = ctx.node;
   const Tensor& x = *inputs[0];
   Tensor& values = *outputs[0];
   int64_t* indices = outputs.size() > 1 && outputs[1] ? outputs[1]->data<int64_t>() : nullptr;
-  size_t axis = static_cast<size_t>(
-      normalize_axis(node.attr_int_or("axis", -1), static_cast<int64_t>(x.rank()), node));
-  bool largest = node.attr_int_or("largest", 1) != 0;
+  size_t axis =
+      static_cast<size_t>(normalize_axis(attrs.axis, static_cast<int64_t>(x.rank()), node));
+  bool largest = attrs.largest;
   int64_t k = values.dim(axis), n = x.dim(axis);
   int64_t outer = product(x.shape(), 0, axis), inner = product(x.shape(), axis + 1, x.rank());
   dispatch_numeric(x.dtype(), node, [&](auto tag) {
