@@ -1,15 +1,27 @@
 // Schemas of the loss family: NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss.
 // Input [N, C, d1..dk] (float), target [N, d1..dk] (int32/int64), optional weight [C].
 // reduction "none" gives the target's shape, "sum"/"mean" a scalar.
+#include "ops/loss.h"
+
 #include "core/error.h"
 #include "ops/schema.h"
 #include "ops/shape_utils.h"
 
 namespace tandem {
 
+LossAttrs LossAttrs::parse(const Node& node) {
+  LossAttrs a;
+  a.reduction = node.attr_string_or("reduction", "mean");
+  TANDEM_CHECK(a.reduction == "none" || a.reduction == "sum" || a.reduction == "mean",
+               ErrorCode::kInvalidModel, "{}: unknown reduction '{}'", node.describe(),
+               a.reduction);
+  if (node.has_attr("ignore_index")) a.ignore_index = node.attr_int("ignore_index");
+  return a;
+}
+
 namespace {
 
-std::vector<TensorType> infer_loss(const InferContext& ctx) {
+std::vector<TensorType> infer_loss(const InferContext& ctx, const LossAttrs& a) {
   const Node& node = ctx.node;
   const TensorType& x = ctx.float_input(0);
   const TensorType& t = ctx.input(1);
@@ -28,10 +40,7 @@ std::vector<TensorType> infer_loss(const InferContext& ctx) {
                  "{}: weight must be {} of shape [{}], got {} {}", node.describe(),
                  dtype_name(x.dtype), x.shape[1], dtype_name(w.dtype), shape_str(w.shape));
   }
-  std::string reduction = node.attr_string_or("reduction", "mean");
-  TANDEM_CHECK(reduction == "none" || reduction == "sum" || reduction == "mean",
-               ErrorCode::kInvalidModel, "{}: unknown reduction '{}'", node.describe(), reduction);
-  std::vector<TensorType> out = {{x.dtype, reduction == "none" ? t.shape : Shape{}}};
+  std::vector<TensorType> out = {{x.dtype, a.reduction == "none" ? t.shape : Shape{}}};
   // SoftmaxCrossEntropyLoss's optional second output: the log-probabilities.
   if (node.op_type == "SoftmaxCrossEntropyLoss") out.push_back({x.dtype, x.shape});
   return out;
@@ -40,8 +49,8 @@ std::vector<TensorType> infer_loss(const InferContext& ctx) {
 }  // namespace
 
 void register_loss_schemas(SchemaRegistry& r) {
-  r.add({"NegativeLogLikelihoodLoss", 2, 3, infer_loss, ""});
-  r.add({"SoftmaxCrossEntropyLoss", 2, 3, infer_loss, ""});
+  r.add({"NegativeLogLikelihoodLoss", 2, 3, with_attrs(infer_loss), ""});
+  r.add({"SoftmaxCrossEntropyLoss", 2, 3, with_attrs(infer_loss), ""});
 }
 
 }  // namespace tandem

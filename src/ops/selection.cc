@@ -1,5 +1,7 @@
 // Schemas of the selection family: Compress, Unique, ReverseSequence, and Det.
 // Compress's and Unique's output shapes depend on input values (require_value).
+#include "ops/selection.h"
+
 #include <cstring>
 #include <set>
 #include <string>
@@ -10,9 +12,18 @@
 
 namespace tandem {
 
+SelectionAttrs SelectionAttrs::parse(const Node& node) {
+  SelectionAttrs a;
+  if (node.has_attr("axis")) a.axis = node.attr_int("axis");
+  a.sorted = node.attr_int_or("sorted", 1) != 0;
+  a.batch_axis = node.attr_int_or("batch_axis", 1);
+  a.time_axis = node.attr_int_or("time_axis", 0);
+  return a;
+}
+
 namespace {
 
-std::vector<TensorType> infer_compress(const InferContext& ctx) {
+std::vector<TensorType> infer_compress(const InferContext& ctx, const SelectionAttrs& a) {
   const Node& node = ctx.node;
   const TensorType& x = ctx.input(0);
   TANDEM_CHECK(ctx.input(1).dtype == DataType::kBool && ctx.input(1).shape.size() == 1,
@@ -21,8 +32,8 @@ std::vector<TensorType> infer_compress(const InferContext& ctx) {
   const Tensor& cond = ctx.require_value(1);
   int64_t kept = 0;
   for (int64_t i = 0; i < cond.numel(); ++i) kept += cond.data<bool>()[i] ? 1 : 0;
-  if (!node.has_attr("axis")) return {{x.dtype, {kept}}};
-  int64_t axis = normalize_axis(node.attr_int("axis"), static_cast<int64_t>(x.shape.size()), node);
+  if (!a.axis) return {{x.dtype, {kept}}};
+  int64_t axis = normalize_axis(*a.axis, static_cast<int64_t>(x.shape.size()), node);
   TANDEM_CHECK(cond.numel() <= x.shape[axis], ErrorCode::kInvalidArgument,
                "{}: condition has {} elements but axis {} has size {}", node.describe(),
                cond.numel(), axis, x.shape[axis]);
@@ -33,15 +44,15 @@ std::vector<TensorType> infer_compress(const InferContext& ctx) {
 
 // Unique's outputs need the number of distinct slices along the axis (of elements when no axis):
 // counted here by their bytes; the kernel checks it finds the same number.
-std::vector<TensorType> infer_unique(const InferContext& ctx) {
+std::vector<TensorType> infer_unique(const InferContext& ctx, const SelectionAttrs& a) {
   const Node& node = ctx.node;
   const TensorType& xt = ctx.input(0);
   TANDEM_CHECK(dtype_size(xt.dtype) > 0, ErrorCode::kUnsupported, "{}: dtype {} is not supported",
                node.describe(), dtype_name(xt.dtype));
   const Tensor& x = ctx.require_value(0);
   const int64_t rank = static_cast<int64_t>(x.rank());
-  const bool has_axis = node.has_attr("axis");
-  const int64_t axis = has_axis ? normalize_axis(node.attr_int("axis"), rank, node) : 0;
+  const bool has_axis = a.axis.has_value();
+  const int64_t axis = has_axis ? normalize_axis(*a.axis, rank, node) : 0;
   int64_t outer = 1, n = x.numel(), inner = 1;
   if (has_axis) {
     n = x.dim(static_cast<size_t>(axis));
@@ -68,14 +79,14 @@ std::vector<TensorType> infer_unique(const InferContext& ctx) {
       {x.dtype(), y}, {DataType::kInt64, {u}}, {DataType::kInt64, {n}}, {DataType::kInt64, {u}}};
 }
 
-std::vector<TensorType> infer_reverse_sequence(const InferContext& ctx) {
+std::vector<TensorType> infer_reverse_sequence(const InferContext& ctx, const SelectionAttrs& a) {
   const Node& node = ctx.node;
   const TensorType& x = ctx.input(0);
   const int64_t rank = static_cast<int64_t>(x.shape.size());
   TANDEM_CHECK(rank >= 2, ErrorCode::kInvalidArgument, "{}: input must have rank >= 2, got {}",
                node.describe(), shape_str(x.shape));
-  int64_t batch_axis = normalize_axis(node.attr_int_or("batch_axis", 1), rank, node);
-  int64_t time_axis = normalize_axis(node.attr_int_or("time_axis", 0), rank, node);
+  int64_t batch_axis = normalize_axis(a.batch_axis, rank, node);
+  int64_t time_axis = normalize_axis(a.time_axis, rank, node);
   TANDEM_CHECK(batch_axis != time_axis && batch_axis < 2 && time_axis < 2, ErrorCode::kInvalidModel,
                "{}: batch_axis {} and time_axis {} must be 0 and 1", node.describe(), batch_axis,
                time_axis);
@@ -98,9 +109,9 @@ std::vector<TensorType> infer_det(const InferContext& ctx) {
 }  // namespace
 
 void register_selection_schemas(SchemaRegistry& r) {
-  r.add({"Compress", 2, 2, infer_compress, ""});
-  r.add({"Unique", 1, 1, infer_unique, ""});
-  r.add({"ReverseSequence", 2, 2, infer_reverse_sequence, ""});
+  r.add({"Compress", 2, 2, with_attrs(infer_compress), ""});
+  r.add({"Unique", 1, 1, with_attrs(infer_unique), ""});
+  r.add({"ReverseSequence", 2, 2, with_attrs(infer_reverse_sequence), ""});
   r.add({"Det", 1, 1, infer_det, ""});
 }
 

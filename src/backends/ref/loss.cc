@@ -3,6 +3,8 @@
 // [N, D]. loss[n, d] = -input[n, t, d] * weight[t] with t = target[n, d]; an element whose target
 // equals ignore_index contributes 0 and weighs 0. "mean" divides the weighted sum by the sum of
 // the weights of the elements that count.
+#include "ops/loss.h"
+
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -16,14 +18,14 @@ namespace tandem {
 
 namespace {
 
-void nll(const Node& node, const std::vector<double>& logp, const Shape& shape,
-         const Tensor& target, const Tensor* weight, Tensor& out) {
+void nll(const Node& node, const LossAttrs& attrs, const std::vector<double>& logp,
+         const Shape& shape, const Tensor& target, const Tensor* weight, Tensor& out) {
   const int64_t n = shape[0], c = shape[1];
   const int64_t d = n == 0 || c == 0 ? 0 : static_cast<int64_t>(logp.size()) / (n * c);
   std::vector<int64_t> t = tensor_to_int64s(target, node);
   std::vector<double> w = weight ? read_doubles(*weight, node) : std::vector<double>{};
-  const bool has_ii = node.has_attr("ignore_index");
-  const int64_t ii = node.attr_int_or("ignore_index", 0);
+  const bool has_ii = attrs.ignore_index.has_value();
+  const int64_t ii = attrs.ignore_index.value_or(0);
   std::vector<double> loss(t.size(), 0.0);
   double weight_sum = 0;
   for (int64_t b = 0; b < n; ++b) {
@@ -39,7 +41,7 @@ void nll(const Node& node, const std::vector<double>& logp, const Shape& shape,
       weight_sum += wt;
     }
   }
-  std::string reduction = node.attr_string_or("reduction", "mean");
+  const std::string& reduction = attrs.reduction;
   if (reduction == "none") {
     write_doubles(out, loss, node);
     return;
@@ -53,16 +55,16 @@ void nll(const Node& node, const std::vector<double>& logp, const Shape& shape,
   write_doubles(out, {r}, node);
 }
 
-void nll_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                std::span<Tensor* const> outputs) {
+void nll_kernel(const KernelContext& ctx, const LossAttrs& attrs,
+                std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Tensor& x = *inputs[0];
-  nll(ctx.node, read_doubles(x, ctx.node), x.shape(), *inputs[1],
+  nll(ctx.node, attrs, read_doubles(x, ctx.node), x.shape(), *inputs[1],
       inputs.size() > 2 ? inputs[2] : nullptr, *outputs[0]);
 }
 
 // log_softmax over axis 1 of [N, C, D], then NLL; the log-probabilities are output 1.
-void sce_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                std::span<Tensor* const> outputs) {
+void sce_kernel(const KernelContext& ctx, const LossAttrs& attrs,
+                std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Tensor& x = *inputs[0];
   std::vector<double> v = read_doubles(x, ctx.node);
   const int64_t n = x.dim(0), c = x.dim(1);
@@ -78,7 +80,8 @@ void sce_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
       for (int64_t k = 0; k < c; ++k) at(k) -= lse;
     }
   }
-  nll(ctx.node, v, x.shape(), *inputs[1], inputs.size() > 2 ? inputs[2] : nullptr, *outputs[0]);
+  nll(ctx.node, attrs, v, x.shape(), *inputs[1], inputs.size() > 2 ? inputs[2] : nullptr,
+      *outputs[0]);
   if (outputs.size() > 1 && outputs[1]) write_doubles(*outputs[1], v, ctx.node);
 }
 

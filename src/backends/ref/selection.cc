@@ -1,4 +1,6 @@
 // Reference kernels of the selection family: Compress, Unique, ReverseSequence, Det.
+#include "ops/selection.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -31,14 +33,17 @@ AxisView axis_view(const Shape& s, int64_t axis) {
   return v;
 }
 
-void compress_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                     std::span<Tensor* const> outputs) {
+// The normalised axis, or -1 (the flattened input) when none was given.
+int64_t axis_or_flat(const SelectionAttrs& attrs, const Tensor& x, const Node& node) {
+  return attrs.axis ? normalize_axis(*attrs.axis, static_cast<int64_t>(x.rank()), node) : -1;
+}
+
+void compress_kernel(const KernelContext& ctx, const SelectionAttrs& attrs,
+                     std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
   const Tensor& x = *inputs[0];
   const Tensor& cond = *inputs[1];
-  const int64_t axis = node.has_attr("axis") ? normalize_axis(node.attr_int("axis"),
-                                                              static_cast<int64_t>(x.rank()), node)
-                                             : -1;
+  const int64_t axis = axis_or_flat(attrs, x, node);
   AxisView v = axis_view(x.shape(), axis);
   std::vector<int64_t> kept;
   for (int64_t i = 0; i < std::min(cond.numel(), v.n); ++i)
@@ -61,7 +66,8 @@ void compress_kernel(const KernelContext& ctx, std::span<const Tensor* const> in
 // Unique: distinct slices along the axis (elements when there is none), sorted ascending
 // (lexicographically for slices) or in order of first occurrence when sorted = 0.
 template <typename T>
-void unique_typed(const Node& node, const Tensor& x, int64_t axis, std::span<Tensor* const> out) {
+void unique_typed(const Node& node, const Tensor& x, int64_t axis, bool sorted,
+                  std::span<Tensor* const> out) {
   AxisView v = axis_view(x.shape(), axis);
   const T* p = x.data<T>();
   std::vector<std::vector<T>> slices(static_cast<size_t>(v.n));
@@ -73,7 +79,7 @@ void unique_typed(const Node& node, const Tensor& x, int64_t axis, std::span<Ten
   std::vector<int64_t> order;
   for (int64_t i = 0; i < v.n; ++i)
     if (first.emplace(slices[static_cast<size_t>(i)], i).second) order.push_back(i);
-  if (node.attr_int_or("sorted", 1) != 0) {
+  if (sorted) {
     std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
       return slices[static_cast<size_t>(a)] < slices[static_cast<size_t>(b)];
     });
@@ -103,24 +109,24 @@ void unique_typed(const Node& node, const Tensor& x, int64_t axis, std::span<Ten
   if (out.size() > 3 && out[3]) std::copy(counts.begin(), counts.end(), out[3]->data<int64_t>());
 }
 
-void unique_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                   std::span<Tensor* const> outputs) {
+void unique_kernel(const KernelContext& ctx, const SelectionAttrs& attrs,
+                   std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
   const Tensor& x = *inputs[0];
-  const int64_t axis = node.has_attr("axis") ? normalize_axis(node.attr_int("axis"),
-                                                              static_cast<int64_t>(x.rank()), node)
-                                             : -1;
-  dispatch_numeric(x.dtype(), node,
-                   [&](auto tag) { unique_typed<decltype(tag)>(node, x, axis, outputs); });
+  const int64_t axis = axis_or_flat(attrs, x, node);
+  dispatch_numeric(x.dtype(), node, [&](auto tag) {
+    unique_typed<decltype(tag)>(node, x, axis, attrs.sorted, outputs);
+  });
 }
 
 // Row b's first len[b] time steps are reversed; the rest are copied.
-void reverse_sequence_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+void reverse_sequence_kernel(const KernelContext& ctx, const SelectionAttrs& attrs,
+                             std::span<const Tensor* const> inputs,
                              std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
   const Tensor& x = *inputs[0];
   const int64_t rank = static_cast<int64_t>(x.rank());
-  const int64_t time_axis = normalize_axis(node.attr_int_or("time_axis", 0), rank, node);
+  const int64_t time_axis = normalize_axis(attrs.time_axis, rank, node);
   const int64_t batch_axis = 1 - time_axis;
   const int64_t steps = x.dim(static_cast<size_t>(time_axis));
   const int64_t batch = x.dim(static_cast<size_t>(batch_axis));
