@@ -1,5 +1,7 @@
 // Reference kernels of the signal family: windows, DFT, STFT, MelWeightMatrix. Computed in
 // double; the DFT is the plain O(n^2) sum (the oracle, not a fast transform).
+#include "ops/signal.h"
+
 #include <cmath>
 #include <complex>
 #include <numbers>
@@ -19,12 +21,12 @@ using Complex = std::complex<double>;
 // Generalised cosine window a0 - a1 cos(2 pi n / D) + a2 cos(4 pi n / D), D = N (periodic) or
 // N - 1 (symmetric).
 template <int kKind>
-void window_kernel(const KernelContext& ctx, std::span<const Tensor* const>,
-                   std::span<Tensor* const> outputs) {
+void window_kernel(const KernelContext& ctx, const SignalAttrs& attrs,
+                   std::span<const Tensor* const>, std::span<Tensor* const> outputs) {
   static constexpr double kCoef[3][3] = {
       {0.5, 0.5, 0}, {25.0 / 46, 21.0 / 46, 0}, {0.42, 0.5, 0.08}};  // Hann, Hamming, Blackman
   const int64_t n = outputs[0]->numel();
-  const bool periodic = ctx.node.attr_int_or("periodic", 1) != 0;
+  const bool periodic = attrs.periodic;
   const double denom = static_cast<double>(periodic ? n : n - 1);
   std::vector<double> w(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
@@ -77,13 +79,13 @@ void write_bins(const std::vector<Complex>& bins, std::vector<double>& yv, const
   }
 }
 
-void dft_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                std::span<Tensor* const> outputs) {
+void dft_kernel(const KernelContext& ctx, const SignalAttrs& attrs,
+                std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
   const Tensor& x = *inputs[0];
   const Tensor& y = *outputs[0];
   const int64_t rank = static_cast<int64_t>(x.rank());
-  int64_t axis = node.attr_int_or("axis", 1);
+  int64_t axis = attrs.axis;
   axis = axis < 0 ? axis + rank : axis;
   const int64_t comps = x.dim(static_cast<size_t>(rank - 1));
   const int64_t n_in = x.dim(static_cast<size_t>(axis)), bins = y.dim(static_cast<size_t>(axis));
@@ -96,7 +98,7 @@ void dft_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
   for (int64_t d = axis + 1; d < rank - 1; ++d) inner *= x.dim(static_cast<size_t>(d));
   const std::vector<double> xv = read_doubles(x, node);
   std::vector<double> yv(static_cast<size_t>(y.numel()));
-  const bool inverse = node.attr_int_or("inverse", 0) != 0;
+  const bool inverse = attrs.inverse;
   for (int64_t o = 0; o < outer; ++o) {
     for (int64_t in = 0; in < inner; ++in) {
       const std::vector<Complex> line = read_line(
