@@ -1,5 +1,7 @@
 // Schemas of the shape family: Reshape, Flatten, Squeeze, Unsqueeze, Shape, Size, Identity,
 // ConstantOfShape, Range, Expand, EyeLike, Constant.
+#include "ops/shape.h"
+
 #include <algorithm>
 #include <cmath>
 #include <set>
@@ -10,6 +12,54 @@
 #include "ops/shape_utils.h"
 
 namespace tandem {
+
+ShapeOpAttrs ShapeOpAttrs::parse(const Node& node) {
+  ShapeOpAttrs a;
+  const std::string& op = node.op_type;
+  if (op == "Shape" && node.opset >= 15) {
+    a.start = node.attr_int_or("start", 0);
+    if (node.has_attr("end")) a.end = node.attr_int("end");
+  } else if (op == "EyeLike") {
+    a.k = node.attr_int_or("k", 0);
+    if (node.has_attr("dtype")) a.dtype = static_cast<DataType>(node.attr_int("dtype"));
+  } else if (op == "ConstantOfShape") {
+    if (node.has_attr("value")) {
+      a.value = node.attr_tensor("value");
+      TANDEM_CHECK(a.value.numel() == 1, ErrorCode::kInvalidModel,
+                   "{}: value must hold one element, has shape {}", node.describe(),
+                   shape_str(a.value.shape()));
+    }
+  } else if (op == "Constant") {
+    if (node.has_attr("value")) {
+      a.value = node.attr_tensor("value");
+    } else if (node.has_attr("value_float")) {
+      a.value = Tensor::from_vector(DataType::kFloat32, {},
+                                    std::vector<float>{node.attr_float("value_float")});
+    } else if (node.has_attr("value_int")) {
+      a.value = Tensor::from_vector(DataType::kInt64, {},
+                                    std::vector<int64_t>{node.attr_int("value_int")});
+    } else if (node.has_attr("value_floats")) {
+      const std::vector<float> v = node.attr_floats_or("value_floats", {});
+      a.value = Tensor::from_vector(DataType::kFloat32, {static_cast<int64_t>(v.size())}, v);
+    } else if (node.has_attr("value_ints")) {
+      const std::vector<int64_t> v = node.attr_ints("value_ints");
+      a.value = Tensor::from_vector(DataType::kInt64, {static_cast<int64_t>(v.size())}, v);
+    } else {
+      raise(ErrorCode::kUnsupported,
+            "{}: needs one of the attributes value, value_float(s), value_int(s) (sparse and "
+            "string constants are not supported)",
+            node.describe());
+    }
+  }
+  return a;
+}
+
+std::pair<int64_t, int64_t> ShapeOpAttrs::shape_range(int64_t rank) const {
+  int64_t first = start < 0 ? start + rank : start;
+  int64_t last = end.value_or(rank);
+  if (last < 0) last += rank;
+  return {std::clamp<int64_t>(first, 0, rank), std::clamp<int64_t>(last, 0, rank)};
+}
 
 namespace {
 
@@ -131,18 +181,8 @@ std::vector<TensorType> infer_unsqueeze(const InferContext& ctx) {
   return {{x.dtype, out}};
 }
 
-std::vector<TensorType> infer_shape(const InferContext& ctx) {
-  const Node& node = ctx.node;
-  int64_t rank = static_cast<int64_t>(ctx.input(0).shape.size());
-  int64_t start = 0, end = rank;
-  if (node.opset >= 15) {
-    start = node.attr_int_or("start", 0);
-    end = node.attr_int_or("end", rank);
-  }
-  if (start < 0) start += rank;
-  if (end < 0) end += rank;
-  start = std::clamp<int64_t>(start, 0, rank);
-  end = std::clamp<int64_t>(end, 0, rank);
+std::vector<TensorType> infer_shape(const InferContext& ctx, const ShapeOpAttrs& a) {
+  const auto [start, end] = a.shape_range(static_cast<int64_t>(ctx.input(0).shape.size()));
   return {{DataType::kInt64, {std::max<int64_t>(end - start, 0)}}};
 }
 
@@ -155,20 +195,13 @@ std::vector<TensorType> infer_identity(const InferContext& ctx) {
   return {ctx.input(0)};
 }
 
-std::vector<TensorType> infer_constant_of_shape(const InferContext& ctx) {
+std::vector<TensorType> infer_constant_of_shape(const InferContext& ctx, const ShapeOpAttrs& a) {
   const Node& node = ctx.node;
   std::vector<int64_t> dims = int64s_of(ctx, 0);
   for (int64_t d : dims)
     TANDEM_CHECK(d >= 0, ErrorCode::kInvalidArgument, "{}: negative dim in shape {}",
                  node.describe(), fmt::format("{}", dims));
-  DataType dt = DataType::kFloat32;
-  if (node.has_attr("value")) {
-    const Tensor& v = node.attr_tensor("value");
-    TANDEM_CHECK(v.numel() == 1, ErrorCode::kInvalidModel,
-                 "{}: value must hold one element, has shape {}", node.describe(),
-                 shape_str(v.shape()));
-    dt = v.dtype();
-  }
+  const DataType dt = a.value.defined() ? a.value.dtype() : DataType::kFloat32;
   return {{dt, Shape(dims.begin(), dims.end())}};
 }
 
@@ -223,32 +256,17 @@ std::vector<TensorType> infer_expand(const InferContext& ctx) {
   return {{x.dtype, broadcast_shapes(x.shape, Shape(dims.begin(), dims.end()), ctx.node)}};
 }
 
-std::vector<TensorType> infer_eye_like(const InferContext& ctx) {
+std::vector<TensorType> infer_eye_like(const InferContext& ctx, const ShapeOpAttrs& a) {
   const Node& node = ctx.node;
   const TensorType& x = ctx.input(0);
   TANDEM_CHECK(x.shape.size() == 2, ErrorCode::kInvalidModel, "{}: input must be 2-D, got {}",
                node.describe(), shape_str(x.shape));
-  DataType dt = node.has_attr("dtype") ? static_cast<DataType>(node.attr_int("dtype")) : x.dtype;
+  DataType dt = a.dtype.value_or(x.dtype);
   return {{dt, x.shape}};
 }
 
-std::vector<TensorType> infer_constant(const InferContext& ctx) {
-  const Node& node = ctx.node;
-  if (node.has_attr("value")) {
-    const Tensor& t = node.attr_tensor("value");
-    return {{t.dtype(), t.shape()}};
-  }
-  if (node.has_attr("value_float")) return {{DataType::kFloat32, {}}};
-  if (node.has_attr("value_int")) return {{DataType::kInt64, {}}};
-  if (node.has_attr("value_floats"))
-    return {{DataType::kFloat32,
-             {static_cast<int64_t>(node.attr_floats_or("value_floats", {}).size())}}};
-  if (node.has_attr("value_ints"))
-    return {{DataType::kInt64, {static_cast<int64_t>(node.attr_ints("value_ints").size())}}};
-  raise(ErrorCode::kUnsupported,
-        "{}: needs one of the attributes value, value_float(s), value_int(s) (sparse and string "
-        "constants are not supported)",
-        node.describe());
+std::vector<TensorType> infer_constant(const InferContext&, const ShapeOpAttrs& a) {
+  return {{a.value.dtype(), a.value.shape()}};
 }
 
 }  // namespace
@@ -258,14 +276,14 @@ void register_shape_schemas(SchemaRegistry& r) {
   r.add({"Flatten", 1, 1, infer_flatten, ""});
   r.add({"Squeeze", 1, 2, infer_squeeze, ""});
   r.add({"Unsqueeze", 1, 2, infer_unsqueeze, ""});
-  r.add({"Shape", 1, 1, infer_shape, ""});
+  r.add({"Shape", 1, 1, with_attrs(infer_shape), ""});
   r.add({"Size", 1, 1, infer_size, ""});
   r.add({"Identity", 1, 1, infer_identity, ""});
-  r.add({"ConstantOfShape", 1, 1, infer_constant_of_shape, ""});
+  r.add({"ConstantOfShape", 1, 1, with_attrs(infer_constant_of_shape), ""});
   r.add({"Range", 3, 3, infer_range, ""});
   r.add({"Expand", 2, 2, infer_expand, ""});
-  r.add({"EyeLike", 1, 1, infer_eye_like, ""});
-  r.add({"Constant", 0, 0, infer_constant, ""});
+  r.add({"EyeLike", 1, 1, with_attrs(infer_eye_like), ""});
+  r.add({"Constant", 0, 0, with_attrs(infer_constant), ""});
 }
 
 }  // namespace tandem

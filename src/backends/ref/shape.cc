@@ -1,11 +1,13 @@
 // Reference kernels of the shape family. Reshape, Flatten, Squeeze, Unsqueeze and Identity copy
 // the bytes (the output shape was already computed by the schema); the others fill in values.
+#include "ops/shape.h"
+
 #include <cstring>
 #include <vector>
 
 #include "backends/backend.h"
-#include "backends/ref/strided_copy.h"
 #include "backends/ref/dispatch.h"
+#include "backends/ref/strided_copy.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "ops/shape_utils.h"
@@ -25,14 +27,10 @@ void copy_bytes(const KernelContext& ctx, std::span<const Tensor* const> inputs,
   if (x.nbytes()) std::memcpy(y.raw(), x.raw(), x.nbytes());
 }
 
-void shape_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                  std::span<Tensor* const> outputs) {
-  const Node& node = ctx.node;
+void shape_kernel(const KernelContext& ctx, const ShapeOpAttrs& attrs,
+                  std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Shape& s = inputs[0]->shape();
-  int64_t rank = static_cast<int64_t>(s.size());
-  int64_t start = node.opset >= 15 ? node.attr_int_or("start", 0) : 0;
-  if (start < 0) start += rank;
-  start = std::clamp<int64_t>(start, 0, rank);
+  const int64_t start = attrs.shape_range(static_cast<int64_t>(s.size())).first;
   int64_t* out = outputs[0]->data<int64_t>();
   for (int64_t i = 0; i < outputs[0]->numel(); ++i) out[i] = s[static_cast<size_t>(start + i)];
 }
@@ -49,12 +47,13 @@ void fill_with(Tensor& y, const void* value) {
   for (int64_t i = 0; i < y.numel(); ++i) std::memcpy(p + i * esize, value, esize);
 }
 
-void constant_of_shape_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
+void constant_of_shape_kernel(const KernelContext& ctx, const ShapeOpAttrs& attrs,
+                              std::span<const Tensor* const> inputs,
                               std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
   Tensor& y = *outputs[0];
-  if (!node.has_attr("value")) return;  // default: float 0, and outputs arrive zero-filled
-  const Tensor& v = node.attr_tensor("value");
+  if (!attrs.value.defined()) return;  // default: float 0, and outputs arrive zero-filled
+  const Tensor& v = attrs.value;
   TANDEM_CHECK(v.dtype() == y.dtype() && v.numel() == 1, ErrorCode::kInternal,
                "{}: value does not match the output", node.describe());
   fill_with(y, v.raw());
@@ -73,7 +72,6 @@ void range_kernel(const KernelContext& ctx, std::span<const Tensor* const> input
   });
 }
 
-
 void expand_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                    std::span<Tensor* const> outputs) {
   const Tensor& x = *inputs[0];
@@ -85,11 +83,11 @@ void expand_kernel(const KernelContext& ctx, std::span<const Tensor* const> inpu
                broadcast_strides(x.shape(), y.shape()), dtype_size(x.dtype()));
 }
 
-void eye_like_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                     std::span<Tensor* const> outputs) {
+void eye_like_kernel(const KernelContext& ctx, const ShapeOpAttrs& attrs,
+                     std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
   Tensor& y = *outputs[0];
-  int64_t rows = y.dim(0), cols = y.dim(1), k = node.attr_int_or("k", 0);
+  int64_t rows = y.dim(0), cols = y.dim(1), k = attrs.k;
   // The bytes of a 1 of the output dtype.
   uint8_t one[8] = {};
   switch (y.dtype()) {
@@ -122,26 +120,14 @@ void eye_like_kernel(const KernelContext& ctx, std::span<const Tensor* const> in
   }
 }
 
-void constant_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                     std::span<Tensor* const> outputs) {
+void constant_kernel(const KernelContext& ctx, const ShapeOpAttrs& attrs,
+                     std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
   Tensor& y = *outputs[0];
-  if (node.has_attr("value")) {
-    const Tensor& t = node.attr_tensor("value");
-    TANDEM_CHECK(t.nbytes() == y.nbytes(), ErrorCode::kInternal, "{}: output size mismatch",
-                 node.describe());
-    if (t.nbytes()) std::memcpy(y.raw(), t.raw(), t.nbytes());
-  } else if (node.has_attr("value_float")) {
-    *y.data<float>() = node.attr_float("value_float");
-  } else if (node.has_attr("value_int")) {
-    *y.data<int64_t>() = node.attr_int("value_int");
-  } else if (node.has_attr("value_floats")) {
-    std::vector<float> v = node.attr_floats_or("value_floats", {});
-    std::copy(v.begin(), v.end(), y.data<float>());
-  } else if (node.has_attr("value_ints")) {
-    std::vector<int64_t> v = node.attr_ints("value_ints");
-    std::copy(v.begin(), v.end(), y.data<int64_t>());
-  }
+  const Tensor& t = attrs.value;
+  TANDEM_CHECK(t.nbytes() == y.nbytes(), ErrorCode::kInternal, "{}: output size mismatch",
+               node.describe());
+  if (t.nbytes()) std::memcpy(y.raw(), t.raw(), t.nbytes());
 }
 
 }  // namespace
