@@ -27,6 +27,10 @@ ActivationAttrs ActivationAttrs::parse(const Node& node) {
   } else if (op == "Shrink") {
     a.alpha = node.attr_float_or("lambd", 0.5f);
     a.beta = node.attr_float_or("bias", 0.0f);
+  } else if (op == "Clip" && node.opset < 11) {
+    a.clip_bounds_are_attributes = true;
+    a.clip_min = node.attr_float_or("min", -std::numeric_limits<float>::infinity());
+    a.clip_max = node.attr_float_or("max", std::numeric_limits<float>::infinity());
   } else if (op == "Gelu" || op == "GeGLU") {
     const std::string approx = node.attr_string_or("approximate", "none");
     TANDEM_CHECK(approx == "none" || approx == "tanh", ErrorCode::kUnsupported,

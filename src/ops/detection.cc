@@ -12,6 +12,33 @@
 
 namespace tandem {
 
+DetectionAttrs DetectionAttrs::parse(const Node& node) {
+  DetectionAttrs a;
+  if (node.op_type == "RoiAlign") {
+    a.mode = node.attr_string_or("mode", "avg");
+    TANDEM_CHECK(a.mode == "avg" || a.mode == "max", ErrorCode::kInvalidModel,
+                 "{}: unknown mode '{}'", node.describe(), a.mode);
+    a.output_height = node.attr_int_or("output_height", 1);
+    a.output_width = node.attr_int_or("output_width", 1);
+    a.spatial_scale = node.attr_float_or("spatial_scale", 1.0f);
+    a.sampling_ratio = node.attr_int_or("sampling_ratio", 0);
+    a.half_pixel = node.opset >= 16 && node.attr_string_or("coordinate_transformation_mode",
+                                                           "half_pixel") == "half_pixel";
+  } else if (node.op_type == "GridSample") {
+    a.mode = node.attr_string_or("mode", "bilinear");
+    a.padding_mode = node.attr_string_or("padding_mode", "zeros");
+    a.align_corners = node.attr_int_or("align_corners", 0) != 0;
+    TANDEM_CHECK(a.mode == "bilinear" || a.mode == "nearest" || a.mode == "bicubic",
+                 ErrorCode::kUnsupported, "{}: mode '{}' is not supported", node.describe(),
+                 a.mode);
+    TANDEM_CHECK(
+        a.padding_mode == "zeros" || a.padding_mode == "border" || a.padding_mode == "reflection",
+        ErrorCode::kUnsupported, "{}: padding_mode '{}' is not supported", node.describe(),
+        a.padding_mode);
+  }
+  return a;
+}
+
 namespace {
 
 // Box as [y1, x1, y2, x2] with y1 <= y2, x1 <= x2.
@@ -42,7 +69,7 @@ std::vector<TensorType> infer_nms(const InferContext& ctx) {
   return {{DataType::kInt64, {static_cast<int64_t>(rows.size()), 3}}};
 }
 
-std::vector<TensorType> infer_roi_align(const InferContext& ctx) {
+std::vector<TensorType> infer_roi_align(const InferContext& ctx, const DetectionAttrs& a) {
   const Node& node = ctx.node;
   ctx.float_input(0);
   const Shape& x = ctx.input(0).shape;
@@ -52,15 +79,10 @@ std::vector<TensorType> infer_roi_align(const InferContext& ctx) {
       ErrorCode::kInvalidArgument,
       "{}: expected X [N,C,H,W], rois [R,4], batch_indices [R]; got {}, {}, {}", node.describe(),
       shape_str(x), shape_str(rois), shape_str(ctx.input(2).shape));
-  std::string mode = node.attr_string_or("mode", "avg");
-  TANDEM_CHECK(mode == "avg" || mode == "max", ErrorCode::kInvalidModel, "{}: unknown mode '{}'",
-               node.describe(), mode);
-  return {
-      {ctx.input(0).dtype,
-       {rois[0], x[1], node.attr_int_or("output_height", 1), node.attr_int_or("output_width", 1)}}};
+  return {{ctx.input(0).dtype, {rois[0], x[1], a.output_height, a.output_width}}};
 }
 
-std::vector<TensorType> infer_grid_sample(const InferContext& ctx) {
+std::vector<TensorType> infer_grid_sample(const InferContext& ctx, const DetectionAttrs&) {
   const Node& node = ctx.node;
   ctx.float_input(0);
   const Shape& x = ctx.input(0).shape;
@@ -69,12 +91,6 @@ std::vector<TensorType> infer_grid_sample(const InferContext& ctx) {
                ErrorCode::kUnsupported,
                "{}: expected X [N,C,H,W] and grid [N,Hout,Wout,2] (2-D only); got {} and {}",
                node.describe(), shape_str(x), shape_str(grid));
-  std::string mode = node.attr_string_or("mode", "bilinear");
-  std::string pad = node.attr_string_or("padding_mode", "zeros");
-  TANDEM_CHECK(mode == "bilinear" || mode == "nearest" || mode == "bicubic",
-               ErrorCode::kUnsupported, "{}: mode '{}' is not supported", node.describe(), mode);
-  TANDEM_CHECK(pad == "zeros" || pad == "border" || pad == "reflection", ErrorCode::kUnsupported,
-               "{}: padding_mode '{}' is not supported", node.describe(), pad);
   return {{ctx.input(0).dtype, {x[0], x[1], grid[1], grid[2]}}};
 }
 
@@ -128,8 +144,8 @@ std::vector<std::array<int64_t, 3>> non_max_suppression(const Node& node, const 
 
 void register_detection_schemas(SchemaRegistry& r) {
   r.add({"NonMaxSuppression", 2, 5, infer_nms, ""});
-  r.add({"RoiAlign", 3, 3, infer_roi_align, ""});
-  r.add({"GridSample", 2, 2, infer_grid_sample, ""});
+  r.add({"RoiAlign", 3, 3, with_attrs(infer_roi_align), ""});
+  r.add({"GridSample", 2, 2, with_attrs(infer_grid_sample), ""});
 }
 
 }  // namespace tandem

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "ops/activation.h"
 
 namespace tandem {
 
@@ -79,8 +80,9 @@ bool static_clip_bounds(const Node& node, float& lo, float& hi) {
   lo = -std::numeric_limits<float>::infinity();
   hi = std::numeric_limits<float>::infinity();
   if (node.opset < 11) {
-    lo = node.attr_float_or("min", lo);
-    hi = node.attr_float_or("max", hi);
+    const ActivationAttrs a = ActivationAttrs::parse(node);
+    lo = a.clip_min;
+    hi = a.clip_max;
   } else {
     for (size_t i = 1; i <= 2; ++i) {
       if (!node.has_input(i)) continue;

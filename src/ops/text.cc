@@ -1,5 +1,7 @@
 // Schemas of the text family: TfIdfVectorizer. Its output has one column per n-gram index
 // (max(ngram_indexes) + 1), float32, with a leading batch dim when X is 2-D.
+#include "ops/text.h"
+
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -8,9 +10,42 @@
 #include "ops/schema.h"
 
 namespace tandem {
+
+TfIdfAttrs TfIdfAttrs::parse(const Node& node) {
+  TfIdfAttrs a;
+  TANDEM_CHECK(node.attr_strings_or("pool_strings", {}).empty(), ErrorCode::kUnsupported,
+               "{}: pool_strings (string n-grams) is not supported", node.describe());
+  a.mode = node.attr_string_or("mode", "TF");
+  TANDEM_CHECK(a.mode == "TF" || a.mode == "IDF" || a.mode == "TFIDF", ErrorCode::kInvalidModel,
+               "{}: mode '{}' is not one of TF, IDF, TFIDF", node.describe(), a.mode);
+  a.min_gram = node.attr_int_or("min_gram_length", 1);
+  a.max_gram = node.attr_int_or("max_gram_length", 1);
+  a.max_skip = node.attr_int_or("max_skip_count", 0);
+  TANDEM_CHECK(a.min_gram >= 1 && a.max_gram >= a.min_gram && a.max_skip >= 0,
+               ErrorCode::kInvalidModel,
+               "{}: need 1 <= min_gram_length ({}) <= max_gram_length ({}) and max_skip_count "
+               "({}) >= 0",
+               node.describe(), a.min_gram, a.max_gram, a.max_skip);
+  a.ngram_indexes = node.attr_ints_or("ngram_indexes", {});
+  TANDEM_CHECK(!a.ngram_indexes.empty(), ErrorCode::kInvalidModel, "{}: ngram_indexes is empty",
+               node.describe());
+  for (int64_t c : a.ngram_indexes) {
+    TANDEM_CHECK(c >= 0, ErrorCode::kInvalidModel, "{}: ngram_indexes has a negative entry {}",
+                 node.describe(), c);
+    a.columns = std::max(a.columns, c + 1);
+  }
+  a.weights = node.attr_floats_or("weights", std::vector<float>(a.ngram_indexes.size(), 1.0f));
+  TANDEM_CHECK(a.weights.size() == a.ngram_indexes.size(), ErrorCode::kInvalidModel,
+               "{}: weights has {} entries but ngram_indexes has {}", node.describe(),
+               a.weights.size(), a.ngram_indexes.size());
+  a.pool = node.attr_ints_or("pool_int64s", {});
+  a.ngram_counts = node.attr_ints_or("ngram_counts", {});
+  return a;
+}
+
 namespace {
 
-std::vector<TensorType> infer_tfidf(const InferContext& ctx) {
+std::vector<TensorType> infer_tfidf(const InferContext& ctx, const TfIdfAttrs& a) {
   const Node& node = ctx.node;
   const TensorType& x = ctx.input(0);
   TANDEM_CHECK(x.dtype != DataType::kString, ErrorCode::kUnsupported,
@@ -21,29 +56,7 @@ std::vector<TensorType> infer_tfidf(const InferContext& ctx) {
   TANDEM_CHECK(x.shape.size() == 1 || x.shape.size() == 2, ErrorCode::kInvalidModel,
                "{}: input must be 1-D [C] or 2-D [N, C], got shape {}", node.describe(),
                shape_str(x.shape));
-  TANDEM_CHECK(node.attr_strings_or("pool_strings", {}).empty(), ErrorCode::kUnsupported,
-               "{}: pool_strings (string n-grams) is not supported", node.describe());
-
-  const std::string mode = node.attr_string_or("mode", "TF");
-  TANDEM_CHECK(mode == "TF" || mode == "IDF" || mode == "TFIDF", ErrorCode::kInvalidModel,
-               "{}: mode '{}' is not one of TF, IDF, TFIDF", node.describe(), mode);
-  const int64_t min_gram = node.attr_int_or("min_gram_length", 1);
-  const int64_t max_gram = node.attr_int_or("max_gram_length", 1);
-  const int64_t max_skip = node.attr_int_or("max_skip_count", 0);
-  TANDEM_CHECK(min_gram >= 1 && max_gram >= min_gram && max_skip >= 0, ErrorCode::kInvalidModel,
-               "{}: need 1 <= min_gram_length ({}) <= max_gram_length ({}) and max_skip_count "
-               "({}) >= 0",
-               node.describe(), min_gram, max_gram, max_skip);
-
-  const std::vector<int64_t> indexes = node.attr_ints_or("ngram_indexes", {});
-  TANDEM_CHECK(!indexes.empty(), ErrorCode::kInvalidModel, "{}: ngram_indexes is empty",
-               node.describe());
-  const int64_t lowest = *std::min_element(indexes.begin(), indexes.end());
-  TANDEM_CHECK(lowest >= 0, ErrorCode::kInvalidModel, "{}: ngram_indexes has a negative entry {}",
-               node.describe(), lowest);
-  const int64_t columns = *std::max_element(indexes.begin(), indexes.end()) + 1;
-
-  Shape out_shape{columns};
+  Shape out_shape{a.columns};
   if (x.shape.size() == 2) out_shape.insert(out_shape.begin(), x.shape[0]);
   return {{DataType::kFloat32, out_shape}};
 }
@@ -51,7 +64,7 @@ std::vector<TensorType> infer_tfidf(const InferContext& ctx) {
 }  // namespace
 
 void register_text_schemas(SchemaRegistry& r) {
-  r.add({"TfIdfVectorizer", 1, 1, infer_tfidf});
+  r.add({"TfIdfVectorizer", 1, 1, with_attrs(infer_tfidf)});
 }
 
 }  // namespace tandem

@@ -263,10 +263,7 @@ typename Repr<S>::C read_bound(const Tensor& t, DataType expected, const Node& n
 // bound is the type's extreme. min > max gives max everywhere (the spec's rule).
 class ClipKernel final : public Kernel {
  public:
-  explicit ClipKernel(const Node& node)
-      : attr_bounds_(node.opset < 11),
-        attr_min_(node.attr_float_or("min", -std::numeric_limits<float>::infinity())),
-        attr_max_(node.attr_float_or("max", std::numeric_limits<float>::infinity())) {}
+  explicit ClipKernel(const Node& node) : attrs_(ActivationAttrs::parse(node)) {}
 
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
                std::span<Tensor* const> outputs) override {
@@ -282,10 +279,10 @@ class ClipKernel final : public Kernel {
         lo = -std::numeric_limits<C>::infinity();
         hi = std::numeric_limits<C>::infinity();
       }
-      if (attr_bounds_) {
+      if (attrs_.clip_bounds_are_attributes) {
         if constexpr (std::is_floating_point_v<C>) {
-          lo = static_cast<C>(attr_min_);
-          hi = static_cast<C>(attr_max_);
+          lo = static_cast<C>(attrs_.clip_min);
+          hi = static_cast<C>(attrs_.clip_max);
         } else {
           raise(ErrorCode::kUnsupported,
                 "{}: before opset 11 Clip takes floating-point inputs, got {}", ctx.node.describe(),
@@ -307,8 +304,7 @@ class ClipKernel final : public Kernel {
   }
 
  private:
-  bool attr_bounds_;
-  float attr_min_, attr_max_;
+  ActivationAttrs attrs_;
 };
 
 // PRelu: y = x < 0 ? slope * x : x, with slope broadcast to x's shape (unidirectionally).

@@ -32,22 +32,21 @@ struct Geometry {
   std::array<int64_t, 3> stride{1, 1, 1}, dilation{1, 1, 1}, pad_begin{0, 0, 0};
 };
 
-// Fills the per-axis attributes of `g` (everything but pad_begin) from the node and shapes.
-void fill_geometry(const Node& node, const Shape& x, const Shape& w, const Shape& y, Geometry& g) {
+// Fills the per-axis attributes of `g` (everything but pad_begin) from the attributes and shapes.
+void fill_geometry(const ConvAttrs& attrs, const Shape& x, const Shape& w, const Shape& y,
+                   Geometry& g) {
   const size_t n = x.size() - 2;
   const size_t off = 3 - n;  // where the real axes start in the 3-axis arrays
   g.batch = x[0];
   g.in_channels = x[1];
   g.out_channels = y[1];
-  g.group = node.attr_int_or("group", 1);
-  std::vector<int64_t> strides = node.attr_ints_or("strides", std::vector<int64_t>(n, 1));
-  std::vector<int64_t> dilations = node.attr_ints_or("dilations", std::vector<int64_t>(n, 1));
+  g.group = attrs.group;
   for (size_t i = 0; i < n; ++i) {
     g.in[off + i] = x[2 + i];
     g.out[off + i] = y[2 + i];
     g.kernel[off + i] = w[2 + i];
-    g.stride[off + i] = strides[i];
-    g.dilation[off + i] = dilations[i];
+    g.stride[off + i] = attrs.strides[i];
+    g.dilation[off + i] = attrs.dilations[i];
   }
 }
 
@@ -91,13 +90,13 @@ Operands read_operands(const KernelContext& ctx, std::span<const Tensor* const> 
   check_inputs(ctx, inputs);
   Operands o{*inputs[0], *inputs[1], inputs.size() > 2 ? inputs[2] : nullptr, *outputs[0], {}};
   const Geometry& g = o.g;
-  fill_geometry(ctx.node, o.x.shape(), o.w.shape(), o.y.shape(), o.g);
+  const ConvAttrs attrs = read_conv_attrs(ctx.node, o.x.shape(), o.w.shape());
+  fill_geometry(attrs, o.x.shape(), o.w.shape(), o.y.shape(), o.g);
   const bool fits = kTransposed
                         ? g.in_channels == o.w.dim(0) && g.out_channels == o.w.dim(1) * g.group
                         : g.in_channels == o.w.dim(1) * g.group && g.out_channels % g.group == 0;
   TANDEM_CHECK(fits, ErrorCode::kInvalidModel, "{}: X shape {} and W shape {} do not fit group {}",
                ctx.node.describe(), shape_str(o.x.shape()), shape_str(o.w.shape()), g.group);
-  const ConvAttrs attrs = read_conv_attrs(ctx.node, o.x.shape(), o.w.shape());
   std::vector<int64_t> begins, ends;
   if constexpr (kTransposed)
     begins = conv_transpose_pad_begins(ctx.node, attrs, o.x.shape(), o.y.shape());

@@ -30,8 +30,8 @@ void nms_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
 // Samples more than one pixel outside the image count as 0. coordinate_transformation_mode
 // half_pixel (opset 16 default) shifts the roi by -0.5 pixel; output_half_pixel (opset 10)
 // does not and makes rois at least 1x1.
-void roi_align_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                      std::span<Tensor* const> outputs) {
+void roi_align_kernel(const KernelContext& ctx, const DetectionAttrs& attrs,
+                      std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
   const Tensor& xt = *inputs[0];
   const int64_t C = xt.dim(1), H = xt.dim(2), W = xt.dim(3);
@@ -39,12 +39,10 @@ void roi_align_kernel(const KernelContext& ctx, std::span<const Tensor* const> i
   const int64_t oh = outputs[0]->dim(2), ow = outputs[0]->dim(3);
   const std::vector<double> x = read_doubles(xt, node), rois = read_doubles(*inputs[1], node);
   const std::vector<int64_t> bidx = tensor_to_int64s(*inputs[2], node);
-  const double scale = node.attr_float_or("spatial_scale", 1.0f);
-  const int64_t ratio = node.attr_int_or("sampling_ratio", 0);
-  const bool is_max = node.attr_string_or("mode", "avg") == "max";
-  const bool half_pixel = node.opset >= 16 && node.attr_string_or("coordinate_transformation_mode",
-                                                                  "half_pixel") == "half_pixel";
-  const double offset = half_pixel ? 0.5 : 0;
+  const double scale = attrs.spatial_scale;
+  const int64_t ratio = attrs.sampling_ratio;
+  const bool is_max = attrs.mode == "max";
+  const double offset = attrs.half_pixel ? 0.5 : 0;
   std::vector<double> y(static_cast<size_t>(outputs[0]->numel()), 0.0);
   for (int64_t r = 0; r < R; ++r) {
     const int64_t b = bidx[static_cast<size_t>(r)];
@@ -54,7 +52,7 @@ void roi_align_kernel(const KernelContext& ctx, std::span<const Tensor* const> i
     const double* roi = &rois[static_cast<size_t>(r * 4)];
     const double x0 = roi[0] * scale - offset, y0 = roi[1] * scale - offset;
     double rw = roi[2] * scale - offset - x0, rh = roi[3] * scale - offset - y0;
-    if (!half_pixel) rw = std::max(rw, 1.0), rh = std::max(rh, 1.0);
+    if (!attrs.half_pixel) rw = std::max(rw, 1.0), rh = std::max(rh, 1.0);
     const double bw = rw / static_cast<double>(ow), bh = rh / static_cast<double>(oh);
     const int64_t gw =
         ratio > 0 ? ratio : static_cast<int64_t>(std::ceil(rw / static_cast<double>(ow)));
@@ -175,14 +173,13 @@ struct GridSampler {
   }
 };
 
-void grid_sample_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                        std::span<Tensor* const> outputs) {
+void grid_sample_kernel(const KernelContext& ctx, const DetectionAttrs& attrs,
+                        std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
   const Tensor& xt = *inputs[0];
   const int64_t N = xt.dim(0), C = xt.dim(1), ho = outputs[0]->dim(2), wo = outputs[0]->dim(3);
-  GridSampler gs{xt.dim(2), xt.dim(3), node.attr_int_or("align_corners", 0) != 0,
-                 node.attr_string_or("padding_mode", "zeros")};
-  const std::string mode = node.attr_string_or("mode", "bilinear");
+  GridSampler gs{xt.dim(2), xt.dim(3), attrs.align_corners, attrs.padding_mode};
+  const std::string& mode = attrs.mode;
   const std::vector<double> x = read_doubles(xt, node), grid = read_doubles(*inputs[1], node);
   std::vector<double> y(static_cast<size_t>(outputs[0]->numel()));
   for (int64_t n = 0; n < N; ++n)

@@ -2,6 +2,8 @@
 // training mode (opset >= 12: the training_mode input; opset < 7: is_test = 0, the default)
 // elements are dropped at random, which only ratio = 0 makes deterministic: anything else is
 // refused rather than computed differently from the model's intent.
+#include "ops/dropout.h"
+
 #include <cstring>
 #include <vector>
 
@@ -14,17 +16,15 @@ namespace tandem {
 
 namespace {
 
-void dropout_kernel(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                    std::span<Tensor* const> outputs) {
+void dropout_kernel(const KernelContext& ctx, const DropoutAttrs& attrs,
+                    std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
   const Tensor& x = *inputs[0];
-  double ratio = node.attr_float_or("ratio", 0.5f);
-  bool training = false;
+  double ratio = attrs.ratio;
+  bool training = attrs.training;
   if (node.opset >= 12) {
     if (inputs.size() > 1 && inputs[1]) ratio = tensor_scalar_as_double(*inputs[1], node);
     if (inputs.size() > 2 && inputs[2]) training = tensor_scalar_as_double(*inputs[2], node) != 0;
-  } else if (node.opset < 7) {
-    training = node.attr_int_or("is_test", 0) == 0;
   }
   TANDEM_CHECK(ratio >= 0 && ratio < 1, ErrorCode::kInvalidArgument,
                "{}: ratio {} is outside [0, 1)", node.describe(), ratio);

@@ -3,16 +3,18 @@
 // reference MatMul/Conv kernels on those (exact for the integer ops: every sum is an integer far
 // below 2^53) and requantize: q = saturate(round_half_even(real / scale) + zero_point).
 // Scales and zero points are per tensor (one element) or per axis (a 1-D tensor along `axis`).
+#include "ops/quantize.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
 #include "backends/backend.h"
+#include "backends/ref/ref_backend.h"
 #include "backends/ref/value_io.h"
 #include "core/error.h"
 #include "ops/shape_utils.h"
-#include "backends/ref/ref_backend.h"
 
 namespace tandem {
 
@@ -100,20 +102,20 @@ Tensor run_float_op(const KernelContext& ctx, const char* op, const std::vector<
   return out;
 }
 
-void quantize_linear(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                     std::span<Tensor* const> outputs) {
+void quantize_linear(const KernelContext& ctx, const QuantizeAttrs& attrs,
+                     std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
   const Tensor& x = *inputs[0];
-  int64_t axis = node.opset >= 13 ? node.attr_int_or("axis", 1) : 1;
+  const int64_t axis = attrs.axis;
   AxisParam s = axis_param(node, inputs[1], x.shape(), axis, 1.0, "y_scale");
   AxisParam z = axis_param(node, opt(inputs, 2), x.shape(), axis, 0.0, "y_zero_point");
   quantize_into(node, read_doubles(x, node), s, z, x.dtype() == DataType::kFloat32, *outputs[0]);
 }
 
-void dequantize_linear(const KernelContext& ctx, std::span<const Tensor* const> inputs,
-                       std::span<Tensor* const> outputs) {
+void dequantize_linear(const KernelContext& ctx, const QuantizeAttrs& attrs,
+                       std::span<const Tensor* const> inputs, std::span<Tensor* const> outputs) {
   const Node& node = ctx.node;
-  int64_t axis = node.opset >= 13 ? node.attr_int_or("axis", 1) : 1;
+  const int64_t axis = attrs.axis;
   Tensor real = to_real(node, *inputs[0], inputs[1], opt(inputs, 2), axis);
   write_doubles(*outputs[0], read_doubles(real, node), node);
 }

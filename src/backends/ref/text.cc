@@ -8,6 +8,8 @@
 // skip, so they are counted once (at s = 0), not once per skip value. Then:
 //   TF: the count;  IDF: weight if the count > 0, else 0;  TFIDF: count * weight
 // with weight = weights[k] (1 when `weights` is absent).
+#include "ops/text.h"
+
 #include <algorithm>
 #include <map>
 #include <memory>
@@ -24,44 +26,14 @@ enum class Mode { kTF, kIDF, kTFIDF };
 
 class TfIdfKernel : public Kernel {
  public:
-  explicit TfIdfKernel(const Node& node) {
-    const std::string mode = node.attr_string_or("mode", "TF");
-    if (mode == "TF") {
-      mode_ = Mode::kTF;
-    } else if (mode == "IDF") {
-      mode_ = Mode::kIDF;
-    } else if (mode == "TFIDF") {
-      mode_ = Mode::kTFIDF;
-    } else {
-      raise(ErrorCode::kInvalidModel, "{}: mode '{}' is not one of TF, IDF, TFIDF", node.describe(),
-            mode);
-    }
-    TANDEM_CHECK(node.attr_strings_or("pool_strings", {}).empty(), ErrorCode::kUnsupported,
-                 "{}: pool_strings (string n-grams) is not supported", node.describe());
-    min_gram_ = node.attr_int_or("min_gram_length", 1);
-    max_gram_ = node.attr_int_or("max_gram_length", 1);
-    max_skip_ = node.attr_int_or("max_skip_count", 0);
-    TANDEM_CHECK(min_gram_ >= 1 && max_gram_ >= min_gram_ && max_skip_ >= 0,
-                 ErrorCode::kInvalidModel,
-                 "{}: need 1 <= min_gram_length ({}) <= max_gram_length ({}) and "
-                 "max_skip_count ({}) >= 0",
-                 node.describe(), min_gram_, max_gram_, max_skip_);
-
-    indexes_ = node.attr_ints_or("ngram_indexes", {});
-    for (int64_t c : indexes_) {
-      TANDEM_CHECK(c >= 0, ErrorCode::kInvalidModel, "{}: ngram_indexes has a negative entry {}",
-                   node.describe(), c);
-      columns_ = std::max(columns_, c + 1);
-    }
-    weights_ = node.attr_floats_or("weights", std::vector<float>(indexes_.size(), 1.0f));
-    TANDEM_CHECK(weights_.size() == indexes_.size(), ErrorCode::kInvalidModel,
-                 "{}: weights has {} entries but ngram_indexes has {}", node.describe(),
-                 weights_.size(), indexes_.size());
+  explicit TfIdfKernel(const Node& node) : a_(TfIdfAttrs::parse(node)) {
+    const TfIdfAttrs& a = a_;
+    mode_ = a.mode == "TF" ? Mode::kTF : a.mode == "IDF" ? Mode::kIDF : Mode::kTFIDF;
 
     // Split the pool into n-grams: the block of (i+1)-grams runs from ngram_counts[i] to the
     // next block's start (or the pool's end).
-    const std::vector<int64_t> pool = node.attr_ints_or("pool_int64s", {});
-    const std::vector<int64_t> starts = node.attr_ints_or("ngram_counts", {});
+    const std::vector<int64_t>& pool = a.pool;
+    const std::vector<int64_t>& starts = a.ngram_counts;
     const auto pool_size = static_cast<int64_t>(pool.size());
     size_t k = 0;  // n-grams read so far
     for (size_t i = 0; i < starts.size(); ++i) {
@@ -74,16 +46,16 @@ class TfIdfKernel : public Kernel {
                    "{}-grams",
                    node.describe(), shape_str(starts), pool_size, n);
       for (int64_t p = begin; p < end; p += n, ++k) {
-        TANDEM_CHECK(k < indexes_.size(), ErrorCode::kInvalidModel,
+        TANDEM_CHECK(k < a_.ngram_indexes.size(), ErrorCode::kInvalidModel,
                      "{}: the pool holds more n-grams than ngram_indexes has entries ({})",
-                     node.describe(), indexes_.size());
+                     node.describe(), a_.ngram_indexes.size());
         // A repeated pool n-gram keeps its first position.
         pool_ids_.emplace(std::vector<int64_t>(pool.begin() + p, pool.begin() + p + n), k);
       }
     }
-    TANDEM_CHECK(k == indexes_.size(), ErrorCode::kInvalidModel,
+    TANDEM_CHECK(k == a_.ngram_indexes.size(), ErrorCode::kInvalidModel,
                  "{}: the pool holds {} n-grams but ngram_indexes has {} entries", node.describe(),
-                 k, indexes_.size());
+                 k, a_.ngram_indexes.size());
   }
 
   void compute(const KernelContext& ctx, std::span<const Tensor* const> inputs,
@@ -98,9 +70,10 @@ class TfIdfKernel : public Kernel {
                  shape_str(x.shape()));
     const int64_t rows = x.rank() == 2 ? x.dim(0) : 1;
     const int64_t len = x.rank() == 2 ? x.dim(1) : x.dim(0);
-    TANDEM_CHECK(y.dtype() == DataType::kFloat32 && y.numel() == rows * columns_,
+    TANDEM_CHECK(y.dtype() == DataType::kFloat32 && y.numel() == rows * a_.columns,
                  ErrorCode::kInternal, "{}: output {} {} does not hold {} rows of {} columns",
-                 ctx.node.describe(), dtype_name(y.dtype()), shape_str(y.shape()), rows, columns_);
+                 ctx.node.describe(), dtype_name(y.dtype()), shape_str(y.shape()), rows,
+                 a_.columns);
 
     // Token ids as int64 whatever the input's integer type.
     std::vector<int64_t> tokens(static_cast<size_t>(x.numel()));
@@ -113,13 +86,13 @@ class TfIdfKernel : public Kernel {
       std::vector<int64_t> gram;
       for (int64_t r = begin; r < end; ++r) {
         const int64_t* row = tokens.data() + r * len;
-        std::vector<int64_t> counts(indexes_.size(), 0);  // per pool n-gram
-        for (int64_t skip = 0; skip <= max_skip_; ++skip) {
+        std::vector<int64_t> counts(a_.ngram_indexes.size(), 0);  // per pool n-gram
+        for (int64_t skip = 0; skip <= a_.max_skip; ++skip) {
           const int64_t step = skip + 1;
           // Unigrams are the same for every skip: count them at skip 0 only.
-          const int64_t first_n = skip > 0 ? std::max<int64_t>(min_gram_, 2) : min_gram_;
+          const int64_t first_n = skip > 0 ? std::max<int64_t>(a_.min_gram, 2) : a_.min_gram;
           for (int64_t start = 0; start < len; ++start) {
-            for (int64_t n = first_n; n <= max_gram_; ++n) {
+            for (int64_t n = first_n; n <= a_.max_gram; ++n) {
               if (start + (n - 1) * step >= len) break;  // longer n-grams do not fit either
               gram.clear();
               for (int64_t j = 0; j < n; ++j) gram.push_back(row[start + j * step]);
@@ -128,13 +101,13 @@ class TfIdfKernel : public Kernel {
             }
           }
         }
-        float* out_row = out + r * columns_;
-        for (size_t k = 0; k < indexes_.size(); ++k) {
+        float* out_row = out + r * a_.columns;
+        for (size_t k = 0; k < a_.ngram_indexes.size(); ++k) {
           const auto count = static_cast<float>(counts[k]);
           float v = count;
-          if (mode_ == Mode::kIDF) v = counts[k] > 0 ? weights_[k] : 0.0f;
-          if (mode_ == Mode::kTFIDF) v = count * weights_[k];
-          out_row[indexes_[k]] += v;
+          if (mode_ == Mode::kIDF) v = counts[k] > 0 ? a_.weights[k] : 0.0f;
+          if (mode_ == Mode::kTFIDF) v = count * a_.weights[k];
+          out_row[a_.ngram_indexes[k]] += v;
         }
       }
     });
@@ -142,10 +115,7 @@ class TfIdfKernel : public Kernel {
 
  private:
   Mode mode_ = Mode::kTF;
-  int64_t min_gram_ = 1, max_gram_ = 1, max_skip_ = 0;
-  std::vector<int64_t> indexes_;  // output column of each pool n-gram
-  std::vector<float> weights_;    // weight of each pool n-gram
-  int64_t columns_ = 0;
+  TfIdfAttrs a_;  // ngram_indexes: the output column of each pool n-gram; weights: its weight
   std::map<std::vector<int64_t>, size_t> pool_ids_;  // n-gram -> its position in the pool
 };
 
