@@ -53,7 +53,7 @@ PoolAttrs PoolAttrs::parse(const Node& node) {
 }
 
 bool PoolAttrs::fits(size_t n) const {
-  auto sized = [n](const std::vector<int64_t>& v, size_t want) {
+  auto sized = [](const std::vector<int64_t>& v, size_t want) {
     return v.empty() || v.size() == want;
   };
   if (kernel_shape.size() != n || !sized(strides, n) || !sized(dilations, n) || !sized(pads, 2 * n))

@@ -259,7 +259,8 @@ class MatmulKernel : public DnnlKernel<std::vector<int64_t>, MatmulPlan> {
   static Problem gemm_problem(const Node& node, const GemmAttrs& g, const Shape& as,
                               const Shape& bs, const Tensor* c, const Shape& ys) {
     const bool ta = g.trans_a, tb = g.trans_b;
-    const auto [m, k, n] = g.dims(as, bs, node);
+    const GemmDims dims = g.dims(as, bs, node);
+    const int64_t m = dims.m, k = dims.k, n = dims.n;
     TANDEM_CHECK(ys == Shape({m, n}), ErrorCode::kInvalidArgument,
                  "{}: shapes do not match: A {}, B {}, Y {}", node.describe(), shape_str(as),
                  shape_str(bs), shape_str(ys));

@@ -156,7 +156,10 @@ void gemm_kernel(const KernelContext& ctx, const GemmAttrs& g,
   Tensor& y = *outputs[0];
   const bool ta = g.trans_a, tb = g.trans_b;
   const float alpha = g.alpha, beta = g.beta;
-  const auto [m, k, n] = g.dims(a.shape(), b.shape(), node);
+  // Plain variables, not a structured binding: the lambdas below capture them (clang < 16
+  // cannot capture bindings).
+  const GemmDims dims = g.dims(a.shape(), b.shape(), node);
+  const int64_t m = dims.m, k = dims.k, n = dims.n;
   TANDEM_CHECK(y.numel() == m * n, ErrorCode::kInvalidArgument,
                "{}: shapes do not match: A {}, B {}, Y {}", node.describe(), shape_str(a.shape()),
                shape_str(b.shape()), shape_str(y.shape()));
