@@ -1,5 +1,5 @@
 // Throwing helpers: TANDEM_CHECK(cond, code, fmt, args...) raises tandem::Error with a
-// formatted message when cond is false.
+// formatted message when cond is false; error_code_of(e) reads an exception's code.
 #pragma once
 
 #include <fmt/format.h>
@@ -14,9 +14,15 @@ template <typename... Args>
   throw Error(code, fmt::format(f, std::forward<Args>(args)...));
 }
 
+// The code of a tandem::Error; kRuntime for any other exception (bad_alloc, a library's own).
+inline ErrorCode error_code_of(const std::exception& e) {
+  const auto* error = dynamic_cast<const Error*>(&e);
+  return error ? error->code() : ErrorCode::kRuntime;
+}
+
 }  // namespace tandem
 
-#define TANDEM_CHECK(cond, code, ...)                  \
-  do {                                                 \
-    if (!(cond)) ::tandem::raise(code, __VA_ARGS__);   \
+#define TANDEM_CHECK(cond, code, ...)                \
+  do {                                               \
+    if (!(cond)) ::tandem::raise(code, __VA_ARGS__); \
   } while (0)

@@ -141,7 +141,7 @@ class ProcessEngine : public ParallelPredictor::Engine {
   void dispatch();
   void send_task(Worker& w, ShardTask t);
   void complete(Request& r);
-  void fail(Request& r, const std::string& why);
+  void fail(Request& r, const std::string& why, ErrorCode code = ErrorCode::kRuntime);
   void on_shapes(const std::vector<Shape>& key, const Message& m);
   void publish_state();
 
@@ -417,7 +417,7 @@ void ProcessEngine::plan_outputs(const std::shared_ptr<Request>& r) {
                    r->shard_shapes, names);
     r->out_buf = pool_->acquire(r->layout.output_bytes);
   } catch (const std::exception& e) {
-    scheduler_.fail(*r, fmt::format("request {}: {}", r->id, e.what()));
+    scheduler_.fail(*r, fmt::format("request {}: {}", r->id, e.what()), error_code_of(e));
     return;
   }
   for (size_t s = 0; s < r->shards.size(); ++s)
@@ -480,7 +480,7 @@ void ProcessEngine::complete(Request& r) {
                             r.in.batch, per_shard);
     } catch (const std::exception& e) {
       r.spilled.clear();
-      scheduler_.fail(r, fmt::format("request {}: {}", r.id, e.what()));
+      scheduler_.fail(r, fmt::format("request {}: {}", r.id, e.what()), error_code_of(e));
       return;
     }
     r.spilled.clear();
@@ -498,11 +498,11 @@ void ProcessEngine::complete(Request& r) {
 
 // A request that failed drops only its own references to its buffers: a shard still running
 // elsewhere keeps them pinned (Worker::pinned_*) until its worker answers or dies.
-void ProcessEngine::fail(Request& r, const std::string& why) {
+void ProcessEngine::fail(Request& r, const std::string& why, ErrorCode code) {
   r.in_buf.reset();
   r.out_buf.reset();
   r.spilled.clear();
-  scheduler_.fail(r, why);
+  scheduler_.fail(r, why, code);
 }
 
 // Device state for stats(), and which workers the next split may plan for.
@@ -619,7 +619,7 @@ void ProcessEngine::on_message(Worker& w, Message& m) {
     return;
   }
   if (m.type == MsgType::kError) {
-    fail(*r, fmt::format("request {}: device {}: {}", r->id, w.name(), m.text));
+    fail(*r, fmt::format("request {}: device {}: {}", r->id, w.name(), m.text), m.code);
     return;
   }
   if (r->dynamic_outputs) {

@@ -132,6 +132,7 @@ std::vector<uint8_t> encode_message(const Message& m) {
   w.put<uint32_t>(static_cast<uint32_t>(m.outputs.size()));
   for (const auto& d : m.outputs) w.put_desc(d);
   w.put_string(m.text);
+  w.put<uint32_t>(static_cast<uint32_t>(m.code));
   w.put<uint32_t>(static_cast<uint32_t>(m.fds.size()));
   for (const auto& [id, fd] : m.fds) w.put<uint64_t>(id);
   return std::move(w.bytes);
@@ -200,6 +201,10 @@ Message decode_message(const uint8_t* bytes, size_t size, std::vector<int> fds) 
                  "malformed protocol message: {} outputs", no);
     for (uint32_t i = 0; i < no; ++i) m.outputs.push_back(r.get_desc("output", i));
     m.text = r.get_string();
+    const uint32_t code = r.get<uint32_t>("error code");
+    TANDEM_CHECK(code <= static_cast<uint32_t>(ErrorCode::kInternal), ErrorCode::kRuntime,
+                 "malformed protocol message: error code {}", code);
+    m.code = static_cast<ErrorCode>(code);
     uint32_t nf = r.get<uint32_t>("descriptor count");
     TANDEM_CHECK(nf == fds.size(), ErrorCode::kRuntime,
                  "protocol message announces {} descriptors but carries {}", nf, fds.size());

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "tandem/status.h"
 #include "tandem/tensor.h"
 
 namespace tandem::parallel {
@@ -47,6 +48,9 @@ struct Message {
   std::vector<TensorDesc> outputs;
   double compute_ms = 0;  // kReply: the worker's own time for the shard
   std::string text;       // kError message, kBuildFinish JSON
+  // kError: the failure's kind, so the caller can tell its own bad input (kInvalidArgument: an
+  // index out of range, say; a server answers 400) from a fault of the worker's (kRuntime).
+  ErrorCode code = ErrorCode::kRuntime;
   // Attached descriptors: (buffer id, fd). Sent with SCM_RIGHTS; received fds are owned by the
   // receiver.
   std::vector<std::pair<uint64_t, int>> fds;

@@ -218,12 +218,12 @@ void Scheduler::complete(RequestBase& r, std::vector<Tensor> outputs) {
   work_cv_.notify_all();
 }
 
-void Scheduler::fail(RequestBase& r, const std::string& why) {
+void Scheduler::fail(RequestBase& r, const std::string& why, ErrorCode code) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!retire_locked(r, false)) return;
   }
-  r.promise.set_exception(std::make_exception_ptr(Error(ErrorCode::kRuntime, why)));
+  r.promise.set_exception(std::make_exception_ptr(Error(code, why)));
   idle_cv_.notify_all();
   work_cv_.notify_all();
 }

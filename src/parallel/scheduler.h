@@ -115,7 +115,8 @@ class Scheduler {
   bool shard_done(RequestBase& r, int shard, int worker, double compute_ms);
   // Answers the request (once; later calls do nothing).
   void complete(RequestBase& r, std::vector<Tensor> outputs);
-  void fail(RequestBase& r, const std::string& why);
+  // `code`: the kind of Error the caller gets (kInvalidArgument when the request itself was bad).
+  void fail(RequestBase& r, const std::string& why, ErrorCode code = ErrorCode::kRuntime);
   // Fails every admitted request with "request <id>: " followed by `why`.
   void fail_all(const std::string& why);
   // Whether `r` has been answered (its other shards need not run).

@@ -198,8 +198,10 @@ class ThreadEngine : public ParallelPredictor::Engine {
     } catch (const std::exception& e) {
       // An error in a thread is the request's, not the worker's: a crash would have taken the
       // whole process (no fault isolation in this mode), so the worker goes on serving.
-      return scheduler_.fail(r, fmt::format("request {}: device {} (worker {}): {}", r.id,
-                                            w.device.name, w.index, e.what()));
+      return scheduler_.fail(r,
+                             fmt::format("request {}: device {} (worker {}): {}", r.id,
+                                         w.device.name, w.index, e.what()),
+                             error_code_of(e));
     }
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
     r.shard_outputs[task.shard] = std::move(outs);
@@ -217,7 +219,7 @@ class ThreadEngine : public ParallelPredictor::Engine {
       scheduler_.complete(r, std::move(gathered));
     } catch (const std::exception& e) {
       r.shard_outputs.clear();
-      scheduler_.fail(r, fmt::format("request {}: {}", r.id, e.what()));
+      scheduler_.fail(r, fmt::format("request {}: {}", r.id, e.what()), error_code_of(e));
     }
   }
 

@@ -48,12 +48,14 @@ nlohmann::json info_json(const std::vector<TensorInfo>& infos) {
   return a;
 }
 
-Message error_message(const Message& about, const std::string& text) {
+Message error_message(const Message& about, const std::string& text,
+                      ErrorCode code = ErrorCode::kRuntime) {
   Message m;
   m.type = MsgType::kError;
   m.request_id = about.request_id;
   m.shard = about.shard;
   m.text = text;
+  m.code = code;
   return m;
 }
 
@@ -165,6 +167,7 @@ int run_worker(const WorkerArgs& args) {
     Message m;
     m.type = MsgType::kError;
     m.text = e.what();
+    m.code = error_code_of(e);
     send_message(fd, m);
     return 1;
   }
@@ -305,7 +308,7 @@ int run_worker(const WorkerArgs& args) {
           reply = error_message(req, fmt::format("unexpected message {}", msg_type_name(req.type)));
       }
     } catch (const std::exception& e) {
-      reply = error_message(req, e.what());
+      reply = error_message(req, e.what(), error_code_of(e));
     }
     reply.request_id = req.request_id;
     reply.shard = req.shard;

@@ -16,8 +16,8 @@
 
 #include "../unit/onnx_builder.h"
 #include "parallel/protocol.h"
-#include "tandem/model.h"
 #include "parallel_test_util.h"
+#include "tandem/model.h"
 #include "tandem/parallel.h"
 
 #ifndef TANDEM_MODELS_DIR
@@ -154,13 +154,21 @@ TEST(ParallelMemory, DecoderRefusesMalformedPackets) {
   parallel::Message m;
   m.type = parallel::MsgType::kReply;
   m.text = "x";
+  m.code = ErrorCode::kInvalidArgument;
   std::vector<uint8_t> ok = parallel::encode_message(m);
   EXPECT_EQ(parallel::decode_message(ok.data(), ok.size(), {}).text, "x");
+  EXPECT_EQ(parallel::decode_message(ok.data(), ok.size(), {}).code, ErrorCode::kInvalidArgument);
+  // Layout at the end: text length (8), text (1), error code (4), descriptor count (4).
   // A text length that wraps `pos + len`.
   std::vector<uint8_t> wrap = ok;
   uint64_t huge = ~uint64_t{0} - 8;
-  std::memcpy(wrap.data() + wrap.size() - 13, &huge, 8);
+  std::memcpy(wrap.data() + wrap.size() - 17, &huge, 8);
   EXPECT_THROW(parallel::decode_message(wrap.data(), wrap.size(), {}), Error);
+  // An error code past the last one.
+  std::vector<uint8_t> bad_code = ok;
+  const uint32_t code = 99;
+  std::memcpy(bad_code.data() + bad_code.size() - 8, &code, 4);
+  EXPECT_THROW(parallel::decode_message(bad_code.data(), bad_code.size(), {}), Error);
   // Every truncation.
   for (size_t n = 0; n < ok.size(); ++n)
     EXPECT_THROW(parallel::decode_message(ok.data(), n, {}), Error) << n;

@@ -351,6 +351,20 @@ def test_bad_requests(s):
     status, _, data = infer(s, "bert", seq.encode(), {})
     check(status == 400 and b"sequence" in data,
           f"symbolic dim 'sequence' of two sizes: want 400, got {status} {data[:200]!r}")
+    # A bad value only a worker can see (a token id past the embedding table, found by Gather in
+    # a worker process): still the client's error, 400, and the worker keeps serving.
+    for model in ("gpt", "bert"):
+        doc = {"inputs": [{"name": "input_ids", "shape": [1, 2], "datatype": "INT64",
+                           "data": [1, 10**12]}]}
+        if model == "bert":
+            doc["inputs"].append({"name": "attention_mask", "shape": [1, 2], "datatype": "INT64",
+                                  "data": [1, 1]})
+        status, _, data = infer(s, model, json.dumps(doc).encode(), {})
+        check(status == 400 and b"out of range" in data,
+              f"{model}: a token id past the table: want 400, got {status} {data[:300]!r}")
+        doc["inputs"][0]["data"] = [1, 2]
+        status, _, data = infer(s, model, json.dumps(doc).encode(), {})
+        check(status == 200, f"{model} serves after a bad token id: {status} {data[:200]!r}")
     big = json.dumps({"inputs": [{"name": "input", "shape": [1], "datatype": "FP32",
                                   "data": [1e39]}]})
     status, _, data = infer(s, "resnet", big.encode(), {})
