@@ -17,6 +17,8 @@ packages=(
   # `tandem serve` (src/server): the HTTP server, Debian's compiled cpp-httplib, found through
   # pkg-config (not on a minimal Debian; CI machines happen to have it)
   libcpp-httplib-dev pkg-config
+  # serve_prometheus_test: a real Prometheus scrapes /metrics (the text format accepted as is)
+  prometheus
   python3 python3-dev python3-numpy python3-onnx
   python3-pybind11 pybind11-dev python3-pytest python3-setuptools python3-pip python3-venv
 )
