@@ -7,8 +7,10 @@ with and without dynamic batching, on loopback.
                        [--devices cpu:0,cpu:1] [--concurrency 1,4,16] [--seconds 10]
                        [--max-batch 16] [--delay-us 2000]
 
-The client is Python threads with one keep-alive connection each: on a small machine it takes
-CPU from the server, so compare runs on the same machine only, and prefer a quiet one.
+The client is wrk (Debian's `wrk`, --client wrk, the default when it is installed: one keep-alive
+connection per concurrent client, latencies from its --latency percentiles) or Python threads
+(--client python). Either takes CPU from the server on a small machine, so compare runs on the
+same machine only, and prefer a quiet one.
 """
 import argparse
 import concurrent.futures
@@ -114,6 +116,52 @@ def drive(port, body, headers, concurrency, seconds):
     return latencies, errors, time.time() - start
 
 
+WRK_SCRIPT = """
+local f = assert(io.open(os.getenv("SERVE_BENCH_BODY"), "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/octet-stream"
+wrk.headers["Inference-Header-Content-Length"] = os.getenv("SERVE_BENCH_HEADER_LENGTH")
+"""
+
+
+def wrk_ms(text):
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m)", text)
+    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[m.group(2)]
+    return float(m.group(1)) * scale
+
+
+def drive_wrk(port, body, headers, concurrency, seconds, tmp):
+    """wrk with `concurrency` connections for `seconds`: (req/s, p50 ms, p99 ms, errors)."""
+    body_path = os.path.join(tmp, "body.bin")
+    with open(body_path, "wb") as f:
+        f.write(body)
+    script = os.path.join(tmp, "post.lua")
+    with open(script, "w") as f:
+        f.write(WRK_SCRIPT)
+    env = dict(os.environ, SERVE_BENCH_BODY=body_path,
+               SERVE_BENCH_HEADER_LENGTH=headers["Inference-Header-Content-Length"])
+    r = subprocess.run(["wrk", "-t", str(min(concurrency, 2)), "-c", str(concurrency), "-d",
+                        f"{max(1, round(seconds))}s", "--timeout", "120s", "--latency", "-s", script,
+                        f"http://127.0.0.1:{port}/v2/models/m/infer"],
+                       capture_output=True, text=True, env=env, timeout=seconds + 180)
+    out = r.stdout
+    if r.returncode != 0 or "Requests/sec" not in out:
+        sys.exit(f"serve_bench: wrk failed:\n{out}\n{r.stderr}")
+    rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
+    pct = {m.group(1): wrk_ms(m.group(2))
+           for m in re.finditer(r"^\s+(50|99)(?:\.000)?%\s+(\S+)$", out, re.M)}
+    errors = 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        errors += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        errors += sum(int(g) for g in m.groups())
+    return rate, pct.get("50", float("nan")), pct.get("99", float("nan")), errors
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tandem", default="build/bin/tandem")
@@ -123,6 +171,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--max-batch", type=int, default=16)
     ap.add_argument("--delay-us", type=int, default=2000)
+    ap.add_argument("--client", choices=["wrk", "python"],
+                    default="wrk" if shutil.which("wrk") else "python")
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     body, headers = request_body(model_inputs(args.model, 1))
@@ -150,15 +200,19 @@ def main():
             try:
                 drive(port, body, headers, 1, min(2.0, args.seconds))  # warm-up
                 for c in levels:
-                    lat, errors, wall = drive(port, body, headers, c, args.seconds)
-                    lat.sort()
-                    p = (lambda q: 1000 * lat[min(len(lat) - 1, int(q * len(lat)))]) if lat \
-                        else (lambda q: float("nan"))
-                    rate = len(lat) / wall
+                    if args.client == "wrk":
+                        rate, p50, p99, errors = drive_wrk(port, body, headers, c, args.seconds,
+                                                           tmp)
+                    else:
+                        lat, bad, wall = drive(port, body, headers, c, args.seconds)
+                        lat.sort()
+                        p = (lambda q: 1000 * lat[min(len(lat) - 1, int(q * len(lat)))]) \
+                            if lat else (lambda q: float("nan"))
+                        rate, p50, p99, errors = len(lat) / wall, p(0.5), p(0.99), len(bad)
                     print(f"{'batching' if batching else 'no batching':<12} concurrency {c:>3}: "
-                          f"{rate:7.1f} req/s ({rate / bench:4.2f}x bench)  p50 {p(0.5):7.1f} ms"
-                          f"  p99 {p(0.99):7.1f} ms  p99/p50 {p(0.99) / p(0.5):4.2f}  "
-                          f"errors {len(errors)}", flush=True)
+                          f"{rate:7.1f} req/s ({rate / bench:4.2f}x bench)  p50 {p50:7.1f} ms"
+                          f"  p99 {p99:7.1f} ms  p99/p50 {p99 / p50:4.2f}  "
+                          f"errors {errors}  ({args.client})", flush=True)
             finally:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=120)
