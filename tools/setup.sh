@@ -19,6 +19,8 @@ packages=(
   libcpp-httplib-dev pkg-config
   # serve_prometheus_test: a real Prometheus scrapes /metrics (the text format accepted as is)
   prometheus
+  # tools/serve_bench.py: the load generator (issue 14's benchmark)
+  wrk
   python3 python3-dev python3-numpy python3-onnx
   python3-pybind11 pybind11-dev python3-pytest python3-setuptools python3-pip python3-venv
 )
