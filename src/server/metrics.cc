@@ -34,6 +34,11 @@ void Histogram::observe(double value) {
   ++count_;
 }
 
+std::pair<uint64_t, double> Histogram::count_and_sum() const {
+  std::lock_guard lock(mutex_);
+  return {count_, sum_};
+}
+
 void Histogram::render(std::string& out, const std::string& name, const std::string& labels) const {
   std::lock_guard lock(mutex_);
   const std::string sep = labels.empty() ? "" : ",";

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace tandem::server {
@@ -16,6 +17,8 @@ class Histogram {
   // Appends the _bucket, _sum and _count lines of metric `name` with `labels` ("a=\"x\"" pairs,
   // no braces; may be empty).
   void render(std::string& out, const std::string& name, const std::string& labels) const;
+  // Observations so far and their sum.
+  std::pair<uint64_t, double> count_and_sum() const;
 
  private:
   std::vector<double> bounds_;

@@ -7,6 +7,7 @@
 #include <map>
 #include <new>
 #include <thread>
+#include <tuple>
 
 #include "core/error.h"
 #include "server/batcher.h"
@@ -442,6 +443,40 @@ InferResult ModelHost::infer(const std::string& name, const std::string& version
     ++m->metrics.failures;
     throw;
   }
+}
+
+std::vector<ModelStatistics> ModelHost::statistics(const std::string& name,
+                                                   const std::string& version) const {
+  std::vector<std::shared_ptr<Served>> chosen;
+  if (!name.empty() && !version.empty()) {
+    chosen.push_back(impl_->find(name, version));
+  } else {
+    if (!name.empty()) (void)impl_->find(name, "");  // kNotFound for an unknown model
+    std::lock_guard lock(impl_->mutex);
+    for (const auto& [n, slot] : impl_->slots)
+      if (name.empty() || n == name)
+        for (const auto& [number, served] : slot.versions) chosen.push_back(served);
+  }
+  std::vector<ModelStatistics> out;
+  for (const auto& m : chosen) {
+    ModelStatistics s;
+    s.name = m->name;
+    s.version = m->version.version;
+    s.ready = m->ready();
+    s.requests = m->metrics.requests.load();
+    s.failures = m->metrics.failures.load();
+    s.batches = m->metrics.batches.load();
+    std::tie(s.queued, s.queue_seconds) = m->metrics.queue_seconds.count_and_sum();
+    s.compute_seconds = m->metrics.compute_seconds.count_and_sum().second;
+    s.batch_items = static_cast<uint64_t>(m->metrics.batch_size.count_and_sum().second);
+    if (m->built.load(std::memory_order_acquire)) {
+      ParallelStats p = m->predictor->stats();
+      s.shards_rerun = p.shards_rerun;
+      s.devices = std::move(p.devices);
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
 }
 
 std::vector<RepositoryModel> ModelHost::repository_index() const {

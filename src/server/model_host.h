@@ -14,6 +14,7 @@
 
 #include "server/repository.h"
 #include "server/server.h"
+#include "tandem/parallel.h"
 #include "tandem/tensor.h"
 
 namespace tandem::server {
@@ -59,6 +60,19 @@ struct RepositoryModel {
   std::string reason;   // why it is UNAVAILABLE
 };
 
+// One served version's statistics (Triton's statistics extension, plus the runner's devices).
+struct ModelStatistics {
+  std::string name, version;
+  bool ready = false;
+  uint64_t requests = 0, failures = 0, batches = 0;
+  uint64_t queued = 0;         // requests that went through the queue
+  double queue_seconds = 0;    // their summed time from arrival to their batch's submission
+  double compute_seconds = 0;  // summed over batches
+  uint64_t batch_items = 0;    // items over all batches
+  int64_t shards_rerun = 0;
+  std::vector<DeviceStats> devices;  // the runner's view: state, restarts, busy time, last error
+};
+
 struct InferResult {
   std::string version;          // the version that answered
   std::vector<Tensor> outputs;  // the model's outputs in model order, named
@@ -92,6 +106,10 @@ class ModelHost {
   // what `decode` threw.
   InferResult infer(const std::string& name, const std::string& version,
                     const std::function<std::vector<Tensor>(const ModelInfo&)>& decode);
+
+  // Every served version of `name` (empty: of every model), or just `version`. Throws kNotFound.
+  std::vector<ModelStatistics> statistics(const std::string& name,
+                                          const std::string& version) const;
 
   // Prometheus text for /metrics.
   std::string metrics_text() const;

@@ -121,6 +121,7 @@ class Server {
   void model_metadata(const httplib::Request& req, httplib::Response& res);
   void model_ready(const httplib::Request& req, httplib::Response& res);
   void repository_index(httplib::Response& res);
+  void statistics(const std::string& name, const std::string& version, httplib::Response& res);
   void configure(httplib::Server& http);
   int bind(httplib::Server& http, int port, const char* what);
 
@@ -182,9 +183,15 @@ void Server::add_routes(httplib::Server& http, bool api) {
                 {"extensions", json::array({"binary_tensor_data"})}};
     reply_json(res, 200, doc.dump());
   });
+  // Before the model routes, which would take "stats" for a model's name.
+  http.Get("/v2/models/stats",
+           [this](const httplib::Request&, httplib::Response& res) { statistics("", "", res); });
   const std::string model = R"(/v2/models/([^/]+)(?:/versions/([^/]+))?)";
   http.Get(model, [this](const httplib::Request& req, httplib::Response& res) {
     model_metadata(req, res);
+  });
+  http.Get(model + "/stats", [this](const httplib::Request& req, httplib::Response& res) {
+    statistics(req.matches[1].str(), requested_version(req), res);
   });
   http.Get(model + "/ready",
            [this](const httplib::Request& req, httplib::Response& res) { model_ready(req, res); });
@@ -252,6 +259,43 @@ void Server::infer(const httplib::Request& req, httplib::Response& res) {
     if (body.json_length)
       res.set_header("Inference-Header-Content-Length", std::to_string(*body.json_length));
     res.set_content(body.body, body.content_type);
+  } catch (...) {
+    reply_failure(res);
+  }
+}
+
+// Triton's statistics extension (durations in nanoseconds), plus "devices": the runner's view
+// of each worker, so a device marked down shows here as well as in /metrics.
+void Server::statistics(const std::string& name, const std::string& version,
+                        httplib::Response& res) {
+  try {
+    auto ns = [](double seconds) { return static_cast<uint64_t>(seconds * 1e9); };
+    json list = json::array();
+    for (const ModelStatistics& s : host_.statistics(name, version)) {
+      json devices = json::array();
+      for (const DeviceStats& d : s.devices)
+        devices.push_back({{"device", d.device},
+                           {"worker", d.worker},
+                           {"state", d.state},
+                           {"restarts", d.restarts},
+                           {"items", d.items},
+                           {"busy_ns", ns(d.busy_ms / 1000.0)},
+                           {"last_error", d.last_error}});
+      const uint64_t success = s.requests - std::min(s.requests, s.failures);
+      list.push_back({{"name", s.name},
+                      {"version", s.version},
+                      {"ready", s.ready},
+                      {"inference_count", s.batch_items},
+                      {"execution_count", s.batches},
+                      {"inference_stats",
+                       {{"success", {{"count", success}}},
+                        {"fail", {{"count", s.failures}}},
+                        {"queue", {{"count", s.queued}, {"ns", ns(s.queue_seconds)}}},
+                        {"compute_infer", {{"count", s.batches}, {"ns", ns(s.compute_seconds)}}}}},
+                      {"shards_rerun", s.shards_rerun},
+                      {"devices", devices}});
+    }
+    reply_json(res, 200, json{{"model_stats", list}}.dump());
   } catch (...) {
     reply_failure(res);
   }

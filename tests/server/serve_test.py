@@ -254,6 +254,23 @@ def test_metadata(s):
         check(status == 200, f"{path} is 200")
 
 
+def test_statistics(s):
+    status, doc = s.get_json("/v2/models/stats")
+    names = sorted(m["name"] for m in doc["model_stats"]) if status == 200 else []
+    check(names == ["bert", "gpt", "resnet", "unet"], f"every model's statistics: {status} {names}")
+    status, doc = s.get_json("/v2/models/resnet/versions/1/stats")
+    check(status == 200 and len(doc["model_stats"]) == 1, f"one version's statistics: {doc}")
+    st = doc["model_stats"][0]
+    check(st["ready"] is True and len(st["devices"]) == 2
+          and all(d["state"] == "up" for d in st["devices"])
+          and st["inference_stats"]["success"]["count"] >= 1
+          and st["inference_stats"]["compute_infer"]["ns"] > 0,
+          f"resnet's statistics after requests: {st}")
+    for path in ["/v2/models/nope/stats", "/v2/models/resnet/versions/9/stats"]:
+        status, doc = s.get_json(path)
+        check(status == 404 and "error" in doc, f"GET {path}: want 404, got {status} {doc}")
+
+
 def test_infer_matches_tandem_run(s):
     cases = [("resnet", "resnet_tiny", 1), ("unet", "sd_unet_tiny", 0), ("bert", "bert_tiny", 1),
              ("gpt", "gpt_tiny", 1)]
@@ -611,6 +628,11 @@ def test_health_follows_workers(s):
         server = s.request("GET", "/v2/health/ready")[0]
         if model == 400 and server == 400:
             seen = metric(s.metrics(), "tandem_device_up", model="gpt", device="cpu:0")
+            status, stats = s.get_json("/v2/models/gpt/stats")
+            devices = stats["model_stats"][0]["devices"] if status == 200 else []
+            check(status == 200 and stats["model_stats"][0]["ready"] is False and devices
+                  and devices[0]["state"] != "up",
+                  f"the model's statistics show the worker not up: {status} {stats}")
         time.sleep(0.002)
     check(seen is not None, "model and server not ready while the only worker restarts")
     status, _, _ = s.request("GET", "/v2/models/resnet/ready")
@@ -769,6 +791,7 @@ def main():
             timed(test_metadata, s)
             timed(test_infer_matches_tandem_run, s)
             timed(test_bad_requests, s)
+            timed(test_statistics, s)
             timed(test_client_hangs_up, s)
             timed(test_metrics_format, s)
             timed(test_batching, s)
