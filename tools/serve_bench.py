@@ -151,7 +151,7 @@ def drive_wrk(port, body, headers, concurrency, seconds, tmp):
         sys.exit(f"serve_bench: wrk failed:\n{out}\n{r.stderr}")
     rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
     pct = {m.group(1): wrk_ms(m.group(2))
-           for m in re.finditer(r"^\s+(50|99)(?:\.000)?%\s+(\S+)$", out, re.M)}
+           for m in re.finditer(r"^\s+(50|99)(?:\.000)?%\s+(\S+)\s*$", out, re.M)}
     errors = 0
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if m:
