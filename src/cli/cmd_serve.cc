@@ -13,14 +13,18 @@ void add_serve_command(CLI::App& app, int& exit_code) {
       "clients work), with dynamic batching and Prometheus metrics.");
   cmd->footer(
       "Repository layout (Triton's): DIR/<name>/<version>/model.onnx, the highest version\n"
-      "served, and an optional DIR/<name>/config.json:\n"
+      "served (or as config.json's version_policy says), and an optional DIR/<name>/config.json:\n"
       "  {\"devices\": \"cpu:0,cpu:1\", \"workers\": 1, \"mode\": \"processes\",\n"
       "   \"max_batch_size\": 8,\n"
-      "   \"dynamic_batching\": {\"max_queue_delay_us\": 2000, \"preferred_batch_size\": [4, 8]}}\n"
+      "   \"dynamic_batching\": {\"max_queue_delay_us\": 2000, \"preferred_batch_size\": [4, 8]},\n"
+      "   \"version_policy\": {\"latest\": {\"num_versions\": 2}}}\n"
       "Endpoints: GET /v2/health/live, /v2/health/ready, /v2, /v2/models/<name>[/versions/<v>],\n"
       "/v2/models/<name>[/versions/<v>]/ready, /metrics; POST "
       "/v2/models/<name>[/versions/<v>]/infer\n"
-      "(JSON tensors, or the binary tensor data extension). SIGTERM or SIGINT: stop accepting,\n"
+      "(JSON tensors, or the binary tensor data extension); POST /v2/repository/index and\n"
+      "/v2/repository/models/<name>/load|unload (--model-control explicit).\n"
+      "Reloading builds the new version beside the old, which answers until it is ready.\n"
+      "SIGTERM or SIGINT: stop accepting,\n"
       "answer the requests in flight, exit 0.");
   cmd->add_option("--model-repository", opt->repository, "folder of models (see below)")
       ->required()
@@ -44,6 +48,14 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--deadline", opt->deadline_s,
                   "seconds a shard may take before its worker counts as hung (default 120)")
       ->check(real_range(0.001, kMaxSeconds));
+  cmd->add_option("--model-control", opt->model_control,
+                  "none: read the repository once (default); poll: rescan it every "
+                  "--repository-poll-secs and load new, reload changed, unload removed models; "
+                  "explicit: load and unload through POST /v2/repository/models/<name>/load|unload")
+      ->check(CLI::IsMember({"none", "poll", "explicit"}));
+  cmd->add_option("--repository-poll-secs", opt->repository_poll_s,
+                  "seconds between repository scans with --model-control poll (default 5)")
+      ->check(real_range(0.1, kMaxSeconds));
   cmd->callback([opt, max_request_bytes, &exit_code] {
     opt->max_request_bytes = static_cast<size_t>(*max_request_bytes);
     exit_code = server::serve(*opt);

@@ -60,7 +60,7 @@ struct RepositoryModel {
 };
 
 struct InferResult {
-  std::string version;         // the version that answered
+  std::string version;          // the version that answered
   std::vector<Tensor> outputs;  // the model's outputs in model order, named
 };
 
@@ -108,10 +108,12 @@ class ModelHost {
   // the model's reason, never thrown: a broken folder must not take down the models that work.
   void poll_repository();
 
+  // The first step of a shutdown: readiness turns false (so load balancers move away) while
+  // requests are still answered.
+  void begin_drain();
   // From now on new requests get kUnavailable; then stops every batcher and predictor once
   // their accepted requests are answered.
   void drain();
-  bool draining() const;
 
  private:
   struct Impl;

@@ -43,6 +43,43 @@ bool all_digits(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
+// Triton's version_policy, in its JSON form: exactly one of latest / all / specific.
+void parse_version_policy(const json& v, const std::string& file, ModelConfig& c) {
+  const std::string field = "version_policy";
+  if (!v.is_object() || v.size() != 1)
+    config_error(file, field,
+                 "must hold exactly one of {\"latest\": {\"num_versions\": N}}, {\"all\": {}}, "
+                 "{\"specific\": {\"versions\": [..]}}");
+  const std::string kind = v.begin().key();
+  const json& body = v.begin().value();
+  const std::string sub = field + "." + kind;
+  if (!body.is_object()) config_error(file, sub, "must be an object");
+  if (kind == "latest") {
+    c.version_policy = ModelConfig::VersionPolicy::kLatest;
+    for (const auto& [k, n] : body.items()) {
+      if (k != "num_versions")
+        config_error(file, sub + "." + k, "unknown field (known: num_versions)");
+      c.latest_versions = get_int(n, file, sub + ".num_versions", 1, 64);
+    }
+  } else if (kind == "all") {
+    if (!body.empty()) config_error(file, sub, "takes no fields");
+    c.version_policy = ModelConfig::VersionPolicy::kAll;
+  } else if (kind == "specific") {
+    c.version_policy = ModelConfig::VersionPolicy::kSpecific;
+    for (const auto& [k, list] : body.items()) {
+      if (k != "versions") config_error(file, sub + "." + k, "unknown field (known: versions)");
+      if (!list.is_array() || list.empty() || list.size() > 64)
+        config_error(file, sub + ".versions", "must be a list of 1 to 64 version numbers");
+      for (const json& n : list)
+        c.specific_versions.push_back(
+            static_cast<uint64_t>(get_int(n, file, sub + ".versions", 1, 999'999'999'999'999'999)));
+    }
+    if (c.specific_versions.empty()) config_error(file, sub, "needs \"versions\": [..]");
+  } else {
+    config_error(file, sub, "unknown policy (known: latest, all, specific)");
+  }
+}
+
 }  // namespace
 
 bool valid_model_name(const std::string& name) {
@@ -113,10 +150,12 @@ ModelConfig parse_model_config(const std::string& text, const std::string& file)
                        "unknown field (known: max_queue_delay_us, preferred_batch_size)");
         }
       }
+    } else if (key == "version_policy") {
+      parse_version_policy(v, file, c);
     } else {
       config_error(file, key,
                    "unknown field (known: devices, workers, mode, max_batch_size, "
-                   "dynamic_batching)");
+                   "dynamic_batching, version_policy)");
     }
   }
   if (c.dynamic_batching && c.max_batch_size < 2)
@@ -130,7 +169,7 @@ ModelConfig parse_model_config(const std::string& text, const std::string& file)
   return c;
 }
 
-std::vector<ModelEntry> scan_repository(const fs::path& dir) {
+std::vector<std::string> list_models(const fs::path& dir) {
   std::error_code ec;
   TANDEM_CHECK(fs::is_directory(dir, ec), ErrorCode::kNotFound,
                "model repository '{}' is not a folder", dir.string());
@@ -150,52 +189,98 @@ std::vector<ModelEntry> scan_repository(const fs::path& dir) {
   }
   TANDEM_CHECK(!ec, ErrorCode::kRuntime, "model repository '{}': {}", dir.string(), ec.message());
   std::sort(names.begin(), names.end());
+  return names;
+}
+
+ModelEntry scan_model(const fs::path& dir, const std::string& name) {
+  TANDEM_CHECK(valid_model_name(name), ErrorCode::kInvalidArgument,
+               "'{}' is not a valid model name (1 to 128 of A-Z a-z 0-9 _ . -)",
+               name.substr(0, 256));
+  std::error_code ec;
+  const fs::path root = fs::canonical(dir, ec);
+  TANDEM_CHECK(!ec, ErrorCode::kNotFound, "model repository '{}': {}", dir.string(), ec.message());
+  TANDEM_CHECK(fs::is_directory(root / name, ec), ErrorCode::kNotFound,
+               "model repository '{}' has no model folder '{}'", dir.string(), name);
+  ModelEntry m;
+  m.name = name;
+  const fs::path model_dir = resolve_inside(root, name, "model folder");
+  const fs::path config = model_dir / "config.json";
+  if (fs::exists(config, ec)) {
+    fs::path canonical = resolve_inside(root, name + "/config.json", "config.json");
+    RegularFile f(canonical, "config.json");
+    TANDEM_CHECK(f.size() <= kMaxConfigBytes, ErrorCode::kInvalidArgument,
+                 "{}: {} bytes, more than a config file's {}", config.string(), f.size(),
+                 kMaxConfigBytes);
+    std::string text(static_cast<size_t>(f.size()), '\0');
+    f.read_at(0, f.size(), text.data());
+    m.config = parse_model_config(text, config.string());
+    m.signature = "config:" + text + "\n";
+  }
+  std::vector<std::pair<uint64_t, std::string>> versions;
+  for (const fs::directory_entry& e : fs::directory_iterator(model_dir, ec)) {
+    std::string v = e.path().filename().string();
+    // Triton ignores what is not a version folder; so does this.
+    if (!all_digits(v) || v.size() > kMaxVersionDigits) continue;
+    std::error_code sub;
+    if (!fs::is_directory(e.path(), sub)) continue;
+    if (!fs::exists(e.path() / "model.onnx", sub)) continue;
+    versions.emplace_back(std::stoull(v), v);
+  }
+  TANDEM_CHECK(!ec, ErrorCode::kRuntime, "model folder '{}': {}", model_dir.string(), ec.message());
+  TANDEM_CHECK(!versions.empty(), ErrorCode::kNotFound,
+               "model '{}': no version folder with a model.onnx (expected {}/<version>/"
+               "model.onnx)",
+               name, model_dir.string());
+  std::sort(versions.begin(), versions.end());
+  for (const auto& [number, text] : versions) m.all_versions.push_back(text);
+
+  std::vector<std::pair<uint64_t, std::string>> served;
+  const ModelConfig& c = m.config;
+  switch (c.version_policy) {
+    case ModelConfig::VersionPolicy::kLatest: {
+      const size_t n = std::min(versions.size(), static_cast<size_t>(c.latest_versions));
+      served.assign(versions.end() - static_cast<std::ptrdiff_t>(n), versions.end());
+      break;
+    }
+    case ModelConfig::VersionPolicy::kAll:
+      served = versions;
+      break;
+    case ModelConfig::VersionPolicy::kSpecific:
+      for (uint64_t want : c.specific_versions) {
+        auto it = std::find_if(versions.begin(), versions.end(),
+                               [&](const auto& v) { return v.first == want; });
+        TANDEM_CHECK(it != versions.end(), ErrorCode::kNotFound,
+                     "model '{}': version_policy.specific names version {}, which has no {}/{}/"
+                     "model.onnx",
+                     name, want, model_dir.string(), want);
+        if (std::find(served.begin(), served.end(), *it) == served.end()) served.push_back(*it);
+      }
+      std::sort(served.begin(), served.end());
+      break;
+  }
+  for (const auto& [number, version] : served) {
+    ModelVersion mv;
+    mv.version = version;
+    // The model file itself, resolved: a symlink that leaves the repository is refused here.
+    mv.model_path = resolve_inside(root, name + "/" + version + "/model.onnx", "model file");
+    TANDEM_CHECK(fs::is_regular_file(mv.model_path, ec), ErrorCode::kInvalidArgument,
+                 "model '{}': '{}' is not a regular file", name, mv.model_path.string());
+    const auto size = fs::file_size(mv.model_path, ec);
+    const auto mtime = fs::last_write_time(mv.model_path, ec).time_since_epoch().count();
+    m.signature += fmt::format("{}:{}:{}:{}\n", version, mv.model_path.string(), size, mtime);
+    m.versions.push_back(std::move(mv));
+  }
+  return m;
+}
+
+std::vector<ModelEntry> scan_repository(const fs::path& dir) {
+  std::vector<std::string> names = list_models(dir);
   TANDEM_CHECK(!names.empty(), ErrorCode::kNotFound,
                "model repository '{}' holds no model folder (expected DIR/<name>/<version>/"
                "model.onnx)",
                dir.string());
-
   std::vector<ModelEntry> models;
-  for (const std::string& name : names) {
-    ModelEntry m;
-    m.name = name;
-    const fs::path model_dir = resolve_inside(root, name, "model folder");
-    const fs::path config = model_dir / "config.json";
-    if (fs::exists(config, ec)) {
-      fs::path canonical = resolve_inside(root, name + "/config.json", "config.json");
-      RegularFile f(canonical, "config.json");
-      TANDEM_CHECK(f.size() <= kMaxConfigBytes, ErrorCode::kInvalidArgument,
-                   "{}: {} bytes, more than a config file's {}", config.string(), f.size(),
-                   kMaxConfigBytes);
-      std::string text(static_cast<size_t>(f.size()), '\0');
-      f.read_at(0, f.size(), text.data());
-      m.config = parse_model_config(text, config.string());
-    }
-    std::vector<std::pair<uint64_t, std::string>> versions;
-    for (const fs::directory_entry& e : fs::directory_iterator(model_dir, ec)) {
-      std::string v = e.path().filename().string();
-      // Triton ignores what is not a version folder; so does this.
-      if (!all_digits(v) || v.size() > kMaxVersionDigits) continue;
-      std::error_code sub;
-      if (!fs::is_directory(e.path(), sub)) continue;
-      if (!fs::exists(e.path() / "model.onnx", sub)) continue;
-      versions.emplace_back(std::stoull(v), v);
-    }
-    TANDEM_CHECK(!ec, ErrorCode::kRuntime, "model folder '{}': {}", model_dir.string(),
-                 ec.message());
-    TANDEM_CHECK(!versions.empty(), ErrorCode::kNotFound,
-                 "model '{}': no version folder with a model.onnx (expected {}/<version>/"
-                 "model.onnx)",
-                 name, model_dir.string());
-    std::sort(versions.begin(), versions.end());
-    for (const auto& [number, text] : versions) m.all_versions.push_back(text);
-    m.version = versions.back().second;
-    // The model file itself, resolved: a symlink that leaves the repository is refused here.
-    m.model_path = resolve_inside(root, name + "/" + m.version + "/model.onnx", "model file");
-    TANDEM_CHECK(fs::is_regular_file(m.model_path, ec), ErrorCode::kInvalidArgument,
-                 "model '{}': '{}' is not a regular file", name, m.model_path.string());
-    models.push_back(std::move(m));
-  }
+  for (const std::string& name : names) models.push_back(scan_model(dir, name));
   return models;
 }
 

@@ -1,7 +1,8 @@
 // The model repository of `tandem serve`, in Triton's layout:
 //
 //   DIR/<name>/config.json          optional; see ModelConfig
-//   DIR/<name>/<version>/model.onnx version: decimal digits; the highest one is served
+//   DIR/<name>/<version>/model.onnx version: decimal digits; which are served: the config's
+//                                   version_policy (default: the highest one)
 //
 // Folder names and config files are untrusted: names are restricted to a safe alphabet, every
 // path is resolved and must stay inside DIR (a symlink out of it is refused), and every config
@@ -28,18 +29,40 @@ struct ModelConfig {
   bool dynamic_batching = false;
   std::chrono::microseconds max_queue_delay{0};
   std::vector<int64_t> preferred_batch_sizes;
+  // "version_policy", Triton's: {"latest": {"num_versions": N}} (default N = 1), {"all": {}} or
+  // {"specific": {"versions": [1, 3]}}.
+  enum class VersionPolicy { kLatest, kAll, kSpecific } version_policy = VersionPolicy::kLatest;
+  int64_t latest_versions = 1;
+  std::vector<uint64_t> specific_versions;
+};
+
+struct ModelVersion {
+  std::string version;               // decimal digits, as the folder is named
+  std::filesystem::path model_path;  // canonical, inside the repository
 };
 
 struct ModelEntry {
   std::string name;
-  std::string version;                    // the served (highest) version
+  std::vector<ModelVersion> versions;     // the ones the policy serves, ascending by number
   std::vector<std::string> all_versions;  // every version folder with a model.onnx, ascending
-  std::filesystem::path model_path;       // canonical, inside the repository
   ModelConfig config;
+  // What a repository poll compares to see a change: the config's text and each served model
+  // file's path, size and modification time.
+  std::string signature;
+
+  const ModelVersion& latest() const { return versions.back(); }
 };
 
 // Parses and validates one config.json's text; `file` names it in errors.
 ModelConfig parse_model_config(const std::string& text, const std::string& file);
+
+// The model folders of the repository, sorted; throws for a missing repository or a folder with
+// an invalid name.
+std::vector<std::string> list_models(const std::filesystem::path& dir);
+
+// Scans one model folder; throws tandem::Error naming the folder or file at the first problem
+// (kNotFound when it does not exist or holds no version).
+ModelEntry scan_model(const std::filesystem::path& dir, const std::string& name);
 
 // Scans the repository; throws tandem::Error naming the folder or file at the first problem.
 std::vector<ModelEntry> scan_repository(const std::filesystem::path& dir);

@@ -16,11 +16,8 @@
 #include <thread>
 
 #include "core/error.h"
-#include "server/batcher.h"
 #include "server/kserve.h"
-#include "server/metrics.h"
-#include "server/repository.h"
-#include "tandem/parallel.h"
+#include "server/model_host.h"
 
 namespace tandem::server {
 
@@ -28,30 +25,6 @@ namespace {
 
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
-
-// One served model. Everything but `built` and the metrics is written before the model is
-// marked built (release) and read only after that is seen (acquire).
-struct Served {
-  ModelEntry entry;
-  std::unique_ptr<ParallelPredictor> predictor;
-  std::unique_ptr<Batcher> batcher;
-  std::vector<TensorInfo> inputs, outputs;
-  ModelMetrics metrics;
-  std::atomic<bool> built{false};
-
-  // Built, and at least one worker up: a model whose every device is restarting or marked down
-  // cannot answer, and says so.
-  bool ready() const {
-    if (!built.load(std::memory_order_acquire)) return false;
-    for (const DeviceStats& d : predictor->stats().devices)
-      if (d.state == "up") return true;
-    return false;
-  }
-  std::string labels() const {
-    return fmt::format("model=\"{}\",version=\"{}\"", label_value(entry.name),
-                       label_value(entry.version));
-  }
-};
 
 // SIGTERM and SIGINT write a byte here; the main thread waits on the other end. A handler may
 // only do async-signal-safe things, and a caught signal's handler is reset by exec, so the
@@ -102,6 +75,17 @@ void reply_error(httplib::Response& res, int status, const std::string& message)
   reply_json(res, status, error_body(message));
 }
 
+// The version a request names: /versions/<v>, or empty for the highest served.
+std::string requested_version(const httplib::Request& req) {
+  return req.matches.size() > 2 && req.matches[2].matched ? req.matches[2].str() : "";
+}
+
+// Answers the exception being handled with its failure's HTTP status and message.
+void reply_failure(httplib::Response& res) {
+  auto [failure, message] = classify(std::current_exception());
+  reply_error(res, http_status(failure), message);
+}
+
 // httplib's pool, counting the connections accepted but not yet taken by a thread. httplib
 // closes such a connection unanswered once stop() has been called, so a drain first waits for
 // this count to reach zero (see Server::run).
@@ -124,12 +108,7 @@ class CountingPool : public httplib::TaskQueue {
 
 class Server {
  public:
-  explicit Server(const ServeOptions& options) : options_(options) {
-    for (ModelEntry& e : scan_repository(options.repository)) {
-      auto s = std::make_unique<Served>();
-      s->entry = std::move(e);
-      models_.emplace(s->entry.name, std::move(s));
-    }
+  explicit Server(const ServeOptions& options) : options_(options), host_(options) {
     // A decoded tensor can outgrow its request: "1," (2 bytes of JSON) becomes 8 bytes of INT64.
     limits_.max_tensor_bytes = options.max_request_bytes * 4;
   }
@@ -138,25 +117,16 @@ class Server {
 
  private:
   void add_routes(httplib::Server& http, bool api);
-  Served* find_model(const httplib::Request& req, httplib::Response& res);
   void infer(const httplib::Request& req, httplib::Response& res);
   void model_metadata(const httplib::Request& req, httplib::Response& res);
   void model_ready(const httplib::Request& req, httplib::Response& res);
-  std::string metrics_text() const;
-  bool all_ready() const {
-    if (draining_.load()) return false;
-    for (const auto& [name, m] : models_)
-      if (!m->ready()) return false;
-    return true;
-  }
-  void build_model(Served& m);
+  void repository_index(httplib::Response& res);
   void configure(httplib::Server& http);
   int bind(httplib::Server& http, int port, const char* what);
 
   ServeOptions options_;
   RequestLimits limits_;
-  std::map<std::string, std::unique_ptr<Served>> models_;
-  std::atomic<bool> draining_{false};
+  ModelHost host_;
   std::atomic<int64_t> waiting_connections_{0};
 };
 
@@ -194,14 +164,14 @@ void Server::configure(httplib::Server& http) {
 
 void Server::add_routes(httplib::Server& http, bool api) {
   http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metrics_text(), "text/plain; version=0.0.4");
+    res.set_content(host_.metrics_text(), "text/plain; version=0.0.4");
   });
   if (!api) return;
   http.Get("/v2/health/live",
            [](const httplib::Request&, httplib::Response& res) { res.status = 200; });
   http.Get("/v2/health/ready", [this](const httplib::Request&, httplib::Response& res) {
     // The protocol: 200 means true, a 4xx false; no body.
-    res.status = all_ready() ? 200 : 400;
+    res.status = host_.ready() ? 200 : 400;
   });
   http.Get("/v2", [](const httplib::Request&, httplib::Response& res) {
     json doc = {{"name", "tandem"},
@@ -217,210 +187,82 @@ void Server::add_routes(httplib::Server& http, bool api) {
            [this](const httplib::Request& req, httplib::Response& res) { model_ready(req, res); });
   http.Post(model + "/infer",
             [this](const httplib::Request& req, httplib::Response& res) { infer(req, res); });
-}
-
-Served* Server::find_model(const httplib::Request& req, httplib::Response& res) {
-  const std::string name = req.matches[1].str();
-  auto it = models_.find(name);
-  if (it == models_.end()) {
-    reply_error(res, 404, fmt::format("unknown model '{}'", name.substr(0, 256)));
-    return nullptr;
-  }
-  Served* m = it->second.get();
-  if (req.matches[2].matched && req.matches[2].str() != m->entry.version) {
-    reply_error(res, 404,
-                fmt::format("model '{}' has no version '{}' being served (serving version {})",
-                            name, req.matches[2].str().substr(0, 64), m->entry.version));
-    return nullptr;
-  }
-  return m;
+  // Triton's model repository extension.
+  auto index = [this](const httplib::Request&, httplib::Response& res) { repository_index(res); };
+  http.Post("/v2/repository/index", index);
+  http.Get("/v2/repository/index", index);
+  http.Post(R"(/v2/repository/models/([^/]+)/(load|unload))",
+            [this](const httplib::Request& req, httplib::Response& res) {
+              try {
+                if (req.matches[2].str() == "load")
+                  host_.load(req.matches[1].str());
+                else
+                  host_.unload(req.matches[1].str());
+                reply_json(res, 200, "{}");
+              } catch (...) {
+                reply_failure(res);
+              }
+            });
 }
 
 void Server::model_metadata(const httplib::Request& req, httplib::Response& res) {
-  Served* m = find_model(req, res);
-  if (!m) return;
-  if (!m->built.load(std::memory_order_acquire)) {
-    reply_error(res, 503, fmt::format("model '{}' is still being built", m->entry.name));
-    return;
+  try {
+    ModelInfo info = host_.info(req.matches[1].str(), requested_version(req));
+    json doc = {{"name", info.name},
+                {"versions", info.versions},
+                {"platform", "onnx"},
+                {"inputs", tensor_metadata(info.inputs)},
+                {"outputs", tensor_metadata(info.outputs)}};
+    reply_json(res, 200, doc.dump());
+  } catch (...) {
+    reply_failure(res);
   }
-  json doc = {{"name", m->entry.name},
-              {"versions", json::array({m->entry.version})},
-              {"platform", "onnx"},
-              {"inputs", tensor_metadata(m->inputs)},
-              {"outputs", tensor_metadata(m->outputs)}};
-  reply_json(res, 200, doc.dump());
 }
 
 void Server::model_ready(const httplib::Request& req, httplib::Response& res) {
-  Served* m = find_model(req, res);
-  if (!m) return;
-  res.status = m->ready() && !draining_.load() ? 200 : 400;
+  try {
+    // The protocol: 200 means true, a 4xx false; no body.
+    res.status = host_.model_ready(req.matches[1].str(), requested_version(req)) ? 200 : 400;
+  } catch (...) {
+    reply_failure(res);
+  }
 }
 
 void Server::infer(const httplib::Request& req, httplib::Response& res) {
-  Served* m = find_model(req, res);
-  if (!m) return;
-  ++m->metrics.requests;
-  auto fail = [&](int status, const std::string& message) {
-    ++m->metrics.failures;
-    reply_error(res, status, message);
-  };
-  if (!m->built.load(std::memory_order_acquire)) {
-    fail(503, fmt::format("model '{}' is still being built", m->entry.name));
-    return;
-  }
   try {
-    std::optional<uint64_t> json_length;
-    if (req.has_header("Inference-Header-Content-Length"))
-      json_length = parse_header_length(req.get_header_value("Inference-Header-Content-Length"));
-    InferRequest request = parse_infer_request(req.body, json_length, limits_);
-    std::vector<OutputRequest> wanted = resolve_outputs(m->outputs, request);
-    std::vector<Tensor> inputs = match_inputs(m->inputs, std::move(request.inputs));
-    Batcher::Ticket ticket = m->batcher->enqueue(std::move(inputs));
-    auto timeout = std::chrono::duration<double>(options_.request_timeout_s);
-    if (ticket.result.wait_for(timeout) != std::future_status::ready) {
-      ticket.cancelled->store(true);
-      fail(504, fmt::format("model '{}' did not answer within {} s (--request-timeout)",
-                            m->entry.name, options_.request_timeout_s));
-      return;
-    }
-    std::vector<Tensor> outputs = ticket.result.get();
-    for (size_t i = 0; i < outputs.size() && i < m->outputs.size(); ++i)
-      if (outputs[i].name().empty()) outputs[i].set_name(m->outputs[i].name);
+    std::string id;
+    std::vector<OutputRequest> wanted;
+    InferResult result =
+        host_.infer(req.matches[1].str(), requested_version(req), [&](const ModelInfo& info) {
+          std::optional<uint64_t> json_length;
+          if (req.has_header("Inference-Header-Content-Length"))
+            json_length =
+                parse_header_length(req.get_header_value("Inference-Header-Content-Length"));
+          InferRequest request = parse_infer_request(req.body, json_length, limits_);
+          wanted = resolve_outputs(info.outputs, request);
+          id = std::move(request.id);
+          return std::move(request.inputs);
+        });
     EncodedBody body =
-        encode_infer_response(m->entry.name, m->entry.version, request.id, wanted, outputs);
+        encode_infer_response(req.matches[1].str(), result.version, id, wanted, result.outputs);
     res.status = 200;
     if (body.json_length)
       res.set_header("Inference-Header-Content-Length", std::to_string(*body.json_length));
     res.set_content(body.body, body.content_type);
-  } catch (const QueueFull& e) {
-    fail(503, e.what());
-  } catch (const Error& e) {
-    fail(e.code() == ErrorCode::kInvalidArgument ? 400 : 500, e.what());
-  } catch (const std::bad_alloc&) {
-    fail(500, "out of memory");
-  } catch (const std::exception& e) {
-    fail(500, e.what());
+  } catch (...) {
+    reply_failure(res);
   }
 }
 
-std::string Server::metrics_text() const {
-  std::string out;
-  auto each = [&](auto&& body) {
-    for (const auto& [name, m] : models_) body(*m);
-  };
-  metric_header(out, "tandem_inference_requests_total", "counter",
-                "Infer requests received, per model.");
-  each([&](const Served& m) {
-    out += fmt::format("tandem_inference_requests_total{{{}}} {}\n", m.labels(),
-                       m.metrics.requests.load());
-  });
-  metric_header(out, "tandem_inference_failures_total", "counter",
-                "Infer requests answered with an error, per model.");
-  each([&](const Served& m) {
-    out += fmt::format("tandem_inference_failures_total{{{}}} {}\n", m.labels(),
-                       m.metrics.failures.load());
-  });
-  metric_header(out, "tandem_batches_total", "counter",
-                "Runs on the parallel runner (one per merged batch).");
-  each([&](const Served& m) {
-    out += fmt::format("tandem_batches_total{{{}}} {}\n", m.labels(), m.metrics.batches.load());
-  });
-  metric_header(out, "tandem_queue_duration_seconds", "histogram",
-                "Per request: time from arrival to its batch's submission.");
-  each([&](const Served& m) {
-    m.metrics.queue_seconds.render(out, "tandem_queue_duration_seconds", m.labels());
-  });
-  metric_header(out, "tandem_compute_duration_seconds", "histogram",
-                "Per batch: time from submission to the outputs.");
-  each([&](const Served& m) {
-    m.metrics.compute_seconds.render(out, "tandem_compute_duration_seconds", m.labels());
-  });
-  metric_header(out, "tandem_batch_size", "histogram", "Items per run on the parallel runner.");
-  each([&](const Served& m) { m.metrics.batch_size.render(out, "tandem_batch_size", m.labels()); });
-  metric_header(out, "tandem_model_ready", "gauge",
-                "1 when the model is built and has a worker up.");
-  each([&](const Served& m) {
-    out += fmt::format("tandem_model_ready{{{}}} {}\n", m.labels(), m.ready() ? 1 : 0);
-  });
-
-  // The runner's view of each device, for built models.
-  std::vector<std::pair<const Served*, ParallelStats>> stats;
-  each([&](const Served& m) {
-    if (m.built.load(std::memory_order_acquire)) stats.emplace_back(&m, m.predictor->stats());
-  });
-  auto device_labels = [](const Served& m, const DeviceStats& d) {
-    return fmt::format("{},device=\"{}\",worker=\"{}\"", m.labels(), label_value(d.device),
-                       d.worker);
-  };
-  metric_header(out, "tandem_device_up", "gauge", "1 while the worker's state is up.");
-  for (const auto& [m, s] : stats)
-    for (const DeviceStats& d : s.devices)
-      out +=
-          fmt::format("tandem_device_up{{{}}} {}\n", device_labels(*m, d), d.state == "up" ? 1 : 0);
-  metric_header(out, "tandem_device_state", "gauge",
-                "The worker's fault-policy state (1 for the current one).");
-  for (const auto& [m, s] : stats)
-    for (const DeviceStats& d : s.devices)
-      for (const char* state : {"up", "starting", "restarting", "down"})
-        out += fmt::format("tandem_device_state{{{},state=\"{}\"}} {}\n", device_labels(*m, d),
-                           state, d.state == state ? 1 : 0);
-  metric_header(out, "tandem_device_restarts_total", "counter",
-                "Worker restarts and probes over the server's life.");
-  for (const auto& [m, s] : stats)
-    for (const DeviceStats& d : s.devices)
-      out +=
-          fmt::format("tandem_device_restarts_total{{{}}} {}\n", device_labels(*m, d), d.restarts);
-  metric_header(out, "tandem_device_busy_seconds_total", "counter",
-                "Time the worker spent computing shards.");
-  for (const auto& [m, s] : stats)
-    for (const DeviceStats& d : s.devices)
-      out += fmt::format("tandem_device_busy_seconds_total{{{}}} {}\n", device_labels(*m, d),
-                         d.busy_ms / 1000.0);
-  metric_header(out, "tandem_device_items_total", "counter", "Batch items the worker computed.");
-  for (const auto& [m, s] : stats)
-    for (const DeviceStats& d : s.devices)
-      out += fmt::format("tandem_device_items_total{{{}}} {}\n", device_labels(*m, d), d.items);
-  metric_header(out, "tandem_shards_rerun_total", "counter",
-                "Shards sent again after their worker died or hung.");
-  for (const auto& [m, s] : stats)
-    out += fmt::format("tandem_shards_rerun_total{{{}}} {}\n", m->labels(), s.shards_rerun);
-  return out;
-}
-
-void Server::build_model(Served& m) {
-  const ModelConfig& c = m.entry.config;
-  ParallelOptions o;
-  o.model_path = m.entry.model_path.string();
-  o.devices = c.devices;
-  o.workers_per_device = c.workers;
-  o.mode = c.mode;
-  o.deadline = std::chrono::milliseconds(static_cast<int64_t>(options_.deadline_s * 1000));
-  try {
-    m.predictor = std::make_unique<ParallelPredictor>(o);
-    m.predictor->build();
-    m.inputs = m.predictor->inputs();
-    m.outputs = m.predictor->outputs();
-    // Only dtypes the protocol can carry (no string tensors).
-    for (const auto* list : {&m.inputs, &m.outputs})
-      for (const TensorInfo& t : *list) (void)kserve_datatype(t.dtype);
-  } catch (const Error& e) {
-    raise(e.code(), "model '{}' ({}): {}", m.entry.name, o.model_path, e.what());
+void Server::repository_index(httplib::Response& res) {
+  json list = json::array();
+  for (const RepositoryModel& m : host_.repository_index()) {
+    json entry = {{"name", m.name}, {"state", m.state}};
+    if (!m.version.empty()) entry["version"] = m.version;
+    if (!m.reason.empty()) entry["reason"] = m.reason;
+    list.push_back(std::move(entry));
   }
-  BatchPolicy policy;
-  policy.max_batch_size = c.dynamic_batching ? c.max_batch_size : 0;
-  policy.max_queue_delay = c.max_queue_delay;
-  policy.preferred_batch_sizes = c.preferred_batch_sizes;
-  // Without merging, each request is its own run: let the runner's queue (64) pipeline them.
-  policy.max_in_flight = c.dynamic_batching ? 2 : ParallelOptions{}.queue_capacity;
-  m.batcher = std::make_unique<Batcher>(*m.predictor, m.inputs, m.outputs, policy, m.metrics);
-  m.built.store(true, std::memory_order_release);
-  std::printf("tandem serve: model '%s' version %s ready (%zu devices, %s%s)\n",
-              m.entry.name.c_str(), m.entry.version.c_str(), c.devices.size(), c.mode.c_str(),
-              m.batcher->merges()
-                  ? fmt::format(", dynamic batching up to {}", c.max_batch_size).c_str()
-                  : "");
-  std::fflush(stdout);
+  reply_json(res, 200, list.dump());
 }
 
 int Server::bind(httplib::Server& http, int port, const char* what) {
@@ -485,7 +327,7 @@ int Server::run() {
   std::fflush(stdout);
 
   auto shut_down = [&] {
-    draining_.store(true);
+    host_.begin_drain();
     // Connections accepted but still waiting for a thread would be closed unanswered by stop():
     // let the threads take them first (bounded: a thread held by an idle keep-alive connection
     // frees within the keep-alive timeout).
@@ -498,10 +340,7 @@ int Server::run() {
     if (metrics_http) metrics_http->stop();
     if (http_thread.joinable()) http_thread.join();
     if (metrics_thread.joinable()) metrics_thread.join();
-    for (auto& [name, m] : models_) {
-      if (m->batcher) m->batcher->stop();
-      if (m->predictor) m->predictor->finalize();
-    }
+    host_.drain();
     ::sigaction(SIGTERM, &old_term, nullptr);
     ::sigaction(SIGINT, &old_int, nullptr);
     ::sigaction(SIGPIPE, &old_pipe, nullptr);
@@ -511,16 +350,13 @@ int Server::run() {
   };
 
   try {
-    for (auto& [name, m] : models_) {
-      if (stop_requested(0)) break;
-      build_model(*m);
-    }
+    host_.build_all([] { return stop_requested(0); });
   } catch (...) {
     shut_down();
     throw;
   }
   if (!stop_requested(0)) {
-    std::printf("tandem serve: ready (%zu models)\n", models_.size());
+    std::printf("tandem serve: ready (%zu models)\n", host_.repository_index().size());
     std::fflush(stdout);
     while (!stop_requested(-1)) {
     }

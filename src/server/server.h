@@ -1,6 +1,7 @@
 // `tandem serve`: a KServe v2 (Open Inference Protocol) HTTP/REST server over the parallel
-// runner. One ParallelPredictor per model of the repository (repository.h), its requests merged
-// by a dynamic batcher (batcher.h), Prometheus metrics on /metrics.
+// runner. The models live in a ModelHost (model_host.h): one ParallelPredictor per model version
+// of the repository (repository.h), its requests merged by a dynamic batcher (batcher.h),
+// Prometheus metrics on /metrics.
 #pragma once
 
 #include <cstddef>
@@ -18,6 +19,11 @@ struct ServeOptions {
   int http_threads = 32;
   // ParallelOptions::deadline of every model, in seconds (a shard this late marks its worker hung).
   double deadline_s = 120;
+  // Triton's --model-control-mode: "none" (the repository is read once), "poll" (rescanned every
+  // repository_poll_s: new, changed and removed models are loaded, reloaded and unloaded) or
+  // "explicit" (POST /v2/repository/models/<name>/load and /unload).
+  std::string model_control = "none";
+  double repository_poll_s = 5;
 };
 
 // Runs until SIGTERM or SIGINT, then stops accepting connections, answers every request already

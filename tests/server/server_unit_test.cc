@@ -135,10 +135,48 @@ TEST(ServerRepository, HighestVersionAndSafePaths) {
   std::vector<ModelEntry> models = scan_repository(repo);
   ASSERT_EQ(models.size(), 1u);
   EXPECT_EQ(models[0].name, "a");
-  EXPECT_EQ(models[0].version, "10");
+  ASSERT_EQ(models[0].versions.size(), 1u);
+  EXPECT_EQ(models[0].latest().version, "10");
   EXPECT_EQ(models[0].all_versions, (std::vector<std::string>{"1", "9", "10"}));
   EXPECT_EQ(models[0].config.devices.size(), 2u);
-  EXPECT_EQ(models[0].model_path, fs::canonical(repo / "a" / "10" / "model.onnx"));
+  EXPECT_EQ(models[0].latest().model_path, fs::canonical(repo / "a" / "10" / "model.onnx"));
+  const std::string first_signature = models[0].signature;
+
+  // Triton's version policies.
+  write(repo / "a" / "config.json", R"({"version_policy": {"latest": {"num_versions": 2}}})");
+  auto served = [&] {
+    std::vector<std::string> out;
+    for (const ModelVersion& v : scan_model(repo, "a").versions) out.push_back(v.version);
+    return out;
+  };
+  EXPECT_EQ(served(), (std::vector<std::string>{"9", "10"}));
+  write(repo / "a" / "config.json", R"({"version_policy": {"all": {}}})");
+  EXPECT_EQ(served(), (std::vector<std::string>{"1", "9", "10"}));
+  write(repo / "a" / "config.json", R"({"version_policy": {"specific": {"versions": [9, 1, 9]}}})");
+  EXPECT_EQ(served(), (std::vector<std::string>{"1", "9"}));
+  write(repo / "a" / "config.json", R"({"version_policy": {"specific": {"versions": [3]}}})");
+  EXPECT_NE(error_of(served).find("version_policy.specific names version 3"), std::string::npos);
+  for (const char* bad :
+       {R"({"version_policy": {}})", R"({"version_policy": {"latest": {}, "all": {}}})",
+        R"({"version_policy": {"newest": {}}})",
+        R"({"version_policy": {"latest": {"num_versions": 0}}})",
+        R"({"version_policy": {"all": {"x": 1}}})",
+        R"({"version_policy": {"specific": {"versions": []}}})",
+        R"({"version_policy": {"specific": {"versions": ["1"]}}})"}) {
+    write(repo / "a" / "config.json", bad);
+    EXPECT_NE(error_of(served).find("version_policy"), std::string::npos) << bad;
+  }
+  // The signature follows the config and the model files: what a repository poll compares.
+  write(repo / "a" / "config.json", R"({"devices": 2})");
+  EXPECT_EQ(scan_model(repo, "a").signature, first_signature);
+  fs::create_directories(repo / "a" / "12");
+  fs::copy_file(model, repo / "a" / "12" / "model.onnx");
+  EXPECT_NE(scan_model(repo, "a").signature, first_signature);
+  fs::remove_all(repo / "a" / "12");
+  EXPECT_NE(error_of([&] { scan_model(repo, "nope"); }).find("no model folder 'nope'"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { scan_model(repo, "../a"); }).find("not a valid model name"),
+            std::string::npos);
 
   // A model file, a version folder or a model folder that is a symlink out of the repository.
   fs::copy_file(model, tmp.path() / "outside.onnx");
