@@ -63,7 +63,7 @@ def request_body(inputs):
 
 def start_server(tandem, repo):
     proc = subprocess.Popen([tandem, "serve", "--model-repository", repo, "--host", "127.0.0.1",
-                             "--http-port", "0"], stdout=subprocess.PIPE,
+                             "--http-port", "0", "--grpc-port", "-1"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     port = None
     deadline = time.time() + 300

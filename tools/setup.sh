@@ -17,6 +17,10 @@ packages=(
   # `tandem serve` (src/server): the HTTP server, Debian's compiled cpp-httplib, found through
   # pkg-config (not on a minimal Debian; CI machines happen to have it)
   libcpp-httplib-dev pkg-config
+  # `tandem serve --grpc-port`: KServe v2 over gRPC, which the protocol defines and Triton's and
+  # KServe's clients speak; Debian's gRPC for C++ and the protoc plugin that compiles
+  # src/server/grpc_predict_v2.proto.
+  libgrpc++-dev protobuf-compiler-grpc
   # serve_prometheus_test: a real Prometheus scrapes /metrics (the text format accepted as is)
   prometheus
   # tools/serve_bench.py: the load generator (issue 14's benchmark)
@@ -33,4 +37,15 @@ if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
 export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update -qq
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
-echo "setup: installed ${#packages[@]} packages"
+
+# The gRPC test's client (tests/server/grpc_test.py) is Node.js with @grpc/grpc-js, the client
+# the issue names. CI machines carry nodesource's nodejs, which bundles npm and conflicts with
+# Debian's npm package: Debian's nodejs and npm only where there is no npm yet.
+if ! command -v npm >/dev/null; then
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+# Its packages, pinned by the committed package-lock.json; nothing is fetched at build or test
+# time. --ignore-scripts: no package's install script runs.
+(cd "$(dirname "$0")/../tests/server/grpc_client" &&
+  npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+echo "setup: installed ${#packages[@]} packages and the gRPC test client's npm packages"

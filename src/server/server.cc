@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "server/grpc_frontend.h"
 #include "server/kserve.h"
 #include "server/model_host.h"
 
@@ -356,6 +357,9 @@ int Server::run() {
     add_routes(*metrics_http, false);
     metrics_port = bind(*metrics_http, options_.metrics_port, "metrics");
   }
+  // gRPC answers from here on (not ready until the models are built, as over HTTP).
+  std::unique_ptr<GrpcFrontend> grpc;
+  if (options_.grpc_port >= 0) grpc = std::make_unique<GrpcFrontend>(host_, options_);
 
   TANDEM_CHECK(::pipe2(g_signal_pipe, O_CLOEXEC | O_NONBLOCK) == 0, ErrorCode::kRuntime,
                "pipe2: {}", std::strerror(errno));
@@ -371,6 +375,9 @@ int Server::run() {
   if (metrics_http)
     std::printf("tandem serve: metrics on http://%s:%d/metrics\n", options_.host.c_str(),
                 metrics_port);
+  if (grpc)
+    std::printf("tandem serve: gRPC on %s:%d (KServe v2, inference.GRPCInferenceService)\n",
+                options_.host.c_str(), grpc->port());
   std::fflush(stdout);
 
   auto shut_down = [&] {
@@ -385,6 +392,11 @@ int Server::run() {
     // connection's handler has finished), then the models stop.
     http.stop();
     if (metrics_http) metrics_http->stop();
+    // gRPC likewise: no new calls, and those accepted answered (the host answers each within
+    // --request-timeout; one still running past that and a second more is cancelled).
+    if (grpc)
+      grpc->shutdown(std::chrono::milliseconds(
+          static_cast<int64_t>(options_.request_timeout_s * 1000) + 1000));
     if (http_thread.joinable()) http_thread.join();
     if (metrics_thread.joinable()) metrics_thread.join();
     host_.drain();

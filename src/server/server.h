@@ -1,7 +1,7 @@
-// `tandem serve`: a KServe v2 (Open Inference Protocol) HTTP/REST server over the parallel
-// runner. The models live in a ModelHost (model_host.h): one ParallelPredictor per model version
-// of the repository (repository.h), its requests merged by a dynamic batcher (batcher.h),
-// Prometheus metrics on /metrics.
+// `tandem serve`: a KServe v2 (Open Inference Protocol) server over the parallel runner, on
+// HTTP/REST (server.cc) and gRPC (grpc_frontend.h). The models live in a ModelHost
+// (model_host.h): one ParallelPredictor per model version of the repository (repository.h), its
+// requests merged by a dynamic batcher (batcher.h), Prometheus metrics on /metrics.
 #pragma once
 
 #include <cstddef>
@@ -14,6 +14,7 @@ struct ServeOptions {
   std::string host = "0.0.0.0";
   int http_port = 8000;   // 0: any free port (printed)
   int metrics_port = -1;  // -1: /metrics on the HTTP port only; 0: any free port
+  int grpc_port = 8001;   // KServe v2 over gRPC; 0: any free port (printed); -1: none
   size_t max_request_bytes = size_t{64} << 20;
   double request_timeout_s = 60;  // a request not answered by then gets 504
   int http_threads = 32;

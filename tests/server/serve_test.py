@@ -86,7 +86,7 @@ class Server:
     def __init__(self, repo, *extra):
         self.proc = subprocess.Popen(
             [TANDEM, "serve", "--model-repository", repo, "--host", "127.0.0.1",
-             "--http-port", "0", *extra],
+             "--http-port", "0", "--grpc-port", "0", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines = []
         self.port = None
@@ -669,7 +669,7 @@ def test_sigterm_while_building():
         shutil.copy(os.path.join(MODELS, "sd_unet_tiny", "model.onnx"),
                     os.path.join(repo, name, "1"))
     proc = subprocess.Popen([TANDEM, "serve", "--model-repository", repo, "--host", "127.0.0.1",
-                             "--http-port", "0"], stdout=subprocess.PIPE,
+                             "--http-port", "0", "--grpc-port", "0"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
         first = proc.stdout.readline()
