@@ -97,18 +97,22 @@ class Service final : public inference::GRPCInferenceService::Service {
     }
   }
 
-  grpc::Status ModelInfer(grpc::ServerContext*, const inference::ModelInferRequest* request,
+  grpc::Status ModelInfer(grpc::ServerContext* context, const inference::ModelInferRequest* request,
                           inference::ModelInferResponse* response) override {
     try {
       std::vector<OutputRequest> which;
       // Decoded by the host once it knows the model, so a malformed request counts as the
       // model's failure in its metrics, as over HTTP.
-      InferResult result =
-          host_.infer(request->model_name(), request->model_version(), [&](const ModelInfo& info) {
+      InferResult result = host_.infer(
+          request->model_name(), request->model_version(),
+          [&](const ModelInfo& info) {
             InferRequest decoded = parse_grpc_infer_request(*request, limits_);
             which = resolve_outputs(info.outputs, decoded);
             return std::move(decoded.inputs);
-          });
+          },
+          // A client that gave up (its deadline passed, or it cancelled) frees this thread and
+          // its place in the queue at once.
+          [context] { return context->IsCancelled(); });
       encode_grpc_infer_response(request->model_name(), result.version, request->id(), which,
                                  result.outputs, *response);
       return grpc::Status::OK;

@@ -416,7 +416,8 @@ ModelInfo ModelHost::info(const std::string& name, const std::string& version) c
 }
 
 InferResult ModelHost::infer(const std::string& name, const std::string& version,
-                             const std::function<std::vector<Tensor>(const ModelInfo&)>& decode) {
+                             const std::function<std::vector<Tensor>(const ModelInfo&)>& decode,
+                             const std::function<bool()>& cancelled) {
   if (impl_->draining.load()) throw ServeError(Failure::kUnavailable, "the server is stopping");
   std::shared_ptr<Served> m = impl_->find(name, version);
   ++m->metrics.requests;
@@ -426,12 +427,28 @@ InferResult ModelHost::infer(const std::string& name, const std::string& version
                        fmt::format("model '{}' is still being built", m->name));
     std::vector<Tensor> inputs = match_inputs(m->info.inputs, decode(m->info));
     Batcher::Ticket ticket = m->batcher->enqueue(std::move(inputs));
-    auto timeout = std::chrono::duration<double>(impl_->options.request_timeout_s);
-    if (ticket.result.wait_for(timeout) != std::future_status::ready) {
-      ticket.cancelled->store(true);
-      throw ServeError(Failure::kTimeout,
-                       fmt::format("model '{}' did not answer within {} s (--request-timeout)",
-                                   m->name, impl_->options.request_timeout_s));
+    const auto give_up =
+        Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                           std::chrono::duration<double>(impl_->options.request_timeout_s));
+    // Without a cancel check one wait does; with one, waits of at most 20 ms between checks.
+    const auto slice =
+        cancelled ? Clock::duration(std::chrono::milliseconds(20)) : give_up - Clock::now();
+    for (;;) {
+      const auto now = Clock::now();
+      if (ticket.result.wait_for(std::min(slice, std::max(give_up - now, Clock::duration(0)))) ==
+          std::future_status::ready)
+        break;
+      if (Clock::now() >= give_up) {
+        ticket.cancelled->store(true);
+        throw ServeError(Failure::kTimeout,
+                         fmt::format("model '{}' did not answer within {} s (--request-timeout)",
+                                     m->name, impl_->options.request_timeout_s));
+      }
+      if (cancelled && cancelled()) {
+        ticket.cancelled->store(true);
+        throw ServeError(Failure::kTimeout,
+                         "the client cancelled the request or its deadline passed");
+      }
     }
     InferResult result;
     result.version = m->version.version;

@@ -103,9 +103,11 @@ class ModelHost {
   // kInvalidArgument for a malformed request). The inputs are matched against the model's, run
   // (merged with others when the model batches dynamically) and the outputs returned. Counts the
   // request and, when anything throws, its failure in the model's metrics. Throws ServeError or
-  // what `decode` threw.
+  // what `decode` threw. `cancelled`, when given, is polled while the request waits: true (the
+  // client gave up) drops the request if it is still queued and throws kTimeout.
   InferResult infer(const std::string& name, const std::string& version,
-                    const std::function<std::vector<Tensor>(const ModelInfo&)>& decode);
+                    const std::function<std::vector<Tensor>(const ModelInfo&)>& decode,
+                    const std::function<bool()>& cancelled = {});
 
   // Every served version of `name` (empty: of every model), or just `version`. Throws kNotFound.
   std::vector<ModelStatistics> statistics(const std::string& name,

@@ -285,6 +285,37 @@ def test_errors(s):
     check(r["ok"], f"infer after the errors: {r}")
 
 
+def test_client_deadline(s):
+    # 24 unet calls at once with a deadline of 3 single-call latencies: the later ones expire
+    # while queued behind the earlier ones (two devices take about 12 latencies for all). The
+    # server must see that (polling the call's cancellation) and drop them, counting failures,
+    # instead of computing answers nobody reads.
+    inputs = test_data("sd_unet_tiny", "input")
+    single = s.calls([{"rpc": "ModelInfer", "request": raw_request("unet", inputs),
+                       "deadline_ms": int(TIMEOUT * 1000), "repeat": 3}])
+    check(all(r["ok"] for r in single), f"single unet calls: {[r.get('code_name') for r in single]}")
+    deadline_ms = max(20, int(3 * min(r.get("ms", 1000) for r in single)))
+    failed_before = s.metric("tandem_inference_failures_total", model="unet") or 0
+    requests_before = s.metric("tandem_inference_requests_total", model="unet") or 0
+    results = node_client(dict(address=s.address, mode="concurrent",
+                               calls=[{"rpc": "ModelInfer", "request": raw_request("unet", inputs),
+                                       "deadline_ms": deadline_ms, "repeat": 24}]))["results"]
+    expired = sum(1 for r in results if r.get("code_name") == "DEADLINE_EXCEEDED")
+    check(expired >= 1, f"some calls expire on the client: {[r.get('code_name') for r in results]}")
+    deadline = time.time() + 5
+    dropped = 0
+    while time.time() < deadline:
+        dropped = (s.metric("tandem_inference_failures_total", model="unet") or 0) - failed_before
+        if dropped >= 1:
+            break
+        time.sleep(0.02)
+    arrived = (s.metric("tandem_inference_requests_total", model="unet") or 0) - requests_before
+    check(dropped >= 1, f"expired calls are dropped by the server within 5 s: {dropped} of "
+                        f"{expired} expired ({arrived} reached the model)")
+    r = s.call("ModelInfer", raw_request("unet", inputs))
+    check(r["ok"], f"unet answers after the expired calls: {r.get('code_name')}")
+
+
 def test_port_in_use(s, repo):
     r = subprocess.run([TANDEM, "serve", "--model-repository", repo, "--host", "127.0.0.1",
                         "--http-port", "0", "--grpc-port", str(s.grpc_port)],
@@ -404,6 +435,7 @@ def main():
             h.timed(test_health_and_metadata, s)
             h.timed(test_infer, s)
             h.timed(test_errors, s)
+            h.timed(test_client_deadline, s)
             h.timed(test_port_in_use, s, repo)
             h.timed(test_grpc_off, repo)
             h.timed(test_sigterm_drains, s)
