@@ -191,15 +191,27 @@ TANDEM_FAST_TABLE_TEST(CpuVsRefCnn, FusedConvEdgeCases, {"com.tandem:FusedConv"}
   const Tensor b = random_tensor(DataType::kFloat32, {4}, 3);
   std::map<std::string, Attribute> attrs{{"pads", attr_ints({1, 1, 1, 1})},
                                          {"activation", attr_string("Relu")}};
-  // A Z that broadcasts to the conv's output: oneDNN's binary add post-op, any layout.
+  // A Z that broadcasts to the conv's output: oneDNN's binary add post-op, any layout. Over a
+  // batch of 3, a Z that varies per item ([3, 4, 1, 1], the UNet's time embedding) runs the
+  // primitive once per item.
   uint32_t seed = 10;
-  for (const Shape& zs : std::vector<Shape>{{1, 4, 1, 1}, {4, 1, 1}, {1, 1, 1, 6}, {}, {6, 6}}) {
+  const Tensor x3 = random_tensor(DataType::kFloat32, {3, 3, 6, 6}, 4);
+  for (const Shape& zs : std::vector<Shape>{{1, 4, 1, 1},
+                                            {4, 1, 1},
+                                            {1, 1, 1, 6},
+                                            {},
+                                            {6, 6},
+                                            {3, 4, 1, 1},
+                                            {3, 1, 1, 1},
+                                            {3, 4, 1, 6},
+                                            {3, 1, 6, 6}}) {
     for (bool cl : {false, true}) {
       std::map<std::string, Attribute> a = attrs;
-      Tensor xi = x, zi = random_tensor(DataType::kFloat32, zs, seed++);
+      Tensor xi = zs.size() == 4 && zs[0] == 3 ? x3 : x;
+      Tensor zi = random_tensor(DataType::kFloat32, zs, seed++);
       if (cl) {
         a["channels_last"] = attr_int(1);
-        xi = nhwc_of(x);
+        xi = nhwc_of(xi);
         Shape z4 = zs;  // as rank 4 with leading 1s, then NHWC
         z4.insert(z4.begin(), 4 - z4.size(), 1);
         Tensor padded(DataType::kFloat32, z4);
