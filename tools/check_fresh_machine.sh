@@ -216,11 +216,23 @@ prepare_root() {
     fi
   done
   grep -h '^[^#]' "$root_dir"/etc/apt/sources.list.d/*.sources "$root_dir"/etc/apt/sources.list 2>/dev/null || true
+  # The certificate authorities this machine's admin added (/usr/local/share/ca-certificates: a
+  # network that intercepts TLS has one), for npm's HTTPS, as NODE_EXTRA_CA_CERTS: a user's
+  # machine on an open network needs none, Node.js bundles the public roots.
+  rm -f "$root_dir/etc/host-extra-ca.crt"
+  local crt
+  for crt in /usr/local/share/ca-certificates/*.crt; do
+    [[ -f "$crt" ]] || continue
+    cat "$crt" >>"$root_dir/etc/host-extra-ca.crt"
+    echo "added this machine's certificate authority $crt for npm"
+  done
 }
 
 in_root() { # runs a command line in the root as a user would: root, /root/tandem, clean env
+  local extra=()
+  if [[ -f "$root_dir/etc/host-extra-ca.crt" ]]; then extra=(NODE_EXTRA_CA_CERTS=/etc/host-extra-ca.crt); fi
   chroot "$root_dir" /usr/bin/env -i HOME=/root USER=root LOGNAME=root SHELL=/bin/bash TERM=dumb \
-    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "${extra[@]}" \
     /bin/bash -c "cd /root/tandem && $1"
 }
 
