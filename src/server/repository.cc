@@ -1,6 +1,7 @@
 #include "server/repository.h"
 
 #include <algorithm>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -37,6 +38,24 @@ int64_t get_int(const json& v, const std::string& file, const std::string& field
     config_error(file, field,
                  fmt::format("must be between {} and {} (got {})", min, max, v.dump()));
   return v.get<int64_t>();
+}
+
+// The model file of a version folder: an ONNX model, or one `tandem convert` wrote.
+constexpr const char* kModelFiles[] = {"model.onnx", "model.tandem"};
+
+// Which of kModelFiles the version folder holds: empty for none; throws for both (which one
+// would be served is then a guess).
+std::string model_file_in(const fs::path& version_dir, const std::string& name) {
+  std::string found;
+  for (const char* f : kModelFiles) {
+    std::error_code ec;
+    if (!fs::exists(version_dir / f, ec)) continue;
+    TANDEM_CHECK(found.empty(), ErrorCode::kInvalidArgument,
+                 "model '{}': '{}' holds both {} and {}; keep one", name, version_dir.string(),
+                 found, f);
+    found = f;
+  }
+  return found;
 }
 
 bool all_digits(const std::string& s) {
@@ -217,19 +236,22 @@ ModelEntry scan_model(const fs::path& dir, const std::string& name) {
     m.signature = "config:" + text + "\n";
   }
   std::vector<std::pair<uint64_t, std::string>> versions;
+  std::map<std::string, std::string> files;  // version -> its model file's name
   for (const fs::directory_entry& e : fs::directory_iterator(model_dir, ec)) {
     std::string v = e.path().filename().string();
     // Triton ignores what is not a version folder; so does this.
     if (!all_digits(v) || v.size() > kMaxVersionDigits) continue;
     std::error_code sub;
     if (!fs::is_directory(e.path(), sub)) continue;
-    if (!fs::exists(e.path() / "model.onnx", sub)) continue;
+    std::string file = model_file_in(e.path(), name);
+    if (file.empty()) continue;
     versions.emplace_back(std::stoull(v), v);
+    files[v] = file;
   }
   TANDEM_CHECK(!ec, ErrorCode::kRuntime, "model folder '{}': {}", model_dir.string(), ec.message());
   TANDEM_CHECK(!versions.empty(), ErrorCode::kNotFound,
-               "model '{}': no version folder with a model.onnx (expected {}/<version>/"
-               "model.onnx)",
+               "model '{}': no version folder with a model.onnx or model.tandem (expected "
+               "{}/<version>/model.onnx)",
                name, model_dir.string());
   std::sort(versions.begin(), versions.end());
   for (const auto& [number, text] : versions) m.all_versions.push_back(text);
@@ -262,7 +284,8 @@ ModelEntry scan_model(const fs::path& dir, const std::string& name) {
     ModelVersion mv;
     mv.version = version;
     // The model file itself, resolved: a symlink that leaves the repository is refused here.
-    mv.model_path = resolve_inside(root, name + "/" + version + "/model.onnx", "model file");
+    mv.model_path =
+        resolve_inside(root, name + "/" + version + "/" + files.at(version), "model file");
     TANDEM_CHECK(fs::is_regular_file(mv.model_path, ec), ErrorCode::kInvalidArgument,
                  "model '{}': '{}' is not a regular file", name, mv.model_path.string());
     const auto size = fs::file_size(mv.model_path, ec);

@@ -2,7 +2,8 @@
 //
 //   DIR/<name>/config.json          optional; see ModelConfig
 //   DIR/<name>/<version>/model.onnx version: decimal digits; which are served: the config's
-//                                   version_policy (default: the highest one)
+//                                   version_policy (default: the highest one). model.tandem
+//                                   (written by `tandem convert`) instead of model.onnx.
 //
 // Folder names and config files are untrusted: names are restricted to a safe alphabet, every
 // path is resolved and must stay inside DIR (a symlink out of it is refused), and every config
@@ -44,7 +45,7 @@ struct ModelVersion {
 struct ModelEntry {
   std::string name;
   std::vector<ModelVersion> versions;     // the ones the policy serves, ascending by number
-  std::vector<std::string> all_versions;  // every version folder with a model.onnx, ascending
+  std::vector<std::string> all_versions;  // every version folder with a model file, ascending
   ModelConfig config;
   // What a repository poll compares to see a change: the config's text and each served model
   // file's path, size and modification time.

@@ -173,6 +173,15 @@ TEST(ServerRepository, HighestVersionAndSafePaths) {
   fs::copy_file(model, repo / "a" / "12" / "model.onnx");
   EXPECT_NE(scan_model(repo, "a").signature, first_signature);
   fs::remove_all(repo / "a" / "12");
+  // A converted model (model.tandem) serves like an ONNX one; both in one folder is refused.
+  fs::create_directories(repo / "a" / "13");
+  fs::copy_file(model, repo / "a" / "13" / "model.tandem");
+  EXPECT_EQ(scan_model(repo, "a").latest().model_path,
+            fs::canonical(repo / "a" / "13" / "model.tandem"));
+  fs::copy_file(model, repo / "a" / "13" / "model.onnx");
+  EXPECT_NE(error_of([&] { scan_model(repo, "a"); }).find("holds both model.onnx and model.tandem"),
+            std::string::npos);
+  fs::remove_all(repo / "a" / "13");
   EXPECT_NE(error_of([&] { scan_model(repo, "nope"); }).find("no model folder 'nope'"),
             std::string::npos);
   EXPECT_NE(error_of([&] { scan_model(repo, "../a"); }).find("not a valid model name"),
