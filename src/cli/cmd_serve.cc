@@ -17,7 +17,7 @@ void add_serve_command(CLI::App& app, int& exit_code) {
       "  {\"devices\": \"cpu:0,cpu:1\", \"workers\": 1, \"mode\": \"processes\",\n"
       "   \"max_batch_size\": 8,\n"
       "   \"dynamic_batching\": {\"max_queue_delay_us\": 2000, \"preferred_batch_size\": [4, 8]},\n"
-      "   \"version_policy\": {\"latest\": {\"num_versions\": 2}}}\n"
+      "   \"warmup\": true, \"version_policy\": {\"latest\": {\"num_versions\": 2}}}\n"
       "Endpoints: GET /v2/health/live, /v2/health/ready, /v2, /v2/models/<name>[/versions/<v>],\n"
       "/v2/models/<name>[/versions/<v>]/ready, .../stats, /v2/models/stats, /metrics; POST "
       "/v2/models/<name>[/versions/<v>]/infer\n"

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <new>
 #include <thread>
@@ -183,6 +184,7 @@ struct ModelHost::Impl {
       raise(e.code(), "model '{}' version {} ({}): {}", m.name, m.version.version, o.model_path,
             e.what());
     }
+    if (c.warmup.value_or(c.dynamic_batching)) warm_up(m);
     BatchPolicy policy;
     policy.max_batch_size = c.dynamic_batching ? c.max_batch_size : 0;
     policy.max_queue_delay = c.max_queue_delay;
@@ -198,6 +200,44 @@ struct ModelHost::Impl {
                     ? fmt::format(", dynamic batching up to {}", c.max_batch_size).c_str()
                     : "");
     std::fflush(stdout);
+  }
+
+  // One run of zeros per batch size 1..max_batch_size (see ModelConfig::warmup). Needs every dim
+  // but the batch fixed: other symbolic dims (a sequence length) have no size to warm up.
+  void warm_up(Served& m) const {
+    const int64_t most = std::max<int64_t>(1, m.config.max_batch_size);
+    for (const TensorInfo& t : m.info.inputs)
+      for (size_t d = 1; d < t.shape.size(); ++d)
+        if (t.shape[d] < 0) {
+          std::printf(
+              "tandem serve: model '%s': no warm-up (input '%s' has symbolic dims besides "
+              "the batch)\n",
+              m.name.c_str(), t.name.c_str());
+          return;
+        }
+    const auto start = Clock::now();
+    for (int64_t b = 1; b <= most; ++b) {
+      if (draining.load()) return;
+      std::vector<Tensor> inputs;
+      for (const TensorInfo& t : m.info.inputs) {
+        Shape s = t.shape;
+        if (!s.empty() && s[0] < 0) s[0] = b;
+        Tensor z(t.dtype, s, t.name);
+        std::memset(z.data<uint8_t>(), 0, z.nbytes());
+        inputs.push_back(std::move(z));
+      }
+      try {
+        (void)m.predictor->predict(inputs);
+      } catch (const Error& e) {
+        // Zeros are not every model's valid input; real requests may still be. Serve unwarmed.
+        std::printf("tandem serve: model '%s': warm-up stopped at batch %lld: %s\n", m.name.c_str(),
+                    static_cast<long long>(b), e.what());
+        return;
+      }
+    }
+    std::printf("tandem serve: model '%s' version %s warmed up batch sizes 1..%lld in %.1f s\n",
+                m.name.c_str(), m.version.version.c_str(), static_cast<long long>(most),
+                std::chrono::duration<double>(Clock::now() - start).count());
   }
 
   // Builds every version of `entry` beside what is served, then swaps them in; the old ones

@@ -169,12 +169,16 @@ ModelConfig parse_model_config(const std::string& text, const std::string& file)
                        "unknown field (known: max_queue_delay_us, preferred_batch_size)");
         }
       }
+    } else if (key == "warmup") {
+      if (!v.is_boolean())
+        config_error(file, key, fmt::format("must be true or false (got {})", v.dump()));
+      c.warmup = v.get<bool>();
     } else if (key == "version_policy") {
       parse_version_policy(v, file, c);
     } else {
       config_error(file, key,
                    "unknown field (known: devices, workers, mode, max_batch_size, "
-                   "dynamic_batching, version_policy)");
+                   "dynamic_batching, warmup, version_policy)");
     }
   }
   if (c.dynamic_batching && c.max_batch_size < 2)

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,10 @@ struct ModelConfig {
   bool dynamic_batching = false;
   std::chrono::microseconds max_queue_delay{0};
   std::vector<int64_t> preferred_batch_sizes;
+  // "warmup": run every batch size from 1 to max_batch_size once (zeros) before the model says
+  // ready, so the first merged batches of each size do not pay for planning their shapes (a new
+  // shape costs a sd_unet_tiny worker several runs' time). Default: on with dynamic batching.
+  std::optional<bool> warmup;
   // "version_policy", Triton's: {"latest": {"num_versions": N}} (default N = 1), {"all": {}} or
   // {"specific": {"versions": [1, 3]}}.
   enum class VersionPolicy { kLatest, kAll, kSpecific } version_policy = VersionPolicy::kLatest;

@@ -78,6 +78,11 @@ TEST(ServerConfig, FullConfigParses) {
   ModelConfig defaults = parse_model_config("{}", "f");
   EXPECT_FALSE(defaults.dynamic_batching);
   EXPECT_EQ(defaults.devices, (std::vector<std::string>{"cpu:0"}));
+  EXPECT_FALSE(defaults.warmup.has_value());  // then: on with dynamic batching
+  EXPECT_EQ(parse_model_config(R"({"warmup": false})", "f").warmup, false);
+  EXPECT_NE(error_of([] { parse_model_config(R"({"warmup": 1})", "f"); })
+                .find("f: field 'warmup': must be true or false"),
+            std::string::npos);
 }
 
 TEST(ServerConfig, ErrorsNameFileAndField) {
