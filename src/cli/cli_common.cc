@@ -215,6 +215,9 @@ void DeviceOptions::add_to(CLI::App* app) {
   app->add_option("--deadline", deadline_s,
                   "seconds a shard may take before its worker counts as hung (default 120)")
       ->check(real_range(0.001, kMaxSeconds));
+  app->add_flag("--convert-once", convert_once,
+                "convert an .onnx once in this process into a sealed in-memory .tandem file that "
+                "every worker maps: one physical copy of the weights, no parsing in the workers");
 }
 
 ParallelOptions DeviceOptions::to_options(const std::string& model,
@@ -229,6 +232,7 @@ ParallelOptions DeviceOptions::to_options(const std::string& model,
   }
   o.mode = mode;
   o.workers_per_device = workers_per_device;
+  o.convert_once = convert_once;
   o.input_shapes = parse_shape_map(input_shape);
   o.deadline = std::chrono::milliseconds(static_cast<int64_t>(deadline_s * 1000));
   return o;

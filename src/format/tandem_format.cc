@@ -205,10 +205,14 @@ void put_u64(uint8_t* h, size_t off, uint64_t v) {
   std::memcpy(h + off, &v, 8);
 }
 
+// A file written through a temporary name and renamed into place (open, write, commit), or an
+// open descriptor written as it is (the second constructor; not closed here).
 class OutFile {
  public:
-  OutFile(std::string path) : path_(std::move(path)) {}
+  explicit OutFile(std::string path) : path_(std::move(path)) {}
+  OutFile(std::string what, int fd) : tmp_(std::move(what)), fd_(fd), owned_(false) {}
   ~OutFile() {
+    if (!owned_) return;
     if (fd_ >= 0) ::close(fd_);
     if (!tmp_.empty()) ::unlink(tmp_.c_str());
   }
@@ -244,6 +248,7 @@ class OutFile {
  private:
   std::string path_, tmp_;
   int fd_ = -1;
+  bool owned_ = true;
 };
 
 // ---- reading ----
@@ -562,20 +567,39 @@ bool is_tandem_file(const std::string& path) {
   return n == static_cast<ssize_t>(sizeof magic) && has_tandem_magic(magic, sizeof magic);
 }
 
-size_t write_tandem_file(const Graph& graph, const std::string& target,
-                         const std::map<std::string, Shape>& fixed_shapes,
-                         const std::string& path) {
-  TANDEM_CHECK(!target.empty() && target.size() < kTargetBytes, ErrorCode::kInvalidArgument,
-               "target '{}' must be 1 to {} characters", target, kTargetBytes - 1);
-  BlobTable blobs;
-  const std::string graph_bytes = serialize_graph(graph, fixed_shapes, blobs);
-  const uint64_t graph_offset = kTandemHeaderSize;
-  const uint64_t blobs_offset = align_up(graph_offset + graph_bytes.size());
-  const uint64_t file_size = blobs_offset + blobs.end;
-  static const uint8_t zeros[kTandemBlobAlign] = {};
+namespace {
 
+// The whole file, laid out: the header and the pieces after it, in order.
+struct Layout {
+  uint8_t header[kTandemHeaderSize] = {};
+  std::string graph_bytes;
+  BlobTable blobs;
+  uint64_t graph_offset = kTandemHeaderSize, blobs_offset = 0, file_size = 0;
+
+  Layout(const Graph& graph, const std::string& target,
+         const std::map<std::string, Shape>& fixed_shapes) {
+    TANDEM_CHECK(!target.empty() && target.size() < kTargetBytes, ErrorCode::kInvalidArgument,
+                 "target '{}' must be 1 to {} characters", target, kTargetBytes - 1);
+    graph_bytes = serialize_graph(graph, fixed_shapes, blobs);
+    blobs_offset = align_up(graph_offset + graph_bytes.size());
+    file_size = blobs_offset + blobs.end;
+    Hash64 hash;
+    each_piece([&](const void* p, size_t n) { hash.update(p, n); });
+    std::memcpy(header, kTandemMagic, sizeof kTandemMagic);
+    put_u32(header, kOffVersion, kTandemFormatVersion);
+    put_u32(header, kOffHeaderSize, kTandemHeaderSize);
+    put_u64(header, kOffFileSize, file_size);
+    put_u64(header, kOffChecksum, hash.digest());
+    put_u64(header, kOffGraphOffset, graph_offset);
+    put_u64(header, kOffGraphSize, graph_bytes.size());
+    put_u64(header, kOffBlobsOffset, blobs_offset);
+    put_u64(header, kOffBlobsSize, blobs.end);
+    std::memcpy(header + kOffTarget, target.data(), target.size());
+  }
   // The bytes after the header in file order, to the checksum and then to the file.
-  auto each_piece = [&](auto&& sink) {
+  template <typename Sink>
+  void each_piece(Sink&& sink) const {
+    static const uint8_t zeros[kTandemBlobAlign] = {};
     sink(graph_bytes.data(), graph_bytes.size());
     sink(zeros, blobs_offset - graph_offset - graph_bytes.size());
     uint64_t at = 0;
@@ -584,28 +608,33 @@ size_t write_tandem_file(const Graph& graph, const std::string& target,
       sink(blobs.tensors[i]->raw(), blobs.tensors[i]->nbytes());
       at = blobs.offsets[i] + blobs.tensors[i]->nbytes();
     }
-  };
-  Hash64 hash;
-  each_piece([&](const void* p, size_t n) { hash.update(p, n); });
+  }
+  void write_to(OutFile& file) const {
+    file.write(header, sizeof header);
+    each_piece([&](const void* p, size_t n) { file.write(p, n); });
+  }
+};
 
-  uint8_t header[kTandemHeaderSize] = {};
-  std::memcpy(header, kTandemMagic, sizeof kTandemMagic);
-  put_u32(header, kOffVersion, kTandemFormatVersion);
-  put_u32(header, kOffHeaderSize, kTandemHeaderSize);
-  put_u64(header, kOffFileSize, file_size);
-  put_u64(header, kOffChecksum, hash.digest());
-  put_u64(header, kOffGraphOffset, graph_offset);
-  put_u64(header, kOffGraphSize, graph_bytes.size());
-  put_u64(header, kOffBlobsOffset, blobs_offset);
-  put_u64(header, kOffBlobsSize, blobs.end);
-  std::memcpy(header + kOffTarget, target.data(), target.size());
+}  // namespace
 
+size_t write_tandem_file(const Graph& graph, const std::string& target,
+                         const std::map<std::string, Shape>& fixed_shapes,
+                         const std::string& path) {
+  Layout layout(graph, target, fixed_shapes);
   OutFile file(path);
   file.open();
-  file.write(header, sizeof header);
-  each_piece([&](const void* p, size_t n) { file.write(p, n); });
+  layout.write_to(file);
   file.commit();
-  return file_size;
+  return layout.file_size;
+}
+
+size_t write_tandem_fd(const Graph& graph, const std::string& target,
+                       const std::map<std::string, Shape>& fixed_shapes, int fd,
+                       const std::string& what) {
+  Layout layout(graph, target, fixed_shapes);
+  OutFile file(what, fd);
+  layout.write_to(file);
+  return layout.file_size;
 }
 
 TandemModel read_tandem_bytes(const uint8_t* data, size_t size, std::shared_ptr<const void> keeper,

@@ -37,6 +37,12 @@ bool is_tandem_file(const std::string& path);
 size_t write_tandem_file(const Graph& graph, const std::string& target,
                          const std::map<std::string, Shape>& fixed_shapes, const std::string& path);
 
+// The same into an open, empty, writable descriptor (a memfd), from its current position; `what`
+// names it in messages. The descriptor stays the caller's.
+size_t write_tandem_fd(const Graph& graph, const std::string& target,
+                       const std::map<std::string, Shape>& fixed_shapes, int fd,
+                       const std::string& what);
+
 struct TandemModel {
   std::unique_ptr<Graph> graph;
   std::string target;

@@ -1,9 +1,13 @@
 #include "runtime/convert.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 #include "core/error.h"
@@ -104,8 +108,11 @@ void apply_input_shapes(const Graph& graph, std::vector<TensorInfo>& infos,
   }
 }
 
-ConvertSummary convert_to_tandem(const std::string& onnx_path, const std::string& out_path,
-                                 const ConvertOptions& options) {
+namespace {
+
+// Loads, fixes shapes and optimises: everything before the file is written.
+std::unique_ptr<Graph> optimized_for(const std::string& onnx_path, const ConvertOptions& options,
+                                     ConvertSummary& summary) {
   TANDEM_CHECK(options.target == "cpu" || options.target == "ref", ErrorCode::kInvalidArgument,
                "unknown target '{}': use 'cpu' (the fast kernels) or 'ref' (the reference "
                "kernels, graph as written)",
@@ -113,7 +120,6 @@ ConvertSummary convert_to_tandem(const std::string& onnx_path, const std::string
   TANDEM_CHECK(!is_tandem_file(onnx_path), ErrorCode::kInvalidArgument,
                "'{}' is a .tandem file already: convert the .onnx it came from", onnx_path);
   std::unique_ptr<Graph> graph = load_onnx_model(onnx_path, options.limits);
-  ConvertSummary summary;
   summary.nodes_before = graph->nodes().size();
   summary.uses_external_data = graph->uses_external_data;
   ShapeMap shapes = options.input_shapes;
@@ -126,8 +132,35 @@ ConvertSummary convert_to_tandem(const std::string& onnx_path, const std::string
   for (const auto& v : graph->values())
     if (v->is_constant()) summary.weight_bytes += v->constant->nbytes();
   summary.fixed_shapes = shapes;
-  summary.file_bytes = write_tandem_file(*graph, options.target, shapes, out_path);
+  return graph;
+}
+
+}  // namespace
+
+ConvertSummary convert_to_tandem(const std::string& onnx_path, const std::string& out_path,
+                                 const ConvertOptions& options) {
+  ConvertSummary summary;
+  std::unique_ptr<Graph> graph = optimized_for(onnx_path, options, summary);
+  summary.file_bytes = write_tandem_file(*graph, options.target, summary.fixed_shapes, out_path);
   return summary;
+}
+
+int convert_to_sealed_memfd(const std::string& onnx_path, const ConvertOptions& options) {
+  ConvertSummary summary;
+  std::unique_ptr<Graph> graph = optimized_for(onnx_path, options, summary);
+  int fd = ::memfd_create("tandem-converted-model", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  TANDEM_CHECK(fd >= 0, ErrorCode::kRuntime, "memfd_create failed: {}", std::strerror(errno));
+  try {
+    write_tandem_fd(*graph, options.target, summary.fixed_shapes, fd,
+                    fmt::format("the converted '{}' (memfd)", onnx_path));
+    TANDEM_CHECK(
+        ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) == 0,
+        ErrorCode::kRuntime, "sealing the converted model failed: {}", std::strerror(errno));
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  return fd;
 }
 
 std::string cache_dir_for(const Context& context) {

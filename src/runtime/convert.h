@@ -47,6 +47,11 @@ struct ConvertSummary {
 ConvertSummary convert_to_tandem(const std::string& onnx_path, const std::string& out_path,
                                  const ConvertOptions& options);
 
+// Converts `onnx_path` into a new memfd, sealed against any change (write, grow, shrink), and
+// returns its descriptor (close-on-exec; the caller owns it). Other processes of the user map it
+// by /proc/<pid>/fd/<fd>: one physical copy of the weights for all of them.
+int convert_to_sealed_memfd(const std::string& onnx_path, const ConvertOptions& options);
+
 // The cache: the converted file for (model bytes, fixed shapes, target, format version) in
 // `cache_dir`, mapped. On a miss, or when the entry there is not a valid .tandem file (truncated,
 // corrupt...), the model is converted into the entry now (atomically: a reader never sees half a

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The parallel runner takes a .tandem file (its workers map it), and --cache-dir reaches the
-# worker processes: one run converts into the cache once, the next maps the same entry.
+# The parallel runner takes a .tandem file (its workers map it), --convert-once converts an .onnx
+# once for all workers, and --cache-dir reaches the worker processes: one run converts into the
+# cache once, the next maps the same entry.
 #   convert_parallel.sh path/to/tandem path/to/model.onnx
 set -euo pipefail
 tandem=$1
@@ -8,7 +9,8 @@ model=$2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$tandem" convert "$model" -o "$tmp/model.tandem" >/dev/null
-"$tandem" run -m "$tmp/model.tandem" --devices 2 --batch 4 | grep -q "vs one device running the whole batch: 0$"
+"$tandem" run -m "$tmp/model.tandem" --devices 2 --batch 4 | grep "vs one device running the whole batch: 0$" >/dev/null
+"$tandem" run -m "$model" --devices 2 --batch 4 --convert-once | grep "vs one device running the whole batch: 0$" >/dev/null
 "$tandem" run -m "$model" --devices 2 --batch 4 --cache-dir "$tmp/cache" >/dev/null
 entries=("$tmp"/cache/*.tandem)
 [[ ${#entries[@]} -eq 1 ]] || { echo "want one cache entry, got: ${entries[*]}"; exit 1; }
