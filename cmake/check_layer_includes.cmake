@@ -16,6 +16,7 @@ set(TANDEM_INCLUDE_LAYERS
   "tandem/context.h=core"
   "ir/=ir"
   "onnx/=onnx"
+  "format/=format"
   "ops/=ops"
   "backends/backend.h=backend"
   "backends/ref/=backend_ref"

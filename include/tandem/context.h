@@ -33,6 +33,11 @@ struct Context {
   // output is larger than its inputs); a larger one is left to run time, where this cap applies.
   size_t max_tensor_bytes = size_t{16} << 30;  // 16 GiB
   size_t max_model_bytes = size_t{64} << 30;   // 64 GiB
+
+  // A folder of converted models (.tandem files, see docs/tandem-format.md): an .onnx built with
+  // the same bytes, input shapes and target as before is mapped from there instead of parsed and
+  // optimised again. Empty: $TANDEM_CACHE_DIR when set, else no cache.
+  std::string cache_dir;
 };
 
 }  // namespace tandem

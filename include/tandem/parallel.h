@@ -50,6 +50,14 @@ struct ParallelOptions {
   // The `tandem` binary that runs workers. Empty: $TANDEM_WORKER_BINARY, then `tandem` beside
   // this executable, then the one this library was built with.
   std::string worker_binary;
+  // Processes mode, given an .onnx file: the predictor converts it once (`tandem convert`'s
+  // conversion, no shapes fixed) into a sealed memfd that every worker, restarted ones too, maps
+  // read-only, so N workers share one physical copy of the weights (each still has its kernels'
+  // prepacked copies) and none parses or optimises the model again. Should the conversion fail,
+  // the workers build from the .onnx and report why. false (the default for now: tools that find
+  // workers by the model path on their command line see /proc/<pid>/fd/<n> instead): every worker
+  // loads the file itself.
+  bool convert_once = false;
   // Print the seed's progress lines ("Success to build model i", "Receive exit message").
   bool verbose = false;
   // Size caps every worker builds its model with (Context::max_tensor_bytes / max_model_bytes).

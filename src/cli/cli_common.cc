@@ -148,11 +148,13 @@ CLI::Validator real_range(double min, double max, bool min_inclusive) {
 }
 
 void ModelOptions::add_to(CLI::App* app, bool model_required) {
-  auto* opt = app->add_option("-m,--model", model, "ONNX model file");
+  auto* opt =
+      app->add_option("-m,--model", model, "model file: .onnx, or .tandem from `tandem convert`");
   if (model_required)
     opt->required();
   else
-    opt->description("ONNX model file (default: the flagship models/sd_unet_tiny/model.onnx)");
+    opt->description(
+        "model file: .onnx or .tandem (default: the flagship models/sd_unet_tiny/model.onnx)");
   app->add_option("--input-shape", input_shape,
                   "fix input shapes, e.g. \"sample:1,4,64,64;timestep:1\"");
   app->add_option("-t,--threads", threads, "intra-op threads (0 = one per core)")
@@ -162,6 +164,13 @@ void ModelOptions::add_to(CLI::App* app, bool model_required) {
   app->add_option("--device", device, "device: cpu or cpu:N");
   app->add_flag("--profile", profile, "time each op type and print the breakdown");
   add_size_cap_options(app, &max_tensor_bytes, &max_model_bytes);
+  app->add_option("--cache-dir", cache_dir,
+                  "keep converted models (.tandem) in this folder and map them on later builds of "
+                  "the same .onnx bytes, shapes and backend (default: $TANDEM_CACHE_DIR)")
+      ->each([](const std::string& dir) {
+        // Worker processes inherit the environment: they use the same cache.
+        setenv("TANDEM_CACHE_DIR", dir.c_str(), 1);
+      });
 }
 
 void add_size_cap_options(CLI::App* app, size_t* max_tensor_bytes, size_t* max_model_bytes) {
@@ -183,6 +192,7 @@ Context ModelOptions::context() const {
   ctx.profile = profile;
   ctx.max_tensor_bytes = max_tensor_bytes;
   ctx.max_model_bytes = max_model_bytes;
+  ctx.cache_dir = cache_dir;
   return ctx;
 }
 
@@ -205,6 +215,9 @@ void DeviceOptions::add_to(CLI::App* app) {
   app->add_option("--deadline", deadline_s,
                   "seconds a shard may take before its worker counts as hung (default 120)")
       ->check(real_range(0.001, kMaxSeconds));
+  app->add_flag("--convert-once", convert_once,
+                "convert an .onnx once in this process into a sealed in-memory .tandem file that "
+                "every worker maps: one physical copy of the weights, no parsing in the workers");
 }
 
 ParallelOptions DeviceOptions::to_options(const std::string& model,
@@ -219,6 +232,7 @@ ParallelOptions DeviceOptions::to_options(const std::string& model,
   }
   o.mode = mode;
   o.workers_per_device = workers_per_device;
+  o.convert_once = convert_once;
   o.input_shapes = parse_shape_map(input_shape);
   o.deadline = std::chrono::milliseconds(static_cast<int64_t>(deadline_s * 1000));
   return o;

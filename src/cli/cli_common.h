@@ -37,6 +37,7 @@ struct ModelOptions {
   bool profile = false;
   size_t max_tensor_bytes = Context{}.max_tensor_bytes;
   size_t max_model_bytes = Context{}.max_model_bytes;
+  std::string cache_dir;
   void add_to(CLI::App* app, bool model_required);
   Context context() const;
   Model build() const;
@@ -77,6 +78,7 @@ void add_bench_command(CLI::App& app, int& exit_code);
 void add_worker_command(CLI::App& app, int& exit_code);
 void add_serve_command(CLI::App& app, int& exit_code);
 void add_compare_command(CLI::App& app, int& exit_code);
+void add_convert_command(CLI::App& app, int& exit_code);
 
 // Options of the multi-device paths of `run` and `bench`.
 struct DeviceOptions {
@@ -85,6 +87,7 @@ struct DeviceOptions {
   std::string mode = "processes";
   int workers_per_device = 1;
   double deadline_s = 120;
+  bool convert_once = false;
   void add_to(CLI::App* app);
   ParallelOptions to_options(const std::string& model, const std::string& input_shape) const;
 };

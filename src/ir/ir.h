@@ -110,6 +110,9 @@ class Graph {
   std::string name;
   // Caps the loader applied; passes that create tensors (constant folding) keep to them.
   SizeLimits limits;
+  // Some weights came from external data files (their bytes are not in the .onnx file itself:
+  // the conversion cache, keyed by those bytes, does not keep such models).
+  bool uses_external_data = false;
 
  private:
   std::string unique_name(const std::string& base);

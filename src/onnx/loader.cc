@@ -215,6 +215,7 @@ std::unique_ptr<Graph> graph_from_proto(const onnx::ModelProto& model, const std
     std::string what = fmt::format("initializer '{}'", init.name());
     Tensor value = tensor_from_proto(init, base_dir, what, limits.max_tensor_bytes);
     budget.charge(value, what);
+    if (init.data_location() == onnx::TensorProto::EXTERNAL) graph->uses_external_data = true;
     Value* v = graph->add_value(init.name());
     v->constant = std::move(value);
     v->dtype = v->constant->dtype();
@@ -282,8 +283,11 @@ std::unique_ptr<Graph> graph_from_proto(const onnx::ModelProto& model, const std
     TANDEM_CHECK(op != graph->opset_imports.end(), ErrorCode::kInvalidModel,
                  "{} is in domain '{}', which the model does not import", desc, domain);
     n->opset = static_cast<int>(op->second);
-    for (const auto& a : np.attribute())
+    for (const auto& a : np.attribute()) {
       n->attrs[a.name()] = convert_attribute(a, base_dir, desc, limits, budget);
+      if (a.has_t() && a.t().data_location() == onnx::TensorProto::EXTERNAL)
+        graph->uses_external_data = true;
+    }
 
     if (n->op_type == "Constant" && domain.empty()) {
       TANDEM_CHECK(outputs.size() == 1 && outputs[0], ErrorCode::kInvalidModel,

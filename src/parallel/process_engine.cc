@@ -31,6 +31,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "format/tandem_format.h"
 #include "parallel/batch.h"
 #include "parallel/device.h"
 #include "parallel/digest.h"
@@ -42,6 +43,7 @@
 #include "parallel/spawn.h"
 #include "parallel/unique_fd.h"
 #include "parallel/worker_replies.h"
+#include "runtime/convert.h"
 
 namespace tandem::parallel {
 
@@ -149,6 +151,8 @@ class ProcessEngine : public ParallelPredictor::Engine {
   Scheduler scheduler_;
   FaultPolicyOptions policy_;
   std::string binary_;
+  std::string model_;        // what workers load: the model file, or the converted memfd's path
+  UniqueFd converted_;       // the sealed memfd with the converted model (convert_once)
   std::string digest_;       // the model file's content, as read at build()
   nlohmann::json built_as_;  // the first BUILD_FINISH's description
   std::unique_ptr<Spawner> spawner_;
@@ -176,7 +180,7 @@ class ProcessEngine : public ParallelPredictor::Engine {
 void ProcessEngine::spawn(Worker& w) {
   std::vector<std::string> args = {binary_,          "worker",
                                    "--fd",           "3",
-                                   "--model",        options_.model_path,
+                                   "--model",        model_,
                                    "--model-digest", digest_,
                                    "--device",       w.device.name,
                                    "--threads",      std::to_string(w.threads),
@@ -230,7 +234,21 @@ void ProcessEngine::build() {
   TANDEM_CHECK(std::filesystem::is_regular_file(options_.model_path), ErrorCode::kNotFound,
                "model file '{}' does not exist or is not a file", options_.model_path);
   binary_ = find_worker_binary(options_.worker_binary);
-  digest_ = file_digest(options_.model_path);
+  model_ = options_.model_path;
+  if (options_.convert_once && !is_tandem_file(options_.model_path)) {
+    // One physical copy of the weights per host: the workers map this memfd by its /proc path
+    // (it is close-on-exec; they open it as the same user). Sealed, it is also the bytes every
+    // restarted worker gets, whatever becomes of the file.
+    try {
+      ConvertOptions convert;
+      convert.limits = {options_.max_tensor_bytes, options_.max_model_bytes};
+      converted_.reset(convert_to_sealed_memfd(options_.model_path, convert));
+      model_ = fmt::format("/proc/{}/fd/{}", ::getpid(), converted_.get());
+    } catch (const Error&) {
+      // The workers build from the file and report what is wrong, as without convert_once.
+    }
+  }
+  digest_ = file_digest(model_);
   workers_ = workers_for<Worker>(
       plan_workers(options_.devices, options_.core_lists, options_.workers_per_device));
   for (auto& w : workers_) w->policy = RestartPolicy(policy_);
@@ -894,6 +912,7 @@ void ProcessEngine::finalize() {
   shutdown_workers();
   spawner_.reset();
   event_fd_.reset();
+  converted_.reset();  // no worker will map it again
   pool_->clear();
 }
 

@@ -2,42 +2,20 @@
 // clear errors before any kernel runs.
 #include "tandem/model.h"
 
+#include <cstdlib>
+#include <cstring>
 #include <thread>
 
 #include "core/error.h"
-#include "optimizer/passes.h"
 #include "onnx/loader.h"
+#include "runtime/backend_choice.h"
+#include "runtime/convert.h"
 #include "runtime/input_check.h"
 #include "runtime/session.h"
-#include "runtime/backend_choice.h"
 
 namespace tandem {
 
 namespace {
-
-std::vector<std::string> input_names(const Graph& g) {
-  std::vector<std::string> names;
-  for (const Value* v : g.inputs) names.push_back(v->name);
-  return names;
-}
-
-TensorInfo info_of(const Value* v) {
-  TensorInfo info;
-  info.name = v->name;
-  info.dtype = v->dtype;
-  info.shape = v->shape_known ? v->shape : Shape{};
-  info.dim_names = v->dim_names;
-  info.dim_names.resize(info.shape.size());
-  return info;
-}
-
-bool shape_matches(const Shape& declared, bool rank_known, const Shape& actual) {
-  if (!rank_known) return true;
-  if (declared.size() != actual.size()) return false;
-  for (size_t i = 0; i < declared.size(); ++i)
-    if (declared[i] >= 0 && declared[i] != actual[i]) return false;
-  return true;
-}
 
 int threads_for(const Context& ctx) {
   if (ctx.thread_num > 0) return ctx.thread_num;
@@ -95,48 +73,26 @@ struct Model::Impl {
     session->prepare(types);
   }
 
-  // Everything after loading: passes, session, the plan for fixed shapes.
+  // Everything after loading: passes (unless `converted`: a .tandem graph is optimised already),
+  // session, the plan for fixed shapes.
   void finish_build(std::unique_ptr<Graph> loaded, const Context& context,
-                    const ShapeMap& input_shapes, const std::vector<const Backend*>& backends) {
+                    const ShapeMap& input_shapes, const std::vector<const Backend*>& backends,
+                    const ShapeMap* converted = nullptr) {
     graph = std::move(loaded);
     for (auto& n : graph->nodes()) histogram[n->op_type]++;
     for (auto& v : graph->values())
       if (v->is_constant()) parameters += v->constant->numel();
-    for (const Value* v : graph->inputs) inputs.push_back(info_of(v));
-    for (const Value* v : graph->outputs) outputs.push_back(info_of(v));
+    for (const Value* v : graph->inputs) inputs.push_back(declared_info(v));
+    for (const Value* v : graph->outputs) outputs.push_back(declared_info(v));
+    if (converted) apply_input_shapes(*graph, inputs, *converted);
     fix_shapes(input_shapes);
-    run_default_passes(*graph);
-    // The reference backend runs the model as written: it is the oracle fused graphs are checked
-    // against.
-    if (context.backend != "ref") {
-      run_fusion_passes(*graph);
-      run_default_passes(*graph);
-    }
+    if (!converted) optimize_graph(*graph, tandem_target_for_backend(context.backend));
     session = std::make_unique<Session>(*graph, backends, threads_for(context), context.core_list,
                                         context.profile);
     prepare_if_static();
   }
 
-  void fix_shapes(const ShapeMap& shapes) {
-    for (const auto& entry : shapes) {
-      // Not a structured binding: clang 14 (the fuzz build) cannot capture one in a lambda.
-      const std::string& name = entry.first;
-      const Shape& shape = entry.second;
-      auto it = std::find_if(inputs.begin(), inputs.end(),
-                             [&](const TensorInfo& i) { return i.name == name; });
-      TANDEM_CHECK(it != inputs.end(), ErrorCode::kInvalidArgument,
-                   "input shape given for '{}', but the model has no such input (its inputs: {})",
-                   name, fmt::join(input_names(*graph), ", "));
-      for (int64_t d : shape)
-        TANDEM_CHECK(d > 0, ErrorCode::kInvalidArgument,
-                     "input shape {} for '{}' has a dimension < 1", shape_str(shape), name);
-      const Value* v = graph->inputs[it - inputs.begin()];
-      TANDEM_CHECK(shape_matches(v->shape, v->shape_known, shape), ErrorCode::kInvalidArgument,
-                   "input shape {} for '{}' does not fit the model's declared shape {}",
-                   shape_str(shape), name, declared_shape_str(info_of(v)));
-      it->shape = shape;
-    }
-  }
+  void fix_shapes(const ShapeMap& shapes) { apply_input_shapes(*graph, inputs, shapes); }
 };
 
 Model::Model() : impl_(std::make_unique<Impl>()) {}
@@ -147,18 +103,43 @@ Model& Model::operator=(Model&&) noexcept = default;
 Model Model::build_from_file(const std::string& path, const Context& context,
                              const ShapeMap& input_shapes) {
   std::vector<const Backend*> backends = backends_for_context(context);
+  const std::string target = tandem_target_for_backend(context.backend);
+  const SizeLimits limits = SizeLimits::from(context);
   Model m;
-  m.impl_->finish_build(load_onnx_model(path, SizeLimits::from(context)), context, input_shapes,
-                        backends);
+  // By the magic, not the name: a converted file may be called anything.
+  if (is_tandem_file(path)) {
+    TandemModel t = map_tandem_file(path, target, limits);
+    m.impl_->finish_build(std::move(t.graph), context, input_shapes, backends, &t.fixed_shapes);
+  } else if (std::string dir = cache_dir_for(context); !dir.empty()) {
+    TandemModel t = cached_conversion(dir, path, input_shapes, target, limits);
+    m.impl_->finish_build(std::move(t.graph), context, {}, backends, &t.fixed_shapes);
+  } else {
+    m.impl_->finish_build(load_onnx_model(path, limits), context, input_shapes, backends);
+  }
   return m;
 }
 
 Model Model::build_from_buffer(const void* data, size_t size, const Context& context,
                                const ShapeMap& input_shapes) {
   std::vector<const Backend*> backends = backends_for_context(context);
+  const SizeLimits limits = SizeLimits::from(context);
   Model m;
-  m.impl_->finish_build(load_onnx_model_from_bytes(data, size, SizeLimits::from(context)), context,
-                        input_shapes, backends);
+  if (has_tandem_magic(data, size)) {
+    // The constants will point into the bytes: an aligned copy the model keeps (the caller's
+    // buffer may go away and need not be aligned).
+    std::shared_ptr<uint8_t> copy(
+        static_cast<uint8_t*>(std::aligned_alloc(
+            kTandemBlobAlign, (size + kTandemBlobAlign - 1) / kTandemBlobAlign * kTandemBlobAlign)),
+        [](uint8_t* p) { std::free(p); });
+    if (!copy) throw std::bad_alloc();
+    std::memcpy(copy.get(), data, size);
+    TandemModel t = read_tandem_bytes(copy.get(), size, copy, "the model given in memory",
+                                      tandem_target_for_backend(context.backend), limits);
+    m.impl_->finish_build(std::move(t.graph), context, input_shapes, backends, &t.fixed_shapes);
+  } else {
+    m.impl_->finish_build(load_onnx_model_from_bytes(data, size, limits), context, input_shapes,
+                          backends);
+  }
   return m;
 }
 

@@ -173,5 +173,33 @@ expect_ok() {
 }
 expect_ok "$tandem" info --model "$hostile/fill_1gib.onnx"
 
+# Damaged .tandem files (docs/tandem-format.md): each named for what is wrong, found by the magic
+# whatever the file's name.
+conv=$tmp/conv
+mkdir -p "$conv"
+expect_ok "$tandem" convert "$models/resnet_tiny/model.onnx" -o "$conv/good.tandem" --batch 1
+/usr/bin/python3 - "$conv" <<'PY'
+import struct, sys
+d = sys.argv[1]
+good = open(d + "/good.tandem", "rb").read()
+def save(name, b): open(d + "/" + name, "wb").write(b)
+save("truncated.bin", good[:len(good) - 100])
+save("short.bin", good[:40])
+flip = bytearray(good); flip[-5] ^= 1; save("corrupt.bin", bytes(flip))
+v2 = bytearray(good); v2[8:12] = struct.pack("<I", 7); save("version.bin", bytes(v2))
+tgt = bytearray(good); tgt[64:80] = b"npu".ljust(16, b"\0"); save("target.bin", bytes(tgt))
+big = bytearray(good); big[40:48] = struct.pack("<Q", 2**64 - 1); save("graph_size.bin", bytes(big))
+PY
+expect error "truncated: its header says" -- "$tandem" run --model "$conv/truncated.bin"
+expect error "truncated: 40 bytes" -- "$tandem" info --model "$conv/short.bin"
+expect error "is corrupt: its checksum" -- "$tandem" run --model "$conv/corrupt.bin"
+expect error "format version 7; this Tandem reads version 1" -- "$tandem" run --model "$conv/version.bin"
+expect error "converted for target 'npu'" -- "$tandem" bench --model "$conv/target.bin"
+expect error "sections do not fit" -- "$tandem" run --model "$conv/graph_size.bin"
+expect error "converted for target 'cpu', but this build asks for target 'ref'" -- "$tandem" run --model "$conv/good.tandem" --backend ref
+expect error "is a .tandem file already" -- "$tandem" convert "$conv/good.tandem" -o "$conv/again.tandem"
+expect error "--batch 2: no input" -- "$tandem" convert "$models/resnet_tiny/model.onnx" -o "$conv/x.tandem" --input-shape "input:1,3,64,64" --batch 2
+expect usage "target" -- "$tandem" convert "$models/resnet_tiny/model.onnx" -o "$conv/x.tandem" --target gpu
+
 echo "$passed passed, $failures failed"
 [[ $failures -eq 0 ]]

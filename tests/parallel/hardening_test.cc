@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <thread>
 
@@ -236,7 +237,9 @@ TEST(ParallelMemory, MalformedOwnBufferRepliesKillTheWorkerAndTheShardIsRerun) {
 TEST(ParallelFaults, ReplacedModelFileIsNeverMixedIn) {
   std::string dir = testing::temp_dir("replaced_model");
   std::string path = scale_model(dir, 2.f);
-  ParallelPredictor p(options(path, 2));
+  ParallelOptions o = options(path, 2);
+  o.convert_once = false;  // the workers read the file itself: the digest guards it (default)
+  ParallelPredictor p(o);
   p.build();
   Tensor x = Tensor::from_vector(DataType::kFloat32, {2, 4},
                                  std::vector<float>{1, 2, 3, 4, 5, 6, 7, 8}, "x");
@@ -261,6 +264,51 @@ TEST(ParallelFaults, ReplacedModelFileIsNeverMixedIn) {
   EXPECT_GT(served, 10);
   std::string why = p.stats().devices[1].last_error;
   EXPECT_NE(why.find("changed since the predictor was built"), std::string::npos) << why;
+}
+
+// With convert_once the workers map one sealed memfd the predictor converted the file into: all
+// of them map the same bytes, and a restarted worker gets those bytes too, whatever became of the
+// file.
+TEST(ParallelFaults, ConvertOnceWorkersShareOneSealedCopy) {
+  std::string dir = testing::temp_dir("convert_once");
+  std::string path = scale_model(dir, 2.f);
+  ParallelOptions o = options(path, 2);
+  o.convert_once = true;
+  ParallelPredictor p(o);
+  p.build();
+  Tensor x = Tensor::from_vector(DataType::kFloat32, {2, 4},
+                                 std::vector<float>{1, 2, 3, 4, 5, 6, 7, 8}, "x");
+  auto want = p.predict({x});
+  EXPECT_EQ(want[0].data<float>()[7], 16.f);
+  auto maps_memfd = [](int pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/maps");
+    std::string maps((std::istreambuf_iterator<char>(f)), {});
+    return maps.find("memfd:tandem-converted-model") != std::string::npos;
+  };
+  for (const auto& d : p.stats().devices) EXPECT_TRUE(maps_memfd(d.pid)) << d.device;
+  scale_model(dir, 3.f);
+  int victim = p.stats().devices[1].pid;
+  ASSERT_EQ(::kill(victim, SIGKILL), 0);
+  auto until = Clock::now() + 10s;
+  while (Clock::now() < until && (p.stats().devices[1].pid == victim ||
+                                  p.stats().devices[1].state != "up"))
+    std::this_thread::sleep_for(50ms);
+  ASSERT_EQ(p.stats().devices[1].state, "up") << p.stats().devices[1].last_error;
+  EXPECT_TRUE(maps_memfd(p.stats().devices[1].pid));
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(same(p.predict({x}), want)) << "a batch mixed two models";
+  // finalize() lets go of the memfd.
+  auto holds_memfd = [] {
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+      std::error_code ec;
+      if (std::filesystem::read_symlink(e.path(), ec).string().find("tandem-converted-model") !=
+          std::string::npos)
+        return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(holds_memfd());
+  p.finalize();
+  EXPECT_FALSE(holds_memfd());
 }
 
 // ---- defect 7: workers outlive the thread that built them --------------------------------

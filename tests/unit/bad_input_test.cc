@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "onnx/tensor_proto.h"
+#include "expect_error.h"
 #include "onnx_builder.h"
 #include "tandem/model.h"
 
@@ -18,19 +19,7 @@ namespace {
 using testing::OnnxBuilder;
 namespace fs = std::filesystem;
 
-// Expects `fn` to throw tandem::Error with `code` and every fragment in its message.
-template <typename F>
-void expect_error(F&& fn, ErrorCode code, std::vector<std::string> fragments) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected an error";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    for (const auto& f : fragments)
-      EXPECT_NE(std::string(e.what()).find(f), std::string::npos)
-          << "message '" << e.what() << "' lacks '" << f << "'";
-  }
-}
+using testing::expect_error;
 
 std::string add_model(const std::string& dir, int64_t opset = 17) {
   OnnxBuilder b(opset);

@@ -1,0 +1,409 @@
+// The .tandem format: conversion gives bit-identical outputs to the .onnx path on the same
+// kernels, the weights are views into a read-only mapping that lives as long as the model, every
+// damaged file is refused with a message naming what is wrong, and the conversion cache hits,
+// misses and rebuilds a corrupt entry.
+#include "format/tandem_format.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "core/hash.h"
+#include "expect_error.h"
+#include "onnx_builder.h"
+#include "runtime/convert.h"
+#include "tandem/model.h"
+
+namespace tandem {
+namespace {
+
+using testing::OnnxBuilder;
+namespace fs = std::filesystem;
+
+const std::string kModels = TANDEM_MODELS_DIR;
+
+using testing::expect_error;
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), {}};
+}
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+template <typename T>
+void put(std::string& bytes, size_t at, T v) {
+  std::memcpy(bytes.data() + at, &v, sizeof v);
+}
+template <typename T>
+T get(const std::string& bytes, size_t at) {
+  T v;
+  std::memcpy(&v, bytes.data() + at, sizeof v);
+  return v;
+}
+// Recomputes the checksum, so a test reaches the checks behind it.
+void reseal(std::string& bytes) {
+  put<uint64_t>(bytes, 24, hash64(bytes.data() + 128, bytes.size() - 128));
+}
+
+// Deterministic inputs for `infos` (fixed shapes): floats in [-1, 1], integers in [0, 7).
+std::vector<Tensor> inputs_for(const std::vector<TensorInfo>& infos) {
+  std::vector<Tensor> out;
+  for (const TensorInfo& info : infos) {
+    Tensor t(info.dtype, info.shape, info.name);
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      switch (info.dtype) {
+        case DataType::kFloat32:
+          t.data<float>()[i] = std::sin(0.37f * static_cast<float>(i));
+          break;
+        case DataType::kInt64:
+          t.data<int64_t>()[i] = i % 7;
+          break;
+        case DataType::kInt32:
+          t.data<int32_t>()[i] = static_cast<int32_t>(i % 7);
+          break;
+        case DataType::kBool:
+          t.data<bool>()[i] = i % 2;
+          break;
+        default:
+          ADD_FAILURE() << "no test input for " << dtype_name(info.dtype);
+      }
+    }
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+// Every symbolic dimension of the model's inputs fixed to 2.
+ShapeMap fixed_shapes(const std::string& onnx) {
+  ShapeMap shapes;
+  for (const TensorInfo& in : Model::build_from_file(onnx).inputs()) {
+    Shape s = in.shape;
+    for (int64_t& d : s)
+      if (d < 0) d = 2;
+    shapes[in.name] = s;
+  }
+  return shapes;
+}
+
+bool mapped_in_this_process(const std::string& path) {
+  std::string maps = read_bytes("/proc/self/maps");
+  return maps.find(fs::canonical(path).string()) != std::string::npos;
+}
+
+class ConvertedModel : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ConvertedModel, RunsBitIdenticalToTheOnnxPathFromAReadOnlyMapping) {
+  const std::string onnx = kModels + "/" + GetParam() + "/model.onnx";
+  const std::string out = testing::temp_dir("convert_" + GetParam()) + "/model.tandem";
+  ConvertOptions opt;
+  opt.input_shapes = fixed_shapes(onnx);
+  ConvertSummary s = convert_to_tandem(onnx, out, opt);
+  EXPECT_EQ(s.file_bytes, fs::file_size(out));
+  EXPECT_LE(s.nodes_after, s.nodes_before);
+  ASSERT_TRUE(is_tandem_file(out));
+
+  Model reference = Model::build_from_file(onnx, {}, opt.input_shapes);
+  std::vector<Tensor> expected = reference.predict(inputs_for(reference.inputs()));
+  {
+    Model converted = Model::build_from_file(out);
+    EXPECT_TRUE(mapped_in_this_process(out));
+    ASSERT_EQ(converted.inputs().size(), reference.inputs().size());
+    for (size_t i = 0; i < converted.inputs().size(); ++i)
+      EXPECT_EQ(converted.inputs()[i].shape, reference.inputs()[i].shape);
+    // Twice: a kernel writing into a weight would fault (PROT_READ) or change the second run.
+    for (int run = 0; run < 2; ++run) {
+      std::vector<Tensor> got = converted.predict(inputs_for(converted.inputs()));
+      ASSERT_EQ(got.size(), expected.size());
+      for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_EQ(got[i].shape(), expected[i].shape()) << got[i].name();
+        EXPECT_EQ(std::memcmp(got[i].raw(), expected[i].raw(), got[i].nbytes()), 0)
+            << GetParam() << " output " << got[i].name() << " differs from the .onnx path";
+      }
+    }
+  }
+  // The model held the only reference to the mapping.
+  EXPECT_FALSE(mapped_in_this_process(out));
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, ConvertedModel,
+                         ::testing::Values("sd_unet_tiny", "resnet_tiny", "gpt_tiny", "lstm_tiny",
+                                           "bert_tiny", "mobilenet_tiny"));
+
+// y = x + W_MARK (W_MARK a [4] float initializer: its tensor record is easy to find and patch).
+std::string small_model(const std::string& dir) {
+  OnnxBuilder b;
+  b.input("x", DataType::kFloat32, {-1, 4});
+  b.output("y", DataType::kFloat32, {-1, 4});
+  b.initializer("W_MARK", Tensor::from_vector(DataType::kFloat32, {4},
+                                              std::vector<float>{1.f, 2.f, 3.f, 4.f}));
+  b.node("Add", {"x", "W_MARK"}, {"y"}, "add");
+  return b.save(dir);
+}
+
+struct SmallFile {
+  std::string dir, path, bytes;
+  size_t tensor_record = 0;  // where W_MARK's dtype field starts in its tensor record
+};
+
+SmallFile small_file(const std::string& name, const std::string& target = "cpu") {
+  SmallFile f;
+  f.dir = testing::temp_dir(name);
+  ConvertOptions opt;
+  opt.batch = 3;
+  opt.target = target;
+  convert_to_tandem(small_model(f.dir), f.dir + "/good.tandem", opt);
+  f.bytes = read_bytes(f.dir + "/good.tandem");
+  f.path = f.dir + "/bad.tandem";
+  // The last "W_MARK" is the constant's tensor record (the first is the value's name).
+  size_t at = f.bytes.rfind("W_MARK");
+  EXPECT_NE(at, std::string::npos);
+  f.tensor_record = at + 6;
+  return f;
+}
+
+TEST(TandemFormat, SmallModelRoundTripsWithFixedShapesAndResize) {
+  SmallFile f = small_file("tandem_small");
+  Model m = Model::build_from_file(f.dir + "/good.tandem");
+  ASSERT_EQ(m.inputs().size(), 1u);
+  EXPECT_EQ(m.inputs()[0].shape, (Shape{3, 4}));
+  Tensor x = Tensor::from_vector(DataType::kFloat32, {3, 4}, std::vector<float>(12, 1.f), "x");
+  std::vector<Tensor> y = m.predict({x});
+  EXPECT_EQ(y[0].data<float>()[5], 3.f);
+  // The declared shape stays symbolic: resize to another batch, as for the .onnx.
+  m.resize({{"x", {5, 4}}});
+  EXPECT_EQ(m.inputs()[0].shape, (Shape{5, 4}));
+}
+
+TEST(TandemFormat, ConstantsAreViewsIntoTheBytesNotCopies) {
+  SmallFile f = small_file("tandem_views");
+  auto buf = std::shared_ptr<uint8_t>(static_cast<uint8_t*>(std::aligned_alloc(64, 4096)),
+                                      [](uint8_t* p) { std::free(p); });
+  ASSERT_LE(f.bytes.size(), 4096u);
+  std::memcpy(buf.get(), f.bytes.data(), f.bytes.size());
+  TandemModel m = read_tandem_bytes(buf.get(), f.bytes.size(), buf, "buf", "cpu", {});
+  int constants = 0;
+  for (const auto& v : m.graph->values()) {
+    if (!v->is_constant()) continue;
+    ++constants;
+    auto p = static_cast<const uint8_t*>(v->constant->raw());
+    EXPECT_TRUE(p >= buf.get() && p + v->constant->nbytes() <= buf.get() + f.bytes.size());
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 64, 0u);
+  }
+  EXPECT_EQ(constants, 1);
+}
+
+TEST(TandemFormatDeathTest, WeightsAreMappedReadOnly) {
+  SmallFile f = small_file("tandem_readonly");
+  TandemModel m = map_tandem_file(f.dir + "/good.tandem", "cpu", {});
+  Value* w = m.graph->find_value("W_MARK");
+  ASSERT_TRUE(w && w->is_constant());
+  EXPECT_DEATH(static_cast<float*>(w->constant->raw())[0] = 5.f, "");
+}
+
+TEST(TandemFormat, DamagedFilesAreRefusedWithAClearMessage) {
+  SmallFile f = small_file("tandem_bad");
+  const std::string& good = f.bytes;
+  auto refused = [&](std::string bytes, ErrorCode code, std::vector<std::string> fragments) {
+    write_bytes(f.path, bytes);
+    expect_error([&] { Model::build_from_file(f.path); }, code, fragments);
+  };
+  const size_t graph_end = 128 + get<uint64_t>(good, 40);
+  const size_t rec = f.tensor_record;  // dtype i32, rank u32, dim i64, offset u64, nbytes u64
+
+  refused(good.substr(0, 60), ErrorCode::kInvalidModel, {"truncated", "60 bytes", "header"});
+  refused(good.substr(0, good.size() - 1), ErrorCode::kInvalidModel, {"truncated", "header says"});
+  refused(good + "extra", ErrorCode::kInvalidModel, {"5 bytes after"});
+  {
+    std::string b = good;
+    b[b.size() - 3] ^= 0x40;  // a weight's byte
+    refused(b, ErrorCode::kInvalidModel, {"is corrupt", "checksum"});
+  }
+  {
+    std::string b = good;
+    put<uint32_t>(b, 8, 2);
+    refused(b, ErrorCode::kUnsupported, {"format version 2", "reads version 1"});
+  }
+  {
+    std::string b = good;
+    std::memcpy(b.data() + 64, "gpu\0", 4);
+    refused(b, ErrorCode::kUnsupported, {"target 'gpu'", "does not know"});
+  }
+  {
+    std::string b = good;
+    b[100] = 1;
+    refused(b, ErrorCode::kInvalidModel, {"reserved header byte 100"});
+  }
+  {
+    std::string b = good;  // blob section not 64-aligned
+    put<uint64_t>(b, 48, get<uint64_t>(b, 48) - 8);
+    put<uint64_t>(b, 56, get<uint64_t>(b, 56) + 8);
+    refused(b, ErrorCode::kInvalidModel, {"sections do not fit"});
+  }
+  {
+    std::string b = good;  // graph section overflowing the file
+    put<uint64_t>(b, 40, ~uint64_t{0} - 64);
+    refused(b, ErrorCode::kInvalidModel, {"sections do not fit"});
+  }
+  {
+    std::string b = good;  // blob past the end of the blob section (at an aligned offset)
+    put<uint64_t>(b, rec + 16, (get<uint64_t>(b, 56) + 63) / 64 * 64);
+    reseal(b);
+    refused(b, ErrorCode::kInvalidModel, {"W_MARK", "past the end of the blob section"});
+  }
+  {
+    std::string b = good;  // a huge offset: no wrap-around in the bounds check
+    put<uint64_t>(b, rec + 16, ~uint64_t{0} - 63);
+    reseal(b);
+    refused(b, ErrorCode::kInvalidModel, {"past the end"});
+  }
+  {
+    std::string b = good;  // misaligned blob
+    put<uint64_t>(b, rec + 16, 8);
+    reseal(b);
+    refused(b, ErrorCode::kInvalidModel, {"W_MARK", "not a multiple of 64"});
+  }
+  {
+    std::string b = good;  // a shape whose byte size overflows 64 bits
+    put<int64_t>(b, rec + 8, int64_t{1} << 62);
+    reseal(b);
+    refused(b, ErrorCode::kInvalidModel, {"W_MARK", "overflows 64 bits"});
+  }
+  {
+    std::string b = good;  // size disagreeing with the shape
+    put<uint64_t>(b, rec + 24, 20);
+    reseal(b);
+    refused(b, ErrorCode::kInvalidModel, {"W_MARK", "its blob is 20 bytes"});
+  }
+  {
+    std::string b = good;  // an unknown dtype
+    put<int32_t>(b, rec, 99);
+    reseal(b);
+    refused(b, ErrorCode::kInvalidModel, {"dtype 99"});
+  }
+  {
+    std::string b = good;  // the graph section cut short: every count is checked against it
+    put<uint64_t>(b, 40, get<uint64_t>(b, 40) - 10);
+    reseal(b);
+    refused(b, ErrorCode::kInvalidModel, {"graph section"});
+  }
+  {
+    // The value table's count (after the graph name and one opset import) claiming 2^32 - 1.
+    std::string b = good;
+    size_t at = 128 + 4 + get<uint32_t>(b, 128);
+    ASSERT_EQ(get<uint32_t>(b, at), 1u);  // one opset import: "" and its version
+    at += 4 + 4 + 8;
+    put<uint32_t>(b, at, 0xFFFFFFFFu);
+    reseal(b);
+    refused(b, ErrorCode::kInvalidModel, {"4294967295 entries"});
+  }
+  ASSERT_LT(graph_end, good.size());
+  // Not a .tandem file at all: the ONNX loader's own refusal.
+  refused("TANDEM", ErrorCode::kInvalidModel, {"not a valid ONNX model"});
+  // Over the caller's size cap.
+  write_bytes(f.path, good);
+  Context small;
+  small.max_tensor_bytes = 8;
+  expect_error([&] { Model::build_from_file(f.path, small); }, ErrorCode::kInvalidModel,
+               {"W_MARK", "per-tensor limit"});
+}
+
+TEST(TandemFormat, WrongTargetIsRefused) {
+  SmallFile f = small_file("tandem_target", "ref");
+  expect_error([&] { Model::build_from_file(f.dir + "/good.tandem"); }, ErrorCode::kUnsupported,
+               {"converted for target 'ref'", "asks for target 'cpu'"});
+  Context ref;
+  ref.backend = "ref";
+  EXPECT_NO_THROW(Model::build_from_file(f.dir + "/good.tandem", ref));
+}
+
+TEST(TandemFormat, ConvertRefusesBadOptions) {
+  std::string dir = testing::temp_dir("tandem_convert_options");
+  std::string onnx = small_model(dir);
+  ConvertOptions opt;
+  opt.input_shapes = {{"nope", {1, 4}}};
+  expect_error([&] { convert_to_tandem(onnx, dir + "/m.tandem", opt); },
+               ErrorCode::kInvalidArgument, {"'nope'", "no such input"});
+  opt.input_shapes = {{"x", {2, 5}}};
+  expect_error([&] { convert_to_tandem(onnx, dir + "/m.tandem", opt); },
+               ErrorCode::kInvalidArgument, {"does not fit"});
+  opt.input_shapes = {{"x", {2, 4}}};
+  opt.batch = 3;  // every symbolic first dimension is fixed already
+  expect_error([&] { convert_to_tandem(onnx, dir + "/m.tandem", opt); },
+               ErrorCode::kInvalidArgument, {"--batch 3", "no input"});
+  EXPECT_FALSE(fs::exists(dir + "/m.tandem"));
+  opt = {};
+  convert_to_tandem(onnx, dir + "/m.tandem", opt);
+  expect_error([&] { convert_to_tandem(dir + "/m.tandem", dir + "/n.tandem", opt); },
+               ErrorCode::kInvalidArgument, {"is a .tandem file already"});
+}
+
+ino_t inode_of(const std::string& path) {
+  struct stat st {};
+  EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
+  return st.st_ino;
+}
+
+TEST(TandemCache, MissThenHitThenACorruptEntryIsRebuilt) {
+  std::string dir = testing::temp_dir("tandem_cache");
+  std::string onnx = small_model(dir);
+  Context ctx;
+  ctx.cache_dir = dir + "/cache";
+  Tensor x = Tensor::from_vector(DataType::kFloat32, {2, 4}, std::vector<float>(8, 1.f), "x");
+  auto entries = [&] {
+    std::vector<std::string> out;
+    for (const auto& e : fs::directory_iterator(ctx.cache_dir)) out.push_back(e.path().string());
+    return out;
+  };
+  std::vector<Tensor> first;
+  bool hit = true;
+  {  // miss: converted into the cache
+    TandemModel t = cached_conversion(ctx.cache_dir, onnx, {{"x", {2, 4}}}, "cpu", {}, &hit);
+    EXPECT_FALSE(hit);
+  }
+  ASSERT_EQ(entries().size(), 1u);
+  const std::string entry = entries()[0];
+  const ino_t ino = inode_of(entry);
+  {  // hit: the same file, mapped
+    Model m = Model::build_from_file(onnx, ctx, {{"x", {2, 4}}});
+    EXPECT_TRUE(mapped_in_this_process(entry));
+    first = m.predict({x});
+    TandemModel t = cached_conversion(ctx.cache_dir, onnx, {{"x", {2, 4}}}, "cpu", {}, &hit);
+    EXPECT_TRUE(hit);
+  }
+  EXPECT_EQ(inode_of(entry), ino);
+  // Other shapes and another target are other entries.
+  Model::build_from_file(onnx, ctx, {{"x", {3, 4}}});
+  Context ref = ctx;
+  ref.backend = "ref";
+  Model::build_from_file(onnx, ref, {{"x", {2, 4}}});
+  EXPECT_EQ(entries().size(), 3u);
+
+  // Corrupt: a flipped weight byte. Rebuilt (a new file renamed over it), never used.
+  std::string bytes = read_bytes(entry);
+  bytes[bytes.size() - 1] ^= 0x7f;
+  write_bytes(entry, bytes);
+  {
+    TandemModel t = cached_conversion(ctx.cache_dir, onnx, {{"x", {2, 4}}}, "cpu", {}, &hit);
+    EXPECT_FALSE(hit);
+  }
+  EXPECT_NE(inode_of(entry), ino);
+  EXPECT_NO_THROW(map_tandem_file(entry, "cpu", {}));
+  Model m = Model::build_from_file(onnx, ctx, {{"x", {2, 4}}});
+  std::vector<Tensor> again = m.predict({x});
+  EXPECT_EQ(std::memcmp(again[0].raw(), first[0].raw(), first[0].nbytes()), 0);
+  // Truncated: rebuilt too.
+  write_bytes(entry, bytes.substr(0, 100));
+  EXPECT_NO_THROW(Model::build_from_file(onnx, ctx, {{"x", {2, 4}}}));
+  EXPECT_NO_THROW(map_tandem_file(entry, "cpu", {}));
+  // No temporary files left behind.
+  for (const std::string& e : entries()) EXPECT_EQ(e.find(".tmp."), std::string::npos) << e;
+}
+
+}  // namespace
+}  // namespace tandem
