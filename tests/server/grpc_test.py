@@ -22,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -55,8 +56,12 @@ def close(a, b, atol=1e-4):
 def node_client(job, progress=None):
     """Runs client.js on `job`; returns its JSON. `progress` is called for each stderr line."""
     job = dict(job, proto=PROTO, timeout_ms=int(TIMEOUT * 1000))
-    proc = subprocess.Popen(["node", os.path.join(CLIENT_DIR, "client.js")],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    # In a file, not on stdin: Node.js 18's synchronous read of a pipe can fail with EAGAIN.
+    fd, job_path = tempfile.mkstemp(prefix="grpc_job_", suffix=".json", dir=h.TMP)
+    with os.fdopen(fd, "w") as f:
+        json.dump(job, f)
+    proc = subprocess.Popen(["node", os.path.join(CLIENT_DIR, "client.js"), job_path],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     err_lines = []
 
@@ -68,8 +73,6 @@ def node_client(job, progress=None):
 
     t = threading.Thread(target=read_err, daemon=True)
     t.start()
-    proc.stdin.write(json.dumps(job))
-    proc.stdin.close()
     try:
         out = proc.stdout.read()
         proc.wait(timeout=TIMEOUT + 10)

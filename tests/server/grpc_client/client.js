@@ -2,7 +2,7 @@
 // mode): KServe v2's GRPCInferenceService through @grpc/grpc-js, the service loaded at run time
 // from our .proto with @grpc/proto-loader, so the test speaks exactly the published protocol.
 //
-//   node client.js < job.json > results.json
+//   node client.js job.json > results.json
 //
 // job: {"proto": path, "address": "127.0.0.1:port", "mode": "sequential" | "concurrent",
 //       "timeout_ms": whole job, "calls": [{"rpc": "ModelInfer", "request": {...},
@@ -30,7 +30,9 @@ try {
   process.exit(2);
 }
 
-const job = JSON.parse(fs.readFileSync(0, 'utf8'));
+// The job comes in a file named by the first argument: Node.js 18 (Debian 12's) fails a
+// synchronous read of a pipe on stdin with EAGAIN when the pipe is not ready yet.
+const job = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
 // The whole job is bounded: a hung server must fail the test, not stall it.
 const guard = setTimeout(() => {
   process.stderr.write(`grpc client: the job took more than ${job.timeout_ms} ms\n`);
