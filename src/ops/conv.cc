@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/checked.h"
 #include "core/error.h"
 #include "ops/fused_activation.h"
 #include "ops/layout.h"
@@ -103,7 +104,9 @@ std::vector<int64_t> conv_transpose_pad_begins(const Node& node, const ConvAttrs
 Shape conv_output_shape(const Node& node, const Shape& x, const Shape& w) {
   ConvAttrs a = read_conv_attrs(node, x, w);
   const size_t n = x.size() - 2;
-  TANDEM_CHECK(x[1] == w[1] * a.group && w[0] % a.group == 0, ErrorCode::kInvalidModel,
+  // Divide rather than multiply: group comes from the file and W[1] * group may wrap.
+  TANDEM_CHECK(x[1] % a.group == 0 && x[1] / a.group == w[1] && w[0] % a.group == 0,
+               ErrorCode::kInvalidModel,
                "{}: X has {} channels and W shape {} with group {}: need C == W[1] * group and "
                "W[0] divisible by group",
                node.describe(), x[1], shape_str(w), a.group);
@@ -199,7 +202,7 @@ std::vector<TensorType> infer_conv_transpose(const InferContext& ctx) {
                "{}: X has {} channels and W shape {} with group {}: need C == W[0], divisible "
                "by group",
                node.describe(), x[1], shape_str(w), a.group);
-  const int64_t m = w[1] * a.group;
+  const int64_t m = checked_mul(w[1], a.group, node.describe());
   check_bias(ctx, m);
   std::vector<int64_t> out_pad = node.attr_ints_or("output_padding", std::vector<int64_t>(n, 0));
   TANDEM_CHECK(out_pad.size() == n, ErrorCode::kInvalidModel,

@@ -7,6 +7,7 @@
 #include <cctype>
 #include <cmath>
 
+#include "core/checked.h"
 #include "core/error.h"
 #include "ops/schema.h"
 #include "ops/shape_utils.h"
@@ -46,9 +47,11 @@ std::vector<TensorType> infer_recurrent(const InferContext& ctx, const Recurrent
   const int64_t hidden = a.hidden_size >= 0 ? a.hidden_size : r.size() == 3 ? r[2] : -1;
   TANDEM_CHECK(hidden > 0, ErrorCode::kInvalidModel, "{}: hidden_size {} must be positive",
                node.describe(), hidden);
-  check_shape(ctx, 1, "W", {dirs, g * hidden, in});
-  check_shape(ctx, 2, "R", {dirs, g * hidden, hidden});
-  check_shape(ctx, 3, "B", {dirs, 2 * g * hidden});
+  // hidden_size is an attribute from the file: the gate rows must not wrap.
+  const int64_t rows = checked_mul(g, hidden, node.describe());
+  check_shape(ctx, 1, "W", {dirs, rows, in});
+  check_shape(ctx, 2, "R", {dirs, rows, hidden});
+  check_shape(ctx, 3, "B", {dirs, checked_mul(2, rows, node.describe())});
   check_shape(ctx, 4, "sequence_lens", {batch});
   const Shape state = layout == 0 ? Shape{dirs, batch, hidden} : Shape{batch, dirs, hidden};
   check_shape(ctx, 5, "initial_h", state);

@@ -401,8 +401,8 @@ std::vector<TensorType> infer_depth_to_space(const InferContext& ctx, const Tens
   // b * b and H * b must not wrap: blocksize is bounded by the channel count it divides.
   TANDEM_CHECK(x.shape.size() == 4 && b > 0 && b <= (int64_t{1} << 31) && x.shape[1] % (b * b) == 0,
                ErrorCode::kInvalidArgument,
-               "{}: input {} must be 4-D with channels divisible by blocksize^2 ({})",
-               node.describe(), shape_str(x.shape), b * b);
+               "{}: input {} must be 4-D with channels divisible by blocksize^2 (blocksize {})",
+               node.describe(), shape_str(x.shape), b);
   return {{x.dtype,
            {x.shape[0], x.shape[1] / (b * b), checked_mul(x.shape[2], b, node.describe()),
             checked_mul(x.shape[3], b, node.describe())}}};

@@ -1,8 +1,11 @@
 #include "onnx_builder.h"
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
+#include <mutex>
+#include <vector>
 
 #include "onnx/tensor_proto.h"
 
@@ -17,8 +20,10 @@ void set_type(onnx::ValueInfoProto* vi, const std::string& name, DataType dtype,
   auto* shape = tt->mutable_shape();
   for (int64_t d : dims) {
     auto* dim = shape->add_dim();
-    if (d < 0) dim->set_dim_param("batch");
-    else dim->set_dim_value(d);
+    if (d < 0)
+      dim->set_dim_param("batch");
+    else
+      dim->set_dim_value(d);
   }
 }
 }  // namespace
@@ -78,19 +83,46 @@ void add_int_attr(onnx::NodeProto& node, const std::string& name, int64_t v) {
   a->set_i(v);
 }
 
-void add_ints_attr(onnx::NodeProto& node, const std::string& name,
-                   const std::vector<int64_t>& v) {
+void add_ints_attr(onnx::NodeProto& node, const std::string& name, const std::vector<int64_t>& v) {
   auto* a = node.add_attribute();
   a->set_name(name);
   a->set_type(onnx::AttributeProto::INTS);
   for (int64_t x : v) a->add_ints(x);
 }
 
+namespace {
+// The folders this test process made, removed when it exits so that runs do not pile up in /tmp.
+// A forked child that exits normally runs this destructor too: it must not delete its parent's
+// folders, hence the owner pid.
+class TempDirs {
+ public:
+  void add(const std::filesystem::path& dir) {
+    std::lock_guard<std::mutex> lock(mu_);
+    dirs_.push_back(dir);
+  }
+  ~TempDirs() {
+    if (::getpid() != owner_) return;
+    std::error_code ec;  // best effort: a folder a test made read-only may stay
+    for (const auto& d : dirs_) std::filesystem::remove_all(d, ec);
+  }
+
+ private:
+  pid_t owner_ = ::getpid();
+  std::mutex mu_;
+  std::vector<std::filesystem::path> dirs_;
+};
+TempDirs& temp_dirs() {
+  static TempDirs dirs;
+  return dirs;
+}
+}  // namespace
+
 std::string temp_dir(const std::string& name) {
   auto dir = std::filesystem::temp_directory_path() /
              ("tandem_test_" + std::to_string(::getpid()) + "_" + name);
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
+  temp_dirs().add(dir);
   return dir.string();
 }
 

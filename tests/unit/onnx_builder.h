@@ -30,7 +30,7 @@ class OnnxBuilder {
 void add_int_attr(onnx::NodeProto& node, const std::string& name, int64_t v);
 void add_ints_attr(onnx::NodeProto& node, const std::string& name, const std::vector<int64_t>& v);
 
-// A fresh empty folder under the test temp dir.
+// A fresh empty folder under the test temp dir, removed when the test process exits.
 std::string temp_dir(const std::string& name);
 
 }  // namespace tandem::testing
