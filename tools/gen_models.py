@@ -794,6 +794,11 @@ TORCHVISION_MODELS = collections.OrderedDict([
     ("densenet121", ("densenet121", {}, 224, 8006)),
     ("regnet_y_400mf", ("regnet_y_400mf", {}, 224, 8007)),
     ("vit_b_16", ("vit_b_16", {}, 224, 8008)),
+    # The rest of the CNN families issue 15 profiles.
+    ("resnet50", ("resnet50", {}, 224, 8009)),
+    ("mobilenet_v2", ("mobilenet_v2", {}, 224, 8010)),
+    ("convnext_tiny", ("convnext_tiny", {}, 224, 8011)),
+    ("shufflenet_v2_x1_0", ("shufflenet_v2_x1_0", {}, 224, 8012)),
 ])
 TV_TINY = {"tv_mobilenet_v3_tiny": ("mobilenet_v3_small", dict(width_mult=0.25, num_classes=10), 64, 8101)}
 
