@@ -3,7 +3,8 @@
 // ToChannelsLast / ToChannelsFirst nodes (kFusedDomain) at the region's borders. A value inside
 // such a region holds the NHWC tensor [N, H, W, C] of what the model computes as [N, C, H, W]; ops
 // that read or write one carry the attribute channels_last = 1 (FusedConv and the kFusedDomain
-// MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool), or do not care (elementwise ops).
+// MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, BatchNormalization), or do not care
+// (elementwise ops, Concat with its axis renumbered).
 #pragma once
 
 #include "ir/ir.h"

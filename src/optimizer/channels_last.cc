@@ -6,7 +6,10 @@
 // channels_last: elementwise unary ops and Clip with constant bounds, binary Add/Sub/Mul/Div/Pow
 // whose operands are NHWC values, constants of rank <= 4 (permuted here) or values known to be
 // rank 4, and the 2-D pools (MaxPool without Indices, AveragePool, GlobalAveragePool,
-// GlobalMaxPool, which become their kFusedDomain channels-last forms). Values are read into a
+// GlobalMaxPool, which become their kFusedDomain channels-last forms), inference
+// BatchNormalization with constant parameters (the kFusedDomain channels-last form; DenseNet's
+// pre-activation blocks) and Concat of rank-4 values (the axis is renumbered for NHWC: SqueezeNet's
+// and DenseNet's concats of conv outputs would otherwise end a region each). Values are read into a
 // region through ToChannelsLast and leave it through ToChannelsFirst (kFusedDomain, ops/layout.h);
 // a region is kept only when those borders cost fewer layout changes than the two per conv the
 // convs would make on their own. A value leaving a region keeps its name (so graph outputs stay
@@ -17,9 +20,9 @@
 #include <string>
 #include <vector>
 
-#include "optimizer/passes.h"
 #include "ops/layout.h"
 #include "ops/schema.h"
+#include "optimizer/passes.h"
 
 namespace tandem {
 
@@ -52,6 +55,34 @@ bool is_pool(const Node& n) {
   return n.op_type != "MaxPool" || n.attr_int_or("storage_order", 0) == 0;
 }
 
+// Inference BatchNormalization whose four parameters are constants of one value per channel:
+// the region runs it as y[n, h, w, c] = x[n, h, w, c] * a[c] + b[c].
+bool is_inference_batch_norm(const Node& n) {
+  if (!n.domain.empty() || n.op_type != "BatchNormalization" || n.inputs.size() != 5 ||
+      !n.has_input(0) || n.outputs.empty() || !n.outputs[0])
+    return false;
+  for (size_t i = 1; i < n.outputs.size(); ++i)
+    if (n.outputs[i]) return false;  // statistics outputs: training
+  if (n.attr_int_or("training_mode", 0) != 0) return false;
+  if (n.opset < 9 && n.attr_int_or("spatial", 1) == 0) return false;  // per-element statistics
+  if (n.opset < 7 && n.attr_int_or("is_test", 0) == 0) return false;
+  for (size_t i = 1; i < 5; ++i)
+    if (!n.has_input(i) || !n.inputs[i]->is_constant() || n.inputs[i]->constant->rank() != 1)
+      return false;
+  return true;
+}
+
+bool is_concat(const Node& n) {
+  return n.domain.empty() && n.op_type == "Concat" && !n.inputs.empty() && n.outputs.size() == 1 &&
+         n.outputs[0] && n.has_attr("axis");
+}
+
+// The NHWC axis of NCHW axis `axis` (which may be negative) of a rank-4 value.
+int64_t nhwc_axis(int64_t axis) {
+  static const int64_t map[] = {0, 3, 1, 2};
+  return map[axis < 0 ? axis + 4 : axis];
+}
+
 // A 2-D conv the region can take: an NCHW Conv or FusedConv with a constant rank-4 W.
 bool is_conv2d(const Node& n) {
   const bool conv = (n.domain.empty() && n.op_type == "Conv") ||
@@ -70,6 +101,11 @@ std::vector<size_t> data_inputs(const Node& n) {
     return d;
   }
   if (is_binary(n)) return {0, 1};
+  if (is_concat(n)) {
+    std::vector<size_t> all(n.inputs.size());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+    return all;
+  }
   return {0};
 }
 
@@ -97,6 +133,9 @@ class ChannelsLast {
   bool rank4(const Value* v) const { return v && rank4_.count(v); }
 
   void grow() {
+    // Before the nodes: a node reading a graph input must know its rank.
+    for (Value* v : g_.inputs)
+      if (v->shape_known && v->shape.size() == 4) rank4_.insert(v);
     for (auto& node : g_.nodes()) {
       Node& n = *node;
       bool take = false;
@@ -120,22 +159,35 @@ class ChannelsLast {
           }
         }
         take = take && nhwc > 0;
-      } else if (is_pool(n)) {
+      } else if (is_pool(n) || is_inference_batch_norm(n)) {
         take = nhwc_value(n.inputs[0]);
+      } else if (is_concat(n)) {
+        // Every input NHWC, or one that can be brought in: a rank-4 value or constant.
+        const int64_t axis = n.attr_int("axis");
+        int nhwc = 0;
+        take = axis >= -4 && axis < 4;
+        for (const Value* v : n.inputs) {
+          if (!v) {
+            take = false;
+          } else if (nhwc_value(v)) {
+            ++nhwc;
+          } else if (v->is_constant() ? v->constant->rank() != 4 : !rank4(v)) {
+            take = false;
+          }
+        }
+        take = take && nhwc > 0;
       }
       if (take) nhwc_.insert(&n);
       // Rank 4 is known from the model's shapes, a 2-D conv, or an op keeping its input's rank.
       for (Value* out : n.outputs) {
         if (!out) continue;
         const bool keeps_rank = is_onnx(n, unary_ops()) || n.op_type == "Clip" || is_pool(n) ||
-                                n.op_type == "BatchNormalization";
+                                n.op_type == "BatchNormalization" || is_concat(n);
         if ((out->shape_known && out->shape.size() == 4) || take || is_conv2d(n) ||
             (keeps_rank && rank4(n.inputs[0])))
           rank4_.insert(out);
       }
     }
-    for (Value* v : g_.inputs)
-      if (v->shape_known && v->shape.size() == 4) rank4_.insert(v);
   }
 
   // Drops the regions whose borders would cost more layout changes than they save.
@@ -286,9 +338,15 @@ class ChannelsLast {
         n->op_type = "FusedConv";
         n->domain = kFusedDomain;
       }
-      if (is_pool(*n)) {
+      if (is_pool(*n) || is_inference_batch_norm(*n)) {
         n->domain = kFusedDomain;
         n->outputs.resize(1);
+      }
+      if (is_concat(*n)) {
+        Attribute axis;
+        axis.kind = Attribute::Kind::kInt;
+        axis.i = nhwc_axis(n->attr_int("axis"));
+        n->attrs["axis"] = axis;  // stays an ONNX Concat: it does not care about layout
       }
       if (n->domain == kFusedDomain) n->attrs["channels_last"] = one;
     }

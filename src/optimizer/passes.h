@@ -7,7 +7,8 @@
 
 namespace tandem {
 
-// Rewires the consumers of every Identity (and Dropout in inference) to its input.
+// Rewires the consumers of every Identity (and Dropout in inference, and Pad with all pads zero)
+// to its input.
 // Returns the number of nodes removed.
 int remove_identity_nodes(Graph& graph);
 // Removes nodes none of whose outputs is used.

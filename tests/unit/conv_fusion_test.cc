@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "optimizer/passes.h"
 #include "onnx/loader.h"
 #include "onnx_builder.h"
+#include "optimizer/passes.h"
 #include "tandem/model.h"
 
 namespace tandem {
@@ -427,6 +427,69 @@ TEST(ChannelsLast, SqueezeExciteAndConstants) {
   EXPECT_EQ(ops["com.tandem.ToChannelsFirst"], 2);  // y and f
   EXPECT_EQ(ops.count("com.tandem.FusedConv"), 0u);
   EXPECT_LE(fused_vs_ref(path, {random_tensor({1, 8, 10, 9}, 7, -3.0f, 3.0f)}), 1e-5);
+}
+
+// SqueezeNet's Fire module: a squeeze conv feeding two expand convs whose outputs are concatenated
+// on channels, then read by the next conv. The Concat joins the region (its axis renumbered, here
+// written as -3) instead of ending it; a Concat that also takes the graph input brings that in
+// through one ToChannelsLast.
+TEST(ChannelsLast, ConcatOfConvsStaysInTheRegion) {
+  OnnxBuilder b;
+  b.input("x", DataType::kFloat32, {2, 4, 12, 10});
+  b.output("y", DataType::kFloat32, {2, 4, 12, 10});
+  add_conv(b, "x", "sq", 4, 6, 1, true);
+  b.node("Relu", {"sq"}, {"sqr"});
+  add_conv(b, "sqr", "e1", 6, 5, 10, true);
+  b.node("Relu", {"e1"}, {"e1r"});
+  add_conv(b, "sqr", "e3", 6, 7, 20, true);
+  b.node("Relu", {"e3"}, {"e3r"});
+  auto& cat = b.node("Concat", {"e1r", "e3r"}, {"cat"});
+  testing::add_int_attr(cat, "axis", -3);
+  add_conv(b, "cat", "c2", 12, 4, 30, true);
+  auto& cat2 = b.node("Concat", {"c2", "x"}, {"cat2"});  // x is NCHW: brought in
+  testing::add_int_attr(cat2, "axis", 1);
+  add_conv(b, "cat2", "y", 8, 4, 40, false);
+  const std::string path = b.save(testing::temp_dir("cl_concat"));
+  EXPECT_EQ(fused_ops(path), (std::map<std::string, int>{{"com.tandem.FusedConv/nhwc", 5},
+                                                         {"Concat", 2},
+                                                         {"com.tandem.ToChannelsLast", 1},
+                                                         {"com.tandem.ToChannelsFirst", 1}}));
+  EXPECT_LE(fused_vs_ref(path, {random_tensor({2, 4, 12, 10}, 1, -2.0f, 2.0f)}), 1e-5);
+}
+
+// DenseNet's blocks: the concatenated features go through a BatchNormalization that cannot be
+// folded into a conv (its input has other readers), then Relu and a conv; the transition is
+// torch's AvgPool2d export, a Pad of zeros and an AveragePool. The BatchNormalizations run
+// channels-last inside the region, and the zero Pad is dropped. Large enough (38400 values per
+// BatchNormalization) for the CPU kernel to split the pixels over threads.
+TEST(ChannelsLast, DenseBlockWithBatchNorm) {
+  OnnxBuilder b;
+  b.input("x", DataType::kFloat32, {2, 3, 40, 40});
+  b.output("y", DataType::kFloat32, {2, 4, 20, 20});
+  add_conv(b, "x", "c0", 3, 8, 1, false);
+  add_bn(b, "c0", "bn1", 8, 10);
+  b.node("Relu", {"bn1"}, {"r1"});
+  add_conv(b, "r1", "c1", 8, 4, 20, false);
+  auto& cat = b.node("Concat", {"c0", "c1"}, {"cat"});
+  testing::add_int_attr(cat, "axis", 1);
+  add_bn(b, "cat", "bn2", 12, 30);
+  b.node("Relu", {"bn2"}, {"r2"});
+  add_conv(b, "r2", "c2", 12, 4, 40, false);
+  b.initializer("zero_pads",
+                Tensor::from_vector(DataType::kInt64, {8}, std::vector<int64_t>(8, 0)));
+  b.node("Pad", {"c2", "zero_pads"}, {"padded"});
+  auto& pool = b.node("AveragePool", {"padded"}, {"y"});
+  testing::add_ints_attr(pool, "kernel_shape", {2, 2});
+  testing::add_ints_attr(pool, "strides", {2, 2});
+  const std::string path = b.save(testing::temp_dir("cl_dense"));
+  EXPECT_EQ(fused_ops(path), (std::map<std::string, int>{{"com.tandem.FusedConv/nhwc", 3},
+                                                         {"com.tandem.BatchNormalization/nhwc", 2},
+                                                         {"Relu", 2},
+                                                         {"Concat", 1},
+                                                         {"com.tandem.AveragePool/nhwc", 1},
+                                                         {"com.tandem.ToChannelsLast", 1},
+                                                         {"com.tandem.ToChannelsFirst", 1}}));
+  EXPECT_LE(fused_vs_ref(path, {random_tensor({2, 3, 40, 40}, 2, -2.0f, 2.0f)}), 1e-5);
 }
 
 // A conv alone between ops that need NCHW gains nothing from NHWC: it stays as it is.

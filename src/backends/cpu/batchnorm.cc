@@ -2,7 +2,8 @@
 // b = B - mean * a, computed in double from the parameters and rounded once (kept from the first
 // call when all four are constants of the model). The loop runs over contiguous (batch, channel)
 // planes, so it vectorises. A BN after a Conv is usually folded into the Conv by the fusion
-// passes; this kernel handles the others.
+// passes; this kernel handles the others. The channels-last form (kFusedDomain, ops/layout.h; in
+// inference only) runs over pixels, each a contiguous run of the channels.
 //
 // Training mode (opset >= 14) takes mean and var from the batch instead: per channel, summed in
 // double over the channel's planes (channels spread over the threads), and writes the running
@@ -19,6 +20,7 @@
 #include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
 #include "core/error.h"
+#include "ops/layout.h"
 #include "ops/normalization.h"
 
 namespace tandem::cpu {
@@ -32,6 +34,7 @@ class BatchNormKernel : public FallbackKernel {
  public:
   BatchNormKernel(const Node& node, const NormAttrs& attrs)
       : FallbackKernel(node),
+        channels_last_(is_channels_last(node)),
         eps_(attrs.epsilon),
         training_(attrs.training),
         momentum_(attrs.momentum) {
@@ -48,7 +51,7 @@ class BatchNormKernel : public FallbackKernel {
       fall_back({ctx, inputs, outputs});
       return;
     }
-    const int64_t batch = x->dim(0), channels = x->dim(1);
+    const int64_t batch = x->dim(0), channels = x->dim(channel_axis(*x));
     const int64_t inner = batch * channels > 0 ? x->numel() / (batch * channels) : 0;
     const float* a;
     const float* b;
@@ -71,6 +74,22 @@ class BatchNormKernel : public FallbackKernel {
     b = a + channels;
     const float* xd = x->data<float>();
     float* yd = y->data<float>();
+    if (channels_last_) {
+      const int64_t pixels = channels > 0 ? x->numel() / channels : 0;
+      auto pixel_body = [&](int64_t begin, int64_t end) {
+        for (int64_t p = begin; p < end; ++p) {
+          const float* in = xd + p * channels;
+          float* out = yd + p * channels;
+          for (int64_t c = 0; c < channels; ++c) out[c] = in[c] * a[c] + b[c];
+        }
+      };
+      if (x->numel() >= kMinParallelElements && ctx.pool.size() > 1) {
+        ctx.pool.parallel_for(pixels, pixel_body);
+      } else {
+        pixel_body(0, pixels);
+      }
+      return;
+    }
     auto body = [&](int64_t begin, int64_t end) {
       for (int64_t p = begin; p < end; ++p) {
         const int64_t c = p % channels;
@@ -88,14 +107,16 @@ class BatchNormKernel : public FallbackKernel {
   }
 
  private:
-  static bool applies(std::span<const Tensor* const> inputs, const Tensor* y) {
+  size_t channel_axis(const Tensor& x) const { return channels_last_ ? x.rank() - 1 : 1; }
+
+  bool applies(std::span<const Tensor* const> inputs, const Tensor* y) const {
     if (inputs.size() != 5 || !y) return false;
     for (const Tensor* t : inputs)
       if (!t || t->dtype() != DataType::kFloat32) return false;
     const Tensor& x = *inputs[0];
-    if (x.rank() < 2 || y->shape() != x.shape()) return false;
+    if (x.rank() < 2 || (channels_last_ && x.rank() != 4) || y->shape() != x.shape()) return false;
     for (size_t i = 1; i < 5; ++i)
-      if (inputs[i]->numel() != x.dim(1)) return false;
+      if (inputs[i]->numel() != x.dim(channel_axis(x))) return false;
     return true;
   }
 
@@ -169,6 +190,7 @@ class BatchNormKernel : public FallbackKernel {
     }
   }
 
+  bool channels_last_;
   float eps_;
   bool training_;
   float momentum_;
@@ -188,6 +210,8 @@ std::unique_ptr<Kernel> make_batch_norm(const Node& node) {
       if (node.outputs[i]) return nullptr;  // statistics outputs outside training mode
   if (attrs.per_element_stats || !attrs.is_test || (attrs.training && node.opset < 14))
     return nullptr;
+  // Channels-last is an inference form; the reference kernel refuses or runs anything else.
+  if (node.domain == kFusedDomain && (!is_channels_last(node) || attrs.training)) return nullptr;
   return std::make_unique<BatchNormKernel>(node, attrs);
 }
 
@@ -195,6 +219,7 @@ std::unique_ptr<Kernel> make_batch_norm(const Node& node) {
 
 void register_batchnorm_kernels(KernelRegistry& r) {
   r.add("BatchNormalization", make_batch_norm);
+  r.add("BatchNormalization", make_batch_norm, kFusedDomain);
 }
 
 }  // namespace tandem::cpu

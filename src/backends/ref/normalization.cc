@@ -8,6 +8,7 @@
 
 #include "backends/backend.h"
 #include "backends/ref/dispatch.h"
+#include "backends/ref/layout.h"
 #include "backends/ref/value_io.h"
 #include "core/error.h"
 #include "ops/schema.h"
@@ -434,10 +435,22 @@ void mean_variance_norm(const KernelContext& ctx, const NormAttrs& attrs,
   });
 }
 
+// The channels-last BatchNormalization (kFusedDomain, ops/layout.h): the NCHW kernel on an NCHW
+// copy of X, the result copied back to NHWC.
+void batch_norm_channels_last(const KernelContext& ctx, const NormAttrs& attrs,
+                              std::span<const Tensor* const> inputs,
+                              std::span<Tensor* const> outputs) {
+  run_on_channels_first(ctx, inputs, outputs,
+                        [&](std::span<const Tensor* const> in, std::span<Tensor* const> out) {
+                          batch_norm(ctx, attrs, in, out);
+                        });
+}
+
 }  // namespace
 
 void register_normalization_ref_kernels(KernelRegistry& r) {
   r.add("BatchNormalization", batch_norm);
+  r.add("BatchNormalization", batch_norm_channels_last, kFusedDomain);
   r.add("InstanceNormalization", instance_norm);
   r.add("LayerNormalization", layer_norm);
   r.add("GroupNormalization", group_norm);
