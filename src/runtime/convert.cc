@@ -15,6 +15,7 @@
 #include "onnx/loader.h"
 #include "onnx/safe_file.h"
 #include "optimizer/passes.h"
+#include "runtime/build_id.h"
 
 namespace tandem {
 
@@ -173,11 +174,13 @@ TandemModel cached_conversion(const std::string& cache_dir, const std::string& o
                               const ShapeMap& input_shapes, const std::string& target,
                               const SizeLimits& limits, bool* hit) {
   if (hit) *hit = false;
-  // The key: the model's bytes, then each fixed shape, the target and the format version, with
-  // separators no name can forge (names are length-prefixed).
+  // The key: the model's bytes, then each fixed shape, the target, the format version and the
+  // build (another build's optimiser may write another graph), with separators no name can forge
+  // (names are length-prefixed).
   Hash64 h;
   hash_file(onnx_path, h);
-  std::string tail = fmt::format("|target={}|version={}|", target, kTandemFormatVersion);
+  std::string tail = fmt::format("|target={}|version={}|build={}|", target, kTandemFormatVersion,
+                                 tandem_build_id());
   for (const auto& [name, shape] : input_shapes)
     tail += fmt::format("{}:{}={}|", name.size(), name, shape_str(shape));
   h.update(tail.data(), tail.size());

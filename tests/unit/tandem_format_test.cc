@@ -6,8 +6,10 @@
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +17,7 @@
 #include "core/hash.h"
 #include "expect_error.h"
 #include "onnx_builder.h"
+#include "runtime/build_id.h"
 #include "runtime/convert.h"
 #include "tandem/model.h"
 
@@ -347,6 +350,25 @@ ino_t inode_of(const std::string& path) {
   struct stat st {};
   EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
   return st.st_ino;
+}
+
+// The cache key's build part is this binary's GNU build ID, as readelf reads it from the file.
+TEST(TandemCache, KeyNamesThisBuild) {
+  const std::string& id = tandem_build_id();
+  EXPECT_EQ(&id, &tandem_build_id());  // computed once
+  std::string readelf;
+  // /proc/<pid>, not /proc/self: the latter would be readelf's own.
+  const std::string cmd = "readelf -n /proc/" + std::to_string(::getpid()) + "/exe 2>/dev/null";
+  if (FILE* p = ::popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) readelf.append(buf, n);
+    ::pclose(p);
+  }
+  const size_t at = readelf.find("Build ID: ");
+  if (at == std::string::npos) GTEST_SKIP() << "readelf found no build ID; the key uses " << id;
+  EXPECT_EQ(id, readelf.substr(at + 10, id.size()));
+  EXPECT_EQ(id.size(), 40u);  // SHA-1, GNU ld's default
 }
 
 TEST(TandemCache, MissThenHitThenACorruptEntryIsRebuilt) {
