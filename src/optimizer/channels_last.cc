@@ -9,7 +9,13 @@
 // GlobalMaxPool, which become their kFusedDomain channels-last forms), inference
 // BatchNormalization with constant parameters (the kFusedDomain channels-last form; DenseNet's
 // pre-activation blocks) and Concat of rank-4 values (the axis is renumbered for NHWC: SqueezeNet's
-// and DenseNet's concats of conv outputs would otherwise end a region each). Values are read into a
+// and DenseNet's concats of conv outputs would otherwise end a region each).
+//
+// Transposes that models write to move between the layouts themselves are borders that cost
+// nothing: Transpose(perm 0,3,1,2) of any value v makes the NCHW value whose NHWC bytes are v, and
+// Transpose(perm 0,2,3,1) of a region's value is that value's NHWC bytes. Both become Identity
+// (ConvNeXt: depthwise conv, permute, LayerNorm and linears, permute back, residual add: the
+// whole backbone is one region with no layout change). Other values are read into a
 // region through ToChannelsLast and leave it through ToChannelsFirst (kFusedDomain, ops/layout.h);
 // a region is kept only when those borders cost fewer layout changes than the two per conv the
 // convs would make on their own. A value leaving a region keeps its name (so graph outputs stay
@@ -77,6 +83,13 @@ bool is_concat(const Node& n) {
          n.outputs[0] && n.has_attr("axis");
 }
 
+// Transpose with exactly this perm.
+bool is_transpose(const Node& n, const std::vector<int64_t>& perm) {
+  return n.domain.empty() && n.op_type == "Transpose" && n.has_input(0) && n.outputs.size() == 1 &&
+         n.outputs[0] && n.has_attr("perm") && n.attr_ints("perm") == perm;
+}
+const std::vector<int64_t> kToNchw{0, 3, 1, 2}, kToNhwc{0, 2, 3, 1};
+
 // The NHWC axis of NCHW axis `axis` (which may be negative) of a rank-4 value.
 int64_t nhwc_axis(int64_t axis) {
   static const int64_t map[] = {0, 3, 1, 2};
@@ -95,6 +108,7 @@ bool is_conv2d(const Node& n) {
 
 // The inputs of `n` that carry NHWC data inside a region (the others are weights, bounds, ...).
 std::vector<size_t> data_inputs(const Node& n) {
+  if (n.op_type == "Transpose") return {};  // a free entry: its input is NHWC bytes already
   if (n.op_type == "Conv" || n.op_type == "FusedConv") {
     std::vector<size_t> d{0};
     if (n.has_input(3)) d.push_back(3);
@@ -119,6 +133,9 @@ class ChannelsLast {
         return 0;  // converted already
     grow();
     prune();
+    // A free exit stays one only while its input's region does.
+    for (auto it = free_exits_.begin(); it != free_exits_.end();)
+      it = nhwc_value((*it)->inputs[0]) ? std::next(it) : free_exits_.erase(it);
     if (nhwc_.empty()) return 0;
     rewrite();
     g_.topological_sort();
@@ -161,6 +178,10 @@ class ChannelsLast {
         take = take && nhwc > 0;
       } else if (is_pool(n) || is_inference_batch_norm(n)) {
         take = nhwc_value(n.inputs[0]);
+      } else if (is_transpose(n, kToNchw)) {
+        take = !nhwc_value(n.inputs[0]);  // rank 4 by its perm
+      } else if (is_transpose(n, kToNhwc) && nhwc_value(n.inputs[0])) {
+        free_exits_.insert(&n);
       } else if (is_concat(n)) {
         // Every input NHWC, or one that can be brought in: a rank-4 value or constant.
         const int64_t axis = n.attr_int("axis");
@@ -229,7 +250,7 @@ class ChannelsLast {
           if (!out) continue;
           bool leaves = out->is_graph_output;
           for (const Node* c : out->consumers)
-            if (!nhwc_.count(const_cast<Node*>(c))) leaves = true;
+            if (!inside(c)) leaves = true;
           if (leaves) exits.insert(out);
         }
       }
@@ -305,11 +326,11 @@ class ChannelsLast {
       for (size_t o = 0; o < n->outputs.size(); ++o) {
         Value* v = n->outputs[o];
         if (!v) continue;
-        std::vector<Node*> inside;
+        std::vector<Node*> readers;  // those that read NHWC bytes
         bool leaves = v->is_graph_output;
         for (Node* c : v->consumers) {
-          if (nhwc_.count(c)) {
-            inside.push_back(c);
+          if (inside(c)) {
+            readers.push_back(c);
           } else {
             leaves = true;
           }
@@ -322,7 +343,7 @@ class ChannelsLast {
         Value* inner = new_value(v->name + "_nhwc", v);
         n->outputs[o] = inner;
         inner->producer = n;
-        for (Node* c : inside)
+        for (Node* c : readers)
           for (size_t i = 0; i < c->inputs.size(); ++i)
             if (c->inputs[i] == v) set_input(*c, i, inner);
         Node* back = g_.add_node("ToChannelsFirst", v->name + "_to_nchw", {inner}, {v});
@@ -350,10 +371,26 @@ class ChannelsLast {
       }
       if (n->domain == kFusedDomain) n->attrs["channels_last"] = one;
     }
+    for (Node* n : nodes)
+      if (n->op_type == "Transpose") make_identity(*n);
+    for (Node* n : free_exits_) make_identity(*n);
+  }
+
+  // The free borders: the bytes are already in the layout the transpose's output needs.
+  static void make_identity(Node& n) {
+    n.op_type = "Identity";
+    n.attrs.clear();
+  }
+
+  // Whether `c` reads a region's values as NHWC bytes: a region node or a free exit.
+  bool inside(const Node* c) const {
+    Node* m = const_cast<Node*>(c);
+    return nhwc_.count(m) || free_exits_.count(m);
   }
 
   Graph& g_;
   std::set<Node*> nhwc_;
+  std::set<Node*> free_exits_;  // Transpose(perm 0,2,3,1) of a region's value
   std::set<const Value*> rank4_;
   std::map<const Value*, Value*> permuted_;
   std::map<Value*, Value*> entries_;

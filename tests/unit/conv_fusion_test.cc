@@ -492,6 +492,50 @@ TEST(ChannelsLast, DenseBlockWithBatchNorm) {
   EXPECT_LE(fused_vs_ref(path, {random_tensor({2, 3, 40, 40}, 2, -2.0f, 2.0f)}), 1e-5);
 }
 
+// ConvNeXt's block: a depthwise conv, a permute to NHWC for LayerNorm and the linears, a permute
+// back, a per-channel layer scale and the residual add. The permutes are free borders (they become
+// Identity and go), so stem, block and head convs are one region with one layout change in (the
+// graph input) and one out (the graph output).
+TEST(ChannelsLast, ModelWrittenPermutesAreFreeBorders) {
+  OnnxBuilder b;
+  b.input("x", DataType::kFloat32, {2, 3, 9, 8});
+  b.output("y", DataType::kFloat32, {2, 4, 9, 8});
+  add_conv(b, "x", "stem", 3, 8, 1, true);
+  auto permute = [&](const std::string& in, const std::string& out, std::vector<int64_t> perm) {
+    testing::add_ints_attr(b.node("Transpose", {in}, {out}), "perm", perm);
+  };
+  auto layer_norm = [&](const std::string& in, const std::string& out, uint32_t seed) {
+    b.initializer(out + "_g", random_tensor({8}, seed));
+    b.initializer(out + "_b", random_tensor({8}, seed + 1));
+    testing::add_int_attr(b.node("LayerNormalization", {in, out + "_g", out + "_b"}, {out}), "axis",
+                          -1);
+  };
+  permute("stem", "s_nhwc", {0, 2, 3, 1});
+  layer_norm("s_nhwc", "s_ln", 10);
+  permute("s_ln", "s", {0, 3, 1, 2});
+  add_conv(b, "s", "dw", 8, 8, 20, true, 8);
+  permute("dw", "dw_nhwc", {0, 2, 3, 1});
+  layer_norm("dw_nhwc", "ln", 30);
+  b.initializer("w1", random_tensor({8, 16}, 40));
+  b.node("MatMul", {"ln", "w1"}, {"h"});
+  b.node("Relu", {"h"}, {"hr"});
+  b.initializer("w2", random_tensor({16, 8}, 50));
+  b.node("MatMul", {"hr", "w2"}, {"o"});
+  permute("o", "o_nchw", {0, 3, 1, 2});
+  b.initializer("scale", random_tensor({8, 1, 1}, 60));
+  b.node("Mul", {"scale", "o_nchw"}, {"scaled"});
+  b.node("Add", {"scaled", "s"}, {"res"});
+  add_conv(b, "res", "y", 8, 4, 70, true);
+  const std::string path = b.save(testing::temp_dir("cl_permutes"));
+  std::map<std::string, int> ops = fused_ops(path);
+  EXPECT_EQ(ops["com.tandem.FusedConv/nhwc"], 3);
+  EXPECT_EQ(ops["com.tandem.ToChannelsLast"], 1);
+  EXPECT_EQ(ops["com.tandem.ToChannelsFirst"], 1);
+  EXPECT_EQ(ops.count("Transpose"), 0u);
+  EXPECT_EQ(ops.count("Identity"), 0u);
+  EXPECT_LE(fused_vs_ref(path, {random_tensor({2, 3, 9, 8}, 2, -2.0f, 2.0f)}), 1e-5);
+}
+
 // A conv alone between ops that need NCHW gains nothing from NHWC: it stays as it is.
 TEST(ChannelsLast, LoneConvStaysNchw) {
   OnnxBuilder b;
