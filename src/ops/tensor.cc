@@ -369,6 +369,10 @@ std::vector<TensorType> infer_tile(const InferContext& ctx) {
   return {{x.dtype, out}};
 }
 
+// The largest pad (Pad) or diagonal offset (Trilu) magnitude: index arithmetic on them stays
+// within int64 for any tensor that fits in memory.
+constexpr int64_t kMaxOffset = int64_t{1} << 62;
+
 std::vector<TensorType> infer_pad(const InferContext& ctx, const TensorOpAttrs& a) {
   const Node& node = ctx.node;
   const TensorType& x = ctx.input(0);
@@ -388,6 +392,12 @@ std::vector<TensorType> infer_pad(const InferContext& ctx, const TensorOpAttrs& 
                "{}: pads {} must have 2 x {} entries", node.describe(), fmt::format("{}", pads),
                na);
   const std::string& mode = a.mode;
+  // The kernels compute output index - begin pad and mirror it (std::abs): a pad beyond 2^62
+  // would wrap there. A pad that large fits no memory (a crop that large leaves nothing), so no
+  // model that can run needs one.
+  for (int64_t p : pads)
+    TANDEM_CHECK(p >= -kMaxOffset && p <= kMaxOffset, ErrorCode::kInvalidArgument,
+                 "{}: pads {} must be within +-2^62", node.describe(), fmt::format("{}", pads));
   Shape out = x.shape;
   for (int64_t i = 0; i < na; ++i) {
     int64_t a = normalize_axis(axes[i], rank, node);
@@ -461,6 +471,13 @@ std::vector<TensorType> infer_trilu(const InferContext& ctx) {
   const TensorType& x = ctx.input(0);
   TANDEM_CHECK(x.shape.size() >= 2, ErrorCode::kInvalidModel, "{}: input {} must have rank >= 2",
                ctx.node.describe(), shape_str(x.shape));
+  // The kernel adds k to a row index; where k is a constant, one beyond +-2^62 (which keeps all
+  // or nothing of any matrix that fits in memory) is refused here rather than wrapped there.
+  if (ctx.has_input(1) && ctx.value(1)) {
+    for (int64_t k : tensor_to_int64s(*ctx.value(1), ctx.node))
+      TANDEM_CHECK(k >= -kMaxOffset && k <= kMaxOffset, ErrorCode::kInvalidArgument,
+                   "{}: k {} must be within +-2^62", ctx.node.describe(), k);
+  }
   return {x};
 }
 

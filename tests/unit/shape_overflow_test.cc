@@ -164,6 +164,29 @@ TEST(ShapeOverflow, SliceWithAHugeStep) {
   EXPECT_EQ(out[1].data<float>()[0], 4);
 }
 
+TEST(ShapeOverflow, PadAndTriluOffsetsBeyond2To62) {
+  // Pads of -(2^63 - 1) and 2^63 - 1 leave the size as it was, and the kernel's
+  // output index - begin pad wrapped; Trilu's kernel adds k to a row index the same way.
+  {
+    OnnxBuilder b;
+    b.input("x", DataType::kFloat32, {4});
+    b.output("y", DataType::kFloat32, {-1});
+    b.initializer("pads", int64s({-INT64_MAX, INT64_MAX}));
+    b.node("Pad", {"x", "pads"}, {"y"}, "the_pad");
+    expect_error([&] { build(b, "pad_offsets"); }, ErrorCode::kInvalidArgument,
+                 {"the_pad", "must be within +-2^62"});
+  }
+  {
+    OnnxBuilder b(14);
+    b.input("x", DataType::kFloat32, {2, 2});
+    b.output("y", DataType::kFloat32, {2, 2});
+    b.initializer("k", Tensor::from_vector(DataType::kInt64, {}, std::vector<int64_t>{INT64_MAX}));
+    b.node("Trilu", {"x", "k"}, {"y"}, "the_trilu");
+    expect_error([&] { build(b, "trilu_k"); }, ErrorCode::kInvalidArgument,
+                 {"the_trilu", "must be within +-2^62"});
+  }
+}
+
 TEST(ShapeOverflow, SplitNumOutputsMustMatchTheOutputs) {
   // num_outputs came from the file unchecked: 2^40 of them built a list of 2^40 sizes.
   OnnxBuilder b(18);
