@@ -18,6 +18,18 @@
 
 namespace tandem {
 
+namespace {
+
+// The largest kernel, stride, dilation, pad and output_padding read_conv_attrs accepts.
+constexpr int64_t kMaxConvWindow = int64_t{1} << 31;
+
+// The dilated kernel's span; read_conv_attrs bounded both factors, so it is below 2^62.
+int64_t dilated_kernel(const ConvAttrs& a, size_t i) {
+  return (a.kernel[i] - 1) * a.dilations[i] + 1;
+}
+
+}  // namespace
+
 ConvAttrs read_conv_attrs(const Node& node, const Shape& x, const Shape& w) {
   TANDEM_CHECK(x.size() >= 3 && x.size() <= 5, ErrorCode::kUnsupported,
                "{}: input X must have rank 3 to 5 (1-D to 3-D), got shape {}", node.describe(),
@@ -46,13 +58,19 @@ ConvAttrs read_conv_attrs(const Node& node, const Shape& x, const Shape& w) {
                "{}: strides {}, dilations {} and pads {} must have {}, {} and {} values",
                node.describe(), shape_str(a.strides), shape_str(a.dilations), shape_str(a.pads), n,
                n, 2 * n);
+  // The window attributes come from the file. Real convolutions have kernels, strides,
+  // dilations and pads of a few pixels; capping them at 2^31 keeps (kernel - 1) * dilation + 1
+  // below 2^62, so that span and the pads can be added to a spatial size with one overflow check.
+  auto in_range = [](int64_t v, int64_t lo) { return v >= lo && v <= kMaxConvWindow; };
   for (size_t i = 0; i < n; ++i) {
-    TANDEM_CHECK(a.strides[i] >= 1 && a.dilations[i] >= 1 && a.pads[i] >= 0 && a.pads[i + n] >= 0 &&
-                     a.kernel[i] >= 1,
-                 ErrorCode::kInvalidModel,
-                 "{}: strides {} and dilations {} must be >= 1, pads {} >= 0, kernel {} >= 1",
-                 node.describe(), shape_str(a.strides), shape_str(a.dilations), shape_str(a.pads),
-                 shape_str(a.kernel));
+    TANDEM_CHECK(
+        in_range(a.strides[i], 1) && in_range(a.dilations[i], 1) && in_range(a.pads[i], 0) &&
+            in_range(a.pads[i + n], 0) && in_range(a.kernel[i], 1),
+        ErrorCode::kInvalidModel,
+        "{}: strides {} and dilations {} must be in 1..2^31, pads {} in 0..2^31, kernel {} "
+        "in 1..2^31",
+        node.describe(), shape_str(a.strides), shape_str(a.dilations), shape_str(a.pads),
+        shape_str(a.kernel));
   }
   TANDEM_CHECK(a.auto_pad == "NOTSET" || a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER" ||
                    a.auto_pad == "VALID",
@@ -68,8 +86,18 @@ void conv_pads(const ConvAttrs& a, const Shape& x, const Shape& y, std::vector<i
   end.assign(n, 0);
   for (size_t i = 0; i < n; ++i) {
     if (a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER") {
-      const int64_t k_eff = (a.kernel[i] - 1) * a.dilations[i] + 1;
-      const int64_t total = std::max<int64_t>(0, (y[i + 2] - 1) * a.strides[i] + k_eff - x[i + 2]);
+      // y = ceil(x / stride) (conv_output_shape), so (y - 1) * stride - x lies in [-stride, 0)
+      // and adding the dilated kernel (< 2^62) last cannot wrap. The check guards a caller that
+      // passes some other y.
+      int64_t t = 0;
+      const bool wraps = __builtin_mul_overflow(y[i + 2] - 1, a.strides[i], &t) ||
+                         __builtin_sub_overflow(t, x[i + 2], &t) ||
+                         __builtin_add_overflow(t, dilated_kernel(a, i), &t);
+      TANDEM_CHECK(
+          !wraps, ErrorCode::kInvalidModel,
+          "conv SAME padding of spatial axis {} overflows (input {}, output {}, stride {})", i,
+          shape_str(x), shape_str(y), a.strides[i]);
+      const int64_t total = std::max<int64_t>(0, t);
       begin[i] = a.auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
       end[i] = total - begin[i];
     } else if (a.auto_pad == "NOTSET") {
@@ -89,10 +117,19 @@ std::vector<int64_t> conv_transpose_pad_begins(const Node& node, const ConvAttrs
   std::vector<int64_t> begin(n, 0);
   for (size_t i = 0; i < n; ++i) {
     if (derived) {
-      const int64_t k_eff = (a.kernel[i] - 1) * a.dilations[i] + 1;
+      // stride * (in - 1) + output_padding + dilated kernel - out; `in` and (with output_shape)
+      // `out` are as large as the file says.
       const int64_t op = i < out_pad.size() ? out_pad[i] : 0;
-      const int64_t total =
-          std::max<int64_t>(0, a.strides[i] * (x[i + 2] - 1) + op + k_eff - y[i + 2]);
+      int64_t t = 0;
+      const bool wraps = __builtin_mul_overflow(a.strides[i], x[i + 2] - 1, &t) ||
+                         __builtin_add_overflow(t, op, &t) ||
+                         __builtin_add_overflow(t, dilated_kernel(a, i), &t) ||
+                         __builtin_sub_overflow(t, y[i + 2], &t);
+      TANDEM_CHECK(!wraps, ErrorCode::kInvalidModel,
+                   "{}: the padding of spatial axis {} overflows (input {}, output {}, stride {}, "
+                   "output_padding {})",
+                   node.describe(), i, shape_str(x), shape_str(y), a.strides[i], op);
+      const int64_t total = std::max<int64_t>(0, t);
       begin[i] = a.auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
     } else if (a.auto_pad == "NOTSET") {
       begin[i] = a.pads[i];
@@ -113,12 +150,20 @@ Shape conv_output_shape(const Node& node, const Shape& x, const Shape& w) {
   Shape out{x[0], w[0]};
   for (size_t i = 0; i < n; ++i) {
     const int64_t in = x[i + 2], s = a.strides[i];
-    const int64_t k_eff = (a.kernel[i] - 1) * a.dilations[i] + 1;
+    const int64_t k_eff = dilated_kernel(a, i);
     int64_t o;
     if (a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER") {
-      o = (in + s - 1) / s;  // ceil(in / s); the padding adapts
+      o = ceil_div(in, s);  // the padding adapts
     } else {
-      const int64_t padded = a.auto_pad == "VALID" ? in : in + a.pads[i] + a.pads[i + n];
+      // The input's size may be up to 2^63 - 1 (when another dim is 0): the sum may not fit.
+      int64_t padded = in;
+      if (a.auto_pad != "VALID") {
+        const bool wraps = __builtin_add_overflow(in, a.pads[i], &padded) ||
+                           __builtin_add_overflow(padded, a.pads[i + n], &padded);
+        TANDEM_CHECK(!wraps, ErrorCode::kInvalidModel,
+                     "{}: spatial axis {} of size {} with pads {} overflows 64 bits",
+                     node.describe(), i, in, shape_str(a.pads));
+      }
       TANDEM_CHECK(padded >= k_eff, ErrorCode::kInvalidArgument,
                    "{}: spatial axis {} of size {} (padded {}) is smaller than the dilated "
                    "kernel {}",
@@ -207,6 +252,10 @@ std::vector<TensorType> infer_conv_transpose(const InferContext& ctx) {
   std::vector<int64_t> out_pad = node.attr_ints_or("output_padding", std::vector<int64_t>(n, 0));
   TANDEM_CHECK(out_pad.size() == n, ErrorCode::kInvalidModel,
                "{}: output_padding {} must have {} values", node.describe(), shape_str(out_pad), n);
+  // Bounded like the pads (read_conv_attrs) so that the output size below is one checked sum.
+  for (int64_t op : out_pad)
+    TANDEM_CHECK(op >= 0 && op <= kMaxConvWindow, ErrorCode::kInvalidModel,
+                 "{}: output_padding {} must be in 0..2^31", node.describe(), shape_str(out_pad));
   Shape out{x[0], m};
   if (node.has_attr("output_shape")) {
     // Either the spatial sizes or the full output shape; the pads follow from it.
@@ -224,14 +273,21 @@ std::vector<TensorType> infer_conv_transpose(const InferContext& ctx) {
   }
   for (size_t i = 0; i < n; ++i) {
     const int64_t in = x[i + 2], s = a.strides[i];
-    const int64_t k_eff = (a.kernel[i] - 1) * a.dilations[i] + 1;
-    int64_t o;
+    int64_t o = 0;
+    bool wraps;
     if (a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER") {
-      o = in * s;
+      wraps = __builtin_mul_overflow(in, s, &o);
     } else {
+      // stride * (in - 1) + output_padding + dilated kernel - pads; in may be 0 (then the first
+      // term is -stride) or up to 2^63 - 1.
       const int64_t pads = a.auto_pad == "VALID" ? 0 : a.pads[i] + a.pads[i + n];
-      o = s * (in - 1) + out_pad[i] + k_eff - pads;
+      wraps = __builtin_mul_overflow(s, in - 1, &o) ||
+              __builtin_add_overflow(o, out_pad[i] + dilated_kernel(a, i), &o);
+      o -= pads;  // o >= -stride here and pads <= 2^32: no wrap
     }
+    TANDEM_CHECK(!wraps, ErrorCode::kInvalidModel,
+                 "{}: the output size of spatial axis {} (input {}, stride {}) overflows 64 bits",
+                 node.describe(), i, in, s);
     TANDEM_CHECK(o >= 0, ErrorCode::kInvalidModel,
                  "{}: the pads {} leave a negative output size on spatial axis {}", node.describe(),
                  shape_str(a.pads), i);

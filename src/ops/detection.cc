@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <numeric>
 
 #include "core/error.h"
@@ -22,6 +23,10 @@ DetectionAttrs DetectionAttrs::parse(const Node& node) {
     a.output_width = node.attr_int_or("output_width", 1);
     a.spatial_scale = node.attr_float_or("spatial_scale", 1.0f);
     a.sampling_ratio = node.attr_int_or("sampling_ratio", 0);
+    // Each output bin averages sampling_ratio^2 samples (a few in real models: 0 = adaptive, 2).
+    // Bounded so that the square fits in int64 and the kernel's loops end.
+    TANDEM_CHECK(a.sampling_ratio >= 0 && a.sampling_ratio <= 4096, ErrorCode::kInvalidModel,
+                 "{}: sampling_ratio {} must be in 0..4096", node.describe(), a.sampling_ratio);
     a.half_pixel = node.opset >= 16 && node.attr_string_or("coordinate_transformation_mode",
                                                            "half_pixel") == "half_pixel";
   } else if (node.op_type == "GridSample") {
@@ -112,8 +117,13 @@ std::vector<std::array<int64_t, 3>> non_max_suppression(const Node& node, const 
                ErrorCode::kInvalidArgument,
                "{}: expected boxes [B,N,4] and scores [B,C,N], got {} and {}", node.describe(),
                shape_str(boxes.shape()), shape_str(scores.shape()));
-  const int64_t max_out =
-      max_per_class ? static_cast<int64_t>(tensor_scalar_as_double(*max_per_class, node)) : 0;
+  // An int64 tensor in ONNX, often INT64_MAX for "no limit": read as a double, that is 2^63,
+  // whose cast back to int64 is undefined, so such values saturate (and NaN selects nothing).
+  int64_t max_out = 0;
+  if (max_per_class) {
+    const double v = tensor_scalar_as_double(*max_per_class, node);
+    max_out = v >= 0x1p63 ? INT64_MAX : v > 0 ? static_cast<int64_t>(v) : 0;
+  }
   const double iou_max = iou_threshold ? tensor_scalar_as_double(*iou_threshold, node) : 0;
   const bool has_score_min = score_threshold != nullptr;
   const double score_min = has_score_min ? tensor_scalar_as_double(*score_threshold, node) : 0;

@@ -96,7 +96,8 @@ std::vector<TensorType> infer_batch_norm(const InferContext& ctx, const NormAttr
   const int64_t c = x[1];
   // Opset < 9 with spatial=0 has per-element statistics of shape [C, D1, ...].
   int64_t count = c;
-  if (a.per_element_stats) count = shape_numel(x) / x[0];
+  // The product of the dims after N, not numel / N: N may be 0.
+  if (a.per_element_stats) count = shape_numel(Shape(x.begin() + 1, x.end()));
   const char* names[] = {"", "scale", "B", "mean", "var"};
   for (size_t i = 1; i < 5; ++i) check_numel(ctx, i, count, names[i]);
   std::vector<TensorType> out{{ctx.input(0).dtype, x}};

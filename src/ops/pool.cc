@@ -14,6 +14,9 @@ namespace tandem {
 
 namespace {
 
+// The largest kernel, stride, dilation and pad PoolAttrs::fits accepts.
+constexpr int64_t kMaxPoolWindow = int64_t{1} << 31;
+
 void check_input(const InferContext& ctx, bool any_numeric) {
   const Node& node = ctx.node;
   const TensorType& x = ctx.input(0);
@@ -58,13 +61,16 @@ bool PoolAttrs::fits(size_t n) const {
   };
   if (kernel_shape.size() != n || !sized(strides, n) || !sized(dilations, n) || !sized(pads, 2 * n))
     return false;
-  auto all_at_least = [](const std::vector<int64_t>& v, int64_t lo) {
+  // The window attributes come from the file. Real pools have windows, strides and pads of a few
+  // pixels; capping them at 2^31 keeps the window's span (kernel - 1) * dilation + 1 below 2^62,
+  // so that it and the pads can be added to a spatial size with one overflow check.
+  auto all_within = [](const std::vector<int64_t>& v, int64_t lo) {
     for (int64_t x : v)
-      if (x < lo) return false;
+      if (x < lo || x > kMaxPoolWindow) return false;
     return true;
   };
-  return all_at_least(kernel_shape, 1) && all_at_least(strides, 1) && all_at_least(dilations, 1) &&
-         all_at_least(pads, 0);
+  return all_within(kernel_shape, 1) && all_within(strides, 1) && all_within(dilations, 1) &&
+         all_within(pads, 0);
 }
 
 void PoolAttrs::check(const Shape& x, const Node& node) const {
@@ -73,7 +79,8 @@ void PoolAttrs::check(const Shape& x, const Node& node) const {
   const size_t n = x.size() - 2;
   TANDEM_CHECK(fits(n), ErrorCode::kInvalidModel,
                "{}: kernel_shape {}, strides {}, dilations {}, pads {} must have {}, {}, {}, {} "
-               "values (kernel_shape, strides and dilations >= 1, pads >= 0) for input shape {}",
+               "values (kernel_shape, strides and dilations in 1..2^31, pads in 0..2^31) for input "
+               "shape {}",
                node.describe(), shape_str(kernel_shape), shape_str(strides), shape_str(dilations),
                shape_str(pads), n, n, n, 2 * n, shape_str(x));
 }
@@ -84,7 +91,16 @@ PoolAxis PoolAttrs::axis(size_t i, size_t n, int64_t in, int64_t out) const {
   a.stride = strides.empty() ? 1 : strides[i];
   a.dilation = dilations.empty() ? 1 : dilations[i];
   if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-    const int64_t total = std::max<int64_t>(0, (out - 1) * a.stride + a.extent() - in);
+    // out = ceil(in / stride) (output_shape), so (out - 1) * stride - in lies in [-stride, 0) and
+    // adding the span (< 2^62) last cannot wrap; the check guards a caller with another `out`.
+    int64_t t = 0;
+    const bool wraps = __builtin_mul_overflow(out - 1, a.stride, &t) ||
+                       __builtin_sub_overflow(t, in, &t) ||
+                       __builtin_add_overflow(t, a.extent(), &t);
+    TANDEM_CHECK(!wraps, ErrorCode::kInvalidModel,
+                 "pool SAME padding of spatial axis {} overflows (input {}, output {}, stride {})",
+                 i, in, out, a.stride);
+    const int64_t total = std::max<int64_t>(0, t);
     a.pad_begin = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
     a.pad_end = total - a.pad_begin;
   } else if (auto_pad == "NOTSET" && !pads.empty()) {
@@ -100,7 +116,14 @@ Shape PoolAttrs::unpooled_shape(const Shape& x, const Node& node) const {
   Shape out = x;
   for (size_t i = 0; i < n; ++i) {
     const PoolAxis a = axis(i, n, x[i + 2], 0);
-    out[i + 2] = (x[i + 2] - 1) * a.stride + a.kernel - a.pad_begin - a.pad_end;
+    // (in - 1) * stride + kernel - pads, with `in` as large as the file says (or 0).
+    int64_t o = 0;
+    const bool wraps = __builtin_mul_overflow(x[i + 2] - 1, a.stride, &o) ||
+                       __builtin_add_overflow(o, a.kernel, &o);
+    TANDEM_CHECK(!wraps, ErrorCode::kInvalidModel,
+                 "{}: the output size of spatial axis {} (input {}, stride {}) overflows 64 bits",
+                 node.describe(), i, x[i + 2], a.stride);
+    out[i + 2] = o - a.pad_begin - a.pad_end;  // o >= 1 - stride, pads <= 2^32: no wrap
   }
   return out;
 }
@@ -116,16 +139,24 @@ Shape PoolAttrs::output_shape(const Shape& x, const Node& node) const {
     const int64_t s = a.stride, k_eff = a.extent();
     int64_t o;
     if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-      o = (in + s - 1) / s;
+      o = ceil_div(in, s);
     } else {
-      const int64_t padded = in + a.pad_begin + a.pad_end;
+      // The input's size may be up to 2^63 - 1 (when another dim is 0): the sum may not fit.
+      int64_t padded = 0;
+      const bool wraps = __builtin_add_overflow(in, a.pad_begin, &padded) ||
+                         __builtin_add_overflow(padded, a.pad_end, &padded);
+      TANDEM_CHECK(!wraps, ErrorCode::kInvalidModel,
+                   "{}: spatial axis {} of size {} with pads {} overflows 64 bits", node.describe(),
+                   i, in, shape_str(pads));
       TANDEM_CHECK(padded >= k_eff, ErrorCode::kInvalidArgument,
                    "{}: spatial axis {} of size {} (padded {}) is smaller than the window {}",
                    node.describe(), i, in, padded, k_eff);
       if (ceil_mode) {
-        o = (padded - k_eff + s - 1) / s + 1;
-        // A last window starting inside the end padding would see no input: drop it.
-        if ((o - 1) * s >= in + a.pad_begin) --o;
+        o = ceil_div(padded - k_eff, s) + 1;
+        // A last window starting inside the end padding would see no input: drop it. (in +
+        // pad_begin fits, being part of `padded`; a start that wraps is past it.)
+        int64_t start = 0;
+        if (__builtin_mul_overflow(o - 1, s, &start) || start >= in + a.pad_begin) --o;
       } else {
         o = (padded - k_eff) / s + 1;
       }

@@ -20,6 +20,16 @@ namespace tandem {
 
 namespace {
 
+// floor(v) as an output dim, or an error naming the node and the axis when v is NaN, infinite,
+// negative or 2^63 or more (a cast of such a double to int64 is undefined behaviour).
+int64_t resized_dim(double v, const Node& node, int64_t axis, int64_t in, double scale) {
+  v = std::floor(v);
+  TANDEM_CHECK(v >= 0 && v < 0x1p63, ErrorCode::kInvalidArgument,
+               "{}: axis {} of size {} resized by {} gives {} elements, not a valid size",
+               node.describe(), axis, in, scale, v);
+  return static_cast<int64_t>(v);
+}
+
 // The axes that scales/sizes refer to: `axes` (Resize-18) or all of them.
 std::vector<int64_t> resize_axes(const Node& node, int64_t rank) {
   std::vector<int64_t> axes;
@@ -40,7 +50,8 @@ Shape shape_from_scales(const Node& node, const Shape& x, const std::vector<doub
   for (size_t i = 0; i < axes.size(); ++i) {
     TANDEM_CHECK(scales[i] > 0 && std::isfinite(scales[i]), ErrorCode::kInvalidArgument,
                  "{}: scales must be positive, got {}", node.describe(), fmt::join(scales, ","));
-    out[axes[i]] = static_cast<int64_t>(std::floor(double(x[axes[i]]) * scales[i]));
+    out[axes[i]] =
+        resized_dim(double(x[axes[i]]) * scales[i], node, axes[i], x[axes[i]], scales[i]);
   }
   return out;
 }
@@ -66,7 +77,8 @@ Shape shape_from_sizes(const Node& node, const Shape& x, const std::vector<int64
     const double s = double(sizes[i]) / double(x[axes[i]]);
     scale = policy == "not_larger" ? std::min(scale, s) : std::max(scale, s);
   }
-  for (int64_t a : axes) out[a] = static_cast<int64_t>(std::floor(scale * double(x[a]) + 0.5));
+  // An empty axis makes the scale infinite or NaN: resized_dim refuses what is not a size.
+  for (int64_t a : axes) out[a] = resized_dim(scale * double(x[a]) + 0.5, node, a, x[a], scale);
   return out;
 }
 

@@ -70,17 +70,24 @@ double original_coordinate(const ResizeAttrs& a, int64_t x, int64_t in, int64_t 
   return xr / scale;  // asymmetric
 }
 
-ResizeAxisTaps axis_taps(const ResizeAttrs& a, int64_t in, int64_t out, double scale,
-                         double roi_start, double roi_end) {
+ResizeAxisTaps axis_taps(const Node& node, int64_t axis, const ResizeAttrs& a, int64_t in,
+                         int64_t out, double scale, double roi_start, double roi_end) {
   ResizeAxisTaps t;
   t.taps.resize(out);
   t.outside.assign(out, 0);
   for (int64_t x = 0; x < out; ++x) {
     const double xo = original_coordinate(a, x, in, out, scale, roi_start, roi_end);
-    if (a.coord == "tf_crop_and_resize" && (xo < 0 || xo > double(in - 1))) {
+    // Written so that a NaN coordinate (from a NaN roi) counts as outside too.
+    if (a.coord == "tf_crop_and_resize" && !(xo >= 0 && xo <= double(in - 1))) {
       t.outside[x] = 1;
       continue;
     }
+    // The taps below cast floor(xo) to int64: scales and roi are values from the file, and a
+    // coordinate that is NaN or far outside the input would make that cast undefined.
+    TANDEM_CHECK(std::abs(xo) < 0x1p62, ErrorCode::kInvalidArgument,
+                 "{}: output position {} of axis {} maps to input coordinate {} (input size {}, "
+                 "scale {})",
+                 node.describe(), x, axis, xo, in, scale);
     std::vector<ResizeTap>& taps = t.taps[x];
     const double base = std::floor(xo), frac = xo - base;
     if (a.mode == "nearest") {
@@ -104,7 +111,14 @@ ResizeAxisTaps axis_taps(const ResizeAttrs& a, int64_t in, int64_t out, double s
     // Linear and cubic kernels; with antialias a downscale stretches the kernel by 1/scale.
     const double s = a.antialias && scale < 1 ? scale : 1.0;
     const bool cubic = a.mode == "cubic";
-    const int64_t first = static_cast<int64_t>(std::floor((cubic ? -2.0 : -1.0) / s)) + 1;
+    // An antialiased downscale by s reads about 4 / s taps: refuse a scale so small that their
+    // count would not fit (an output that small is empty, so only a caller that passes another
+    // output shape than the scale gives gets here).
+    const double reach = std::floor((cubic ? -2.0 : -1.0) / s);
+    TANDEM_CHECK(reach > -0x1p31, ErrorCode::kInvalidArgument,
+                 "{}: the antialiased scale {} of axis {} is too small", node.describe(), scale,
+                 axis);
+    const int64_t first = static_cast<int64_t>(reach) + 1;
     const int64_t last = (cubic ? 2 : 1) - first;  // inclusive
     double sum = 0;
     for (int64_t i = first; i <= last; ++i) {
@@ -197,7 +211,8 @@ ResizeGeometry resize_geometry(const Node& node, std::span<const Tensor* const> 
                shape_str(y));
 
   for (int64_t ax = 0; ax < rank; ++ax) {
-    g.axes.push_back(axis_taps(a, x.dim(ax), y[ax], scale[ax], roi_start[ax], roi_end[ax]));
+    g.axes.push_back(
+        axis_taps(node, ax, a, x.dim(ax), y[ax], scale[ax], roi_start[ax], roi_end[ax]));
     for (char o : g.axes.back().outside) g.any_outside = g.any_outside || o;
   }
   return g;

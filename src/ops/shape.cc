@@ -20,7 +20,9 @@ ShapeOpAttrs ShapeOpAttrs::parse(const Node& node) {
     a.start = node.attr_int_or("start", 0);
     if (node.has_attr("end")) a.end = node.attr_int("end");
   } else if (op == "EyeLike") {
-    a.k = node.attr_int_or("k", 0);
+    // The kernel adds k to a row index. An offset beyond +-2^62 selects nothing in any tensor
+    // that fits in memory, as the file's value would: clamping keeps the sum from wrapping.
+    a.k = std::clamp<int64_t>(node.attr_int_or("k", 0), -(int64_t{1} << 62), int64_t{1} << 62);
     if (node.has_attr("dtype")) a.dtype = static_cast<DataType>(node.attr_int("dtype"));
   } else if (op == "ConstantOfShape") {
     if (node.has_attr("value")) {

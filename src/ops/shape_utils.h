@@ -12,6 +12,12 @@ namespace tandem {
 Shape broadcast_shapes(const Shape& a, const Shape& b, const Node& node);
 Shape broadcast_shapes(const std::vector<Shape>& shapes, const Node& node);
 
+// ceil(v / d) for v >= 0 and d >= 1, without forming v + d - 1 (which wraps when v, a size
+// from the model, is near 2^63).
+inline int64_t ceil_div(int64_t v, int64_t d) {
+  return v / d + (v % d != 0 ? 1 : 0);
+}
+
 // Maps a possibly negative axis into [0, rank); throws naming `node` when out of range.
 int64_t normalize_axis(int64_t axis, int64_t rank, const Node& node);
 

@@ -143,11 +143,18 @@ std::vector<TensorType> infer_split(const InferContext& ctx, const TensorOpAttrs
   }
   if (split.empty()) {
     if (a.num_outputs > 0) {
-      // num_outputs: equal chunks of ceil(dim / n), the last one smaller.
-      n = a.num_outputs;
-      int64_t chunk = (dim + n - 1) / n;
-      for (int64_t i = 0; i < n; ++i)
-        split.push_back(std::max<int64_t>(std::min(chunk, dim - i * chunk), 0));
+      // num_outputs: equal chunks of ceil(dim / n), the last one smaller. It must be the node's
+      // output count (as ONNX says): it comes from the file, and a list of 2^62 split sizes
+      // would not fit in memory.
+      TANDEM_CHECK(a.num_outputs == n, ErrorCode::kInvalidModel,
+                   "{}: num_outputs {} differs from the node's {} outputs", node.describe(),
+                   a.num_outputs, n);
+      const int64_t chunk = ceil_div(dim, n);
+      int64_t left = dim;
+      for (int64_t i = 0; i < n; ++i) {
+        split.push_back(std::min(chunk, left));
+        left -= split.back();
+      }
     } else {
       TANDEM_CHECK(n > 0 && dim % n == 0, ErrorCode::kInvalidArgument,
                    "{}: axis {} of size {} cannot be split into {} equal parts", node.describe(),
@@ -159,7 +166,7 @@ std::vector<TensorType> infer_split(const InferContext& ctx, const TensorOpAttrs
   for (int64_t s : split) {
     TANDEM_CHECK(s >= 0, ErrorCode::kInvalidModel, "{}: negative split {}", node.describe(),
                  fmt::format("{}", split));
-    total += s;
+    total = checked_add(total, s, node.describe() + ": split");
   }
   TANDEM_CHECK(total == dim, ErrorCode::kInvalidArgument,
                "{}: split {} does not add up to the size {} of axis {} (input {})", node.describe(),
@@ -232,13 +239,15 @@ std::vector<SliceDim> slice_dims(const InferContext& ctx) {
       start = 0;
       count = 0;
     } else if (step > 0) {
+      // ceil((end - start) / step), written so that a step near 2^63 (a value from the file)
+      // does not wrap, and without negating a step of -2^63.
       start = std::clamp<int64_t>(start, 0, dim);
       end = std::clamp<int64_t>(end, 0, dim);
-      count = end > start ? (end - start + step - 1) / step : 0;
+      count = end > start ? (end - start - 1) / step + 1 : 0;
     } else {
       start = std::clamp<int64_t>(start, 0, dim - 1);
       end = std::clamp<int64_t>(end, -1, dim - 1);
-      count = start > end ? (start - end + (-step) - 1) / (-step) : 0;
+      count = start > end ? 1 - (start - end - 1) / step : 0;
     }
     dims[a] = {start, step, count};
   }
@@ -360,6 +369,10 @@ std::vector<TensorType> infer_tile(const InferContext& ctx) {
   return {{x.dtype, out}};
 }
 
+// The largest pad (Pad) or diagonal offset (Trilu) magnitude: index arithmetic on them stays
+// within int64 for any tensor that fits in memory.
+constexpr int64_t kMaxOffset = int64_t{1} << 62;
+
 std::vector<TensorType> infer_pad(const InferContext& ctx, const TensorOpAttrs& a) {
   const Node& node = ctx.node;
   const TensorType& x = ctx.input(0);
@@ -379,6 +392,12 @@ std::vector<TensorType> infer_pad(const InferContext& ctx, const TensorOpAttrs& 
                "{}: pads {} must have 2 x {} entries", node.describe(), fmt::format("{}", pads),
                na);
   const std::string& mode = a.mode;
+  // The kernels compute output index - begin pad and mirror it (std::abs): a pad beyond 2^62
+  // would wrap there. A pad that large fits no memory (a crop that large leaves nothing), so no
+  // model that can run needs one.
+  for (int64_t p : pads)
+    TANDEM_CHECK(p >= -kMaxOffset && p <= kMaxOffset, ErrorCode::kInvalidArgument,
+                 "{}: pads {} must be within +-2^62", node.describe(), fmt::format("{}", pads));
   Shape out = x.shape;
   for (int64_t i = 0; i < na; ++i) {
     int64_t a = normalize_axis(axes[i], rank, node);
@@ -430,9 +449,10 @@ std::vector<TensorType> infer_one_hot(const InferContext& ctx, const TensorOpAtt
                "{}: values must hold 2 elements [off, on], has shape {}", node.describe(),
                shape_str(values.shape));
   double depth_d = tensor_scalar_as_double(ctx.require_value(1), node);
-  int64_t depth = static_cast<int64_t>(depth_d);
-  TANDEM_CHECK(depth > 0, ErrorCode::kInvalidArgument, "{}: depth {} must be positive",
-               node.describe(), depth_d);
+  // Checked as a double: casting NaN or a value of 2^63 or more to int64 is undefined.
+  TANDEM_CHECK(depth_d >= 1 && depth_d < 0x1p63, ErrorCode::kInvalidArgument,
+               "{}: depth {} must be positive", node.describe(), depth_d);
+  const int64_t depth = static_cast<int64_t>(depth_d);
   int64_t axis = normalize_axis(a.axis, rank_of(idx) + 1, node);
   Shape out = idx.shape;
   out.insert(out.begin() + axis, depth);
@@ -451,6 +471,13 @@ std::vector<TensorType> infer_trilu(const InferContext& ctx) {
   const TensorType& x = ctx.input(0);
   TANDEM_CHECK(x.shape.size() >= 2, ErrorCode::kInvalidModel, "{}: input {} must have rank >= 2",
                ctx.node.describe(), shape_str(x.shape));
+  // The kernel adds k to a row index; where k is a constant, one beyond +-2^62 (which keeps all
+  // or nothing of any matrix that fits in memory) is refused here rather than wrapped there.
+  if (ctx.has_input(1) && ctx.value(1)) {
+    for (int64_t k : tensor_to_int64s(*ctx.value(1), ctx.node))
+      TANDEM_CHECK(k >= -kMaxOffset && k <= kMaxOffset, ErrorCode::kInvalidArgument,
+                   "{}: k {} must be within +-2^62", ctx.node.describe(), k);
+  }
   return {x};
 }
 

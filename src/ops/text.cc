@@ -3,6 +3,7 @@
 #include "ops/text.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -21,10 +22,14 @@ TfIdfAttrs TfIdfAttrs::parse(const Node& node) {
   a.min_gram = node.attr_int_or("min_gram_length", 1);
   a.max_gram = node.attr_int_or("max_gram_length", 1);
   a.max_skip = node.attr_int_or("max_skip_count", 0);
-  TANDEM_CHECK(a.min_gram >= 1 && a.max_gram >= a.min_gram && a.max_skip >= 0,
+  // The kernel reads token start + (n - 1) * (skip + 1): with both bounded by 2^31 that cannot
+  // wrap (an n-gram or a skip that long matches nothing in any real input anyway).
+  constexpr int64_t kMaxGram = int64_t{1} << 31;
+  TANDEM_CHECK(a.min_gram >= 1 && a.max_gram >= a.min_gram && a.max_gram <= kMaxGram &&
+                   a.max_skip >= 0 && a.max_skip <= kMaxGram,
                ErrorCode::kInvalidModel,
-               "{}: need 1 <= min_gram_length ({}) <= max_gram_length ({}) and max_skip_count "
-               "({}) >= 0",
+               "{}: need 1 <= min_gram_length ({}) <= max_gram_length ({}) <= 2^31 and "
+               "0 <= max_skip_count ({}) <= 2^31",
                node.describe(), a.min_gram, a.max_gram, a.max_skip);
   a.ngram_indexes = node.attr_ints_or("ngram_indexes", {});
   TANDEM_CHECK(!a.ngram_indexes.empty(), ErrorCode::kInvalidModel, "{}: ngram_indexes is empty",
@@ -32,6 +37,9 @@ TfIdfAttrs TfIdfAttrs::parse(const Node& node) {
   for (int64_t c : a.ngram_indexes) {
     TANDEM_CHECK(c >= 0, ErrorCode::kInvalidModel, "{}: ngram_indexes has a negative entry {}",
                  node.describe(), c);
+    TANDEM_CHECK(c < INT64_MAX, ErrorCode::kInvalidModel,
+                 "{}: ngram_indexes entry {} leaves no room for the column count", node.describe(),
+                 c);
     a.columns = std::max(a.columns, c + 1);
   }
   a.weights = node.attr_floats_or("weights", std::vector<float>(a.ngram_indexes.size(), 1.0f));
