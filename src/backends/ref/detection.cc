@@ -54,10 +54,15 @@ void roi_align_kernel(const KernelContext& ctx, const DetectionAttrs& attrs,
     double rw = roi[2] * scale - offset - x0, rh = roi[3] * scale - offset - y0;
     if (!attrs.half_pixel) rw = std::max(rw, 1.0), rh = std::max(rh, 1.0);
     const double bw = rw / static_cast<double>(ow), bh = rh / static_cast<double>(oh);
-    const int64_t gw =
-        ratio > 0 ? ratio : static_cast<int64_t>(std::ceil(rw / static_cast<double>(ow)));
-    const int64_t gh =
-        ratio > 0 ? ratio : static_cast<int64_t>(std::ceil(rh / static_cast<double>(oh)));
+    // Adaptive grids (ratio 0) take ceil(extent / bins) samples a side, bounded like an explicit
+    // sampling_ratio (a roi thousands of times the image would loop for ever) and 1 for a NaN
+    // or negative extent (a double outside int64 must not be cast).
+    auto adaptive = [&](double extent, int64_t bins) -> int64_t {
+      if (ratio > 0) return ratio;
+      const double g = std::ceil(extent / static_cast<double>(bins));
+      return g >= 1 ? static_cast<int64_t>(std::min(g, 4096.0)) : 1;
+    };
+    const int64_t gw = adaptive(rw, ow), gh = adaptive(rh, oh);
     const double count = static_cast<double>(std::max<int64_t>(gw * gh, 1));
     for (int64_t c = 0; c < C; ++c) {
       const double* img = &x[static_cast<size_t>((b * C + c) * H * W)];
@@ -72,8 +77,9 @@ void roi_align_kernel(const KernelContext& ctx, const DetectionAttrs& attrs,
               double xx = x0 + static_cast<double>(pw) * bw +
                           (static_cast<double>(ix) + 0.5) * bw / static_cast<double>(gw);
               double v[4] = {0, 0, 0, 0}, wt[4] = {0, 0, 0, 0};
-              if (!(yy < -1.0 || yy > static_cast<double>(H) || xx < -1.0 ||
-                    xx > static_cast<double>(W))) {
+              // Written so that a NaN coordinate counts as outside.
+              if (yy >= -1.0 && yy <= static_cast<double>(H) && xx >= -1.0 &&
+                  xx <= static_cast<double>(W)) {
                 yy = std::max(yy, 0.0), xx = std::max(xx, 0.0);
                 int64_t yl = static_cast<int64_t>(yy), xl = static_cast<int64_t>(xx), yh, xh;
                 if (yl >= H - 1)
@@ -123,8 +129,9 @@ struct GridSampler {
     const double mn = twice_low / 2, span = (twice_high - twice_low) / 2;
     v = std::abs(v - mn);
     const double extra = std::fmod(v, span);
-    const int64_t flips = static_cast<int64_t>(std::floor(v / span));
-    return flips % 2 == 0 ? extra + mn : span - extra + mn;
+    // The parity of the flips, in doubles: floor(v / span) need not fit int64.
+    const bool even = std::fmod(std::floor(v / span), 2.0) == 0;
+    return even ? extra + mn : span - extra + mn;
   }
   // Border clamps, reflection mirrors at the edges (then clamps) a coordinate.
   double pad_coord(double v, int64_t size) const {
@@ -140,6 +147,9 @@ struct GridSampler {
   static double at(const double* img, int64_t iy, int64_t ix, int64_t h, int64_t w) {
     return iy >= 0 && iy < h && ix >= 0 && ix < w ? img[iy * w + ix] : 0.0;
   }
+  // A coordinate as a pixel index: -1 (outside) when it is NaN or too large for int64, whose
+  // cast would be undefined (grid values come from the model's inputs).
+  static int64_t index(double v) { return v > -1e18 && v < 1e18 ? static_cast<int64_t>(v) : -1; }
   static double cubic(double t, int k) {
     const double A = -0.75;
     auto near = [&](double s) { return ((A + 2) * s - (A + 3)) * s * s + 1; };
@@ -154,19 +164,17 @@ struct GridSampler {
       for (int i = 0; i < 4; ++i) {
         for (int j = 0; j < 4; ++j) {
           double tx = pad_coord(fx - 1 + j, W), ty = pad_coord(fy - 1 + i, H);
-          sum += cubic(iy - fy, i) * cubic(ix - fx, j) *
-                 at(img, static_cast<int64_t>(ty), static_cast<int64_t>(tx), H, W);
+          sum += cubic(iy - fy, i) * cubic(ix - fx, j) * at(img, index(ty), index(tx), H, W);
         }
       }
       return sum;
     }
     const double ix = pad_coord(unnormalize(gx, W), W), iy = pad_coord(unnormalize(gy, H), H);
     if (mode == "nearest") {
-      return at(img, static_cast<int64_t>(std::nearbyint(iy)),
-                static_cast<int64_t>(std::nearbyint(ix)), H, W);
+      return at(img, index(std::nearbyint(iy)), index(std::nearbyint(ix)), H, W);
     }
     const double x0 = std::floor(ix), y0 = std::floor(iy);
-    const int64_t xi = static_cast<int64_t>(x0), yi = static_cast<int64_t>(y0);
+    const int64_t xi = index(x0), yi = index(y0);
     const double dx = ix - x0, dy = iy - y0;
     return (1 - dy) * ((1 - dx) * at(img, yi, xi, H, W) + dx * at(img, yi, xi + 1, H, W)) +
            dy * ((1 - dx) * at(img, yi + 1, xi, H, W) + dx * at(img, yi + 1, xi + 1, H, W));

@@ -125,7 +125,9 @@ void slice_kernel(const KernelContext& ctx, Inputs inputs, Outputs outputs) {
     if (dim == 0) continue;  // empty output
     start = step > 0 ? std::clamp<int64_t>(start, 0, dim) : std::clamp<int64_t>(start, 0, dim - 1);
     if (y.dim(static_cast<size_t>(a)) > 0) first += start * in_strides[a];
-    strides[a] = step * in_strides[a];
+    // A step of dim or more takes one element, so clamping it changes nothing and keeps
+    // step * stride within the tensor's size (a step of 2^63 - 1 would wrap).
+    strides[a] = std::clamp<int64_t>(step, -dim, dim) * in_strides[a];
   }
   strided_copy(ctx, bytes(y), bytes(x) + first * esize_of(x), y.shape(), strides, esize_of(x));
 }
