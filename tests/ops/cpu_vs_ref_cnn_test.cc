@@ -371,6 +371,41 @@ TANDEM_FAST_TABLE_TEST(CpuVsRefCnn, BatchNormTable, {"BatchNormalization"}) {
 
 // ---- Channels-last ops (ops/layout.h) ---------------------------------------------------------
 
+// The channels-last BatchNormalization (inference): the CPU kernel's per-pixel loop against the
+// reference, and the reference against the NCHW BatchNormalization permuted. Odd channel counts,
+// and a tensor large enough (2 x 40 x 24 x 24 = 46080 values) for the pixels to be split over
+// the threads.
+TANDEM_FAST_TABLE_TEST(CpuVsRefCnn, ChannelsLastBatchNorm, {"com.tandem:BatchNormalization"}) {
+  const std::vector<Shape> shapes = {{2, 3, 5, 7}, {1, 16, 1, 1}, {3, 17, 9, 1}, {2, 40, 24, 24}};
+  uint32_t seed = 7200;
+  for (const Shape& s : shapes) {
+    for (bool constant : {true, false}) {
+      const int64_t c = s[1];
+      Tensor var = random_tensor(DataType::kFloat32, {c}, seed++);
+      for (int64_t i = 0; i < c; ++i) var.data<float>()[i] = std::abs(var.data<float>()[i]) + 0.1f;
+      const Tensor x = random_tensor(DataType::kFloat32, s, seed++, 3.0f);
+      std::vector<Tensor> in{nhwc_of(x), random_tensor(DataType::kFloat32, {c}, seed++),
+                             random_tensor(DataType::kFloat32, {c}, seed++),
+                             random_tensor(DataType::kFloat32, {c}, seed++), var};
+      SCOPED_TRACE("channels-last BatchNormalization " + shape_str(s));
+      auto op = [&] {
+        return OpTest("BatchNormalization")
+            .domain(kFusedDomain)
+            .attr("epsilon", 1e-3f)
+            .attr("channels_last", int64_t{1})
+            .inputs(in)
+            .constants({false, constant, constant, constant, constant});
+      };
+      check(op());
+      std::vector<Tensor> nchw_in = in;
+      nchw_in[0] = x;
+      const Tensor want =
+          nhwc_of(OpTest("BatchNormalization").attr("epsilon", 1e-3f).inputs(nchw_in).run_ref()[0]);
+      EXPECT_EQ(max_abs_diff(op().run_ref()[0], want), 0.0);
+    }
+  }
+}
+
 TANDEM_FAST_TABLE_TEST(CpuVsRefCnn, LayoutTransforms,
                        {"com.tandem:ToChannelsLast", "com.tandem:ToChannelsFirst"}) {
   const std::vector<Shape> shapes = {{1, 3, 64, 64}, {2, 5, 7, 3},  {1, 1, 4, 4},
