@@ -23,10 +23,10 @@ DetectionAttrs DetectionAttrs::parse(const Node& node) {
     a.output_width = node.attr_int_or("output_width", 1);
     a.spatial_scale = node.attr_float_or("spatial_scale", 1.0f);
     a.sampling_ratio = node.attr_int_or("sampling_ratio", 0);
-    // Each output bin averages sampling_ratio^2 samples (a few in real models: 0 = adaptive, 2).
-    // Bounded so that the square fits in int64 and the kernel's loops end.
-    TANDEM_CHECK(a.sampling_ratio >= 0 && a.sampling_ratio <= 4096, ErrorCode::kInvalidModel,
-                 "{}: sampling_ratio {} must be in 0..4096", node.describe(), a.sampling_ratio);
+    // Each output bin averages sampling_ratio^2 samples (kMaxRoiAlignSamplingRatio).
+    TANDEM_CHECK(a.sampling_ratio >= 0 && a.sampling_ratio <= kMaxRoiAlignSamplingRatio,
+                 ErrorCode::kInvalidModel, "{}: sampling_ratio {} must be in 0..{}",
+                 node.describe(), a.sampling_ratio, kMaxRoiAlignSamplingRatio);
     a.half_pixel = node.opset >= 16 && node.attr_string_or("coordinate_transformation_mode",
                                                            "half_pixel") == "half_pixel";
   } else if (node.op_type == "GridSample") {

@@ -20,6 +20,12 @@ std::vector<std::array<int64_t, 3>> non_max_suppression(const Node& node, const 
                                                         const Tensor* iou_threshold,
                                                         const Tensor* score_threshold);
 
+// RoiAlign's samples per bin side, explicit (sampling_ratio) or adaptive (ceil(roi extent / bins)).
+// Real models use 0 (adaptive: a few to a few dozen) or 2; the bound keeps a hostile roi or
+// attribute from asking for millions of samples per bin (the reference kernel would run for
+// minutes). ONNX Runtime leaves it unbounded: an adaptive grid over 64 is the one difference.
+inline constexpr int64_t kMaxRoiAlignSamplingRatio = 64;
+
 struct DetectionAttrs {
   std::string mode;  // RoiAlign: avg or max; GridSample: bilinear, nearest or bicubic
   int64_t output_height = 1, output_width = 1;  // RoiAlign

@@ -5,12 +5,14 @@
 // error, a wrong result, or a crash).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "expect_error.h"
 #include "onnx_builder.h"
+#include "ops/detection.h"
 #include "tandem/model.h"
 
 namespace tandem {
@@ -225,6 +227,28 @@ TEST(ShapeOverflow, NonMaxSuppressionWithoutALimit) {
   const std::vector<Tensor> out = m.predict({floats({1, 1, 2}, {0.9f, 0.8f})});
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].shape(), (Shape{2, 3}));
+}
+
+TEST(ShapeOverflow, RoiAlignSamplingGridIsBounded) {
+  // An adaptive grid takes ceil(roi extent / bins) samples a side: for this roi, 10^9 of them,
+  // a loop that would not end (and a cast of any double). It is bounded by
+  // kMaxRoiAlignSamplingRatio, as an explicit sampling_ratio is.
+  auto model = [](int64_t ratio) {
+    OnnxBuilder b(16);
+    b.input("x", DataType::kFloat32, {1, 1, 4, 4});
+    b.output("y", DataType::kFloat32, {1, 1, 1, 1});
+    b.initializer("rois", floats({1, 4}, {0, 0, 1e9f, 1e9f}));
+    b.initializer("idx", int64s({0}));
+    auto& n = b.node("RoiAlign", {"x", "rois", "idx"}, {"y"}, "the_roi_align");
+    testing::add_int_attr(n, "sampling_ratio", ratio);
+    return b;
+  };
+  Model m = Model::build_from_file(model(0).save(testing::temp_dir("roi_adaptive")));
+  const std::vector<Tensor> out = m.predict({floats({1, 1, 4, 4}, std::vector<float>(16, 1.0f))});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(std::isfinite(out[0].data<float>()[0]));
+  expect_error([&] { build(model(kMaxRoiAlignSamplingRatio + 1), "roi_ratio"); },
+               ErrorCode::kInvalidModel, {"the_roi_align", "sampling_ratio"});
 }
 
 }  // namespace

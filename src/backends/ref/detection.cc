@@ -55,12 +55,14 @@ void roi_align_kernel(const KernelContext& ctx, const DetectionAttrs& attrs,
     if (!attrs.half_pixel) rw = std::max(rw, 1.0), rh = std::max(rh, 1.0);
     const double bw = rw / static_cast<double>(ow), bh = rh / static_cast<double>(oh);
     // Adaptive grids (ratio 0) take ceil(extent / bins) samples a side, bounded like an explicit
-    // sampling_ratio (a roi thousands of times the image would loop for ever) and 1 for a NaN
-    // or negative extent (a double outside int64 must not be cast).
+    // sampling_ratio (kMaxRoiAlignSamplingRatio: a roi thousands of times the image would loop
+    // for ever), and 1 for a NaN or negative extent (a double outside int64 must not be cast).
     auto adaptive = [&](double extent, int64_t bins) -> int64_t {
       if (ratio > 0) return ratio;
       const double g = std::ceil(extent / static_cast<double>(bins));
-      return g >= 1 ? static_cast<int64_t>(std::min(g, 4096.0)) : 1;
+      return g >= 1
+                 ? static_cast<int64_t>(std::min(g, static_cast<double>(kMaxRoiAlignSamplingRatio)))
+                 : 1;
     };
     const int64_t gw = adaptive(rw, ow), gh = adaptive(rh, oh);
     const double count = static_cast<double>(std::max<int64_t>(gw * gh, 1));
