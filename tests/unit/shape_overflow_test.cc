@@ -229,6 +229,29 @@ TEST(ShapeOverflow, NonMaxSuppressionWithoutALimit) {
   EXPECT_EQ(out[0].shape(), (Shape{2, 3}));
 }
 
+TEST(ShapeOverflow, TriluWithAHugeKAtRunTime) {
+  // k as an input is the caller's: INT64_MAX made the kernel's row + k wrap. Upper keeps no
+  // element beyond the last column, lower keeps every one; INT64_MIN the other way round.
+  for (bool upper : {true, false}) {
+    OnnxBuilder b;
+    b.input("x", DataType::kFloat32, {2, 3});
+    b.input("k", DataType::kInt64, {});
+    b.output("y", DataType::kFloat32, {2, 3});
+    testing::add_int_attr(b.node("Trilu", {"x", "k"}, {"y"}, "the_trilu"), "upper", upper);
+    Model m = Model::build_from_file(b.save(testing::temp_dir("trilu_runtime_k")));
+    const Tensor x = floats({2, 3}, {1, 2, 3, 4, 5, 6});
+    for (int64_t k : {INT64_MAX, INT64_MIN}) {
+      const std::vector<Tensor> out =
+          m.predict({x, Tensor::from_vector(DataType::kInt64, {}, std::vector<int64_t>{k})});
+      ASSERT_EQ(out.size(), 1u);
+      const bool keep_all = upper == (k == INT64_MIN);
+      for (int64_t i = 0; i < 6; ++i)
+        EXPECT_EQ(out[0].data<float>()[i], keep_all ? float(i + 1) : 0.0f)
+            << "upper " << upper << " k " << k << " element " << i;
+    }
+  }
+}
+
 TEST(ShapeOverflow, RoiAlignSamplingGridIsBounded) {
   // An adaptive grid takes ceil(roi extent / bins) samples a side: for this roi, 10^9 of them,
   // a loop that would not end (and a cast of any double). It is bounded by

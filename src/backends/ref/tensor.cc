@@ -544,6 +544,9 @@ void trilu_kernel(const KernelContext& ctx, const TensorOpAttrs& attrs, Inputs i
   size_t r = x.rank();
   int64_t rows = x.dim(r - 2), cols = x.dim(r - 1), es = esize_of(x);
   int64_t mats = product(x.shape(), 0, r - 2);
+  // A k known only at run time comes from a caller: beyond these bounds every row keeps all or
+  // nothing either way, and i + k cannot wrap.
+  k = std::clamp<int64_t>(k, -rows - 1, cols + 1);
   // Output arrives zero-filled: copy the kept part of every row (upper: j >= i + k, lower:
   // j <= i + k).
   for (int64_t m = 0; m < mats; ++m) {
