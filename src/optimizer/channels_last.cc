@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "ops/layout.h"
+#include "ops/normalization.h"
 #include "ops/schema.h"
 #include "optimizer/passes.h"
 
@@ -68,10 +69,10 @@ bool is_inference_batch_norm(const Node& n) {
       !n.has_input(0) || n.outputs.empty() || !n.outputs[0])
     return false;
   for (size_t i = 1; i < n.outputs.size(); ++i)
-    if (n.outputs[i]) return false;  // statistics outputs: training
-  if (n.attr_int_or("training_mode", 0) != 0) return false;
-  if (n.opset < 9 && n.attr_int_or("spatial", 1) == 0) return false;  // per-element statistics
-  if (n.opset < 7 && n.attr_int_or("is_test", 0) == 0) return false;
+    if (n.outputs[i]) return false;  // statistics outputs
+  // The op's own reading of its attributes decides training mode and the old per-element form.
+  const NormAttrs a = NormAttrs::parse(n);
+  if (a.training || a.per_element_stats || !a.is_test) return false;
   for (size_t i = 1; i < 5; ++i)
     if (!n.has_input(i) || !n.inputs[i]->is_constant() || n.inputs[i]->constant->rank() != 1)
       return false;
@@ -90,10 +91,10 @@ bool is_transpose(const Node& n, const std::vector<int64_t>& perm) {
 }
 const std::vector<int64_t> kToNchw{0, 3, 1, 2}, kToNhwc{0, 2, 3, 1};
 
-// The NHWC axis of NCHW axis `axis` (which may be negative) of a rank-4 value.
+// The NHWC axis of NCHW axis `axis` (which may be negative) of a rank-4 value: the perm that
+// turns NHWC into NCHW lists exactly that.
 int64_t nhwc_axis(int64_t axis) {
-  static const int64_t map[] = {0, 3, 1, 2};
-  return map[axis < 0 ? axis + 4 : axis];
+  return kToNchw[static_cast<size_t>(axis < 0 ? axis + 4 : axis)];
 }
 
 // A 2-D conv the region can take: an NCHW Conv or FusedConv with a constant rank-4 W.

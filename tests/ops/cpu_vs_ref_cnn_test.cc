@@ -331,6 +331,13 @@ TANDEM_FAST_TABLE_TEST(CpuVsRefCnn, GlobalPoolTable, {"GlobalAveragePool", "Glob
 
 // ---- BatchNormalization ---------------------------------------------------------------------
 
+// A BatchNormalization variance: c random values made positive (at least 0.1).
+Tensor positive_variance(int64_t c, uint32_t seed) {
+  Tensor var = random_tensor(DataType::kFloat32, {c}, seed);
+  for (int64_t i = 0; i < c; ++i) var.data<float>()[i] = std::abs(var.data<float>()[i]) + 0.1f;
+  return var;
+}
+
 TANDEM_FAST_TABLE_TEST(CpuVsRefCnn, BatchNormTable, {"BatchNormalization"}) {
   const std::vector<Shape> shapes = {{2, 3, 5, 7}, {1, 16, 1, 1},   {4, 6},
                                      {3, 5, 11},   {1, 8, 2, 3, 4}, {1, 32, 64, 64}};
@@ -338,8 +345,7 @@ TANDEM_FAST_TABLE_TEST(CpuVsRefCnn, BatchNormTable, {"BatchNormalization"}) {
   for (const Shape& s : shapes) {
     for (bool constant : {true, false}) {
       const int64_t c = s[1];
-      Tensor var = random_tensor(DataType::kFloat32, {c}, seed++);
-      for (int64_t i = 0; i < c; ++i) var.data<float>()[i] = std::abs(var.data<float>()[i]) + 0.1f;
+      const Tensor var = positive_variance(c, seed++);
       const std::vector<Tensor> in{random_tensor(DataType::kFloat32, s, seed++, 3.0f),
                                    random_tensor(DataType::kFloat32, {c}, seed++),
                                    random_tensor(DataType::kFloat32, {c}, seed++),
@@ -381,8 +387,7 @@ TANDEM_FAST_TABLE_TEST(CpuVsRefCnn, ChannelsLastBatchNorm, {"com.tandem:BatchNor
   for (const Shape& s : shapes) {
     for (bool constant : {true, false}) {
       const int64_t c = s[1];
-      Tensor var = random_tensor(DataType::kFloat32, {c}, seed++);
-      for (int64_t i = 0; i < c; ++i) var.data<float>()[i] = std::abs(var.data<float>()[i]) + 0.1f;
+      const Tensor var = positive_variance(c, seed++);
       const Tensor x = random_tensor(DataType::kFloat32, s, seed++, 3.0f);
       std::vector<Tensor> in{nhwc_of(x), random_tensor(DataType::kFloat32, {c}, seed++),
                              random_tensor(DataType::kFloat32, {c}, seed++),
