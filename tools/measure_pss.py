@@ -1,5 +1,6 @@
 """Runs a command and prints the peak PSS and summed RSS of it and its descendants (worker
-processes included), sampled every 50 ms from /proc/PID/smaps_rollup. PSS charges each shared
+processes included), sampled every 50 ms from /proc/PID/smaps_rollup, and the median PSS while all
+of its processes were up (steady state: after start-up, before shutdown). PSS charges each shared
 page (a mapped .tandem file, shared memory) to its processes in equal parts, so the sum is what
 the whole tree costs the host.
   /usr/bin/python3 tools/measure_pss.py tandem bench -m model.tandem --devices 2 --loops 5
@@ -49,12 +50,21 @@ def main():
         sys.exit(__doc__)
     proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak_pss = peak_rss = 0
+    series = []  # (processes, PSS) per sample
     while proc.poll() is None:
-        samples = [pss_rss_kib(p) for p in tree(proc.pid)]
-        peak_pss = max(peak_pss, sum(s[0] for s in samples))
+        pids = tree(proc.pid)
+        samples = [pss_rss_kib(p) for p in pids]
+        series.append((len(pids), sum(s[0] for s in samples)))
+        peak_pss = max(peak_pss, series[-1][1])
         peak_rss = max(peak_rss, sum(s[1] for s in samples))
         time.sleep(0.05)
+    # Steady state: the median over the samples taken while the most processes were alive (the
+    # workers running), which leaves out start-up (conversion, builds) and shutdown.
+    most = max((n for n, _ in series), default=0)
+    steady = sorted(p for n, p in series if n == most)
+    median = steady[len(steady) // 2] if steady else 0
     print(f"peak PSS {peak_pss / 1024:.1f} MiB, peak RSS (summed) {peak_rss / 1024:.1f} MiB, "
+          f"median PSS with all {most} processes up {median / 1024:.1f} MiB, "
           f"exit status {proc.returncode}")
     sys.exit(proc.returncode)
 

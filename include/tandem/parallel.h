@@ -51,13 +51,13 @@ struct ParallelOptions {
   // this executable, then the one this library was built with.
   std::string worker_binary;
   // Processes mode, given an .onnx file: the predictor converts it once (`tandem convert`'s
-  // conversion, no shapes fixed) into a sealed memfd that every worker, restarted ones too, maps
-  // read-only, so N workers share one physical copy of the weights (each still has its kernels'
-  // prepacked copies) and none parses or optimises the model again. Should the conversion fail,
-  // the workers build from the .onnx and report why. false (the default for now: tools that find
-  // workers by the model path on their command line see /proc/<pid>/fd/<n> instead): every worker
-  // loads the file itself.
-  bool convert_once = false;
+  // conversion, no shapes fixed, weights prepacked for one-thread shards of batch 1) into a
+  // sealed memfd that every worker, restarted ones too, maps read-only, so N workers share one
+  // physical copy of the weights, prepacked ones included, and none parses or optimises the
+  // model again. A worker's command line names the memfd (/proc/<pid>/fd/<n>) and, after
+  // --source, the .onnx. Should the conversion fail, the workers build from the .onnx and report
+  // why. false: every worker loads the file itself.
+  bool convert_once = true;
   // Print the seed's progress lines ("Success to build model i", "Receive exit message").
   bool verbose = false;
   // Size caps every worker builds its model with (Context::max_tensor_bytes / max_model_bytes).

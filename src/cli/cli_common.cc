@@ -215,9 +215,11 @@ void DeviceOptions::add_to(CLI::App* app) {
   app->add_option("--deadline", deadline_s,
                   "seconds a shard may take before its worker counts as hung (default 120)")
       ->check(real_range(0.001, kMaxSeconds));
-  app->add_flag("--convert-once", convert_once,
-                "convert an .onnx once in this process into a sealed in-memory .tandem file that "
-                "every worker maps: one physical copy of the weights, no parsing in the workers");
+  app->add_flag("--convert-once,!--no-convert-once", convert_once,
+                "given an .onnx, convert it once in this process into a sealed in-memory .tandem "
+                "file (weights prepacked) that every worker maps: one physical copy of the "
+                "weights per host, no parsing in the workers (default; --no-convert-once: every "
+                "worker loads the .onnx itself)");
 }
 
 ParallelOptions DeviceOptions::to_options(const std::string& model,

@@ -87,7 +87,7 @@ struct DeviceOptions {
   std::string mode = "processes";
   int workers_per_device = 1;
   double deadline_s = 120;
-  bool convert_once = false;
+  bool convert_once = true;
   void add_to(CLI::App* app);
   ParallelOptions to_options(const std::string& model, const std::string& input_shape) const;
 };

@@ -1,10 +1,10 @@
 // tandem bench: latency distribution and throughput of predict on one device.
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
+#include "backends/cpu/prepack.h"
 #include "cli/cli_common.h"
 #include "core/error.h"
 
@@ -47,8 +47,8 @@ int run_bench(const BenchOptions& opt) {
   for (int i = 0; i < opt.loops; ++i) {
     auto t0 = std::chrono::steady_clock::now();
     model.predict(inputs);
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                     .count());
+    ms.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   std::vector<double> sorted = ms;
   std::sort(sorted.begin(), sorted.end());
@@ -60,13 +60,21 @@ int run_bench(const BenchOptions& opt) {
   fmt::print("threads {}  warmup {}  loops {}  batch {}\n",
              threads ? std::to_string(threads) : std::string("all cores"), opt.warmup, opt.loops,
              items);
-  fmt::print("latency ms: min {:.2f}  p50 {:.2f}  p90 {:.2f}  p99 {:.2f}  max {:.2f}  mean {:.2f}\n",
-             sorted.front(), percentile(sorted, 50), percentile(sorted, 90),
-             percentile(sorted, 99), sorted.back(), mean);
+  fmt::print(
+      "latency ms: min {:.2f}  p50 {:.2f}  p90 {:.2f}  p99 {:.2f}  max {:.2f}  mean {:.2f}\n",
+      sorted.front(), percentile(sorted, 50), percentile(sorted, 90), percentile(sorted, 99),
+      sorted.back(), mean);
   double throughput = items * 1000.0 / mean;
   fmt::print("throughput: {:.2f} items/s ({:.2f} predicts/s)\n", throughput, 1000.0 / mean);
   fmt::print("peak memory: {} (arena {}, {} without reuse)\n", human_bytes(s.peak_bytes),
              human_bytes(s.arena_bytes), human_bytes(s.unplanned_bytes));
+  const cpu::PrepackCounts packs = cpu::prepack_counts();
+  if (packs.from_file + packs.packed_here > 0)
+    fmt::print(
+        "prepacked weights: {} read in place from the .tandem file ({}), {} packed here "
+        "({})\n",
+        packs.from_file, human_bytes(packs.from_file_bytes), packs.packed_here,
+        human_bytes(packs.packed_here_bytes));
   print_op_profile(s);
   if (!opt.json.empty()) {
     nlohmann::json j;
@@ -75,13 +83,15 @@ int run_bench(const BenchOptions& opt) {
     j["batch"] = items;
     j["warmup"] = opt.warmup;
     j["loops"] = opt.loops;
-    j["latency_ms"] = {{"min", sorted.front()},          {"p50", percentile(sorted, 50)},
-                       {"p90", percentile(sorted, 90)},  {"p99", percentile(sorted, 99)},
-                       {"max", sorted.back()},           {"mean", mean}};
+    j["latency_ms"] = {{"min", sorted.front()},         {"p50", percentile(sorted, 50)},
+                       {"p90", percentile(sorted, 90)}, {"p99", percentile(sorted, 99)},
+                       {"max", sorted.back()},          {"mean", mean}};
     j["samples_ms"] = ms;
     j["throughput_items_per_s"] = throughput;
     j["peak_bytes"] = s.peak_bytes;
     j["arena_bytes"] = s.arena_bytes;
+    j["prepacked_from_file"] = packs.from_file;
+    j["prepacked_here"] = packs.packed_here;
     std::ofstream out(opt.json);
     TANDEM_CHECK(out.good(), ErrorCode::kRuntime, "cannot write '{}'", opt.json);
     out << j.dump(2) << "\n";

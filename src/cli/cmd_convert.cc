@@ -16,6 +16,8 @@ struct ConvertCliOptions {
   std::string input_shape;
   int64_t batch = 0;
   std::string target = "cpu";
+  bool no_prepack = false;
+  int prepack_threads = 1;
   size_t max_tensor_bytes = Context{}.max_tensor_bytes;
   size_t max_model_bytes = Context{}.max_model_bytes;
 };
@@ -26,6 +28,8 @@ int run_convert(const ConvertCliOptions& opt) {
   options.batch = opt.batch;
   options.target = opt.target;
   options.limits = {opt.max_tensor_bytes, opt.max_model_bytes};
+  options.prepack = !opt.no_prepack;
+  options.prepack_threads = opt.prepack_threads;
   auto start = std::chrono::steady_clock::now();
   ConvertSummary s = convert_to_tandem(opt.model, opt.output, options);
   double ms =
@@ -36,6 +40,11 @@ int run_convert(const ConvertCliOptions& opt) {
              s.nodes_after, human_bytes(s.weight_bytes));
   for (const auto& [name, shape] : s.fixed_shapes)
     fmt::print("input {}: fixed to {}\n", name, shape_str(shape));
+  if (!s.prepack_skipped.empty())
+    fmt::print("prepacked weights: none (the prepacking run failed: {})\n", s.prepack_skipped);
+  else if (options.prepack && opt.target == "cpu")
+    fmt::print("prepacked weights: {} layout{}, {}\n", s.prepacked_layouts,
+               s.prepacked_layouts == 1 ? "" : "s", human_bytes(s.prepacked_bytes));
   return 0;
 }
 
@@ -61,6 +70,14 @@ void add_convert_command(CLI::App& app, int& exit_code) {
                   "cpu (the fast kernels: backends auto and cpu; default) or ref (the graph as "
                   "written, for --backend ref)")
       ->check(CLI::IsMember({"cpu", "ref"}));
+  cmd->add_flag("--no-prepack", opt->no_prepack,
+                "store the weights in plain layout only: every process that loads the file "
+                "reorders them for its kernels (private memory) when it plans");
+  cmd->add_option("--prepack-threads", opt->prepack_threads,
+                  "threads of the run that prepacks the weights (some kernels choose their "
+                  "layout by the thread count; default 1, as a parallel-runner worker on one "
+                  "core)")
+      ->check(int_range(1));
   add_size_cap_options(cmd, &opt->max_tensor_bytes, &opt->max_model_bytes);
   cmd->callback([opt, &exit_code] { exit_code = run_convert(*opt); });
   cmd->footer(
@@ -69,8 +86,12 @@ void add_convert_command(CLI::App& app, int& exit_code) {
       "  tandem run -m model.tandem\n"
       "  tandem compare model.tandem model.onnx --batch 2 --max-abs 0   # same outputs, bit for "
       "bit\n"
-      "A .tandem file is recognised by its first bytes, whatever its name. It holds weights in\n"
-      "plain layout: the kernels still prepack them (per process) when they plan.");
+      "A .tandem file is recognised by its first bytes, whatever its name. Target cpu: the\n"
+      "conversion runs the model once on zeros (the fixed shapes, else every symbolic dimension\n"
+      "1) and stores, beside the plain weights, the layouts the kernels packed them into; a\n"
+      "process that loads the file reads those in place (one copy per host, shared by every\n"
+      "process that maps the file) wherever its kernels want the same layout, and packs its own\n"
+      "only where they do not (another CPU, or shapes that choose another layout).");
 }
 
 }  // namespace tandem::cli

@@ -6,6 +6,7 @@
 #include <deque>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "cli/cli_common.h"
 #include "core/error.h"
@@ -66,8 +67,10 @@ int run_on_devices(const ModelOptions& mopt, const DeviceOptions& dopt, int64_t 
   ref_ctx.thread_num = mopt.threads;
   ref_ctx.max_tensor_bytes = mopt.max_tensor_bytes;
   ref_ctx.max_model_bytes = mopt.max_model_bytes;
-  Model reference = Model::build_from_file(popt.model_path, ref_ctx);
-  std::vector<Tensor> inputs = random_inputs(reference, batch, 1234, mopt.max_tensor_bytes);
+  // Kept only to verify: otherwise this process would hold a second copy of the weights.
+  std::optional<Model> reference = Model::build_from_file(popt.model_path, ref_ctx);
+  std::vector<Tensor> inputs = random_inputs(*reference, batch, 1234, mopt.max_tensor_bytes);
+  if (!verify) reference.reset();
 
   ParallelPredictor predictor(popt);
   predictor.build();
@@ -85,7 +88,7 @@ int run_on_devices(const ModelOptions& mopt, const DeviceOptions& dopt, int64_t 
     fmt::print("(not verified against one device: --no-verify)\n");
     return 0;
   }
-  std::vector<Tensor> single = reference.predict(inputs);
+  std::vector<Tensor> single = reference->predict(inputs);
   std::string problem;
   double diff = max_abs_difference(outputs, single, problem);
   fmt::print("max abs difference vs one device running the whole batch: {:.3g}\n", diff);

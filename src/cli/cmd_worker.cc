@@ -13,6 +13,8 @@ void add_worker_command(CLI::App& app, int& exit_code) {
   cmd->group("Internal");
   cmd->add_option("--fd", args->socket_fd, "inherited SOCK_SEQPACKET socket")->required();
   cmd->add_option("--model", args->model, "ONNX model file")->required();
+  cmd->add_option("--source", args->source,
+                  "the model file --model was converted from (for messages)");
   cmd->add_option("--device", args->device, "device name, e.g. cpu:0");
   cmd->add_option("--cores", *cores, "cores to pin to, e.g. 0-3");
   cmd->add_option("--threads", args->threads, "intra-op threads");

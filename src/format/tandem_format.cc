@@ -88,17 +88,17 @@ class Out {
 // The constants' bytes, each at a 64-byte-aligned offset from the blob section's start; a buffer
 // several values share (the same tensor under two names) is stored once.
 struct BlobTable {
-  std::vector<const Tensor*> tensors;
+  std::vector<std::pair<const void*, size_t>> buffers;  // (bytes, size), in file order
   std::vector<uint64_t> offsets;
   std::map<std::pair<const void*, size_t>, uint64_t> seen;
   uint64_t end = 0;
-  uint64_t add(const Tensor& t) {
-    auto key = std::make_pair(t.raw(), t.nbytes());
+  uint64_t add(const void* data, size_t size) {
+    auto key = std::make_pair(data, size);
     if (auto it = seen.find(key); it != seen.end()) return it->second;
     uint64_t off = align_up(end);
-    tensors.push_back(&t);
+    buffers.push_back(key);
     offsets.push_back(off);
-    end = off + t.nbytes();
+    end = off + size;
     seen[key] = off;
     return off;
   }
@@ -111,7 +111,7 @@ void write_tensor(Out& out, BlobTable& blobs, const Tensor& t, const std::string
   out.str(t.name());
   out.i32(static_cast<int32_t>(t.dtype()));
   out.dims(t.shape());
-  out.u64(blobs.add(t));
+  out.u64(blobs.add(t.raw(), t.nbytes()));
   out.u64(t.nbytes());
 }
 
@@ -193,6 +193,19 @@ std::string serialize_graph(const Graph& g, const std::map<std::string, Shape>& 
         case K::kOther:
           break;  // no payload: the loader keeps none (subgraphs are not run)
       }
+    }
+  }
+  // Version 2: the constants' prepacked layouts.
+  size_t n_prepacked = 0;
+  for (const auto& v : g.values()) n_prepacked += v->is_constant() ? v->prepacked.size() : 0;
+  out.count(n_prepacked);
+  for (const auto& v : g.values()) {
+    if (!v->is_constant()) continue;
+    for (const PrepackedLayout& p : v->prepacked) {
+      out.u32(index.at(v.get()));
+      out.str(p.key);
+      out.u64(blobs.add(p.data, p.bytes));
+      out.u64(p.bytes);
     }
   }
   return std::move(out.bytes);
@@ -311,8 +324,11 @@ struct ReadContext {
   uint64_t blobs_size;
   std::shared_ptr<const void> keeper;
   SizeLimits limits;
+  uint32_t version = kTandemFormatVersion;
   uint64_t total_bytes = 0;
 };
+
+void* blob_at(ReadContext& rc, uint64_t offset, uint64_t nbytes, const std::string& owner);
 
 Tensor read_tensor(ReadContext& rc, const std::string& owner) {
   In& in = rc.in;
@@ -331,6 +347,15 @@ Tensor read_tensor(ReadContext& rc, const std::string& owner) {
   TANDEM_CHECK(static_cast<uint64_t>(expect) == nbytes, ErrorCode::kInvalidModel,
                "{}: {} is {} {} ({} bytes), but its blob is {} bytes", what, owner, dtype_name(dt),
                shape_str(shape), expect, nbytes);
+  void* data = blob_at(rc, offset, nbytes, owner);
+  return Tensor::adopt(dt, std::move(shape), data, std::const_pointer_cast<void>(rc.keeper),
+                       std::move(name));
+}
+
+// The blob of `nbytes` at `offset` in the blob section, checked: aligned, inside the section,
+// within the size limits (counted toward the model's total).
+void* blob_at(ReadContext& rc, uint64_t offset, uint64_t nbytes, const std::string& owner) {
+  const std::string& what = rc.in.what();
   TANDEM_CHECK(offset % kTandemBlobAlign == 0, ErrorCode::kInvalidModel,
                "{}: the blob of {} is at offset {}, not a multiple of {}", what, owner, offset,
                kTandemBlobAlign);
@@ -351,9 +376,7 @@ Tensor read_tensor(ReadContext& rc, const std::string& owner) {
                "bytes (Context::max_model_bytes)",
                what, owner, rc.total_bytes, rc.limits.max_model_bytes);
   // The mapping is read-only: a kernel that wrote into a weight would fault, not corrupt it.
-  void* data = const_cast<uint8_t*>(rc.blobs + offset);
-  return Tensor::adopt(dt, std::move(shape), data, std::const_pointer_cast<void>(rc.keeper),
-                       std::move(name));
+  return const_cast<uint8_t*>(rc.blobs + offset);
 }
 
 Attribute read_attribute(ReadContext& rc, const std::string& owner) {
@@ -394,6 +417,36 @@ Attribute read_attribute(ReadContext& rc, const std::string& owner) {
       break;
   }
   return a;
+}
+
+// Version 2's list of prepacked layouts: (constant value, layout key, blob). A key is only ever
+// compared with the one a kernel computes, never interpreted.
+void read_prepacked(ReadContext& rc, const std::vector<Value*>& values) {
+  In& in = rc.in;
+  size_t n = in.count("the prepacked layouts", 24);
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t idx = in.u32("a prepacked layout's value");
+    TANDEM_CHECK(idx < values.size() && values[idx]->is_constant(), ErrorCode::kInvalidModel,
+                 "{}: prepacked layout {} belongs to value {}, which is not a constant", in.what(),
+                 i, idx);
+    Value* v = values[idx];
+    PrepackedLayout p;
+    p.key = in.str("a prepacked layout's key");
+    TANDEM_CHECK(!p.key.empty() && p.key.size() <= kMaxLayoutKeyBytes, ErrorCode::kInvalidModel,
+                 "{}: a prepacked layout of '{}' has a key of {} bytes (1 to {} allowed)",
+                 in.what(), v->name, p.key.size(), kMaxLayoutKeyBytes);
+    for (const PrepackedLayout& q : v->prepacked)
+      TANDEM_CHECK(q.key != p.key, ErrorCode::kInvalidModel,
+                   "{}: constant '{}' has the same prepacked layout twice", in.what(), v->name);
+    uint64_t offset = in.u64("a prepacked layout's offset");
+    uint64_t nbytes = in.u64("a prepacked layout's size");
+    TANDEM_CHECK(nbytes > 0, ErrorCode::kInvalidModel, "{}: a prepacked layout of '{}' is empty",
+                 in.what(), v->name);
+    p.data = blob_at(rc, offset, nbytes, fmt::format("a prepacked layout of '{}'", v->name));
+    p.bytes = nbytes;
+    p.keeper = rc.keeper;
+    v->prepacked.push_back(std::move(p));
+  }
 }
 
 std::unique_ptr<Graph> parse_graph(ReadContext& rc, std::map<std::string, Shape>& fixed) {
@@ -525,6 +578,7 @@ std::unique_ptr<Graph> parse_graph(ReadContext& rc, std::map<std::string, Shape>
                    "{} has attribute '{}' twice", desc, key);
     }
   }
+  if (rc.version >= 2) read_prepacked(rc, values);
   TANDEM_CHECK(in.left() == 0, ErrorCode::kInvalidModel,
                "{}: {} bytes follow the graph in its section", what, in.left());
   for (Value* v : outputs) {
@@ -556,6 +610,10 @@ std::string tandem_target_for_backend(const std::string& backend) {
 
 bool has_tandem_magic(const void* data, size_t size) {
   return size >= sizeof kTandemMagic && std::memcmp(data, kTandemMagic, sizeof kTandemMagic) == 0;
+}
+
+uint64_t tandem_header_checksum(const uint8_t* header) {
+  return get_u64(header, kOffChecksum);
 }
 
 bool is_tandem_file(const std::string& path) {
@@ -603,10 +661,10 @@ struct Layout {
     sink(graph_bytes.data(), graph_bytes.size());
     sink(zeros, blobs_offset - graph_offset - graph_bytes.size());
     uint64_t at = 0;
-    for (size_t i = 0; i < blobs.tensors.size(); ++i) {
+    for (size_t i = 0; i < blobs.buffers.size(); ++i) {
       sink(zeros, blobs.offsets[i] - at);
-      sink(blobs.tensors[i]->raw(), blobs.tensors[i]->nbytes());
-      at = blobs.offsets[i] + blobs.tensors[i]->nbytes();
+      sink(blobs.buffers[i].first, blobs.buffers[i].second);
+      at = blobs.offsets[i] + blobs.buffers[i].second;
     }
   }
   void write_to(OutFile& file) const {
@@ -649,10 +707,11 @@ TandemModel read_tandem_bytes(const uint8_t* data, size_t size, std::shared_ptr<
                "{}: the bytes are not {}-byte aligned in memory", what, kTandemBlobAlign);
   TandemModel m;
   m.version = get_u32(data, kOffVersion);
-  TANDEM_CHECK(m.version == kTandemFormatVersion, ErrorCode::kUnsupported,
-               "{} has .tandem format version {}; this Tandem reads version {} (convert the "
-               "model again with this Tandem's `tandem convert`)",
-               what, m.version, kTandemFormatVersion);
+  TANDEM_CHECK(m.version >= kTandemOldestFormatVersion && m.version <= kTandemFormatVersion,
+               ErrorCode::kUnsupported,
+               "{} has .tandem format version {}; this Tandem reads versions {} to {} (convert "
+               "the model again with this Tandem's `tandem convert`)",
+               what, m.version, kTandemOldestFormatVersion, kTandemFormatVersion);
   TANDEM_CHECK(get_u32(data, kOffHeaderSize) == kTandemHeaderSize, ErrorCode::kInvalidModel,
                "{}: the header size field is {}, not {}", what, get_u32(data, kOffHeaderSize),
                kTandemHeaderSize);
@@ -701,7 +760,7 @@ TandemModel read_tandem_bytes(const uint8_t* data, size_t size, std::shared_ptr<
                what, graph_size, graph_offset, blobs_size, blobs_offset, size, kTandemBlobAlign);
 
   In in(data + graph_offset, graph_size, what);
-  ReadContext rc{in, data + blobs_offset, blobs_size, std::move(keeper), limits};
+  ReadContext rc{in, data + blobs_offset, blobs_size, std::move(keeper), limits, m.version};
   m.graph = parse_graph(rc, m.fixed_shapes);
   return m;
 }
@@ -724,8 +783,14 @@ TandemModel map_tandem_file(const std::string& path, const std::string& expected
                std::strerror(errno));
   std::shared_ptr<const void> mapping(
       p, [size](const void* q) { ::munmap(const_cast<void*>(q), size); });
-  return read_tandem_bytes(static_cast<const uint8_t*>(p), size, std::move(mapping), what,
-                           expected_target, limits);
+  TandemModel m = read_tandem_bytes(static_cast<const uint8_t*>(p), size, std::move(mapping), what,
+                                    expected_target, limits);
+  // The checksum read every page, and each page read stays in this process's resident set (and
+  // its PSS) while mapped, though most are never read again: a weight whose kernels use a
+  // prepacked layout is not. Dropped from the page table here (they stay in the page cache), a
+  // page comes back on its first use, so the process holds only the bytes its kernels read.
+  ::madvise(p, size, MADV_DONTNEED);
+  return m;
 }
 
 }  // namespace tandem

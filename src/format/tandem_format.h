@@ -15,7 +15,11 @@
 namespace tandem {
 
 inline constexpr char kTandemMagic[8] = {'T', 'A', 'N', 'D', 'E', 'M', '\x1a', '\n'};
-inline constexpr uint32_t kTandemFormatVersion = 1;
+// Version 2 adds the constants' prepacked layouts; version 1 files are still read.
+inline constexpr uint32_t kTandemFormatVersion = 2;
+inline constexpr uint32_t kTandemOldestFormatVersion = 1;
+// A prepacked layout's key (a backend's description of the layout) is at most this long.
+inline constexpr size_t kMaxLayoutKeyBytes = 4096;
 inline constexpr size_t kTandemHeaderSize = 128;
 inline constexpr size_t kTandemBlobAlign = 64;
 
@@ -25,6 +29,8 @@ std::string tandem_target_for_backend(const std::string& backend);
 
 // Whether `data` starts with the magic (`size` may be shorter than the header).
 bool has_tandem_magic(const void* data, size_t size);
+// The checksum a .tandem header states, from its first kTandemHeaderSize bytes.
+uint64_t tandem_header_checksum(const uint8_t* header);
 // Whether the file at `path` starts with the magic; false for a file that cannot be read (the
 // ONNX loader then gives its own error).
 bool is_tandem_file(const std::string& path);

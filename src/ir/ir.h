@@ -16,6 +16,18 @@ namespace tandem {
 
 struct Node;
 
+// One more layout of a constant's bytes, made ahead of time for the kernels that read it (a
+// .tandem file's prepacked weights). `key` is the backend's exact description of the layout
+// (backends/cpu/dnnl_util.h, layout_key): a kernel uses an entry only when the key and the size
+// are those of the layout it would make itself, so a file made on another CPU is still correct,
+// only slower to plan.
+struct PrepackedLayout {
+  std::string key;
+  const void* data = nullptr;
+  size_t bytes = 0;
+  std::shared_ptr<const void> keeper;  // keeps `data` alive (the file's mapping)
+};
+
 // A value flowing between nodes: a graph input, a constant (initializer / folded) or a node
 // output. shape uses -1 for a dimension not known yet; `shape_known` is false when even the rank
 // is unknown.
@@ -26,7 +38,8 @@ struct Value {
   bool shape_known = false;
   std::vector<std::string> dim_names;  // symbolic names from the model, when given
 
-  std::optional<Tensor> constant;  // set for initializers and folded values
+  std::optional<Tensor> constant;          // set for initializers and folded values
+  std::vector<PrepackedLayout> prepacked;  // other layouts of `constant` (from a .tandem file)
   Node* producer = nullptr;
   std::vector<Node*> consumers;  // one entry per use (a node using it twice appears twice)
   bool is_graph_input = false;
@@ -48,12 +61,12 @@ struct Attribute {
 };
 
 struct Node {
-  std::string name;     // may be empty in the file; the loader gives every node a name
-  std::string op_type;  // "Conv"
-  std::string domain;   // "" for the default ONNX domain
-  int opset = 0;        // the model's opset import for `domain`
-  std::vector<Value*> inputs;  // nullptr marks an omitted optional input
-  std::vector<Value*> outputs; // nullptr marks an omitted optional output
+  std::string name;             // may be empty in the file; the loader gives every node a name
+  std::string op_type;          // "Conv"
+  std::string domain;           // "" for the default ONNX domain
+  int opset = 0;                // the model's opset import for `domain`
+  std::vector<Value*> inputs;   // nullptr marks an omitted optional input
+  std::vector<Value*> outputs;  // nullptr marks an omitted optional output
   std::map<std::string, Attribute> attrs;
 
   // Attribute access. The *_or forms return the default when the attribute is absent; the
@@ -104,7 +117,7 @@ class Graph {
   const std::vector<std::unique_ptr<Node>>& nodes() const { return nodes_; }
   const std::vector<std::unique_ptr<Value>>& values() const { return values_; }
 
-  std::vector<Value*> inputs;   // real inputs (declared inputs minus initializers)
+  std::vector<Value*> inputs;  // real inputs (declared inputs minus initializers)
   std::vector<Value*> outputs;
   std::map<std::string, int64_t> opset_imports;  // domain -> version
   std::string name;

@@ -150,9 +150,11 @@ int run_worker(const WorkerArgs& args) {
       if (args.model_digest.empty()) return;
       std::string now = file_digest(args.model);
       TANDEM_CHECK(now == args.model_digest, ErrorCode::kInvalidModel,
-                   "model file '{}' changed since the predictor was built (content {} , built "
+                   "model file '{}'{} changed since the predictor was built (content {} , built "
                    "from {}): this worker refuses to run other bytes",
-                   args.model, now, args.model_digest);
+                   args.model,
+                   args.source.empty() ? "" : fmt::format(" (converted from '{}')", args.source),
+                   now, args.model_digest);
     };
     check_digest();
     Context ctx;

@@ -11,6 +11,9 @@ namespace tandem::parallel {
 struct WorkerArgs {
   int socket_fd = 3;
   std::string model;
+  // The file the model came from when `model` is the parent's converted copy
+  // (/proc/<pid>/fd/<n>): named in messages, and visible in `ps`.
+  std::string source;
   std::string device = "cpu";
   std::vector<int> cores;
   int threads = 1;

@@ -10,12 +10,15 @@
 #include <cstring>
 #include <filesystem>
 
+#include "backends/cpu/prepack.h"
 #include "core/error.h"
 #include "core/hash.h"
 #include "onnx/loader.h"
 #include "onnx/safe_file.h"
 #include "optimizer/passes.h"
+#include "runtime/backend_choice.h"
 #include "runtime/build_id.h"
+#include "runtime/session.h"
 
 namespace tandem {
 
@@ -138,17 +141,62 @@ std::unique_ptr<Graph> optimized_for(const std::string& onnx_path, const Convert
 
 }  // namespace
 
+// Runs the optimised graph once on zeros, on the CPU backend, and keeps every constant weight the
+// kernels packed as a prepacked layout of its Value, for the file to carry. The shapes: the fixed
+// ones, else the declared ones with every symbolic dimension 1 (the parallel runner's shards are
+// small; a kernel that plans another layout for other shapes packs its own, as without a file).
+void prepack_weights(Graph& graph, const ConvertOptions& options, ConvertSummary& summary) {
+  std::vector<TensorInfo> infos;
+  for (const Value* v : graph.inputs) infos.push_back(declared_info(v));
+  apply_input_shapes(graph, infos, summary.fixed_shapes);
+  std::vector<TensorType> types;
+  std::vector<Tensor> zeros;
+  for (const TensorInfo& info : infos) {
+    Shape shape = info.shape;
+    for (int64_t& d : shape) d = d < 0 ? 1 : d;
+    types.push_back({info.dtype, shape});
+    zeros.emplace_back(info.dtype, shape);
+  }
+  std::vector<const Tensor*> inputs;
+  for (const Tensor& t : zeros) inputs.push_back(&t);
+  std::vector<cpu::RecordedLayout> layouts;
+  try {
+    cpu::PrepackRecorder recorder;
+    Session session(graph, backends_for("cpu"), options.prepack_threads, {});
+    RunStats stats;
+    session.run(inputs, stats);
+    layouts = recorder.take();
+  } catch (const Error& e) {
+    summary.prepack_skipped = e.what();
+    return;
+  }
+  for (cpu::RecordedLayout& r : layouts) {
+    auto* v = const_cast<Value*>(r.value);
+    v->prepacked.push_back({std::move(r.key), r.data, r.bytes, std::move(r.keeper)});
+    summary.prepacked_layouts++;
+    summary.prepacked_bytes += r.bytes;
+  }
+}
+
+// The graph, optimised and (target cpu) with its prepacked weights.
+std::unique_ptr<Graph> converted_graph(const std::string& onnx_path, const ConvertOptions& options,
+                                       ConvertSummary& summary) {
+  std::unique_ptr<Graph> graph = optimized_for(onnx_path, options, summary);
+  if (options.prepack && options.target == "cpu") prepack_weights(*graph, options, summary);
+  return graph;
+}
+
 ConvertSummary convert_to_tandem(const std::string& onnx_path, const std::string& out_path,
                                  const ConvertOptions& options) {
   ConvertSummary summary;
-  std::unique_ptr<Graph> graph = optimized_for(onnx_path, options, summary);
+  std::unique_ptr<Graph> graph = converted_graph(onnx_path, options, summary);
   summary.file_bytes = write_tandem_file(*graph, options.target, summary.fixed_shapes, out_path);
   return summary;
 }
 
 int convert_to_sealed_memfd(const std::string& onnx_path, const ConvertOptions& options) {
   ConvertSummary summary;
-  std::unique_ptr<Graph> graph = optimized_for(onnx_path, options, summary);
+  std::unique_ptr<Graph> graph = converted_graph(onnx_path, options, summary);
   int fd = ::memfd_create("tandem-converted-model", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   TANDEM_CHECK(fd >= 0, ErrorCode::kRuntime, "memfd_create failed: {}", std::strerror(errno));
   try {

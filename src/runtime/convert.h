@@ -32,6 +32,12 @@ struct ConvertOptions {
   int64_t batch = 0;
   std::string target = "cpu";
   SizeLimits limits;
+  // Target cpu: run the model once at conversion and store the layouts the kernels pack constant
+  // weights into (backends/cpu/prepack.h), so that loading reads them in place.
+  bool prepack = true;
+  // The thread count of that run (some kernels choose their weight layout by it): 1, as a worker
+  // of the parallel runner on one core runs.
+  int prepack_threads = 1;
 };
 
 struct ConvertSummary {
@@ -41,6 +47,9 @@ struct ConvertSummary {
   size_t nodes_after = 0;   // nodes after the optimiser
   ShapeMap fixed_shapes;    // the input shapes written to the file
   bool uses_external_data = false;
+  size_t prepacked_layouts = 0;  // prepacked weight layouts written
+  size_t prepacked_bytes = 0;
+  std::string prepack_skipped;  // why the prepacking run failed ("" when it ran)
 };
 
 // Converts `onnx_path` into `out_path` (written atomically). Throws tandem::Error.

@@ -193,7 +193,7 @@ PY
 expect error "truncated: its header says" -- "$tandem" run --model "$conv/truncated.bin"
 expect error "truncated: 40 bytes" -- "$tandem" info --model "$conv/short.bin"
 expect error "is corrupt: its checksum" -- "$tandem" run --model "$conv/corrupt.bin"
-expect error "format version 7; this Tandem reads version 1" -- "$tandem" run --model "$conv/version.bin"
+expect error "format version 7; this Tandem reads versions 1 to 2" -- "$tandem" run --model "$conv/version.bin"
 expect error "converted for target 'npu'" -- "$tandem" bench --model "$conv/target.bin"
 expect error "sections do not fit" -- "$tandem" run --model "$conv/graph_size.bin"
 expect error "converted for target 'cpu', but this build asks for target 'ref'" -- "$tandem" run --model "$conv/good.tandem" --backend ref

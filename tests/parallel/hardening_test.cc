@@ -238,7 +238,7 @@ TEST(ParallelFaults, ReplacedModelFileIsNeverMixedIn) {
   std::string dir = testing::temp_dir("replaced_model");
   std::string path = scale_model(dir, 2.f);
   ParallelOptions o = options(path, 2);
-  o.convert_once = false;  // the workers read the file itself: the digest guards it (default)
+  o.convert_once = false;  // the workers read the file itself: the digest guards it
   ParallelPredictor p(o);
   p.build();
   Tensor x = Tensor::from_vector(DataType::kFloat32, {2, 4},

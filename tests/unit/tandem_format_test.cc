@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "backends/cpu/prepack.h"
 #include "core/hash.h"
 #include "expect_error.h"
 #include "onnx_builder.h"
@@ -114,6 +115,7 @@ TEST_P(ConvertedModel, RunsBitIdenticalToTheOnnxPathFromAReadOnlyMapping) {
   Model reference = Model::build_from_file(onnx, {}, opt.input_shapes);
   std::vector<Tensor> expected = reference.predict(inputs_for(reference.inputs()));
   {
+    const cpu::PrepackCounts before = cpu::prepack_counts();
     Model converted = Model::build_from_file(out);
     EXPECT_TRUE(mapped_in_this_process(out));
     ASSERT_EQ(converted.inputs().size(), reference.inputs().size());
@@ -129,6 +131,10 @@ TEST_P(ConvertedModel, RunsBitIdenticalToTheOnnxPathFromAReadOnlyMapping) {
             << GetParam() << " output " << got[i].name() << " differs from the .onnx path";
       }
     }
+    // Every weight a kernel packs came prepacked in the file (the shapes are the converted ones).
+    const cpu::PrepackCounts after = cpu::prepack_counts();
+    EXPECT_EQ(after.packed_here, before.packed_here);
+    EXPECT_GE(after.from_file - before.from_file, s.prepacked_layouts);
   }
   // The model held the only reference to the mapping.
   EXPECT_FALSE(mapped_in_this_process(out));
@@ -229,8 +235,8 @@ TEST(TandemFormat, DamagedFilesAreRefusedWithAClearMessage) {
   }
   {
     std::string b = good;
-    put<uint32_t>(b, 8, 2);
-    refused(b, ErrorCode::kUnsupported, {"format version 2", "reads version 1"});
+    put<uint32_t>(b, 8, 3);
+    refused(b, ErrorCode::kUnsupported, {"format version 3", "reads versions 1 to 2"});
   }
   {
     std::string b = good;
@@ -314,6 +320,151 @@ TEST(TandemFormat, DamagedFilesAreRefusedWithAClearMessage) {
   small.max_tensor_bytes = 8;
   expect_error([&] { Model::build_from_file(f.path, small); }, ErrorCode::kInvalidModel,
                {"W_MARK", "per-tensor limit"});
+}
+
+// Version 1 (no prepacked layouts) is still read: the same file without version 2's trailing
+// count of prepacked layouts.
+TEST(TandemFormat, Version1FilesAreStillRead) {
+  SmallFile f = small_file("tandem_v1");
+  std::string b = f.bytes;
+  const uint64_t graph_size = get<uint64_t>(b, 40);
+  ASSERT_EQ(get<uint32_t>(b, 128 + graph_size - 4), 0u);  // no prepacked layouts
+  put<uint32_t>(b, 8, 1);
+  put<uint64_t>(b, 40, graph_size - 4);  // the blob section stays where it is, after padding
+  reseal(b);
+  write_bytes(f.path, b);
+  Model m = Model::build_from_file(f.path);
+  Tensor x = Tensor::from_vector(DataType::kFloat32, {3, 4}, std::vector<float>(12, 1.f), "x");
+  EXPECT_EQ(m.predict({x})[0].data<float>()[7], 5.f);
+}
+
+// y = Conv(x, W) + B, x [N, 8, 10, 10], W [16, 8, 3, 3]: oneDNN wants W in a blocked layout, so
+// the CPU kernel packs it (or takes the file's prepacked layout).
+std::string conv_model(const std::string& dir) {
+  OnnxBuilder b;
+  b.input("x", DataType::kFloat32, {-1, 8, 10, 10});
+  b.output("y", DataType::kFloat32, {-1, 16, 10, 10});
+  std::vector<float> w(16 * 8 * 9), bias(16);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = std::sin(0.11f * static_cast<float>(i));
+  for (size_t i = 0; i < bias.size(); ++i) bias[i] = 0.1f * static_cast<float>(i);
+  b.initializer("W", Tensor::from_vector(DataType::kFloat32, {16, 8, 3, 3}, w));
+  b.initializer("B", Tensor::from_vector(DataType::kFloat32, {16}, bias));
+  onnx::NodeProto& n = b.node("Conv", {"x", "W", "B"}, {"y"}, "conv");
+  testing::add_ints_attr(n, "pads", {1, 1, 1, 1});
+  testing::add_ints_attr(n, "kernel_shape", {3, 3});
+  return b.save(dir);
+}
+
+struct PrepackRun {
+  std::vector<Tensor> outputs;
+  uint64_t from_file = 0, packed_here = 0;  // counted while the model was built and run
+};
+
+PrepackRun run_counting(const std::string& path, const ShapeMap& shapes = {}) {
+  const cpu::PrepackCounts before = cpu::prepack_counts();
+  PrepackRun r;
+  Model m = Model::build_from_file(path, {}, shapes);
+  r.outputs = m.predict(inputs_for(m.inputs()));
+  const cpu::PrepackCounts after = cpu::prepack_counts();
+  r.from_file = after.from_file - before.from_file;
+  r.packed_here = after.packed_here - before.packed_here;
+  return r;
+}
+
+void expect_same_bytes(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].shape(), b[i].shape());
+    EXPECT_EQ(std::memcmp(a[i].raw(), b[i].raw(), a[i].nbytes()), 0) << a[i].name();
+  }
+}
+
+TEST(TandemPrepack, ConvWeightsAreReadInPlaceFromTheFile) {
+  const std::string dir = testing::temp_dir("prepack_conv");
+  const std::string onnx = conv_model(dir);
+  ConvertOptions opt;
+  opt.batch = 2;
+  ConvertSummary s = convert_to_tandem(onnx, dir + "/model.tandem", opt);
+  EXPECT_EQ(s.prepack_skipped, "");
+  ASSERT_EQ(s.prepacked_layouts, 1u) << "W, in oneDNN's blocked layout";
+  EXPECT_EQ(s.prepacked_bytes, 16u * 8 * 9 * 4) << "16 and 8 channels need no padding";
+
+  PrepackRun onnx_run = run_counting(onnx, {{"x", {2, 8, 10, 10}}});
+  EXPECT_EQ(onnx_run.from_file, 0u);
+  EXPECT_EQ(onnx_run.packed_here, 1u);
+  PrepackRun file_run = run_counting(dir + "/model.tandem");
+  EXPECT_EQ(file_run.from_file, 1u);
+  EXPECT_EQ(file_run.packed_here, 0u) << "the kernel reordered W although the file has it";
+  expect_same_bytes(file_run.outputs, onnx_run.outputs);
+
+  // --no-prepack: plain weights only; the kernel packs its own.
+  opt.prepack = false;
+  ConvertSummary plain = convert_to_tandem(onnx, dir + "/plain.tandem", opt);
+  EXPECT_EQ(plain.prepacked_layouts, 0u);
+  EXPECT_LT(plain.file_bytes, s.file_bytes);
+  PrepackRun plain_run = run_counting(dir + "/plain.tandem");
+  EXPECT_EQ(plain_run.from_file, 0u);
+  EXPECT_EQ(plain_run.packed_here, 1u);
+  expect_same_bytes(plain_run.outputs, onnx_run.outputs);
+}
+
+// A layout is used only under its exact key: a file whose key names another layout (made on
+// another CPU, say) is still correct, the kernel packs its own.
+TEST(TandemPrepack, ALayoutUnderAnotherKeyIsNotUsed) {
+  const std::string dir = testing::temp_dir("prepack_key");
+  const std::string onnx = conv_model(dir);
+  ConvertOptions opt;
+  opt.batch = 2;
+  convert_to_tandem(onnx, dir + "/model.tandem", opt);
+  std::string b = read_bytes(dir + "/model.tandem");
+  size_t key = b.find(" -> dnnl-blocked-f32");
+  ASSERT_NE(key, std::string::npos);
+  b[key + 4] = 'D';  // "dnnl" -> "Dnnl" in the target layout's name
+  reseal(b);
+  write_bytes(dir + "/other.tandem", b);
+  PrepackRun r = run_counting(dir + "/other.tandem");
+  EXPECT_EQ(r.from_file, 0u);
+  EXPECT_EQ(r.packed_here, 1u);
+  expect_same_bytes(r.outputs, run_counting(onnx, {{"x", {2, 8, 10, 10}}}).outputs);
+}
+
+TEST(TandemPrepack, DamagedPrepackedLayoutsAreRefused) {
+  const std::string dir = testing::temp_dir("prepack_bad");
+  ConvertOptions opt;
+  opt.batch = 2;
+  convert_to_tandem(conv_model(dir), dir + "/model.tandem", opt);
+  const std::string good = read_bytes(dir + "/model.tandem");
+  // The record: u32 value index, str key (u32 length + bytes), u64 offset, u64 size.
+  const size_t key = good.find("dnnl-blocked-f32");
+  ASSERT_NE(key, std::string::npos);
+  const size_t key_len = get<uint32_t>(good, key - 4);
+  const size_t index = key - 8, offset = key + key_len, size = offset + 8;
+  ASSERT_EQ(size + 8, 128 + get<uint64_t>(good, 40)) << "the record ends the graph section";
+  const std::string path = dir + "/bad.tandem";
+  auto refused = [&](auto patch, std::vector<std::string> fragments) {
+    SCOPED_TRACE(fragments.back());
+    std::string b = good;
+    patch(b);
+    reseal(b);
+    write_bytes(path, b);
+    expect_error([&] { Model::build_from_file(path); }, ErrorCode::kInvalidModel, fragments);
+  };
+  uint32_t x_index = 0;  // the input x's place in the value table (the file's order)
+  {
+    TandemModel m = map_tandem_file(dir + "/model.tandem", "cpu", {});
+    while (m.graph->values()[x_index]->name != "x") ++x_index;
+  }
+  refused([&](std::string& b) { put<uint32_t>(b, index, x_index); },
+          {"prepacked layout 0", "not a constant"});
+  refused([&](std::string& b) { put<uint32_t>(b, index, 0xFFFFFFu); }, {"not a constant"});
+  refused([&](std::string& b) { put<uint64_t>(b, offset, get<uint64_t>(b, offset) + 8); },
+          {"prepacked layout of 'W'", "not a multiple of 64"});
+  refused([&](std::string& b) { put<uint64_t>(b, size, uint64_t{1} << 40); },
+          {"prepacked layout of 'W'", "past the end"});
+  refused([&](std::string& b) { put<uint64_t>(b, size, 0); }, {"prepacked layout of 'W'", "empty"});
+  refused([&](std::string& b) { put<uint32_t>(b, key - 4, 0); }, {"key of 0 bytes"});
+  refused([&](std::string& b) { put<uint32_t>(b, index - 4, 2); },  // one record, counted twice
+          {"graph section ends inside"});
 }
 
 TEST(TandemFormat, WrongTargetIsRefused) {

@@ -152,6 +152,7 @@ class ConvKernel : public DnnlKernel<PlanKey, ConvPlan> {
   ConvKernel(const Node& node, const FusedActivation& act)
       : DnnlKernel(node, "convolution"),
         constant_w_(node.has_input(1) && node.inputs[1]->is_constant()),
+        w_value_(constant_w_ ? node.inputs[1] : nullptr),
         channels_last_(is_channels_last(node)),
         act_(act) {}
 
@@ -385,7 +386,7 @@ class ConvKernel : public DnnlKernel<PlanKey, ConvPlan> {
           p.y_reorder_in = make_reorder(p.y_md, p.pd.dst_desc());
       }
     }
-    p.w = PackedWeights(p.w_md, p.pd.weights_desc());
+    p.w = PackedWeights(p.w_md, p.pd.weights_desc(), w_value_);
     p.x_user = memory(p.x_md, engine(), nullptr);
     p.y_user = memory(p.y_md, engine(), nullptr);
     p.z_user = memory(z_md, engine(), nullptr);
@@ -403,6 +404,7 @@ class ConvKernel : public DnnlKernel<PlanKey, ConvPlan> {
   }
 
   bool constant_w_;
+  const Value* w_value_;  // W when it is a constant (its prepacked layouts)
   bool channels_last_;   // FusedConv with NHWC X, Z and Y
   FusedActivation act_;  // FusedConv's activation (none for Conv)
 };

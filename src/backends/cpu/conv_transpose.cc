@@ -54,7 +54,8 @@ class ConvTransposeKernel : public DnnlKernel<PlanKey, DeconvPlan> {
  public:
   explicit ConvTransposeKernel(const Node& node)
       : DnnlKernel(node, "deconvolution"),
-        constant_w_(node.has_input(1) && node.inputs[1]->is_constant()) {}
+        constant_w_(node.has_input(1) && node.inputs[1]->is_constant()),
+        w_value_(constant_w_ ? node.inputs[1] : nullptr) {}
 
  private:
   bool applies(const Call& c) const override {
@@ -150,7 +151,7 @@ class ConvTransposeKernel : public DnnlKernel<PlanKey, DeconvPlan> {
       p.y_mem = memory(p.pd.dst_desc(), engine());
       p.y_reorder = make_reorder(p.pd.dst_desc(), y_md);
     }
-    p.w = PackedWeights(w_md, p.pd.weights_desc());
+    p.w = PackedWeights(w_md, p.pd.weights_desc(), w_value_);
     p.x_user = memory(x_md, engine(), nullptr);
     p.y_user = memory(y_md, engine(), nullptr);
     p.args = {{DNNL_ARG_SRC, p.x_reorder ? p.x_mem : p.x_user},
@@ -165,6 +166,7 @@ class ConvTransposeKernel : public DnnlKernel<PlanKey, DeconvPlan> {
   }
 
   bool constant_w_;
+  const Value* w_value_;  // W when it is a constant (its prepacked layouts)
 };
 
 // Declines (nullptr -> the reference backend) what the graph already shows is not 2-D float32.

@@ -7,8 +7,9 @@
 #include <cstring>
 
 #include "backends/cpu/cpu_kernels.h"
-#include "core/error.h"
+#include "backends/cpu/prepack.h"
 #include "backends/ref/ref_backend.h"
+#include "core/error.h"
 
 namespace tandem::cpu {
 
@@ -136,20 +137,39 @@ dnnl::reorder make_reorder(const dnnl::memory::desc& from, const dnnl::memory::d
   return dnnl::reorder(dnnl::reorder::primitive_desc(engine(), from, engine(), to));
 }
 
-PackedWeights::PackedWeights(const dnnl::memory::desc& user_md, const dnnl::memory::desc& want)
-    : user(user_md, engine(), nullptr) {
-  if (want != user_md) {
-    packed = dnnl::memory(want, engine());
-    reorder = make_reorder(user_md, want);
+PackedWeights::PackedWeights(const dnnl::memory::desc& user_md, const dnnl::memory::desc& want,
+                             const Value* constant_value)
+    : user(user_md, engine(), nullptr), constant(constant_value) {
+  if (want == user_md) return;
+  // The source layout is part of the key: the same constant read as W and as W^T (Gemm's
+  // transB) packs into different bytes under the same target layout.
+  if (constant) {
+    std::string from = layout_key(user_md), to = layout_key(want);
+    if (!from.empty() && !to.empty()) key = from + " -> " + to;
   }
+  if (const PrepackedLayout* p = find_prepacked(constant, key, want.get_size())) {
+    // oneDNN never writes a primitive's weights: the read-only mapping serves as they are.
+    packed = dnnl::memory(want, engine(), const_cast<void*>(p->data));
+    keeper = p->keeper;
+    prepacked = true;
+    count_prepacked(true, p->bytes);
+    return;
+  }
+  packed = dnnl::memory(want, engine());
+  reorder = make_reorder(user_md, want);
 }
 
-void PackedWeights::prepare(dnnl::stream& s, const float* w, bool constant) {
+void PackedWeights::prepare(dnnl::stream& s, const float* w, bool is_constant) {
   if (prepacked) return;
   user.set_data_handle(const_cast<float*>(w));
   if (reorder) {
     reorder->execute(s, user, packed);
-    prepacked = constant;
+    if (is_constant) {
+      s.wait();  // recorded bytes must be complete
+      prepacked = true;
+      count_prepacked(false, packed.get_desc().get_size());
+      record_packed(constant, key, packed);
+    }
   }
 }
 

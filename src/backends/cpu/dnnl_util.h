@@ -84,17 +84,23 @@ dnnl::reorder make_reorder(const dnnl::memory::desc& from, const dnnl::memory::d
 
 // A primitive's weights: the node's tensor (layout `user_md`) as it is when the primitive takes
 // that layout, else reordered into the one it wants (`want`) on every call, or once when the
-// weights are a constant of the model (prepacked).
+// weights are a constant of the model (prepacked). A constant whose Value carries that very
+// layout (a .tandem file's prepacked weights, backends/cpu/prepack.h) is read from there in
+// place, never reordered.
 struct PackedWeights {
   dnnl::memory user;                     // the node's tensor, pointed at each call's buffer
-  std::optional<dnnl::reorder> reorder;  // set when the primitive wants another layout
-  dnnl::memory packed;                   // the weights in that layout
-  bool prepacked = false;                // packed holds the constant weights, reordered once
+  std::optional<dnnl::reorder> reorder;  // set when the layout must be made here
+  dnnl::memory packed;                   // the weights in the primitive's layout
+  bool prepacked = false;                // packed holds the constant weights
+  const Value* constant = nullptr;       // the weights' Value when they are a constant
+  std::string key;                       // layout_key(want) for a constant
+  std::shared_ptr<const void> keeper;    // keeps a file's prepacked bytes mapped
 
   PackedWeights() = default;
-  PackedWeights(const dnnl::memory::desc& user_md, const dnnl::memory::desc& want);
+  PackedWeights(const dnnl::memory::desc& user_md, const dnnl::memory::desc& want,
+                const Value* constant = nullptr);
   // The memory the primitive reads.
-  const dnnl::memory& arg() const { return reorder ? packed : user; }
+  const dnnl::memory& arg() const { return packed ? packed : user; }
   // Readies the weights `w` for a call on stream `s`; `constant`: they never change, so once
   // packed they stay so.
   void prepare(dnnl::stream& s, const float* w, bool constant);

@@ -68,7 +68,8 @@ class MatmulKernel : public DnnlKernel<std::vector<int64_t>, MatmulPlan> {
         gemm_(kind == Kind::kGemm),
         fused_(kind == Kind::kFused),
         gemm_attrs_(gemm_ ? GemmAttrs::parse(node) : GemmAttrs{}),
-        constant_b_(node.has_input(1) && node.inputs[1]->is_constant()) {}
+        constant_b_(node.has_input(1) && node.inputs[1]->is_constant()),
+        b_value_(constant_b_ ? node.inputs[1] : nullptr) {}
 
  private:
   // Gemm's C, or FusedMatMul's bias and residual.
@@ -311,7 +312,7 @@ class MatmulKernel : public DnnlKernel<std::vector<int64_t>, MatmulPlan> {
     p.pd = dnnl::matmul::primitive_desc(desc, user_scratchpad(attr), engine());
     p.prim = dnnl::matmul(p.pd);
     p.scratch = make_scratchpad(p.pd.scratchpad_desc());
-    p.b = PackedWeights(p.pr.b_md, p.pd.weights_desc());
+    p.b = PackedWeights(p.pr.b_md, p.pd.weights_desc(), b_value_);
     return p;
   }
 
@@ -319,6 +320,7 @@ class MatmulKernel : public DnnlKernel<std::vector<int64_t>, MatmulPlan> {
   bool fused_;
   GemmAttrs gemm_attrs_;  // Gemm only
   bool constant_b_;
+  const Value* b_value_;  // B when it is a constant (its prepacked layouts)
 };
 
 // Declines (nullptr → the reference backend) what the graph already shows the fast path does
