@@ -17,6 +17,7 @@ struct ConvertCliOptions {
   int64_t batch = 0;
   std::string target = "cpu";
   bool no_prepack = false;
+  std::string weights = "fp32";
   int prepack_threads = 1;
   size_t max_tensor_bytes = Context{}.max_tensor_bytes;
   size_t max_model_bytes = Context{}.max_model_bytes;
@@ -29,6 +30,7 @@ int run_convert(const ConvertCliOptions& opt) {
   options.target = opt.target;
   options.limits = {opt.max_tensor_bytes, opt.max_model_bytes};
   options.prepack = !opt.no_prepack;
+  options.weights = opt.weights;
   options.prepack_threads = opt.prepack_threads;
   auto start = std::chrono::steady_clock::now();
   ConvertSummary s = convert_to_tandem(opt.model, opt.output, options);
@@ -40,8 +42,11 @@ int run_convert(const ConvertCliOptions& opt) {
              s.nodes_after, human_bytes(s.weight_bytes));
   for (const auto& [name, shape] : s.fixed_shapes)
     fmt::print("input {}: fixed to {}\n", name, shape_str(shape));
+  if (s.fp16_weights > 0)
+    fmt::print("weights stored as fp16: {} tensors (widened to fp32 when loaded)\n",
+               s.fp16_weights);
   if (!s.prepack_skipped.empty())
-    fmt::print("prepacked weights: none (the prepacking run failed: {})\n", s.prepack_skipped);
+    fmt::print("prepacked weights: none ({})\n", s.prepack_skipped);
   else if (options.prepack && opt.target == "cpu")
     fmt::print("prepacked weights: {} layout{}, {}\n", s.prepacked_layouts,
                s.prepacked_layouts == 1 ? "" : "s", human_bytes(s.prepacked_bytes));
@@ -78,6 +83,12 @@ void add_convert_command(CLI::App& app, int& exit_code) {
                   "layout by the thread count; default 1, as a parallel-runner worker on one "
                   "core)")
       ->check(int_range(1));
+  cmd->add_option("--weights", opt->weights,
+                  "weight storage: fp32 (default) or fp16 (float32 weights of 1024 elements or "
+                  "more rounded to float16: half the file; computed in float32, each process "
+                  "widening its own copy, so no prepacked layouts; check the accuracy with "
+                  "`tandem compare`)")
+      ->check(CLI::IsMember({"fp32", "fp16"}));
   add_size_cap_options(cmd, &opt->max_tensor_bytes, &opt->max_model_bytes);
   cmd->callback([opt, &exit_code] { exit_code = run_convert(*opt); });
   cmd->footer(
@@ -86,6 +97,8 @@ void add_convert_command(CLI::App& app, int& exit_code) {
       "  tandem run -m model.tandem\n"
       "  tandem compare model.tandem model.onnx --batch 2 --max-abs 0   # same outputs, bit for "
       "bit\n"
+      "  tandem convert model.onnx -o model16.tandem --batch 2 --weights fp16\n"
+      "  tandem compare model16.tandem model.onnx --batch 2 --cosine-min 0.9999\n"
       "A .tandem file is recognised by its first bytes, whatever its name. Target cpu: the\n"
       "conversion runs the model once on zeros (the fixed shapes, else every symbolic dimension\n"
       "1) and stores, beside the plain weights, the layouts the kernels packed them into; a\n"

@@ -9,12 +9,14 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <set>
 
 #include "core/checked.h"
 #include "core/error.h"
+#include "core/half.h"
 #include "core/hash.h"
 #include "onnx/loader.h"
 #include "onnx/safe_file.h"
@@ -89,6 +91,7 @@ class Out {
 // several values share (the same tensor under two names) is stored once.
 struct BlobTable {
   std::vector<std::pair<const void*, size_t>> buffers;  // (bytes, size), in file order
+  std::deque<Tensor> owned;  // buffers made for the file (float16 copies), kept until written
   std::vector<uint64_t> offsets;
   std::map<std::pair<const void*, size_t>, uint64_t> seen;
   uint64_t end = 0;
@@ -115,10 +118,17 @@ void write_tensor(Out& out, BlobTable& blobs, const Tensor& t, const std::string
   out.u64(t.nbytes());
 }
 
-enum ValueFlags : uint8_t { kShapeKnown = 1, kHasConstant = 2 };
+// kStoredFp16: a float32 constant whose tensor record holds float16 (--weights fp16); the reader
+// widens it back to float32.
+enum ValueFlags : uint8_t { kShapeKnown = 1, kHasConstant = 2, kStoredFp16 = 4 };
+
+bool stored_as_fp16(const Value& v, bool fp16_weights) {
+  return fp16_weights && v.is_constant() && v.constant->dtype() == DataType::kFloat32 &&
+         v.constant->numel() >= kFp16MinElements;
+}
 
 std::string serialize_graph(const Graph& g, const std::map<std::string, Shape>& fixed,
-                            BlobTable& blobs) {
+                            BlobTable& blobs, bool fp16_weights) {
   Out out;
   out.str(g.name);
   out.count(g.opset_imports.size());
@@ -132,12 +142,21 @@ std::string serialize_graph(const Graph& g, const std::map<std::string, Shape>& 
     index[v.get()] = static_cast<uint32_t>(index.size());
     out.str(v->name);
     out.i32(static_cast<int32_t>(v->dtype));
+    const bool fp16 = stored_as_fp16(*v, fp16_weights);
     out.u8(static_cast<uint8_t>((v->shape_known ? kShapeKnown : 0) |
-                                (v->is_constant() ? kHasConstant : 0)));
+                                (v->is_constant() ? kHasConstant : 0) | (fp16 ? kStoredFp16 : 0)));
     out.dims(v->shape_known ? v->shape : Shape{});
     out.count(v->dim_names.size());
     for (const std::string& s : v->dim_names) out.str(s);
-    if (v->is_constant()) write_tensor(out, blobs, *v->constant, "value '" + v->name + "'");
+    if (fp16) {
+      const Tensor& t = *v->constant;
+      Tensor& half = blobs.owned.emplace_back(DataType::kFloat16, t.shape(), t.name());
+      for (int64_t i = 0; i < t.numel(); ++i)
+        half.data<uint16_t>()[i] = float_to_half(t.data<float>()[i]);
+      write_tensor(out, blobs, half, "value '" + v->name + "'");
+    } else if (v->is_constant()) {
+      write_tensor(out, blobs, *v->constant, "value '" + v->name + "'");
+    }
   }
   auto ref = [&](const Value* v) { return v ? index.at(v) + 1 : 0; };  // 0: omitted
   out.count(g.inputs.size());
@@ -482,8 +501,10 @@ std::unique_ptr<Graph> parse_graph(ReadContext& rc, std::map<std::string, Shape>
                  "{}: value '{}' has dtype {}, which does not exist", what, name, dtype);
     v->dtype = static_cast<DataType>(dtype);
     uint8_t flags = in.u8("value flags");
-    TANDEM_CHECK((flags & ~(kShapeKnown | kHasConstant)) == 0, ErrorCode::kInvalidModel,
-                 "{}: value '{}' has unknown flags {:#x}", what, name, flags);
+    TANDEM_CHECK((flags & ~(kShapeKnown | kHasConstant | kStoredFp16)) == 0 &&
+                     ((flags & kStoredFp16) == 0 || (flags & kHasConstant) != 0),
+                 ErrorCode::kInvalidModel, "{}: value '{}' has unknown flags {:#x}", what, name,
+                 flags);
     v->shape_known = flags & kShapeKnown;
     v->shape = in.dims("a value shape");
     TANDEM_CHECK(v->shape_known || v->shape.empty(), ErrorCode::kInvalidModel,
@@ -495,6 +516,19 @@ std::unique_ptr<Graph> parse_graph(ReadContext& rc, std::map<std::string, Shape>
     for (std::string& s : v->dim_names) s = in.str("a dimension name");
     if (flags & kHasConstant) {
       v->constant = read_tensor(rc, fmt::format("constant '{}'", name));
+      if (flags & kStoredFp16) {
+        TANDEM_CHECK(v->dtype == DataType::kFloat32 && v->constant->dtype() == DataType::kFloat16,
+                     ErrorCode::kInvalidModel,
+                     "{}: constant '{}' is marked as float32 stored in float16, but is {} stored "
+                     "as {}",
+                     what, name, dtype_name(v->dtype), dtype_name(v->constant->dtype()));
+        // Widened once, here: the kernels compute in float32 (private memory, half of which
+        // the file saves on disk).
+        Tensor wide(DataType::kFloat32, v->constant->shape(), v->constant->name());
+        const auto* h = v->constant->data<uint16_t>();
+        for (int64_t i = 0; i < wide.numel(); ++i) wide.data<float>()[i] = half_to_float(h[i]);
+        v->constant = std::move(wide);
+      }
       TANDEM_CHECK(
           v->constant->dtype() == v->dtype && v->shape_known && v->constant->shape() == v->shape,
           ErrorCode::kInvalidModel, "{}: constant '{}' is declared {} {} but stored as {} {}", what,
@@ -635,10 +669,10 @@ struct Layout {
   uint64_t graph_offset = kTandemHeaderSize, blobs_offset = 0, file_size = 0;
 
   Layout(const Graph& graph, const std::string& target,
-         const std::map<std::string, Shape>& fixed_shapes) {
+         const std::map<std::string, Shape>& fixed_shapes, bool fp16_weights) {
     TANDEM_CHECK(!target.empty() && target.size() < kTargetBytes, ErrorCode::kInvalidArgument,
                  "target '{}' must be 1 to {} characters", target, kTargetBytes - 1);
-    graph_bytes = serialize_graph(graph, fixed_shapes, blobs);
+    graph_bytes = serialize_graph(graph, fixed_shapes, blobs, fp16_weights);
     blobs_offset = align_up(graph_offset + graph_bytes.size());
     file_size = blobs_offset + blobs.end;
     Hash64 hash;
@@ -676,9 +710,9 @@ struct Layout {
 }  // namespace
 
 size_t write_tandem_file(const Graph& graph, const std::string& target,
-                         const std::map<std::string, Shape>& fixed_shapes,
-                         const std::string& path) {
-  Layout layout(graph, target, fixed_shapes);
+                         const std::map<std::string, Shape>& fixed_shapes, const std::string& path,
+                         bool fp16_weights) {
+  Layout layout(graph, target, fixed_shapes, fp16_weights);
   OutFile file(path);
   file.open();
   layout.write_to(file);
@@ -688,8 +722,8 @@ size_t write_tandem_file(const Graph& graph, const std::string& target,
 
 size_t write_tandem_fd(const Graph& graph, const std::string& target,
                        const std::map<std::string, Shape>& fixed_shapes, int fd,
-                       const std::string& what) {
-  Layout layout(graph, target, fixed_shapes);
+                       const std::string& what, bool fp16_weights) {
+  Layout layout(graph, target, fixed_shapes, fp16_weights);
   OutFile file(what, fd);
   layout.write_to(file);
   return layout.file_size;

@@ -40,14 +40,19 @@ bool is_tandem_file(const std::string& path);
 // the file's size. Throws tandem::Error.
 // `fixed_shapes` are the input shapes the conversion fixed (kept apart from the graph's declared
 // shapes, as Model::resize keeps them).
+// `fp16_weights`: float32 constants of at least kFp16MinElements elements are stored as float16
+// (rounded to nearest even) and widened back to float32 when read: half the bytes on disk, the
+// same compute. Smaller constants (biases, norm scales, shape arithmetic) stay exact.
+inline constexpr int64_t kFp16MinElements = 1024;
 size_t write_tandem_file(const Graph& graph, const std::string& target,
-                         const std::map<std::string, Shape>& fixed_shapes, const std::string& path);
+                         const std::map<std::string, Shape>& fixed_shapes, const std::string& path,
+                         bool fp16_weights = false);
 
 // The same into an open, empty, writable descriptor (a memfd), from its current position; `what`
 // names it in messages. The descriptor stays the caller's.
 size_t write_tandem_fd(const Graph& graph, const std::string& target,
                        const std::map<std::string, Shape>& fixed_shapes, int fd,
-                       const std::string& what);
+                       const std::string& what, bool fp16_weights = false);
 
 struct TandemModel {
   std::unique_ptr<Graph> graph;

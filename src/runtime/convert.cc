@@ -167,7 +167,7 @@ void prepack_weights(Graph& graph, const ConvertOptions& options, ConvertSummary
     session.run(inputs, stats);
     layouts = recorder.take();
   } catch (const Error& e) {
-    summary.prepack_skipped = e.what();
+    summary.prepack_skipped = std::string("the prepacking run failed: ") + e.what();
     return;
   }
   for (cpu::RecordedLayout& r : layouts) {
@@ -181,8 +181,20 @@ void prepack_weights(Graph& graph, const ConvertOptions& options, ConvertSummary
 // The graph, optimised and (target cpu) with its prepacked weights.
 std::unique_ptr<Graph> converted_graph(const std::string& onnx_path, const ConvertOptions& options,
                                        ConvertSummary& summary) {
+  TANDEM_CHECK(options.weights == "fp32" || options.weights == "fp16", ErrorCode::kInvalidArgument,
+               "unknown weight storage '{}': use fp32 or fp16", options.weights);
   std::unique_ptr<Graph> graph = optimized_for(onnx_path, options, summary);
-  if (options.prepack && options.target == "cpu") prepack_weights(*graph, options, summary);
+  if (options.weights == "fp16") {
+    for (const auto& v : graph->values())
+      if (v->is_constant() && v->constant->dtype() == DataType::kFloat32 &&
+          v->constant->numel() >= kFp16MinElements)
+        summary.fp16_weights++;
+    // Widened per process at load: a shared prepacked copy would double what the file saves.
+    if (options.prepack && options.target == "cpu")
+      summary.prepack_skipped = "--weights fp16 stores no prepacked layouts";
+  } else if (options.prepack && options.target == "cpu") {
+    prepack_weights(*graph, options, summary);
+  }
   return graph;
 }
 
@@ -190,7 +202,8 @@ ConvertSummary convert_to_tandem(const std::string& onnx_path, const std::string
                                  const ConvertOptions& options) {
   ConvertSummary summary;
   std::unique_ptr<Graph> graph = converted_graph(onnx_path, options, summary);
-  summary.file_bytes = write_tandem_file(*graph, options.target, summary.fixed_shapes, out_path);
+  summary.file_bytes = write_tandem_file(*graph, options.target, summary.fixed_shapes, out_path,
+                                         options.weights == "fp16");
   return summary;
 }
 
@@ -201,7 +214,8 @@ int convert_to_sealed_memfd(const std::string& onnx_path, const ConvertOptions& 
   TANDEM_CHECK(fd >= 0, ErrorCode::kRuntime, "memfd_create failed: {}", std::strerror(errno));
   try {
     write_tandem_fd(*graph, options.target, summary.fixed_shapes, fd,
-                    fmt::format("the converted '{}' (memfd)", onnx_path));
+                    fmt::format("the converted '{}' (memfd)", onnx_path),
+                    options.weights == "fp16");
     TANDEM_CHECK(
         ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) == 0,
         ErrorCode::kRuntime, "sealing the converted model failed: {}", std::strerror(errno));

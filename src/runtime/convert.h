@@ -35,6 +35,10 @@ struct ConvertOptions {
   // Target cpu: run the model once at conversion and store the layouts the kernels pack constant
   // weights into (backends/cpu/prepack.h), so that loading reads them in place.
   bool prepack = true;
+  // "fp16": float32 weights of at least kFp16MinElements elements stored as float16 (half the
+  // file), widened to float32 when loaded (each process then holds its own float32 copy, so no
+  // prepacked layouts are stored). "fp32" (default): stored as they are.
+  std::string weights = "fp32";
   // The thread count of that run (some kernels choose their weight layout by it): 1, as a worker
   // of the parallel runner on one core runs.
   int prepack_threads = 1;
@@ -43,13 +47,14 @@ struct ConvertOptions {
 struct ConvertSummary {
   size_t file_bytes = 0;
   size_t weight_bytes = 0;  // constants' bytes in the optimised graph
+  size_t fp16_weights = 0;  // constants stored as float16 (--weights fp16)
   size_t nodes_before = 0;  // nodes as loaded
   size_t nodes_after = 0;   // nodes after the optimiser
   ShapeMap fixed_shapes;    // the input shapes written to the file
   bool uses_external_data = false;
   size_t prepacked_layouts = 0;  // prepacked weight layouts written
   size_t prepacked_bytes = 0;
-  std::string prepack_skipped;  // why the prepacking run failed ("" when it ran)
+  std::string prepack_skipped;  // why no layouts were prepacked ("" when they were)
 };
 
 // Converts `onnx_path` into `out_path` (written atomically). Throws tandem::Error.

@@ -15,6 +15,7 @@
 #include <fstream>
 
 #include "backends/cpu/prepack.h"
+#include "core/half.h"
 #include "core/hash.h"
 #include "expect_error.h"
 #include "onnx_builder.h"
@@ -465,6 +466,60 @@ TEST(TandemPrepack, DamagedPrepackedLayoutsAreRefused) {
   refused([&](std::string& b) { put<uint32_t>(b, key - 4, 0); }, {"key of 0 bytes"});
   refused([&](std::string& b) { put<uint32_t>(b, index - 4, 2); },  // one record, counted twice
           {"graph section ends inside"});
+}
+
+// --weights fp16: W (1152 elements) is stored as float16 and widened back to float32 when read;
+// B (16 elements) stays exact. No prepacked layouts: each process widens its own copy.
+TEST(TandemPrepack, Fp16WeightsAreHalfTheBytesAndWidenedWhenRead) {
+  const std::string dir = testing::temp_dir("fp16_weights");
+  const std::string onnx = conv_model(dir);
+  ConvertOptions opt;
+  opt.batch = 2;
+  opt.prepack = false;
+  ConvertSummary fp32 = convert_to_tandem(onnx, dir + "/fp32.tandem", opt);
+  opt.prepack = true;
+  opt.weights = "fp16";
+  ConvertSummary fp16 = convert_to_tandem(onnx, dir + "/fp16.tandem", opt);
+  EXPECT_EQ(fp16.fp16_weights, 1u);
+  EXPECT_EQ(fp16.prepacked_layouts, 0u);
+  EXPECT_NE(fp16.prepack_skipped.find("fp16"), std::string::npos) << fp16.prepack_skipped;
+  EXPECT_EQ(fp32.file_bytes - fp16.file_bytes, 16u * 8 * 9 * 2) << "W's blob halved";
+
+  TandemModel plain = map_tandem_file(dir + "/fp32.tandem", "cpu", {});
+  TandemModel half = map_tandem_file(dir + "/fp16.tandem", "cpu", {});
+  const Tensor& w32 = *plain.graph->find_value("W")->constant;
+  const Tensor& w16 = *half.graph->find_value("W")->constant;
+  ASSERT_EQ(w16.dtype(), DataType::kFloat32);
+  ASSERT_EQ(w16.shape(), w32.shape());
+  for (int64_t i = 0; i < w32.numel(); ++i)
+    ASSERT_EQ(w16.data<float>()[i], half_to_float(float_to_half(w32.data<float>()[i]))) << i;
+  const Tensor& b16 = *half.graph->find_value("B")->constant;
+  EXPECT_EQ(std::memcmp(b16.raw(), plain.graph->find_value("B")->constant->raw(), b16.nbytes()), 0);
+
+  PrepackRun exact = run_counting(onnx, {{"x", {2, 8, 10, 10}}});
+  PrepackRun rounded = run_counting(dir + "/fp16.tandem");
+  EXPECT_EQ(rounded.from_file, 0u);
+  ASSERT_EQ(rounded.outputs.size(), 1u);
+  double max_diff = 0, max_ref = 0;
+  for (int64_t i = 0; i < exact.outputs[0].numel(); ++i) {
+    max_ref = std::max<double>(max_ref, std::abs(exact.outputs[0].data<float>()[i]));
+    max_diff = std::max<double>(max_diff, std::abs(exact.outputs[0].data<float>()[i] -
+                                                   rounded.outputs[0].data<float>()[i]));
+  }
+  EXPECT_GT(max_diff, 0) << "the weights were not rounded";
+  EXPECT_LT(max_diff, 1e-3 * max_ref);
+
+  // The float16 mark on a constant stored as float32 is refused.
+  std::string b = read_bytes(dir + "/fp32.tandem");
+  const std::string record("\x01\x00\x00\x00W\x01\x00\x00\x00", 9);  // "W", float32
+  size_t at = b.find(record);
+  ASSERT_NE(at, std::string::npos);
+  ASSERT_EQ(b[at + 9], 3) << "shape known, constant";
+  b[at + 9] = 3 | 4;
+  reseal(b);
+  write_bytes(dir + "/bad.tandem", b);
+  expect_error([&] { Model::build_from_file(dir + "/bad.tandem"); }, ErrorCode::kInvalidModel,
+               {"'W'", "stored in float16", "stored as float32"});
 }
 
 TEST(TandemFormat, WrongTargetIsRefused) {
