@@ -76,10 +76,11 @@ std::vector<Tensor> random_inputs(const Model& model, int64_t batch, uint32_t se
   std::uniform_real_distribution<float> real(-1.f, 1.f);
   std::uniform_int_distribution<int> integer(0, 9);
   std::vector<Tensor> inputs;
+  bool any_symbolic = false;
   for (const TensorInfo& info : model.inputs()) {
     Shape shape = info.shape;
     for (int64_t& d : shape)
-      if (d < 0) d = batch;
+      if (d < 0) d = batch, any_symbolic = true;
     const std::string what = fmt::format("random input '{}'", info.name);
     TANDEM_CHECK(dtype_size(info.dtype) > 0, ErrorCode::kUnsupported,
                  "cannot make random data for input '{}' of dtype {}", info.name,
@@ -108,6 +109,13 @@ std::vector<Tensor> random_inputs(const Model& model, int64_t batch, uint32_t se
     }
     inputs.push_back(std::move(t));
   }
+  // A model whose shapes are all fixed (declared so, or a .tandem converted with --batch or
+  // --input-shape) runs at its own batch: say so rather than run another batch than asked.
+  if (!any_symbolic && batch != 1 && !inputs.empty())
+    fmt::print(stderr,
+               "note: the model's input shapes are all fixed ({} is {}): batch {} does not apply; "
+               "it runs at its own shapes\n",
+               inputs[0].name(), shape_str(inputs[0].shape()), batch);
   return inputs;
 }
 

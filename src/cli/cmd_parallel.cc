@@ -73,7 +73,11 @@ int run_on_devices(const ModelOptions& mopt, const DeviceOptions& dopt, int64_t 
   if (!verify) reference.reset();
 
   ParallelPredictor predictor(popt);
+  auto build_start = Clock::now();
   predictor.build();
+  fmt::print("all {} workers ready in {:.2f} s\n", predictor.stats().devices.size(),
+             seconds_since(build_start));
+  std::fflush(stdout);
   std::vector<Tensor> outputs = predictor.predict(inputs);  // warm-up
   auto start = Clock::now();
   for (int i = 0; i < loops; ++i) outputs = predictor.predict(inputs);
@@ -116,7 +120,10 @@ BenchResult bench_one(ParallelOptions popt, const std::vector<Tensor>& inputs, i
                       int warmup, int loops, double duration_s, int concurrency,
                       const std::string& label) {
   ParallelPredictor predictor(popt);
+  auto build_start = Clock::now();
   predictor.build();
+  fmt::print("[{}] all {} workers ready in {:.2f} s\n", label, predictor.stats().devices.size(),
+             seconds_since(build_start));
   for (int i = 0; i < warmup; ++i) predictor.predict(inputs);
   ParallelStats before = predictor.stats();  // busy time and items count from here on
   BenchResult r;

@@ -161,7 +161,7 @@ void prepack_weights(Graph& graph, const ConvertOptions& options, ConvertSummary
   for (const Tensor& t : zeros) inputs.push_back(&t);
   std::vector<cpu::RecordedLayout> layouts;
   try {
-    cpu::PrepackRecorder recorder;
+    cpu::PrepackRecorder recorder(graph);
     Session session(graph, backends_for("cpu"), options.prepack_threads, {});
     RunStats stats;
     session.run(inputs, stats);

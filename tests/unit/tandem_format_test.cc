@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "backends/cpu/prepack.h"
 #include "core/half.h"
@@ -407,6 +408,28 @@ TEST(TandemPrepack, ConvWeightsAreReadInPlaceFromTheFile) {
   EXPECT_EQ(plain_run.from_file, 0u);
   EXPECT_EQ(plain_run.packed_here, 1u);
   expect_same_bytes(plain_run.outputs, onnx_run.outputs);
+}
+
+// Conversions at once (a server loading two models) each record only their own graph's weights.
+TEST(TandemPrepack, ConcurrentConversionsRecordOnlyTheirOwnWeights) {
+  std::vector<std::string> dirs;
+  for (int i = 0; i < 4; ++i)
+    dirs.push_back(testing::temp_dir("prepack_concurrent_" + std::to_string(i)));
+  std::vector<ConvertSummary> summaries(dirs.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < dirs.size(); ++i)
+    threads.emplace_back([&, i] {
+      ConvertOptions opt;
+      opt.batch = static_cast<int64_t>(i) + 1;
+      summaries[i] = convert_to_tandem(conv_model(dirs[i]), dirs[i] + "/model.tandem", opt);
+    });
+  for (std::thread& t : threads) t.join();
+  for (size_t i = 0; i < dirs.size(); ++i) {
+    EXPECT_EQ(summaries[i].prepack_skipped, "") << i;
+    EXPECT_EQ(summaries[i].prepacked_layouts, 1u) << i;
+    PrepackRun r = run_counting(dirs[i] + "/model.tandem");
+    EXPECT_EQ(r.packed_here, 0u) << i;
+  }
 }
 
 // A layout is used only under its exact key: a file whose key names another layout (made on

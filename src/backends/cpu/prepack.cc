@@ -6,16 +6,14 @@
 #include <atomic>
 #include <mutex>
 #include <set>
-
-#include "core/error.h"
+#include <utility>
 
 namespace tandem::cpu {
 
 namespace {
 
 std::mutex recorder_mu;
-std::vector<RecordedLayout>* recording = nullptr;  // set while a PrepackRecorder exists
-std::set<std::pair<const Value*, std::string>> recorded;
+std::vector<PrepackRecorder::State*> recorders;  // the live ones
 
 std::atomic<uint64_t> n_from_file{0}, n_from_file_bytes{0}, n_packed{0}, n_packed_bytes{0};
 
@@ -44,34 +42,38 @@ const PrepackedLayout* find_prepacked(const Value* constant, const std::string& 
   return nullptr;
 }
 
-PrepackRecorder::PrepackRecorder() {
+struct PrepackRecorder::State {
+  std::set<const Value*> constants;  // the graph's
+  std::set<std::pair<const Value*, std::string>> seen;
+  std::vector<RecordedLayout> layouts;
+};
+
+PrepackRecorder::PrepackRecorder(const Graph& graph) : state_(std::make_unique<State>()) {
+  for (const auto& v : graph.values())
+    if (v->is_constant()) state_->constants.insert(v.get());
   std::lock_guard<std::mutex> lock(recorder_mu);
-  TANDEM_CHECK(!recording, ErrorCode::kInternal, "two PrepackRecorders at once");
-  recording = new std::vector<RecordedLayout>;
-  recorded.clear();
+  recorders.push_back(state_.get());
 }
 
 PrepackRecorder::~PrepackRecorder() {
   std::lock_guard<std::mutex> lock(recorder_mu);
-  delete recording;
-  recording = nullptr;
-  recorded.clear();
+  std::erase(recorders, state_.get());
 }
 
 std::vector<RecordedLayout> PrepackRecorder::take() {
   std::lock_guard<std::mutex> lock(recorder_mu);
-  std::vector<RecordedLayout> out = std::move(*recording);
-  recording->clear();
-  return out;
+  return std::exchange(state_->layouts, {});
 }
 
 void record_packed(const Value* constant, const std::string& key, const dnnl::memory& packed) {
   if (!constant || key.empty()) return;
   std::lock_guard<std::mutex> lock(recorder_mu);
-  if (!recording || !recorded.emplace(constant, key).second) return;
-  auto keep = std::make_shared<dnnl::memory>(packed);
-  recording->push_back({constant, key, keep->get_data_handle(), keep->get_desc().get_size(),
-                        std::shared_ptr<const void>(keep, keep.get())});
+  for (PrepackRecorder::State* r : recorders) {
+    if (!r->constants.count(constant) || !r->seen.emplace(constant, key).second) continue;
+    auto keep = std::make_shared<dnnl::memory>(packed);
+    r->layouts.push_back({constant, key, keep->get_data_handle(), keep->get_desc().get_size(),
+                          std::shared_ptr<const void>(keep, keep.get())});
+  }
 }
 
 PrepackCounts prepack_counts() {

@@ -34,15 +34,21 @@ struct RecordedLayout {
   std::shared_ptr<const void> keeper;  // keeps the packed memory alive
 };
 
-// While one exists, every constant weight a kernel of this process packs is recorded, once per
-// (constant, layout). One at a time.
+// While one exists, every constant of `graph` that a kernel packs is recorded, once per
+// (constant, layout). Several may exist at once (a server converting two models), each taking
+// only its own graph's constants.
 class PrepackRecorder {
  public:
-  PrepackRecorder();
+  explicit PrepackRecorder(const Graph& graph);
   ~PrepackRecorder();
   PrepackRecorder(const PrepackRecorder&) = delete;
   PrepackRecorder& operator=(const PrepackRecorder&) = delete;
   std::vector<RecordedLayout> take();
+
+  struct State;
+
+ private:
+  std::unique_ptr<State> state_;
 };
 
 // Called by PackedWeights after it packed a constant.
