@@ -24,6 +24,8 @@ import math
 import os
 import shutil
 import sys
+import tempfile
+import time
 
 try:
     import numpy as np
@@ -144,16 +146,26 @@ class BasicTransformerBlock(nn.Module):
 
 
 class Transformer2D(nn.Module):
-    def __init__(self, ch, heads, context_dim, ff_mult):
+    """GroupNorm, proj_in, one BasicTransformerBlock over the h*w tokens,
+    proj_out, residual.  proj_in/proj_out are 1x1 convs applied on the
+    feature map (SD 1.x), or with linear_proj Linear layers applied on the
+    tokens (SD 2.x, diffusers use_linear_projection=True)."""
+
+    def __init__(self, ch, heads, context_dim, ff_mult, linear_proj=False):
         super().__init__()
+        self.linear_proj = linear_proj
         self.norm = nn.GroupNorm(gn_groups(ch), ch, eps=1e-6)
-        self.proj_in = nn.Conv2d(ch, ch, 1)
+        self.proj_in = nn.Linear(ch, ch) if linear_proj else nn.Conv2d(ch, ch, 1)
         self.block = BasicTransformerBlock(ch, heads, context_dim, ff_mult)
-        self.proj_out = nn.Conv2d(ch, ch, 1)
+        self.proj_out = nn.Linear(ch, ch) if linear_proj else nn.Conv2d(ch, ch, 1)
 
     def forward(self, x, context):
         b, c, h, w = x.shape
         res = x
+        if self.linear_proj:
+            x = self.norm(x).permute(0, 2, 3, 1).reshape(b, h * w, c)
+            x = self.proj_out(self.block(self.proj_in(x), context))
+            return x.reshape(b, h, w, c).permute(0, 3, 1, 2) + res
         x = self.proj_in(self.norm(x))
         x = x.permute(0, 2, 3, 1).reshape(b, h * w, c)
         x = self.block(x, context)
@@ -186,11 +198,21 @@ class TinyUNet(nn.Module):
     between levels; skips pushed after conv_in, after every block and after
     every downsample; mid = Res, Transformer, Res; up levels: layers+1 blocks,
     each consuming one skip by channel concat, nearest upsample + conv.
+
+    `heads` is one head count for every level; `head_dim` instead fixes the
+    head size, so a level of width C gets C // head_dim heads (SD 2.x).
+    `linear_proj` gives Transformer2D Linear proj_in/proj_out (SD 2.x).
     """
 
     def __init__(self, channels=(32, 64, 64), attn=(False, True, True), layers=1,
-                 heads=4, context_dim=1024, ff_mult=4, in_ch=4, out_ch=4):
+                 heads=4, context_dim=1024, ff_mult=4, in_ch=4, out_ch=4,
+                 head_dim=None, linear_proj=False):
         super().__init__()
+
+        def transformer(ch):
+            nheads = ch // head_dim if head_dim else heads
+            return Transformer2D(ch, nheads, context_dim, ff_mult, linear_proj)
+
         c0 = channels[0]
         temb_ch = 4 * c0
         self.c0 = c0
@@ -208,7 +230,7 @@ class TinyUNet(nn.Module):
             lev.attn = nn.ModuleList()
             for _ in range(layers):
                 lev.res.append(ResBlock(ch, cout, temb_ch))
-                lev.attn.append(Transformer2D(cout, heads, context_dim, ff_mult) if attn[i] else nn.Identity())
+                lev.attn.append(transformer(cout) if attn[i] else nn.Identity())
                 ch = cout
                 skip_ch.append(ch)
             lev.downsample = Downsample(ch) if i < nlev - 1 else None
@@ -217,7 +239,7 @@ class TinyUNet(nn.Module):
             self.down.append(lev)
 
         self.mid_res1 = ResBlock(ch, ch, temb_ch)
-        self.mid_attn = Transformer2D(ch, heads, context_dim, ff_mult)
+        self.mid_attn = transformer(ch)
         self.mid_res2 = ResBlock(ch, ch, temb_ch)
 
         self.up = nn.ModuleList()
@@ -228,7 +250,7 @@ class TinyUNet(nn.Module):
             lev.attn = nn.ModuleList()
             for _ in range(layers + 1):
                 lev.res.append(ResBlock(ch + skip_ch.pop(), cout, temb_ch))
-                lev.attn.append(Transformer2D(cout, heads, context_dim, ff_mult) if attn[i] else nn.Identity())
+                lev.attn.append(transformer(cout) if attn[i] else nn.Identity())
                 ch = cout
             lev.upsample = Upsample(ch) if i > 0 else None
             self.up.append(lev)
@@ -298,7 +320,9 @@ def make_unet(size):
     # follows the width.  Tiny: 48-wide attention levels -> 3 heads (a 64-wide
     # [32,64,64] variant would be ~10 MB; the 1024->C cross-attention K/V
     # projections dominate).  Large: 128 wide -> 8 heads.
-    if size == "large":
+    if size == "sd21":
+        model = make_sd21_unet()
+    elif size == "large":
         model = TinyUNet(channels=(64, 128, 128), attn=(False, True, True), heads=8)
     else:
         model = TinyUNet(channels=(32, 48, 48), attn=(False, True, True), heads=3)
@@ -306,9 +330,32 @@ def make_unet(size):
     return model
 
 
+def make_sd21_unet():
+    """A UNet with Stable Diffusion 2.1's configuration and size (random weights).
+
+    As diffusers' UNet2DConditionModel is configured for SD 2.1: block widths
+    320/640/1280/1280, two layers per block; down blocks CrossAttnDownBlock2D
+    x3 + DownBlock2D, mid UNetMidBlock2DCrossAttn, up blocks UpBlock2D +
+    CrossAttnUpBlock2D x3 (three ResBlocks each); cross-attention dim 1024,
+    head dim 64 (5/10/20/20 heads), linear proj_in/proj_out, GEGLU
+    feed-forward (inner 4x), one transformer block per Transformer2D,
+    GroupNorm with 32 groups (eps 1e-5; 1e-6 in Transformer2D), time
+    embedding 320 -> 1280 -> 1280.  That gives 865,910,724 parameters in 686
+    tensors, SD 2.1's UNet parameter count.
+
+    Where it differs from diffusers: the parameter names are TinyUNet's (no
+    mapping to SD checkpoints); the timestep is one value for the whole batch,
+    as in sd_unet_tiny; attention is plain MatMul/Softmax math in float32
+    (SD 2.1's upcast_attention changes nothing in float32); the weights are
+    random (init_unet), not trained.
+    """
+    return TinyUNet(channels=(320, 640, 1280, 1280), attn=(True, True, True, False), layers=2,
+                    head_dim=64, context_dim=1024, ff_mult=4, linear_proj=True)
+
+
 def unet_spec(size):
     def build():
-        torch.manual_seed(1234 if size == "small" else 4321)
+        torch.manual_seed({"small": 1234, "large": 4321, "sd21": 2100}[size])
         return make_unet(size)
 
     def inputs(set_idx, rng):
@@ -331,6 +378,8 @@ def unet_spec(size):
             "out_sample": {0: "batch"},
         },
         training=torch.onnx.TrainingMode.EVAL,
+        # over protobuf's 2 GB: weights go to model.onnx.data next to model.onnx
+        external_data=size == "sd21",
     )
 
 
@@ -899,6 +948,8 @@ OLD_OPSET_DIR = "old_opsets"
 TORCHVISION = list(TORCHVISION_MODELS)
 TEXT_LARGE = ["gpt_small", "lstm_small", "gru_small"]
 LARGE_MODELS = ["sd_unet_small"] + TORCHVISION + TEXT_LARGE
+# On demand, and only by name or their own group (not in `large`): gigabytes.
+HUGE_MODELS = ["sd21_unet"]
 # Group names accepted by --only.
 GROUPS = collections.OrderedDict([
     ("small", SMALL_MODELS),
@@ -907,6 +958,7 @@ GROUPS = collections.OrderedDict([
     ("torchvision", TORCHVISION),
     ("text", TEXT_LARGE),
     ("large", LARGE_MODELS),
+    ("huge", HUGE_MODELS),
 ])
 
 
@@ -924,6 +976,7 @@ def get_spec(name):
     return {
         "sd_unet_tiny": lambda: unet_spec("small"),
         "sd_unet_small": lambda: unet_spec("large"),
+        "sd21_unet": lambda: unet_spec("sd21"),
         "resnet_tiny": resnet_spec,
         "mobilenet_tiny": mobilenet_spec,
         "bert_tiny": bert_spec,
@@ -960,6 +1013,10 @@ def op_histogram(model):
 
     walk(model.graph)
     return hist
+
+
+# Weights file of the models saved with external data (spec "external_data").
+DATA_FILE = "model.onnx.data"
 
 
 def save_pb(arr, name, path):
@@ -1009,10 +1066,17 @@ def generate(name, out_dir, opset=None, check_onnx=True):
                 all_ok &= tensor_stats(oname, o)
 
     path = os.path.join(mdir, "model.onnx")
+    external = spec.get("external_data", False)
+    # Over 2 GB torch 1.13 writes every initializer to its own file next to
+    # the model; export into a scratch folder, then gather them into one
+    # model.onnx.data beside model.onnx.
+    export_dir = tempfile.mkdtemp(prefix=".export_", dir=mdir) if external else None
+    export_path = os.path.join(export_dir, "model.onnx") if external else path
     example = tuple(torch.from_numpy(a) for a in sets[0])
+    t0 = time.time()
     with grad_ctx():
         torch.onnx.export(
-            model, example, path,
+            model, example, export_path,
             input_names=spec["input_names"],
             output_names=spec["output_names"],
             dynamic_axes=spec["dynamic_axes"],
@@ -1021,8 +1085,25 @@ def generate(name, out_dir, opset=None, check_onnx=True):
             training=spec["training"],
         )
 
-    m = onnx.load(path)
-    onnx.checker.check_model(m, full_check=True)
+    if external:
+        del model, example  # the torch weights are no longer needed
+        m = onnx.load(export_path)
+        shutil.rmtree(export_dir)
+        onnx.save_model(m, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=DATA_FILE)
+        print("  export: %.0f s" % (time.time() - t0))
+        del m
+        # check_model(ModelProto) serializes the model, which fails over 2 GB:
+        # check the file, and shape-infer into a scratch file.
+        onnx.checker.check_model(path)
+        inferred = os.path.join(mdir, ".inferred.onnx")
+        onnx.shape_inference.infer_shapes_path(path, inferred, check_type=True, strict_mode=True)
+        os.remove(inferred)
+        # the interpreter reads the weights tensor by tensor (base_dir)
+        m = onnx.load(path, load_external_data=False)
+    else:
+        m = onnx.load(path)
+        onnx.checker.check_model(m, full_check=True)
     graph_inputs = [i.name for i in m.graph.input]
     graph_outputs = [o.name for o in m.graph.output]
     assert graph_inputs == spec["input_names"], graph_inputs
@@ -1038,7 +1119,7 @@ def generate(name, out_dir, opset=None, check_onnx=True):
 
     if check_onnx:
         for i, (ins, outs) in enumerate(zip(sets, ref)):
-            got = run_onnx_reference(m, dict(zip(spec["input_names"], ins)))
+            got = run_onnx_reference(m, dict(zip(spec["input_names"], ins)), mdir if external else None)
             for n, g, r in zip(spec["output_names"], got, outs):
                 if g.shape != r.shape:
                     print("  ONNX CHECK FAIL set %d %s: shape %s vs torch %s" % (i, n, g.shape, r.shape))
@@ -1053,6 +1134,8 @@ def generate(name, out_dir, opset=None, check_onnx=True):
     hist = op_histogram(m)
     print("  model.onnx: %.2f MB, opset %d, %d nodes, %d initializers"
           % (os.path.getsize(path) / 1e6, opset, sum(hist.values()), len(m.graph.initializer)))
+    if external:
+        print("  %s: %.2f MB" % (DATA_FILE, os.path.getsize(os.path.join(mdir, DATA_FILE)) / 1e6))
     print("  ops: " + ", ".join("%s=%d" % kv for kv in sorted(hist.items())))
     if not all_ok:
         print("  WARNING: output statistics outside the intended range")
@@ -1396,21 +1479,45 @@ def _run_rnn(op, a, ins):
 _INTERP_OPSET = [17]  # default-domain opset of the graph being interpreted
 
 
-def run_onnx_reference(model, feeds):
-    """Evaluate `model` (onnx.ModelProto) on numpy `feeds`; returns list of numpy outputs."""
+def _initializer(init, base_dir):
+    if base_dir is not None and onnx.external_data_helper.uses_external_data(init):
+        # read into a copy so that the model does not keep the bytes
+        t = onnx.TensorProto()
+        t.CopyFrom(init)
+        return _t(numpy_helper.to_array(t, base_dir))
+    return _t(numpy_helper.to_array(init))
+
+
+def run_onnx_reference(model, feeds, base_dir=None):
+    """Evaluate `model` (onnx.ModelProto) on numpy `feeds`; returns list of numpy outputs.
+    For a model loaded without its external data, `base_dir` is the folder to
+    read it from.  Each value is dropped after the last node that reads it (a
+    UNet at SD size would otherwise keep every intermediate)."""
     _INTERP_OPSET[0] = max([o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] or [17])
-    env = {i.name: _t(numpy_helper.to_array(i)) for i in model.graph.initializer}
+    nodes = model.graph.node
+    outputs = [o.name for o in model.graph.output]
+    last_use = {}
+    for idx, node in enumerate(nodes):
+        for n in node.input:
+            last_use[n] = idx
+    for n in outputs:
+        last_use[n] = len(nodes)
+    env = {i.name: _initializer(i, base_dir) for i in model.graph.initializer}
     env[""] = None
     for k, v in feeds.items():
         env[k] = _t(v)
     with torch.no_grad():
-        for node in model.graph.node:
+        for idx, node in enumerate(nodes):
             if node.domain not in ("", "ai.onnx"):
                 raise NotImplementedError("domain %s" % node.domain)
             outs = _run_node(node.op_type, _attrs(node), [env[n] for n in node.input])
             for name, val in zip(node.output, outs):
                 env[name] = val
-    return [env[o.name].numpy() for o in model.graph.output]
+            del outs
+            for n in set(node.input) | set(node.output):
+                if n and last_use.get(n, -1) <= idx:
+                    env.pop(n, None)
+    return [env[n].numpy() for n in outputs]
 
 
 # ----------------------------------------------------------------------------
@@ -1436,9 +1543,11 @@ def verify_dir(root):
     ok = True
     for mdir in model_dirs:
         errors = []
-        m = onnx.load(os.path.join(mdir, "model.onnx"))
+        # The weights are not needed here (and a model over 2 GB keeps them
+        # in external data, which check_model can only follow from the path).
+        m = onnx.load(os.path.join(mdir, "model.onnx"), load_external_data=False)
         try:
-            onnx.checker.check_model(m)
+            onnx.checker.check_model(os.path.join(mdir, "model.onnx"))
         except Exception as exc:  # noqa: BLE001
             errors.append("check_model: %s" % exc)
         inits = {i.name for i in m.graph.initializer}
@@ -1487,7 +1596,7 @@ def verify_dir(root):
 
 def expand_names(names):
     """Expand group names; check model names (`<model>_opset<N>` is accepted for any model)."""
-    known = set(SMALL_MODELS + LARGE_MODELS)
+    known = set(SMALL_MODELS + LARGE_MODELS + HUGE_MODELS)
     out = []
     for n in names:
         if n in GROUPS:
@@ -1496,7 +1605,7 @@ def expand_names(names):
         base, opset = split_opset_name(n)
         if base not in known or (opset is not None and not 7 <= opset <= 17):
             raise SystemExit("unknown model %r; models: %s; groups: %s; or <model>_opset<N> (N in 7..17)"
-                             % (n, " ".join(SMALL_MODELS + LARGE_MODELS), " ".join(GROUPS)))
+                             % (n, " ".join(SMALL_MODELS + LARGE_MODELS + HUGE_MODELS), " ".join(GROUPS)))
         out.append(n)
     return list(collections.OrderedDict.fromkeys(out))
 
@@ -1507,9 +1616,10 @@ def main(argv=None):
                     "in ONNX backend test-data layout, or verify an existing folder.",
         epilog="Run with /usr/bin/python3 (needs torch 1.13 + onnx 1.12; torchvision for the "
                "torchvision families). Small (committed) models: %s, plus %s/: %s. "
-               "Large (--size large, on demand): %s. Groups for --only: %s."
+               "Large (--size large, on demand): %s. Huge (on demand by name or group huge; "
+               "weights in external data): %s. Groups for --only: %s."
                % (", ".join(SMALL_MODELS), OLD_OPSET_DIR, ", ".join(OLD_OPSET_MODELS),
-                  ", ".join(LARGE_MODELS), ", ".join(GROUPS)))
+                  ", ".join(LARGE_MODELS), ", ".join(HUGE_MODELS), ", ".join(GROUPS)))
     p.add_argument("--out", default="models", help="output folder (default: models)")
     p.add_argument("--only", nargs="+", metavar="NAME",
                    help="generate only these models or groups (any name, regardless of --size); "
