@@ -38,6 +38,11 @@ struct Context {
   // the same bytes, input shapes and target as before is mapped from there instead of parsed and
   // optimised again. Empty: $TANDEM_CACHE_DIR when set, else no cache.
   std::string cache_dir;
+
+  // Whether loading a .tandem file checks its checksum (every byte read once). The parallel
+  // runner's parent checks the file once and tells its workers to skip it: they map the same
+  // bytes (the model digest, which includes the checksum, still guards against a replaced file).
+  bool verify_checksum = true;
 };
 
 }  // namespace tandem

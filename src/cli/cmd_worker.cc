@@ -24,6 +24,8 @@ void add_worker_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--model-digest", args->model_digest,
                   "content digest the model file must have (as the parent read it)");
   cmd->add_flag("--verbose", args->verbose, "print the seed's exit line");
+  cmd->add_flag("--checksum-verified", args->checksum_verified,
+                "the parent checked the .tandem model's checksum: do not read it all again");
   args->max_tensor_bytes = Context{}.max_tensor_bytes;
   args->max_model_bytes = Context{}.max_model_bytes;
   add_size_cap_options(cmd, &args->max_tensor_bytes, &args->max_model_bytes);

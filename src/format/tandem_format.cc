@@ -731,7 +731,7 @@ size_t write_tandem_fd(const Graph& graph, const std::string& target,
 
 TandemModel read_tandem_bytes(const uint8_t* data, size_t size, std::shared_ptr<const void> keeper,
                               const std::string& what, const std::string& expected_target,
-                              const SizeLimits& limits) {
+                              const SizeLimits& limits, bool verify_checksum) {
   TANDEM_CHECK(has_tandem_magic(data, size), ErrorCode::kInvalidModel,
                "{} is not a .tandem file (it does not start with the magic)", what);
   TANDEM_CHECK(size >= kTandemHeaderSize, ErrorCode::kInvalidModel,
@@ -775,11 +775,13 @@ TandemModel read_tandem_bytes(const uint8_t* data, size_t size, std::shared_ptr<
                "{} was converted for target '{}', but this build asks for target '{}' (convert "
                "the .onnx again with --target {}, or choose the backend the file was made for)",
                what, m.target, expected_target, expected_target);
-  const uint64_t stored = get_u64(data, kOffChecksum);
-  const uint64_t computed = hash64(data + kTandemHeaderSize, size - kTandemHeaderSize);
-  TANDEM_CHECK(stored == computed, ErrorCode::kInvalidModel,
-               "{} is corrupt: its checksum is {:016x}, but its bytes hash to {:016x}", what,
-               stored, computed);
+  if (verify_checksum) {
+    const uint64_t stored = get_u64(data, kOffChecksum);
+    const uint64_t computed = hash64(data + kTandemHeaderSize, size - kTandemHeaderSize);
+    TANDEM_CHECK(stored == computed, ErrorCode::kInvalidModel,
+                 "{} is corrupt: its checksum is {:016x}, but its bytes hash to {:016x}", what,
+                 stored, computed);
+  }
 
   const uint64_t graph_offset = get_u64(data, kOffGraphOffset);
   const uint64_t graph_size = get_u64(data, kOffGraphSize);
@@ -799,8 +801,34 @@ TandemModel read_tandem_bytes(const uint8_t* data, size_t size, std::shared_ptr<
   return m;
 }
 
+void verify_tandem_checksum(const std::string& path) {
+  RegularFile file(path, fmt::format("model file '{}'", path));
+  uint8_t header[kTandemHeaderSize];
+  TANDEM_CHECK(file.size() >= static_cast<int64_t>(kTandemHeaderSize), ErrorCode::kInvalidModel,
+               "'{}' is truncated: {} bytes, shorter than the {}-byte .tandem header", path,
+               file.size(), kTandemHeaderSize);
+  file.read_at(0, kTandemHeaderSize, header);
+  TANDEM_CHECK(has_tandem_magic(header, sizeof header), ErrorCode::kInvalidModel,
+               "'{}' is not a .tandem file (it does not start with the magic)", path);
+  const uint64_t file_size = get_u64(header, kOffFileSize);
+  TANDEM_CHECK(file_size == static_cast<uint64_t>(file.size()), ErrorCode::kInvalidModel,
+               "'{}' is {} bytes, but its header says {}", path, file.size(), file_size);
+  Hash64 hash;
+  std::vector<uint8_t> buf(size_t{4} << 20);
+  for (int64_t at = kTandemHeaderSize; at < file.size();) {
+    int64_t n = std::min<int64_t>(static_cast<int64_t>(buf.size()), file.size() - at);
+    file.read_at(at, n, buf.data());
+    hash.update(buf.data(), static_cast<size_t>(n));
+    at += n;
+  }
+  const uint64_t stored = get_u64(header, kOffChecksum);
+  TANDEM_CHECK(stored == hash.digest(), ErrorCode::kInvalidModel,
+               "'{}' is corrupt: its checksum is {:016x}, but its bytes hash to {:016x}", path,
+               stored, hash.digest());
+}
+
 TandemModel map_tandem_file(const std::string& path, const std::string& expected_target,
-                            const SizeLimits& limits) {
+                            const SizeLimits& limits, bool verify_checksum) {
   const std::string what = fmt::format("'{}'", path);
   std::error_code ec;
   TANDEM_CHECK(std::filesystem::exists(path, ec), ErrorCode::kNotFound,
@@ -818,11 +846,12 @@ TandemModel map_tandem_file(const std::string& path, const std::string& expected
   std::shared_ptr<const void> mapping(
       p, [size](const void* q) { ::munmap(const_cast<void*>(q), size); });
   TandemModel m = read_tandem_bytes(static_cast<const uint8_t*>(p), size, std::move(mapping), what,
-                                    expected_target, limits);
-  // The checksum read every page, and each page read stays in this process's resident set (and
-  // its PSS) while mapped, though most are never read again: a weight whose kernels use a
-  // prepacked layout is not. Dropped from the page table here (they stay in the page cache), a
-  // page comes back on its first use, so the process holds only the bytes its kernels read.
+                                    expected_target, limits, verify_checksum);
+  // The checksum (when verified here) read every page, and each page read stays in this process's
+  // resident set (and its PSS) while mapped, though most are never read again: a weight whose
+  // kernels use a prepacked layout is not. Dropped from the page table here (they stay in the page
+  // cache), a page comes back on its first use, so the process holds only the bytes its kernels
+  // read.
   ::madvise(p, size, MADV_DONTNEED);
   return m;
 }

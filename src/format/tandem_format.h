@@ -66,12 +66,19 @@ struct TandemModel {
 // file's. Every field is checked (header, checksum, sections, offsets, sizes against `limits`,
 // the graph's references) before anything is allocated from it; throws tandem::Error
 // (kInvalidModel for a damaged file, kUnsupported for another version or target).
+// `verify_checksum` false: the checksum is not computed (the caller verified these bytes, e.g.
+// with verify_tandem_checksum); every other check still runs.
 TandemModel map_tandem_file(const std::string& path, const std::string& expected_target,
-                            const SizeLimits& limits);
+                            const SizeLimits& limits, bool verify_checksum = true);
+
+// Reads the .tandem file at `path` once (read(), not a mapping, so no page stays in this
+// process) and checks its size and checksum against its header. Throws kInvalidModel naming
+// what is wrong.
+void verify_tandem_checksum(const std::string& path);
 // The same over bytes in memory, which `keeper` keeps alive (the constants point into them);
 // `data` must be 64-byte aligned. `what` names the bytes in messages.
 TandemModel read_tandem_bytes(const uint8_t* data, size_t size, std::shared_ptr<const void> keeper,
                               const std::string& what, const std::string& expected_target,
-                              const SizeLimits& limits);
+                              const SizeLimits& limits, bool verify_checksum = true);
 
 }  // namespace tandem

@@ -152,10 +152,11 @@ class ProcessEngine : public ParallelPredictor::Engine {
   Scheduler scheduler_;
   FaultPolicyOptions policy_;
   std::string binary_;
-  std::string model_;        // what workers load: the model file, or the converted memfd's path
-  UniqueFd converted_;       // the sealed memfd with the converted model (convert_once)
-  std::string digest_;       // the model file's content, as read at build()
-  nlohmann::json built_as_;  // the first BUILD_FINISH's description
+  std::string model_;   // what workers load: the model file, or the converted memfd's path
+  UniqueFd converted_;  // the sealed memfd with the converted model (convert_once)
+  bool checksum_verified_ = false;  // the .tandem model's checksum was checked here
+  std::string digest_;              // the model file's content, as read at build()
+  nlohmann::json built_as_;         // the first BUILD_FINISH's description
   std::unique_ptr<Spawner> spawner_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::shared_ptr<ShmPool> pool_;
@@ -202,6 +203,7 @@ void ProcessEngine::spawn(Worker& w) {
     args.push_back(s);
   }
   if (model_ != options_.model_path) args.insert(args.end(), {"--source", options_.model_path});
+  if (checksum_verified_) args.push_back("--checksum-verified");
   if (options_.verbose) args.push_back("--verbose");
   WorkerProcess p;
   spawner_->run([&] { p = spawn_process(args); });
@@ -255,6 +257,18 @@ void ProcessEngine::build() {
     }
   }
   digest_ = file_digest(model_);
+  // A .tandem file's checksum is checked here, once, instead of by every worker (each would read
+  // all of its gigabytes): the workers are told to skip it, and the digest (size and checksum
+  // from the header) still makes them refuse a file replaced since. The memfd was written here.
+  checksum_verified_ = static_cast<bool>(converted_);
+  if (!checksum_verified_ && is_tandem_file(model_)) {
+    try {
+      verify_tandem_checksum(model_);
+      checksum_verified_ = true;
+    } catch (const Error&) {
+      // The workers check it themselves and report what is wrong, as for any bad model.
+    }
+  }
   workers_ = workers_for<Worker>(
       plan_workers(options_.devices, options_.core_lists, options_.workers_per_device));
   for (auto& w : workers_) w->policy = RestartPolicy(policy_);

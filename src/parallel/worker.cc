@@ -163,6 +163,7 @@ int run_worker(const WorkerArgs& args) {
     ctx.core_list = args.cores;
     ctx.max_tensor_bytes = args.max_tensor_bytes;
     ctx.max_model_bytes = args.max_model_bytes;
+    ctx.verify_checksum = !args.checksum_verified;
     model = Model::build_from_file(args.model, ctx, parse_shapes(args.input_shape));
     check_digest();
   } catch (const std::exception& e) {

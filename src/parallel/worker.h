@@ -24,7 +24,8 @@ struct WorkerArgs {
   // another file's bytes (the file replaced after build(), then this worker restarted).
   std::string model_digest;
   bool verbose = false;
-  size_t max_tensor_bytes = 0;  // Context's size caps (0: no limit)
+  bool checksum_verified = false;  // the parent checked the .tandem file's checksum
+  size_t max_tensor_bytes = 0;     // Context's size caps (0: no limit)
   size_t max_model_bytes = 0;
 };
 

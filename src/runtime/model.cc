@@ -108,7 +108,7 @@ Model Model::build_from_file(const std::string& path, const Context& context,
   Model m;
   // By the magic, not the name: a converted file may be called anything.
   if (is_tandem_file(path)) {
-    TandemModel t = map_tandem_file(path, target, limits);
+    TandemModel t = map_tandem_file(path, target, limits, context.verify_checksum);
     m.impl_->finish_build(std::move(t.graph), context, input_shapes, backends, &t.fixed_shapes);
   } else if (std::string dir = cache_dir_for(context); !dir.empty()) {
     TandemModel t = cached_conversion(dir, path, input_shapes, target, limits);

@@ -18,6 +18,7 @@
 #include "../unit/onnx_builder.h"
 #include "parallel/protocol.h"
 #include "parallel_test_util.h"
+#include "runtime/convert.h"
 #include "tandem/model.h"
 #include "tandem/parallel.h"
 
@@ -266,6 +267,37 @@ TEST(ParallelFaults, ReplacedModelFileIsNeverMixedIn) {
   EXPECT_NE(why.find("changed since the predictor was built"), std::string::npos) << why;
 }
 
+// A .tandem file's checksum is checked once, by the predictor, and its workers are told to skip
+// it (each would read every byte of the weights again). A damaged file fails that check: the
+// workers then check it themselves and report it.
+TEST(ParallelFaults, TandemChecksumIsCheckedOnceByThePredictor) {
+  std::string dir = testing::temp_dir("tandem_checksum_once");
+  convert_to_tandem(scale_model(dir, 2.f), dir + "/m.tandem", {});
+  Tensor x = Tensor::from_vector(DataType::kFloat32, {2, 4},
+                                 std::vector<float>{1, 2, 3, 4, 5, 6, 7, 8}, "x");
+  {
+    ParallelPredictor p(options(dir + "/m.tandem", 2));
+    p.build();
+    for (const auto& d : p.stats().devices) {
+      std::ifstream f("/proc/" + std::to_string(d.pid) + "/cmdline");
+      std::string cmd((std::istreambuf_iterator<char>(f)), {});
+      EXPECT_NE(cmd.find("--checksum-verified"), std::string::npos) << d.device;
+    }
+    EXPECT_EQ(p.predict({x})[0].data<float>()[7], 16.f);
+  }
+  std::ifstream in(dir + "/m.tandem", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  bytes[bytes.size() - 1] ^= 0x40;  // k's last byte; the header keeps its checksum
+  std::ofstream(dir + "/bad.tandem", std::ios::binary) << bytes;
+  ParallelPredictor bad(options(dir + "/bad.tandem", 2));
+  try {
+    bad.build();
+    ADD_FAILURE() << "a damaged .tandem file was served";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("is corrupt"), std::string::npos) << e.what();
+  }
+}
+
 // With convert_once the workers map one sealed memfd the predictor converted the file into: all
 // of them map the same bytes, and a restarted worker gets those bytes too, whatever became of the
 // file.
@@ -290,8 +322,8 @@ TEST(ParallelFaults, ConvertOnceWorkersShareOneSealedCopy) {
   int victim = p.stats().devices[1].pid;
   ASSERT_EQ(::kill(victim, SIGKILL), 0);
   auto until = Clock::now() + 10s;
-  while (Clock::now() < until && (p.stats().devices[1].pid == victim ||
-                                  p.stats().devices[1].state != "up"))
+  while (Clock::now() < until &&
+         (p.stats().devices[1].pid == victim || p.stats().devices[1].state != "up"))
     std::this_thread::sleep_for(50ms);
   ASSERT_EQ(p.stats().devices[1].state, "up") << p.stats().devices[1].last_error;
   EXPECT_TRUE(maps_memfd(p.stats().devices[1].pid));

@@ -545,6 +545,36 @@ TEST(TandemPrepack, Fp16WeightsAreHalfTheBytesAndWidenedWhenRead) {
                {"'W'", "stored in float16", "stored as float32"});
 }
 
+// The parallel runner's parent checks a file once (verify_tandem_checksum, by read()) and its
+// workers map it without reading every byte again (Context::verify_checksum = false).
+TEST(TandemFormat, ChecksumVerifiedOnceThenSkipped) {
+  SmallFile f = small_file("tandem_verify_once");
+  const std::string good = f.dir + "/good.tandem";
+  EXPECT_NO_THROW(verify_tandem_checksum(good));
+  std::string b = f.bytes;
+  b[b.size() - 3] ^= 0x40;  // a weight's byte; the header's checksum unchanged
+  write_bytes(f.path, b);
+  expect_error([&] { verify_tandem_checksum(f.path); }, ErrorCode::kInvalidModel,
+               {"is corrupt", "checksum"});
+  write_bytes(f.path, f.bytes.substr(0, f.bytes.size() - 1));
+  expect_error([&] { verify_tandem_checksum(f.path); }, ErrorCode::kInvalidModel,
+               {"but its header says"});
+  write_bytes(f.path,
+              "not a model at all, but long enough to hold a header......................."
+              "................................................................");
+  expect_error([&] { verify_tandem_checksum(f.path); }, ErrorCode::kInvalidModel,
+               {"not a .tandem file"});
+  // Skipped: the damaged weight is read as it is; every other check still runs.
+  write_bytes(f.path, b);
+  Context trusting;
+  trusting.verify_checksum = false;
+  EXPECT_NO_THROW(Model::build_from_file(f.path, trusting));
+  expect_error([&] { Model::build_from_file(f.path); }, ErrorCode::kInvalidModel, {"is corrupt"});
+  write_bytes(f.path, f.bytes.substr(0, 60));
+  expect_error([&] { Model::build_from_file(f.path, trusting); }, ErrorCode::kInvalidModel,
+               {"truncated"});
+}
+
 TEST(TandemFormat, WrongTargetIsRefused) {
   SmallFile f = small_file("tandem_target", "ref");
   expect_error([&] { Model::build_from_file(f.dir + "/good.tandem"); }, ErrorCode::kUnsupported,
