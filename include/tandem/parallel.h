@@ -58,6 +58,10 @@ struct ParallelOptions {
   // --source, the .onnx. Should the conversion fail, the workers build from the .onnx and report
   // why. false: every worker loads the file itself.
   bool convert_once = true;
+  // A .tandem model's checksum is checked once, here, and the workers skip it (Context::
+  // verify_checksum). false: not checked at all (a file trusted not to be damaged: the workers
+  // then read only the pages their kernels use, and are ready sooner).
+  bool verify_checksum = true;
   // Print the seed's progress lines ("Success to build model i", "Receive exit message").
   bool verbose = false;
   // Size caps every worker builds its model with (Context::max_tensor_bytes / max_model_bytes).

@@ -179,6 +179,10 @@ void ModelOptions::add_to(CLI::App* app, bool model_required) {
         // Worker processes inherit the environment: they use the same cache.
         setenv("TANDEM_CACHE_DIR", dir.c_str(), 1);
       });
+  app->add_flag("!--no-verify-checksum", verify_checksum,
+                "load a .tandem model without reading all of it to check its checksum (which "
+                "catches a damaged file, not a hostile one: every field is checked either way); "
+                "the weights' pages are then read only where the kernels use them");
 }
 
 void add_size_cap_options(CLI::App* app, size_t* max_tensor_bytes, size_t* max_model_bytes) {
@@ -201,6 +205,7 @@ Context ModelOptions::context() const {
   ctx.max_tensor_bytes = max_tensor_bytes;
   ctx.max_model_bytes = max_model_bytes;
   ctx.cache_dir = cache_dir;
+  ctx.verify_checksum = verify_checksum;
   return ctx;
 }
 

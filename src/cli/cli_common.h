@@ -38,6 +38,7 @@ struct ModelOptions {
   size_t max_tensor_bytes = Context{}.max_tensor_bytes;
   size_t max_model_bytes = Context{}.max_model_bytes;
   std::string cache_dir;
+  bool verify_checksum = true;
   void add_to(CLI::App* app, bool model_required);
   Context context() const;
   Model build() const;

@@ -58,6 +58,7 @@ int run_on_devices(const ModelOptions& mopt, const DeviceOptions& dopt, int64_t 
   ParallelOptions popt = dopt.to_options(mopt.model, mopt.input_shape);
   popt.max_tensor_bytes = mopt.max_tensor_bytes;
   popt.max_model_bytes = mopt.max_model_bytes;
+  popt.verify_checksum = mopt.verify_checksum;
   popt.verbose = true;
   fmt::print("model: {}\ndevices: {} ({} mode), batch {}\n", popt.model_path,
              fmt::join(popt.devices, ","), popt.mode, batch);
@@ -67,6 +68,7 @@ int run_on_devices(const ModelOptions& mopt, const DeviceOptions& dopt, int64_t 
   ref_ctx.thread_num = mopt.threads;
   ref_ctx.max_tensor_bytes = mopt.max_tensor_bytes;
   ref_ctx.max_model_bytes = mopt.max_model_bytes;
+  ref_ctx.verify_checksum = mopt.verify_checksum;
   // Kept only to verify: otherwise this process would hold a second copy of the weights.
   std::optional<Model> reference = Model::build_from_file(popt.model_path, ref_ctx);
   std::vector<Tensor> inputs = random_inputs(*reference, batch, 1234, mopt.max_tensor_bytes);
@@ -180,10 +182,12 @@ int bench_on_devices(const ModelOptions& mopt, const DeviceOptions& dopt, int64_
   ParallelOptions popt = dopt.to_options(mopt.model, mopt.input_shape);
   popt.max_tensor_bytes = mopt.max_tensor_bytes;
   popt.max_model_bytes = mopt.max_model_bytes;
+  popt.verify_checksum = mopt.verify_checksum;
   Context ctx;
   ctx.thread_num = 1;
   ctx.max_tensor_bytes = mopt.max_tensor_bytes;
   ctx.max_model_bytes = mopt.max_model_bytes;
+  ctx.verify_checksum = mopt.verify_checksum;
   std::vector<Tensor> inputs = random_inputs(Model::build_from_file(popt.model_path, ctx), batch,
                                              1234, mopt.max_tensor_bytes);
   const size_t n = popt.devices.size();

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -803,28 +804,28 @@ TandemModel read_tandem_bytes(const uint8_t* data, size_t size, std::shared_ptr<
 
 void verify_tandem_checksum(const std::string& path) {
   RegularFile file(path, fmt::format("model file '{}'", path));
-  uint8_t header[kTandemHeaderSize];
   TANDEM_CHECK(file.size() >= static_cast<int64_t>(kTandemHeaderSize), ErrorCode::kInvalidModel,
                "'{}' is truncated: {} bytes, shorter than the {}-byte .tandem header", path,
                file.size(), kTandemHeaderSize);
-  file.read_at(0, kTandemHeaderSize, header);
-  TANDEM_CHECK(has_tandem_magic(header, sizeof header), ErrorCode::kInvalidModel,
+  const size_t size = static_cast<size_t>(file.size());
+  // Mapped for the read and unmapped after: no copy, and no page stays in this process.
+  void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, file.fd(), 0);
+  TANDEM_CHECK(p != MAP_FAILED, ErrorCode::kRuntime, "cannot map '{}': {}", path,
+               std::strerror(errno));
+  std::unique_ptr<void, std::function<void(void*)>> unmap(p,
+                                                          [size](void* q) { ::munmap(q, size); });
+  ::madvise(p, size, MADV_SEQUENTIAL);
+  const auto* data = static_cast<const uint8_t*>(p);
+  TANDEM_CHECK(has_tandem_magic(data, size), ErrorCode::kInvalidModel,
                "'{}' is not a .tandem file (it does not start with the magic)", path);
-  const uint64_t file_size = get_u64(header, kOffFileSize);
-  TANDEM_CHECK(file_size == static_cast<uint64_t>(file.size()), ErrorCode::kInvalidModel,
-               "'{}' is {} bytes, but its header says {}", path, file.size(), file_size);
-  Hash64 hash;
-  std::vector<uint8_t> buf(size_t{4} << 20);
-  for (int64_t at = kTandemHeaderSize; at < file.size();) {
-    int64_t n = std::min<int64_t>(static_cast<int64_t>(buf.size()), file.size() - at);
-    file.read_at(at, n, buf.data());
-    hash.update(buf.data(), static_cast<size_t>(n));
-    at += n;
-  }
-  const uint64_t stored = get_u64(header, kOffChecksum);
-  TANDEM_CHECK(stored == hash.digest(), ErrorCode::kInvalidModel,
+  const uint64_t file_size = get_u64(data, kOffFileSize);
+  TANDEM_CHECK(file_size == size, ErrorCode::kInvalidModel,
+               "'{}' is {} bytes, but its header says {}", path, size, file_size);
+  const uint64_t stored = get_u64(data, kOffChecksum);
+  const uint64_t computed = hash64(data + kTandemHeaderSize, size - kTandemHeaderSize);
+  TANDEM_CHECK(stored == computed, ErrorCode::kInvalidModel,
                "'{}' is corrupt: its checksum is {:016x}, but its bytes hash to {:016x}", path,
-               stored, hash.digest());
+               stored, computed);
 }
 
 TandemModel map_tandem_file(const std::string& path, const std::string& expected_target,

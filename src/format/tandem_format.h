@@ -71,7 +71,7 @@ struct TandemModel {
 TandemModel map_tandem_file(const std::string& path, const std::string& expected_target,
                             const SizeLimits& limits, bool verify_checksum = true);
 
-// Reads the .tandem file at `path` once (read(), not a mapping, so no page stays in this
+// Reads the .tandem file at `path` once (mapped only while it is read, so no page stays in this
 // process) and checks its size and checksum against its header. Throws kInvalidModel naming
 // what is wrong.
 void verify_tandem_checksum(const std::string& path);

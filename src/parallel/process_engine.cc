@@ -260,7 +260,7 @@ void ProcessEngine::build() {
   // A .tandem file's checksum is checked here, once, instead of by every worker (each would read
   // all of its gigabytes): the workers are told to skip it, and the digest (size and checksum
   // from the header) still makes them refuse a file replaced since. The memfd was written here.
-  checksum_verified_ = static_cast<bool>(converted_);
+  checksum_verified_ = static_cast<bool>(converted_) || !options_.verify_checksum;
   if (!checksum_verified_ && is_tandem_file(model_)) {
     try {
       verify_tandem_checksum(model_);

@@ -296,6 +296,12 @@ TEST(ParallelFaults, TandemChecksumIsCheckedOnceByThePredictor) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("is corrupt"), std::string::npos) << e.what();
   }
+  // verify_checksum = false trusts the file: nobody reads it all, and the flipped bit is served.
+  ParallelOptions trusting = options(dir + "/bad.tandem", 2);
+  trusting.verify_checksum = false;
+  ParallelPredictor unchecked(trusting);
+  unchecked.build();
+  EXPECT_NE(unchecked.predict({x})[0].data<float>()[7], 16.f);
 }
 
 // With convert_once the workers map one sealed memfd the predictor converted the file into: all
