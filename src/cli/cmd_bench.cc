@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "backends/cpu/prepack.h"
+#include "cli/accuracy.h"
 #include "cli/cli_common.h"
 #include "core/error.h"
 
@@ -21,6 +22,12 @@ struct BenchOptions {
   int warmup = 2;
   int loops = 10;
   std::string json;
+  // The accuracy check after timing (MindSpore Lite's benchmark does the same): the outputs
+  // against a reference model's, or the same model's on another backend, on the same inputs.
+  std::string reference;
+  std::string reference_backend;
+  std::string inputs;  // TensorProto .pb files (default: random)
+  AccuracyThresholds thresholds;
 };
 
 double percentile(std::vector<double> sorted, double p) {
@@ -32,12 +39,21 @@ double percentile(std::vector<double> sorted, double p) {
 }
 
 int run_bench(const BenchOptions& opt) {
+  const bool check = !opt.reference.empty() || !opt.reference_backend.empty();
+  TANDEM_CHECK(!check || opt.devices.devices.empty(), ErrorCode::kInvalidArgument,
+               "--reference / --reference-backend check one device's outputs: not with --devices "
+               "(the runner's outputs are checked by `tandem run --devices`)");
+  TANDEM_CHECK(opt.inputs.empty() || opt.devices.devices.empty(), ErrorCode::kInvalidArgument,
+               "--inputs is for one device: not with --devices");
   if (!opt.devices.devices.empty())
     return bench_on_devices(opt.model, opt.devices, opt.batch > 0 ? opt.batch : 2, opt.warmup,
                             opt.loops, opt.duration_s, opt.concurrency, opt.json);
   Model model = opt.model.build();
   std::vector<Tensor> inputs =
-      random_inputs(model, opt.batch > 0 ? opt.batch : 1, 1234, opt.model.max_tensor_bytes);
+      opt.inputs.empty()
+          ? random_inputs(model, opt.batch > 0 ? opt.batch : 1, 1234, opt.model.max_tensor_bytes)
+          : read_input_files(opt.inputs);
+  if (!opt.inputs.empty()) match_input_names(model, inputs);
   int64_t items = inputs.empty() || inputs[0].rank() == 0 ? 1 : inputs[0].dim(0);
   std::string path = opt.model.model.empty() ? default_model_path() : opt.model.model;
   fmt::print("model: {}\n", path);
@@ -76,6 +92,20 @@ int run_bench(const BenchOptions& opt) {
         packs.from_file, human_bytes(packs.from_file_bytes), packs.packed_here,
         human_bytes(packs.packed_here_bytes));
   print_op_profile(s);
+  size_t failed = 0;
+  nlohmann::json accuracy = nlohmann::json::array();
+  if (check) {
+    ModelOptions ref = opt.model;
+    if (!opt.reference.empty()) ref.model = opt.reference;
+    ref.backend = !opt.reference_backend.empty() ? opt.reference_backend : opt.model.backend;
+    TANDEM_CHECK(!opt.reference.empty() || ref.backend != opt.model.backend,
+                 ErrorCode::kInvalidArgument,
+                 "--reference-backend {} is --backend: nothing to compare", ref.backend);
+    fmt::print("accuracy against {} (backend {}), same inputs:\n",
+               ref.model.empty() ? path : ref.model, ref.backend);
+    failed = print_accuracy(model.predict(inputs), ref.build().predict(inputs), opt.thresholds,
+                            &accuracy);
+  }
   if (!opt.json.empty()) {
     nlohmann::json j;
     j["model"] = path;
@@ -92,11 +122,14 @@ int run_bench(const BenchOptions& opt) {
     j["arena_bytes"] = s.arena_bytes;
     j["prepacked_from_file"] = packs.from_file;
     j["prepacked_here"] = packs.packed_here;
+    if (check) j["accuracy"] = accuracy;
     std::ofstream out(opt.json);
     TANDEM_CHECK(out.good(), ErrorCode::kRuntime, "cannot write '{}'", opt.json);
     out << j.dump(2) << "\n";
     fmt::print("wrote {}\n", opt.json);
   }
+  TANDEM_CHECK(failed == 0, ErrorCode::kRuntime, "{} of {} outputs differ from the reference",
+               failed, accuracy.size());
   return 0;
 }
 
@@ -122,7 +155,28 @@ void add_bench_command(CLI::App& app, int& exit_code) {
       ->check(int_range(0, kIntMax));
   cmd->add_option("--loops", opt->loops, "timed runs (default 10)")->check(int_range(1, kIntMax));
   cmd->add_option("--json", opt->json, "also write the figures as JSON (latency_ms.p50, ...)");
+  cmd->add_option("--inputs", opt->inputs,
+                  "comma-separated TensorProto .pb files, one per input (default: random)");
+  cmd->add_option("--reference", opt->reference,
+                  "after timing, check the outputs against this model's on the same inputs "
+                  "(cosine similarity, max abs and mean relative error per output, as `tandem "
+                  "compare`); exit status 1 when one fails");
+  cmd->add_option("--reference-backend", opt->reference_backend,
+                  "kernels of the reference: auto, cpu or ref (default --backend; alone, checks "
+                  "the model against itself on these kernels)")
+      ->check(CLI::IsMember({"auto", "cpu", "ref"}));
+  cmd->add_option("--cosine-min", opt->thresholds.cosine_min,
+                  "smallest cosine similarity that passes the check (default 0.9999)")
+      ->check(real_range(-1, 1));
+  cmd->add_option("--max-abs", opt->thresholds.max_abs,
+                  "also fail an output whose max abs error is larger")
+      ->check(real_range(0, 1e300));
   cmd->callback([opt, &exit_code] { exit_code = run_bench(*opt); });
+  cmd->footer(
+      "Examples:\n"
+      "  tandem bench -m model.onnx --batch 4 --loops 50\n"
+      "  tandem bench -m model16.tandem --reference model.onnx --cosine-min 0.9999\n"
+      "  tandem bench -m model.onnx --devices cpu:0,cpu:1 --concurrency 4 --duration 30");
 }
 
 }  // namespace tandem::cli
