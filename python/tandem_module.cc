@@ -473,6 +473,7 @@ struct TnContext {
   std::shared_ptr<CudaInfo> cuda = std::make_shared<CudaInfo>();
   std::string backend = "auto";
   bool profile = false;
+  bool verify_checksum = true;
 
   void set_target(const py::object& value) {
     std::vector<std::string> t;
@@ -507,6 +508,7 @@ struct TnContext {
     c.core_list = cpu->core_list;
     c.backend = backend;
     c.profile = profile;
+    c.verify_checksum = verify_checksum;
     return c;
   }
 };
@@ -737,7 +739,8 @@ struct PyPredictor {
               int workers_per_device, const py::object& core_lists, const py::object& input_shapes,
               double deadline, double build_timeout, int max_restarts, double restart_window,
               double restart_backoff, double probe_interval, double max_probe_interval,
-              long queue_capacity, const py::object& worker_binary, bool verbose) {
+              long queue_capacity, const py::object& worker_binary, bool verbose, bool convert_once,
+              bool verify_checksum) {
     options.model_path = model_path;
     options.devices = to_devices(devices);
     if (!core_lists.is_none()) {
@@ -768,6 +771,8 @@ struct PyPredictor {
     else if (std::getenv("TANDEM_WORKER_BINARY") == nullptr)
       options.worker_binary = g_default_worker_binary;
     options.verbose = verbose;
+    options.convert_once = convert_once;
+    options.verify_checksum = verify_checksum;
     predictor = std::make_unique<tandem::ParallelPredictor>(options);
   }
 
@@ -965,6 +970,10 @@ PYBIND11_MODULE(_tandem, m) {
                      "Kernel provider: 'auto' (default) or 'ref' (reference kernels).")
       .def_readwrite("profile", &TnContext::profile,
                      "Time every kernel; see Model.last_stats()['op_time_ms'].")
+      .def_readwrite("verify_checksum", &TnContext::verify_checksum,
+                     "Read all of a .tandem model to check its checksum when loading it (default "
+                     "True); False loads it without (the checksum catches a damaged file, never "
+                     "a hostile one: every field is checked either way).")
       .def("__repr__", [](const TnContext& c) {
         std::string t;
         for (size_t i = 0; i < c.target.size(); ++i) t += (i ? ", '" : "'") + c.target[i] + "'";
@@ -1051,10 +1060,13 @@ PYBIND11_MODULE(_tandem, m) {
       "one cpu device per core. Times are in seconds. Fault policy: a worker may be restarted "
       "max_restarts times within restart_window (backing off from restart_backoff, doubling, "
       "at most 5 s); beyond that its device is down and probed again after probe_interval, "
-      "doubling up to max_probe_interval.")
+      "doubling up to max_probe_interval. convert_once (default True): an .onnx is converted "
+      "once, weights prepacked, into a sealed in-memory .tandem file every worker maps (one copy "
+      "of the weights per host). verify_checksum (default True): a .tandem model's checksum is "
+      "checked once, here; False skips it.")
       .def(py::init<const std::string&, const py::object&, const std::string&, int,
                     const py::object&, const py::object&, double, double, int, double, double,
-                    double, double, long, const py::object&, bool>(),
+                    double, double, long, const py::object&, bool, bool, bool>(),
            py::arg("model_path"), py::arg("devices") = py::none(), py::kw_only(),
            py::arg("mode") = "processes", py::arg("workers_per_device") = 1,
            py::arg("core_lists") = py::none(), py::arg("input_shapes") = py::none(),
@@ -1063,7 +1075,9 @@ PYBIND11_MODULE(_tandem, m) {
            py::arg("restart_window") = 60.0, py::arg("restart_backoff") = 0.1,
            py::arg("probe_interval") = 5.0, py::arg("max_probe_interval") = 300.0,
            py::arg("queue_capacity") = 64, py::arg("worker_binary") = py::none(),
-           py::arg("verbose") = false)
+           py::arg("verbose") = false,
+           py::arg("convert_once") = tandem::ParallelOptions{}.convert_once,
+           py::arg("verify_checksum") = tandem::ParallelOptions{}.verify_checksum)
       .def("build", &PyPredictor::build,
            "Starts and builds every worker in parallel (releases the GIL). Builds once: a "
            "second call (e.g. inside `with`, which already built) returns at once; after "

@@ -47,3 +47,34 @@ def test_damaged_tandem_is_a_clear_error(converted, tmp_path):
     bad.write_bytes(bytes(data))
     with pytest.raises(Exception, match="is corrupt: its checksum"):
         predict(str(bad), np.zeros((1, 3, 64, 64), np.float32))
+
+
+def worker_command_lines(p):
+    lines = []
+    for d in p.stats()["devices"]:
+        with open(f"/proc/{d['pid']}/cmdline", "rb") as f:
+            lines.append(f.read().split(b"\0"))
+    return lines
+
+
+def test_convert_once_and_verify_checksum_from_python(converted, tmp_path):
+    x = np.random.default_rng(9).uniform(-1, 1, (2, 3, 64, 64)).astype(np.float32)
+    want = predict(RESNET, x)
+    # Default: the .onnx is converted once; the workers map the memfd, named beside --source.
+    with tandem.ParallelPredictor(RESNET, devices=2) as p:
+        assert all(b"--source" in c for c in worker_command_lines(p))
+        np.testing.assert_array_equal(p.predict([x])[0], want)
+    with tandem.ParallelPredictor(RESNET, devices=2, convert_once=False) as p:
+        assert not any(b"--source" in c for c in worker_command_lines(p))
+        np.testing.assert_array_equal(p.predict([x])[0], want)
+    # verify_checksum=False: a damaged file is loaded as it is, by Model and by the predictor.
+    bad = tmp_path / "bad.tandem"
+    data = bytearray(open(converted, "rb").read())
+    data[-1] ^= 1
+    bad.write_bytes(bytes(data))
+    ctx = tandem.Context()
+    ctx.verify_checksum = False
+    m = tandem.Model()
+    m.build_from_file(str(bad), tandem.ModelType.ONNX, ctx)
+    with tandem.ParallelPredictor(str(bad), devices=2, verify_checksum=False) as p:
+        assert p.predict([x])[0].shape == want.shape
