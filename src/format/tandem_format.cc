@@ -11,7 +11,6 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
-#include <functional>
 #include <map>
 #include <set>
 
@@ -124,8 +123,7 @@ void write_tensor(Out& out, BlobTable& blobs, const Tensor& t, const std::string
 enum ValueFlags : uint8_t { kShapeKnown = 1, kHasConstant = 2, kStoredFp16 = 4 };
 
 bool stored_as_fp16(const Value& v, bool fp16_weights) {
-  return fp16_weights && v.is_constant() && v.constant->dtype() == DataType::kFloat32 &&
-         v.constant->numel() >= kFp16MinElements;
+  return fp16_weights && fp16_candidate(v);
 }
 
 std::string serialize_graph(const Graph& g, const std::map<std::string, Shape>& fixed,
@@ -647,6 +645,11 @@ bool has_tandem_magic(const void* data, size_t size) {
   return size >= sizeof kTandemMagic && std::memcmp(data, kTandemMagic, sizeof kTandemMagic) == 0;
 }
 
+bool fp16_candidate(const Value& v) {
+  return v.is_constant() && v.constant->dtype() == DataType::kFloat32 &&
+         v.constant->numel() >= kFp16MinElements;
+}
+
 uint64_t tandem_header_checksum(const uint8_t* header) {
   return get_u64(header, kOffChecksum);
 }
@@ -802,20 +805,33 @@ TandemModel read_tandem_bytes(const uint8_t* data, size_t size, std::shared_ptr<
   return m;
 }
 
-void verify_tandem_checksum(const std::string& path) {
+namespace {
+
+// The file at `path` (a regular file of at least a header's size) mapped PROT_READ/MAP_PRIVATE:
+// its pages are the page cache's, shared by every process that maps the file, and nothing here
+// can write them. Unmapped when the last copy of the pointer goes.
+std::shared_ptr<const uint8_t> map_whole_file(const std::string& path, size_t& size) {
   RegularFile file(path, fmt::format("model file '{}'", path));
   TANDEM_CHECK(file.size() >= static_cast<int64_t>(kTandemHeaderSize), ErrorCode::kInvalidModel,
                "'{}' is truncated: {} bytes, shorter than the {}-byte .tandem header", path,
                file.size(), kTandemHeaderSize);
-  const size_t size = static_cast<size_t>(file.size());
-  // Mapped for the read and unmapped after: no copy, and no page stays in this process.
-  void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, file.fd(), 0);
+  const size_t n = static_cast<size_t>(file.size());
+  void* p = ::mmap(nullptr, n, PROT_READ, MAP_PRIVATE, file.fd(), 0);
   TANDEM_CHECK(p != MAP_FAILED, ErrorCode::kRuntime, "cannot map '{}': {}", path,
                std::strerror(errno));
-  std::unique_ptr<void, std::function<void(void*)>> unmap(p,
-                                                          [size](void* q) { ::munmap(q, size); });
-  ::madvise(p, size, MADV_SEQUENTIAL);
-  const auto* data = static_cast<const uint8_t*>(p);
+  size = n;
+  return {static_cast<const uint8_t*>(p),
+          [n](const uint8_t* q) { ::munmap(const_cast<uint8_t*>(q), n); }};
+}
+
+}  // namespace
+
+void verify_tandem_checksum(const std::string& path) {
+  // Mapped for the read and unmapped after: no copy, and no page stays in this process.
+  size_t size = 0;
+  std::shared_ptr<const uint8_t> mapping = map_whole_file(path, size);
+  const uint8_t* data = mapping.get();
+  ::madvise(const_cast<uint8_t*>(data), size, MADV_SEQUENTIAL);
   TANDEM_CHECK(has_tandem_magic(data, size), ErrorCode::kInvalidModel,
                "'{}' is not a .tandem file (it does not start with the magic)", path);
   const uint64_t file_size = get_u64(data, kOffFileSize);
@@ -834,20 +850,11 @@ TandemModel map_tandem_file(const std::string& path, const std::string& expected
   std::error_code ec;
   TANDEM_CHECK(std::filesystem::exists(path, ec), ErrorCode::kNotFound,
                "model file '{}' does not exist", path);
-  RegularFile file(path, fmt::format("model file '{}'", path));
-  TANDEM_CHECK(file.size() >= static_cast<int64_t>(kTandemHeaderSize), ErrorCode::kInvalidModel,
-               "{} is truncated: {} bytes, shorter than the {}-byte .tandem header", what,
-               file.size(), kTandemHeaderSize);
-  const size_t size = static_cast<size_t>(file.size());
-  // MAP_PRIVATE + PROT_READ: the weights are the page cache's pages, shared by every process that
-  // maps the file, and nothing here can write them.
-  void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, file.fd(), 0);
-  TANDEM_CHECK(p != MAP_FAILED, ErrorCode::kRuntime, "cannot map {}: {}", what,
-               std::strerror(errno));
-  std::shared_ptr<const void> mapping(
-      p, [size](const void* q) { ::munmap(const_cast<void*>(q), size); });
-  TandemModel m = read_tandem_bytes(static_cast<const uint8_t*>(p), size, std::move(mapping), what,
-                                    expected_target, limits, verify_checksum);
+  size_t size = 0;
+  std::shared_ptr<const uint8_t> mapping = map_whole_file(path, size);
+  void* p = const_cast<uint8_t*>(mapping.get());
+  TandemModel m = read_tandem_bytes(mapping.get(), size, mapping, what, expected_target, limits,
+                                    verify_checksum);
   // The checksum (when verified here) read every page, and each page read stays in this process's
   // resident set (and its PSS) while mapped, though most are never read again: a weight whose
   // kernels use a prepacked layout is not. Dropped from the page table here (they stay in the page

@@ -44,6 +44,8 @@ bool is_tandem_file(const std::string& path);
 // (rounded to nearest even) and widened back to float32 when read: half the bytes on disk, the
 // same compute. Smaller constants (biases, norm scales, shape arithmetic) stay exact.
 inline constexpr int64_t kFp16MinElements = 1024;
+// Whether `v` is a constant that fp16_weights stores as float16.
+bool fp16_candidate(const Value& v);
 size_t write_tandem_file(const Graph& graph, const std::string& target,
                          const std::map<std::string, Shape>& fixed_shapes, const std::string& path,
                          bool fp16_weights = false);

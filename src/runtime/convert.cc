@@ -185,10 +185,7 @@ std::unique_ptr<Graph> converted_graph(const std::string& onnx_path, const Conve
                "unknown weight storage '{}': use fp32 or fp16", options.weights);
   std::unique_ptr<Graph> graph = optimized_for(onnx_path, options, summary);
   if (options.weights == "fp16") {
-    for (const auto& v : graph->values())
-      if (v->is_constant() && v->constant->dtype() == DataType::kFloat32 &&
-          v->constant->numel() >= kFp16MinElements)
-        summary.fp16_weights++;
+    for (const auto& v : graph->values()) summary.fp16_weights += fp16_candidate(*v);
     // Widened per process at load: a shared prepacked copy would double what the file saves.
     if (options.prepack && options.target == "cpu")
       summary.prepack_skipped = "--weights fp16 stores no prepacked layouts";
