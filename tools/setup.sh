@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package Tandem's build and tests need. Idempotent, non-interactive.
 #   bash tools/setup.sh              build + test dependencies
-#   bash tools/setup.sh --generators also python3-torch, to regenerate the test models
+#   bash tools/setup.sh --generators also python3-torch and python3-torchvision, to regenerate the
+#                                    test models (torchvision: the CNN families, gen_models.py --size large)
 set -euo pipefail
 
 packages=(
@@ -29,7 +30,7 @@ packages=(
   python3-pybind11 pybind11-dev python3-pytest python3-setuptools python3-pip python3-venv
 )
 if [[ "${1:-}" == "--generators" ]]; then
-  packages+=(python3-torch)
+  packages+=(python3-torch python3-torchvision)
 fi
 
 sudo_cmd=()
