@@ -497,6 +497,10 @@ TANDEM_FAST_TABLE_TEST(CpuVsRefCnn, ChannelsLastPools,
       {"GlobalAveragePool", {2, 5, 3, 7}, {}},
       {"GlobalMaxPool", {2, 40, 4, 4}, {}},
       {"GlobalMaxPool", {1, 3, 1, 1}, {}},
+      // More rows than one float block of the average (256), vector tails, items over threads.
+      {"GlobalAveragePool", {2, 37, 20, 17}, {}},
+      {"GlobalAveragePool", {2, 64, 56, 56}, {}},
+      {"GlobalMaxPool", {3, 33, 17, 19}, {}},
   };
   uint32_t seed = 7300;
   for (const Case& c : cases) {

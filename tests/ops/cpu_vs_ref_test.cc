@@ -932,7 +932,10 @@ TANDEM_FAST_TABLE_TEST(CpuVsRef, ConcatTable, {"Concat"}) {
       {{{1, 3, 2, 5}, {1, 3, 2, 5}, {1, 3, 2, 5}}, -4, DataType::kInt32},
       {{{2, 3, 3, 5}, {2, 3, 1, 5}}, 2, DataType::kFloat64},
       {{{64, 100, 33}, {64, 50, 33}}, 1},  // large: split over the threads
-      {{{0, 3}, {0, 2}}, 1},               // an empty output
+      // Channels-last runs copied in vectors: two at a time, one, and a byte tail.
+      {{{2, 7, 5, 32}, {2, 7, 5, 48}, {2, 7, 5, 3}}, 3},
+      {{{3, 70}, {3, 33}, {3, 1}}, 1, DataType::kFloat64},
+      {{{0, 3}, {0, 2}}, 1},  // an empty output
   };
   uint32_t seed = 8100;
   for (const Case& c : cases) {

@@ -11,7 +11,8 @@
 //   a loop with 16 independent lanes (so it vectorises); the average sums in float lanes and
 //   adds the lanes in double.
 // - The channels-last forms of all four (kFusedDomain, channels_last = 1, ops/layout.h): oneDNN
-//   pooling on NHWC memory, and global pools that add whole rows of C channels at a time.
+//   pooling on NHWC memory, and global pools that add whole rows of C channels at a time, in
+//   vectors as wide as the CPU has (simd.h; a plain loop compiles to scalar or SSE code).
 #include "ops/pool.h"
 
 #include <algorithm>
@@ -23,9 +24,14 @@
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
+#include "backends/cpu/simd.h"
 #include "core/error.h"
 #include "ops/layout.h"
 #include "ops/schema.h"
+
+// Vector helpers are always inlined into bodies compiled for their width (simd.h): the
+// calling-convention note GCC gives for wide vectors does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace tandem::cpu {
 
@@ -139,14 +145,44 @@ class PoolKernel : public DnnlKernel<std::vector<int64_t>, PoolPlan> {
 
 // acc[i] += row[i] and out[i] = max(out[i], row[i]) over one NHWC row of C channels (forced
 // vectorised: -O2 alone leaves such loops scalar).
-void add_row(double* acc, const float* row, int64_t c) {
-#pragma omp simd
-  for (int64_t i = 0; i < c; ++i) acc[i] += row[i];
+// acc[0, c) += (or max=) each of `rows` rows of c floats, in vectors as wide as the CPU has.
+// std::max(best, v)'s rule for NaN, as the reference kernel: a NaN never replaces the maximum.
+template <class V, bool kMax>
+TANDEM_SIMD_INLINE V reduce_step(V a, V v) {
+  if constexpr (kMax) return a < v ? v : a;
+  return a + v;
 }
-void max_row(float* out, const float* row, int64_t c) {
-#pragma omp simd
-  for (int64_t i = 0; i < c; ++i) out[i] = std::max(out[i], row[i]);
+template <class V, bool kMax>
+TANDEM_SIMD_INLINE void reduce_rows(float* acc, const float* x, int64_t rows, int64_t c) {
+  using namespace simd;
+  constexpr int64_t L = lanes<V>;
+  const int64_t full = c / L * L, tail = c - full;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = x + r * c;
+    for (int64_t i = 0; i < full; i += L)
+      store(acc + i, reduce_step<V, kMax>(load<V>(acc + i), load<V>(row + i)));
+    if (tail)
+      store_partial(acc + full,
+                    reduce_step<V, kMax>(load_partial<V>(acc + full, tail),
+                                         load_partial<V>(row + full, tail)),
+                    tail);
+  }
 }
+template <class V>
+TANDEM_SIMD_INLINE void add_rows_body(float* acc, const float* x, int64_t rows, int64_t c) {
+  reduce_rows<V, false>(acc, x, rows, c);
+}
+template <class V>
+TANDEM_SIMD_INLINE void max_rows_body(float* acc, const float* x, int64_t rows, int64_t c) {
+  reduce_rows<V, true>(acc, x, rows, c);
+}
+TANDEM_SIMD_DISPATCH(add_rows, (float* acc, const float* x, int64_t rows, int64_t c),
+                     (acc, x, rows, c))
+TANDEM_SIMD_DISPATCH(max_rows, (float* acc, const float* x, int64_t rows, int64_t c),
+                     (acc, x, rows, c))
+
+// Rows a channels-last average adds in float before the partial sums go into double.
+constexpr int64_t kFloatSumRows = 256;
 
 // GlobalAveragePool / GlobalMaxPool over contiguous planes.
 class GlobalPoolKernel : public FallbackKernel {
@@ -165,7 +201,7 @@ class GlobalPoolKernel : public FallbackKernel {
       return;
     }
     if (channels_last_) {
-      rows(*x, *y);
+      rows(ctx, *x, *y);
       return;
     }
     const int64_t planes = x->dim(0) * x->dim(1);
@@ -211,25 +247,34 @@ class GlobalPoolKernel : public FallbackKernel {
   }
 
   // NHWC: per batch item, the H * W rows of C channels are added (or maxed) into C
-  // accumulators, a whole row at a time.
-  void rows(const Tensor& x, Tensor& y) const {
+  // accumulators, a whole row at a time; an average adds blocks of kFloatSumRows rows in float
+  // and the blocks' sums in double. Batch items are split over the threads when large enough.
+  void rows(const KernelContext& ctx, const Tensor& x, Tensor& y) const {
     const int64_t batch = x.dim(0), hw = x.dim(1) * x.dim(2), c = x.dim(3);
     const float* xd = x.data<float>();
     float* yd = y.data<float>();
-    thread_local std::vector<double> acc;
-    if (!is_max_) acc.resize(c);
-    for (int64_t n = 0; n < batch; ++n) {
-      const float* item = xd + n * hw * c;
-      float* out = yd + n * c;
-      if (is_max_) {
-        std::fill(out, out + c, std::numeric_limits<float>::lowest());
-        for (int64_t r = 0; r < hw; ++r) max_row(out, item + r * c, c);
-      } else {
-        std::fill(acc.begin(), acc.end(), 0.0);
-        for (int64_t r = 0; r < hw; ++r) add_row(acc.data(), item + r * c, c);
-        for (int64_t i = 0; i < c; ++i) out[i] = static_cast<float>(acc[i] / double(hw));
+    const bool is_max = is_max_;
+    auto items = [&](int64_t begin, int64_t end) {
+      std::vector<float> part(is_max ? 0 : c);
+      std::vector<double> sum(is_max ? 0 : c);
+      for (int64_t n = begin; n < end; ++n) {
+        const float* item = xd + n * hw * c;
+        float* out = yd + n * c;
+        if (is_max) {
+          std::fill(out, out + c, std::numeric_limits<float>::lowest());
+          max_rows(out, item, hw, c);
+          continue;
+        }
+        std::fill(sum.begin(), sum.end(), 0.0);
+        for (int64_t r = 0; r < hw; r += kFloatSumRows) {
+          std::fill(part.begin(), part.end(), 0.0f);
+          add_rows(part.data(), item + r * c, std::min(kFloatSumRows, hw - r), c);
+          for (int64_t i = 0; i < c; ++i) sum[i] += part[i];
+        }
+        for (int64_t i = 0; i < c; ++i) out[i] = static_cast<float>(sum[i] / double(hw));
       }
-    }
+    };
+    parallel_for_work(ctx, batch, static_cast<double>(hw * c), items);
   }
 
   bool is_max_;
