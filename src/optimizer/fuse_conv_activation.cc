@@ -12,15 +12,21 @@
 //
 // The fused node takes the place of the pattern's last node, so Z (which may be computed after
 // the Conv) is ready when it runs; the pattern's other nodes go.
+//
+// The channels-last BatchNormalization (kFusedDomain, ops/layout.h: a BN no conv could absorb,
+// such as DenseNet's pre-activation BN -> Relu) takes a following activation the same way, so
+// the data is read and written once instead of twice. It exists only after the channels-last
+// pass, so this happens in the fusion table's next round.
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
 #include <vector>
 
-#include "optimizer/passes.h"
 #include "ops/fused_activation.h"
+#include "ops/layout.h"
 #include "ops/schema.h"
+#include "optimizer/passes.h"
 
 namespace tandem {
 
@@ -100,10 +106,35 @@ bool match_activation(const Value* v, FusedActivation& act, std::vector<Node*>& 
   return true;
 }
 
+// A channels-last BatchNormalization without an activation, followed by one: the activation
+// moves into its attributes and its nodes go.
+bool fuse_batch_norm_activation(Graph& graph, Node* bn) {
+  if (bn->domain != kFusedDomain || bn->op_type != "BatchNormalization" || !is_channels_last(*bn) ||
+      bn->outputs.size() != 1 || !bn->outputs[0] ||
+      read_fused_activation(*bn).kind != ActivationKind::kNone)
+    return false;
+  FusedActivation act;
+  std::vector<Node*> act_nodes;
+  if (!match_activation(bn->outputs[0], act, act_nodes)) return false;
+  // The BN writes the activation's output value in its place.
+  Value* out = act_nodes.back()->outputs[0];
+  for (auto it = act_nodes.rbegin(); it != act_nodes.rend(); ++it) graph.remove_node(*it);
+  Value* old = bn->outputs[0];
+  bn->outputs[0] = out;
+  out->producer = bn;
+  old->producer = nullptr;
+  set_fused_activation(*bn, act);
+  return true;
+}
+
 }  // namespace
 
 int fuse_conv_activation(Graph& graph) {
   int fused = 0;
+  std::vector<Node*> norms;
+  for (auto& n : graph.nodes())
+    if (n->op_type == "BatchNormalization") norms.push_back(n.get());
+  for (Node* bn : norms) fused += fuse_batch_norm_activation(graph, bn);
   std::vector<Node*> starts;
   for (auto& n : graph.nodes()) {
     const bool conv = n->domain.empty() && n->op_type == "Conv";

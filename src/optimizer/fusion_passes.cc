@@ -11,12 +11,17 @@ using FusionPass = int (*)(Graph&);
 // Each entry: one pass, one file (optimizer/fuse_<what>.cc).
 constexpr FusionPass kFusionPasses[] = {
     fuse_batchnorm_into_conv,  // before fuse_conv_activation: Conv+BN then takes the Relu
-    fuse_conv_activation, fuse_gelu,
+    fuse_conv_activation,
+    fuse_gelu,
     // After fuse_gelu: it matches a * Gelu(g).
-    fuse_geglu, fuse_group_norm, fuse_attention,
+    fuse_geglu,
+    fuse_group_norm,
+    fuse_attention,
     // After fuse_attention: the attention MatMuls are gone by then.
     fuse_matmul_bias,
-    convert_to_channels_last,  // last: needs the fused convs; runs once
+    convert_to_channels_last,  // needs the fused convs; runs once
+    // After convert_to_channels_last: these work on its channels-last ops.
+    fuse_concat_into_batchnorm,
 };
 }  // namespace
 

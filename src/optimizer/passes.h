@@ -35,6 +35,9 @@ int fuse_conv_activation(Graph& graph);
 // Runs regions of 2-D convs and the ops between them on NHWC tensors, with layout changes only at
 // the regions' borders (channels_last.cc). Last: it works on the fused convs.
 int convert_to_channels_last(Graph& graph);
+// A channels-last Concat read only by a channels-last BatchNormalization becomes the BN's X in
+// parts (fuse_concat_into_batchnorm.cc). After convert_to_channels_last.
+int fuse_concat_into_batchnorm(Graph& graph);
 // The fusion passes of the table, each returning its number of rewrites.
 int fuse_gelu(Graph& graph);         // erf / tanh GELU -> Gelu
 int fuse_geglu(Graph& graph);        // chunk(2, -1) halves a, g; a * Gelu(g) -> GeGLU

@@ -18,6 +18,7 @@
 #include "backends/cpu/cpu_backend.h"
 #include "fast_vs_ref.h"
 #include "op_test_util.h"
+#include "ops/fused_activation.h"
 #include "ops/schema.h"
 #include "tandem/status.h"
 #include "tandem/tensor.h"
@@ -407,6 +408,71 @@ TANDEM_FAST_TABLE_TEST(CpuVsRefCnn, ChannelsLastBatchNorm, {"com.tandem:BatchNor
       const Tensor want =
           nhwc_of(OpTest("BatchNormalization").attr("epsilon", 1e-3f).inputs(nchw_in).run_ref()[0]);
       EXPECT_EQ(max_abs_diff(op().run_ref()[0], want), 0.0);
+    }
+  }
+}
+
+// The channels-last BN's fused activation and X in parts (ops/layout.h): the CPU kernel against
+// the reference over every activation (the vector loop's and the others) and part layouts with
+// full vectors and tails; the reference against the ONNX BN of the joined NCHW X followed by the
+// activation, written out here.
+TANDEM_FAST_TABLE_TEST(CpuVsRefCnn, ChannelsLastBatchNormActivationAndParts,
+                       {"com.tandem:BatchNormalization"}) {
+  struct Case {
+    Shape nhw;
+    std::vector<int64_t> parts;  // channels of each part of X
+  };
+  const std::vector<Case> cases = {{{2, 5, 7}, {5}},
+                                   {{1, 3, 3}, {16, 3}},
+                                   {{2, 4, 6}, {32, 32, 7}},
+                                   {{1, 9, 9}, {64, 17, 40}},
+                                   {{2, 24, 24}, {48, 32, 32}}};
+  uint32_t seed = 7400;
+  for (const Case& k : cases) {
+    for (const Act& act : activations()) {
+      int64_t c = 0;
+      std::vector<Tensor> parts_nchw, parts;
+      for (int64_t pc : k.parts) {
+        parts_nchw.push_back(
+            random_tensor(DataType::kFloat32, {k.nhw[0], pc, k.nhw[1], k.nhw[2]}, seed++, 3.0f));
+        parts.push_back(nhwc_of(parts_nchw.back()));
+        c += pc;
+      }
+      std::vector<Tensor> in{parts[0], random_tensor(DataType::kFloat32, {c}, seed++),
+                             random_tensor(DataType::kFloat32, {c}, seed++),
+                             random_tensor(DataType::kFloat32, {c}, seed++),
+                             positive_variance(c, seed++)};
+      in.insert(in.end(), parts.begin() + 1, parts.end());
+      std::vector<bool> constants(in.size(), false);
+      std::fill(constants.begin() + 1, constants.begin() + 5, true);
+      SCOPED_TRACE("channels-last BatchNormalization, " + std::to_string(k.parts.size()) +
+                   " parts, last " + shape_str(parts.back().shape()) + ", activation '" + act.name +
+                   "'");
+      auto op = [&] {
+        OpTest t = OpTest("BatchNormalization")
+                       .domain(kFusedDomain)
+                       .attr("epsilon", 1e-3f)
+                       .attr("channels_last", int64_t{1})
+                       .inputs(in)
+                       .constants(constants);
+        if (!act.name.empty()) t.attr("activation", act.name);
+        if (!act.params.empty()) t.attr("activation_params", act.params);
+        return t;
+      };
+      check(op());
+      // The oracle: Concat of the NCHW parts, the ONNX BN, then the activation.
+      std::vector<Tensor> nchw_in{
+          OpTest("Concat").attr("axis", int64_t{1}).inputs(parts_nchw).run_ref()[0]};
+      nchw_in.insert(nchw_in.end(), in.begin() + 1, in.begin() + 5);
+      Tensor want =
+          nhwc_of(OpTest("BatchNormalization").attr("epsilon", 1e-3f).inputs(nchw_in).run_ref()[0]);
+      Node node;
+      if (!act.name.empty()) node.attrs["activation"] = attr_string(act.name);
+      if (!act.params.empty()) node.attrs["activation_params"] = attr_floats(act.params);
+      const FusedActivation fa = read_fused_activation(node);
+      for (int64_t i = 0; i < want.numel(); ++i)
+        want.data<float>()[i] = apply_activation(fa, want.data<float>()[i]);
+      EXPECT_LE(max_abs_diff(op().run_ref()[0], want), 1e-6);
     }
   }
 }

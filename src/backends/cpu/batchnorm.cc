@@ -3,7 +3,9 @@
 // call when all four are constants of the model). The loop runs over contiguous (batch, channel)
 // planes, so it vectorises. A BN after a Conv is usually folded into the Conv by the fusion
 // passes; this kernel handles the others. The channels-last form (kFusedDomain, ops/layout.h; in
-// inference only) runs over pixels, each a contiguous run of the channels.
+// inference only) runs over pixels, each a contiguous run of the channels, in vectors as wide as
+// the CPU has (simd.h: a plain loop here compiles to scalar SSE), with its fused activation
+// applied in the same pass (Relu, LeakyRelu, Clip in the vector loop; the others after it).
 //
 // Training mode (opset >= 14) takes mean and var from the batch instead: per channel, summed in
 // double over the channel's planes (channels spread over the threads), and writes the running
@@ -12,6 +14,7 @@
 // Declined (reference backend): the opset < 9 per-element form (spatial = 0), statistics outputs
 // outside training mode, and dtypes other than float32. Float64 or odd parameter shapes seen at
 // run time go to the reference kernel.
+#include <algorithm>
 #include <cmath>
 #include <mutex>
 #include <vector>
@@ -19,9 +22,15 @@
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
+#include "backends/cpu/simd.h"
 #include "core/error.h"
+#include "ops/fused_activation.h"
 #include "ops/layout.h"
 #include "ops/normalization.h"
+
+// Vector helpers are always inlined into bodies compiled for their width (simd.h): the
+// calling-convention note GCC gives for wide vectors does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace tandem::cpu {
 
@@ -30,6 +39,71 @@ namespace {
 // Split over threads only when there is enough work to pay for waking them.
 constexpr int64_t kMinParallelElements = 1 << 15;
 
+// affine_rows: y = act(x * a + b), a and b one value per channel; K is the activation applied in
+// the vector loop (kNone, kRelu, kLeakyRelu or kClip).
+template <class V, ActivationKind K>
+TANDEM_SIMD_INLINE V vector_act(V v, V lo, V hi) {
+  const V zero = simd::splat<V>(0.0f);
+  if constexpr (K == ActivationKind::kRelu) return simd::max(v, zero);
+  if constexpr (K == ActivationKind::kLeakyRelu) return v < zero ? v * lo : v;
+  if constexpr (K == ActivationKind::kClip) return simd::min(simd::max(v, lo), hi);
+  return v;
+}
+
+template <class V, ActivationKind K>
+TANDEM_SIMD_INLINE void affine_rows(const float* x, float* y, const float* a, const float* b,
+                                    int64_t pixels, int64_t channels, int64_t y_stride, float p0,
+                                    float p1) {
+  using namespace simd;
+  const V lo = splat<V>(p0), hi = splat<V>(p1);
+  constexpr int64_t L = lanes<V>;
+  const int64_t full = channels / L * L, tail = channels - full;
+  for (int64_t p = 0; p < pixels; ++p) {
+    const float* in = x + p * channels;
+    float* out = y + p * y_stride;
+    for (int64_t c = 0; c < full; c += L)
+      store(out + c, vector_act<V, K>(load<V>(in + c) * load<V>(a + c) + load<V>(b + c), lo, hi));
+    if (tail)
+      store_partial(
+          out + full,
+          vector_act<V, K>(load_partial<V>(in + full, tail) * load_partial<V>(a + full, tail) +
+                               load_partial<V>(b + full, tail),
+                           lo, hi),
+          tail);
+  }
+}
+
+// y = act(x * a + b) over `pixels` rows of `channels` values, x's rows contiguous, y's
+// `y_stride` apart. `act` picks the vector loop; one it has none for runs as kNone (the caller
+// finishes it).
+template <class V>
+TANDEM_SIMD_INLINE void scale_shift_rows_body(const float* x, float* y, const float* a,
+                                              const float* b, int64_t pixels, int64_t channels,
+                                              int64_t y_stride, const FusedActivation* act) {
+  switch (act->kind) {
+    case ActivationKind::kRelu:
+      return affine_rows<V, ActivationKind::kRelu>(x, y, a, b, pixels, channels, y_stride, 0, 0);
+    case ActivationKind::kLeakyRelu:
+      return affine_rows<V, ActivationKind::kLeakyRelu>(x, y, a, b, pixels, channels, y_stride,
+                                                        act->alpha, 0);
+    case ActivationKind::kClip:
+      return affine_rows<V, ActivationKind::kClip>(x, y, a, b, pixels, channels, y_stride,
+                                                   act->alpha, act->beta);
+    default:
+      return affine_rows<V, ActivationKind::kNone>(x, y, a, b, pixels, channels, y_stride, 0, 0);
+  }
+}
+TANDEM_SIMD_DISPATCH(scale_shift_rows,
+                     (const float* x, float* y, const float* a, const float* b, int64_t pixels,
+                      int64_t channels, int64_t y_stride, const FusedActivation* act),
+                     (x, y, a, b, pixels, channels, y_stride, act))
+
+// Whether affine_rows applies `kind` itself.
+bool vector_activation(ActivationKind kind) {
+  return kind == ActivationKind::kNone || kind == ActivationKind::kRelu ||
+         kind == ActivationKind::kLeakyRelu || kind == ActivationKind::kClip;
+}
+
 class BatchNormKernel : public FallbackKernel {
  public:
   BatchNormKernel(const Node& node, const NormAttrs& attrs)
@@ -37,7 +111,8 @@ class BatchNormKernel : public FallbackKernel {
         channels_last_(is_channels_last(node)),
         eps_(attrs.epsilon),
         training_(attrs.training),
-        momentum_(attrs.momentum) {
+        momentum_(attrs.momentum),
+        act_(channels_last_ ? read_fused_activation(node) : FusedActivation{}) {
     constant_params_ = !training_;
     for (size_t i = 1; i < 5; ++i)
       if (!node.has_input(i) || !node.inputs[i]->is_constant()) constant_params_ = false;
@@ -51,7 +126,7 @@ class BatchNormKernel : public FallbackKernel {
       fall_back({ctx, inputs, outputs});
       return;
     }
-    const int64_t batch = x->dim(0), channels = x->dim(channel_axis(*x));
+    const int64_t batch = x->dim(0), channels = y->dim(channel_axis(*y));
     const int64_t inner = batch * channels > 0 ? x->numel() / (batch * channels) : 0;
     const float* a;
     const float* b;
@@ -72,24 +147,33 @@ class BatchNormKernel : public FallbackKernel {
       a = scratch.data();
     }
     b = a + channels;
-    const float* xd = x->data<float>();
     float* yd = y->data<float>();
     if (channels_last_) {
-      const int64_t pixels = channels > 0 ? x->numel() / channels : 0;
+      const int64_t pixels = channels > 0 ? y->numel() / channels : 0;
+      // X's parts (inputs 0, 5, 6, ...): each fills its own run of every pixel's channels.
+      std::vector<const Tensor*> parts{x};
+      for (size_t i = 5; i < inputs.size(); ++i) parts.push_back(inputs[i]);
       auto pixel_body = [&](int64_t begin, int64_t end) {
-        for (int64_t p = begin; p < end; ++p) {
-          const float* in = xd + p * channels;
-          float* out = yd + p * channels;
-          for (int64_t c = 0; c < channels; ++c) out[c] = in[c] * a[c] + b[c];
+        // One part at a time over all the pixels: its rows into their place in Y's rows.
+        int64_t at = 0;
+        for (const Tensor* part : parts) {
+          const int64_t c = part->dim(3);
+          scale_shift_rows(part->data<float>() + begin * c, yd + begin * channels + at, a + at,
+                           b + at, end - begin, c, channels, &act_);
+          at += c;
         }
+        if (vector_activation(act_.kind)) return;
+        for (int64_t i = begin * channels; i < end * channels; ++i)
+          yd[i] = apply_activation(act_, yd[i]);
       };
-      if (x->numel() >= kMinParallelElements && ctx.pool.size() > 1) {
+      if (y->numel() >= kMinParallelElements && ctx.pool.size() > 1) {
         ctx.pool.parallel_for(pixels, pixel_body);
       } else {
         pixel_body(0, pixels);
       }
       return;
     }
+    const float* xd = x->data<float>();
     auto body = [&](int64_t begin, int64_t end) {
       for (int64_t p = begin; p < end; ++p) {
         const int64_t c = p % channels;
@@ -109,14 +193,27 @@ class BatchNormKernel : public FallbackKernel {
  private:
   size_t channel_axis(const Tensor& x) const { return channels_last_ ? x.rank() - 1 : 1; }
 
+  // Float32 throughout, parameters of one value per channel, Y of X's shape; a channels-last BN
+  // may have X in parts (inputs 5, ...: ops/layout.h), which must add up to Y along the channels.
   bool applies(std::span<const Tensor* const> inputs, const Tensor* y) const {
-    if (inputs.size() != 5 || !y) return false;
+    if (inputs.size() < 5 || (inputs.size() > 5 && !channels_last_) || !y) return false;
     for (const Tensor* t : inputs)
       if (!t || t->dtype() != DataType::kFloat32) return false;
     const Tensor& x = *inputs[0];
-    if (x.rank() < 2 || (channels_last_ && x.rank() != 4) || y->shape() != x.shape()) return false;
+    if (x.rank() < 2 || (channels_last_ && x.rank() != 4) || y->rank() != x.rank()) return false;
+    int64_t channels = x.dim(channel_axis(x));
+    for (size_t i = 5; i < inputs.size(); ++i) {
+      const Tensor& part = *inputs[i];
+      if (part.rank() != 4 ||
+          !std::equal(part.shape().begin(), part.shape().begin() + 3, x.shape().begin()))
+        return false;
+      channels += part.dim(3);
+    }
+    Shape whole = x.shape();
+    whole[channel_axis(x)] = channels;
+    if (y->shape() != whole) return false;
     for (size_t i = 1; i < 5; ++i)
-      if (inputs[i]->numel() != x.dim(channel_axis(x))) return false;
+      if (inputs[i]->numel() != channels) return false;
     return true;
   }
 
@@ -194,6 +291,7 @@ class BatchNormKernel : public FallbackKernel {
   float eps_;
   bool training_;
   float momentum_;
+  FusedActivation act_;        // channels-last form only (the NCHW op has none)
   std::vector<double> stats_;  // training mode: the last batch's [mean, var]
   bool constant_params_ = false;
   std::once_flag once_;
@@ -201,7 +299,10 @@ class BatchNormKernel : public FallbackKernel {
 };
 
 std::unique_ptr<Kernel> make_batch_norm(const Node& node) {
-  if (node.inputs.size() != 5 || !node.has_input(0)) return nullptr;
+  // More than five inputs: a channels-last BN with X in parts (ops/layout.h).
+  const bool parts = node.domain == kFusedDomain && is_channels_last(node);
+  if (node.inputs.size() < 5 || (node.inputs.size() > 5 && !parts) || !node.has_input(0))
+    return nullptr;
   for (const Value* v : node.inputs)
     if (!v || known_not_float32(v)) return nullptr;
   const NormAttrs attrs = NormAttrs::parse(node);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "backends/backend.h"
@@ -11,6 +12,7 @@
 #include "backends/ref/layout.h"
 #include "backends/ref/value_io.h"
 #include "core/error.h"
+#include "ops/fused_activation.h"
 #include "ops/schema.h"
 #include "ops/shape_utils.h"
 
@@ -435,15 +437,62 @@ void mean_variance_norm(const KernelContext& ctx, const NormAttrs& attrs,
   });
 }
 
+// The parts X0, X1, ... of a channels-last BatchNormalization's X (inputs 0, 5, 6, ...) joined
+// along the last axis, as a Concat would: per pixel, each part's channels in turn.
+Tensor join_channels(const KernelContext& ctx, std::span<const Tensor* const> inputs) {
+  const Node& node = ctx.node;
+  const Tensor& x0 = *inputs[0];
+  TANDEM_CHECK(x0.rank() == 4, ErrorCode::kInvalidModel, "{}: X must have rank 4, got {}",
+               node.describe(), shape_str(x0.shape()));
+  std::vector<const Tensor*> parts{&x0};
+  for (size_t i = 5; i < inputs.size(); ++i) parts.push_back(inputs[i]);
+  Shape whole = x0.shape();
+  whole[3] = 0;
+  for (const Tensor* t : parts) {
+    TANDEM_CHECK(t && t->dtype() == x0.dtype() && t->rank() == 4 &&
+                     std::equal(t->shape().begin(), t->shape().begin() + 3, x0.shape().begin()),
+                 ErrorCode::kInvalidModel, "{}: the parts of X differ in more than the channels",
+                 node.describe());
+    whole[3] += t->dim(3);
+  }
+  Tensor out(x0.dtype(), whole);
+  const int64_t pixels = whole[0] * whole[1] * whole[2];
+  const size_t es = dtype_size(x0.dtype());
+  auto* dst = static_cast<uint8_t*>(out.raw());
+  for (int64_t p = 0; p < pixels; ++p)
+    for (const Tensor* t : parts) {
+      const size_t run = static_cast<size_t>(t->dim(3)) * es;
+      std::memcpy(dst, static_cast<const uint8_t*>(t->raw()) + static_cast<size_t>(p) * run, run);
+      dst += run;
+    }
+  return out;
+}
+
 // The channels-last BatchNormalization (kFusedDomain, ops/layout.h): the NCHW kernel on an NCHW
-// copy of X, the result copied back to NHWC.
+// copy of X (its parts joined first), the result copied back to NHWC, then its fused activation
+// (if any) element by element.
 void batch_norm_channels_last(const KernelContext& ctx, const NormAttrs& attrs,
-                              std::span<const Tensor* const> inputs,
+                              std::span<const Tensor* const> all_inputs,
                               std::span<Tensor* const> outputs) {
+  const FusedActivation act = read_fused_activation(ctx.node);
+  Tensor joined;
+  std::vector<const Tensor*> inputs(all_inputs.begin(),
+                                    all_inputs.begin() + std::min<size_t>(all_inputs.size(), 5));
+  if (all_inputs.size() > 5) {
+    joined = join_channels(ctx, all_inputs);
+    inputs[0] = &joined;
+  }
   run_on_channels_first(ctx, inputs, outputs,
                         [&](std::span<const Tensor* const> in, std::span<Tensor* const> out) {
                           batch_norm(ctx, attrs, in, out);
                         });
+  if (act.kind == ActivationKind::kNone) return;
+  Tensor& y = *outputs[0];
+  dispatch_float(y.dtype(), ctx.node, [&](auto tag) {
+    using T = decltype(tag);
+    T* yd = y.data<T>();
+    for (int64_t i = 0; i < y.numel(); ++i) yd[i] = apply_activation(act, yd[i]);
+  });
 }
 
 }  // namespace
