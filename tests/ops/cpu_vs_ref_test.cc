@@ -438,6 +438,8 @@ TANDEM_FAST_TABLE_TEST(CpuVsRef, BinaryTable, {"Add", "Sub", "Mul", "Div"}) {
       {{16, 1, 1, 77}, {16, 4, 77, 77}},  // attention mask
       {{2, 64, 300}, {300}},              // bias over rows, above the parallel threshold
       {{2, 48, 32, 32}, {48, 1, 1}},      // per-channel, above the parallel threshold
+      {{2, 7, 7, 40}, {2, 1, 1, 40}},     // a channels-last squeeze-excite gate: vectors + tail
+      {{3, 64}, {64}},                    // whole vectors only
       {{2, 3}, {2, 3}, false, DataType::kInt32},
   };
   Outcome out;

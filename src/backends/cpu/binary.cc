@@ -8,33 +8,53 @@
 // The shapes are brought to a canonical form once per (A shape, B shape): ranks padded with
 // leading 1s, then adjacent dims merged while each operand either broadcasts over both or over
 // neither. What is left is a short loop nest whose innermost level reads each operand either
-// contiguously or as one repeated value — four vectorisable inner loops. Large outputs are split
-// over the session's threads along the outer iterations.
+// contiguously or as one repeated value — four vectorisable inner loops, compiled at each vector
+// width (simd.h: a plain loop here is SSE code only). Large outputs are split over the session's
+// threads along the outer iterations.
 #include <algorithm>
 #include <mutex>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/dnnl_kernel.h"
 #include "backends/cpu/dnnl_util.h"
+#include "backends/cpu/simd.h"
 #include "core/error.h"
+
+// Vector helpers are always inlined into bodies compiled for their width (simd.h): the
+// calling-convention note GCC gives for wide vectors does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace tandem::cpu {
 
 namespace {
 
+// Each op on one float or on a vector of floats (GCC vector extensions, simd.h).
 struct AddOp {
-  static float apply(float a, float b) { return a + b; }
+  template <class T>
+  static TANDEM_SIMD_INLINE T apply(T a, T b) {
+    return a + b;
+  }
 };
 struct SubOp {
-  static float apply(float a, float b) { return a - b; }
+  template <class T>
+  static TANDEM_SIMD_INLINE T apply(T a, T b) {
+    return a - b;
+  }
 };
 struct MulOp {
-  static float apply(float a, float b) { return a * b; }
+  template <class T>
+  static TANDEM_SIMD_INLINE T apply(T a, T b) {
+    return a * b;
+  }
 };
 struct DivOp {
-  static float apply(float a, float b) { return a / b; }
+  template <class T>
+  static TANDEM_SIMD_INLINE T apply(T a, T b) {
+    return a / b;
+  }
 };
 
 // The loop nest for one (A shape, B shape): dims[0] is the innermost, then outward. a_stride and
@@ -84,20 +104,32 @@ BroadcastPlan make_plan(const Shape& as, const Shape& bs, const Shape& ys) {
   return p;
 }
 
-template <typename Op>
-// y may be a (or b) itself when computed in place: element i is read before it is written.
-void inner_loop(const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n) {
+// y[i] = a[i * sa] op b[i * sb] for i < n, each stride 0 or 1, in vectors of V. y may be a (or
+// b) itself when computed in place: element i is read before it is written.
+template <class V, typename Op, bool kA, bool kB>
+TANDEM_SIMD_INLINE void inner_loop_strided(const float* a, const float* b, float* y, int64_t n) {
+  using namespace simd;
+  constexpr int64_t L = lanes<V>;
+  const int64_t full = n / L * L, tail = n - full;
+  const V av = splat<V>(a[0]), bv = splat<V>(b[0]);
+  for (int64_t i = 0; i < full; i += L)
+    store(y + i, Op::apply(kA ? load<V>(a + i) : av, kB ? load<V>(b + i) : bv));
+  if (tail) {
+    const V l = kA ? load_partial<V>(a + full, tail, 1.0f) : av;
+    const V r = kB ? load_partial<V>(b + full, tail, 1.0f) : bv;
+    store_partial(y + full, Op::apply(l, r), tail);
+  }
+}
+
+template <class V, typename Op>
+TANDEM_SIMD_INLINE void inner_loop(const float* a, int64_t sa, const float* b, int64_t sb, float* y,
+                                   int64_t n) {
   if (sa && sb) {
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) y[i] = Op::apply(a[i], b[i]);
+    inner_loop_strided<V, Op, true, true>(a, b, y, n);
   } else if (sa) {
-    const float bv = b[0];
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) y[i] = Op::apply(a[i], bv);
+    inner_loop_strided<V, Op, true, false>(a, b, y, n);
   } else if (sb) {
-    const float av = a[0];
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) y[i] = Op::apply(av, b[i]);
+    inner_loop_strided<V, Op, false, true>(a, b, y, n);
   } else {
     const float v = Op::apply(a[0], b[0]);
     std::fill(y, y + n, v);
@@ -105,9 +137,9 @@ void inner_loop(const float* a, int64_t sa, const float* b, int64_t sb, float* y
 }
 
 // Outer iterations [begin, end) of the plan.
-template <typename Op>
-void run_range(const BroadcastPlan& p, const float* a, const float* b, float* y, int64_t begin,
-               int64_t end) {
+template <class V, typename Op>
+TANDEM_SIMD_INLINE void run_range(const BroadcastPlan& p, const float* a, const float* b, float* y,
+                                  int64_t begin, int64_t end) {
   const size_t nd = p.dims.size();
   // Offsets of outer iteration `begin`, then advanced like an odometer.
   std::vector<int64_t> idx(nd, 0);
@@ -120,7 +152,7 @@ void run_range(const BroadcastPlan& p, const float* a, const float* b, float* y,
   }
   const int64_t sa = p.a_stride[0], sb = p.b_stride[0];
   for (int64_t it = begin; it < end; ++it) {
-    inner_loop<Op>(a + ao, sa, b + bo, sb, y + it * p.inner, p.inner);
+    inner_loop<V, Op>(a + ao, sa, b + bo, sb, y + it * p.inner, p.inner);
     for (size_t d = 1; d < nd; ++d) {
       ++idx[d];
       ao += p.a_stride[d];
@@ -131,6 +163,33 @@ void run_range(const BroadcastPlan& p, const float* a, const float* b, float* y,
       idx[d] = 0;
     }
   }
+}
+
+// run_range at the widest vectors the CPU has, one dispatching function per op.
+#define TANDEM_BINARY_RANGE(name, Op)                                                         \
+  template <class V>                                                                          \
+  TANDEM_SIMD_INLINE void name##_body(const BroadcastPlan* p, const float* a, const float* b, \
+                                      float* y, int64_t begin, int64_t end) {                 \
+    run_range<V, Op>(*p, a, b, y, begin, end);                                                \
+  }                                                                                           \
+  TANDEM_SIMD_DISPATCH(name,                                                                  \
+                       (const BroadcastPlan* p, const float* a, const float* b, float* y,     \
+                        int64_t begin, int64_t end),                                          \
+                       (p, a, b, y, begin, end))
+TANDEM_BINARY_RANGE(add_range, AddOp)
+TANDEM_BINARY_RANGE(sub_range, SubOp)
+TANDEM_BINARY_RANGE(mul_range, MulOp)
+TANDEM_BINARY_RANGE(div_range, DivOp)
+#undef TANDEM_BINARY_RANGE
+
+using RangeFn = void (*)(const BroadcastPlan*, const float*, const float*, float*, int64_t,
+                         int64_t);
+template <typename Op>
+constexpr RangeFn range_fn() {
+  if constexpr (std::is_same_v<Op, AddOp>) return add_range;
+  if constexpr (std::is_same_v<Op, SubOp>) return sub_range;
+  if constexpr (std::is_same_v<Op, MulOp>) return mul_range;
+  return div_range;
 }
 
 // Below this many output elements one thread does it all: a parallel region costs more.
@@ -166,12 +225,13 @@ class BinaryKernel : public FallbackKernel {
     const float* ad = a->data<float>();
     const float* bd = b->data<float>();
     float* yd = y->data<float>();
+    constexpr RangeFn range = range_fn<Op>();
     if (y->numel() < kParallelThreshold || ctx.pool.size() == 1 || p.outer == 1) {
-      run_range<Op>(p, ad, bd, yd, 0, p.outer);
+      range(&p, ad, bd, yd, 0, p.outer);
       return;
     }
-    ctx.pool.parallel_for(
-        p.outer, [&](int64_t begin, int64_t end) { run_range<Op>(p, ad, bd, yd, begin, end); });
+    ctx.pool.parallel_for(p.outer,
+                          [&](int64_t begin, int64_t end) { range(&p, ad, bd, yd, begin, end); });
   }
 
  private:
