@@ -85,6 +85,7 @@ FastRun expect_fast_matches_ref(const OpTest& t, const Backend& fast, Tolerance 
     const int64_t before = handed_so_far(fast);
     fast_run = fast_test.run(fast);
     result.handed = handed_so_far(fast) - before;
+    if (fast_run.in_place_input >= 0) ++result.calls;  // the in-place call run() added
     ref = t.run_ref();
   } catch (const std::exception& e) {
     ADD_FAILURE() << "threw: " << e.what() << "\n  case: " << what;
@@ -117,6 +118,21 @@ FastRun expect_fast_matches_ref(const OpTest& t, const Backend& fast, Tolerance 
     }
     if (!why.empty()) {
       ADD_FAILURE() << "output " << i << ": " << why << "\n  case: " << what;
+      outputs_ok = false;
+    }
+  }
+  // The same again with output 0 over the bytes of the input the kernel offered to share, as the
+  // planner would run it: a kernel that says yes must not read what it has already written.
+  if (outputs_ok && fast_run.in_place_input >= 0 && !ref.empty()) {
+    std::string why;
+    try {
+      why = compare_output(fast_run.in_place_outputs.at(0), ref[0], tol);
+    } catch (const std::exception& e) {
+      why = e.what();
+    }
+    if (!why.empty()) {
+      ADD_FAILURE() << "output 0 written over input " << fast_run.in_place_input
+                    << " (the kernel's in_place_input): " << why << "\n  case: " << what;
       outputs_ok = false;
     }
   }

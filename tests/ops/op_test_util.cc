@@ -312,11 +312,62 @@ std::vector<Tensor> PreparedOp::compute(const std::vector<Tensor>& inputs) const
   return outputs;
 }
 
+int PreparedOp::in_place_input(const std::vector<Tensor>& inputs) const {
+  const std::vector<TensorType> out_types = infer_outputs(*node_, inputs);
+  if (out_types.empty() || node_->outputs.empty() || !node_->outputs[0]) return -1;
+  std::vector<TensorType> types(inputs.size());
+  std::vector<const TensorType*> type_ptrs;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (inputs[i].defined()) types[i] = {inputs[i].dtype(), inputs[i].shape()};
+    type_ptrs.push_back(inputs[i].defined() ? &types[i] : nullptr);
+  }
+  const int i = kernel_->in_place_input(type_ptrs, out_types[0]);
+  // As the planner: only bytes of the output's dtype and element count are shared.
+  if (i < 0 || i >= static_cast<int>(inputs.size()) || !inputs[i].defined() ||
+      inputs[i].dtype() != out_types[0].dtype ||
+      inputs[i].numel() != shape_numel(out_types[0].shape))
+    return -1;
+  return i;
+}
+
+std::vector<Tensor> PreparedOp::compute_in_place(const std::vector<Tensor>& inputs,
+                                                 int shared) const {
+  const std::vector<TensorType> out_types = infer_outputs(*node_, inputs);
+  // Input `shared` is a copy the output then overwrites; the test's own tensor stays as it is.
+  std::vector<Tensor> in = inputs;
+  const Tensor& src = inputs[static_cast<size_t>(shared)];
+  Tensor bytes = Tensor::copy_of(src.dtype(), src.shape(), src.raw());
+  in[static_cast<size_t>(shared)] = bytes;
+  std::vector<const Tensor*> values;
+  for (const Tensor& t : in) values.push_back(t.defined() ? &t : nullptr);
+  std::vector<Tensor> outputs(node_->outputs.size());
+  std::vector<Tensor*> out_ptrs;
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    if (i == 0) {
+      outputs[0] = Tensor::borrow(out_types[0].dtype, out_types[0].shape, bytes.raw());
+    } else if (node_->outputs[i] && i < out_types.size()) {
+      outputs[i] = Tensor(out_types[i].dtype, out_types[i].shape);
+      if (outputs[i].nbytes()) std::memset(outputs[i].raw(), 0xFF, outputs[i].nbytes());
+    }
+    out_ptrs.push_back(outputs[i].defined() ? &outputs[i] : nullptr);
+  }
+  KernelContext ctx{*node_, *pool_};
+  kernel_->compute(ctx, values, out_ptrs);
+  // Owned copies: output 0's bytes belong to `bytes`, which goes out of scope here.
+  outputs[0] = Tensor::copy_of(outputs[0].dtype(), outputs[0].shape(), outputs[0].raw());
+  return outputs;
+}
+
 OpRun OpTest::run(const Backend& backend) const {
   const PreparedOp p = prepare(backend);
   OpRun run;
   run.backend = p.backend();
   for (int r = 0; r < std::max(repeats_, 1); ++r) run.outputs = p.compute(inputs_);
+  const int shared = p.in_place_input(inputs_);
+  if (shared >= 0) {
+    run.in_place_input = shared;
+    run.in_place_outputs = p.compute_in_place(inputs_, shared);
+  }
   return run;
 }
 

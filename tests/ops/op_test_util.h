@@ -34,6 +34,10 @@ Attribute attr_strings(std::vector<std::string> v);
 struct OpRun {
   std::vector<Tensor> outputs;
   std::string backend;
+  // When the kernel says output 0 may share bytes with an input (Kernel::in_place_input): that
+  // input, and the outputs of one more call with output 0 written over a copy of its bytes.
+  int in_place_input = -1;
+  std::vector<Tensor> in_place_outputs;
 };
 
 class PreparedOp;
@@ -129,6 +133,12 @@ class PreparedOp {
   // allocated from the shapes the schema infers for these inputs, zeroed for a reference kernel
   // and NaN-filled for any other. Omitted outputs come back undefined.
   std::vector<Tensor> compute(const std::vector<Tensor>& inputs) const;
+  // The input the kernel says output 0 may share bytes with for these inputs
+  // (Kernel::in_place_input, as the planner asks it), or -1.
+  int in_place_input(const std::vector<Tensor>& inputs) const;
+  // One compute call as compute() makes it, but with output 0 written over a copy of input
+  // `shared`'s bytes, as the planner arranges for an in-place step.
+  std::vector<Tensor> compute_in_place(const std::vector<Tensor>& inputs, int shared) const;
 
  private:
   friend class OpTest;
