@@ -156,6 +156,15 @@ class ConvKernel : public DnnlKernel<PlanKey, ConvPlan> {
         channels_last_(is_channels_last(node)),
         act_(act) {}
 
+  // A FusedConv writes over its Z (the residual: same dtype and shape as Y) when nothing reads Z
+  // later: oneDNN's sum post-op adds what the destination holds, so Y then needs no copy of Z
+  // first. Every path reads an element of Z before it writes that element of Y.
+  int in_place_input(std::span<const TensorType* const> inputs,
+                     const TensorType& output) const override {
+    if (inputs.size() < 4 || !inputs[3] || output.dtype != DataType::kFloat32) return -1;
+    return inputs[3]->dtype == output.dtype && inputs[3]->shape == output.shape ? 3 : -1;
+  }
+
  private:
   // Whether the oneDNN path handles these tensors: 2-D float32 with data to compute.
   bool applies(const Call& c) const override {
@@ -239,7 +248,7 @@ class ConvKernel : public DnnlKernel<PlanKey, ConvPlan> {
       } else if (p.y_reorder) {
         p.z_user.set_data_handle(const_cast<float*>(z));
         p.y_reorder_in->execute(s, p.z_user, p.y_mem);
-      } else {
+      } else if (y != z) {  // (Y written over Z already holds it: in_place_input)
         std::memcpy(y, z, y_bytes);
       }
     }
@@ -270,16 +279,11 @@ class ConvKernel : public DnnlKernel<PlanKey, ConvPlan> {
     for (int64_t n = 0; n < batch; ++n) {
       float* out = y.data<float>() + n * m;
       const float* in = x.data<float>() + n * c;
-      if (b) {
-        std::copy_n(b->data<float>(), m, out);
-      } else {
-        std::fill_n(out, m, 0.0f);
-      }
+      // Z first: Y may be Z's own bytes (in_place_input), each element read before it is written.
+      const float* zd = z ? z->data<float>() + n * m : nullptr;
+      const float* bd = b ? b->data<float>() : nullptr;
+      for (int64_t i = 0; i < m; ++i) out[i] = (bd ? bd[i] : 0.0f) + (zd ? zd[i] : 0.0f);
       saxpy_rows(p.wt.data(), in, out, c, m);
-      if (z) {
-        const float* zd = z->data<float>() + n * m;
-        for (int64_t i = 0; i < m; ++i) out[i] += zd[i];
-      }
       if (act_.kind != ActivationKind::kNone)
         for (int64_t i = 0; i < m; ++i) out[i] = apply_activation(act_, out[i]);
     }
@@ -405,8 +409,8 @@ class ConvKernel : public DnnlKernel<PlanKey, ConvPlan> {
 
   bool constant_w_;
   const Value* w_value_;  // W when it is a constant (its prepacked layouts)
-  bool channels_last_;   // FusedConv with NHWC X, Z and Y
-  FusedActivation act_;  // FusedConv's activation (none for Conv)
+  bool channels_last_;    // FusedConv with NHWC X, Z and Y
+  FusedActivation act_;   // FusedConv's activation (none for Conv)
 };
 
 // Declines (nullptr → the reference backend) what the graph already shows the fast path does

@@ -229,8 +229,10 @@ void fused_conv(const KernelContext& ctx, std::span<const Tensor* const> inputs,
   }
   const Shape nchw_shape = conv_output_shape(node, x->shape(), inputs[1]->shape());
   const Shape conv_shape = channels_last ? nchw_to_nhwc(nchw_shape) : nchw_shape;
-  // The conv runs straight into Y when Y is its output as it stands.
-  const bool direct = !channels_last && conv_shape == y.shape();
+  // The conv runs straight into Y when Y is its output as it stands, and is not Z's bytes (the
+  // CPU kernel's in-place form hands such calls over: Z must be read before Y is written).
+  const bool direct = !channels_last && conv_shape == y.shape() &&
+                      !(inputs.size() > 3 && inputs[3] && inputs[3]->raw() == y.raw());
   Tensor nchw_out, nhwc_out;
   Tensor* c = direct ? &y : &(nchw_out = Tensor(y.dtype(), nchw_shape));
   std::vector<const Tensor*> conv_in(inputs.begin(),
