@@ -26,6 +26,8 @@ set(TANDEM_INCLUDE_LAYERS
   "tandem/model.h=runtime"
   "parallel/=parallel"
   "tandem/parallel.h=parallel"
+  "distributed/=distributed"
+  "tandem/mpi.h=distributed"
   "server/=server"
   "cli/=cli")
 

@@ -35,6 +35,9 @@
 #include <vector>
 
 #include "tandem/context.h"
+#ifdef TANDEM_HAVE_MPI
+#include "tandem/mpi.h"
+#endif
 #include "tandem/model.h"
 #include "tandem/parallel.h"
 #include "tandem/status.h"
@@ -725,6 +728,20 @@ std::vector<std::string> to_devices(const py::object& devices) {
   return out;
 }
 
+// A blocking predict of ParallelPredictor or MpiPredictor: inputs converted (arrays borrowed while
+// `keep` holds them), the GIL released while it runs, the outputs as numpy views.
+template <typename Predictor>
+py::list predict_with_gil_released(Predictor& predictor, const py::object& inputs) {
+  std::vector<py::object> keep;
+  std::vector<tandem::Tensor> in = to_engine_inputs(inputs, keep);
+  std::vector<tandem::Tensor> outs;
+  {
+    py::gil_scoped_release nogil;
+    outs = predictor.predict(in);
+  }
+  return to_numpy_list(outs);
+}
+
 struct PyPredictor {
   tandem::ParallelOptions options;
   std::unique_ptr<tandem::ParallelPredictor> predictor;
@@ -815,14 +832,7 @@ struct PyPredictor {
   }
 
   py::list predict(const py::object& inputs) {
-    std::vector<py::object> keep;
-    std::vector<tandem::Tensor> in = to_engine_inputs(inputs, keep);
-    std::vector<tandem::Tensor> outs;
-    {
-      py::gil_scoped_release nogil;
-      outs = predictor->predict(in);
-    }
-    return to_numpy_list(outs);
+    return predict_with_gil_released(*predictor, inputs);
   }
 
   PyFuture submit(const py::object& inputs) {
@@ -872,6 +882,63 @@ struct PyPredictor {
     return d;
   }
 };
+
+#ifdef TANDEM_HAVE_MPI
+// MpiPredictor: tandem/__init__.py imports mpi4py first (MPI_Init, with libmpi loaded globally for
+// Open MPI's plugins), so this class finds MPI initialised and leaves finalising it to mpi4py.
+struct PyMpiPredictor {
+  std::unique_ptr<tandem::MpiPredictor> predictor;
+
+  PyMpiPredictor(const std::string& model_path, const py::object& devices,
+                 const py::object& input_shapes, double deadline, const py::object& worker_binary,
+                 bool convert_once, bool verify_checksum) {
+    tandem::MpiOptions o;
+    o.local.model_path = model_path;
+    o.local.devices = devices.is_none() ? std::vector<std::string>{"cpu:0"} : to_devices(devices);
+    o.local.input_shapes = to_shape_map(input_shapes);
+    if (!(deadline > 0 && deadline <= 86400))
+      throw_error(ErrorCode::kInvalidArgument, "deadline must be 0 to 86400 seconds");
+    o.deadline = std::chrono::milliseconds(std::max<int64_t>(1, deadline * 1000));
+    if (!worker_binary.is_none())
+      o.local.worker_binary = worker_binary.cast<std::string>();
+    else if (std::getenv("TANDEM_WORKER_BINARY") == nullptr)
+      o.local.worker_binary = g_default_worker_binary;
+    o.local.convert_once = convert_once;
+    o.local.verify_checksum = verify_checksum;
+    predictor = std::make_unique<tandem::MpiPredictor>(o);
+  }
+  ~PyMpiPredictor() {
+    if (predictor) {
+      py::gil_scoped_release nogil;
+      predictor.reset();
+    }
+  }
+  py::list predict(const py::object& inputs) {
+    return predict_with_gil_released(*predictor, inputs);
+  }
+  py::dict stats() const {
+    tandem::MpiStats s = predictor->stats();
+    py::dict d;
+    d["requests"] = s.requests;
+    d["failed_requests"] = s.failed_requests;
+    d["overhead_ms_last"] = s.overhead_ms_last;
+    d["overhead_ms_total"] = s.overhead_ms_total;
+    py::list ranks;
+    for (const auto& r : s.ranks) {
+      py::dict e;
+      e["rank"] = r.rank;
+      e["host"] = r.host;
+      e["devices"] = r.devices;
+      e["items"] = r.items;
+      e["busy_ms"] = r.busy_ms;
+      e["items_per_s"] = r.items_per_s;
+      ranks.append(e);
+    }
+    d["ranks"] = ranks;
+    return d;
+  }
+};
+#endif
 
 }  // namespace
 
@@ -1108,6 +1175,54 @@ PYBIND11_MODULE(_tandem, m) {
         return false;
       });
 
+#ifdef TANDEM_HAVE_MPI
+  py::class_<PyMpiPredictor>(
+      m, "_MpiPredictor",
+      "The split across the ranks of an MPI job; use tandem.MpiPredictor (it initialises MPI "
+      "through mpi4py).")
+      .def(py::init<const std::string&, const py::object&, const py::object&, double,
+                    const py::object&, bool, bool>(),
+           py::arg("model_path"), py::arg("devices") = py::none(), py::kw_only(),
+           py::arg("input_shapes") = py::none(), py::arg("deadline") = 300.0,
+           py::arg("worker_binary") = py::none(),
+           py::arg("convert_once") = tandem::ParallelOptions{}.convert_once,
+           py::arg("verify_checksum") = tandem::ParallelOptions{}.verify_checksum)
+      .def("build",
+           [](PyMpiPredictor& p) {
+             py::gil_scoped_release nogil;
+             p.predictor->build();
+           })
+      .def("predict", &PyMpiPredictor::predict, py::arg("inputs"))
+      .def("serve",
+           [](PyMpiPredictor& p) {
+             py::gil_scoped_release nogil;
+             p.predictor->serve();
+           })
+      .def("finalize",
+           [](PyMpiPredictor& p) {
+             py::gil_scoped_release nogil;
+             p.predictor->finalize();
+           })
+      .def("get_inputs",
+           [](const PyMpiPredictor& p) {
+             std::vector<PyTensor> out;
+             for (const auto& i : p.predictor->inputs()) out.push_back(PyTensor::from_info(i));
+             return out;
+           })
+      .def("get_outputs",
+           [](const PyMpiPredictor& p) {
+             std::vector<PyTensor> out;
+             for (const auto& i : p.predictor->outputs()) out.push_back(PyTensor::from_info(i));
+             return out;
+           })
+      .def("stats", &PyMpiPredictor::stats)
+      .def_property_readonly("rank", [](const PyMpiPredictor& p) { return p.predictor->rank(); })
+      .def_property_readonly("size", [](const PyMpiPredictor& p) { return p.predictor->size(); })
+      .def_property_readonly("host", [](const PyMpiPredictor& p) { return p.predictor->host(); });
+  m.attr("_have_mpi") = true;
+#else
+  m.attr("_have_mpi") = false;
+#endif
   m.def("parse_device_list", &tandem::parse_device_list, py::arg("text"),
         "'cpu:0,cpu:1' or a count '2' -> ['cpu:0', 'cpu:1'].");
   m.def("_set_default_worker_binary", [](const std::string& p) { g_default_worker_binary = p; });

@@ -26,6 +26,11 @@ packages=(
   prometheus
   # tools/serve_bench.py: the load generator (issue 14's benchmark)
   wrk
+  # `mpirun -np H tandem run|bench --mpi` (src/distributed): Open MPI, its compiler wrappers and
+  # mpirun (which starts ranks on other hosts over ssh: openssh-client comes with openmpi-bin)
+  libopenmpi-dev openmpi-bin
+  # tandem.MpiPredictor from Python initialises MPI through mpi4py
+  python3-mpi4py
   python3 python3-dev python3-numpy python3-onnx
   python3-pybind11 pybind11-dev python3-pytest python3-setuptools python3-pip python3-venv
 )

@@ -28,10 +28,11 @@ if [[ $no_asan == 0 ]]; then
   echo "== bad-input suites under ASan + UBSan =="
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTANDEM_SANITIZE=ON -DTANDEM_BUILD_PYTHON=OFF \
     "${werror[@]}" >/dev/null
-  cmake --build build-asan --target tandem tandem_unit_tests tandem_parallel_tests tandem_server_tests
+  cmake --build build-asan --target tandem tandem_unit_tests tandem_parallel_tests tandem_server_tests \
+    tandem_distributed_tests
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir build-asan --output-on-failure -j2 \
-      -R 'BadInput|cli_bad_input|Model\.|ParallelMemory|Scheduler|WorkerReplies|^Server'
+      -R 'BadInput|cli_bad_input|Model\.|ParallelMemory|Scheduler|WorkerReplies|^Server|MpiWire'
 fi
 
 if [[ $no_fuzz == 0 ]]; then

@@ -2,9 +2,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <sstream>
 #include <type_traits>
@@ -228,6 +230,11 @@ void DeviceOptions::add_to(CLI::App* app) {
   app->add_option("--deadline", deadline_s,
                   "seconds a shard may take before its worker counts as hung (default 120)")
       ->check(real_range(0.001, kMaxSeconds));
+  app->add_flag("--mpi", mpi,
+                "run as one rank of an MPI job (mpirun -np H tandem ... --mpi): each rank runs "
+                "its own devices (--devices, default one cpu device with the rank's share of the "
+                "host's cores), rank 0 splits every batch over the ranks by their measured speed "
+                "and prints; the gathered result is checked as with --devices");
   app->add_flag("--convert-once,!--no-convert-once", convert_once,
                 "given an .onnx, convert it once in this process into a sealed in-memory .tandem "
                 "file (weights prepacked) that every worker maps: one physical copy of the "
@@ -296,6 +303,60 @@ void match_input_names(const Model& model, std::vector<Tensor>& inputs) {
   }
   if (!names_ok)
     for (Tensor& t : inputs) t.set_name("");
+}
+
+double max_abs_difference(const std::vector<Tensor>& a, const std::vector<Tensor>& b,
+                          std::string& problem) {
+  if (a.size() != b.size()) {
+    problem = fmt::format("{} outputs vs {}", a.size(), b.size());
+    return INFINITY;
+  }
+  double worst = 0;
+  for (size_t o = 0; o < a.size(); ++o) {
+    if (a[o].shape() != b[o].shape() || a[o].dtype() != b[o].dtype()) {
+      problem =
+          fmt::format("output '{}': {} {} vs {} {}", a[o].name(), dtype_name(a[o].dtype()),
+                      shape_str(a[o].shape()), dtype_name(b[o].dtype()), shape_str(b[o].shape()));
+      return INFINITY;
+    }
+    if (a[o].dtype() != DataType::kFloat32) {
+      if (std::memcmp(a[o].raw(), b[o].raw(), a[o].nbytes()) != 0) {
+        problem = fmt::format("output '{}' differs", a[o].name());
+        return INFINITY;
+      }
+      continue;
+    }
+    for (int64_t i = 0; i < a[o].numel(); ++i) {
+      float x = a[o].data<float>()[i], y = b[o].data<float>()[i];
+      if (std::isnan(x) != std::isnan(y)) return INFINITY;
+      if (!std::isnan(x)) worst = std::max(worst, static_cast<double>(std::abs(x - y)));
+    }
+  }
+  return worst;
+}
+
+double percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  if (v.empty()) return 0;
+  double rank = p / 100.0 * (v.size() - 1);
+  size_t lo = static_cast<size_t>(rank), hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (v[hi] - v[lo]) * (rank - lo);
+}
+
+int verify_against_one_device(const std::vector<Tensor>& outputs, Model& reference,
+                              const std::vector<Tensor>& inputs) {
+  std::vector<Tensor> single = reference.predict(inputs);
+  std::string problem;
+  double diff = max_abs_difference(outputs, single, problem);
+  fmt::print("max abs difference vs one device running the whole batch: {:.3g}\n", diff);
+  if (diff <= 1e-5) {
+    std::printf("=========== success ===========\n");
+    return 0;
+  }
+  std::printf("=========== failure: gathered outputs differ from one device (%s) ===========\n",
+              problem.empty() ? fmt::format("max abs difference {:.3g} > 1e-5", diff).c_str()
+                              : problem.c_str());
+  return 1;
 }
 
 }  // namespace tandem::cli

@@ -89,14 +89,32 @@ struct DeviceOptions {
   int workers_per_device = 1;
   double deadline_s = 120;
   bool convert_once = true;
+  bool mpi = false;  // --mpi: split across the ranks of an MPI job as well (cmd_mpi.cc)
   void add_to(CLI::App* app);
   ParallelOptions to_options(const std::string& model, const std::string& input_shape) const;
 };
+
+// Largest |a - b| over float outputs (other dtypes must match exactly); INFINITY with `problem`
+// set when the outputs differ in number, dtype or shape, or a NaN sits on one side only.
+double max_abs_difference(const std::vector<Tensor>& a, const std::vector<Tensor>& b,
+                          std::string& problem);
+// The seed's check: runs `reference` (one device) on the whole batch, prints the largest
+// difference and the success or failure line; returns the exit status (0: within 1e-5).
+int verify_against_one_device(const std::vector<Tensor>& outputs, Model& reference,
+                              const std::vector<Tensor>& inputs);
+// The p-th percentile (0-100) of the values, interpolated between ranks.
+double percentile(std::vector<double> values, double p);
 
 // The seed's run: build on every device, split the batch, print the seed's lines, and check the
 // gathered outputs against one device running the whole batch.
 int run_on_devices(const ModelOptions& model, const DeviceOptions& devices, int64_t batch,
                    int loops, bool verify);
+// The same two over the ranks of an MPI job (`mpirun -np H tandem run|bench --mpi`): rank 0
+// prints, the other ranks serve it. Without MPI in the build they fail saying how to get it.
+int run_on_mpi(const ModelOptions& model, const DeviceOptions& devices, int64_t batch, int loops,
+               bool verify);
+int bench_on_mpi(const ModelOptions& model, const DeviceOptions& devices, int64_t batch, int warmup,
+                 int loops, const std::string& json_path);
 // Throughput and latency over several devices, with scaling efficiency against one device.
 int bench_on_devices(const ModelOptions& model, const DeviceOptions& devices, int64_t batch,
                      int warmup, int loops, double duration_s, int concurrency,

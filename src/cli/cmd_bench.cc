@@ -45,6 +45,14 @@ int run_bench(const BenchOptions& opt) {
                "(the runner's outputs are checked by `tandem run --devices`)");
   TANDEM_CHECK(opt.inputs.empty() || opt.devices.devices.empty(), ErrorCode::kInvalidArgument,
                "--inputs is for one device: not with --devices");
+  if (opt.devices.mpi) {
+    TANDEM_CHECK(!check && opt.inputs.empty() && opt.duration_s == 0 && opt.concurrency == 1,
+                 ErrorCode::kInvalidArgument,
+                 "with --mpi: random inputs, --loops requests one at a time (no --reference, "
+                 "--inputs, --duration or --concurrency)");
+    return bench_on_mpi(opt.model, opt.devices, opt.batch > 0 ? opt.batch : 2, opt.warmup,
+                        opt.loops, opt.json);
+  }
   if (!opt.devices.devices.empty())
     return bench_on_devices(opt.model, opt.devices, opt.batch > 0 ? opt.batch : 2, opt.warmup,
                             opt.loops, opt.duration_s, opt.concurrency, opt.json);

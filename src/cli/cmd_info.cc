@@ -47,7 +47,9 @@ int show_info(const ModelOptions& opt) {
 }
 
 // Every backend whose kernels `info --ops` reports, in column order: the ones "auto" uses.
-std::vector<const Backend*> known_backends() { return backends_for("auto"); }
+std::vector<const Backend*> known_backends() {
+  return backends_for("auto");
+}
 
 struct OpRow {
   std::string op_type;

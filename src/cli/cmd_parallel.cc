@@ -21,36 +21,6 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-double max_abs_difference(const std::vector<Tensor>& a, const std::vector<Tensor>& b,
-                          std::string& problem) {
-  if (a.size() != b.size()) {
-    problem = fmt::format("{} outputs vs {}", a.size(), b.size());
-    return INFINITY;
-  }
-  double worst = 0;
-  for (size_t o = 0; o < a.size(); ++o) {
-    if (a[o].shape() != b[o].shape() || a[o].dtype() != b[o].dtype()) {
-      problem =
-          fmt::format("output '{}': {} {} vs {} {}", a[o].name(), dtype_name(a[o].dtype()),
-                      shape_str(a[o].shape()), dtype_name(b[o].dtype()), shape_str(b[o].shape()));
-      return INFINITY;
-    }
-    if (a[o].dtype() != DataType::kFloat32) {
-      if (std::memcmp(a[o].raw(), b[o].raw(), a[o].nbytes()) != 0) {
-        problem = fmt::format("output '{}' differs", a[o].name());
-        return INFINITY;
-      }
-      continue;
-    }
-    for (int64_t i = 0; i < a[o].numel(); ++i) {
-      float x = a[o].data<float>()[i], y = b[o].data<float>()[i];
-      if (std::isnan(x) != std::isnan(y)) return INFINITY;
-      if (!std::isnan(x)) worst = std::max(worst, static_cast<double>(std::abs(x - y)));
-    }
-  }
-  return worst;
-}
-
 }  // namespace
 
 int run_on_devices(const ModelOptions& mopt, const DeviceOptions& dopt, int64_t batch, int loops,
@@ -86,7 +56,6 @@ int run_on_devices(const ModelOptions& mopt, const DeviceOptions& dopt, int64_t 
   double total = seconds_since(start) / loops;
   std::printf("Total predict time = %.6f\n", total);
   std::fflush(stdout);
-  ParallelStats stats = predictor.stats();
   predictor.finalize();
   for (const Tensor& t : outputs)
     fmt::print("output {:<24} {:<8} {}\n", t.name(), dtype_name(t.dtype()), shape_str(t.shape()));
@@ -94,19 +63,7 @@ int run_on_devices(const ModelOptions& mopt, const DeviceOptions& dopt, int64_t 
     fmt::print("(not verified against one device: --no-verify)\n");
     return 0;
   }
-  std::vector<Tensor> single = reference->predict(inputs);
-  std::string problem;
-  double diff = max_abs_difference(outputs, single, problem);
-  fmt::print("max abs difference vs one device running the whole batch: {:.3g}\n", diff);
-  if (diff <= 1e-5) {
-    std::printf("=========== success ===========\n");
-    return 0;
-  }
-  std::printf("=========== failure: gathered outputs differ from one device (%s) ===========\n",
-              problem.empty() ? fmt::format("max abs difference {:.3g} > 1e-5", diff).c_str()
-                              : problem.c_str());
-  (void)stats;
-  return 1;
+  return verify_against_one_device(outputs, *reference, inputs);
 }
 
 namespace {
@@ -165,14 +122,6 @@ BenchResult bench_one(ParallelOptions popt, const std::vector<Tensor>& inputs, i
   }
   predictor.finalize();
   return r;
-}
-
-double percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  if (v.empty()) return 0;
-  double rank = p / 100.0 * (v.size() - 1);
-  size_t lo = static_cast<size_t>(rank), hi = std::min(lo + 1, v.size() - 1);
-  return v[lo] + (v[hi] - v[lo]) * (rank - lo);
 }
 
 }  // namespace

@@ -20,6 +20,12 @@ struct RunOptions {
 };
 
 int run_model(const RunOptions& opt) {
+  if (opt.devices.mpi) {
+    TANDEM_CHECK(opt.inputs.empty() && opt.output_dir.empty(), ErrorCode::kInvalidArgument,
+                 "--inputs and --output-dir are for single-device runs; with --mpi the inputs "
+                 "are random and checked against one device");
+    return run_on_mpi(opt.model, opt.devices, opt.batch > 0 ? opt.batch : 2, opt.loops, opt.verify);
+  }
   if (!opt.devices.devices.empty()) {
     TANDEM_CHECK(opt.inputs.empty() && opt.output_dir.empty(), ErrorCode::kInvalidArgument,
                  "--inputs and --output-dir are for single-device runs; with --devices the "

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Real MPI jobs on this machine (mpirun --oversubscribe): `tandem run --mpi` with 1, 2 and 3 ranks
+# must print the gathered result equal to one device running the whole batch; `tandem bench
+# --mpi` must report every rank's items; a rank whose model differs, or whose devices are bad,
+# must fail the build on every rank with a message that names that rank.
+#   mpi_test.sh MPIRUN TANDEM MODELS_DIR
+set -u
+mpirun=$1 tandem=$2 models=$3
+# Root in CI containers; no ptrace-based single copy there (vader would fail with EPERM); ranks
+# of one test share the machine's 2 cores, so no binding.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_rmaps_base_oversubscribe=1
+export OMPI_MCA_hwloc_base_binding_policy=none
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+check() {  # name, expected status (0 or nonzero), grep patterns...; reads $tmp/out
+  local name=$1 want=$2 status=$3
+  shift 3
+  if [[ $want == 0 && $status -ne 0 ]] || [[ $want != 0 && $status -eq 0 ]]; then
+    echo "FAIL $name: exit status $status"; sed 's/^/    /' "$tmp/out"; fail=1; return
+  fi
+  for p in "$@"; do
+    if ! grep -qE -- "$p" "$tmp/out"; then
+      echo "FAIL $name: output lacks /$p/"; sed 's/^/    /' "$tmp/out"; fail=1; return
+    fi
+  done
+  echo "ok   $name"
+}
+job() {  # ranks, timeout, args... -> $tmp/out, status
+  local n=$1 t=$2
+  shift 2
+  timeout "$t" "$mpirun" -np "$n" "$tandem" "$@" >"$tmp/out" 2>&1
+}
+
+unet=$models/sd_unet_tiny/model.onnx
+resnet=$models/resnet_tiny/model.onnx
+
+job 1 120 run --mpi --model "$resnet" --batch 3
+check "1 rank" 0 $? "MPI ranks: 1" "=========== success ==========="
+
+job 2 300 run --mpi --model "$unet" --batch 3 --loops 2
+check "2 ranks, flagship UNet, odd batch" 0 $? "MPI ranks: 2" "rank 1 " \
+  "=========== success ==========="
+
+job 3 300 run --mpi --model "$resnet" --batch 7 --loops 3
+check "3 ranks, resnet, batch 7" 0 $? "MPI ranks: 3" "rank 2 " "=========== success ==========="
+
+# Fewer items than ranks: the fastest ranks take them, the rest idle.
+job 3 300 run --mpi --model "$resnet" --batch 2
+check "3 ranks, batch 2" 0 $? "=========== success ==========="
+
+# Two devices per rank: each rank's own runner splits its shard again.
+job 2 300 run --mpi --model "$resnet" --devices 2 --batch 5
+check "2 ranks x 2 devices" 0 $? "=========== success ==========="
+
+job 2 300 bench --mpi --model "$resnet" --batch 4 --warmup 1 --loops 3 --json "$tmp/b.json"
+check "bench, 2 ranks" 0 $? "scaling efficiency E\(2\)" "MPI overhead per request"
+if ! /usr/bin/python3 -c "import json,sys; j=json.load(open(sys.argv[1])); \
+  assert j['ranks']==2 and all(r['items']>0 for r in j['ranks_detail']), j" "$tmp/b.json"; then
+  echo "FAIL bench json"; fail=1
+fi
+
+# Rank 1 builds another model (same inputs and outputs, other weights): every rank stops, rank 0
+# names rank 1 and both signatures.
+timeout 300 "$mpirun" -np 1 "$tandem" run --mpi --model "$resnet" : \
+  -np 1 "$tandem" run --mpi --model "$models/mobilenet_tiny/model.onnx" >"$tmp/out" 2>&1
+check "a rank with another model" 1 $? "failed to build" "rank 1 \(.*\): its model .*differs"
+
+# Rank 1 cannot build (a device its build refuses): the message is rank 1's own.
+timeout 300 "$mpirun" -np 1 "$tandem" run --mpi --model "$resnet" : \
+  -np 1 "$tandem" run --mpi --model "$resnet" --devices cuda:0 >"$tmp/out" 2>&1
+check "a rank that cannot build" 1 $? "rank 1 \(.*\): .*cuda:0"
+
+# Not under mpirun: a singleton job of one rank.
+timeout 120 "$tandem" run --mpi --model "$resnet" --batch 2 >"$tmp/out" 2>&1
+check "singleton" 0 $? "MPI ranks: 1" "=========== success ==========="
+
+[[ $fail -eq 0 ]] && echo "mpi_test: ok"
+exit $fail
