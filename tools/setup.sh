@@ -31,6 +31,8 @@ packages=(
   libopenmpi-dev openmpi-bin
   # tandem.MpiPredictor from Python initialises MPI through mpi4py
   python3-mpi4py
+  # mpi_netns_test: ranks on two hosts made of network namespaces (ip netns, veth, a bridge)
+  iproute2
   python3 python3-dev python3-numpy python3-onnx
   python3-pybind11 pybind11-dev python3-pytest python3-setuptools python3-pip python3-venv
 )

@@ -14,19 +14,8 @@ export OMPI_MCA_hwloc_base_binding_policy=none
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail=0
-check() {  # name, expected status (0 or nonzero), grep patterns...; reads $tmp/out
-  local name=$1 want=$2 status=$3
-  shift 3
-  if [[ $want == 0 && $status -ne 0 ]] || [[ $want != 0 && $status -eq 0 ]]; then
-    echo "FAIL $name: exit status $status"; sed 's/^/    /' "$tmp/out"; fail=1; return
-  fi
-  for p in "$@"; do
-    if ! grep -qE -- "$p" "$tmp/out"; then
-      echo "FAIL $name: output lacks /$p/"; sed 's/^/    /' "$tmp/out"; fail=1; return
-    fi
-  done
-  echo "ok   $name"
-}
+# shellcheck source=check_lib.sh
+source "$(dirname "$0")/check_lib.sh"
 job() {  # ranks, timeout, args... -> $tmp/out, status
   local n=$1 t=$2
   shift 2
