@@ -115,6 +115,26 @@ int run_on_mpi(const ModelOptions& model, const DeviceOptions& devices, int64_t 
                bool verify);
 int bench_on_mpi(const ModelOptions& model, const DeviceOptions& devices, int64_t batch, int warmup,
                  int loops, const std::string& json_path);
+// Whatever runs whole requests for a command: one Model, a ParallelPredictor over --devices, or
+// an MPI job. In an MPI job only rank 0 leads (reads inputs, predicts, writes outputs); the
+// other ranks serve() it until it finalizes.
+class Runner {
+ public:
+  virtual ~Runner() = default;
+  virtual std::vector<TensorInfo> inputs() const = 0;
+  virtual std::vector<TensorInfo> outputs() const = 0;
+  virtual std::vector<Tensor> predict(const std::vector<Tensor>& inputs) = 0;
+  virtual std::string describe() const = 0;
+  virtual bool leads() const { return true; }
+  virtual void serve() {}
+  virtual void finalize() {}
+};
+// Built and ready; throws on a build failure (in an MPI job: rank 0 throws, the other ranks get
+// nullptr, since rank 0 prints the error for all).
+std::unique_ptr<Runner> make_runner(const ModelOptions& model, const DeviceOptions& devices);
+std::unique_ptr<Runner> make_mpi_runner(const ModelOptions& model, const DeviceOptions& devices);
+void add_map_command(CLI::App& app, int& exit_code);
+
 // Throughput and latency over several devices, with scaling efficiency against one device.
 int bench_on_devices(const ModelOptions& model, const DeviceOptions& devices, int64_t batch,
                      int warmup, int loops, double duration_s, int concurrency,

@@ -104,6 +104,38 @@ std::vector<Tensor> reference_inputs(const ModelOptions& mopt, const std::string
 
 }  // namespace
 
+namespace {
+
+class MpiRunner : public Runner {
+ public:
+  explicit MpiRunner(MpiOptions o) : options_(std::move(o)), mp_(options_) {}
+  bool build() { return build_all(mp_); }
+  std::vector<TensorInfo> inputs() const override { return mp_.inputs(); }
+  std::vector<TensorInfo> outputs() const override { return mp_.outputs(); }
+  std::vector<Tensor> predict(const std::vector<Tensor>& inputs) override {
+    return mp_.predict(inputs);
+  }
+  std::string describe() const override {
+    return fmt::format("{} MPI ranks (rank 0 on {}: devices {})", mp_.size(), mp_.host(),
+                       fmt::join(options_.local.devices, ","));
+  }
+  bool leads() const override { return mp_.rank() == 0; }
+  void serve() override { mp_.serve(); }
+  void finalize() override { mp_.finalize(); }
+
+ private:
+  MpiOptions options_;
+  MpiPredictor mp_;
+};
+
+}  // namespace
+
+std::unique_ptr<Runner> make_mpi_runner(const ModelOptions& mopt, const DeviceOptions& dopt) {
+  auto r = std::make_unique<MpiRunner>(mpi_options(mopt, dopt));
+  if (!r->build()) return nullptr;
+  return r;
+}
+
 int run_on_mpi(const ModelOptions& mopt, const DeviceOptions& dopt, int64_t batch, int loops,
                bool verify) {
   MpiOptions o = mpi_options(mopt, dopt);

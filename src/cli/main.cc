@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
   tandem::cli::add_serve_command(app, exit_code);
   tandem::cli::add_compare_command(app, exit_code);
   tandem::cli::add_convert_command(app, exit_code);
+  tandem::cli::add_map_command(app, exit_code);
   tandem::cli::add_worker_command(app, exit_code);
   try {
     app.parse(argc, argv);
