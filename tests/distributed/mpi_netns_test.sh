@@ -20,25 +20,24 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-if ! ip netns add "$ns_a" 2>"$tmp/err"; then
-  echo "SKIP: cannot make network namespaces here ($(cat "$tmp/err")); needs root"
+# Any step failing means this machine cannot make the hosts (not root, or a chroot whose / is
+# not a mount point, where `ip netns add` cannot make / a slave mount): skipped, not passed.
+make_hosts() {
+  ip netns add "$ns_a" && ip netns add "$ns_b" && ip link add "$br" type bridge &&
+    ip addr add "$net.1/24" dev "$br" && ip link set "$br" up || return 1
+  local i=2 ns
+  for ns in "$ns_a" "$ns_b"; do
+    ip link add "${ns}v" type veth peer name eth0 netns "$ns" &&
+      ip link set "${ns}v" master "$br" up &&
+      ip -n "$ns" addr add "$net.$i/24" dev eth0 &&
+      ip -n "$ns" link set eth0 up && ip -n "$ns" link set lo up || return 1
+    i=$((i + 1))
+  done
+}
+if ! make_hosts 2>"$tmp/err"; then
+  echo "SKIP: cannot make two hosts from network namespaces here: $(tr '\n' ' ' <"$tmp/err")"
   exit 77
 fi
-set -e
-ip netns add "$ns_b"
-ip link add "$br" type bridge
-ip addr add "$net.1/24" dev "$br"
-ip link set "$br" up
-i=2
-for ns in "$ns_a" "$ns_b"; do
-  ip link add "${ns}v" type veth peer name eth0 netns "$ns"
-  ip link set "${ns}v" master "$br" up
-  ip -n "$ns" addr add "$net.$i/24" dev eth0
-  ip -n "$ns" link set eth0 up
-  ip -n "$ns" link set lo up
-  i=$((i + 1))
-done
-set +e
 # The launch agent: `agent [options] HOST COMMAND...`, as mpirun calls ssh. HOST is an address on
 # the bridge; the command runs in that host's namespace under the name host-a or host-b.
 cat >"$tmp/agent" <<AGENT
