@@ -890,8 +890,8 @@ struct PyMpiPredictor {
   std::unique_ptr<tandem::MpiPredictor> predictor;
 
   PyMpiPredictor(const std::string& model_path, const py::object& devices,
-                 const py::object& input_shapes, double deadline, const py::object& worker_binary,
-                 bool convert_once, bool verify_checksum) {
+                 const py::object& input_shapes, double deadline, double liveness,
+                 const py::object& worker_binary, bool convert_once, bool verify_checksum) {
     tandem::MpiOptions o;
     o.local.model_path = model_path;
     o.local.devices = devices.is_none() ? std::vector<std::string>{"cpu:0"} : to_devices(devices);
@@ -899,6 +899,9 @@ struct PyMpiPredictor {
     if (!(deadline > 0 && deadline <= 86400))
       throw_error(ErrorCode::kInvalidArgument, "deadline must be 0 to 86400 seconds");
     o.deadline = std::chrono::milliseconds(std::max<int64_t>(1, deadline * 1000));
+    if (!(liveness >= 1 && liveness <= 86400))
+      throw_error(ErrorCode::kInvalidArgument, "liveness must be 1 to 86400 seconds");
+    o.liveness = std::chrono::milliseconds(static_cast<int64_t>(liveness * 1000));
     if (!worker_binary.is_none())
       o.local.worker_binary = worker_binary.cast<std::string>();
     else if (std::getenv("TANDEM_WORKER_BINARY") == nullptr)
@@ -923,6 +926,9 @@ struct PyMpiPredictor {
     d["failed_requests"] = s.failed_requests;
     d["overhead_ms_last"] = s.overhead_ms_last;
     d["overhead_ms_total"] = s.overhead_ms_total;
+    d["ranks_lost"] = s.ranks_lost;
+    d["requests_rerun"] = s.requests_rerun;
+    d["lost"] = s.lost;
     py::list ranks;
     for (const auto& r : s.ranks) {
       py::dict e;
@@ -1180,11 +1186,11 @@ PYBIND11_MODULE(_tandem, m) {
       m, "_MpiPredictor",
       "The split across the ranks of an MPI job; use tandem.MpiPredictor (it initialises MPI "
       "through mpi4py).")
-      .def(py::init<const std::string&, const py::object&, const py::object&, double,
+      .def(py::init<const std::string&, const py::object&, const py::object&, double, double,
                     const py::object&, bool, bool>(),
            py::arg("model_path"), py::arg("devices") = py::none(), py::kw_only(),
            py::arg("input_shapes") = py::none(), py::arg("deadline") = 300.0,
-           py::arg("worker_binary") = py::none(),
+           py::arg("liveness") = 10.0, py::arg("worker_binary") = py::none(),
            py::arg("convert_once") = tandem::ParallelOptions{}.convert_once,
            py::arg("verify_checksum") = tandem::ParallelOptions{}.verify_checksum)
       .def("build",

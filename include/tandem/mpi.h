@@ -26,9 +26,14 @@ struct MpiOptions {
   // names no cores, the host's cores are divided between those ranks first (in local-rank order)
   // and then between each rank's cpu devices, so two ranks never pin to the same core.
   ParallelOptions local;
-  // Rank 0 waits this long for a rank's answer to one request; past it the rank is named (rank,
-  // host) in the error, and the job can no longer be used (MPI cannot take a rank back out of a
-  // collective it never joined).
+  // While a request runs, every rank sends rank 0 a heartbeat this often. A rank rank 0 has not
+  // heard from for `liveness` is lost: the survivors go on without it and the request runs again
+  // on them (the MPI runtime must keep the job when a process dies: Open MPI's
+  // `mpirun --enable-recovery`; without it mpirun ends the job and names the rank).
+  std::chrono::milliseconds heartbeat{std::chrono::milliseconds(500)};
+  std::chrono::milliseconds liveness{std::chrono::seconds(10)};
+  // A request running longer than this fails and the job can no longer be used (its ranks are
+  // alive but stuck; MPI cannot take them out of a collective).
   std::chrono::milliseconds deadline{std::chrono::seconds(300)};
 };
 
@@ -48,6 +53,9 @@ struct MpiStats {
   // (header, scatter, gather, and the local runners' own orchestration) added.
   double overhead_ms_last = 0;
   double overhead_ms_total = 0;
+  int64_t ranks_lost = 0;
+  int64_t requests_rerun = 0;     // attempts begun again after a rank was lost
+  std::vector<std::string> lost;  // what happened, one line per loss (ranks, hosts, why)
   std::vector<MpiRankStats> ranks;
 };
 
@@ -73,7 +81,7 @@ class MpiPredictor {
 
   // Rank 0 only: one request over all ranks. Bad input is refused before any rank sees it; a
   // rank that fails its shard fails the request with an Error naming the rank and host, and the
-  // job goes on serving.
+  // job goes on serving. A rank lost meanwhile is dropped and the request runs on the others.
   std::vector<Tensor> predict(const std::vector<Tensor>& inputs);
   // Ranks other than 0: answer requests until rank 0 calls finalize().
   void serve();

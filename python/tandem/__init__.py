@@ -98,11 +98,13 @@ class MpiPredictor:
                 p.serve()                               # until rank 0 leaves the `with`
 
     A rank that fails its shard fails that request with an error naming the rank and its host;
-    the job goes on. A build failure on any rank raises the same error on every rank.
+    the job goes on. A rank not heard from for ``liveness`` seconds during a request is dropped
+    and the request runs again on the others (under ``mpirun --enable-recovery``). A build
+    failure on any rank raises the same error on every rank.
     """
 
     def __init__(self, model_path, devices=None, *, input_shapes=None, deadline=300.0,
-                 worker_binary=None, convert_once=True, verify_checksum=True):
+                 liveness=10.0, worker_binary=None, convert_once=True, verify_checksum=True):
         if not _tandem._have_mpi:
             raise UnsupportedError("tandem.MpiPredictor: this build has no MPI; install Debian's "
                                    "libopenmpi-dev and openmpi-bin and build again")
@@ -113,6 +115,7 @@ class MpiPredictor:
                                    "python3-mpi4py)") from e
         self._p = _tandem._MpiPredictor(_os.fspath(model_path), devices,
                                         input_shapes=input_shapes, deadline=deadline,
+                                        liveness=liveness,
                                         worker_binary=worker_binary, convert_once=convert_once,
                                         verify_checksum=verify_checksum)
         # mpi4py finalises MPI at exit; rank 0's goodbye to the others must go out before that

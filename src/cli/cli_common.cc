@@ -235,6 +235,12 @@ void DeviceOptions::add_to(CLI::App* app) {
                 "its own devices (--devices, default one cpu device with the rank's share of the "
                 "host's cores), rank 0 splits every batch over the ranks by their measured speed "
                 "and prints; the gathered result is checked as with --devices");
+  app->add_option("--liveness", liveness_s,
+                  "with --mpi: seconds rank 0 may hear nothing from a rank during a request "
+                  "(each sends a heartbeat twice a second) before it takes the rank for lost and "
+                  "runs the request again on the others (default 10; needs mpirun "
+                  "--enable-recovery, else mpirun ends the job when a rank dies)")
+      ->check(real_range(1, kMaxSeconds));
   app->add_flag("--convert-once,!--no-convert-once", convert_once,
                 "given an .onnx, convert it once in this process into a sealed in-memory .tandem "
                 "file (weights prepacked) that every worker maps: one physical copy of the "

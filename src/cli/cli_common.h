@@ -89,7 +89,8 @@ struct DeviceOptions {
   int workers_per_device = 1;
   double deadline_s = 120;
   bool convert_once = true;
-  bool mpi = false;  // --mpi: split across the ranks of an MPI job as well (cmd_mpi.cc)
+  bool mpi = false;        // --mpi: split across the ranks of an MPI job as well (cmd_mpi.cc)
+  double liveness_s = 10;  // --liveness: with --mpi, silence after which a rank is lost
   void add_to(CLI::App* app);
   ParallelOptions to_options(const std::string& model, const std::string& input_shape) const;
 };

@@ -54,6 +54,7 @@ MpiOptions mpi_options(const ModelOptions& mopt, const DeviceOptions& dopt) {
   // A rank's local runner restarts a hung worker after its own deadline and reruns the shard;
   // rank 0 gives it that long twice over before it calls the rank lost.
   o.deadline = 2 * o.local.deadline + std::chrono::seconds(10);
+  o.liveness = std::chrono::milliseconds(static_cast<int64_t>(d.liveness_s * 1000));
   return o;
 }
 
@@ -83,6 +84,7 @@ void print_job(const MpiPredictor& mp, const MpiOptions& o, int64_t batch) {
 }
 
 void print_ranks(const MpiStats& stats, double wall_s) {
+  for (const std::string& l : stats.lost) fmt::print("lost: {}\n", l);
   for (const MpiRankStats& r : stats.ranks)
     fmt::print("  rank {:<3} {:<20} devices {}  items {:>6}  busy {:5.1f}%  {:.2f} items/s\n",
                r.rank, r.host, r.devices, r.items,

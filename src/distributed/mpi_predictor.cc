@@ -1,14 +1,26 @@
-// MpiPredictor over Open MPI. One request, as rank 0 runs it:
-//   1. header: the encoded Request (wire.h), in two broadcasts: its length, polled (an idle rank
-//      sleeps between tests instead of spinning a core its workers need), then the words;
-//   2. inputs: each batched input with MPI_Scatterv by the request's item counts, each unbatched
-//      one with MPI_Bcast;
-//   3. every rank with items runs them on its own ParallelPredictor;
-//   4. replies: each rank sends rank 0 its encoded Reply and, on failure, its message, point to
-//      point, so rank 0 can name a rank that does not answer within the deadline;
-//   5. rank 0 checks every reply against the model and broadcasts go / no-go;
-//   6. on go, each output with MPI_Gatherv, then the one gather both local engines use
+// MpiPredictor over Open MPI.
+//
+// Two communicators: `comm_` (a duplicate of MPI_COMM_WORLD) carries the small point-to-point
+// messages — request headers, replies, go, heartbeats, new memberships — and `data_` carries the
+// tensors, with collectives over the ranks currently alive. One request, as rank 0 runs it:
+//   1. header: the encoded Request (wire.h) to every live rank; an idle rank polls for it,
+//      sleeping between polls instead of spinning a core its workers need;
+//   2. inputs: each batched input with MPI_Iscatterv by the request's item counts, each unbatched
+//      one with MPI_Ibcast;
+//   3. every rank with items runs them on its own ParallelPredictor (sending rank 0 a heartbeat
+//      every `heartbeat` meanwhile);
+//   4. replies: each rank sends rank 0 its encoded Reply (with the request id) and, on failure,
+//      its message, so rank 0 can name a rank that fails;
+//   5. rank 0 checks every reply against the model and sends go / no-go;
+//   6. on go, each output with MPI_Igatherv, then the one gather both local engines use
 //      (parallel::gather_outputs) checks and assembles them.
+// Faults: a rank from which rank 0 hears nothing (no heartbeat, no reply) for `liveness` while a
+// request runs, or with which MPI reports an error, is lost. Rank 0 tells the others the new
+// membership, every survivor builds a new `data_` over the survivors (MPI_Comm_create_group,
+// collective over them alone), pending collectives on the old one are abandoned, and the request
+// is run again from the start on the survivors. A rank that learns it is no longer a member ends
+// its serve() with an error. This needs the MPI runtime to keep the job when a process dies
+// (Open MPI: `mpirun --enable-recovery`); without it mpirun ends the whole job and names the rank.
 // Tensors travel in units of one element of their dtype, so a count is an element count; MPI's
 // counts are int, so a tensor of 2^31 elements or more per rank is refused by name.
 #include <mpi.h>
@@ -18,6 +30,7 @@
 #include <chrono>
 #include <climits>
 #include <cstring>
+#include <future>
 #include <thread>
 
 #include "core/checked.h"
@@ -39,8 +52,17 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+constexpr int kHeaderTag = 7100;
 constexpr int kReplyTag = 7101;
 constexpr int kMessageTag = 7102;
+constexpr int kGoTag = 7103;
+constexpr int kHeartbeatTag = 7104;
+constexpr int kMembersTag = 7105;
+// A rank's last word in a request (its outputs are sent): from then on it is idle, and its
+// silence is no sign of death.
+constexpr int kDoneTag = 7106;
+// MPI_Comm_create_group's tag; the membership's epoch is added so no two calls share one.
+constexpr int kGroupTagBase = 8000;
 // A request header longer than this is refused before it is allocated (wire.h bounds what it
 // may hold: 65536 ranks and 4096 tensors of rank 64 fit well inside).
 constexpr int64_t kMaxHeaderWords = 1 << 20;
@@ -54,24 +76,33 @@ void mpi_check(int rc, const char* what) {
   raise(ErrorCode::kRuntime, "MPI {} failed: {}", what, std::string(text, len));
 }
 
-// Tests `req` until it completes or `deadline` passes (false). MPI's blocking calls spin at full
-// speed; a rank waiting for the next request, or for a slower rank, would take a core from the
-// workers on its host. So: spin for the first 100 us (a reply already on its way), then sleep
-// between tests, up to 1 ms.
-bool wait_polled(MPI_Request& req, Clock::time_point deadline, const char* what) {
+// Sleeps a little longer the longer a wait has lasted: nothing for the first 100 us (an answer
+// already on its way), then up to 1 ms.
+void back_off(Clock::time_point since) {
+  auto waited = Clock::now() - since;
+  if (waited > std::chrono::microseconds(100))
+    std::this_thread::sleep_for(
+        std::min<Clock::duration>(waited / 8, std::chrono::milliseconds(1)));
+}
+
+// Build-time waits (every rank is alive and busy building): test until done, sleeping between.
+void wait_polled(MPI_Request& req, const char* what) {
   auto start = Clock::now();
   for (;;) {
     int done = 0;
     mpi_check(MPI_Test(&req, &done, MPI_STATUS_IGNORE), what);
-    if (done) return true;
-    auto now = Clock::now();
-    if (now >= deadline) return false;
-    auto waited = now - start;
-    if (waited > std::chrono::microseconds(100))
-      std::this_thread::sleep_for(
-          std::min<Clock::duration>(waited / 8, std::chrono::milliseconds(1)));
+    if (done) return;
+    back_off(start);
   }
 }
+
+// Thrown inside a request when ranks are lost (rank 0) or when rank 0 announced a new membership
+// (the others); caught by the request loop, never by callers.
+struct RanksLost {
+  std::vector<int> ranks;
+  std::string why;
+};
+struct MembershipChanged {};
 
 // An MPI datatype of one element of `dtype` (its bytes, contiguous).
 class ElementType {
@@ -96,16 +127,6 @@ int to_count(int64_t elements, const std::string& what) {
                "over more ranks)",
                what, elements, INT_MAX);
   return static_cast<int>(elements);
-}
-
-// MPI_Bcast in pieces of at most 1 GiB, for tensors past int counts of bytes.
-void bcast_bytes(void* data, size_t bytes, MPI_Comm comm) {
-  auto* p = static_cast<uint8_t*>(data);
-  constexpr size_t kPiece = size_t{1} << 30;
-  for (size_t off = 0; off < bytes; off += kPiece)
-    mpi_check(
-        MPI_Bcast(p + off, static_cast<int>(std::min(kPiece, bytes - off)), MPI_BYTE, 0, comm),
-        "Bcast");
 }
 
 // What must be the same on every rank: the model file's bytes (size and hash) and the inputs
@@ -140,16 +161,27 @@ class MpiPredictor::Impl {
       owns_mpi_ = true;
     }
     mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), "Comm_dup");
-    // Errors come back as return codes (thrown as tandem::Error) instead of aborting the job.
+    mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &group_parent_), "Comm_dup");
+    // Errors come back as return codes (thrown as tandem::Error, or taken as a lost rank)
+    // instead of aborting the job.
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+    MPI_Comm_set_errhandler(group_parent_, MPI_ERRORS_RETURN);
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
+    mpi_check(MPI_Comm_dup(comm_, &data_), "Comm_dup");
+    MPI_Comm_set_errhandler(data_, MPI_ERRORS_RETURN);
+    for (int r = 0; r < size_; ++r) alive_.push_back(r);
+    last_seen_.assign(size_, Clock::now());
+    done_.assign(size_, false);
     char name[MPI_MAX_PROCESSOR_NAME];
     int len = 0;
     MPI_Get_processor_name(name, &len);
     host_.assign(name, len);
-    TANDEM_CHECK(options_.deadline.count() > 0, ErrorCode::kInvalidArgument,
-                 "MpiOptions::deadline must be positive");
+    TANDEM_CHECK(options_.deadline.count() > 0 && options_.liveness.count() > 0 &&
+                     options_.heartbeat.count() > 0 && options_.heartbeat < options_.liveness,
+                 ErrorCode::kInvalidArgument,
+                 "MpiOptions: deadline, liveness and heartbeat must be positive, heartbeat "
+                 "shorter than liveness");
     share_host_cores();
     local_ = std::make_unique<ParallelPredictor>(options_.local);
   }
@@ -163,8 +195,14 @@ class MpiPredictor::Impl {
     int finalized = 0;
     MPI_Finalized(&finalized);
     if (!finalized) {
+      // A communicator with abandoned collectives (after a lost rank) is left alone: freeing it
+      // could wait for them.
+      if (epoch_ == 0) MPI_Comm_free(&data_);
+      MPI_Comm_free(&group_parent_);
       MPI_Comm_free(&comm_);
-      if (owns_mpi_) MPI_Finalize();
+      // After a lost rank, MPI_Finalize's fence would wait for it forever (Open MPI 4 without
+      // ULFM): the process ends without it, as the runtime was told to tolerate.
+      if (owns_mpi_ && epoch_ == 0) MPI_Finalize();
     }
   }
 
@@ -198,7 +236,7 @@ class MpiPredictor::Impl {
     MPI_Request req;
     mpi_check(MPI_Igather(mine.data(), 5, MPI_INT64_T, all.data(), 5, MPI_INT64_T, 0, comm_, &req),
               "Igather (build)");
-    wait_polled(req, Clock::time_point::max(), "Igather (build)");
+    wait_polled(req, "Igather (build)");
     std::string text = error + host_ + sig;
     std::vector<int> counts, displs;
     std::string all_text;
@@ -245,10 +283,12 @@ class MpiPredictor::Impl {
     }
     int64_t verdict_len = static_cast<int64_t>(verdict.size());
     mpi_check(MPI_Bcast(&verdict_len, 1, MPI_INT64_T, 0, comm_), "Bcast (build)");
-    TANDEM_CHECK(verdict_len >= 0 && verdict_len <= (int64_t{1} << 30), ErrorCode::kRuntime,
+    TANDEM_CHECK(verdict_len >= 0 && verdict_len <= INT_MAX, ErrorCode::kRuntime,
                  "build verdict of {} bytes from rank 0", verdict_len);
     verdict.resize(static_cast<size_t>(verdict_len));
-    bcast_bytes(verdict.data(), verdict.size(), comm_);
+    if (!verdict.empty())
+      mpi_check(MPI_Bcast(verdict.data(), static_cast<int>(verdict.size()), MPI_CHAR, 0, comm_),
+                "Bcast (build)");
     if (!verdict.empty()) {
       local_->finalize();
       raise(ErrorCode::kRuntime, "MPI job of {} ranks failed to build:{}", size_, verdict);
@@ -266,106 +306,19 @@ class MpiPredictor::Impl {
                  "MpiPredictor: call build() before predict() (and not after finalize())");
     TANDEM_CHECK(broken_.empty(), ErrorCode::kRuntime,
                  "MPI job unusable since an earlier request: {}", broken_);
-    auto start = Clock::now();
     parallel::BatchedInputs in = parallel::analyse_inputs(inputs_, inputs);
-    bool any_batched = std::find(in.batched.begin(), in.batched.end(), true) != in.batched.end();
-    Request q;
-    q.command = Command::kPredict;
-    q.id = ++next_id_;
-    q.batch = in.batch;
-    q.counts = split_counts(any_batched ? in.batch : 1, in.fixed_batch);
-    for (size_t i = 0; i < in.ordered.size(); ++i)
-      q.inputs.push_back({in.ordered[i]->dtype(), in.ordered[i]->shape(), bool(in.batched[i])});
-    send_header(distributed::encode_request(q));
     ++stats_.requests;
-    std::vector<Tensor> mine = exchange_inputs(q, in.ordered);
-    Local result = run_local(q, mine);
-
-    // Replies: rank 0's own, then every other rank's, each within the deadline.
-    std::vector<Reply> replies(size_);
-    std::vector<std::string> messages(size_);
-    replies[0] = result.reply;
-    messages[0] = result.message;
-    auto deadline = start + options_.deadline;
-    std::string failures;
-    for (int r = 1; r < size_; ++r) {
+    auto start = Clock::now();
+    for (;;) {
       try {
-        receive_reply(r, deadline, replies[r], messages[r]);
-      } catch (const Error& e) {
-        broken_ = e.what();
+        return attempt(in, start);
+      } catch (const RanksLost& lost) {
+        drop_ranks(lost);
+      } catch (const Error&) {
         ++stats_.failed_requests;
         throw;
       }
     }
-    std::vector<parallel::ShardPlan> shards;
-    int64_t begin = 0, slowest_us = 0;
-    for (int r = 0; r < size_; ++r) {
-      int64_t count = q.counts[r];
-      if (count > 0) {
-        try {
-          check_reply(replies[r], messages[r]);
-        } catch (const Error& e) {
-          failures += fmt::format("\n  rank {} ({}): {}", r, stats_.ranks[r].host, e.what());
-        }
-        shards.push_back({r, begin, count});
-        slowest_us = std::max(slowest_us, replies[r].compute_us);
-      }
-      begin += count;
-    }
-    int64_t go = failures.empty() ? 1 : 0;
-    bcast_go(go);
-    if (!go) {
-      ++stats_.failed_requests;
-      raise(ErrorCode::kRuntime, "request {} failed on {} of {} ranks:{}", q.id,
-            std::count(failures.begin(), failures.end(), '\n'), size_, failures);
-    }
-    // Output bytes: per output, per rank, into one buffer; then the shared gather.
-    std::vector<std::vector<uint8_t>> buffers(outputs_.size());
-    std::vector<std::vector<parallel::ShardOutput>> per_shard(shards.size());
-    for (size_t o = 0; o < outputs_.size(); ++o) {
-      std::vector<int> counts(size_, 0), displs(size_, 0);
-      int64_t total = 0;
-      for (int r = 0; r < size_; ++r) {
-        if (q.counts[r] == 0) continue;
-        const WireTensor& t = replies[r].outputs[o];
-        counts[r] = to_count(checked_numel(t.shape, "an output"),
-                             fmt::format("output '{}' of rank {}", outputs_[o].name, r));
-        displs[r] = to_count(total, fmt::format("output '{}'", outputs_[o].name));
-        total += counts[r];
-      }
-      to_count(total, fmt::format("output '{}'", outputs_[o].name));
-      ElementType type(outputs_[o].dtype);
-      buffers[o].resize(
-          checked_nbytes(outputs_[o].dtype, Shape{total}, "an output's gathered bytes"));
-      const Tensor* own = q.counts[0] > 0 ? &result.outputs[o] : nullptr;
-      mpi_check(MPI_Gatherv(own ? own->raw() : nullptr, counts[0], type.get(), buffers[o].data(),
-                            counts.data(), displs.data(), type.get(), 0, comm_),
-                "Gatherv (outputs)");
-      size_t s = 0;
-      for (int r = 0; r < size_; ++r) {
-        if (q.counts[r] == 0) continue;
-        const WireTensor& t = replies[r].outputs[o];
-        per_shard[s++].push_back(
-            {t.dtype, t.shape,
-             buffers[o].data() + static_cast<size_t>(displs[r]) * dtype_size(outputs_[o].dtype)});
-      }
-    }
-    std::vector<Tensor> outputs =
-        parallel::gather_outputs(outputs_, parallel::batched_outputs(outputs_, in.fixed_batch),
-                                 shards, any_batched ? in.batch : 1, per_shard);
-    double wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-    stats_.overhead_ms_last = std::max(0.0, wall_ms - slowest_us / 1000.0);
-    stats_.overhead_ms_total += stats_.overhead_ms_last;
-    for (int r = 0; r < size_; ++r) {
-      if (q.counts[r] == 0) continue;
-      MpiRankStats& rs = stats_.ranks[r];
-      rs.items += q.counts[r];
-      rs.busy_ms += replies[r].compute_us / 1000.0;
-      double speed = q.counts[r] / std::max(1e-6, replies[r].compute_us / 1e6);
-      // The first measurement replaces the guess; later ones move the average.
-      rs.items_per_s = rs.items == q.counts[r] ? speed : 0.7 * rs.items_per_s + 0.3 * speed;
-    }
-    return outputs;
   }
 
   void serve() {
@@ -373,27 +326,31 @@ class MpiPredictor::Impl {
                  "serve() is for ranks other than 0; rank 0 calls predict() and finalize()");
     TANDEM_CHECK(built_, ErrorCode::kInvalidArgument, "MpiPredictor: call build() before serve()");
     for (;;) {
+      // Idle: the next message from rank 0 is a header or a new membership.
+      MPI_Status st;
+      auto start = Clock::now();
+      for (;;) {
+        int found = 0;
+        mpi_check(MPI_Iprobe(0, MPI_ANY_TAG, comm_, &found, &st), "Iprobe (idle)");
+        if (found) break;
+        back_off(start);
+      }
+      if (st.MPI_TAG == kMembersTag) {
+        take_membership();
+        continue;
+      }
+      if (st.MPI_TAG != kHeaderTag) {  // left over from an abandoned request: drop it
+        drop_message(st);
+        continue;
+      }
       Request q =
-          distributed::decode_request(receive_header(), size_, options_.local.max_tensor_bytes);
+          distributed::decode_request(receive_words(st, "header"), static_cast<int>(alive_.size()),
+                                      options_.local.max_tensor_bytes);
       if (q.command == Command::kExit) break;
-      std::vector<Tensor> mine = exchange_inputs(q, {});
-      Local result = run_local(q, mine);
-      std::vector<int64_t> words = distributed::encode_reply(result.reply);
-      mpi_check(MPI_Send(words.data(), to_count(static_cast<int64_t>(words.size()), "reply"),
-                         MPI_INT64_T, 0, kReplyTag, comm_),
-                "Send (reply)");
-      std::string msg = result.message.substr(0, kMaxMessageBytes);
-      mpi_check(MPI_Send(msg.data(), static_cast<int>(msg.size()), MPI_CHAR, 0, kMessageTag, comm_),
-                "Send (message)");
-      int64_t go = 0;
-      bcast_go(go);
-      if (!go) continue;
-      for (size_t o = 0; o < outputs_.size(); ++o) {
-        ElementType type(outputs_[o].dtype);
-        int count = q.counts[rank_] > 0 ? to_count(result.outputs[o].numel(), "an output") : 0;
-        mpi_check(MPI_Gatherv(count ? result.outputs[o].raw() : nullptr, count, type.get(), nullptr,
-                              nullptr, nullptr, type.get(), 0, comm_),
-                  "Gatherv (outputs)");
+      try {
+        serve_request(q);
+      } catch (const MembershipChanged&) {
+        take_membership();
       }
     }
     finalized_ = true;
@@ -409,11 +366,16 @@ class MpiPredictor::Impl {
       Request q;
       q.command = Command::kExit;
       q.id = ++next_id_;
-      send_header(distributed::encode_request(q));
+      std::vector<int64_t> words = distributed::encode_request(q);
+      for (int r : alive_)
+        if (r != 0) {
+          MPI_Send(words.data(), static_cast<int>(words.size()), MPI_INT64_T, r, kHeaderTag, comm_);
+        }
     }
     local_->finalize();
-    // A rank missed its deadline: the others wait inside a collective that cannot complete, and
-    // MPI_Finalize would wait for them. Ending the job is the only way not to hang.
+    // A rank missed the deadline while MPI kept it a member: the others may wait inside a
+    // collective that cannot complete, and MPI_Finalize would wait for them. Ending the job is
+    // the only way not to hang.
     if (rank_ == 0 && !broken_.empty() && !mpi_done) {
       fmt::print(stderr, "error: ending the MPI job: {}\n", broken_);
       MPI_Abort(MPI_COMM_WORLD, 3);
@@ -428,6 +390,361 @@ class MpiPredictor::Impl {
     std::string message;
     std::vector<Tensor> outputs;
   };
+
+  // --- rank 0 ---
+
+  std::vector<Tensor> attempt(const parallel::BatchedInputs& in, Clock::time_point start) {
+    const int n = static_cast<int>(alive_.size());
+    bool any_batched = std::find(in.batched.begin(), in.batched.end(), true) != in.batched.end();
+    Request q;
+    q.command = Command::kPredict;
+    q.id = ++next_id_;
+    q.batch = in.batch;
+    q.counts = split_counts(any_batched ? in.batch : 1, in.fixed_batch);
+    for (size_t i = 0; i < in.ordered.size(); ++i)
+      q.inputs.push_back({in.ordered[i]->dtype(), in.ordered[i]->shape(), bool(in.batched[i])});
+    std::vector<int64_t> words = distributed::encode_request(q);
+    for (int r : alive_) last_seen_[r] = Clock::now();
+    done_.assign(size_, false);
+    current_id_ = q.id;
+    for (int i = 1; i < n; ++i) send_to(alive_[i], kHeaderTag, words.data(), words.size());
+    std::vector<Tensor> mine = exchange_inputs(q, in.ordered);
+    Local result = run_local(q, mine);
+
+    // Replies: rank 0's own, then every other rank's.
+    std::vector<Reply> replies(n);
+    std::vector<std::string> messages(n);
+    replies[0] = result.reply;
+    messages[0] = result.message;
+    for (int i = 1; i < n; ++i) receive_reply(i, q.id, start, replies[i], messages[i]);
+    std::vector<parallel::ShardPlan> shards;
+    std::string failures;
+    int64_t begin = 0, slowest_us = 0;
+    for (int i = 0; i < n; ++i) {
+      int64_t count = q.counts[i];
+      if (count > 0) {
+        try {
+          check_reply(replies[i], messages[i]);
+        } catch (const Error& e) {
+          failures += fmt::format("\n  rank {} ({}): {}", alive_[i], host_of(alive_[i]), e.what());
+        }
+        shards.push_back({i, begin, count});
+        slowest_us = std::max(slowest_us, replies[i].compute_us);
+      }
+      begin += count;
+    }
+    int64_t go = failures.empty() ? 1 : 0;
+    for (int i = 1; i < n; ++i) send_to(alive_[i], kGoTag, &go, 1);
+    if (!go) {
+      raise(ErrorCode::kRuntime, "request {} failed on {} of {} ranks:{}", q.id,
+            std::count(failures.begin(), failures.end(), '\n'), n, failures);
+    }
+    // Output bytes: per output, per rank, into one buffer; then the shared gather.
+    std::vector<std::vector<uint8_t>> buffers(outputs_.size());
+    std::vector<std::vector<parallel::ShardOutput>> per_shard(shards.size());
+    for (size_t o = 0; o < outputs_.size(); ++o) {
+      std::vector<int> counts(n, 0), displs(n, 0);
+      int64_t total = 0;
+      for (int i = 0; i < n; ++i) {
+        if (q.counts[i] == 0) continue;
+        const WireTensor& t = replies[i].outputs[o];
+        counts[i] = to_count(checked_numel(t.shape, "an output"),
+                             fmt::format("output '{}' of rank {}", outputs_[o].name, alive_[i]));
+        displs[i] = to_count(total, fmt::format("output '{}'", outputs_[o].name));
+        total += counts[i];
+      }
+      ElementType type(outputs_[o].dtype);
+      buffers[o].resize(
+          checked_nbytes(outputs_[o].dtype, Shape{total}, "an output's gathered bytes"));
+      const Tensor* own = q.counts[0] > 0 ? &result.outputs[o] : nullptr;
+      MPI_Request req;
+      mpi_check(MPI_Igatherv(own ? own->raw() : nullptr, counts[0], type.get(), buffers[o].data(),
+                             counts.data(), displs.data(), type.get(), 0, data_, &req),
+                "Igatherv (outputs)");
+      wait_data(req, start, "Igatherv (outputs)");
+      size_t s = 0;
+      for (int i = 0; i < n; ++i) {
+        if (q.counts[i] == 0) continue;
+        const WireTensor& t = replies[i].outputs[o];
+        per_shard[s++].push_back(
+            {t.dtype, t.shape,
+             buffers[o].data() + static_cast<size_t>(displs[i]) * dtype_size(outputs_[o].dtype)});
+      }
+    }
+    std::vector<Tensor> outputs =
+        parallel::gather_outputs(outputs_, parallel::batched_outputs(outputs_, in.fixed_batch),
+                                 shards, any_batched ? in.batch : 1, per_shard);
+    double wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    stats_.overhead_ms_last = std::max(0.0, wall_ms - slowest_us / 1000.0);
+    stats_.overhead_ms_total += stats_.overhead_ms_last;
+    for (int i = 0; i < n; ++i) {
+      if (q.counts[i] == 0) continue;
+      MpiRankStats& rs = stats_.ranks[alive_[i]];
+      rs.items += q.counts[i];
+      rs.busy_ms += replies[i].compute_us / 1000.0;
+      double speed = q.counts[i] / std::max(1e-6, replies[i].compute_us / 1e6);
+      // The first measurement replaces the guess; later ones move the average.
+      rs.items_per_s = rs.items == q.counts[i] ? speed : 0.7 * rs.items_per_s + 0.3 * speed;
+    }
+    return outputs;
+  }
+
+  // Heartbeats and late replies of abandoned attempts are drained; a live rank that has not been
+  // heard from for `liveness`, or the request running past the deadline, ends the attempt.
+  void watch(Clock::time_point start) {
+    RanksLost lost;
+    drain_heartbeats(lost);
+    auto now = Clock::now();
+    for (int r : alive_)
+      if (r != 0 && !done_[r] && now - last_seen_[r] > options_.liveness &&
+          std::find(lost.ranks.begin(), lost.ranks.end(), r) == lost.ranks.end())
+        lost.ranks.push_back(r);
+    if (!lost.ranks.empty()) {
+      if (lost.why.empty())
+        lost.why = fmt::format("no word for {:.1f} s",
+                               std::chrono::duration<double>(options_.liveness).count());
+      throw lost;
+    }
+    if (now - start > options_.deadline) {
+      broken_ = fmt::format("a request ran past the deadline of {:.0f} s",
+                            std::chrono::duration<double>(options_.deadline).count());
+      raise(ErrorCode::kRuntime, "{}; the MPI job cannot be used any more", broken_);
+    }
+  }
+
+  // Waits for a data collective. The ranks are all in it, so it spins (yielding): sleeping
+  // between tests would slow a large transfer, which progresses only while tested.
+  void wait_data(MPI_Request& req, Clock::time_point start, const char* what) {
+    auto last_watch = Clock::now();
+    for (;;) {
+      int done = 0;
+      int rc = MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+      if (rc != MPI_SUCCESS) {
+        if (rank_ == 0) stale_after_error(start, what, rc);
+        throw MembershipChanged{};  // a rank died under us: rank 0 will say who
+      }
+      if (done) return;
+      if (Clock::now() - last_watch > std::chrono::milliseconds(5)) {
+        if (rank_ == 0)
+          watch(start);
+        else
+          keep_in_touch();
+        last_watch = Clock::now();
+      }
+      std::this_thread::yield();
+    }
+  }
+
+  // An MPI error in a collective does not say which rank failed: wait (draining heartbeats)
+  // until some rank goes stale, and take that one as lost.
+  [[noreturn]] void stale_after_error(Clock::time_point start, const char* what, int rc) {
+    char text[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, text, &len);
+    for (;;) {
+      try {
+        watch(start);
+      } catch (RanksLost& lost) {
+        lost.why += fmt::format(" (after MPI {} failed: {})", what, std::string(text, len));
+        throw;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+
+  void receive_reply(int i, int64_t id, Clock::time_point start, Reply& reply,
+                     std::string& message) {
+    const int r = alive_[i];
+    for (;;) {
+      MPI_Status st;
+      int found = 0;
+      auto wait_start = Clock::now();
+      for (;;) {
+        if (MPI_Iprobe(r, kReplyTag, comm_, &found, &st) != MPI_SUCCESS)
+          throw RanksLost{{r}, "MPI reported an error with it"};
+        if (found) break;
+        watch(start);
+        back_off(wait_start);
+      }
+      std::vector<int64_t> words = receive_words(st, "reply");
+      MPI_Status mst;
+      do {
+        watch(start);
+      } while (!probe(r, kMessageTag, mst));
+      std::string text(static_cast<size_t>(count_of(mst, MPI_CHAR)), '\0');
+      MPI_Recv(text.data(), static_cast<int>(text.size()), MPI_CHAR, r, kMessageTag, comm_,
+               MPI_STATUS_IGNORE);
+      try {
+        reply = distributed::decode_reply(words, options_.local.max_tensor_bytes);
+      } catch (const Error& e) {
+        // Received, so the protocol is still in step; the request fails at check_reply.
+        reply = Reply{};
+        reply.ok = false;
+        reply.id = id;
+        message = e.what();
+        return;
+      }
+      if (reply.id != id) continue;  // a late reply to an abandoned attempt
+      message = text.substr(0, kMaxMessageBytes);
+      return;
+    }
+  }
+
+  // The lost ranks leave: the survivors learn the new membership, and every member builds the
+  // data communicator over the survivors.
+  void drop_ranks(const RanksLost& lost) {
+    std::string names;
+    for (int r : lost.ranks) {
+      names += fmt::format("{}rank {} ({})", names.empty() ? "" : ", ", r, host_of(r));
+      alive_.erase(std::remove(alive_.begin(), alive_.end(), r), alive_.end());
+      ++stats_.ranks_lost;
+    }
+    std::string note = fmt::format("{} lost: {}; the request runs again on {} rank{}", names,
+                                   lost.why, alive_.size(), alive_.size() == 1 ? "" : "s");
+    stats_.lost.push_back(note);
+    fmt::print(stderr, "warning: {}\n", note);
+    std::vector<int64_t> members(alive_.begin(), alive_.end());
+    for (int r : alive_)
+      if (r != 0) send_to(r, kMembersTag, members.data(), members.size());
+    // A rank taken for lost may only be slow: told the membership without it, it stops instead
+    // of waiting for rank 0 forever. Not waited for (it may be dead).
+    for (int r : lost.ranks) {
+      MPI_Request req;
+      if (MPI_Isend(members.data(), static_cast<int>(members.size()), MPI_INT64_T, r, kMembersTag,
+                    comm_, &req) == MPI_SUCCESS)
+        MPI_Request_free(&req);
+    }
+    rebuild_data();
+    ++stats_.requests_rerun;
+  }
+
+  // --- the other ranks ---
+
+  void serve_request(const Request& q) {
+    const int me = index_of(rank_);
+    std::vector<Tensor> mine = exchange_inputs(q, {});
+    Local result = run_local(q, mine);
+    result.reply.id = q.id;
+    std::vector<int64_t> words = distributed::encode_reply(result.reply);
+    send_to(0, kReplyTag, words.data(), words.size());
+    std::string msg = result.message.substr(0, kMaxMessageBytes);
+    mpi_check(MPI_Send(msg.data(), static_cast<int>(msg.size()), MPI_CHAR, 0, kMessageTag, comm_),
+              "Send (message)");
+    // Go or no-go; a new membership instead means the attempt was abandoned.
+    MPI_Status st;
+    auto start = Clock::now();
+    while (!probe(0, kGoTag, st)) {
+      keep_in_touch();
+      back_off(start);
+    }
+    int64_t go = 0;
+    MPI_Recv(&go, 1, MPI_INT64_T, 0, kGoTag, comm_, MPI_STATUS_IGNORE);
+    if (!go) return;
+    for (size_t o = 0; o < outputs_.size(); ++o) {
+      ElementType type(outputs_[o].dtype);
+      int count = q.counts[me] > 0 ? to_count(result.outputs[o].numel(), "an output") : 0;
+      MPI_Request req;
+      mpi_check(MPI_Igatherv(count ? result.outputs[o].raw() : nullptr, count, type.get(), nullptr,
+                             nullptr, nullptr, type.get(), 0, data_, &req),
+                "Igatherv (outputs)");
+      wait_data(req, start, "Igatherv (outputs)");
+    }
+    int64_t id = q.id;
+    send_to(0, kDoneTag, &id, 1);
+  }
+
+  // During a request: a heartbeat to rank 0 every `heartbeat`, and a new membership from rank 0
+  // abandons the request.
+  void keep_in_touch() {
+    auto now = Clock::now();
+    if (now - last_beat_ >= options_.heartbeat) {
+      int64_t beat = 1;
+      MPI_Send(&beat, 1, MPI_INT64_T, 0, kHeartbeatTag, comm_);
+      last_beat_ = now;
+    }
+    MPI_Status st;
+    if (probe(0, kMembersTag, st)) throw MembershipChanged{};
+  }
+
+  void take_membership() {
+    MPI_Status st;
+    while (!probe(0, kMembersTag, st)) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::vector<int64_t> members = receive_words(st, "membership");
+    std::vector<int> next;
+    for (int64_t r : members) {
+      TANDEM_CHECK(r >= 0 && r < size_ && (next.empty() || r > next.back()), ErrorCode::kRuntime,
+                   "membership from rank 0: rank {} out of order or range", r);
+      next.push_back(static_cast<int>(r));
+    }
+    TANDEM_CHECK(std::find(next.begin(), next.end(), rank_) != next.end(), ErrorCode::kRuntime,
+                 "rank {} ({}) was dropped from the MPI job by rank 0 (it took this rank for "
+                 "lost)",
+                 rank_, host_);
+    alive_ = next;
+    rebuild_data();
+  }
+
+  // --- both ---
+
+  void rebuild_data() {
+    ++epoch_;
+    MPI_Group world, members;
+    MPI_Comm_group(group_parent_, &world);
+    MPI_Group_incl(world, static_cast<int>(alive_.size()), alive_.data(), &members);
+    MPI_Comm next;
+    mpi_check(MPI_Comm_create_group(group_parent_, members, kGroupTagBase + epoch_, &next),
+              "Comm_create_group");
+    MPI_Group_free(&members);
+    MPI_Group_free(&world);
+    MPI_Comm_set_errhandler(next, MPI_ERRORS_RETURN);
+    data_ = next;  // the old one may hold abandoned collectives: not freed
+  }
+
+  int index_of(int world_rank) const {
+    auto it = std::find(alive_.begin(), alive_.end(), world_rank);
+    return static_cast<int>(it - alive_.begin());
+  }
+
+  std::string host_of(int r) const {
+    return r < static_cast<int>(stats_.ranks.size()) ? stats_.ranks[r].host : "?";
+  }
+
+  void send_to(int r, int tag, const int64_t* words, size_t n) {
+    int rc = MPI_Send(words, static_cast<int>(n), MPI_INT64_T, r, tag, comm_);
+    if (rc != MPI_SUCCESS) {
+      if (rank_ == 0) throw RanksLost{{r}, "MPI reported an error sending to it"};
+      mpi_check(rc, "Send");
+    }
+  }
+
+  bool probe(int source, int tag, MPI_Status& st) {
+    int found = 0;
+    mpi_check(MPI_Iprobe(source, tag, comm_, &found, &st), "Iprobe");
+    return found != 0;
+  }
+
+  static int count_of(const MPI_Status& st, MPI_Datatype type) {
+    int n = 0;
+    MPI_Get_count(&st, type, &n);
+    return std::max(0, n);
+  }
+
+  std::vector<int64_t> receive_words(const MPI_Status& st, const char* what) {
+    int n = count_of(st, MPI_INT64_T);
+    TANDEM_CHECK(n >= 1 && n <= kMaxHeaderWords, ErrorCode::kRuntime, "{} of {} words from rank {}",
+                 what, n, st.MPI_SOURCE);
+    std::vector<int64_t> words(static_cast<size_t>(n));
+    mpi_check(
+        MPI_Recv(words.data(), n, MPI_INT64_T, st.MPI_SOURCE, st.MPI_TAG, comm_, MPI_STATUS_IGNORE),
+        "Recv");
+    return words;
+  }
+
+  void drop_message(const MPI_Status& st) {
+    std::vector<char> bytes(static_cast<size_t>(count_of(st, MPI_BYTE)));
+    MPI_Recv(bytes.data(), static_cast<int>(bytes.size()), MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG,
+             comm_, MPI_STATUS_IGNORE);
+  }
 
   // Where ranks share a host and no cores were given, divides the host's cores between them
   // (by local rank), then this rank's share between its cpu devices.
@@ -469,15 +786,15 @@ class MpiPredictor::Impl {
   // fixed-batch model, in whole shards of that batch (a rank's local runner pads only the last).
   std::vector<int64_t> split_counts(int64_t batch, int64_t fixed_batch) const {
     std::vector<double> speeds;
-    for (const MpiRankStats& r : stats_.ranks) speeds.push_back(r.items_per_s);
+    for (int r : alive_) speeds.push_back(stats_.ranks[r].items_per_s);
     int64_t unit = fixed_batch > 0 ? fixed_batch : 1;
     int64_t units = (batch + unit - 1) / unit;
-    std::vector<int64_t> counts(size_, 0);
+    std::vector<int64_t> counts(alive_.size(), 0);
     for (const parallel::ShardPlan& s : parallel::split_batch(units, speeds))
       counts[s.worker] += s.count * unit;
     // The last rank with items ends at the batch, not at a whole unit past it.
     int64_t excess = units * unit - batch;
-    for (int r = size_ - 1; r >= 0 && excess > 0; --r) {
+    for (int r = static_cast<int>(counts.size()) - 1; r >= 0 && excess > 0; --r) {
       int64_t cut = std::min(excess, counts[r]);
       counts[r] -= cut;
       excess -= cut;
@@ -485,35 +802,17 @@ class MpiPredictor::Impl {
     return counts;
   }
 
-  // Go / no-go after the replies. Non-blocking on every rank (a blocking and a non-blocking
-  // collective never match): the ranks wait for rank 0 to hear from the slowest one.
-  void bcast_go(int64_t& go) {
-    MPI_Request req;
-    mpi_check(MPI_Ibcast(&go, 1, MPI_INT64_T, 0, comm_, &req), "Ibcast (go)");
-    wait_polled(req, Clock::time_point::max(), "Ibcast (go)");
-  }
-
-  void send_header(const std::vector<int64_t>& words) {
-    int64_t len = static_cast<int64_t>(words.size());
-    MPI_Request req;
-    mpi_check(MPI_Ibcast(&len, 1, MPI_INT64_T, 0, comm_, &req), "Ibcast (header)");
-    wait_polled(req, Clock::time_point::max(), "Ibcast (header)");
-    mpi_check(
-        MPI_Bcast(const_cast<int64_t*>(words.data()), static_cast<int>(len), MPI_INT64_T, 0, comm_),
-        "Bcast (header)");
-  }
-
-  std::vector<int64_t> receive_header() {
-    int64_t len = 0;
-    MPI_Request req;
-    mpi_check(MPI_Ibcast(&len, 1, MPI_INT64_T, 0, comm_, &req), "Ibcast (header)");
-    wait_polled(req, Clock::time_point::max(), "Ibcast (header)");
-    TANDEM_CHECK(len >= 1 && len <= kMaxHeaderWords, ErrorCode::kRuntime,
-                 "request header of {} words from rank 0 (at most {})", len, kMaxHeaderWords);
-    std::vector<int64_t> words(static_cast<size_t>(len));
-    mpi_check(MPI_Bcast(words.data(), static_cast<int>(len), MPI_INT64_T, 0, comm_),
-              "Bcast (header)");
-    return words;
+  // MPI_Ibcast in pieces of at most 1 GiB (int counts of bytes), each waited for as data.
+  void bcast_bytes(void* data, size_t bytes) {
+    auto* p = static_cast<uint8_t*>(data);
+    constexpr size_t kPiece = size_t{1} << 30;
+    for (size_t off = 0; off < bytes; off += kPiece) {
+      MPI_Request req;
+      mpi_check(MPI_Ibcast(p + off, static_cast<int>(std::min(kPiece, bytes - off)), MPI_BYTE, 0,
+                           data_, &req),
+                "Ibcast");
+      wait_data(req, Clock::now(), "Ibcast (inputs)");
+    }
   }
 
   // Every rank's share of the inputs. Rank 0 passes the caller's tensors and gets views of its
@@ -521,8 +820,10 @@ class MpiPredictor::Impl {
   std::vector<Tensor> exchange_inputs(const Request& q, const std::vector<const Tensor*>& given) {
     std::vector<Tensor> mine;
     int64_t first = 0;
-    for (int r = 0; r < rank_; ++r) first += q.counts[r];
-    const int64_t count = q.counts[rank_];
+    const int me = index_of(rank_);
+    const int n = static_cast<int>(alive_.size());
+    for (int i = 0; i < me; ++i) first += q.counts[i];
+    const int64_t count = q.counts[me];
     for (size_t i = 0; i < q.inputs.size(); ++i) {
       const WireTensor& t = q.inputs[i];
       std::string name = i < inputs_.size() ? inputs_[i].name : "";
@@ -531,7 +832,7 @@ class MpiPredictor::Impl {
         Tensor whole =
             rank_ == 0 ? Tensor::borrow(t.dtype, t.shape, const_cast<void*>(given[i]->raw()), name)
                        : Tensor(t.dtype, t.shape, name);
-        bcast_bytes(whole.raw(), whole.nbytes(), comm_);
+        bcast_bytes(whole.raw(), whole.nbytes());
         mine.push_back(whole);
         continue;
       }
@@ -540,10 +841,10 @@ class MpiPredictor::Impl {
       std::vector<int> counts, displs;
       if (rank_ == 0) {
         int64_t at = 0;
-        for (int r = 0; r < size_; ++r) {
-          counts.push_back(to_count(checked_mul(q.counts[r], row, what), what));
+        for (int i = 0; i < n; ++i) {
+          counts.push_back(to_count(checked_mul(q.counts[i], row, what), what));
           displs.push_back(to_count(checked_mul(at, row, what), what));
-          at += q.counts[r];
+          at += q.counts[i];
         }
       }
       Shape shard_shape = t.shape;
@@ -556,10 +857,12 @@ class MpiPredictor::Impl {
                      : Tensor(t.dtype, shard_shape, name);
       int recv = to_count(checked_mul(count, row, what), what);
       // Rank 0's own rows stay where they are (MPI_IN_PLACE).
-      mpi_check(MPI_Scatterv(rank_ == 0 ? given[i]->raw() : nullptr, counts.data(), displs.data(),
-                             type.get(), rank_ == 0 ? MPI_IN_PLACE : shard.raw(), recv, type.get(),
-                             0, comm_),
-                "Scatterv (inputs)");
+      MPI_Request req;
+      mpi_check(MPI_Iscatterv(rank_ == 0 ? given[i]->raw() : nullptr, counts.data(), displs.data(),
+                              type.get(), rank_ == 0 ? MPI_IN_PLACE : shard.raw(), recv, type.get(),
+                              0, data_, &req),
+                "Iscatterv (inputs)");
+      wait_data(req, Clock::now(), "Iscatterv (inputs)");
       mine.push_back(shard);
     }
     return mine;
@@ -567,10 +870,18 @@ class MpiPredictor::Impl {
 
   Local run_local(const Request& q, const std::vector<Tensor>& inputs) {
     Local l;
-    if (q.counts[rank_] == 0) return l;
+    if (q.counts[index_of(rank_)] == 0) return l;
     auto t0 = Clock::now();
     try {
-      l.outputs = local_->predict(inputs);
+      // Submitted, so this thread keeps in touch with the other ranks while the workers compute.
+      std::future<std::vector<Tensor>> f = local_->submit(inputs);
+      while (f.wait_for(std::chrono::milliseconds(20)) != std::future_status::ready) {
+        if (rank_ == 0)
+          watch_heartbeats_only();
+        else
+          keep_in_touch();
+      }
+      l.outputs = f.get();
       for (const Tensor& t : l.outputs) l.reply.outputs.push_back({t.dtype(), t.shape(), false});
     } catch (const std::exception& e) {
       l.reply.ok = false;
@@ -583,47 +894,37 @@ class MpiPredictor::Impl {
     return l;
   }
 
-  void receive_reply(int r, Clock::time_point deadline, Reply& reply, std::string& message) {
-    const std::string who = fmt::format("rank {} ({})", r, stats_.ranks[r].host);
-    for (int tag : {kReplyTag, kMessageTag}) {
+  // Rank 0 while its own shard computes: heartbeats are counted, judgement waits for the replies.
+  void watch_heartbeats_only() {
+    RanksLost ignored;
+    drain_heartbeats(ignored);
+  }
+
+  // Takes every heartbeat that has arrived, rank by rank: a wildcard (MPI_ANY_SOURCE) probe
+  // fails once any rank of the communicator has died, which would hide the live ones' beats. A
+  // rank whose probe fails is put in `lost`.
+  void drain_heartbeats(RanksLost& lost) {
+    for (int r : alive_) {
+      if (r == 0) continue;
+      for (;;) {
+        int found = 0;
+        MPI_Status st;
+        if (MPI_Iprobe(r, kHeartbeatTag, comm_, &found, &st) != MPI_SUCCESS) {
+          lost.ranks.push_back(r);
+          lost.why = "MPI reported an error with it";
+          break;
+        }
+        if (!found) break;
+        int64_t beat = 0;
+        MPI_Recv(&beat, 1, MPI_INT64_T, r, kHeartbeatTag, comm_, MPI_STATUS_IGNORE);
+        last_seen_[r] = Clock::now();
+      }
       MPI_Status st;
       int found = 0;
-      auto start = Clock::now();
-      for (;;) {
-        mpi_check(MPI_Iprobe(r, tag, comm_, &found, &st), "Iprobe (reply)");
-        if (found) break;
-        auto now = Clock::now();
-        TANDEM_CHECK(now < deadline, ErrorCode::kRuntime,
-                     "{} did not answer within {:.0f} s; the MPI job cannot be used any more", who,
-                     std::chrono::duration<double>(options_.deadline).count());
-        auto waited = now - start;
-        if (waited > std::chrono::microseconds(100))
-          std::this_thread::sleep_for(
-              std::min<Clock::duration>(waited / 8, std::chrono::milliseconds(1)));
-      }
-      if (tag == kReplyTag) {
-        int n = 0;
-        MPI_Get_count(&st, MPI_INT64_T, &n);
-        TANDEM_CHECK(n >= 1 && n <= kMaxHeaderWords, ErrorCode::kRuntime, "{}: reply of {} words",
-                     who, n);
-        std::vector<int64_t> words(n);
-        mpi_check(MPI_Recv(words.data(), n, MPI_INT64_T, r, tag, comm_, MPI_STATUS_IGNORE),
-                  "Recv (reply)");
-        try {
-          reply = distributed::decode_reply(words, options_.local.max_tensor_bytes);
-        } catch (const Error& e) {
-          // Received, so the protocol is still in step; the request fails at check_reply.
-          reply.ok = false;
-          reply.outputs.clear();
-          message = e.what();
-        }
-      } else {
-        int n = 0;
-        MPI_Get_count(&st, MPI_CHAR, &n);
-        std::string text(static_cast<size_t>(std::max(0, n)), '\0');
-        mpi_check(MPI_Recv(text.data(), n, MPI_CHAR, r, tag, comm_, MPI_STATUS_IGNORE),
-                  "Recv (message)");
-        if (message.empty()) message = text.substr(0, kMaxMessageBytes);
+      while (MPI_Iprobe(r, kDoneTag, comm_, &found, &st) == MPI_SUCCESS && found) {
+        int64_t id = 0;
+        MPI_Recv(&id, 1, MPI_INT64_T, r, kDoneTag, comm_, MPI_STATUS_IGNORE);
+        if (id == current_id_) done_[r] = true;  // else a request before this one
       }
     }
   }
@@ -646,15 +947,23 @@ class MpiPredictor::Impl {
   }
 
   MpiOptions options_;
-  MPI_Comm comm_ = MPI_COMM_NULL;
+  MPI_Comm comm_ = MPI_COMM_NULL;          // point to point: headers, replies, go, heartbeats
+  MPI_Comm group_parent_ = MPI_COMM_NULL;  // only for MPI_Comm_create_group
+  MPI_Comm data_ = MPI_COMM_NULL;          // collectives over the live ranks (alive_ order)
   bool owns_mpi_ = false;
   int rank_ = 0, size_ = 1;
   std::string host_;
   std::unique_ptr<ParallelPredictor> local_;
   std::vector<TensorInfo> inputs_, outputs_;
   bool built_ = false, finalized_ = false;
-  std::string broken_;  // why the job can no longer be used (a rank missed its deadline)
+  std::string broken_;  // why the job can no longer be used
   int64_t next_id_ = 0;
+  std::vector<int> alive_;                    // world ranks still members, ascending, 0 first
+  std::vector<Clock::time_point> last_seen_;  // rank 0: when each rank was last heard from
+  std::vector<bool> done_;                    // rank 0: ranks through with the current attempt
+  int64_t current_id_ = 0;                    // rank 0: the current attempt's request id
+  Clock::time_point last_beat_;               // the others: when the last heartbeat went out
+  int epoch_ = 0;                             // memberships since build
   MpiStats stats_;
 };
 

@@ -132,7 +132,7 @@ Request decode_request(const std::vector<int64_t>& words, int ranks, size_t max_
 }
 
 std::vector<int64_t> encode_reply(const Reply& p) {
-  std::vector<int64_t> w{kReplyMagic, p.ok ? 1 : 0, p.compute_us,
+  std::vector<int64_t> w{kReplyMagic, p.id, p.ok ? 1 : 0, p.compute_us,
                          static_cast<int64_t>(p.outputs.size())};
   for (const WireTensor& t : p.outputs) put_tensor(w, t, false);
   return w;
@@ -143,6 +143,7 @@ Reply decode_reply(const std::vector<int64_t>& words, size_t max_tensor_bytes) {
   TANDEM_CHECK(r.next("magic") == kReplyMagic, ErrorCode::kRuntime,
                "reply: not a Tandem reply (wrong magic)");
   Reply p;
+  p.id = r.next("request id");
   p.ok = r.next_in("status", 0, 1) == 1;
   p.compute_us = r.next_in("compute time", 0, INT64_MAX);
   int64_t outputs = r.next_in("output count", 0, kMaxWireTensors);

@@ -43,6 +43,7 @@ struct Request {
 };
 
 struct Reply {
+  int64_t id = 0;  // the request's id: rank 0 drops replies to attempts it abandoned
   bool ok = true;
   int64_t compute_us = 0;  // this rank's time inside its local predictor
   std::vector<WireTensor> outputs;

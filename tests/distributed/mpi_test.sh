@@ -61,6 +61,18 @@ timeout 300 "$mpirun" -np 1 "$tandem" run --mpi --model "$resnet" : \
   -np 1 "$tandem" run --mpi --model "$resnet" --devices cuda:0 >"$tmp/out" 2>&1
 check "a rank that cannot build" 1 $? "rank 1 \(.*\): .*cuda:0"
 
+# A rank dies (SIGKILL, 4 s in) while requests run: with --enable-recovery the job keeps the
+# other ranks, rank 0 takes the silent rank for lost after --liveness, names it and its host, runs
+# the request again on the two left (and only those: a rank through with its part of a request
+# is not taken for lost), and the run ends verified with exit status 0.
+timeout 300 "$mpirun" --enable-recovery -np 3 sh -c '
+  if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then (sleep 4; kill -9 $$) & fi
+  exec "$0" "$@"' "$tandem" run --mpi --liveness 5 --model "$unet" --batch 6 --loops 60 \
+  >"$tmp/out" 2>&1
+check "a rank killed mid-run" 0 $? \
+  "rank 1 \(.*\) lost: no word for 5.0 s; the request runs again on 2 ranks" \
+  "=========== success ==========="
+
 # Not under mpirun: a singleton job of one rank.
 timeout 120 "$tandem" run --mpi --model "$resnet" --batch 2 >"$tmp/out" 2>&1
 check "singleton" 0 $? "MPI ranks: 1" "=========== success ==========="

@@ -50,10 +50,12 @@ TEST(MpiWire, RequestRoundTrip) {
 
 TEST(MpiWire, ReplyRoundTrip) {
   Reply p;
+  p.id = 42;
   p.ok = true;
   p.compute_us = 1234;
   p.outputs = {{DataType::kFloat32, {2, 4, 8, 8}, false}, {DataType::kBool, {}, false}};
   Reply back = decode_reply(encode_reply(p), 0);
+  EXPECT_EQ(back.id, 42);
   EXPECT_TRUE(back.ok);
   EXPECT_EQ(back.compute_us, 1234);
   ASSERT_EQ(back.outputs.size(), 2u);
@@ -67,7 +69,7 @@ TEST(MpiWire, EveryTruncationIsRefused) {
     std::vector<int64_t> cut(words.begin(), words.begin() + n);
     EXPECT_NE(error_of(cut), "") << "accepted the first " << n << " words";
   }
-  std::vector<int64_t> reply = encode_reply({true, 5, {{DataType::kInt32, {3, 2}, false}}});
+  std::vector<int64_t> reply = encode_reply({9, true, 5, {{DataType::kInt32, {3, 2}, false}}});
   for (size_t n = 0; n < reply.size(); ++n) {
     std::vector<int64_t> cut(reply.begin(), reply.begin() + n);
     EXPECT_THROW(decode_reply(cut, 0), Error) << "accepted the first " << n << " words";
