@@ -6,7 +6,10 @@
 //
 // job: {"proto": path, "address": "127.0.0.1:port", "mode": "sequential" | "concurrent",
 //       "timeout_ms": whole job, "calls": [{"rpc": "ModelInfer", "request": {...},
-//       "deadline_ms": 30000, "repeat": 1}], "latencies_only": false, "progress": false}
+//       "deadline_ms": 30000, "repeat": 1}], "latencies_only": false, "progress": false,
+//       "connect_first": false}
+// connect_first opens the channel before the first call, so a short deadline measures the
+// server, not the TCP and HTTP/2 set-up of a client process just started.
 // or, instead of calls, {"rest": {"url": ..., "body": base64, "headers": {...}, "repeat": N}}:
 // sequential HTTP/REST posts on one kept-alive connection (latencies only).
 // Requests and responses are the protocol's messages as JSON with the .proto's field names;
@@ -106,6 +109,14 @@ async function main() {
     process.stdout.write(JSON.stringify(
         {ms: results.map((r) => r.ms), errors: results.filter((r) => !r.ok).slice(0, 5)}));
     return;
+  }
+  if (job.connect_first) {
+    await new Promise((resolve, reject) => {
+      client.waitForReady(new Date(Date.now() + (job.timeout_ms || 120000)), (err) => {
+        if (err) reject(new Error(`cannot connect to ${job.address}: ${err.message}`));
+        else resolve();
+      });
+    });
   }
   const specs = [];
   for (const c of job.calls) for (let i = 0; i < (c.repeat || 1); ++i) specs.push(c);
