@@ -53,6 +53,13 @@ struct MpiStats {
   // (header, scatter, gather, and the local runners' own orchestration) added.
   double overhead_ms_last = 0;
   double overhead_ms_total = 0;
+  // Where rank 0's time goes, summed over requests: until every rank has its inputs (header,
+  // scatter, broadcast; overlapping rank 0's own shard), its own shard, waiting for the other
+  // ranks' replies after it, and gathering the outputs (go, gather, assembly).
+  double send_ms_total = 0;
+  double own_compute_ms_total = 0;
+  double wait_ms_total = 0;
+  double gather_ms_total = 0;
   int64_t ranks_lost = 0;
   int64_t requests_rerun = 0;     // attempts begun again after a rank was lost
   std::vector<std::string> lost;  // what happened, one line per loss (ranks, hosts, why)

@@ -83,12 +83,20 @@ void print_job(const MpiPredictor& mp, const MpiOptions& o, int64_t batch) {
   std::fflush(stdout);
 }
 
-void print_ranks(const MpiStats& stats, double wall_s) {
+// Per rank: items and, over a timed stretch of `wall_s` (0: none), how busy it was. With
+// `before`, the counts since that snapshot (the timed requests, not the warm-up).
+void print_ranks(const MpiStats& stats, double wall_s, const MpiStats* before = nullptr) {
   for (const std::string& l : stats.lost) fmt::print("lost: {}\n", l);
-  for (const MpiRankStats& r : stats.ranks)
-    fmt::print("  rank {:<3} {:<20} devices {}  items {:>6}  busy {:5.1f}%  {:.2f} items/s\n",
-               r.rank, r.host, r.devices, r.items,
-               wall_s > 0 ? 100.0 * r.busy_ms / (wall_s * 1000) : 0.0, r.items_per_s);
+  for (size_t i = 0; i < stats.ranks.size(); ++i) {
+    const MpiRankStats& r = stats.ranks[i];
+    const MpiRankStats* b = before && i < before->ranks.size() ? &before->ranks[i] : nullptr;
+    const int64_t items = r.items - (b ? b->items : 0);
+    const double busy_ms = r.busy_ms - (b ? b->busy_ms : 0);
+    std::string busy =
+        wall_s > 0 ? fmt::format("  busy {:5.1f}%", 100.0 * busy_ms / (wall_s * 1000)) : "";
+    fmt::print("  rank {:<3} {:<20} devices {}  items {:>6}{}  {:.2f} items/s\n", r.rank, r.host,
+               r.devices, items, busy, r.items_per_s);
+  }
 }
 
 std::vector<Tensor> reference_inputs(const ModelOptions& mopt, const std::string& path,
@@ -224,7 +232,15 @@ int bench_on_mpi(const ModelOptions& mopt, const DeviceOptions& dopt, int64_t ba
   fmt::print("scaling efficiency E({}) = T({}) / ({}·T(1)) = {:.3f}\n", n, n, n, efficiency);
   fmt::print("MPI overhead per request (wall minus the slowest rank's compute): {:.3f} ms mean\n",
              overhead_ms);
-  print_ranks(stats, wall_n);
+  const double per = 1.0 / std::max<int64_t>(1, stats.requests - before.requests);
+  fmt::print(
+      "rank 0 per request: send inputs {:.3f} ms, own shard {:.3f} ms, wait for the others "
+      "{:.3f} ms, gather outputs {:.3f} ms\n",
+      (stats.send_ms_total - before.send_ms_total) * per,
+      (stats.own_compute_ms_total - before.own_compute_ms_total) * per,
+      (stats.wait_ms_total - before.wait_ms_total) * per,
+      (stats.gather_ms_total - before.gather_ms_total) * per);
+  print_ranks(stats, wall_n, &before);
   mp.finalize();
   if (!json_path.empty()) {
     nlohmann::json j;

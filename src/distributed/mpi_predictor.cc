@@ -6,9 +6,10 @@
 //   1. header: the encoded Request (wire.h) to every live rank; an idle rank polls for it,
 //      sleeping between polls instead of spinning a core its workers need;
 //   2. inputs: each batched input with MPI_Iscatterv by the request's item counts, each unbatched
-//      one with MPI_Ibcast;
+//      one with MPI_Ibcast, all posted at once;
 //   3. every rank with items runs them on its own ParallelPredictor (sending rank 0 a heartbeat
-//      every `heartbeat` meanwhile);
+//      every `heartbeat` meanwhile); rank 0 starts on its own rows at once and drives the
+//      collectives of step 2 while they compute, the others start once their inputs are in;
 //   4. replies: each rank sends rank 0 its encoded Reply (with the request id) and, on failure,
 //      its message, so rank 0 can name a rank that fails;
 //   5. rank 0 checks every reply against the model and sends go / no-go;
@@ -76,13 +77,20 @@ void mpi_check(int rc, const char* what) {
   raise(ErrorCode::kRuntime, "MPI {} failed: {}", what, std::string(text, len));
 }
 
+// How long a polling wait may sleep between polls. Inside a request another rank is about to
+// answer, and every sleep past its answer is added to the request's latency: short. An idle rank
+// waiting for the next request: short while requests come back to back, long once it has been
+// idle a while, so an idle job costs no CPU.
+constexpr Clock::duration kRequestPoll = std::chrono::microseconds(100);
+constexpr Clock::duration kIdlePoll = std::chrono::milliseconds(1);
+constexpr Clock::duration kBackToBack = std::chrono::milliseconds(50);
+
 // Sleeps a little longer the longer a wait has lasted: nothing for the first 100 us (an answer
-// already on its way), then up to 1 ms.
-void back_off(Clock::time_point since) {
+// already on its way), then an eighth of the wait so far, at most `cap`.
+void back_off(Clock::time_point since, Clock::duration cap = kRequestPoll) {
   auto waited = Clock::now() - since;
   if (waited > std::chrono::microseconds(100))
-    std::this_thread::sleep_for(
-        std::min<Clock::duration>(waited / 8, std::chrono::milliseconds(1)));
+    std::this_thread::sleep_for(std::min<Clock::duration>(waited / 8, cap));
 }
 
 // Build-time waits (every rank is alive and busy building): test until done, sleeping between.
@@ -92,7 +100,7 @@ void wait_polled(MPI_Request& req, const char* what) {
     int done = 0;
     mpi_check(MPI_Test(&req, &done, MPI_STATUS_IGNORE), what);
     if (done) return;
-    back_off(start);
+    back_off(start, kIdlePoll);
   }
 }
 
@@ -333,7 +341,7 @@ class MpiPredictor::Impl {
         int found = 0;
         mpi_check(MPI_Iprobe(0, MPI_ANY_TAG, comm_, &found, &st), "Iprobe (idle)");
         if (found) break;
-        back_off(start);
+        back_off(start, Clock::now() - start < kBackToBack ? kRequestPoll : kIdlePoll);
       }
       if (st.MPI_TAG == kMembersTag) {
         take_membership();
@@ -408,8 +416,12 @@ class MpiPredictor::Impl {
     done_.assign(size_, false);
     current_id_ = q.id;
     for (int i = 1; i < n; ++i) send_to(alive_[i], kHeaderTag, words.data(), words.size());
-    std::vector<Tensor> mine = exchange_inputs(q, in.ordered);
-    Local result = run_local(q, mine);
+    // Rank 0's own rows need no transfer: it computes them while the others' go out.
+    PostedInputs posted = post_inputs(q, in.ordered);
+    Local result = run_local(q, posted.mine, &posted, start);
+    const auto computed = Clock::now();
+    wait_inputs(posted, start);
+    const auto sent = std::max(posted.done_at, start);
 
     // Replies: rank 0's own, then every other rank's.
     std::vector<Reply> replies(n);
@@ -417,6 +429,7 @@ class MpiPredictor::Impl {
     replies[0] = result.reply;
     messages[0] = result.message;
     for (int i = 1; i < n; ++i) receive_reply(i, q.id, start, replies[i], messages[i]);
+    const auto replied = Clock::now();
     std::vector<parallel::ShardPlan> shards;
     std::string failures;
     int64_t begin = 0, slowest_us = 0;
@@ -457,9 +470,9 @@ class MpiPredictor::Impl {
       buffers[o].resize(
           checked_nbytes(outputs_[o].dtype, Shape{total}, "an output's gathered bytes"));
       const Tensor* own = q.counts[0] > 0 ? &result.outputs[o] : nullptr;
-      MPI_Request req;
+      std::vector<MPI_Request> req(1);
       mpi_check(MPI_Igatherv(own ? own->raw() : nullptr, counts[0], type.get(), buffers[o].data(),
-                             counts.data(), displs.data(), type.get(), 0, data_, &req),
+                             counts.data(), displs.data(), type.get(), 0, data_, &req[0]),
                 "Igatherv (outputs)");
       wait_data(req, start, "Igatherv (outputs)");
       size_t s = 0;
@@ -474,7 +487,15 @@ class MpiPredictor::Impl {
     std::vector<Tensor> outputs =
         parallel::gather_outputs(outputs_, parallel::batched_outputs(outputs_, in.fixed_batch),
                                  shards, any_batched ? in.batch : 1, per_shard);
-    double wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    const auto end = Clock::now();
+    auto ms = [](Clock::duration d) {
+      return std::chrono::duration<double, std::milli>(d).count();
+    };
+    double wall_ms = ms(end - start);
+    stats_.send_ms_total += ms(sent - start);
+    stats_.own_compute_ms_total += result.reply.compute_us / 1000.0;
+    stats_.wait_ms_total += ms(replied - computed);
+    stats_.gather_ms_total += ms(end - replied);
     stats_.overhead_ms_last = std::max(0.0, wall_ms - slowest_us / 1000.0);
     stats_.overhead_ms_total += stats_.overhead_ms_last;
     for (int i = 0; i < n; ++i) {
@@ -512,18 +533,26 @@ class MpiPredictor::Impl {
     }
   }
 
-  // Waits for a data collective. The ranks are all in it, so it spins (yielding): sleeping
-  // between tests would slow a large transfer, which progresses only while tested.
-  void wait_data(MPI_Request& req, Clock::time_point start, const char* what) {
-    auto last_watch = Clock::now();
-    for (;;) {
+  // Tests data collectives once (each one done becomes MPI_REQUEST_NULL); true when all are.
+  bool test_data(std::vector<MPI_Request>& reqs, Clock::time_point start, const char* what) {
+    for (MPI_Request& req : reqs) {
+      if (req == MPI_REQUEST_NULL) continue;
       int done = 0;
       int rc = MPI_Test(&req, &done, MPI_STATUS_IGNORE);
       if (rc != MPI_SUCCESS) {
         if (rank_ == 0) stale_after_error(start, what, rc);
         throw MembershipChanged{};  // a rank died under us: rank 0 will say who
       }
-      if (done) return;
+      if (!done) return false;
+    }
+    return true;
+  }
+
+  // Waits for data collectives. The ranks are all in them, so it spins (yielding): sleeping
+  // between tests would slow a large transfer, which progresses only while tested.
+  void wait_data(std::vector<MPI_Request>& reqs, Clock::time_point start, const char* what) {
+    auto last_watch = Clock::now();
+    while (!test_data(reqs, start, what)) {
       if (Clock::now() - last_watch > std::chrono::milliseconds(5)) {
         if (rank_ == 0)
           watch(start);
@@ -622,8 +651,9 @@ class MpiPredictor::Impl {
 
   void serve_request(const Request& q) {
     const int me = index_of(rank_);
-    std::vector<Tensor> mine = exchange_inputs(q, {});
-    Local result = run_local(q, mine);
+    PostedInputs posted = post_inputs(q, {});
+    wait_inputs(posted, Clock::now());
+    Local result = run_local(q, posted.mine, nullptr, Clock::now());
     result.reply.id = q.id;
     std::vector<int64_t> words = distributed::encode_reply(result.reply);
     send_to(0, kReplyTag, words.data(), words.size());
@@ -643,9 +673,9 @@ class MpiPredictor::Impl {
     for (size_t o = 0; o < outputs_.size(); ++o) {
       ElementType type(outputs_[o].dtype);
       int count = q.counts[me] > 0 ? to_count(result.outputs[o].numel(), "an output") : 0;
-      MPI_Request req;
+      std::vector<MPI_Request> req(1);
       mpi_check(MPI_Igatherv(count ? result.outputs[o].raw() : nullptr, count, type.get(), nullptr,
-                             nullptr, nullptr, type.get(), 0, data_, &req),
+                             nullptr, nullptr, type.get(), 0, data_, &req[0]),
                 "Igatherv (outputs)");
       wait_data(req, start, "Igatherv (outputs)");
     }
@@ -802,23 +832,21 @@ class MpiPredictor::Impl {
     return counts;
   }
 
-  // MPI_Ibcast in pieces of at most 1 GiB (int counts of bytes), each waited for as data.
-  void bcast_bytes(void* data, size_t bytes) {
-    auto* p = static_cast<uint8_t*>(data);
-    constexpr size_t kPiece = size_t{1} << 30;
-    for (size_t off = 0; off < bytes; off += kPiece) {
-      MPI_Request req;
-      mpi_check(MPI_Ibcast(p + off, static_cast<int>(std::min(kPiece, bytes - off)), MPI_BYTE, 0,
-                           data_, &req),
-                "Ibcast");
-      wait_data(req, Clock::now(), "Ibcast (inputs)");
-    }
-  }
-
-  // Every rank's share of the inputs. Rank 0 passes the caller's tensors and gets views of its
-  // own rows; the others get tensors of their own.
-  std::vector<Tensor> exchange_inputs(const Request& q, const std::vector<const Tensor*>& given) {
+  // Every rank's share of the inputs, its collectives posted: each batched input with
+  // MPI_Iscatterv, each unbatched one with MPI_Ibcast (in pieces of at most 1 GiB, MPI's counts
+  // being int). Rank 0 passes the caller's tensors and gets views of its own rows, usable at
+  // once; the others get tensors of their own, filled once wait_inputs(posted) returns. What the
+  // collectives read (types, count arrays) lives here until then.
+  struct PostedInputs {
     std::vector<Tensor> mine;
+    std::vector<MPI_Request> requests;
+    std::vector<std::unique_ptr<ElementType>> types;
+    std::vector<std::vector<int>> arrays;
+    Clock::time_point done_at;  // when the last one completed
+  };
+
+  PostedInputs post_inputs(const Request& q, const std::vector<const Tensor*>& given) {
+    PostedInputs p;
     int64_t first = 0;
     const int me = index_of(rank_);
     const int n = static_cast<int>(alive_.size());
@@ -832,19 +860,29 @@ class MpiPredictor::Impl {
         Tensor whole =
             rank_ == 0 ? Tensor::borrow(t.dtype, t.shape, const_cast<void*>(given[i]->raw()), name)
                        : Tensor(t.dtype, t.shape, name);
-        bcast_bytes(whole.raw(), whole.nbytes());
-        mine.push_back(whole);
+        auto* bytes = static_cast<uint8_t*>(whole.raw());
+        constexpr size_t kPiece = size_t{1} << 30;
+        for (size_t off = 0; off < whole.nbytes(); off += kPiece) {
+          p.requests.emplace_back();
+          mpi_check(
+              MPI_Ibcast(bytes + off, static_cast<int>(std::min(kPiece, whole.nbytes() - off)),
+                         MPI_BYTE, 0, data_, &p.requests.back()),
+              "Ibcast (inputs)");
+        }
+        p.mine.push_back(whole);
         continue;
       }
       const int64_t row = t.shape.size() > 1 ? numel_of_rows(t.shape, 1, what) : 1;
-      ElementType type(t.dtype);
-      std::vector<int> counts, displs;
+      p.types.push_back(std::make_unique<ElementType>(t.dtype));
+      p.arrays.resize(p.arrays.size() + 2);  // then referred to: no growth until they are filled
+      std::vector<int>& counts = p.arrays[p.arrays.size() - 2];
+      std::vector<int>& displs = p.arrays.back();
       if (rank_ == 0) {
         int64_t at = 0;
-        for (int i = 0; i < n; ++i) {
-          counts.push_back(to_count(checked_mul(q.counts[i], row, what), what));
+        for (int r = 0; r < n; ++r) {
+          counts.push_back(to_count(checked_mul(q.counts[r], row, what), what));
           displs.push_back(to_count(checked_mul(at, row, what), what));
-          at += q.counts[i];
+          at += q.counts[r];
         }
       }
       Shape shard_shape = t.shape;
@@ -857,29 +895,54 @@ class MpiPredictor::Impl {
                      : Tensor(t.dtype, shard_shape, name);
       int recv = to_count(checked_mul(count, row, what), what);
       // Rank 0's own rows stay where they are (MPI_IN_PLACE).
-      MPI_Request req;
+      p.requests.emplace_back();
       mpi_check(MPI_Iscatterv(rank_ == 0 ? given[i]->raw() : nullptr, counts.data(), displs.data(),
-                              type.get(), rank_ == 0 ? MPI_IN_PLACE : shard.raw(), recv, type.get(),
-                              0, data_, &req),
+                              p.types.back()->get(), rank_ == 0 ? MPI_IN_PLACE : shard.raw(), recv,
+                              p.types.back()->get(), 0, data_, &p.requests.back()),
                 "Iscatterv (inputs)");
-      wait_data(req, Clock::now(), "Iscatterv (inputs)");
-      mine.push_back(shard);
+      p.mine.push_back(shard);
     }
-    return mine;
+    return p;
   }
 
-  Local run_local(const Request& q, const std::vector<Tensor>& inputs) {
+  // The posted input collectives: tested once, or waited for; done_at set when they complete.
+  bool test_inputs(PostedInputs& p, Clock::time_point start) {
+    if (p.requests.empty()) return true;
+    if (!test_data(p.requests, start, "a collective on the inputs")) return false;
+    p.done_at = Clock::now();
+    p.requests.clear();
+    return true;
+  }
+
+  void wait_inputs(PostedInputs& p, Clock::time_point start) {
+    wait_data(p.requests, start, "a collective on the inputs");
+    test_inputs(p, start);
+  }
+
+  // Runs this rank's items on its own runner. Meanwhile this thread keeps in touch with the other
+  // ranks and, on rank 0, drives the input collectives still in flight (`posted`): a large
+  // transfer progresses only while tested.
+  Local run_local(const Request& q, const std::vector<Tensor>& inputs, PostedInputs* posted,
+                  Clock::time_point start) {
     Local l;
     if (q.counts[index_of(rank_)] == 0) return l;
     auto t0 = Clock::now();
     try {
-      // Submitted, so this thread keeps in touch with the other ranks while the workers compute.
       std::future<std::vector<Tensor>> f = local_->submit(inputs);
-      while (f.wait_for(std::chrono::milliseconds(20)) != std::future_status::ready) {
-        if (rank_ == 0)
-          watch_heartbeats_only();
-        else
-          keep_in_touch();
+      for (;;) {
+        const bool sending = posted && !posted->requests.empty();
+        auto slice = sending ? kRequestPoll : Clock::duration(std::chrono::milliseconds(20));
+        if (f.wait_for(slice) == std::future_status::ready) break;
+        try {
+          if (sending) test_inputs(*posted, start);
+          if (rank_ == 0)
+            watch_heartbeats_only();
+          else
+            keep_in_touch();
+        } catch (...) {
+          f.wait();  // the runner still reads the inputs: not abandoned under it
+          throw;
+        }
       }
       l.outputs = f.get();
       for (const Tensor& t : l.outputs) l.reply.outputs.push_back({t.dtype(), t.shape(), false});
