@@ -79,11 +79,12 @@ void mpi_check(int rc, const char* what) {
 
 // How long a polling wait may sleep between polls. Inside a request another rank is about to
 // answer, and every sleep past its answer is added to the request's latency: short. An idle rank
-// waiting for the next request: short while requests come back to back, long once it has been
-// idle a while, so an idle job costs no CPU.
+// waiting for the next request: short for a second after a request (a stream of requests, or
+// rank 0 busy between them; a late start there delays the whole request), then long, so an idle
+// job costs next to no CPU.
 constexpr Clock::duration kRequestPoll = std::chrono::microseconds(100);
 constexpr Clock::duration kIdlePoll = std::chrono::milliseconds(1);
-constexpr Clock::duration kBackToBack = std::chrono::milliseconds(50);
+constexpr Clock::duration kBackToBack = std::chrono::seconds(1);
 
 // Sleeps a little longer the longer a wait has lasted: nothing for the first 100 us (an answer
 // already on its way), then an eighth of the wait so far, at most `cap`.
