@@ -1199,6 +1199,19 @@ PYBIND11_MODULE(_tandem, m) {
              p.predictor->build();
            })
       .def("predict", &PyMpiPredictor::predict, py::arg("inputs"))
+      .def(
+          "predict_on",
+          [](PyMpiPredictor& p, int rank, const py::object& inputs) {
+            std::vector<py::object> keep;
+            std::vector<tandem::Tensor> in = to_engine_inputs(inputs, keep);
+            std::vector<tandem::Tensor> outs;
+            {
+              py::gil_scoped_release nogil;
+              outs = p.predictor->predict_on(rank, in);
+            }
+            return to_numpy_list(outs);
+          },
+          py::arg("rank"), py::arg("inputs"))
       .def("serve",
            [](PyMpiPredictor& p) {
              py::gil_scoped_release nogil;

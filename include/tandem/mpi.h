@@ -90,6 +90,9 @@ class MpiPredictor {
   // rank that fails its shard fails the request with an Error naming the rank and host, and the
   // job goes on serving. A rank lost meanwhile is dropped and the request runs on the others.
   std::vector<Tensor> predict(const std::vector<Tensor>& inputs);
+  // Rank 0 only: one request wholly on world rank `rank` (the others get no items), to measure
+  // each rank alone. Fails with an Error if that rank is not (or no longer) a member.
+  std::vector<Tensor> predict_on(int rank, const std::vector<Tensor>& inputs);
   // Ranks other than 0: answer requests until rank 0 calls finalize().
   void serve();
   // Rank 0: tells every rank to stop; every rank: finalizes its runner. Idempotent.

@@ -137,6 +137,10 @@ class MpiPredictor:
         """Rank 0: one batch over all ranks; a list of numpy arrays (or a dict name -> array)."""
         return self._p.predict(inputs)
 
+    def predict_on(self, rank, inputs):
+        """Rank 0: one batch wholly on rank ``rank`` (to measure each rank alone)."""
+        return self._p.predict_on(rank, inputs)
+
     def serve(self):
         """Ranks other than 0: answer rank 0's requests until it finalizes."""
         self._p.serve()

@@ -83,19 +83,14 @@ void print_job(const MpiPredictor& mp, const MpiOptions& o, int64_t batch) {
   std::fflush(stdout);
 }
 
-// Per rank: items and, over a timed stretch of `wall_s` (0: none), how busy it was. With
-// `before`, the counts since that snapshot (the timed requests, not the warm-up).
-void print_ranks(const MpiStats& stats, double wall_s, const MpiStats* before = nullptr) {
+// Per rank: items and, over a timed stretch of `wall_s` (0: none), how busy it was.
+void print_ranks(const MpiStats& stats, double wall_s) {
   for (const std::string& l : stats.lost) fmt::print("lost: {}\n", l);
-  for (size_t i = 0; i < stats.ranks.size(); ++i) {
-    const MpiRankStats& r = stats.ranks[i];
-    const MpiRankStats* b = before && i < before->ranks.size() ? &before->ranks[i] : nullptr;
-    const int64_t items = r.items - (b ? b->items : 0);
-    const double busy_ms = r.busy_ms - (b ? b->busy_ms : 0);
+  for (const MpiRankStats& r : stats.ranks) {
     std::string busy =
-        wall_s > 0 ? fmt::format("  busy {:5.1f}%", 100.0 * busy_ms / (wall_s * 1000)) : "";
+        wall_s > 0 ? fmt::format("  busy {:5.1f}%", 100.0 * r.busy_ms / (wall_s * 1000)) : "";
     fmt::print("  rank {:<3} {:<20} devices {}  items {:>6}{}  {:.2f} items/s\n", r.rank, r.host,
-               r.devices, items, busy, r.items_per_s);
+               r.devices, r.items, busy, r.items_per_s);
   }
 }
 
@@ -190,24 +185,53 @@ int bench_on_mpi(const ModelOptions& mopt, const DeviceOptions& dopt, int64_t ba
   fmt::print("all {} ranks ready in {:.2f} s\n", mp.size(), ready_s);
   std::vector<Tensor> inputs = reference_inputs(mopt, o.local.model_path, batch, nullptr);
 
-  // Alternating rounds: all ranks, then rank 0 alone (its own runner, no MPI), so that load on a
-  // shared machine falls on both alike.
+  // Alternating rounds: all ranks; rank 0 alone (its own runner, no MPI); then each other rank
+  // alone (the whole batch sent to it, timed by its own compute time, so without the hop), so
+  // that load on a shared machine falls on every kind of round alike. The ranks alone give two
+  // baselines: rank 0's speed times the ranks (the usual E), and the sum of every rank's own
+  // speed, which is what a perfect split could reach when the ranks' cores differ in speed.
+  const int n = mp.size();
+  auto rank_busy = [&](int r) { return mp.stats().ranks[r].busy_ms; };
   for (int i = 0; i < warmup; ++i) {
     mp.predict(inputs);
     mp.local().predict(inputs);
+    for (int r = 1; r < n; ++r) mp.predict_on(r, inputs);
   }
-  MpiStats before = mp.stats();
   std::vector<double> lat_n, lat_1;
   double wall_n = 0, wall_1 = 0;
+  std::vector<double> alone_s(n, 0.0);  // seconds each rank computed, alone
+  MpiStats rounds = mp.stats();         // per-rank items and busy time in the MPI rounds
+  for (MpiRankStats& r : rounds.ranks) {
+    r.items = 0;
+    r.busy_ms = 0;
+  }
+  double overhead_ms = 0, send_ms = 0, own_ms = 0, wait_ms = 0, gather_ms = 0;
   for (int i = 0; i < loops; ++i) {
+    MpiStats s0 = mp.stats();
     auto t0 = Clock::now();
     mp.predict(inputs);
     lat_n.push_back(seconds_since(t0) * 1000);
     wall_n += lat_n.back() / 1000;
+    MpiStats s1 = mp.stats();
+    for (size_t r = 0; r < rounds.ranks.size(); ++r) {
+      rounds.ranks[r].items += s1.ranks[r].items - s0.ranks[r].items;
+      rounds.ranks[r].busy_ms += s1.ranks[r].busy_ms - s0.ranks[r].busy_ms;
+    }
+    overhead_ms += s1.overhead_ms_total - s0.overhead_ms_total;
+    send_ms += s1.send_ms_total - s0.send_ms_total;
+    own_ms += s1.own_compute_ms_total - s0.own_compute_ms_total;
+    wait_ms += s1.wait_ms_total - s0.wait_ms_total;
+    gather_ms += s1.gather_ms_total - s0.gather_ms_total;
     t0 = Clock::now();
     mp.local().predict(inputs);
     lat_1.push_back(seconds_since(t0) * 1000);
     wall_1 += lat_1.back() / 1000;
+    alone_s[0] += lat_1.back() / 1000;
+    for (int r = 1; r < n; ++r) {
+      double busy0 = rank_busy(r);
+      mp.predict_on(r, inputs);
+      alone_s[r] += (rank_busy(r) - busy0) / 1000;
+    }
     if (::isatty(1)) {
       std::printf("\rrequests %d/%d", i + 1, loops);
       std::fflush(stdout);
@@ -215,32 +239,35 @@ int bench_on_mpi(const ModelOptions& mopt, const DeviceOptions& dopt, int64_t ba
   }
   if (::isatty(1)) std::printf("\r%40s\r", "");
   MpiStats stats = mp.stats();
-  const int n = mp.size();
-  double t_n = loops * batch / wall_n, t_1 = loops * batch / wall_1;
+  rounds.lost = stats.lost;
+  const double items = static_cast<double>(loops) * batch;
+  double t_n = items / wall_n, t_1 = items / wall_1;
   double efficiency = t_n / (n * t_1);
-  double overhead_ms = (stats.overhead_ms_total - before.overhead_ms_total) /
-                       std::max<int64_t>(1, stats.requests - before.requests);
-  fmt::print("requests {} on {} ranks, {} on rank 0 alone\n", loops, n, loops);
+  double t_sum = 0;
+  for (int r = 0; r < n; ++r) t_sum += items / std::max(1e-9, alone_s[r]);
+  double efficiency_own = t_n / t_sum;
+  const double per = 1.0 / std::max(1, loops);
+  fmt::print("requests {} on {} ranks, {} on each rank alone\n", loops, n, loops);
   fmt::print("latency ms, {} ranks: p50 {:.2f}  p90 {:.2f}  min {:.2f}  max {:.2f}\n", n,
              percentile(lat_n, 50), percentile(lat_n, 90), percentile(lat_n, 0),
              percentile(lat_n, 100));
   fmt::print("latency ms, rank 0 alone: p50 {:.2f}  p90 {:.2f}  min {:.2f}  max {:.2f}\n",
              percentile(lat_1, 50), percentile(lat_1, 90), percentile(lat_1, 0),
              percentile(lat_1, 100));
-  fmt::print("throughput: {:.3f} items/s on {} ranks; {:.3f} items/s on rank 0 alone\n", t_n, n,
-             t_1);
-  fmt::print("scaling efficiency E({}) = T({}) / ({}·T(1)) = {:.3f}\n", n, n, n, efficiency);
+  fmt::print("throughput: {:.3f} items/s on {} ranks; alone:", t_n, n);
+  for (int r = 0; r < n; ++r) fmt::print(" rank {} {:.3f}", r, items / std::max(1e-9, alone_s[r]));
+  fmt::print(" items/s (rank 0: wall time; the others: their compute time)\n");
+  fmt::print("scaling efficiency E({}) = T({}) / ({}·T(rank 0 alone)) = {:.3f}\n", n, n, n,
+             efficiency);
+  fmt::print("scaling efficiency against the ranks' own speeds, T({}) / Σ T(rank alone) = {:.3f}\n",
+             n, efficiency_own);
   fmt::print("MPI overhead per request (wall minus the slowest rank's compute): {:.3f} ms mean\n",
-             overhead_ms);
-  const double per = 1.0 / std::max<int64_t>(1, stats.requests - before.requests);
+             overhead_ms * per);
   fmt::print(
-      "rank 0 per request: send inputs {:.3f} ms, own shard {:.3f} ms, wait for the others "
+      "rank 0 per request: inputs delivered {:.3f} ms, own shard {:.3f} ms, wait for the others "
       "{:.3f} ms, gather outputs {:.3f} ms\n",
-      (stats.send_ms_total - before.send_ms_total) * per,
-      (stats.own_compute_ms_total - before.own_compute_ms_total) * per,
-      (stats.wait_ms_total - before.wait_ms_total) * per,
-      (stats.gather_ms_total - before.gather_ms_total) * per);
-  print_ranks(stats, wall_n, &before);
+      send_ms * per, own_ms * per, wait_ms * per, gather_ms * per);
+  print_ranks(rounds, wall_n);
   mp.finalize();
   if (!json_path.empty()) {
     nlohmann::json j;
@@ -254,14 +281,18 @@ int bench_on_mpi(const ModelOptions& mopt, const DeviceOptions& dopt, int64_t ba
     j["throughput_items_per_s"] = t_n;
     j["throughput_rank0_alone_items_per_s"] = t_1;
     j["scaling_efficiency"] = efficiency;
-    j["overhead_ms_mean"] = overhead_ms;
+    j["scaling_efficiency_vs_ranks_alone"] = efficiency_own;
+    j["overhead_ms_mean"] = overhead_ms * per;
     nlohmann::json ranks = nlohmann::json::array();
-    for (const MpiRankStats& r : stats.ranks)
-      ranks.push_back({{"rank", r.rank},
-                       {"host", r.host},
-                       {"devices", r.devices},
-                       {"items", r.items},
-                       {"items_per_s", r.items_per_s}});
+    for (int r = 0; r < n; ++r) {
+      const MpiRankStats& rs = rounds.ranks[r];
+      ranks.push_back({{"rank", rs.rank},
+                       {"host", rs.host},
+                       {"devices", rs.devices},
+                       {"items", rs.items},
+                       {"items_per_s", rs.items_per_s},
+                       {"alone_items_per_s", items / std::max(1e-9, alone_s[r])}});
+    }
     j["ranks_detail"] = ranks;
     std::ofstream out(json_path);
     TANDEM_CHECK(out.good(), ErrorCode::kRuntime, "cannot write '{}'", json_path);

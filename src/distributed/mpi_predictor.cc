@@ -308,7 +308,8 @@ class MpiPredictor::Impl {
   std::vector<TensorInfo> inputs() const { return inputs_; }
   std::vector<TensorInfo> outputs() const { return outputs_; }
 
-  std::vector<Tensor> predict(const std::vector<Tensor>& inputs) {
+  // only_rank: -1 to split the batch over the ranks, else the world rank that takes all of it.
+  std::vector<Tensor> predict(const std::vector<Tensor>& inputs, int only_rank = -1) {
     TANDEM_CHECK(rank_ == 0, ErrorCode::kInvalidArgument,
                  "predict() is for rank 0; rank {} serves (call serve())", rank_);
     TANDEM_CHECK(built_ && !finalized_, ErrorCode::kInvalidArgument,
@@ -320,7 +321,12 @@ class MpiPredictor::Impl {
     auto start = Clock::now();
     for (;;) {
       try {
-        return attempt(in, start);
+        TANDEM_CHECK(
+            only_rank < 0 || std::find(alive_.begin(), alive_.end(), only_rank) != alive_.end(),
+            ErrorCode::kInvalidArgument,
+            "predict_on: rank {} is not a member of the MPI job (members: {})", only_rank,
+            fmt::join(alive_, ", "));
+        return attempt(in, start, only_rank);
       } catch (const RanksLost& lost) {
         drop_ranks(lost);
       } catch (const Error&) {
@@ -402,14 +408,20 @@ class MpiPredictor::Impl {
 
   // --- rank 0 ---
 
-  std::vector<Tensor> attempt(const parallel::BatchedInputs& in, Clock::time_point start) {
+  std::vector<Tensor> attempt(const parallel::BatchedInputs& in, Clock::time_point start,
+                              int only_rank) {
     const int n = static_cast<int>(alive_.size());
     bool any_batched = std::find(in.batched.begin(), in.batched.end(), true) != in.batched.end();
     Request q;
     q.command = Command::kPredict;
     q.id = ++next_id_;
     q.batch = in.batch;
-    q.counts = split_counts(any_batched ? in.batch : 1, in.fixed_batch);
+    if (only_rank < 0) {
+      q.counts = split_counts(any_batched ? in.batch : 1, in.fixed_batch);
+    } else {
+      q.counts.assign(n, 0);
+      q.counts[index_of(only_rank)] = any_batched ? in.batch : 1;
+    }
     for (size_t i = 0; i < in.ordered.size(); ++i)
       q.inputs.push_back({in.ordered[i]->dtype(), in.ordered[i]->shape(), bool(in.batched[i])});
     std::vector<int64_t> words = distributed::encode_request(q);
@@ -1054,6 +1066,9 @@ std::vector<TensorInfo> MpiPredictor::outputs() const {
 }
 std::vector<Tensor> MpiPredictor::predict(const std::vector<Tensor>& inputs) {
   return impl_->predict(inputs);
+}
+std::vector<Tensor> MpiPredictor::predict_on(int rank, const std::vector<Tensor>& inputs) {
+  return impl_->predict(inputs, rank);
 }
 void MpiPredictor::serve() {
   impl_->serve();

@@ -46,7 +46,8 @@ check "2 ranks x 2 devices" 0 $? "=========== success ==========="
 job 2 300 bench --mpi --model "$resnet" --batch 4 --warmup 1 --loops 3 --json "$tmp/b.json"
 check "bench, 2 ranks" 0 $? "scaling efficiency E\(2\)" "MPI overhead per request"
 if ! /usr/bin/python3 -c "import json,sys; j=json.load(open(sys.argv[1])); \
-  assert j['ranks']==2 and all(r['items']>0 for r in j['ranks_detail']), j" "$tmp/b.json"; then
+  assert j['ranks']==2 and all(r['items']>0 and r['alone_items_per_s']>0 \
+                                for r in j['ranks_detail']), j" "$tmp/b.json"; then
   echo "FAIL bench json"; fail=1
 fi
 

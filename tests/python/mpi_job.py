@@ -36,4 +36,14 @@ with tandem.MpiPredictor(model_path) as p:
         s = p.stats()
         assert s["requests"] == 2 and len(s["ranks"]) == p.size, s
         assert sum(r["items"] for r in s["ranks"]) == 7, s
+        # The whole batch on the last rank alone: the same answer, and only that rank's items grow.
+        alone = p.predict_on(p.size - 1, [x[:2]])
+        assert np.abs(alone[0] - want[:2]).max() <= 1e-5
+        s2 = p.stats()
+        assert s2["ranks"][-1]["items"] == s["ranks"][-1]["items"] + 2, (s, s2)
+        try:
+            p.predict_on(p.size, [x[:2]])
+            raise AssertionError("predict_on a rank not in the job was accepted")
+        except tandem.InvalidArgumentError as e:
+            assert f"rank {p.size} is not a member" in str(e), e
         print("mpi_job: ok", flush=True)
