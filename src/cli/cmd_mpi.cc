@@ -240,6 +240,8 @@ int bench_on_mpi(const ModelOptions& mopt, const DeviceOptions& dopt, int64_t ba
   if (::isatty(1)) std::printf("\r%40s\r", "");
   MpiStats stats = mp.stats();
   rounds.lost = stats.lost;
+  for (size_t r = 0; r < rounds.ranks.size(); ++r)
+    rounds.ranks[r].items_per_s = stats.ranks[r].items_per_s;  // the estimate now, not before
   const double items = static_cast<double>(loops) * batch;
   double t_n = items / wall_n, t_1 = items / wall_1;
   double efficiency = t_n / (n * t_1);
