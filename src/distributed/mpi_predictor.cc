@@ -406,10 +406,45 @@ class MpiPredictor::Impl {
     std::vector<Tensor> outputs;
   };
 
+  // Every rank's share of the inputs, its collectives posted: each batched input with
+  // MPI_Iscatterv, each unbatched one with MPI_Ibcast (in pieces of at most 1 GiB, MPI's counts
+  // being int). Rank 0 passes the caller's tensors and gets views of its own rows, usable at
+  // once; the others get tensors of their own, filled once wait_inputs(posted) returns. What the
+  // collectives read (types, count arrays) lives here until then.
+  struct PostedInputs {
+    std::vector<Tensor> mine;
+    std::vector<MPI_Request> requests;
+    std::vector<std::unique_ptr<ElementType>> types;
+    std::vector<std::vector<int>> arrays;
+    Clock::time_point done_at;  // when the last one completed
+  };
+
+  // What one attempt's collectives write into or read from: its inputs, its outputs (what a
+  // rank other than 0 sends in the gather) and rank 0's gather buffers. An attempt abandoned after
+  // a lost rank leaves its collectives posted on the old data communicator, and any later MPI call
+  // may still complete them, so its Attempt is kept (abandoned_) instead of freed under them. (Rank
+  // 0's sends read the caller's tensors; those complete during the rerun that follows.)
+  struct Attempt {
+    PostedInputs posted;
+    Local result;
+    std::vector<std::vector<uint8_t>> buffers;
+  };
+
   // --- rank 0 ---
 
   std::vector<Tensor> attempt(const parallel::BatchedInputs& in, Clock::time_point start,
                               int only_rank) {
+    Attempt a;
+    try {
+      return run_attempt(in, start, only_rank, a);
+    } catch (const RanksLost&) {
+      abandoned_.push_back(std::move(a));
+      throw;
+    }
+  }
+
+  std::vector<Tensor> run_attempt(const parallel::BatchedInputs& in, Clock::time_point start,
+                                  int only_rank, Attempt& a) {
     const int n = static_cast<int>(alive_.size());
     bool any_batched = std::find(in.batched.begin(), in.batched.end(), true) != in.batched.end();
     Request q;
@@ -430,8 +465,10 @@ class MpiPredictor::Impl {
     current_id_ = q.id;
     for (int i = 1; i < n; ++i) send_to(alive_[i], kHeaderTag, words.data(), words.size());
     // Rank 0's own rows need no transfer: it computes them while the others' go out.
-    PostedInputs posted = post_inputs(q, in.ordered);
-    Local result = run_local(q, posted.mine, &posted, start);
+    a.posted = post_inputs(q, in.ordered);
+    PostedInputs& posted = a.posted;
+    a.result = run_local(q, posted.mine, &posted, start);
+    const Local& result = a.result;
     const auto computed = Clock::now();
     wait_inputs(posted, start);
     const auto sent = std::max(posted.done_at, start);
@@ -466,7 +503,8 @@ class MpiPredictor::Impl {
             std::count(failures.begin(), failures.end(), '\n'), n, failures);
     }
     // Output bytes: per output, per rank, into one buffer; then the shared gather.
-    std::vector<std::vector<uint8_t>> buffers(outputs_.size());
+    std::vector<std::vector<uint8_t>>& buffers = a.buffers;
+    buffers.resize(outputs_.size());
     std::vector<std::vector<parallel::ShardOutput>> per_shard(shards.size());
     for (size_t o = 0; o < outputs_.size(); ++o) {
       std::vector<int> counts(n, 0), displs(n, 0);
@@ -663,10 +701,22 @@ class MpiPredictor::Impl {
   // --- the other ranks ---
 
   void serve_request(const Request& q) {
+    Attempt a;
+    try {
+      serve_attempt(q, a);
+    } catch (const MembershipChanged&) {
+      abandoned_.push_back(std::move(a));
+      throw;
+    }
+  }
+
+  void serve_attempt(const Request& q, Attempt& a) {
     const int me = index_of(rank_);
-    PostedInputs posted = post_inputs(q, {});
+    a.posted = post_inputs(q, {});
+    PostedInputs& posted = a.posted;
     wait_inputs(posted, Clock::now());
-    Local result = run_local(q, posted.mine, nullptr, Clock::now());
+    a.result = run_local(q, posted.mine, nullptr, Clock::now());
+    Local& result = a.result;
     result.reply.id = q.id;
     std::vector<int64_t> words = distributed::encode_reply(result.reply);
     send_to(0, kReplyTag, words.data(), words.size());
@@ -845,19 +895,7 @@ class MpiPredictor::Impl {
     return counts;
   }
 
-  // Every rank's share of the inputs, its collectives posted: each batched input with
-  // MPI_Iscatterv, each unbatched one with MPI_Ibcast (in pieces of at most 1 GiB, MPI's counts
-  // being int). Rank 0 passes the caller's tensors and gets views of its own rows, usable at
-  // once; the others get tensors of their own, filled once wait_inputs(posted) returns. What the
-  // collectives read (types, count arrays) lives here until then.
-  struct PostedInputs {
-    std::vector<Tensor> mine;
-    std::vector<MPI_Request> requests;
-    std::vector<std::unique_ptr<ElementType>> types;
-    std::vector<std::vector<int>> arrays;
-    Clock::time_point done_at;  // when the last one completed
-  };
-
+  // Posts every input collective of `q` for this rank (see PostedInputs).
   PostedInputs post_inputs(const Request& q, const std::vector<const Tensor*>& given) {
     PostedInputs p;
     int64_t first = 0;
@@ -1040,6 +1078,7 @@ class MpiPredictor::Impl {
   int64_t current_id_ = 0;                    // rank 0: the current attempt's request id
   Clock::time_point last_beat_;               // the others: when the last heartbeat went out
   int epoch_ = 0;                             // memberships since build
+  std::vector<Attempt> abandoned_;            // kept to the end: see Attempt
   MpiStats stats_;
 };
 
