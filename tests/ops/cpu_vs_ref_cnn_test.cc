@@ -9,13 +9,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <limits>
+#include <oneapi/dnnl/dnnl.hpp>
 #include <string>
 #include <vector>
 
 #include "backends/backend.h"
 #include "backends/cpu/cpu_backend.h"
+#include "backends/cpu/cpu_kernels.h"
 #include "fast_vs_ref.h"
 #include "op_test_util.h"
 #include "ops/fused_activation.h"
@@ -494,6 +498,97 @@ TANDEM_FAST_TABLE_TEST(CpuVsRefCnn, LayoutTransforms,
     EXPECT_EQ(
         max_abs_diff(OpTest("ToChannelsFirst").inputs({nhwc}).domain(kFusedDomain).run_ref()[0], x),
         0.0);
+  }
+}
+
+// 3x3 convs that the CPU backend computes by Winograd's algorithm where oneDNN has it (AVX-512):
+// every Y within the tables' tolerance of the reference, in both layouts, with B, a residual Z
+// (sum post-op), a Z of one value per channel, shared or per item (folded into the bias), channel
+// counts that are not a multiple of the vector width and an odd image. The plans must actually
+// take Winograd on such a CPU, so the test cannot pass on the direct kernel alone.
+TANDEM_FAST_TABLE_TEST(CpuVsRefCnn, WinogradConvs, {"Conv", "com.tandem:FusedConv"}) {
+  struct Case {
+    std::string name;
+    Shape x, w;
+  };
+  const std::vector<Case> cases = {
+      {"16->16 at 32x32", {1, 16, 32, 32}, {16, 16, 3, 3}},
+      {"20->24 at 29x31 batch 2", {2, 20, 29, 31}, {24, 20, 3, 3}},
+      {"64->48 at 32x32 batch 2", {2, 64, 32, 32}, {48, 64, 3, 3}},
+  };
+  const int64_t plans_before = cpu::winograd_conv_plans();
+  uint32_t seed = 7500;
+  std::map<std::string, Attribute> pad1{{"pads", attr_ints({1, 1, 1, 1})}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const Tensor x = random_tensor(DataType::kFloat32, c.x, seed++, 2.0f);
+    const Tensor w = random_tensor(DataType::kFloat32, c.w, seed++);
+    const Tensor b = random_tensor(DataType::kFloat32, {c.w[0]}, seed++);
+    check(OpTest("Conv").inputs({x, w, b}).attrs(pad1).constants({false, true, true}));
+    const Shape y_shape = OpTest("Conv").inputs({x, w}).attrs(pad1).run_ref()[0].shape();
+    const Tensor z_full = random_tensor(DataType::kFloat32, y_shape, seed++);
+    const Tensor z_item = random_tensor(DataType::kFloat32, {c.x[0], c.w[0], 1, 1}, seed++);
+    const Tensor z_channel = random_tensor(DataType::kFloat32, {1, c.w[0], 1, 1}, seed++);
+    for (bool cl : {false, true}) {
+      for (const Tensor* z : {&z_full, &z_item, &z_channel}) {
+        for (bool bias : {false, true}) {
+          std::map<std::string, Attribute> attrs = pad1;
+          attrs["activation"] = attr_string("Relu");
+          std::vector<Tensor> in{x, w, bias ? b : Tensor(), *z};
+          if (cl) {
+            attrs["channels_last"] = attr_int(1);
+            in[0] = nhwc_of(x);
+            in[3] = nhwc_of(*z);
+          }
+          SCOPED_TRACE(std::string(cl ? "channels-last " : "") +
+                       (z == &z_full   ? "residual Z"
+                        : z == &z_item ? "Z per channel and item"
+                                       : "Z per channel") +
+                       (bias ? " B" : ""));
+          check(fused_conv(in, attrs).constants({false, true, true, false}));
+        }
+      }
+    }
+    // Each item of a batch bit for bit as that item alone (the parallel runner splits batches),
+    // at 1 and 2 threads.
+    if (c.x[0] > 1) {
+      for (int threads : {1, 2}) {
+        auto conv = [&](const Tensor& xi) {
+          return OpTest("Conv")
+              .inputs({xi, w, b})
+              .attrs(pad1)
+              .constants({false, true, true})
+              .threads(threads)
+              .run(cpu_backend())
+              .outputs[0];
+        };
+        const Tensor batch = conv(x);
+        const int64_t x_item = x.numel() / c.x[0], y_item = batch.numel() / c.x[0];
+        for (int64_t i = 0; i < c.x[0]; ++i) {
+          Shape xs = c.x;
+          xs[0] = 1;
+          Tensor xi(DataType::kFloat32, xs);
+          std::copy_n(x.data<float>() + i * x_item, x_item, xi.data<float>());
+          const Tensor alone = conv(xi);
+          EXPECT_EQ(std::memcmp(alone.data<float>(), batch.data<float>() + i * y_item,
+                                y_item * sizeof(float)),
+                    0)
+              << "item " << i << " of the batch differs from that item alone, " << threads
+              << " threads";
+        }
+      }
+    }
+  }
+  // oneDNN 2.6 has Winograd kernels for AVX-512 cores only (none under DNNL_MAX_CPU_ISA=AVX2).
+  // The ISA values are bit sets: an AVX-512 core's has all of avx512_core's bits.
+  // TANDEM_CONV_WINOGRAD=0 (the ctest winograd_off) must keep every plan direct.
+  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  const auto avx512 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
+  const char* off = std::getenv("TANDEM_CONV_WINOGRAD");
+  if (off && std::string(off) == "0") {
+    EXPECT_EQ(cpu::winograd_conv_plans(), plans_before);
+  } else if ((isa & avx512) == avx512) {
+    EXPECT_GT(cpu::winograd_conv_plans(), plans_before);
   }
 }
 

@@ -33,4 +33,8 @@ void register_concat_kernels(KernelRegistry& r);
 // diagnostics.
 int64_t reference_fallbacks();
 
+// How many Conv/FusedConv plans chose oneDNN's Winograd algorithm so far, process-wide (conv.cc,
+// worth_winograd; TANDEM_CONV_WINOGRAD=0 turns it off). For tests and diagnostics.
+int64_t winograd_conv_plans();
+
 }  // namespace tandem::cpu

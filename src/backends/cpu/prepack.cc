@@ -21,6 +21,16 @@ std::atomic<uint64_t> n_from_file{0}, n_from_file_bytes{0}, n_packed{0}, n_packe
 
 std::string layout_key(const dnnl::memory::desc& md) {
   const dnnl_memory_desc_t& d = md.data;
+  if (d.format_kind == dnnl_format_kind_wino && d.data_type == dnnl_f32 && d.extra.flags == 0 &&
+      d.ndims > 0 && d.ndims <= DNNL_MAX_NDIMS && d.offset0 == 0) {
+    // A Winograd conv's transformed weights (conv.cc, worth_winograd): every field of the layout.
+    const dnnl_wino_desc_t& w = d.format_desc.wino_desc;
+    return fmt::format(
+        "dnnl-wino-f32;dims={};format={};r={};alpha={};ic={};oc={};blocks={},{},{},{};scale={};"
+        "size={}",
+        fmt::join(d.dims, d.dims + d.ndims, ","), static_cast<int>(w.wino_format), w.r, w.alpha,
+        w.ic, w.oc, w.ic_block, w.oc_block, w.ic2_block, w.oc2_block, w.adj_scale, w.size);
+  }
   if (d.format_kind != dnnl_blocked || d.data_type != dnnl_f32 || d.extra.flags != 0 ||
       d.ndims <= 0 || d.ndims > DNNL_MAX_NDIMS || d.offset0 != 0)
     return "";

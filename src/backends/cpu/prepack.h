@@ -19,8 +19,8 @@
 namespace tandem::cpu {
 
 // An exact, canonical description of a float32 blocked layout (dims, padding, strides, inner
-// blocks); "" for a layout that cannot be shared this way (another format kind or dtype, or
-// extra flags such as int8 compensation).
+// blocks) or Winograd weights layout (its every field); "" for a layout that cannot be shared this
+// way (another format kind or dtype, or extra flags such as int8 compensation).
 std::string layout_key(const dnnl::memory::desc& md);
 
 // The prepacked layout of `constant` with this key and size, or nullptr.
