@@ -483,13 +483,17 @@ TANDEM_FAST_TABLE_TEST(CpuVsRefCnn, ChannelsLastBatchNormActivationAndParts,
 
 TANDEM_FAST_TABLE_TEST(CpuVsRefCnn, LayoutTransforms,
                        {"com.tandem:ToChannelsLast", "com.tandem:ToChannelsFirst"}) {
-  const std::vector<Shape> shapes = {{1, 3, 64, 64}, {2, 5, 7, 3},  {1, 1, 4, 4},
-                                     {1, 16, 1, 1},  {3, 17, 9, 1}, {1, 33, 31, 17}};
+  // 3 channels (RGB) take their own loop, split over pixels: up to 4 pixels, odd counts, more
+  // than one chunk of 4096, and at 2 threads.
+  const std::vector<Shape> shapes = {
+      {1, 3, 64, 64}, {2, 5, 7, 3}, {1, 1, 4, 4}, {1, 16, 1, 1},  {3, 17, 9, 1},   {1, 33, 31, 17},
+      {1, 3, 2, 2},   {2, 3, 1, 5}, {1, 3, 3, 3}, {2, 3, 67, 65}, {2, 3, 257, 256}};
   uint32_t seed = 7000;
   for (const Shape& s : shapes) {
     const Tensor x = random_tensor(DataType::kFloat32, s, seed++);
     const Tensor nhwc = nhwc_of(x);
     check(OpTest("ToChannelsLast").domain(kFusedDomain).input(x));
+    check(OpTest("ToChannelsLast").domain(kFusedDomain).input(x).threads(2));
     check(OpTest("ToChannelsFirst").domain(kFusedDomain).input(nhwc));
     // The reference kernels against the permutation written out here.
     EXPECT_EQ(

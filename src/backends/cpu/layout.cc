@@ -1,7 +1,8 @@
 // The CPU backend's ToChannelsLast / ToChannelsFirst (ops/layout.h): per batch item, the
 // [C, HW] matrix is transposed to [HW, C] (or back), 4 x 4 blocks at a time in SSE registers
 // (3x faster than oneDNN's reorder between these layouts on the shapes of the committed models).
-// When C or HW is 1 the two layouts hold the same bytes and the kernel copies. 4-byte elements
+// When C or HW is 1 the two layouts hold the same bytes and the kernel copies; an image of 3
+// channels (a model's RGB input) has its own loop, split over pixels. 4-byte elements
 // (float32, int32) only; other dtypes run on the reference kernel.
 #include <algorithm>
 #include <cstring>
@@ -58,8 +59,44 @@ void transpose_rows(const float* src, float* dst, int64_t rows, int64_t cols, in
   }
 }
 
+// The 3 x cols case (an RGB image to channels-last), columns [c_begin, c_end): 4 x 4 blocks with
+// a zero fourth row, each transposed column stored as 4 floats where its 3 belong. The 4th float
+// lands on the next column's first, which the next store writes, so a block is stored this way
+// only when the column after it is in the range too; the rest goes one element at a time.
+void transpose_3_rows(const float* src, float* dst, int64_t cols, int64_t c_begin, int64_t c_end) {
+  int64_t c = c_begin;
+#if defined(__SSE2__)
+  for (; c + 4 < c_end; c += 4) {
+    __m128 a = _mm_loadu_ps(src + c);
+    __m128 b = _mm_loadu_ps(src + cols + c);
+    __m128 e = _mm_loadu_ps(src + 2 * cols + c);
+    __m128 d = _mm_setzero_ps();
+    _MM_TRANSPOSE4_PS(a, b, e, d);
+    _mm_storeu_ps(dst + 3 * c, a);
+    _mm_storeu_ps(dst + 3 * (c + 1), b);
+    _mm_storeu_ps(dst + 3 * (c + 2), e);
+    _mm_storeu_ps(dst + 3 * (c + 3), d);
+  }
+#endif
+  for (; c < c_end; ++c)
+    for (int64_t r = 0; r < 3; ++r) dst[3 * c + r] = src[r * cols + c];
+}
+
 // One rows x cols matrix, its row range split over the pool's threads when large.
 void transpose(const KernelContext& ctx, const float* src, float* dst, int64_t rows, int64_t cols) {
+  if (rows == 3) {  // one row block only: the columns are split instead
+    constexpr int64_t kCols = 4096;
+    const int64_t chunks = (cols + kCols - 1) / kCols;
+    auto body = [&](int64_t begin, int64_t end) {
+      transpose_3_rows(src, dst, cols, begin * kCols, std::min(cols, end * kCols));
+    };
+    if (rows * cols >= kMinParallelElements && ctx.pool.size() > 1 && chunks > 1) {
+      ctx.pool.parallel_for(chunks, body);
+    } else {
+      body(0, chunks);
+    }
+    return;
+  }
   constexpr int64_t kBlock = 64;  // rows per parallel chunk (a multiple of both tiles' TR)
   auto body = [&](int64_t begin, int64_t end) {
     const int64_t r0 = begin * kBlock, r1 = std::min(rows, end * kBlock);
