@@ -450,7 +450,9 @@ class ConvKernel : public DnnlKernel<PlanKey, ConvPlan> {
     attr = user_scratchpad(attr);
     // Winograd where it pays (worth_winograd), direct otherwise and wherever oneDNN has no
     // Winograd kernel for it: on CPUs without AVX-512, or with post-ops it lacks (SiLU, binary).
-    if (worth_winograd(a, xs, ws, ys)) {
+    // Only for one item: a batch has tried its items' plan above, and where one item has no
+    // Winograd kernel, a batch taking one would round its items differently from a lone item.
+    if (xs[0] == 1 && worth_winograd(a, xs, ws, ys)) {
       try {
         p.pd = dnnl::convolution_forward::primitive_desc(
             desc(dnnl::algorithm::convolution_winograd), attr, engine());
