@@ -16,6 +16,7 @@ flight answers every one and exits 0.
 """
 import base64
 import json
+import math
 import os
 import re
 import shutil
@@ -289,22 +290,26 @@ def test_errors(s):
 
 
 def test_client_deadline(s):
-    # 24 unet calls at once with a deadline of 3 single-call latencies: the later ones expire
-    # while queued behind the earlier ones (two devices take about 12 latencies for all). The
-    # server must see that (polling the call's cancellation) and drop them, counting failures,
-    # instead of computing answers nobody reads.
+    # A burst of unet calls at once, each with the same deadline: the later ones expire while
+    # queued behind the earlier ones. The server must see that (polling the call's cancellation)
+    # and drop them, counting failures, instead of computing answers nobody reads.
+    # The deadline is at least 150 ms, so that on a loaded machine the first calls still reach
+    # the server in time (with 3 latencies of a fast model, about 55 ms, none did in one CI run),
+    # and the burst is long enough to queue for 3 deadlines on the model's two devices.
     inputs = test_data("sd_unet_tiny", "input")
     single = s.calls([{"rpc": "ModelInfer", "request": raw_request("unet", inputs),
                        "deadline_ms": int(TIMEOUT * 1000), "repeat": 3}])
     check(all(r["ok"] for r in single), f"single unet calls: {[r.get('code_name') for r in single]}")
-    deadline_ms = max(20, int(3 * min(r.get("ms", 1000) for r in single)))
+    single_ms = max(1.0, min(r.get("ms", 1000) for r in single))
+    deadline_ms = max(150, int(3 * single_ms))
+    burst = min(240, max(24, math.ceil(3 * deadline_ms * 2 / single_ms)))
     failed_before = s.metric("tandem_inference_failures_total", model="unet") or 0
     requests_before = s.metric("tandem_inference_requests_total", model="unet") or 0
     # The channel is open before the burst: on a loaded machine a fresh client's connection
     # set-up alone can outlast the deadline, and then no call reaches the server at all.
     results = node_client(dict(address=s.address, mode="concurrent", connect_first=True,
                                calls=[{"rpc": "ModelInfer", "request": raw_request("unet", inputs),
-                                       "deadline_ms": deadline_ms, "repeat": 24}]))["results"]
+                                       "deadline_ms": deadline_ms, "repeat": burst}]))["results"]
     expired = sum(1 for r in results if r.get("code_name") == "DEADLINE_EXCEEDED")
     check(expired >= 1, f"some calls expire on the client: {[r.get('code_name') for r in results]}")
     deadline = time.time() + 5
